@@ -1,0 +1,261 @@
+#include "config/config.h"
+
+#include <bit>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "nbd/server.h"
+
+namespace portal::config {
+namespace {
+
+// Keys the original portalbd accepted that have no meaning here.
+const std::set<std::string> kIgnoredKeys = {
+    "lsm.l0_max_ssts", "lsm.filter_bits_per_key", "lsm.compression_codec",
+    "lsm.sst_block_size"};
+
+class Reader {
+ public:
+  Reader(const toml::table& root, std::string_view source) : root_(root), source_(source) {}
+
+  Status Error(const std::string& key, const std::string& what) const {
+    return Status::InvalidArgument(fmt::format("{}: {} {}", source_, key, what));
+  }
+
+  // Reads an unsigned integer key if present.
+  Status U64(const toml::table& t, const std::string& table, const char* name, uint64_t* out) {
+    const toml::node* n = t.get(name);
+    if (!n) return Status::Ok();
+    std::string key = Qualified(table, name);
+    if (auto v = n->value_exact<int64_t>()) {
+      if (*v < 0) return Error(key, fmt::format("must not be negative (got {})", *v));
+      *out = static_cast<uint64_t>(*v);
+      return Status::Ok();
+    }
+    if (auto s = n->value_exact<std::string>()) {  // "64MiB" is friendlier than 67108864
+      auto size = ParseSize(*s);
+      if (!size.ok()) return Error(key, "must be an integer or a size like \"64MiB\"");
+      *out = *size;
+      return Status::Ok();
+    }
+    return Error(key, "must be an integer");
+  }
+
+  Status U32(const toml::table& t, const std::string& table, const char* name, uint32_t* out) {
+    uint64_t v = *out;
+    RETURN_IF_ERROR(U64(t, table, name, &v));
+    if (v > UINT32_MAX) return Error(Qualified(table, name), "is too large");
+    *out = static_cast<uint32_t>(v);
+    return Status::Ok();
+  }
+
+  Status Str(const toml::table& t, const std::string& table, const char* name, std::string* out) {
+    const toml::node* n = t.get(name);
+    if (!n) return Status::Ok();
+    auto v = n->value_exact<std::string>();
+    if (!v) return Error(Qualified(table, name), "must be a string");
+    *out = *v;
+    return Status::Ok();
+  }
+
+  Status Bool(const toml::table& t, const std::string& table, const char* name, bool* out) {
+    const toml::node* n = t.get(name);
+    if (!n) return Status::Ok();
+    auto v = n->value_exact<bool>();
+    if (!v) return Error(Qualified(table, name), "must be true or false");
+    *out = *v;
+    return Status::Ok();
+  }
+
+  Status Double(const toml::table& t, const std::string& table, const char* name, double* out) {
+    const toml::node* n = t.get(name);
+    if (!n) return Status::Ok();
+    if (auto v = n->value_exact<double>()) {
+      *out = *v;
+    } else if (auto i = n->value_exact<int64_t>()) {
+      *out = static_cast<double>(*i);
+    } else {
+      return Error(Qualified(table, name), "must be a number");
+    }
+    return Status::Ok();
+  }
+
+  static std::string Qualified(const std::string& table, const char* name) {
+    return table.empty() ? std::string(name) : table + "." + name;
+  }
+
+ private:
+  const toml::table& root_;
+  std::string_view source_;
+};
+
+}  // namespace
+
+Result<uint64_t> ParseSize(std::string_view text) {
+  uint64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || p == text.data()) {
+    return Status::InvalidArgument("bad size '" + std::string(text) + "'");
+  }
+  std::string_view suffix(p, text.data() + text.size() - p);
+  static const std::pair<std::string_view, int> kUnits[] = {
+      {"", 0},     {"B", 0},    {"K", 10},   {"KiB", 10}, {"M", 20}, {"MiB", 20},
+      {"G", 30},   {"GiB", 30}, {"T", 40},   {"TiB", 40}, {"P", 50}, {"PiB", 50},
+      {"E", 60},   {"EiB", 60}};
+  for (const auto& [name, shift] : kUnits) {
+    if (suffix == name) {
+      if (shift > 0 && value > (UINT64_MAX >> shift)) {
+        return Status::InvalidArgument("size '" + std::string(text) + "' overflows");
+      }
+      return value << shift;
+    }
+  }
+  return Status::InvalidArgument("bad size suffix in '" + std::string(text) +
+                                 "' (use K, M, G, T, P, E or KiB ... EiB)");
+}
+
+Result<Config> ParseToml(std::string_view text, std::string_view source, const Config& base,
+                         std::vector<std::string>* warnings) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::InvalidArgument(fmt::format("{}:{}:{}: {}", source, where.line,
+                                               where.column, e.description()));
+  }
+
+  Config c = base;
+  Reader r(root, source);
+  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record"};
+  static const std::map<std::string, std::set<std::string>> kKeys = {
+      {"device", {"disk_size_gb", "block_size"}},
+      {"storage", {"url", "cache_dir", "unsafe_no_fencing"}},
+      {"nbd", {"address", "socket", "max_connections"}},
+      {"lsm",
+       {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
+        "block_cache_size_bytes", "gc_live_ratio"}},
+      {"record", {"path", "workload"}},
+  };
+
+  // Unknown keys first, so a typo is reported even if other values are fine.
+  for (const auto& [k, node] : root) {
+    std::string key(k.str());
+    if (key == "socket") {
+      if (!node.is_string()) return r.Error("socket", "must be a string");
+      continue;
+    }
+    if (!kTables.count(key)) {
+      if (kIgnoredKeys.count(key)) continue;
+      return r.Error(key, "is not a known configuration key");
+    }
+    if (!node.is_table()) return r.Error(key, "must be a table ([" + key + "])");
+    for (const auto& [sub, subnode] : *node.as_table()) {
+      std::string full = key + "." + std::string(sub.str());
+      if (kKeys.at(key).count(std::string(sub.str()))) continue;
+      if (kIgnoredKeys.count(full)) {
+        warnings->push_back(fmt::format(
+            "{}: {} is a setting of the original portalbd that portalbd does not use; "
+            "ignored",
+            source, full));
+        continue;
+      }
+      return r.Error(full, "is not a known configuration key");
+    }
+  }
+
+  auto table = [&](const char* name) -> const toml::table& {
+    static const toml::table kEmpty;
+    const toml::table* t = root[name].as_table();
+    return t ? *t : kEmpty;
+  };
+
+  RETURN_IF_ERROR(r.U64(table("device"), "device", "disk_size_gb", &c.disk_size_gb));
+  RETURN_IF_ERROR(r.U32(table("device"), "device", "block_size", &c.block_size));
+  RETURN_IF_ERROR(r.Str(table("storage"), "storage", "url", &c.storage_url));
+  RETURN_IF_ERROR(r.Str(table("storage"), "storage", "cache_dir", &c.cache_dir));
+  RETURN_IF_ERROR(
+      r.Bool(table("storage"), "storage", "unsafe_no_fencing", &c.unsafe_no_fencing));
+  RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
+  RETURN_IF_ERROR(r.U32(table("nbd"), "nbd", "max_connections", &c.max_connections));
+  std::string top_socket, nbd_socket;
+  RETURN_IF_ERROR(r.Str(root, "", "socket", &top_socket));
+  RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "socket", &nbd_socket));
+  if (!top_socket.empty() && !nbd_socket.empty() && top_socket != nbd_socket) {
+    return r.Error("socket", "and nbd.socket are both set, to different paths");
+  }
+  if (!nbd_socket.empty()) c.socket = nbd_socket;
+  if (!top_socket.empty()) c.socket = top_socket;
+  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "flush_interval_ms", &c.flush_interval_ms));
+  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "l0_sst_size_bytes", &c.l0_sst_size_bytes));
+  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "max_unflushed_bytes", &c.max_unflushed_bytes));
+  RETURN_IF_ERROR(
+      r.U64(table("lsm"), "lsm", "block_cache_size_bytes", &c.block_cache_size_bytes));
+  RETURN_IF_ERROR(r.Double(table("lsm"), "lsm", "gc_live_ratio", &c.gc_live_ratio));
+  RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
+  RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));
+  if (root.contains("record") && c.record_path.empty()) {
+    return r.Error("record.path", "is required when [record] is present");
+  }
+  return c;
+}
+
+Result<Config> LoadFile(const std::string& path, const Config& base,
+                        std::vector<std::string>* warnings) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseToml(ss.str(), path, base, warnings);
+}
+
+Status Validate(const Config& c) {
+  auto bad = [](const char* key, const std::string& why) {
+    return Status::InvalidArgument(fmt::format("{} {}", key, why));
+  };
+  if (c.disk_size_gb == 0) return bad("device.disk_size_gb", "must be at least 1");
+  if (c.disk_size_gb > kMaxDiskSizeGb) {
+    return bad("device.disk_size_gb", fmt::format("must be at most {} (8 EiB)", kMaxDiskSizeGb));
+  }
+  if (!std::has_single_bit(c.block_size) || c.block_size < 512 || c.block_size > 65536) {
+    return bad("device.block_size",
+               fmt::format("must be a power of two from 512 to 65536 (got {})", c.block_size));
+  }
+  const std::string& url = c.storage_url;
+  if (url != "memory://" && !url.starts_with("file:///") && !url.starts_with("s3://")) {
+    return bad("storage.url", "must be memory://, file:///absolute/path or s3://bucket/prefix "
+                              "(got '" + url + "')");
+  }
+  if (url.starts_with("s3://") && (url.size() == 5 || url[5] == '/')) {
+    return bad("storage.url", "names no bucket: '" + url + "'");
+  }
+  if (auto a = nbd::ParseListenAddress(c.address); !a.ok()) {
+    return bad("nbd.address", a.status().message());
+  }
+  if (c.socket.empty() || c.socket[0] != '/') {
+    return bad("nbd.socket", "must be an absolute path (got '" + c.socket + "')");
+  }
+  if (c.max_connections == 0 || c.max_connections > 65536) {
+    return bad("nbd.max_connections", "must be between 1 and 65536");
+  }
+  if (c.l0_sst_size_bytes < (1u << 20)) return bad("lsm.l0_sst_size_bytes", "must be >= 1 MiB");
+  if (c.max_unflushed_bytes < c.l0_sst_size_bytes) {
+    return bad("lsm.max_unflushed_bytes", "must be >= lsm.l0_sst_size_bytes");
+  }
+  if (c.block_cache_size_bytes < (1u << 20)) {
+    return bad("lsm.block_cache_size_bytes", "must be >= 1 MiB");
+  }
+  if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {
+    return bad("lsm.gc_live_ratio", "must be between 0 and 1");
+  }
+  if (c.cache_dir.empty()) return bad("storage.cache_dir", "must not be empty");
+  return Status::Ok();
+}
+
+}  // namespace portal::config

@@ -1,0 +1,339 @@
+#include "nbd/server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+#include <asio/write.hpp>
+
+#include "util/log.h"
+
+namespace portal::nbd {
+
+using Socket = asio::generic::stream_protocol::socket;
+using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
+
+Result<ListenAddress> ParseListenAddress(std::string_view address) {
+  ListenAddress out;
+  if (address.starts_with("unix:")) {
+    out.is_unix = true;
+    out.host = std::string(address.substr(5));
+    if (out.host.empty() || out.host[0] != '/') {
+      return Status::InvalidArgument("unix socket address needs an absolute path: " +
+                                     std::string(address));
+    }
+    return out;
+  }
+  size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Status::InvalidArgument("address must be HOST:PORT or unix:/path, got '" +
+                                   std::string(address) + "'");
+  }
+  std::string_view host = address.substr(0, colon);
+  std::string_view port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned value = 0;
+  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || p != port.data() + port.size() || value > 65535) {
+    return Status::InvalidArgument("bad port in address '" + std::string(address) + "'");
+  }
+  out.host = std::string(host);
+  if (out.host == "localhost") out.host = "127.0.0.1";
+  out.port = static_cast<uint16_t>(value);
+  return out;
+}
+
+struct Server::Impl {
+  // A strand serializes accept completions with Shutdown()'s close().
+  explicit Impl(asio::io_context& io) : acceptor(asio::make_strand(io)) {}
+  Acceptor acceptor;
+};
+
+// One accepted socket driving one Session; see session.h for the loop.
+class Connection final : public std::enable_shared_from_this<Connection>, public Session::Host {
+ public:
+  Connection(Server& server, Socket socket, std::string peer)
+      : server_(server),
+        socket_(std::move(socket)),
+        strand_(asio::make_strand(server.env_.io_context())),
+        session_(server.catalog_, *this, server.options_.session, std::move(peer)) {}
+
+  void Begin() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->session_.Start();
+      self->Pump();
+    });
+  }
+
+  void Shutdown() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->session_.Shutdown();
+      self->Pump();
+    });
+  }
+
+  void RunInContext(std::function<void()> fn) override {
+    asio::post(strand_, [self = shared_from_this(), fn = std::move(fn)] {
+      fn();
+      self->Pump();
+    });
+  }
+
+  std::shared_ptr<void> KeepAlive() override { return shared_from_this(); }
+
+ private:
+  void Pump() {
+    if (closed_) return;
+    if (!writing_ && session_.HasOutput()) {
+      spans_.clear();
+      session_.GatherOutput(&spans_, 64);
+      buffers_.clear();
+      for (auto s : spans_) buffers_.emplace_back(s.data(), s.size());
+      writing_ = true;
+      asio::async_write(socket_, buffers_,
+                        asio::bind_executor(strand_, [self = shared_from_this()](
+                                                         const std::error_code& ec, size_t n) {
+                          self->writing_ = false;
+                          if (ec) {
+                            self->session_.OnOutputError();
+                          } else {
+                            self->session_.ConsumeOutput(n);
+                          }
+                          self->Pump();
+                        }));
+    }
+    if (!reading_) {
+      std::span<uint8_t> space = session_.InputSpace();
+      if (!space.empty()) {
+        reading_ = true;
+        socket_.async_read_some(
+            asio::buffer(space.data(), space.size()),
+            asio::bind_executor(strand_, [self = shared_from_this()](const std::error_code& ec,
+                                                                     size_t n) {
+              self->reading_ = false;
+              if (ec) {
+                self->session_.OnInputEof();
+              } else {
+                self->session_.CommitInput(n);
+              }
+              self->Pump();
+            }));
+      }
+    }
+    if (session_.Finished() && !writing_ && !session_.HasOutput()) {
+      closed_ = true;
+      std::error_code ignored;
+      socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+      socket_.close(ignored);
+      log::Get("portalbd::nbd")->debug("connection closed peer={}", session_.peer());
+      // Unregister after the close; pending handlers still hold us alive.
+      server_.Unregister(this);
+    }
+  }
+
+  Server& server_;
+  Socket socket_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  Session session_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+  std::vector<std::span<const uint8_t>> spans_;
+  std::vector<asio::const_buffer> buffers_;
+};
+
+Server::Server(RealEnv& env, ExportCatalog& catalog, Options options)
+    : env_(env),
+      catalog_(catalog),
+      options_(std::move(options)),
+      impl_(std::make_unique<Impl>(env.io_context())) {}
+
+Server::~Server() { Shutdown(); }
+
+namespace {
+
+// Returns OK if `path` is free to bind (removing a stale socket file).
+Status PrepareUnixPath(asio::io_context& io, const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();  // nothing there
+  if (!S_ISSOCK(st.st_mode)) {
+    return Status::InvalidArgument(path + " exists and is not a socket; refusing to replace it");
+  }
+  asio::local::stream_protocol::socket probe(io);
+  std::error_code ec;
+  probe.connect(asio::local::stream_protocol::endpoint(path), ec);
+  if (!ec) {
+    return Status::Busy("another server is listening on unix:" + path);
+  }
+  if (::unlink(path.c_str()) != 0) {
+    return Status::IOError("cannot remove stale socket " + path + ": " + std::strerror(errno));
+  }
+  log::Get("portalbd::nbd")->info("removed stale socket path={}", path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Server::Listen() {
+  auto parsed = ParseListenAddress(options_.address);
+  if (!parsed.ok()) return parsed.status();
+  Acceptor& acceptor = impl_->acceptor;
+  std::error_code ec;
+  if (parsed->is_unix) {
+    RETURN_IF_ERROR(PrepareUnixPath(env_.io_context(), parsed->host));
+    asio::local::stream_protocol::endpoint ep(parsed->host);
+    acceptor.open(asio::generic::stream_protocol::endpoint(ep).protocol(), ec);
+    if (!ec) acceptor.bind(asio::generic::stream_protocol::endpoint(ep), ec);
+    if (!ec) ::chmod(parsed->host.c_str(), 0660);
+    unix_path_ = parsed->host;
+    bound_address_ = "unix:" + parsed->host;
+  } else {
+    auto ip = asio::ip::make_address(parsed->host, ec);
+    if (ec) {
+      return Status::InvalidArgument("bad listen address '" + options_.address +
+                                     "': " + ec.message());
+    }
+    asio::ip::tcp::endpoint ep(ip, parsed->port);
+    asio::generic::stream_protocol::endpoint gep(ep);
+    acceptor.open(gep.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(gep, ec);
+    if (!ec) {
+      // Read back the port actually bound (port 0 asks the kernel to choose).
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      ::getsockname(acceptor.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len);
+      uint16_t port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+      bound_address_ = (ip.is_v6() ? "[" + parsed->host + "]" : parsed->host) + ":" +
+                       std::to_string(port);
+    }
+  }
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::IOError("cannot listen on " + options_.address + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
+void Server::Start() {
+  asio::post(impl_->acceptor.get_executor(), [this] { Accept(); });
+}
+
+void Server::Accept() {
+  impl_->acceptor.async_accept([this](const std::error_code& ec, Socket socket) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        log::Get("portalbd::nbd")->warn("accept failed error=\"{}\"", ec.message());
+        Accept();
+      }
+      return;
+    }
+    std::error_code ignored;
+    std::string peer = unix_path_.empty() ? "tcp" : "unix";
+    if (unix_path_.empty()) {
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (::getpeername(socket.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+          ss.ss_family == AF_INET) {
+        auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+        char buf[INET_ADDRSTRLEN];
+        ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+        peer = std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
+      }
+    }
+    std::shared_ptr<Connection> conn;
+    {
+      std::lock_guard lock(mu_);
+      if (connections_.size() >= options_.max_connections) {
+        log::Get("portalbd::nbd")
+            ->warn("connection refused: limit reached peer={} max_connections={}", peer,
+                   options_.max_connections);
+        socket.close(ignored);
+      } else {
+        peer += "#" + std::to_string(++next_id_);
+        conn = std::make_shared<Connection>(*this, std::move(socket), peer);
+        connections_.insert(conn);
+      }
+    }
+    if (conn) {
+      log::Get("portalbd::nbd")->debug("connection accepted peer={}", peer);
+      conn->Begin();
+    }
+    Accept();
+  });
+}
+
+void Server::Unregister(Connection* c) {
+  std::lock_guard lock(mu_);
+  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+    if (it->get() == c) {
+      connections_.erase(it);
+      break;
+    }
+  }
+  cv_.notify_all();
+}
+
+size_t Server::connection_count() const {
+  std::lock_guard lock(mu_);
+  return connections_.size();
+}
+
+void Server::Shutdown(uint64_t timeout_ms) {
+  std::vector<std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    conns.assign(connections_.begin(), connections_.end());
+  }
+  // Close the acceptor on its executor; the pending accept completes with an error.
+  std::mutex m;
+  std::condition_variable closed_cv;
+  bool closed = false;
+  asio::post(impl_->acceptor.get_executor(), [&] {
+    std::error_code ignored;
+    impl_->acceptor.close(ignored);
+    std::lock_guard lock(m);
+    closed = true;
+    closed_cv.notify_all();
+  });
+  {
+    std::unique_lock lock(m);
+    closed_cv.wait_for(lock, std::chrono::seconds(5), [&] { return closed; });
+  }
+  for (auto& c : conns) c->Shutdown();
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                      [&] { return connections_.empty(); })) {
+      log::Get("portalbd::nbd")
+          ->warn("shutdown: connections still open after {} ms count={}", timeout_ms,
+                 connections_.size());
+    }
+  }
+  if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+}
+
+}  // namespace portal::nbd

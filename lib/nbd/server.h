@@ -1,0 +1,78 @@
+// Server: the only Asio-aware NBD file. Accepts connections on TCP ("host:port") or a
+// unix socket ("unix:/path") and runs one Session per connection on the RealEnv's
+// io_context, serialized per connection by a strand.
+//
+// Unix sockets: a stale socket file (nobody answers) is replaced; if a live server
+// answers on it, Listen() fails and says so; a path that is not a socket is refused.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "env/real_env.h"
+#include "nbd/export.h"
+#include "nbd/session.h"
+#include "util/status.h"
+
+namespace portal::nbd {
+
+class Connection;
+
+class Server {
+ public:
+  struct Options {
+    std::string address = "127.0.0.1:10809";
+    uint32_t max_connections = 64;
+    Session::Options session;
+  };
+
+  // `env` and `catalog` must outlive the server.
+  Server(RealEnv& env, ExportCatalog& catalog, Options options);
+  ~Server();  // Shutdown()s
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens. Errors name the address.
+  Status Listen();
+  // "127.0.0.1:10809" (the real port when 0 was asked for) or "unix:/path".
+  std::string bound_address() const { return bound_address_; }
+  // Starts accepting (on the env's executor threads).
+  void Start();
+  // Stops accepting, lets every connection finish its in-flight requests and close,
+  // waiting up to `timeout_ms`. Blocks; never call from an executor thread. Idempotent.
+  void Shutdown(uint64_t timeout_ms = 30000);
+
+  size_t connection_count() const;
+
+ private:
+  friend class Connection;
+  struct Impl;
+  void Accept();
+  void Unregister(Connection* c);
+
+  RealEnv& env_;
+  ExportCatalog& catalog_;
+  Options options_;
+  std::unique_ptr<Impl> impl_;
+  std::string bound_address_;
+  std::string unix_path_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                                         // GUARDED_BY(mu_)
+  uint64_t next_id_ = 0;
+};
+
+// Parses "host:port", "[v6]:port" or "unix:/path" without resolving names.
+struct ListenAddress {
+  bool is_unix = false;
+  std::string host;  // or the unix path
+  uint16_t port = 0;
+};
+Result<ListenAddress> ParseListenAddress(std::string_view address);
+
+}  // namespace portal::nbd

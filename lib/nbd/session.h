@@ -1,0 +1,145 @@
+// Session: one NBD connection, sans-io. The server's socket adapter (server.cc) and the
+// byte-exact tests drive the same code:
+//
+//   session.Start();                            // queues the greeting
+//   loop:
+//     span = session.InputSpace();              // read into it (empty: don't read now)
+//     session.CommitInput(n) / OnInputEof();
+//     session.GatherOutput(&bufs) -> write -> session.ConsumeOutput(n) / OnOutputError();
+//     if (session.Finished() && !session.HasOutput()) close;
+//
+// Requests run concurrently on the device (many per connection); replies go out in
+// completion order. A request's completion re-enters the session through
+// Host::RunInContext, so every Session method runs in one serialized context (the
+// connection's strand) and the class needs no locks.
+//
+// Bounds: at most max_inflight_requests requests and max_inflight_bytes of READ/WRITE
+// payload plus queued output at once; past either, InputSpace() is empty (the socket is
+// not read) until replies drain. Oversized WRITE payloads are discarded as they stream
+// in, never buffered.
+//
+// Lifetime: the host must keep the Session alive while inflight() > 0; KeepAlive()
+// tokens are held by running requests for that purpose.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "nbd/export.h"
+#include "nbd/handshake.h"
+#include "nbd/transmission.h"
+#include "util/buffer.h"
+
+namespace portal::nbd {
+
+class Session {
+ public:
+  struct Options {
+    uint32_t max_inflight_requests = 256;
+    uint64_t max_inflight_bytes = 128ull << 20;
+    size_t input_buffer_bytes = 256 * 1024;
+  };
+
+  class Host {
+   public:
+    virtual ~Host() = default;
+    // Runs fn later (never inline) in the session's serialized context, then lets the
+    // host act on the session's new state (write output, read input, close).
+    virtual void RunInContext(std::function<void()> fn) = 0;
+    // A token that keeps the host and the session alive while held (may be null when
+    // the host outlives every request by construction, as in tests).
+    virtual std::shared_ptr<void> KeepAlive() = 0;
+  };
+
+  Session(ExportCatalog& catalog, Host& host, Options options, std::string peer);
+  Session(ExportCatalog& catalog, Host& host, std::string peer)
+      : Session(catalog, host, Options{}, std::move(peer)) {}
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void Start();
+
+  // Where the next bytes from the peer should be read to; empty when the session does
+  // not want input now (paused by a bound, or finished reading).
+  std::span<uint8_t> InputSpace();
+  void CommitInput(size_t n);
+  // The peer closed its side, or reading failed.
+  void OnInputEof();
+
+  bool HasOutput() const { return out_bytes_ > 0; }
+  // Appends up to `max` pending output buffers, in order.
+  void GatherOutput(std::vector<std::span<const uint8_t>>* bufs, size_t max) const;
+  void ConsumeOutput(size_t n);
+  // Writing failed: output is dropped from now on; requests finish, then Finished().
+  void OnOutputError();
+
+  // Server stopping: read no more requests, finish those in flight, then finish.
+  void Shutdown();
+
+  // Nothing more will happen: once output is drained (or broken), close the socket.
+  bool Finished() const;
+  uint64_t inflight() const { return inflight_; }
+  bool in_transmission() const { return phase_ == Phase::kTransmission; }
+  const std::string& peer() const { return peer_; }
+
+ private:
+  struct Request;
+  enum class Phase { kHandshake, kTransmission, kDraining, kClosed };
+
+  void ProcessInput();
+  void ProcessHandshake();
+  void ProcessTransmission();
+  bool Paused() const;
+  void Dispatch(std::unique_ptr<Request> req);
+  void Complete(std::unique_ptr<Request> req);
+  void ReplyError(const RequestHeader& h, uint32_t error, std::string_view message);
+  void EncodeReply(Request& req);
+  void EncodeRead(Request& req);
+  void StopReading(Phase next);
+
+  // Output queue.
+  struct OutChunk {
+    std::shared_ptr<Buffer> owner;
+    const uint8_t* data;
+    size_t len;
+    bool arena;  // a small-reply arena that may still grow
+  };
+  void AppendSmall(std::string_view bytes);
+  void AppendOwned(std::shared_ptr<Buffer> owner, const uint8_t* data, size_t len);
+
+  ExportCatalog& catalog_;
+  Host& host_;
+  const Options options_;
+  const std::string peer_;
+  Phase phase_ = Phase::kHandshake;
+  Handshake handshake_;
+  Negotiated n_;
+  std::shared_ptr<OpenExport> export_;
+
+  // Input: bytes [in_begin_, in_end_) of in_ are read but not yet parsed.
+  Buffer in_;
+  size_t in_begin_ = 0;
+  size_t in_end_ = 0;
+  // A WRITE whose payload is being read straight into its own buffer.
+  std::unique_ptr<Request> pending_write_;
+  // An invalid or oversized WRITE payload being discarded; then reply `drain_error_`.
+  uint64_t drain_left_ = 0;
+  RequestHeader drain_header_;
+  uint32_t drain_error_ = 0;
+
+  uint64_t inflight_ = 0;
+  uint64_t inflight_bytes_ = 0;
+
+  std::deque<OutChunk> out_;
+  size_t out_front_pos_ = 0;  // bytes of out_.front() already written
+  uint64_t out_bytes_ = 0;
+  bool output_broken_ = false;
+};
+
+}  // namespace portal::nbd

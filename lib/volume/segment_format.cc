@@ -1,0 +1,259 @@
+// Segment object layout (little-endian; varints are LEB128):
+//
+//   +--------------------------------------------------------------------+
+//   | chunk 0 | chunk 1 | ... | chunk n-1 |  data area: 16-block chunks,   |
+//   |                                      |  each LZ4 or raw              |
+//   +--------------------------------------------------------------------+
+//   | footer                                                             |
+//   |   format_version, segment_id, epoch, first_seq, last_seq,          |
+//   |   block_size, blocks_per_chunk, data_blocks       (varints)        |
+//   |   chunk_count; per chunk: offset, stored_len, raw_blocks (varints),|
+//   |     codec u8, xxh3 u64 of the decoded bytes                        |
+//   |   extent_count; per extent: first - previous end, length (varints),|
+//   |     kind u8 (1 data, 2 zero, 3 hole; | 0x80 if conditional),       |
+//   |     data: index varint; conditional: expected kind u8,            |
+//   |     [expected segment, expected index varints if data]            |
+//   +--------------------------------------------------------------------+
+//   | trailer: footer_len u32 | xxh3(footer) u64 | magic u64 "PBDSEG01" |
+//   +--------------------------------------------------------------------+
+#include "volume/segment_format.h"
+
+#include <lz4.h>
+
+#include <fmt/format.h>
+
+#include "util/checksum.h"
+#include "util/coding.h"
+
+namespace portal::volume {
+namespace {
+
+constexpr uint64_t kMagic = 0x3130474553444250ULL;  // "PBDSEG01" little-endian
+constexpr uint8_t kConditionalBit = 0x80;
+
+Status Bad(const std::string& name, const std::string& what) {
+  return Status::Corruption(fmt::format("segment {}: {}", name, what));
+}
+
+void PutLoc(std::string* out, const lsm::Loc& loc) {
+  if (loc.is_data()) {
+    PutVarint64(out, loc.segment);
+    PutVarint64(out, loc.index);
+  }
+}
+
+bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
+
+}  // namespace
+
+EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compress) {
+  PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
+  EncodedSegment out;
+  std::string& s = out.bytes;
+  const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
+  f->chunks.clear();
+  std::string scratch;
+  for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
+    std::string_view raw = data.substr(pos, chunk_bytes);
+    ChunkInfo c;
+    c.offset = s.size();
+    c.raw_blocks = raw.size() / f->block_size;
+    c.checksum = Checksum64(raw);
+    c.codec = ChunkCodec::kRaw;
+    if (compress) {
+      scratch.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+      int n = LZ4_compress_default(raw.data(), scratch.data(), static_cast<int>(raw.size()),
+                                   static_cast<int>(scratch.size()));
+      if (n > 0 && static_cast<size_t>(n) <= raw.size() - raw.size() / 8) {
+        c.codec = ChunkCodec::kLz4;
+        s.append(scratch.data(), static_cast<size_t>(n));
+      }
+    }
+    if (c.codec == ChunkCodec::kRaw) s.append(raw);
+    c.stored_len = s.size() - c.offset;
+    f->chunks.push_back(c);
+  }
+
+  std::string footer;
+  PutVarint64(&footer, kSegmentFormatVersion);
+  PutVarint64(&footer, f->segment_id);
+  PutVarint64(&footer, f->epoch);
+  PutVarint64(&footer, f->first_seq);
+  PutVarint64(&footer, f->last_seq);
+  PutVarint64(&footer, f->block_size);
+  PutVarint64(&footer, f->blocks_per_chunk);
+  PutVarint64(&footer, f->data_blocks);
+  PutVarint64(&footer, f->chunks.size());
+  for (const ChunkInfo& c : f->chunks) {
+    PutVarint64(&footer, c.offset);
+    PutVarint64(&footer, c.stored_len);
+    PutVarint64(&footer, c.raw_blocks);
+    footer.push_back(static_cast<char>(c.codec));
+    PutFixed64(&footer, c.checksum);
+  }
+  PutVarint64(&footer, f->extents.size());
+  uint64_t prev_end = 0;
+  for (const SegmentExtent& se : f->extents) {
+    const lsm::Extent& e = se.extent;
+    PORTAL_ASSERT(e.first >= prev_end && e.end > e.first, "segment extents out of order");
+    PutVarint64(&footer, e.first - prev_end);
+    PutVarint64(&footer, e.length());
+    footer.push_back(static_cast<char>(static_cast<uint8_t>(e.loc.kind) |
+                                       (se.conditional ? kConditionalBit : 0)));
+    if (e.loc.is_data()) {
+      PORTAL_ASSERT(e.loc.segment == f->segment_id && e.loc.index + e.length() <= f->data_blocks,
+                    "data extent outside the segment's stream");
+      PutVarint64(&footer, e.loc.index);
+    }
+    if (se.conditional) {
+      footer.push_back(static_cast<char>(se.expected.kind));
+      PutLoc(&footer, se.expected);
+    }
+    prev_end = e.end;
+  }
+  out.footer_checksum = Checksum64(footer);
+  s.append(footer);
+  PutFixed32(&s, static_cast<uint32_t>(footer.size()));
+  PutFixed64(&s, out.footer_checksum);
+  PutFixed64(&s, kMagic);
+  return out;
+}
+
+Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string& name) {
+  if (trailer.size() < kSegmentTrailerSize) return Bad(name, "object shorter than its trailer");
+  trailer = trailer.substr(trailer.size() - kSegmentTrailerSize);
+  const auto* p = reinterpret_cast<const uint8_t*>(trailer.data());
+  if (LoadLE64(p + 12) != kMagic) return Bad(name, "bad magic (not a segment)");
+  return LoadLE32(p);
+}
+
+Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object_size,
+                                          const std::string& name, uint64_t* footer_checksum) {
+  ASSIGN_OR_RETURN(uint32_t footer_len, ParseSegmentTrailer(tail, name));
+  if (tail.size() < kSegmentTrailerSize + footer_len ||
+      object_size < kSegmentTrailerSize + footer_len) {
+    return Bad(name, "footer length exceeds the object");
+  }
+  const auto* tp = reinterpret_cast<const uint8_t*>(tail.data() + tail.size() - kSegmentTrailerSize);
+  std::string_view footer =
+      tail.substr(tail.size() - kSegmentTrailerSize - footer_len, footer_len);
+  uint64_t sum = Checksum64(footer);
+  if (sum != LoadLE64(tp + 4)) return Bad(name, "footer checksum mismatch");
+  if (footer_checksum) *footer_checksum = sum;
+  const uint64_t data_area = object_size - kSegmentTrailerSize - footer_len;
+
+  SegmentFooter f;
+  ByteReader r(footer);
+  uint64_t version, block_size, per_chunk, nchunks;
+  if (!r.GetVarint64(&version) || !r.GetVarint64(&f.segment_id) || !r.GetVarint64(&f.epoch) ||
+      !r.GetVarint64(&f.first_seq) || !r.GetVarint64(&f.last_seq) ||
+      !r.GetVarint64(&block_size) || !r.GetVarint64(&per_chunk) ||
+      !r.GetVarint64(&f.data_blocks) || !r.GetVarint64(&nchunks)) {
+    return Bad(name, "truncated footer header");
+  }
+  if (version != kSegmentFormatVersion) {
+    return Bad(name, fmt::format("unsupported format version {}", version));
+  }
+  if (block_size < 512 || block_size > (1u << 20) || (block_size & (block_size - 1)) ||
+      per_chunk == 0 || per_chunk > 4096) {
+    return Bad(name, "bad block size or chunk size");
+  }
+  f.block_size = static_cast<uint32_t>(block_size);
+  f.blocks_per_chunk = static_cast<uint32_t>(per_chunk);
+  if (nchunks > footer.size() / 12 + 1) return Bad(name, "chunk count too large");
+  uint64_t expect_offset = 0, blocks = 0;
+  for (uint64_t i = 0; i < nchunks; ++i) {
+    ChunkInfo c;
+    uint64_t codec;
+    std::string_view codec_byte;
+    if (!r.GetVarint64(&c.offset) || !r.GetVarint64(&c.stored_len) ||
+        !r.GetVarint64(&c.raw_blocks) || !r.GetBytes(1, &codec_byte) ||
+        !r.GetFixed64(&c.checksum)) {
+      return Bad(name, "truncated chunk table");
+    }
+    codec = static_cast<uint8_t>(codec_byte[0]);
+    if (codec > 1) return Bad(name, fmt::format("unknown chunk codec {}", codec));
+    c.codec = static_cast<ChunkCodec>(codec);
+    if (c.offset != expect_offset || c.stored_len == 0 || c.stored_len > data_area - c.offset ||
+        c.raw_blocks == 0 || c.raw_blocks > per_chunk ||
+        (i + 1 < nchunks && c.raw_blocks != per_chunk)) {
+      return Bad(name, fmt::format("chunk {} has inconsistent offset or size", i));
+    }
+    if (c.codec == ChunkCodec::kRaw && c.stored_len != c.raw_blocks * block_size) {
+      return Bad(name, fmt::format("raw chunk {} has the wrong length", i));
+    }
+    expect_offset += c.stored_len;
+    blocks += c.raw_blocks;
+    f.chunks.push_back(c);
+  }
+  if (expect_offset != data_area) return Bad(name, "chunks do not fill the data area");
+  if (blocks != f.data_blocks) return Bad(name, "chunk blocks do not add up to data_blocks");
+
+  uint64_t nextents;
+  if (!r.GetVarint64(&nextents)) return Bad(name, "truncated extent count");
+  if (nextents > footer.size()) return Bad(name, "extent count too large");
+  uint64_t prev_end = 0;
+  for (uint64_t i = 0; i < nextents; ++i) {
+    SegmentExtent se;
+    uint64_t gap, len;
+    std::string_view kind_byte;
+    if (!r.GetVarint64(&gap) || !r.GetVarint64(&len) || !r.GetBytes(1, &kind_byte)) {
+      return Bad(name, "truncated extent list");
+    }
+    uint8_t kind = static_cast<uint8_t>(kind_byte[0]);
+    se.conditional = kind & kConditionalBit;
+    kind &= ~kConditionalBit;
+    if (!ValidKind(kind)) return Bad(name, fmt::format("extent {} has unknown kind {}", i, kind));
+    if (len == 0 || gap > UINT64_MAX - prev_end || len > UINT64_MAX - prev_end - gap) {
+      return Bad(name, fmt::format("extent {} has a bad range", i));
+    }
+    se.extent.first = prev_end + gap;
+    se.extent.end = se.extent.first + len;
+    se.extent.loc.kind = static_cast<lsm::LocKind>(kind);
+    if (se.extent.loc.is_data()) {
+      se.extent.loc.segment = f.segment_id;
+      if (!r.GetVarint64(&se.extent.loc.index)) return Bad(name, "truncated extent");
+      if (se.extent.loc.index > f.data_blocks || len > f.data_blocks - se.extent.loc.index) {
+        return Bad(name, fmt::format("extent {} points outside the data stream", i));
+      }
+    }
+    if (se.conditional) {
+      std::string_view ek;
+      if (!r.GetBytes(1, &ek) || !ValidKind(static_cast<uint8_t>(ek[0]))) {
+        return Bad(name, "bad conditional extent");
+      }
+      se.expected.kind = static_cast<lsm::LocKind>(static_cast<uint8_t>(ek[0]));
+      if (se.expected.is_data() &&
+          (!r.GetVarint64(&se.expected.segment) || !r.GetVarint64(&se.expected.index))) {
+        return Bad(name, "truncated conditional extent");
+      }
+    }
+    prev_end = se.extent.end;
+    f.extents.push_back(se);
+  }
+  if (!r.empty()) return Bad(name, "trailing bytes in footer");
+  return f;
+}
+
+Result<std::string> DecodeChunk(std::string_view stored, const ChunkInfo& c,
+                                uint32_t block_size, const std::string& name) {
+  const size_t raw_len = c.raw_blocks * block_size;
+  if (stored.size() != c.stored_len) return Bad(name, "chunk read returned the wrong length");
+  std::string raw;
+  if (c.codec == ChunkCodec::kRaw) {
+    raw.assign(stored);
+  } else {
+    raw.resize(raw_len);
+    int n = LZ4_decompress_safe(stored.data(), raw.data(), static_cast<int>(stored.size()),
+                                static_cast<int>(raw_len));
+    if (n < 0 || static_cast<size_t>(n) != raw_len) {
+      return Bad(name, fmt::format("chunk at offset {} does not decompress", c.offset));
+    }
+  }
+  if (Checksum64(raw) != c.checksum) {
+    return Bad(name, fmt::format("chunk at offset {} fails its checksum", c.offset));
+  }
+  return raw;
+}
+
+}  // namespace portal::volume

@@ -1,0 +1,82 @@
+// Segment objects (seg/<id>.seg): encode and decode. The byte layout is documented at
+// the top of segment_format.cc and in docs/volume.md.
+//
+// Every decode checks magic, checksums, lengths and ordering and returns Corruption
+// naming the object on any mismatch; nothing here asserts on stored bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lsm/extent.h"
+#include "util/status.h"
+
+namespace portal::volume {
+
+enum class ChunkCodec : uint8_t { kRaw = 0, kLz4 = 1 };  // stored: never renumber
+
+struct ChunkInfo {
+  uint64_t offset = 0;      // in the object
+  uint64_t stored_len = 0;  // bytes in the object
+  uint64_t raw_blocks = 0;  // blocks it decodes to
+  ChunkCodec codec = ChunkCodec::kRaw;
+  uint64_t checksum = 0;  // XXH3-64 of the decoded bytes
+};
+
+struct SegmentExtent {
+  lsm::Extent extent;
+  // GC relocation: apply only where the map still points at `expected` (sliced along
+  // the run); a user write or TRIM in between always wins.
+  bool conditional = false;
+  lsm::Loc expected;
+  friend bool operator==(const SegmentExtent&, const SegmentExtent&) = default;
+};
+
+struct SegmentFooter {
+  uint64_t segment_id = 0;
+  uint64_t epoch = 0;
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  uint32_t block_size = 4096;
+  uint32_t blocks_per_chunk = 16;
+  uint64_t data_blocks = 0;
+  std::vector<ChunkInfo> chunks;
+  std::vector<SegmentExtent> extents;  // sorted by first, non-overlapping
+
+  // A fence segment carries no data and no extents (see docs/volume.md).
+  bool is_fence() const { return data_blocks == 0 && extents.empty(); }
+  // Chunk holding data-stream block `index`, and the block's position inside it.
+  size_t chunk_of(uint64_t index) const { return index / blocks_per_chunk; }
+};
+
+constexpr size_t kSegmentTrailerSize = 20;
+constexpr uint32_t kSegmentFormatVersion = 1;
+
+struct EncodedSegment {
+  std::string bytes;
+  uint64_t footer_checksum = 0;  // identifies this exact object (lost-ack read-back)
+};
+
+// Encodes a segment. `footer` supplies ids, sequence range, sizes and extents (chunks
+// are filled in); `data` holds footer.data_blocks blocks in stream order. Data extents
+// must reference stream indexes < data_blocks. Compression is per chunk, kept only
+// when it saves at least 1/8.
+EncodedSegment EncodeSegment(SegmentFooter* footer, std::string_view data, bool compress);
+
+// Parses the fixed trailer (the object's last kSegmentTrailerSize bytes): returns the
+// footer length; the footer is the `footer_len` bytes before the trailer.
+Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string& name);
+
+// Decodes a footer given the object's tail (at least trailer + footer bytes; more in
+// front is fine). Validates everything against `object_size`.
+Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object_size,
+                                          const std::string& name,
+                                          uint64_t* footer_checksum = nullptr);
+
+// Decodes one chunk's stored bytes into raw blocks, verifying its checksum.
+Result<std::string> DecodeChunk(std::string_view stored, const ChunkInfo& chunk,
+                                uint32_t block_size, const std::string& name);
+
+}  // namespace portal::volume

@@ -63,6 +63,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # ---------------------------------------------------------------------------------------
 # Test files: tests/NAME.sh with header lines
@@ -161,7 +162,9 @@ run_test() {
   echo "=== $name (guest ${mem} MiB, ${SMP} cpu, timeout ${timeout} s)"
   local start end_seen=0 timed_out=0 now
   start=$(date +%s.%N)
-  qemu-system-x86_64 -M microvm -accel tcg -cpu max -smp "$SMP" -m "$mem" \
+  # --pdeathsig: should this script be SIGKILLed (as a test driver may do on its own
+  # timeout) and its trap never run, qemu dies with it all the same.
+  setpriv --pdeathsig KILL -- qemu-system-x86_64 -M microvm -accel tcg -cpu max -smp "$SMP" -m "$mem" \
     -no-user-config -nodefaults -display none -monitor none -no-reboot -nic none \
     -serial "file:$log" \
     -kernel "$VM_KERNEL_DIR/vmlinux" -initrd "$VM_INITRD" \

@@ -15,7 +15,7 @@
 VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux coreutils)
 # Host commands that must exist once the packages are installed.
 VM_HOST_COMMANDS=(qemu-system-x86_64 cpio depmod modprobe xz nbd-client mke2fs e2fsck blkdiscard
-  fstrim blockdev dd ldd dpkg-deb sha256sum)
+  fstrim blockdev dd ldd dpkg-deb sha256sum setpriv flock)
 
 vm_sudo=()
 

@@ -14,7 +14,7 @@
 #   PORTALBD_BUILD_DIR    build directory with the portalbd binaries (default: build/)
 #   VMTEST_STORAGE_URL    storage URL portalbd uses in the guest (default below)
 #   VMTEST_CACHE_DIR      packages, kernel, initramfs pieces (default: vm-tests/.cache)
-#   VMTEST_LOG_DIR        console logs, one per test (default: $PORTALBD_BUILD_DIR/vm-tests)
+#   VMTEST_LOG_DIR        console logs, one per test (default: $PORTALBD_BUILD_DIR/vm-tests/logs)
 #   VMTEST_SMP            guest CPUs (default 2)
 #   VMTEST_TIMEOUT_SCALE  multiplies every test's timeout (default 1)
 #   VMTEST_VERBOSE=1      copy the whole console to stdout after each boot
@@ -23,6 +23,7 @@
 # Exit status: 0 when nothing failed, 1 when something failed, 77 (skipped) only when the
 # packages it needs cannot be installed at all.
 set -euo pipefail
+shopt -s inherit_errexit
 
 VM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$VM_ROOT/.." && pwd)
@@ -33,7 +34,7 @@ VMTEST_STORAGE_URL=${VMTEST_STORAGE_URL:-memory://}
 
 BUILD_DIR=${PORTALBD_BUILD_DIR:-$REPO_ROOT/build}
 VM_CACHE=${VMTEST_CACHE_DIR:-$VM_ROOT/.cache}
-LOG_DIR=${VMTEST_LOG_DIR:-$BUILD_DIR/vm-tests}
+LOG_DIR=${VMTEST_LOG_DIR:-$BUILD_DIR/vm-tests/logs}
 SMP=${VMTEST_SMP:-2}
 TIMEOUT_SCALE=${VMTEST_TIMEOUT_SCALE:-1}
 
@@ -42,9 +43,10 @@ die() {
   echo "vm-tests: error: $*" >&2
   exit 1
 }
+# May run inside $(...): everything goes to stderr, the caller exits with the status.
 skip77() {
   echo "vm-tests: SKIPPED: $*" >&2
-  echo "0 passed, 0 failed, 1 skipped"
+  echo "vm-tests: 0 passed, 0 failed, 1 skipped" >&2
   exit 77
 }
 
@@ -95,8 +97,8 @@ probe_file_storage() {
   "$BUILD_DIR/portalbd" --disk-size-gb 1 --storage "file://$d/store" --address "unix:$d/nbd.sock" \
     --socket "$d/ctl.sock" --log-level error >"$d/log" 2>&1 &
   VM_PROBE_PID=$!
-  local i
-  for i in $(seq 100); do
+  local _
+  for _ in $(seq 100); do
     if [ -S "$d/nbd.sock" ]; then
       FILE_STORAGE_STATE=yes
       break
@@ -165,7 +167,7 @@ boot_guest() {
   local start end_seen=0 init_seen=0 now elapsed
   : >"$log"
   start=$(date +%s.%N)
-  BOOT_STATE=done
+  BOOT_STATE="done"
   # --pdeathsig: should this script be SIGKILLed (as a test driver may do on its own
   # timeout) and its trap never run, qemu dies with it all the same.
   setpriv --pdeathsig KILL -- qemu-system-x86_64 -M microvm -accel tcg -cpu max -smp "$SMP" -m "$mem" \
@@ -231,14 +233,14 @@ run_test() {
     [ "$attempt" = 2 ] || note "$name: the guest kernel did not reach /init within $BOOT_STALL_S s; booting again"
   done
   local timed_out=0 qemu_rc=$BOOT_QEMU_RC
-  [ "$BOOT_STATE" = done ] || timed_out=1
+  [ "$BOOT_STATE" = "done" ] || timed_out=1
   local seconds
   seconds=$(awk -v n="$(date +%s.%N)" -v s="$start" 'BEGIN { printf "%.1f", n - s }')
 
   tr -d '\r' <"$log" >"$clean"
   [ "${VMTEST_VERBOSE:-0}" = 1 ] && sed 's/^/  | /' "$clean"
 
-  local p f s line
+  local p f s
   p=$(grep -ac "^VMTEST PASS $name: " "$clean" || true)
   f=$(grep -ac "^VMTEST FAIL $name: " "$clean" || true)
   s=$(grep -ac "^VMTEST SKIP $name: " "$clean" || true)
@@ -289,7 +291,12 @@ if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
 fi
 if [ "${1:-}" = --list ]; then
   for t in $(list_tests); do
-    printf '%-20s %s\n' "$t" "$(sed -n '2s/^# vm-test [^:]*: *//p' "$VM_ROOT/tests/$t.sh")"
+    # The description: from "# vm-test NAME:" up to the first header key.
+    awk 'NR == 1 { next }
+      /^# (memory-mib|timeout-s|requires|pending):/ || !/^#/ { exit }
+      { sub(/^# (vm-test [^:]*: *)?/, ""); printf "%s ", $0 }' "$VM_ROOT/tests/$t.sh" |
+      fold -s -w 78 | sed "1s/^/$(printf '%-21s' "$t")/; 2,\$s/^/$(printf '%21s' '')/"
+    echo
   done
   exit 0
 fi
@@ -313,9 +320,9 @@ if ! flock -n 9; then
   flock -w 1800 9 || die "timed out waiting for the lock on $VM_CACHE"
 fi
 
-# shellcheck source=host/setup.sh
+# shellcheck source=vm-tests/host/setup.sh
 . "$VM_ROOT/host/setup.sh"
-# shellcheck source=host/image.sh
+# shellcheck source=vm-tests/host/image.sh
 . "$VM_ROOT/host/image.sh"
 
 suite_start=$(date +%s)

@@ -71,6 +71,7 @@ vm_install_host_packages() {
 # version is already there; prints the .deb's path.
 vm_fetch_deb() {
   local pkg=$1 version deb
+  command -v apt-cache >/dev/null 2>&1 || skip77 "apt-cache is not available: cannot fetch $pkg"
   version=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
   if [ -z "$version" ] || [ "$version" = "(none)" ]; then
     vm_need_apt "$pkg"
@@ -112,6 +113,7 @@ vm_fetch_deb() {
 # Sets VM_KERNEL_DIR and VM_KERNEL_VERSION.
 vm_prepare_kernel() {
   local pkg
+  command -v apt-cache >/dev/null 2>&1 || skip77 "apt-cache is not available: cannot find the kernel"
   pkg=${VMTEST_KERNEL_PACKAGE:-}
   if [ -z "$pkg" ]; then
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
@@ -137,7 +139,7 @@ vm_prepare_kernel() {
   mkdir -p "$x" "$VM_KERNEL_DIR.tmp"
   dpkg-deb -x "$deb" "$x"
   local vmlinuz
-  vmlinuz=$(ls "$x"/boot/vmlinuz-* 2>/dev/null | head -n 1)
+  vmlinuz=$(find "$x/boot" -name 'vmlinuz-*' | head -n 1)
   [ -n "$vmlinuz" ] || die "no /boot/vmlinuz-* in $deb"
   VM_KERNEL_VERSION=${vmlinuz##*/vmlinuz-}
   vm_extract_vmlinux "$vmlinuz" "$VM_KERNEL_DIR.tmp/vmlinux"
@@ -215,5 +217,6 @@ vm_prepare_busybox() {
     rm -rf "$dir.tmp/x" "$dir"
     mv "$dir.tmp" "$dir"
   fi
+  # shellcheck disable=SC2034 # used by image.sh
   VM_BUSYBOX="$dir/bin/busybox"
 }

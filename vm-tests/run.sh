@@ -15,7 +15,7 @@
 #   VMTEST_STORAGE_URL    storage URL portalbd uses in the guest (default below)
 #   VMTEST_CACHE_DIR      packages, kernel, initramfs pieces (default: vm-tests/.cache)
 #   VMTEST_LOG_DIR        console logs, one per test (default: $PORTALBD_BUILD_DIR/vm-tests/logs)
-#   VMTEST_SMP            guest CPUs (default 2)
+#   VMTEST_SMP            guest CPUs (default 1: as fast as 2 under TCG on a busy 2-core host)
 #   VMTEST_TIMEOUT_SCALE  multiplies every test's timeout (default 1)
 #   VMTEST_VERBOSE=1      copy the whole console to stdout after each boot
 #   VMTEST_KERNEL_ARGS    appended to the kernel command line (e.g. loglevel=7 to see boot)
@@ -35,7 +35,7 @@ VMTEST_STORAGE_URL=${VMTEST_STORAGE_URL:-memory://}
 BUILD_DIR=${PORTALBD_BUILD_DIR:-$REPO_ROOT/build}
 VM_CACHE=${VMTEST_CACHE_DIR:-$VM_ROOT/.cache}
 LOG_DIR=${VMTEST_LOG_DIR:-$BUILD_DIR/vm-tests/logs}
-SMP=${VMTEST_SMP:-2}
+SMP=${VMTEST_SMP:-1}
 TIMEOUT_SCALE=${VMTEST_TIMEOUT_SCALE:-1}
 
 note() { echo "vm-tests: $*" >&2; }
@@ -89,27 +89,27 @@ list_tests() {
 
 FILE_STORAGE_STATE= # "", "yes" or the reason it is unavailable
 # Does this portalbd serve file:// storage? Start it on the host with a unix socket in a
-# scratch dir: listening means yes, exiting means no (its error says why).
+# scratch dir. Only an exit whose error says the scheme is unsupported makes dependent
+# tests pending; any other outcome (listening, slow, crashing) lets them run, so a broken
+# file:// store fails in the guest instead of hiding as "pending".
 probe_file_storage() {
   [ -z "$FILE_STORAGE_STATE" ] || return 0
-  local d="$VM_TMP/probe"
+  local d="$VM_TMP/probe" _
   mkdir -p "$d/store"
   "$BUILD_DIR/portalbd" --disk-size-gb 1 --storage "file://$d/store" --address "unix:$d/nbd.sock" \
     --socket "$d/ctl.sock" --log-level error >"$d/log" 2>&1 &
   VM_PROBE_PID=$!
-  local _
-  for _ in $(seq 100); do
-    if [ -S "$d/nbd.sock" ]; then
-      FILE_STORAGE_STATE=yes
-      break
-    fi
+  FILE_STORAGE_STATE=yes
+  for _ in $(seq 50); do
+    [ ! -S "$d/nbd.sock" ] || break
     if ! kill -0 "$VM_PROBE_PID" 2>/dev/null; then
-      FILE_STORAGE_STATE="portalbd refuses file:// storage: $(head -n 1 "$d/log")"
+      if grep -qiE "only memory:// is available|not supported|unsupported" "$d/log"; then
+        FILE_STORAGE_STATE="portalbd refuses file:// storage: $(head -n 1 "$d/log")"
+      fi
       break
     fi
     sleep 0.1
   done
-  [ -n "$FILE_STORAGE_STATE" ] || FILE_STORAGE_STATE="portalbd with file:// storage did not listen within 10 s"
   kill -TERM "$VM_PROBE_PID" 2>/dev/null || true
   wait "$VM_PROBE_PID" 2>/dev/null || true
   VM_PROBE_PID=

@@ -177,6 +177,17 @@ vm_prepare_kernel() {
   echo "$VM_KERNEL_VERSION" >"$VM_KERNEL_DIR.tmp/version"
   rm -rf "$x" "$VM_KERNEL_DIR"
   mv "$VM_KERNEL_DIR.tmp" "$VM_KERNEL_DIR"
+  vm_prune "kernel-linux-image-*" "$VM_KERNEL_DIR" "debs/linux-image-*.deb" "$deb"
+}
+
+# Removes cache entries matching glob $1 other than $2, and files matching $3 other than
+# $4: what an older package version left behind.
+vm_prune() {
+  local f
+  for f in "$VM_CACHE"/$1 "$VM_CACHE"/$3; do
+    [ -e "$f" ] || continue
+    [ "$f" = "$2" ] || [ "$f" = "$4" ] || rm -rf "$f"
+  done
 }
 
 # Extracts the ELF kernel from a bzImage: finds each compressed-payload magic (the
@@ -216,6 +227,7 @@ vm_prepare_busybox() {
     cp "$dir.tmp/x/bin/busybox" "$dir.tmp/bin/busybox"
     rm -rf "$dir.tmp/x" "$dir"
     mv "$dir.tmp" "$dir"
+    vm_prune "busybox-static_*" "$dir" "debs/busybox-static_*.deb" "$deb"
   fi
   # shellcheck disable=SC2034 # used by image.sh
   VM_BUSYBOX="$dir/bin/busybox"

@@ -96,7 +96,7 @@ probe_file_storage() {
   [ -z "$FILE_STORAGE_STATE" ] || return 0
   local d="$VM_TMP/probe" _
   mkdir -p "$d/store"
-  "$BUILD_DIR/portalbd" --disk-size-gb 1 --storage "file://$d/store" --address "unix:$d/nbd.sock" \
+  setpriv --pdeathsig KILL -- "$BUILD_DIR/portalbd" --disk-size-gb 1 --storage "file://$d/store" --address "unix:$d/nbd.sock" \
     --socket "$d/ctl.sock" --log-level error >"$d/log" 2>&1 &
   VM_PROBE_PID=$!
   FILE_STORAGE_STATE=yes

@@ -1,0 +1,206 @@
+# shellcheck shell=sh
+# Guest library for vm-tests (busybox ash). A test is a file in tests/ that the init
+# sources after this one; it talks to the host only through result lines:
+#
+#   VMTEST PASS <test>: <what was proved> [(seconds)]
+#   VMTEST FAIL <test>: <what failed> [(detail)]       and the test ends here
+#   VMTEST SKIP <test>: <what was not checked> (<why>)  counted as skipped, never passed
+#
+# Helpers:
+#   check DESC CMD...        run CMD; PASS, or FAIL with CMD's output and stop
+#   check_fails DESC CMD...  the same, but CMD must fail
+#   check_eq DESC ACTUAL EXPECTED
+#   run CMD...               a preparation step: silent unless it fails (then FAIL, stop)
+#   skip DESC WHY            a check that cannot run yet; say why
+#   portalbd_start ARGS...   start the daemon (storage ${PORTALBD_STORAGE:-$STORAGE_URL})
+#   portalbd_stop            SIGTERM; the daemon must exit 0
+#   portalbd_kill9           SIGKILL, no goodbye
+#   nbd_connect DEV [EXPORT] / nbd_disconnect DEV
+#   dev_size DEV, random_file PATH MIB, sha PATH, drop_caches, have CMD
+
+NBD_HOST=127.0.0.1
+NBD_PORT=10809
+PORTALBD_SOCKET=/run/portalbd/portalbd.sock
+PORTALBD_LOG=/tmp/portalbd.log
+PORTALBD_PID=
+VMTEST_OUT=/tmp/vmtest.out
+
+_uptime_cs() {
+  # /proc/uptime in centiseconds, for step timings.
+  read -r up _ </proc/uptime
+  echo "${up%.*}${up#*.}"
+}
+
+_seconds_since() {
+  now=$(_uptime_cs)
+  awk -v a="$1" -v b="$now" 'BEGIN { printf "%.1f s", (b - a) / 100 }'
+}
+
+_result() {
+  kind=$1
+  shift
+  echo "VMTEST $kind $VMTEST_NAME: $*"
+}
+
+pass() { _result PASS "$@"; }
+
+skip() {
+  _result SKIP "$1 ($2)"
+}
+
+# Reports a failure with diagnostics and ends the test.
+fail() {
+  _result FAIL "$@"
+  : >/tmp/vmtest.failed
+  vmtest_diagnostics
+  exit 1
+}
+
+vmtest_diagnostics() {
+  if [ -s "$VMTEST_OUT" ]; then
+    echo "--- output of the failed command (last 30 lines)"
+    tail -n 30 "$VMTEST_OUT"
+  fi
+  if [ -s "$PORTALBD_LOG" ]; then
+    echo "--- portalbd log (last 30 lines)"
+    tail -n 30 "$PORTALBD_LOG"
+  fi
+  echo "--- dmesg (last 30 lines)"
+  dmesg | tail -n 30
+  echo "---"
+}
+
+check() {
+  desc=$1
+  shift
+  t0=$(_uptime_cs)
+  if "$@" >"$VMTEST_OUT" 2>&1; then
+    pass "$desc ($(_seconds_since "$t0"))"
+  else
+    rc=$?
+    fail "$desc" "(exit $rc: $*)"
+  fi
+}
+
+check_fails() {
+  desc=$1
+  shift
+  if "$@" >"$VMTEST_OUT" 2>&1; then
+    fail "$desc" "(succeeded but must fail: $*)"
+  else
+    pass "$desc"
+  fi
+}
+
+check_eq() {
+  if [ "$2" = "$3" ]; then
+    pass "$1 ($2)"
+  else
+    : >"$VMTEST_OUT"
+    fail "$1" "(got '$2', expected '$3')"
+  fi
+}
+
+run() {
+  if ! "$@" >"$VMTEST_OUT" 2>&1; then
+    fail "step failed: $*"
+  fi
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# 127.0.0.1:10809 in /proc/net/tcp notation, state 0A = LISTEN.
+_nbd_listening() {
+  grep -q " 0100007F:$(printf '%04X' "$NBD_PORT") 00000000:0000 0A " /proc/net/tcp
+}
+
+portalbd_start() {
+  mkdir -p "$(dirname "$PORTALBD_SOCKET")"
+  echo "## portalbd --storage ${PORTALBD_STORAGE:-$STORAGE_URL} $*" >>"$PORTALBD_LOG"
+  portalbd --address "$NBD_HOST:$NBD_PORT" --storage "${PORTALBD_STORAGE:-$STORAGE_URL}" \
+    --socket "$PORTALBD_SOCKET" --log-level info "$@" >>"$PORTALBD_LOG" 2>&1 &
+  PORTALBD_PID=$!
+  i=0
+  while ! _nbd_listening; do
+    if ! kill -0 "$PORTALBD_PID" 2>/dev/null; then
+      echo "portalbd exited before listening"
+      return 1
+    fi
+    i=$((i + 1))
+    [ $i -lt 300 ] || { echo "portalbd not listening after 30 s"; return 1; }
+    sleep 0.1
+  done
+}
+
+portalbd_stop() {
+  kill -TERM "$PORTALBD_PID" || return 1
+  wait "$PORTALBD_PID"
+  rc=$?
+  PORTALBD_PID=
+  [ $rc = 0 ] || { echo "portalbd exited with status $rc"; return 1; }
+}
+
+portalbd_kill9() {
+  kill -KILL "$PORTALBD_PID" || return 1
+  wait "$PORTALBD_PID"
+  PORTALBD_PID=
+  # The listening socket goes with the process.
+  ! _nbd_listening
+}
+
+_sysfs_size() {
+  cat "/sys/block/$(basename "$1")/size" 2>/dev/null || echo 0
+}
+
+nbd_connect() {
+  dev=$1
+  export_name=${2:-portalbd}
+  nbd-client -N "$export_name" "$NBD_HOST" "$NBD_PORT" "$dev" || return 1
+  i=0
+  while [ "$(_sysfs_size "$dev")" = 0 ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || { echo "$dev still has no size 10 s after connecting"; return 1; }
+    sleep 0.1
+  done
+}
+
+nbd_disconnect() {
+  dev=$1
+  nbd-client -d "$dev" || return 1
+  i=0
+  while [ "$(_sysfs_size "$dev")" != 0 ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || { echo "$dev still has a size 10 s after disconnecting"; return 1; }
+    sleep 0.1
+  done
+}
+
+dev_size() { blockdev --getsize64 "$1"; }
+
+random_file() {
+  dd if=/dev/urandom of="$1" bs=1M count="$2" status=none
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+drop_caches() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+}
+
+# Runs test file $1 (called by the init, in its own shell). Aborted tests (an unchecked
+# command failing under set -e) still report a FAIL line.
+vmtest_run() {
+  rm -f /tmp/vmtest.failed
+  (
+    set -e
+    # shellcheck disable=SC1090
+    . "$1"
+  )
+  rc=$?
+  if [ $rc != 0 ] && [ ! -e /tmp/vmtest.failed ]; then
+    _result FAIL "test aborted with status $rc"
+    vmtest_diagnostics
+  fi
+  return $rc
+}

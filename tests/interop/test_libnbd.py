@@ -10,7 +10,7 @@ import os
 import random
 import time
 
-from harness import Daemon, check, check_eq, import_nbd, run_cases, skip
+from harness import Daemon, check, check_eq, import_nbd, run_cases
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 BS = 4096

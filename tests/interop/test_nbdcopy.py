@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from harness import Daemon, check, check_eq, run, run_cases
+from harness import Daemon, check_eq, run, run_cases
 
 GIB, MIB = 1 << 30, 1 << 20
 

@@ -5,7 +5,6 @@ and that the connection (or the server) is in the state the spec requires afterw
 
 import os
 import struct
-import time
 
 import nbdwire as w
 from harness import Daemon, check, check_eq, run_cases

@@ -45,8 +45,11 @@ def start_fails(tmp, config=None, args=(), must_name=(), address="127.0.0.1:0", 
         argv += ["--config", path]
     if address:
         argv += ["--address", address]
+    t0 = time.monotonic()
     r = run(argv + list(args), timeout=10, check_exit=False)
+    elapsed = time.monotonic() - t0
     check(r.returncode != 0, f"portalbd started with a bad configuration:\n{r}")
+    check(elapsed < 2, f"portalbd took {elapsed:.1f} s to give up:\n{r}")
     text = r.stdout + r.stderr
     check("NBD server listening" not in text, f"portalbd listened before failing:\n{r}")
     for name in must_name:

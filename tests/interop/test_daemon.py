@@ -306,6 +306,60 @@ def case_sigterm_idle_clients(tmp):
         c.close()
 
 
+def sigterm_inflight(tmp, structured):
+    d = Daemon(tmp, disk_size_gb=1)
+    try:
+        c = go(d, structured=structured)
+        pattern = bytes(range(256)) * (4 * MIB // 256)
+        check_eq(c.cmd(w.CMD_WRITE, 0, len(pattern), payload=pattern)[0], 0, "WRITE")
+        n = 64
+        # 64 reads of 4 MiB (256 MiB, twice the server's in-flight byte bound), sent at
+        # once and not read: replies back up, so requests are in flight at SIGTERM.
+        c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0,
+                                    len(pattern)) for i in range(1, n + 1)))
+        time.sleep(0.5)
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        check(d.running(), "portalbd exited with replies still unsent")
+        served = shut = 0
+        seen = set()
+        c.s.settimeout(20)
+        for _ in range(n):
+            try:
+                kind, err, cookie, body = c.read_reply(read_length=len(pattern))
+            except w.Closed as e:
+                raise AssertionError(f"connection closed after {len(seen)} of {n} replies "
+                                     f"(served {served}, ESHUTDOWN {shut}): {e}") from e
+            check(cookie not in seen and 1 <= cookie <= n, f"unexpected cookie {cookie}")
+            seen.add(cookie)
+            if err == 0:
+                data = body if kind == "simple" else w.assemble(body, 0, len(pattern),
+                                                                w.CMD_READ)
+                check(data == pattern, f"READ {cookie} returned wrong data")
+                served += 1
+            else:
+                check_eq(err, w.ESHUTDOWN, f"error for READ {cookie}")
+                shut += 1
+        print(f"SIGTERM with {n} READs outstanding (structured={structured}): {served} "
+              f"served, {shut} ESHUTDOWN")
+        check(served > 0, "no request in flight was served")
+        c.expect_closed(timeout=10)
+        status = d.wait(10)
+        check_eq(status, 0, f"exit status after SIGTERM\n{d.log()[-2000:]}")
+        d.stop()
+    finally:
+        if d.running():
+            d.kill9()
+
+
+def case_sigterm_inflight(tmp):
+    """SIGTERM while a client has many requests in flight: every request the server
+    received gets a reply (served, or NBD_ESHUTDOWN), then the connection closes and the
+    daemon exits 0."""
+    sigterm_inflight(tmp, structured=False)
+    sigterm_inflight(tmp, structured=True)
+
+
 def case_sigterm_new_requests(tmp):
     """Requests that arrive after SIGTERM, before the connection closes, are not left
     unanswered silently: each gets NBD_ESHUTDOWN or the connection closes."""
@@ -333,6 +387,27 @@ def case_sigterm_new_requests(tmp):
         check(all(got.get(i) in (0, w.ESHUTDOWN) for i in range(1, 9)),
               f"replies to the 8 READs in flight: {got}")
         check(got.get(100) in (None, w.ESHUTDOWN), f"request after SIGTERM: {got.get(100)}")
+        check_eq(d.wait(10), 0, "exit status")
+        d.stop()
+    finally:
+        if d.running():
+            d.kill9()
+
+
+def case_sigterm_partial_write(tmp):
+    """SIGTERM while a WRITE's payload is half sent: the WRITE is answered with
+    NBD_ESHUTDOWN (never applied), then the connection closes; exit 0."""
+    d = Daemon(tmp, disk_size_gb=1)
+    try:
+        c = go(d)
+        c.send(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_WRITE, 5, 0, MIB) +
+               b"\x01" * (MIB // 2))
+        time.sleep(0.3)
+        d.proc.send_signal(signal.SIGTERM)
+        c.s.settimeout(10)
+        kind, err, cookie, _ = c.read_reply()
+        check_eq((err, cookie), (w.ESHUTDOWN, 5), "reply to the half-sent WRITE")
+        c.expect_closed()
         check_eq(d.wait(10), 0, "exit status")
         d.stop()
     finally:

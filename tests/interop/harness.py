@@ -8,7 +8,8 @@ there) and PORTALBD_BUILD_DIR pointing at the build tree. A script:
         with Daemon(tmp) as d:        # portalbd on 127.0.0.1:<kernel-chosen port>
             out = run(["nbdinfo", "--json", d.uri()])
             check(..., "what went wrong")
-    run_cases(globals())              # runs every case_* (or those named on argv)
+    run_cases(globals())              # runs every case_* (or those selected on argv:
+                                      # NAME, PREFIX*, ~NAME, ~PREFIX*)
 
 Exit codes: 0 all cases passed, 1 a case failed, 77 (ctest SKIP_RETURN_CODE) a tool the
 test needs is missing. Processes: every child is started with PR_SET_PDEATHSIG=SIGKILL,
@@ -47,9 +48,22 @@ def check(cond, message):
         raise AssertionError(message)
 
 
+def _short(v, limit=200):
+    r = repr(v)
+    return r if len(r) <= limit else f"{r[:limit]}... (length {len(v)})"
+
+
 def check_eq(actual, expected, what):
-    if actual != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+    if actual == expected:
+        return
+    if isinstance(actual, (bytes, bytearray)) and isinstance(expected, (bytes, bytearray)):
+        diff = next((i for i in range(min(len(actual), len(expected)))
+                     if actual[i] != expected[i]), min(len(actual), len(expected)))
+        raise AssertionError(
+            f"{what}: {len(actual)} bytes, expected {len(expected)}; first difference at "
+            f"+{diff}: got {_short(actual[diff:diff + 16])}, expected "
+            f"{_short(expected[diff:diff + 16])}")
+    raise AssertionError(f"{what}: expected {_short(expected)}, got {_short(actual)}")
 
 
 def require_tools(*names):
@@ -334,13 +348,19 @@ def run_cases(namespace, tools=(), argv=None):
         sys.exit(SKIP)
     cases = [(n[len("case_"):], f) for n, f in namespace.items()
              if n.startswith("case_") and callable(f)]
-    if argv:
-        known = {n for n, _ in cases}
-        unknown = [a for a in argv if a not in known]
-        if unknown:
-            print(f"unknown case(s) {unknown}; known: {sorted(known)}")
+    # Selection: NAME, PREFIX* and ~NAME / ~PREFIX* (exclude), as Catch2 test specs.
+    def matches(pattern, name):
+        return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+    known = [n for n, _ in cases]
+    for a in argv:
+        if not any(matches(a.lstrip("~"), n) for n in known):
+            print(f"no case matches {a!r}; known: {sorted(known)}")
             sys.exit(2)
-        cases = [(n, f) for n, f in cases if n in argv]
+    include = [a for a in argv if not a.startswith("~")]
+    exclude = [a[1:] for a in argv if a.startswith("~")]
+    cases = [(n, f) for n, f in cases
+             if (not include or any(matches(a, n) for a in include)) and
+             not any(matches(a, n) for a in exclude)]
     root = tempfile.mkdtemp(prefix="portalbd-interop-")
     _tmp_roots.append(root)
     failed, skipped = [], []

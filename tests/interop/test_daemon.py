@@ -7,11 +7,12 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import time
 
 import nbdwire as w
-from harness import Daemon, check, check_eq, free_port, portalbd_path, run, run_cases
+from harness import Daemon, check, check_eq, free_port, portalbd_path, run, run_cases, skip
 
 GIB, MIB, BS = 1 << 30, 1 << 20, 4096
 
@@ -227,6 +228,31 @@ def case_exabyte_device(tmp):
     start_fails(tmp, args=["--disk-size-gb", str(1 << 33)], must_name=["disk_size_gb"])
 
 
+def case_max_device(tmp):
+    """The largest device, 8 EiB - 1 GiB: offsets near 2^63 work, one past the end fails."""
+    gb = (1 << 33) - 1
+    size = gb << 30
+    with Daemon(tmp, disk_size_gb=gb) as d:
+        check_eq(nbdinfo(d.uri())["export-size"], size, "size of the largest device")
+        with go(d) as c:
+            check_eq(c.cmd(w.CMD_WRITE, size - 3, 3, payload=b"end")[0], 0, "WRITE at the end")
+            check_eq(c.cmd(w.CMD_READ, size - 3, 3), (0, b"end"), "READ at the end")
+            check_eq(c.cmd(w.CMD_READ, size - 3, 4)[0], w.EINVAL, "READ past the end")
+            check_eq(c.cmd(w.CMD_WRITE, size, 1, payload=b"x")[0], w.ENOSPC, "WRITE past")
+            check_eq(c.cmd(w.CMD_TRIM, (1 << 64) - 1, 2)[0], w.EINVAL, "TRIM wrapping 2^64")
+
+
+def case_ipv6(tmp):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as e:
+        skip(f"no IPv6 loopback: {e}")
+    with Daemon(tmp, address="[::1]:0") as d:
+        check(d.address.startswith("[::1]:"), f"bound address {d.address}")
+        check_eq(nbdinfo(f"nbd://{d.address}/portalbd")["export-size"], GIB, "over IPv6")
+
+
 # --- Logs ---------------------------------------------------------------------------------------
 
 LINE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6})Z (TRACE|DEBUG| INFO| WARN|ERROR)"
@@ -253,6 +279,17 @@ def case_log_format(tmp):
     check(any("INFO portalbd: Received SIGTERM" in ln for ln in lines), "no SIGTERM line")
     check(lines[-1].endswith("portalbd stopped"), f"last line: {lines[-1]!r}")
     check("SIGTERM" not in log, "log mentions SIGTERM before it was sent")
+
+
+def case_sigint(tmp):
+    d = Daemon(tmp)
+    c = go(d)
+    d.proc.send_signal(signal.SIGINT)
+    check_eq(d.wait(10), 0, "exit status after SIGINT")
+    d.stop()
+    check("Received SIGINT" in d.log(), f"no SIGINT line:\n{d.log()}")
+    c.expect_closed()
+    c.close()
 
 
 # --- Limits and shutdown --------------------------------------------------------------------------

@@ -319,6 +319,10 @@ def case_large(tmp):
         check_eq(block_status(h, n, m, nbd.CMD_FLAG_REQ_ONE), [(2 * GIB, HOLE | ZERO)],
                  "4 GiB REQ_ONE")
         check_eq(merged(block_status(h, n, size - n)), [(n, HOLE | ZERO)], "last 4 GiB")
+        # TRIM, CACHE and WRITE_ZEROES accept any 32-bit length.
+        h.cache(0xFFFFFFFF, m)
+        h.trim(0xFFFFFFFF, 200 * GIB)
+        h.zero(0xFFFFFFFF, 300 * GIB + 1, nbd.CMD_FLAG_FAST_ZERO)
         # WRITE_ZEROES of ~4 GiB is O(1) too.
         h.zero(n, m, nbd.CMD_FLAG_NO_HOLE)
         check_eq(h.pread(BS, m + 2 * GIB), bytes(BS), "data block inside a 4 GiB zero")
@@ -449,6 +453,92 @@ def case_inflight(tmp):
             for (off, ln), b in zip(spans, bufs):
                 check_eq(bytes(b.to_bytearray()), whole[off:off + ln], f"read {ln}@{off}")
             h.shutdown()
+
+
+def case_many_inflight(tmp):
+    """2048 requests outstanding at once: far past the server's per-connection bound
+    (256), so it must stop reading and resume without losing or reordering anything."""
+    rng = random.Random(7)
+    with Daemon(tmp, disk_size_gb=1) as d:
+        h = connect(d)
+        n, size = 2048, 8 * KIB
+        data = [rand_bytes(rng, size) for _ in range(n)]
+        cookies = [h.aio_pwrite(data[i], i * size) for i in range(n)]
+        bufs = [nbd.Buffer(size) for _ in range(n)]
+        cookies += [h.aio_pread(bufs[i], i * size) for i in range(n)]
+        check(h.aio_in_flight() > 1000, f"only {h.aio_in_flight()} in flight")
+        wait_all(h, cookies)
+        for i in range(n):
+            check_eq(bytes(bufs[i].to_bytearray()), data[i], f"read {i}")
+        h.shutdown()
+
+
+def case_concurrent_subblock_writes(tmp):
+    """Four connections write interleaved single bytes and 3-byte runs into the same
+    blocks at once: no write may be lost to another's read-modify-write."""
+    import threading  # noqa: PLC0415
+    with Daemon(tmp, disk_size_gb=1) as d:
+        span, conns = 8 * BS, 4
+        base = 5 * MIB + 1
+        hs = [connect(d) for _ in range(conns)]
+        errors = []
+
+        def writer(k):
+            try:
+                h = hs[k]
+                cookies = []
+                for j in range(k, span, conns):
+                    if j % 3 == 0:
+                        cookies.append(h.aio_pwrite(bytes([k + 1]), base + j))
+                    else:
+                        h.pwrite(bytes([k + 1]), base + j)
+                    if len(cookies) >= 32:
+                        wait_all(h, cookies)
+                        cookies = []
+                wait_all(h, cookies)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check(not errors, f"writer failed: {errors}")
+        want = bytes((j % conns) + 1 for j in range(span))
+        got = hs[0].pread(span, base)
+        bad = [j for j in range(span) if got[j] != want[j]]
+        check(not bad, f"{len(bad)} bytes lost, first at +{bad[:1]}")
+        for h in hs:
+            h.shutdown()
+
+
+def case_block_status_fragmented(tmp):
+    """70000 alternating zero/hole blocks: a 0xfffff000-byte BLOCK_STATUS answers with a
+    correct prefix of the map, however many extents the server chooses to send."""
+    with Daemon(tmp, disk_size_gb=8) as d:
+        h = connect(d)
+        frags = 70000
+        cookies = []
+        for i in range(0, frags, 2):
+            cookies.append(h.aio_zero(BS, i * BS, flags=nbd.CMD_FLAG_NO_HOLE))
+            if len(cookies) >= 256:
+                wait_all(h, cookies)
+                cookies = []
+        wait_all(h, cookies)
+        ext = block_status(h, 0xFFFFF000, 0)
+        total = sum(n for n, _ in ext)
+        check(0 < total <= 0xFFFFF000, f"extents cover {total} bytes")
+        print(f"{len(ext)} extents for {frags} fragments")
+        pos = 0
+        for i, (n, f) in enumerate(ext):
+            if pos < frags * BS:
+                check_eq((n, f), (BS, ZERO if (pos // BS) % 2 == 0 else HOLE | ZERO),
+                         f"extent {i} at {pos}")
+            else:
+                check_eq(f, HOLE | ZERO, f"extent {i} at {pos} after the fragments")
+            pos += n
+        h.shutdown()
 
 
 def case_multi_conn(tmp):

@@ -5,6 +5,7 @@ and that the connection (or the server) is in the state the spec requires afterw
 
 import os
 import struct
+import time
 
 import nbdwire as w
 from harness import Daemon, check, check_eq, run_cases
@@ -470,6 +471,42 @@ def case_pipelined_out_of_order(tmp):
                                                                            BS, w.CMD_READ)
                 for i in range(n):
                     check_eq(got[i], bytes([i % 256]) * BS, f"READ {i}")
+
+
+def case_abrupt_disconnects(tmp):
+    """Clients that vanish mid-request, mid-payload or mid-reply (with a reset) free
+    their slot; the server stays up, with a limit of 2 connections to prove it."""
+    import socket  # noqa: PLC0415
+    with Daemon(tmp, disk_size_gb=1, config="[nbd]\nmax_connections = 2\n") as d:
+        def reset(c):
+            c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        def go_retry(structured=False):  # unregistering may lag a close a little
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    return go(d, structured)
+                except (w.Closed, ConnectionError):
+                    check(time.monotonic() < deadline, "slots not freed after disconnects")
+                    time.sleep(0.05)
+
+        for i in range(10):
+            c = go_retry(structured=bool(i % 2))
+            if i % 3 == 0:    # many big READs, replies unread
+                c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, k, 0,
+                                            8 * MIB) for k in range(32)))
+            elif i % 3 == 1:  # half a WRITE payload
+                c.request(w.CMD_WRITE, 0, 4 * MIB, payload=b"\x01" * (2 * MIB))
+            else:             # half a request header
+                c.send(struct.pack(">IHH", w.REQUEST_MAGIC, 0, w.CMD_READ))
+            reset(c) if i % 2 else c.close()
+        a, b = go_retry(), go_retry()  # both slots are free again
+        still_works(a, "abrupt disconnects")
+        still_works(b, "abrupt disconnects")
+        # The half WRITEs were never applied.
+        check_eq(a.cmd(w.CMD_READ, 0, 4096), (0, bytes(4096)), "half-sent WRITE applied")
+        a.close()
+        b.close()
 
 
 if __name__ == "__main__":

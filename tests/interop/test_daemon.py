@@ -141,6 +141,11 @@ def case_config_errors(tmp):
         ("[storage]\nunsafe_no_fencing = \"yes\"\n", ["storage.unsafe_no_fencing"]),
         ("[lsm]\ngc_live_ratio = 2.0\n", ["lsm.gc_live_ratio"]),
         ("[lsm]\nl0_sst_size_bytes = \"64XB\"\n", ["lsm.l0_sst_size_bytes"]),
+        # Size strings are for byte counts only: "1GiB" of GiB would be 1 EiB.
+        ("[device]\ndisk_size_gb = \"1GiB\"\n", ["device.disk_size_gb"]),
+        ("[device]\ndisk_size_gb = \"2\"\n", ["device.disk_size_gb"]),
+        ("[nbd]\nmax_connections = \"1K\"\n", ["nbd.max_connections"]),
+        ("[lsm]\nflush_interval_ms = \"1M\"\n", ["lsm.flush_interval_ms"]),
         ("device = 3\n", ["device"]),
         ("[device\ndisk_size_gb = 1\n", ["bad.toml:1"]),  # TOML syntax: file and line
     ]
@@ -161,8 +166,8 @@ def case_config_flags_override(tmp):
         check(d.port != file_port, "--address did not override the file")
         check_eq(nbdinfo(d.uri())["export-size"], 5 * GIB, "--disk-size-gb over the file")
     # Sizes as strings are accepted where bytes are meant.
-    with Daemon(tmp, config='[lsm]\nl0_sst_size_bytes = "32MiB"\nmax_unflushed_bytes = '
-                            '"64MiB"\n') as d:
+    with Daemon(tmp, config='[device]\nblock_size = "4KiB"\n[lsm]\nl0_sst_size_bytes = "32MiB"\n'
+                            'max_unflushed_bytes = "64MiB"\nblock_cache_size_bytes = "1GiB"\n') as d:
         check_eq(nbdinfo(d.uri())["export-size"], GIB, "size-string config")
 
 

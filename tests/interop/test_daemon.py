@@ -114,6 +114,16 @@ def case_config_socket_keys(tmp):
                 socket=False)
 
 
+def case_config_block_size(tmp):
+    """[device] block_size is what NBD_INFO_BLOCK_SIZE advertises as preferred."""
+    for bs in (512, 65536):
+        with Daemon(tmp, config=f"[device]\nblock_size = {bs}\n") as d:
+            e = nbdinfo(d.uri())
+            check_eq(e["block_size_preferred"], bs, "preferred block size")
+            check_eq((e["block_size_minimum"], e["block_size_maximum"]), (1, 32 * MIB),
+                     "minimum and maximum block size")
+
+
 def case_config_ignored_key(tmp):
     cfg = "[lsm]\nl0_max_ssts = 8\nfilter_bits_per_key = 10\nflush_interval_ms = 500\n"
     with Daemon(tmp, config=cfg) as d:

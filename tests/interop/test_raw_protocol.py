@@ -473,6 +473,21 @@ def case_pipelined_out_of_order(tmp):
                     check_eq(got[i], bytes([i % 256]) * BS, f"READ {i}")
 
 
+def case_export_name_with_meta_context(tmp):
+    """EXPORT_NAME (not GO) after STRUCTURED_REPLY and SET_META_CONTEXT: BLOCK_STATUS
+    works, with the id the server gave."""
+    with daemon(tmp) as d, conn(d) as c:
+        c.start()
+        c.structured_reply()
+        replies = c.set_meta_context("portalbd", ["base:allocation"])
+        ctx_id = struct.unpack(">I", replies[0][1][:4])[0]
+        c.export_name("portalbd")
+        c.structured = True
+        err, payload = c.cmd(w.CMD_BLOCK_STATUS, 0, MIB)
+        check_eq(err, 0, "BLOCK_STATUS after EXPORT_NAME")
+        check_eq(w.parse_block_status(payload), (ctx_id, [(MIB, 3)]), "block status")
+
+
 def case_abrupt_disconnects(tmp):
     """Clients that vanish mid-request, mid-payload or mid-reply (with a reset) free
     their slot; the server stays up, with a limit of 2 connections to prove it."""

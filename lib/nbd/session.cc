@@ -452,11 +452,17 @@ void Session::ConsumeOutput(size_t n) {
     size_t rest = c.len - out_front_pos_;
     if (n < rest) {
       out_front_pos_ += n;
-      return;
+      break;
     }
     n -= rest;
     out_.pop_front();
     out_front_pos_ = 0;
+  }
+  // Unsent replies count against the byte bound, so sending them may lift it: parse the
+  // requests it held back now. Waiting for more input instead would hang a client that
+  // sent everything and only reads replies (and a half-close would drop those requests).
+  if (phase_ == Phase::kTransmission && in_end_ - in_begin_ >= kRequestHeaderSize && !Paused()) {
+    ProcessInput();
   }
 }
 

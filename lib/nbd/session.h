@@ -75,6 +75,8 @@ class Session {
   bool HasOutput() const { return out_bytes_ > 0; }
   // Appends up to `max` pending output buffers, in order.
   void GatherOutput(std::vector<std::span<const uint8_t>>* bufs, size_t max) const;
+  // `n` bytes were written. May parse and start requests that the byte bound held back
+  // (so new output may be queued).
   void ConsumeOutput(size_t n);
   // Writing failed: output is dropped from now on; requests finish, then Finished().
   void OnOutputError();

@@ -406,9 +406,12 @@ def case_errors_simple(tmp):
 # --- Many requests in flight, many connections ----------------------------------------------
 
 
-def wait_all(h, cookies):
+def wait_all(h, cookies, timeout=60):
+    deadline = time.monotonic() + timeout
     while h.aio_in_flight() > 0:
-        h.poll(-1)
+        check(time.monotonic() < deadline,
+              f"{h.aio_in_flight()} requests still unanswered after {timeout} s")
+        h.poll(1000)
     for c in cookies:
         check(h.aio_command_completed(c), f"command {c} not completed")
 
@@ -470,6 +473,28 @@ def case_many_inflight(tmp):
         wait_all(h, cookies)
         for i in range(n):
             check_eq(bytes(bufs[i].to_bytearray()), data[i], f"read {i}")
+        h.shutdown()
+
+
+def case_inflight_bytes_bound(tmp):
+    """256 MiB of READs and WRITEs in flight at once, twice the server's in-flight byte
+    bound: it must hold some back and serve them once replies drain, with no further
+    requests arriving to nudge it."""
+    with Daemon(tmp, disk_size_gb=1) as d:
+        h = connect(d)
+        size, n = 4 * MIB, 64
+        h.pwrite(bytes(range(256)) * (size // 256), 0)
+        bufs = [nbd.Buffer(size) for _ in range(n)]
+        cookies = [h.aio_pread(bufs[i], 0) for i in range(n)]
+        wait_all(h, cookies, timeout=30)
+        for i in range(n):
+            check(bytes(bufs[i].to_bytearray()) == bytes(range(256)) * (size // 256),
+                  f"READ {i} data")
+        data = [bytes([i]) * size for i in range(n)]
+        cookies = [h.aio_pwrite(data[i], i * size) for i in range(n)]
+        wait_all(h, cookies, timeout=30)
+        for i in range(0, n, 7):
+            check(h.pread(size, i * size) == data[i], f"WRITE {i} data")
         h.shutdown()
 
 

@@ -473,6 +473,30 @@ def case_pipelined_out_of_order(tmp):
                     check_eq(got[i], bytes([i % 256]) * BS, f"READ {i}")
 
 
+def case_half_close(tmp):
+    """A client that sends its requests and then shuts down its sending side still gets
+    every reply (the server stops reading, not answering), then the connection closes."""
+    import socket  # noqa: PLC0415
+    with daemon(tmp) as d:
+        for structured in (False, True):
+            with go(d, structured=structured) as c:
+                c.cmd(w.CMD_WRITE, 0, MIB, payload=b"\x3c" * MIB)
+                n = 64
+                c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0,
+                                            4 * MIB) for i in range(n)))
+                c.s.shutdown(socket.SHUT_WR)
+                cookies = set()
+                for _ in range(n):
+                    kind, err, cookie, body = c.read_reply(read_length=4 * MIB)
+                    check_eq(err, 0, f"READ {cookie} after half-close")
+                    data = body if kind == "simple" else w.assemble(body, 0, 4 * MIB,
+                                                                    w.CMD_READ)
+                    check_eq(data[:MIB + 1], b"\x3c" * MIB + b"\0", f"READ {cookie} data")
+                    cookies.add(cookie)
+                check_eq(cookies, set(range(n)), "cookies")
+                c.expect_closed()
+
+
 def case_export_name_with_meta_context(tmp):
     """EXPORT_NAME (not GO) after STRUCTURED_REPLY and SET_META_CONTEXT: BLOCK_STATUS
     works, with the id the server gave."""

@@ -582,6 +582,24 @@ def case_multi_conn(tmp):
             h.shutdown()
 
 
+def case_many_connections(tmp):
+    """48 connections at once, each with requests in flight on its own region."""
+    rng = random.Random(48)
+    with Daemon(tmp, disk_size_gb=1) as d:
+        hs = [connect(d, structured=bool(i % 2), meta=bool(i % 2)) for i in range(48)]
+        data = [rand_bytes(rng, 256 * KIB) for _ in hs]
+        cookies = [[h.aio_pwrite(data[i][k * 64 * KIB:(k + 1) * 64 * KIB],
+                                 i * MIB + k * 64 * KIB) for k in range(4)]
+                   for i, h in enumerate(hs)]
+        for h, cs in zip(hs, cookies):
+            wait_all(h, cs)
+        for i, h in enumerate(hs):
+            j = (i + 17) % len(hs)  # read another connection's region
+            check_eq(h.pread(256 * KIB, j * MIB), data[j], f"conn {i} reads region {j}")
+        for h in hs:
+            h.shutdown()
+
+
 def case_disconnect(tmp):
     """NBD_CMD_DISC after requests in flight: the server answers them, then closes; the
     data is there for the next client."""

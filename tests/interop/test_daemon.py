@@ -467,5 +467,29 @@ def case_sigterm_partial_write(tmp):
             d.kill9()
 
 
+def case_slow_sigterm_stuck_client(tmp):
+    """A client that never reads its replies cannot hold the daemon forever: SIGTERM gives
+    up on it after the 30 s shutdown timeout, says so, and exits 0 (label slow)."""
+    d = Daemon(tmp, disk_size_gb=1)
+    try:
+        c = go(d)
+        c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0, 4 * MIB)
+                        for i in range(64)))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        status = d.wait(60)
+        took = time.monotonic() - t0
+        check_eq(status, 0, f"exit status\n{d.log()[-2000:]}")
+        check(25 < took < 40, f"exit took {took:.1f} s, expected the 30 s shutdown timeout")
+        check("connections still open" in d.log(), f"no warning about the stuck client:\n"
+                                                    f"{d.log()[-2000:]}")
+        d.stop()
+        c.close()
+    finally:
+        if d.running():
+            d.kill9()
+
+
 if __name__ == "__main__":
     run_cases(globals(), tools=["nbdinfo"])

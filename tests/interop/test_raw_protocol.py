@@ -445,6 +445,21 @@ def case_disc(tmp):
         with go(d) as c:
             for i in range(20):
                 check_eq(c.cmd(w.CMD_READ, i * BS, BS), (0, bytes([i]) * BS), f"block {i}")
+        # DISC behind a burst bigger than the server's in-flight byte bound: the READs it
+        # held back are still answered before the close.
+        with go(d) as c:
+            n = 64
+            c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0,
+                                        4 * MIB) for i in range(n)) +
+                   struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_DISC, 999, 0, 0))
+            cookies = set()
+            for _ in range(n):
+                kind, err, cookie, data = c.read_reply(read_length=4 * MIB)
+                check_eq(err, 0, f"READ {cookie}")
+                check_eq(data[:BS], bytes([0]) * BS, f"READ {cookie} data")
+                cookies.add(cookie)
+            check_eq(cookies, set(range(n)), "replies before DISC")
+            c.expect_closed()
 
 
 def case_pipelined_out_of_order(tmp):

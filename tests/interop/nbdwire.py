@@ -1,6 +1,7 @@
 """A byte-level NBD client for the raw protocol tests: it sends exactly what it is told,
 including what libnbd refuses to send. Numbers are the spec's (doc/proto.md)."""
 
+import select
 import socket
 import struct
 
@@ -131,6 +132,11 @@ class Conn:
             chunks.append(b)
             left -= len(b)
         return b"".join(chunks)
+
+    def wait_readable(self, timeout=10):
+        """Blocks until the server has sent something (without consuming it)."""
+        r, _, _ = select.select([self.s], [], [], timeout)
+        assert r, f"nothing from the server within {timeout} s"
 
     def expect_closed(self, timeout=5):
         """True if the server closes the connection (EOF or reset) within `timeout`

@@ -369,7 +369,8 @@ def sigterm_inflight(tmp, structured):
         # once and not read: replies back up, so requests are in flight at SIGTERM.
         c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0,
                                     len(pattern)) for i in range(1, n + 1)))
-        time.sleep(0.5)
+        c.wait_readable()  # the server is serving the burst (and has read it)
+        time.sleep(0.3)
         d.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         check(d.running(), "portalbd exited with replies still unsent")
@@ -421,7 +422,7 @@ def case_sigterm_new_requests(tmp):
         # Keep the server busy: a reply it cannot send while we do not read.
         c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0, 32 * MIB)
                         for i in range(1, 9)))
-        time.sleep(0.3)
+        c.wait_readable()
         d.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         try:
@@ -454,7 +455,7 @@ def case_sigterm_partial_write(tmp):
         c = go(d)
         c.send(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_WRITE, 5, 0, MIB) +
                b"\x01" * (MIB // 2))
-        time.sleep(0.3)
+        time.sleep(0.5)  # the server reads it at once; nothing to observe until it replies
         d.proc.send_signal(signal.SIGTERM)
         c.s.settimeout(10)
         kind, err, cookie, _ = c.read_reply()
@@ -475,7 +476,7 @@ def case_slow_sigterm_stuck_client(tmp):
         c = go(d)
         c.send(b"".join(struct.pack(">IHHQQI", w.REQUEST_MAGIC, 0, w.CMD_READ, i, 0, 4 * MIB)
                         for i in range(64)))
-        time.sleep(0.5)
+        c.wait_readable()
         t0 = time.monotonic()
         d.proc.send_signal(signal.SIGTERM)
         status = d.wait(60)

@@ -28,8 +28,14 @@ class Reader {
     return Status::InvalidArgument(fmt::format("{}: {} {}", source_, key, what));
   }
 
+  // Whether a key also takes a size string ("64MiB"): only keys counted in bytes. Any
+  // other unit (disk_size_gb is in GiB, flush_interval_ms in ms) takes plain integers,
+  // so that "1GiB" can never silently mean 2^30 of the key's own unit.
+  enum class Unit { kCount, kBytes };
+
   // Reads an unsigned integer key if present.
-  Status U64(const toml::table& t, const std::string& table, const char* name, uint64_t* out) {
+  Status U64(const toml::table& t, const std::string& table, const char* name, uint64_t* out,
+             Unit unit = Unit::kCount) {
     const toml::node* n = t.get(name);
     if (!n) return Status::Ok();
     std::string key = Qualified(table, name);
@@ -38,18 +44,20 @@ class Reader {
       *out = static_cast<uint64_t>(*v);
       return Status::Ok();
     }
+    if (unit == Unit::kCount) return Error(key, "must be an integer");
     if (auto s = n->value_exact<std::string>()) {  // "64MiB" is friendlier than 67108864
       auto size = ParseSize(*s);
       if (!size.ok()) return Error(key, "must be an integer or a size like \"64MiB\"");
       *out = *size;
       return Status::Ok();
     }
-    return Error(key, "must be an integer");
+    return Error(key, "must be an integer or a size like \"64MiB\"");
   }
 
-  Status U32(const toml::table& t, const std::string& table, const char* name, uint32_t* out) {
+  Status U32(const toml::table& t, const std::string& table, const char* name, uint32_t* out,
+             Unit unit = Unit::kCount) {
     uint64_t v = *out;
-    RETURN_IF_ERROR(U64(t, table, name, &v));
+    RETURN_IF_ERROR(U64(t, table, name, &v, unit));
     if (v > UINT32_MAX) return Error(Qualified(table, name), "is too large");
     *out = static_cast<uint32_t>(v);
     return Status::Ok();
@@ -177,7 +185,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   };
 
   RETURN_IF_ERROR(r.U64(table("device"), "device", "disk_size_gb", &c.disk_size_gb));
-  RETURN_IF_ERROR(r.U32(table("device"), "device", "block_size", &c.block_size));
+  RETURN_IF_ERROR(
+      r.U32(table("device"), "device", "block_size", &c.block_size, Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "url", &c.storage_url));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "cache_dir", &c.cache_dir));
   RETURN_IF_ERROR(
@@ -193,10 +202,12 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   if (!nbd_socket.empty()) c.socket = nbd_socket;
   if (!top_socket.empty()) c.socket = top_socket;
   RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "flush_interval_ms", &c.flush_interval_ms));
-  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "l0_sst_size_bytes", &c.l0_sst_size_bytes));
-  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "max_unflushed_bytes", &c.max_unflushed_bytes));
   RETURN_IF_ERROR(
-      r.U64(table("lsm"), "lsm", "block_cache_size_bytes", &c.block_cache_size_bytes));
+      r.U64(table("lsm"), "lsm", "l0_sst_size_bytes", &c.l0_sst_size_bytes, Reader::Unit::kBytes));
+  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "max_unflushed_bytes", &c.max_unflushed_bytes,
+                        Reader::Unit::kBytes));
+  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "block_cache_size_bytes", &c.block_cache_size_bytes,
+                        Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Double(table("lsm"), "lsm", "gc_live_ratio", &c.gc_live_ratio));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));

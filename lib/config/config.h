@@ -10,6 +10,9 @@
 //             block_cache_size_bytes, gc_live_ratio
 //   [record]  path, workload
 //
+// Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
+// integer key takes integers only.
+//
 // Keys the original accepted that portalbd does not use (lsm.l0_max_ssts,
 // lsm.filter_bits_per_key, lsm.compression_codec, lsm.sst_block_size) produce a warning
 // naming them; any other unknown key or a bad value is an InvalidArgument error.

@@ -200,9 +200,13 @@ Status Server::Listen() {
     asio::local::stream_protocol::endpoint ep(parsed->host);
     acceptor.open(asio::generic::stream_protocol::endpoint(ep).protocol(), ec);
     if (!ec) acceptor.bind(asio::generic::stream_protocol::endpoint(ep), ec);
-    if (!ec) ::chmod(parsed->host.c_str(), 0660);
-    unix_path_ = parsed->host;
-    bound_address_ = "unix:" + parsed->host;
+    if (!ec) {
+      ::chmod(parsed->host.c_str(), 0660);
+      // Only a path we bound is ours to unlink at shutdown: if bind lost a race with
+      // another server, the file is that server's.
+      unix_path_ = parsed->host;
+      bound_address_ = "unix:" + parsed->host;
+    }
   } else {
     auto ip = asio::ip::make_address(parsed->host, ec);
     if (ec) {
@@ -232,6 +236,7 @@ Status Server::Listen() {
 }
 
 void Server::Start() {
+  started_ = true;
   asio::post(impl_->acceptor.get_executor(), [this] { Accept(); });
 }
 
@@ -307,6 +312,14 @@ void Server::Shutdown(uint64_t timeout_ms) {
     if (stopping_) return;
     stopping_ = true;
     conns.assign(connections_.begin(), connections_.end());
+  }
+  if (!started_) {
+    // Nothing runs on the acceptor's executor (which may be stopped already, as when
+    // the daemon gives up after a failed Listen()): close it here, do not wait for it.
+    std::error_code ignored;
+    impl_->acceptor.close(ignored);
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+    return;
   }
   // Close the acceptor on its executor; the pending accept completes with an error.
   std::mutex m;

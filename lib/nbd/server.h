@@ -64,6 +64,7 @@ class Server {
   std::condition_variable cv_;
   std::unordered_set<std::shared_ptr<Connection>> connections_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                                         // GUARDED_BY(mu_)
+  bool started_ = false;  // Start() was called; set and read by the owning thread only
   uint64_t next_id_ = 0;
 };
 

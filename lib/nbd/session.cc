@@ -193,7 +193,9 @@ void Session::ProcessTransmission() {
       ReplyError(drain_header_, drain_error_, "invalid write request");
       continue;
     }
-    if (Paused() || avail < kRequestHeaderSize) return;
+    // Shutting down, requests are only answered (small replies, at most one per buffered
+    // header), so the in-flight bounds do not apply.
+    if ((Paused() && !shutting_down_) || avail < kRequestHeaderSize) return;
     RequestHeader h;
     if (!DecodeRequestHeader(in_.data() + in_begin_, &h)) {
       log::Get("portalbd::nbd")
@@ -210,7 +212,8 @@ void Session::ProcessTransmission() {
     auto req = std::make_unique<Request>();
     req->h = h;
     if (h.type == NBD_CMD_WRITE) {
-      if (uint32_t err = ValidateRequest(h, n_); err != 0) {
+      uint32_t err = shutting_down_ ? NBD_ESHUTDOWN : ValidateRequest(h, n_);
+      if (err != 0) {
         // Keep the stream in frame: skip the payload as it arrives, then answer.
         if (h.length == 0) {
           ReplyError(h, err, "invalid write request");
@@ -237,6 +240,10 @@ void Session::ProcessTransmission() {
 
 void Session::Dispatch(std::unique_ptr<Request> req) {
   const RequestHeader& h = req->h;
+  if (shutting_down_) {
+    ReplyError(h, NBD_ESHUTDOWN, "server is shutting down");
+    return;
+  }
   if (h.type != NBD_CMD_WRITE) {  // WRITEs were validated before their payload
     if (uint32_t err = ValidateRequest(h, n_); err != 0) {
       ReplyError(h, err, "invalid request");
@@ -371,9 +378,22 @@ void Session::StopReading(Phase next) {
 void Session::Shutdown() {
   if (phase_ == Phase::kHandshake) {
     phase_ = Phase::kClosed;
-  } else if (phase_ == Phase::kTransmission) {
-    StopReading(Phase::kDraining);
+    return;
   }
+  if (phase_ != Phase::kTransmission) return;
+  // Every request whose header we have read gets an answer before the connection ends.
+  shutting_down_ = true;
+  if (pending_write_) {  // its payload will not be read: answer it now
+    ReplyError(pending_write_->h, NBD_ESHUTDOWN, "server is shutting down");
+    pending_write_.reset();
+  }
+  ProcessTransmission();  // buffered requests: NBD_ESHUTDOWN each
+  if (phase_ == Phase::kTransmission && drain_left_ > 0) {
+    // A WRITE whose payload is only partly buffered: answer it without the rest.
+    ReplyError(drain_header_, drain_error_,
+               drain_error_ == NBD_ESHUTDOWN ? "server is shutting down" : "invalid write request");
+  }
+  StopReading(Phase::kDraining);
 }
 
 bool Session::Finished() const {
@@ -432,11 +452,17 @@ void Session::ConsumeOutput(size_t n) {
     size_t rest = c.len - out_front_pos_;
     if (n < rest) {
       out_front_pos_ += n;
-      return;
+      break;
     }
     n -= rest;
     out_.pop_front();
     out_front_pos_ = 0;
+  }
+  // Unsent replies count against the byte bound, so sending them may lift it: parse the
+  // requests it held back now. Waiting for more input instead would hang a client that
+  // sent everything and only reads replies (and a half-close would drop those requests).
+  if (phase_ == Phase::kTransmission && in_end_ - in_begin_ >= kRequestHeaderSize && !Paused()) {
+    ProcessInput();
   }
 }
 

@@ -75,11 +75,15 @@ class Session {
   bool HasOutput() const { return out_bytes_ > 0; }
   // Appends up to `max` pending output buffers, in order.
   void GatherOutput(std::vector<std::span<const uint8_t>>* bufs, size_t max) const;
+  // `n` bytes were written. May parse and start requests that the byte bound held back
+  // (so new output may be queued).
   void ConsumeOutput(size_t n);
   // Writing failed: output is dropped from now on; requests finish, then Finished().
   void OnOutputError();
 
-  // Server stopping: read no more requests, finish those in flight, then finish.
+  // Server stopping: read no more requests; those in flight finish normally; those
+  // already received but not yet started (buffered behind a bound) are answered with
+  // NBD_ESHUTDOWN, as the spec recommends, rather than dropped unanswered; then finish.
   void Shutdown();
 
   // Nothing more will happen: once output is drained (or broken), close the socket.
@@ -133,6 +137,7 @@ class Session {
   RequestHeader drain_header_;
   uint32_t drain_error_ = 0;
 
+  bool shutting_down_ = false;  // Shutdown() is answering buffered requests
   uint64_t inflight_ = 0;
   uint64_t inflight_bytes_ = 0;
 

@@ -9,7 +9,8 @@ checks around the signature: the x-amz-content-sha256 header against the body, t
 credential scope, and that the path and query are in canonical form (botocore is given the
 decoded query parameters and re-encodes them itself, as S3 does).
 
-Every request appends one line to --log: "OK <method> <path>" or "FAIL <reason>".
+Every request appends one line to --log: "OK <method> <path> from=<client port>" or
+"FAIL <method> <path>: <reason>".
 
 Objects live in memory: PUT (with If-None-Match: *), GET (with Range), HEAD, DELETE and
 ListObjectsV2 (prefix, start-after, max-keys, continuation-token, encoding-type=url) are
@@ -127,7 +128,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if reason:
             self.server.log_line("FAIL %s %s: %s" % (self.command, self.path, reason))
             return self.error(403, "SignatureDoesNotMatch", reason)
-        self.server.log_line("OK %s %s" % (self.command, self.path))
+        self.server.log_line("OK %s %s from=%d" % (self.command, self.path, self.client_address[1]))
         raw_path, _, raw_query = self.path.partition("?")
         bucket, _, key = unquote(raw_path).lstrip("/").partition("/")
         query = {}

@@ -1,6 +1,7 @@
 #include "objstore/fault_store.h"
 
 #include "env/async.h"
+#include "util/log.h"
 
 namespace portal::objstore {
 namespace {
@@ -25,7 +26,11 @@ Status CrashedStatus() { return Status::Shutdown("fault store: crashed"); }
 FaultStore::FaultStore(std::unique_ptr<ObjectStore> inner, Env& env, FaultOptions options)
     : inner_(std::move(inner)), env_(env), options_(std::move(options)), rng_(options_.seed) {}
 
-void FaultStore::Crash() { crashed_.store(true, std::memory_order_release); }
+void FaultStore::Crash() {
+  if (!crashed_.exchange(true, std::memory_order_acq_rel)) {
+    log::Get("portalbd::objstore")->info("fault store crashed url={}", inner_->url());
+  }
+}
 
 FaultStore::Counts FaultStore::counts() const {
   std::lock_guard lock(mu_);

@@ -13,6 +13,7 @@
 #include "env/async.h"
 #include "objstore/file_key.h"
 #include "objstore/semantics.h"
+#include "util/log.h"
 
 namespace portal::objstore {
 namespace {
@@ -156,6 +157,8 @@ struct Walker {
       std::string child = rel.empty() ? std::string(name) : rel + "/" + std::string(name);
       switch (dn.kind) {
         case filekey::NameKind::kForeign:
+          log::Get("portalbd::objstore")->debug("file store: ignoring foreign entry path={}/{}",
+                                                abs, name);
           break;
         case filekey::NameKind::kContinued:
           RETURN_IF_ERROR(Walk(child, pending + dn.text, key_prefix, depth + 1));

@@ -105,7 +105,7 @@ TEST_CASE("PUT carries the body's SHA-256 and If-None-Match only when conditiona
   CHECK(reqs[1].Header("if-none-match") == "*");
 }
 
-TEST_CASE("GET sends the range; HEAD reads size and etag", "[s3client]") {
+TEST_CASE("GET sends the range, HEAD reads size and etag", "[s3client]") {
   SimEnv env;
   auto fake = std::make_shared<FakeHttp>([](const HttpRequest& r) {
     if (r.method == "HEAD")
@@ -152,7 +152,7 @@ TEST_CASE("5xx and SlowDown are retried with backoff in Env time", "[s3client]")
   CHECK(waited_ms <= 300);
 }
 
-TEST_CASE("transport errors are retried; retries are bounded", "[s3client]") {
+TEST_CASE("transport errors are retried, and retries are bounded", "[s3client]") {
   SimEnv env;
   int calls = 0;
   auto fake = std::make_shared<FakeHttp>([&](const HttpRequest&) -> Result<HttpResponse> {
@@ -219,7 +219,7 @@ TEST_CASE("429, 408, RequestTimeout and ConditionalRequestConflict are retried",
   }
 }
 
-TEST_CASE("DELETE of a missing key is OK; of a missing bucket is not", "[s3client]") {
+TEST_CASE("DELETE of a missing key is OK, of a missing bucket is not", "[s3client]") {
   SimEnv env;
   auto fake = std::make_shared<FakeHttp>(
       [](const HttpRequest&) { return HttpReply(404, S3ErrorXml("NoSuchKey")); });

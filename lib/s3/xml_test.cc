@@ -5,7 +5,7 @@
 namespace portal::s3 {
 namespace {
 
-TEST_CASE("S3 error bodies are parsed; other bodies are not errors", "[s3client]") {
+TEST_CASE("S3 error bodies are parsed, other bodies are not errors", "[s3client]") {
   auto e = ParseErrorBody(
       "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>gone</Message>"
       "<Key>k</Key></Error>");

@@ -15,6 +15,10 @@
 // - is retried per options.retry when errors.h calls the outcome retryable, with the Env's
 //   clock and randomness, so tests never sleep.
 //
+// Errors: the Status of the last attempt as errors.h maps it (the message names the
+// request, "PUT s3://bucket/key", and the attempts made); Corruption for 2xx answers we
+// cannot read (bad XML, no Content-Length) or bodies larger than expected.
+//
 // Thread-safe; many calls in flight. `env` must outlive the client; the client must
 // outlive its calls.
 #pragma once

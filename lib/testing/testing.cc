@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "util/assert.h"
@@ -219,6 +220,16 @@ bool WaitForUnixSocket(const std::string& path, int timeout_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;
+}
+
+std::string SourceDir() {
+  if (const char* d = std::getenv("PORTALBD_SOURCE_DIR"); d && *d) return d;
+  return PORTALBD_SOURCE_DIR;
+}
+
+bool AllowSkip() {
+  const char* v = std::getenv("PORTALBD_ALLOW_SKIP");
+  return v != nullptr && std::string_view(v) == "1";
 }
 
 std::string ReadFile(const std::string& path) {

@@ -70,4 +70,12 @@ bool WaitForUnixSocket(const std::string& path, int timeout_ms);
 // Reads a whole file; empty string if missing.
 std::string ReadFile(const std::string& path);
 
+// The source tree (for test data and tools installed under .deps/): $PORTALBD_SOURCE_DIR,
+// else the directory CMake configured.
+std::string SourceDir();
+
+// True when PORTALBD_ALLOW_SKIP=1: a test whose external tool is missing may then report
+// itself skipped instead of failing (CI installs everything and leaves this unset).
+bool AllowSkip();
+
 }  // namespace portal::testing

@@ -1,0 +1,99 @@
+#include "objstore/memory_store.h"
+
+#include <fmt/format.h>
+
+#include "objstore/semantics.h"
+
+namespace portal::objstore {
+namespace {
+
+std::string Etag(uint64_t version) { return fmt::format("v{}", version); }
+
+}  // namespace
+
+Task<Result<std::string>> MemoryStore::Get(std::string key, std::optional<GetRange> range) {
+  CO_RETURN_IF_ERROR(ValidateKey(key));
+  CO_RETURN_IF_ERROR(ValidateRange(range));
+  std::shared_ptr<const Object> obj;
+  {
+    std::lock_guard lock(mu_);
+    auto it = objects_.find(key);
+    if (it == objects_.end()) co_return Status::NotFound(key);
+    obj = it->second;
+  }
+  CO_ASSIGN_OR_RETURN(auto span, ResolveRange(obj->data.size(), range));
+  co_return obj->data.substr(span.first, span.second - span.first);
+}
+
+Task<Result<ObjectInfo>> MemoryStore::Head(std::string key) {
+  CO_RETURN_IF_ERROR(ValidateKey(key));
+  std::lock_guard lock(mu_);
+  auto it = objects_.find(key);
+  if (it == objects_.end()) co_return Status::NotFound(key);
+  co_return ObjectInfo{key, it->second->data.size(), Etag(it->second->version)};
+}
+
+Status MemoryStore::Store(std::string key, std::string data, bool if_absent) {
+  RETURN_IF_ERROR(ValidateKey(key));
+  uint64_t size = data.size();
+  std::shared_ptr<const Object> old;  // freed outside the lock
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = objects_.try_emplace(std::move(key));
+  if (!inserted) {
+    if (if_absent) return Status::PreconditionFailed(it->first + " exists");
+    old = std::move(it->second);
+    total_bytes_ -= old->data.size();
+  }
+  it->second = std::make_shared<const Object>(Object{std::move(data), next_version_++});
+  total_bytes_ += size;
+  return Status::Ok();
+}
+
+Task<Status> MemoryStore::Put(std::string key, std::string data) {
+  co_return Store(std::move(key), std::move(data), false);
+}
+
+Task<Status> MemoryStore::PutIfAbsent(std::string key, std::string data) {
+  co_return Store(std::move(key), std::move(data), true);
+}
+
+Task<Status> MemoryStore::Delete(std::string key) {
+  CO_RETURN_IF_ERROR(ValidateKey(key));
+  std::shared_ptr<const Object> old;
+  std::lock_guard lock(mu_);
+  auto it = objects_.find(key);
+  if (it != objects_.end()) {
+    old = std::move(it->second);
+    total_bytes_ -= old->data.size();
+    objects_.erase(it);
+  }
+  co_return Status::Ok();
+}
+
+Task<Result<std::vector<ObjectInfo>>> MemoryStore::List(std::string prefix,
+                                                        std::string start_after) {
+  std::vector<ObjectInfo> out;
+  std::lock_guard lock(mu_);
+  // Start at the larger of the two lower bounds; stop at the first key past the prefix.
+  auto it =
+      start_after >= prefix ? objects_.upper_bound(start_after) : objects_.lower_bound(prefix);
+  for (; it != objects_.end() && it->first.starts_with(prefix); ++it) {
+    if (!InListing(it->first, prefix, start_after)) continue;
+    out.push_back(ObjectInfo{it->first, it->second->data.size(), Etag(it->second->version)});
+  }
+  co_return out;
+}
+
+Task<Status> MemoryStore::CheckAccess() { co_return Status::Ok(); }
+
+size_t MemoryStore::object_count() const {
+  std::lock_guard lock(mu_);
+  return objects_.size();
+}
+
+uint64_t MemoryStore::total_bytes() const {
+  std::lock_guard lock(mu_);
+  return total_bytes_;
+}
+
+}  // namespace portal::objstore

@@ -12,11 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include "config/config.h"
-#include "env/block_on.h"
-#include "env/real_env.h"
-#include "nbd/server.h"
+#include "daemon/daemon.h"
 #include "util/log.h"
-#include "volume/memory_volume.h"
 
 namespace {
 
@@ -58,6 +55,7 @@ int main(int argc, char** argv) {
       return Fail("--disk-size-gb must be a whole number of GiB (got '" + disk_size + "')");
     }
     cfg.disk_size_gb = gb;
+    cfg.disk_size_set = true;
   }
   if (!address.empty()) cfg.address = address;
   if (!storage.empty()) cfg.storage_url = storage;
@@ -65,56 +63,33 @@ int main(int argc, char** argv) {
   if (auto st = portal::config::Validate(cfg); !st.ok()) return Fail(st.message());
   for (const auto& w : warnings) log->warn("{}", w);
 
-  if (cfg.storage_url != "memory://") {
-    return Fail("storage.url " + cfg.storage_url +
-                ": only memory:// is available in this build");
-  }
-
   // Signals are taken synchronously by the main thread; block them before any thread
   // starts so that every thread inherits the mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  portal::RealEnv env;
-  env.Start();
-
-  auto device = std::make_shared<portal::volume::MemoryVolume>(cfg.size_bytes(), cfg.block_size);
-  portal::nbd::ExportInfo info;
-  info.name = "portalbd";
-  info.description = "portalbd volume (" + cfg.storage_url + ")";
-  info.size_bytes = device->size_bytes();
-  info.preferred_block_size = cfg.block_size;
-  portal::nbd::SingleExportCatalog catalog(info, device);
-
-  portal::nbd::Server::Options server_options;
-  server_options.address = cfg.address;
-  server_options.max_connections = cfg.max_connections;
-  portal::nbd::Server server(env, catalog, server_options);
-  if (auto st = server.Listen(); !st.ok()) {
-    env.Stop();
-    return Fail(st.message());
+  portal::daemon::Daemon daemon(cfg);
+  if (auto st = daemon.Start(); !st.ok()) {
+    (void)daemon.Stop();
+    return Fail(st.ToString());
   }
-  log->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" recording={}",
-            cfg.socket, cfg.disk_size_gb, server.bound_address(), cfg.storage_url,
-            !cfg.record_path.empty());
-  server.Start();
-  log->info("NBD server listening address={}", server.bound_address());
-  log->info("NBD server accepting connections export={} size_bytes={}", info.name,
-            info.size_bytes);
-
-  int sig = 0;
-  sigwait(&signals, &sig);
-  log->info("Received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
-
-  server.Shutdown();
-  portal::Status flushed = portal::BlockOn(device->Flush());
-  env.Stop();
-  if (!flushed.ok()) {
-    log->error("final flush failed error=\"{}\"", flushed.ToString());
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGUSR1) {  // kill -USR1: log the status line
+      log->info("{}", daemon.StatusLine());
+      continue;
+    }
+    log->info("Received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    break;
+  }
+  if (auto st = daemon.Stop(); !st.ok()) {
+    log->error("shutdown did not complete cleanly error=\"{}\"", st.ToString());
     return 1;
   }
   log->info("portalbd stopped");

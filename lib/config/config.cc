@@ -185,6 +185,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   };
 
   RETURN_IF_ERROR(r.U64(table("device"), "device", "disk_size_gb", &c.disk_size_gb));
+  if (table("device").contains("disk_size_gb")) c.disk_size_set = true;
   RETURN_IF_ERROR(
       r.U32(table("device"), "device", "block_size", &c.block_size, Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "url", &c.storage_url));

@@ -31,6 +31,8 @@ namespace portal::config {
 struct Config {
   // [device]
   uint64_t disk_size_gb = 1;
+  bool disk_size_set = false;  // given in the file or by flag (else an existing volume
+                               // keeps its size; a new one gets disk_size_gb)
   uint32_t block_size = 4096;
   // [storage]
   std::string storage_url = "memory://";

@@ -29,16 +29,19 @@ T BlockOn(Task<T> task) {
   }
 }
 
+// max_steps bounds the run: a livelock (work that keeps rescheduling itself) fails the
+// assertion instead of hanging the test.
 template <typename T>
-T RunSim(SimEnv& env, Task<T> task) {
+T RunSim(SimEnv& env, Task<T> task, uint64_t max_steps = 50'000'000) {
   std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> out;
   if constexpr (std::is_void_v<T>) {
     Start(std::move(task), [&out] { out.emplace(true); });
   } else {
     Start(std::move(task), [&out](T v) { out.emplace(std::move(v)); });
   }
-  bool done = env.RunUntil([&] { return out.has_value(); });
-  PORTAL_ASSERT(done, "simulated task never finished: the env went idle (deadlock?)");
+  bool done = env.RunUntil([&] { return out.has_value(); }, max_steps);
+  PORTAL_ASSERT(done, "simulated task never finished: idle env (deadlock) or step budget "
+                      "exhausted (livelock)");
   if constexpr (!std::is_void_v<T>) return std::move(*out);
 }
 

@@ -4,9 +4,12 @@
 //   ...
 //   CO_ASSIGN_OR_RETURN(auto bytes, co_await store.Get(key));
 //
-// A Task does nothing until it is awaited (or handed to Start). Awaiting resumes the
-// child by symmetric transfer, and the child resumes its awaiter the same way, so chains
-// of tasks that complete without suspending use no extra stack. Where a coroutine resumes
+// A Task does nothing until it is awaited (or handed to Start). Awaiting runs the child
+// at once; if it finishes without suspending, the awaiter continues without suspending
+// either, so a loop over tasks that complete inline uses constant stack in every build
+// (symmetric transfer would need the tail calls that -O0 and sanitizers give up). If the
+// child suspends, whichever of "the awaiter suspended" and "the child finished" happens
+// second resumes the awaiter (an atomic flag decides). Where a coroutine resumes
 // after a real suspension is decided by the awaitable that suspended it: every awaitable
 // in env/ resumes on the Env's executor (see env.h), never on a foreign thread.
 //
@@ -39,8 +42,11 @@ class TaskPromiseBase {
   struct FinalAwaiter {
     bool await_ready() const noexcept { return false; }
     template <typename Promise>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
-      return h.promise().continuation_;
+    void await_suspend(std::coroutine_handle<Promise> h) noexcept {
+      TaskPromiseBase& p = h.promise();
+      // Second to arrive: the awaiter has already suspended, so resume it. (It may
+      // destroy this frame; nothing here touches it afterwards.)
+      if (p.done_or_waiting_.exchange(true, std::memory_order_acq_rel)) p.continuation_.resume();
     }
     void await_resume() const noexcept {}
   };
@@ -48,10 +54,18 @@ class TaskPromiseBase {
   std::suspend_always initial_suspend() const noexcept { return {}; }
   FinalAwaiter final_suspend() const noexcept { return {}; }
   void unhandled_exception() const noexcept { std::terminate(); }
-  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+
+  // Runs the child until it first suspends or finishes. Returns true if the awaiter
+  // must suspend (the child will resume it), false if the child already finished.
+  bool StartAndCheckSuspend(std::coroutine_handle<> self, std::coroutine_handle<> awaiting) {
+    continuation_ = awaiting;
+    self.resume();
+    return !done_or_waiting_.exchange(true, std::memory_order_acq_rel);
+  }
 
  private:
-  std::coroutine_handle<> continuation_ = std::noop_coroutine();
+  std::coroutine_handle<> continuation_;
+  std::atomic<bool> done_or_waiting_{false};
 };
 
 template <typename T>
@@ -115,9 +129,8 @@ class [[nodiscard]] Task {
     struct Awaiter {
       Handle h;
       bool await_ready() const noexcept { return false; }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-        h.promise().set_continuation(awaiting);
-        return h;
+      bool await_suspend(std::coroutine_handle<> awaiting) {
+        return h.promise().StartAndCheckSuspend(h, awaiting);
       }
       T await_resume() { return h.promise().take(); }
     };

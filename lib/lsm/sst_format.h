@@ -20,6 +20,17 @@ namespace portal::lsm {
 constexpr size_t kSstTrailerSize = 20;
 constexpr uint32_t kSstFormatVersion = 1;
 
+// An SST as the manifest lists it.
+struct SstRef {
+  std::string key;  // map/<epoch>-<n>.sst
+  uint64_t min_block = 0;
+  uint64_t end_block = 0;  // key range [min_block, end_block), zero/hole extents included
+  uint64_t size_bytes = 0;
+  uint64_t extent_count = 0;
+  uint64_t data_blocks = 0;
+  friend bool operator==(const SstRef&, const SstRef&) = default;
+};
+
 struct SstIndexEntry {
   uint64_t first_block = 0;  // first key in the block
   uint64_t end_block = 0;    // end of the last extent in the block

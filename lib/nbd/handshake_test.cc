@@ -136,7 +136,7 @@ TEST_CASE("unknown options get ERR_UNSUP and negotiation continues", "[nbd]") {
   CHECK(d.session().in_transmission());
 }
 
-TEST_CASE("LIST replies one SERVER per export, then ACK; data is refused", "[nbd]") {
+TEST_CASE("LIST replies one SERVER per export, then ACK, data is refused", "[nbd]") {
   Fixture f;
   SessionDriver d(f.catalog);
   d.TakeOutput();
@@ -151,7 +151,7 @@ TEST_CASE("LIST replies one SERVER per export, then ACK; data is refused", "[nbd
             OptReply(NBD_OPT_LIST, NBD_REP_ERR_INVALID, "LIST takes no data")));
 }
 
-TEST_CASE("GO to an unknown export gets ERR_UNKNOWN; EXPORT_NAME to one hangs up", "[nbd]") {
+TEST_CASE("GO to an unknown export gets ERR_UNKNOWN, EXPORT_NAME to one hangs up", "[nbd]") {
   Fixture f;
   SessionDriver d(f.catalog);
   d.TakeOutput();
@@ -162,7 +162,7 @@ TEST_CASE("GO to an unknown export gets ERR_UNKNOWN; EXPORT_NAME to one hangs up
   CHECK(d.session().Finished());
 }
 
-TEST_CASE("meta contexts need structured replies; SET selects base:allocation", "[nbd]") {
+TEST_CASE("meta contexts need structured replies, SET selects base:allocation", "[nbd]") {
   Fixture f;
   SessionDriver d(f.catalog);
   d.TakeOutput();

@@ -173,7 +173,7 @@ TEST_CASE("structured reads send holes as OFFSET_HOLE, DF as one data chunk", "[
   CHECK(Hex(d.TakeOutput()) == Hex(Chunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 4, "")));
 }
 
-TEST_CASE("block status answers base:allocation extents; REQ_ONE gives one", "[nbd]") {
+TEST_CASE("block status answers base:allocation extents, REQ_ONE gives one", "[nbd]") {
   Fixture f;
   SessionDriver d(*f.catalog);
   Attach(d, true);

@@ -19,7 +19,7 @@ TEST_CASE("MemoryVolume matches a byte-array model", "[volume][property]") {
   });
 }
 
-TEST_CASE("MemoryVolume: 1 EiB costs nothing until written; huge trims are O(1)", "[volume]") {
+TEST_CASE("MemoryVolume: 1 EiB costs nothing until written, huge trims are O(1)", "[volume]") {
   const uint64_t eib = uint64_t{1} << 60;
   auto v = std::make_shared<MemoryVolume>(eib, 4096);
   auto dut = InlineDevice(v);

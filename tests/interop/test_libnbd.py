@@ -261,13 +261,18 @@ def case_block_status(tmp):
         ext = merged(block_status(h, 4 * BS, b + 256 * KIB))
         check(all(f & ZERO for _, f in ext[:2]) and ext[-1] == (BS, 0),
               f"WRITE_ZEROES without NO_HOLE must read as zero: {ext}")
-        # A partial-block write makes its block data; a partial trim leaves it data.
+        # A partial-block write makes its block data; a partial trim that leaves data in
+        # the block must not claim ZERO. (A trim that zeroes every written byte may: the
+        # block then does read as zeroes, and the server is allowed to know it.)
         h.pwrite(b"\x03", b + 512 * KIB + 10)
+        h.pwrite(b"\x04", b + 512 * KIB + 200)
         check_eq(merged(block_status(h, 3 * BS, b + 512 * KIB - BS)),
-                 [(BS, HOLE | ZERO), (BS, 0), (BS, HOLE | ZERO)], "1-byte write in a hole")
+                 [(BS, HOLE | ZERO), (BS, 0), (BS, HOLE | ZERO)], "1-byte writes in a hole")
         h.trim(100, b + 512 * KIB + 5)
         check_eq(block_status(h, BS, b + 512 * KIB)[0][1] & ZERO, 0,
-                 "block with a partial trim claims ZERO although it was written")
+                 "block with a partial trim claims ZERO although data remains")
+        check_eq(h.pread(BS, b + 512 * KIB)[200], 4, "byte outside the trim kept")
+        check_eq(h.pread(BS, b + 512 * KIB)[10], 0, "byte inside the trim zeroed")
         # Unaligned queries still answer from the right place.
         ext = block_status(h, 100, b + 512 * KIB + 1)
         check_eq(ext[0][1], 0, "unaligned query inside a data block")

@@ -1,0 +1,127 @@
+#include "daemon/daemon.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "env/block_on.h"
+#include "env/real_env.h"
+#include "nbd/export.h"
+#include "nbd/server.h"
+#include "objstore/counting_store.h"
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::daemon {
+namespace {
+auto Log() { return log::Get("portalbd"); }
+}  // namespace
+
+volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
+  volume::VolumeOptions o;
+  o.size_bytes = cfg.disk_size_set ? cfg.size_bytes() : 0;  // 0: keep an existing size
+  o.block_size = cfg.block_size;
+  o.flush_interval_ms = cfg.flush_interval_ms;
+  o.l0_sst_size_bytes = cfg.l0_sst_size_bytes;
+  o.max_unflushed_bytes = cfg.max_unflushed_bytes;
+  o.block_cache_size_bytes = cfg.block_cache_size_bytes;
+  o.gc_live_ratio = cfg.gc_live_ratio;
+  o.unsafe_no_fencing = cfg.unsafe_no_fencing;
+  o.cache_dir = cfg.cache_dir;
+  if (cfg.storage_url == "memory://") {
+    // Private to this process and lost with it: no compression (it only costs CPU),
+    // block-exact reads, and segments freed as soon as nothing references them.
+    o.compress = false;
+    o.read_partial_raw_chunks = true;
+    o.immediate_segment_free = true;
+    o.gc_interval_ms = 1000;
+    o.cache_dir.clear();
+  }
+  return o;
+}
+
+Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)) {}
+
+Daemon::~Daemon() { (void)Stop(); }
+
+Status Daemon::Start() {
+  env_ = std::make_unique<RealEnv>();
+  env_->Start();
+  if (cfg_.storage_url.starts_with("file://")) {
+    // Like the original: a missing storage directory is created (and said so).
+    std::string dir = cfg_.storage_url.substr(7);
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) {
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return Status::IOError("cannot create storage directory " + dir + ": " + ec.message());
+      Log()->info("created storage directory path={}", dir);
+    }
+  }
+  auto opened = objstore::OpenStore(cfg_.storage_url, *env_);
+  if (!opened.ok()) return opened.status().WithContext("storage.url " + cfg_.storage_url);
+  store_ = std::make_unique<objstore::CountingStore>(std::move(*opened));
+  if (Status st = BlockOn(store_->CheckAccess()); !st.ok()) {
+    return st.WithContext("storage " + cfg_.storage_url);
+  }
+  auto vol = BlockOn(volume::LsmVolume::Open(*env_, *store_, VolumeOptionsFor(cfg_)));
+  if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
+  volume_ = std::move(*vol);
+
+  nbd::ExportInfo info;
+  info.name = "portalbd";
+  info.description = "portalbd volume (" + store_->url() + ")";
+  info.size_bytes = volume_->size_bytes();
+  info.preferred_block_size = volume_->block_size();
+  catalog_ = std::make_unique<nbd::SingleExportCatalog>(info, volume_);
+
+  nbd::Server::Options so;
+  so.address = cfg_.address;
+  so.max_connections = cfg_.max_connections;
+  server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
+  if (Status st = server_->Listen(); !st.ok()) return st;
+  started_ = true;
+  Log()->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" recording={}",
+              cfg_.socket, volume_->size_bytes() >> 30, server_->bound_address(),
+              cfg_.storage_url, !cfg_.record_path.empty());
+  server_->Start();
+  Log()->info("NBD server listening address={}", server_->bound_address());
+  Log()->info("NBD server accepting connections export={} size_bytes={}", info.name,
+              info.size_bytes);
+  return Status::Ok();
+}
+
+Status Daemon::Stop() {
+  if (stopped_) return Status::Ok();
+  stopped_ = true;
+  Status result;
+  if (server_) server_->Shutdown();
+  if (volume_) {
+    result = BlockOn(volume_->Close());
+    if (started_) Log()->info("{}", StatusLine());
+  }
+  volume_.reset();
+  if (env_) env_->Stop();
+  return result;
+}
+
+std::string Daemon::nbd_address() const { return server_ ? server_->bound_address() : ""; }
+
+std::string Daemon::StatusLine() {
+  if (!volume_) return "volume not open";
+  volume::VolumeStats s = volume_->stats();
+  std::string levels;
+  for (uint64_t n : s.ssts_per_level) {
+    if (!levels.empty()) levels.push_back('/');
+    levels.append(std::to_string(n));
+  }
+  return fmt::format(
+      "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
+      "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
+      "cache_misses={} write_stalls={} requests=\"{}\"",
+      s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
+      s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
+      s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
+      s.cache.misses, s.write_stalls, store_ ? store_->stats().ToString() : "");
+}
+
+}  // namespace portal::daemon

@@ -1,0 +1,86 @@
+#include "lsm/sst_reader.h"
+
+#include <algorithm>
+
+namespace portal::lsm {
+namespace {
+constexpr uint64_t kTailGuess = 64 * 1024;  // most indexes fit; else a second GET
+}  // namespace
+
+Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref) {
+  auto v = co_await cache::GetTyped<SstIndex>(
+      cache_, "si/" + ref.key, [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {
+        uint64_t guess = std::min(ref.size_bytes, kTailGuess);
+        CO_ASSIGN_OR_RETURN(std::string tail,
+                            co_await store_.Get(ref.key, objstore::GetRange{
+                                                             ref.size_bytes - guess, guess}));
+        CO_ASSIGN_OR_RETURN(uint64_t meta_len, ParseSstTrailer(tail, ref.key));
+        if (meta_len + kSstTrailerSize > tail.size() && meta_len + kSstTrailerSize <= ref.size_bytes) {
+          uint64_t need = meta_len + kSstTrailerSize;
+          CO_ASSIGN_OR_RETURN(tail, co_await store_.Get(ref.key, objstore::GetRange{
+                                                                     ref.size_bytes - need, need}));
+        }
+        CO_ASSIGN_OR_RETURN(SstIndex idx, DecodeSstIndex(tail, ref.size_bytes, ref.key));
+        if (idx.min_block != ref.min_block || idx.end_block != ref.end_block ||
+            idx.extent_count != ref.extent_count) {
+          co_return Status::Corruption("map SST " + ref.key +
+                                       " does not match its manifest entry");
+        }
+        uint64_t charge = idx.memory_bytes();
+        co_return std::make_pair(std::move(idx), charge);
+      });
+  if (!v.ok()) co_return v.status();
+  co_return std::shared_ptr<const SstIndex>(*v, &(*v)->value);
+}
+
+Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
+    const SstRef& ref, const SstIndexEntry& entry) {
+  auto v = co_await cache::GetTyped<std::vector<Extent>>(
+      cache_, "sb/" + ref.key + "/" + std::to_string(entry.offset),
+      [&]() -> Task<Result<std::pair<std::vector<Extent>, uint64_t>>> {
+        CO_ASSIGN_OR_RETURN(std::string bytes, co_await store_.Get(ref.key, objstore::GetRange{
+                                                                                entry.offset,
+                                                                                entry.length}));
+        CO_ASSIGN_OR_RETURN(std::vector<Extent> extents, DecodeSstBlock(bytes, entry, ref.key));
+        uint64_t charge = extents.size() * sizeof(Extent) + 64;
+        co_return std::make_pair(std::move(extents), charge);
+      });
+  if (!v.ok()) co_return v.status();
+  co_return std::shared_ptr<const std::vector<Extent>>(*v, &(*v)->value);
+}
+
+Task<Status> SstReader::ForEach(const SstRef& ref, uint64_t first, uint64_t end,
+                                std::function<bool(const Extent&)> fn) {
+  if (first >= end || end <= ref.min_block || first >= ref.end_block) co_return Status::Ok();
+  CO_ASSIGN_OR_RETURN(auto idx, co_await Index(ref));
+  // First block whose range ends after `first`.
+  auto it = std::partition_point(idx->blocks.begin(), idx->blocks.end(),
+                                 [&](const SstIndexEntry& b) { return b.end_block <= first; });
+  for (; it != idx->blocks.end() && it->first_block < end; ++it) {
+    CO_ASSIGN_OR_RETURN(auto block, co_await Block(ref, *it));
+    auto e = std::partition_point(block->begin(), block->end(),
+                                  [&](const Extent& x) { return x.end <= first; });
+    for (; e != block->end() && e->first < end; ++e) {
+      Extent clipped = *e;
+      if (clipped.first < first) {
+        clipped.loc = clipped.loc.Slice(first - clipped.first);
+        clipped.first = first;
+      }
+      clipped.end = std::min(clipped.end, end);
+      if (!fn(clipped)) co_return Status::Ok();
+    }
+  }
+  co_return Status::Ok();
+}
+
+Task<Result<std::vector<Extent>>> SstReader::ReadAll(const SstRef& ref) {
+  std::vector<Extent> out;
+  out.reserve(ref.extent_count);
+  CO_RETURN_IF_ERROR(co_await ForEach(ref, ref.min_block, ref.end_block, [&](const Extent& e) {
+    out.push_back(e);
+    return true;
+  }));
+  co_return out;
+}
+
+}  // namespace portal::lsm

@@ -1,0 +1,38 @@
+// SstReader: reads map SSTs from the object store through the block cache. Indexes and
+// blocks are fetched on demand with ranged GETs and cached, so memory is bounded by the
+// cache, never by the size of the map.
+//
+// Thread-safe. The store and cache must outlive the reader.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "cache/block_cache.h"
+#include "lsm/extent.h"
+#include "lsm/sst_format.h"
+#include "objstore/object_store.h"
+
+namespace portal::lsm {
+
+class SstReader {
+ public:
+  SstReader(objstore::ObjectStore& store, cache::BlockCache& cache) : store_(store), cache_(cache) {}
+
+  Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
+  Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(const SstRef& ref,
+                                                                 const SstIndexEntry& entry);
+  // Calls fn for every extent of `ref` overlapping [first, end), clipped, in order; stops
+  // early when fn returns false.
+  Task<Status> ForEach(const SstRef& ref, uint64_t first, uint64_t end,
+                       std::function<bool(const Extent&)> fn);
+  // All extents (for compaction).
+  Task<Result<std::vector<Extent>>> ReadAll(const SstRef& ref);
+
+ private:
+  objstore::ObjectStore& store_;
+  cache::BlockCache& cache_;
+};
+
+}  // namespace portal::lsm

@@ -1,0 +1,55 @@
+#include "objstore/retrying_store.h"
+
+#include "env/async.h"
+
+namespace portal::objstore {
+
+Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
+                              uint32_t max_attempts) {
+  uint64_t backoff_ms = 10;
+  for (uint32_t attempt = 1;; ++attempt) {
+    Status st = co_await op();
+    if (!st.retryable() || (max_attempts != 0 && attempt >= max_attempts)) co_return st;
+    co_await SleepFor(env, (backoff_ms / 2 + env.RandomBelow(backoff_ms / 2 + 1)) * kNanosPerMilli);
+    backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
+  }
+}
+
+Task<Result<std::string>> RetryingReadStore::Get(std::string key, std::optional<GetRange> range) {
+  Result<std::string> out = Status::Unavailable("not attempted");
+  (void)co_await RetryUnavailable(
+      env_,
+      [&]() -> Task<Status> {
+        out = co_await inner_.Get(key, range);
+        co_return out.status();
+      },
+      max_attempts_);
+  co_return out;
+}
+
+Task<Result<ObjectInfo>> RetryingReadStore::Head(std::string key) {
+  Result<ObjectInfo> out = Status::Unavailable("not attempted");
+  (void)co_await RetryUnavailable(
+      env_,
+      [&]() -> Task<Status> {
+        out = co_await inner_.Head(key);
+        co_return out.status();
+      },
+      max_attempts_);
+  co_return out;
+}
+
+Task<Result<std::vector<ObjectInfo>>> RetryingReadStore::List(std::string prefix,
+                                                              std::string start_after) {
+  Result<std::vector<ObjectInfo>> out = Status::Unavailable("not attempted");
+  (void)co_await RetryUnavailable(
+      env_,
+      [&]() -> Task<Status> {
+        out = co_await inner_.List(prefix, start_after);
+        co_return out.status();
+      },
+      max_attempts_);
+  co_return out;
+}
+
+}  // namespace portal::objstore

@@ -1,0 +1,49 @@
+// Retries of transient store errors (Status::retryable()) with jittered exponential
+// backoff taken from the Env (simulated time under SimEnv).
+//
+// RetryingReadStore retries reads (Get, Head, List, CheckAccess) a bounded number of
+// times and passes writes through untouched: a retried conditional write needs its
+// caller's read-back logic (a PreconditionFailed after a lost acknowledgement may be
+// the caller's own write), so writers use RetryUnavailable themselves.
+//
+// Does not own the inner store. Thread-safe.
+#pragma once
+
+#include <functional>
+
+#include "env/env.h"
+#include "objstore/object_store.h"
+
+namespace portal::objstore {
+
+// Calls `op` until it returns a non-retryable status or `max_attempts` calls were made
+// (0: no limit). Waits d/2..d between attempts, d = 10 ms doubling up to 5 s.
+Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
+                              uint32_t max_attempts);
+
+class RetryingReadStore final : public ObjectStore {
+ public:
+  RetryingReadStore(ObjectStore& inner, Env& env, uint32_t max_attempts = 8)
+      : inner_(inner), env_(env), max_attempts_(max_attempts) {}
+
+  Task<Result<std::string>> Get(std::string key, std::optional<GetRange> range = {}) override;
+  Task<Result<ObjectInfo>> Head(std::string key) override;
+  Task<Status> Put(std::string key, std::string data) override {
+    return inner_.Put(std::move(key), std::move(data));
+  }
+  Task<Status> PutIfAbsent(std::string key, std::string data) override {
+    return inner_.PutIfAbsent(std::move(key), std::move(data));
+  }
+  Task<Status> Delete(std::string key) override { return inner_.Delete(std::move(key)); }
+  Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
+                                             std::string start_after = "") override;
+  Task<Status> CheckAccess() override { return inner_.CheckAccess(); }
+  std::string url() const override { return inner_.url(); }
+
+ private:
+  ObjectStore& inner_;
+  Env& env_;
+  uint32_t max_attempts_;
+};
+
+}  // namespace portal::objstore

@@ -1,0 +1,250 @@
+// LsmVolume: the object-store volume. Block data goes into segments (written once); a
+// small LSM (the map) records where every block lives; manifests tie it together. See
+// docs/volume.md for formats and protocols, DESIGN.md for the durability contract.
+//
+// Concurrency:
+// - `mu_` (a std::mutex, never held across co_await) guards the in-memory state: the
+//   active and sealed write buffers, the map memtables, the current Version, counters.
+// - `jobs_mu_` (an AsyncMutex) serializes everything that commits a manifest: memtable
+//   flushes, compactions, GC, snapshots, restore. Holding it for a whole job means no job
+//   started before another can commit after it (DESIGN.md's generation check, by
+//   construction).
+// - One uploader coroutine owns segment uploads (one in flight, strictly in id order) and
+//   applies each uploaded segment to the memtable.
+// - One maintenance coroutine flushes the memtable, compacts and collects garbage.
+//
+// Thread-safe. Open() it, use it, Close() it before destroying it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cache/block_cache.h"
+#include "env/async.h"
+#include "env/env.h"
+#include "lsm/memtable.h"
+#include "lsm/sst_reader.h"
+#include "objstore/object_store.h"
+#include "objstore/retrying_store.h"
+#include "volume/block_device.h"
+#include "volume/manifest.h"
+#include "volume/manifest_log.h"
+#include "volume/options.h"
+#include "volume/segment_reader.h"
+#include "volume/write_buffer.h"
+
+namespace portal::volume {
+
+struct VolumeStats {
+  std::string storage_url;
+  std::string volume_uuid;
+  uint64_t size_bytes = 0;
+  uint32_t block_size = 0;
+  uint64_t epoch = 0;
+  bool fenced = false;
+  uint64_t manifest_number = 0;
+  uint64_t applied_segment = 0;
+  uint64_t next_segment_id = 0;
+  uint64_t active_buffer_bytes = 0;
+  uint64_t sealed_buffer_bytes = 0;
+  uint64_t memtable_extents = 0;
+  std::vector<uint64_t> ssts_per_level;
+  uint64_t map_bytes = 0;  // sum of SST sizes
+  uint64_t segments = 0;
+  uint64_t segment_bytes = 0;
+  uint64_t live_data_blocks = 0;
+  uint64_t write_stalls = 0;
+  uint64_t snapshots = 0;
+  cache::CacheStats cache;
+};
+
+class LsmVolume final : public BlockDevice {
+ public:
+  // Opens (or creates) the volume in `store`: epoch bump, replay, fence. `env` and
+  // `store` must outlive the volume.
+  static Task<Result<std::shared_ptr<LsmVolume>>> Open(Env& env, objstore::ObjectStore& store,
+                                                       VolumeOptions options);
+  ~LsmVolume() override;
+
+  // Makes everything durable and stops background work. Later calls fail.
+  Task<Status> Close();
+
+  uint64_t size_bytes() const override;
+  uint32_t block_size() const override { return block_size_; }
+
+  Task<Status> Read(uint64_t offset, std::span<uint8_t> out,
+                    std::vector<ByteRange>* zeroes) override;
+  Task<Status> Write(uint64_t offset, std::span<const uint8_t> data, WriteFlags flags) override;
+  Task<Status> Flush() override;
+  Task<Status> Trim(uint64_t offset, uint64_t length, WriteFlags flags) override;
+  Task<Status> WriteZeroes(uint64_t offset, uint64_t length, ZeroFlags flags) override;
+  Task<Result<std::vector<StatusExtent>>> BlockStatus(uint64_t offset, uint64_t length,
+                                                       uint32_t max_extents) override;
+  Task<Status> Cache(uint64_t offset, uint64_t length) override;
+
+  // Writes the memtable to an L0 SST and commits a manifest (tests, shutdown).
+  Task<Status> FlushMemtable();
+  // Runs compaction until no level is over its target (tests).
+  Task<Status> CompactAll();
+  // Runs one round of garbage collection now (tests).
+  Task<Status> RunGc();
+
+  VolumeStats stats();
+  bool fenced();
+  uint64_t epoch() const { return epoch_; }
+
+ private:
+  struct Sealed {
+    std::shared_ptr<const WriteBuffer> buf;
+    uint64_t gen = 0;
+    uint64_t segment_id = 0;
+  };
+  // Live blocks copied out of sparse segments by GC, uploaded as a segment of
+  // conditional extents (they apply only where the map still points at the source).
+  struct Relocation {
+    std::vector<SegmentExtent> extents;  // sorted; loc.index into `data`; conditional
+    std::string data;
+    uint64_t data_blocks = 0;
+    std::vector<uint64_t> sources;
+  };
+  // The map as committed: immutable, shared by readers.
+  struct Version {
+    Manifest manifest;
+    uint64_t number = 0;
+  };
+  // A resolved run of blocks (the read path).
+  struct Piece {
+    uint64_t first;
+    uint64_t end;
+    lsm::Loc loc;             // data in a segment, or zero/hole
+    const uint8_t* bytes;     // data already in a buffer (valid under mu_ only)
+  };
+  using Intervals = std::vector<std::pair<uint64_t, uint64_t>>;
+
+  LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions options);
+
+  // --- open (volume_open.cc) ---
+  Task<Status> DoOpen();
+  Task<Status> ProbeConditionalWrites();
+  Task<Status> Replay();
+  Task<Status> ApplyReplayed(const SegmentFooter& f, uint64_t size);
+  // Applies a segment's extents to the memtable. Conditional extents are first cut to
+  // where the committed map (memtables + SSTs) still holds their expected location;
+  // only the uploader and replay call this, so the map cannot change in between.
+  Task<Status> ApplyFooter(const SegmentFooter& f, uint64_t size);
+
+  // --- writes (volume_write.cc) ---
+  Status CheckWritable();
+  Task<Status> WaitForRoom();
+  void WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n);
+  void WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind);
+  void BumpStripesLocked(uint64_t first, uint64_t end);
+  void NoteDirtyLocked();
+  // Read-modify-write of part of one block: `src` null writes zeroes.
+  Task<Status> WritePartial(uint64_t block, uint32_t in_block, const uint8_t* src, uint32_t len);
+  Task<Status> ZeroRange(uint64_t offset, uint64_t length, lsm::LocKind kind, bool fua);
+
+  // --- reads (volume_read.cc) ---
+  // Resolves [first, end) through every layer; `sink(piece)` sees buffer data (under
+  // mu_), memtable and SST locations, and zero runs; blocks no layer defines come out
+  // as holes.
+  Task<Status> Resolve(uint64_t first, uint64_t end, std::function<void(const Piece&)> sink,
+                       bool include_buffers = true);
+  Task<Status> ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t offset,
+                             std::span<uint8_t> out, std::vector<ByteRange>* zeroes);
+
+  // --- upload (volume_upload.cc) ---
+  Task<void> UploaderLoop();
+  // Encodes (user buffer or relocation) and uploads segment `id`.
+  Task<Status> UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
+                             SegmentFooter* footer, uint64_t* size);
+  void ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm::Extent>& extents,
+                          uint64_t size);
+
+  // --- map maintenance (volume_maintain.cc) ---
+  Task<void> MaintenanceLoop();
+  Task<Status> FlushMemtableLocked();  // caller holds jobs_mu_
+  Task<Status> CompactOnce(bool* did_work);
+  Task<Status> Commit(const Manifest& next);  // caller holds jobs_mu_
+  std::string NextSstKey();
+
+  // --- garbage collection (volume_gc.cc); callers hold jobs_mu_ ---
+  Task<Status> CollectGarbage();
+  Task<Status> DeleteDeadSegments();
+  Task<Status> PlanRelocation();
+  Task<Status> DeleteOrphanSsts();
+  Task<Status> DeleteOldManifests();
+  Task<Status> DiscoverSegments();  // once: learn of dead segments older epochs left
+  Task<Status> CheckStillOwner();   // before deletes: nobody committed past us
+
+  Env& env_;
+  objstore::ObjectStore& store_;      // writes (callers handle their own retries)
+  objstore::RetryingReadStore reads_;  // reads, with bounded retries of transient errors
+  VolumeOptions options_;
+  uint32_t block_size_;
+  cache::BlockCache cache_;
+  SegmentReader segments_;
+  lsm::SstReader ssts_;
+  ManifestLog log_;
+  Notifier changed_;  // buffers, durability, fencing, stop: everything waits on this
+  AsyncMutex jobs_mu_;
+  WaitGroup loops_;
+
+  uint64_t epoch_ = 0;
+  uint64_t size_bytes_ = 0;   // fixed once open
+  uint64_t sst_counter_ = 0;  // n in map/<epoch>-<n>.sst
+
+  std::mutex mu_;
+  std::shared_ptr<WriteBuffer> active_;                // GUARDED_BY(mu_)
+  uint64_t active_gen_ = 1;                            // GUARDED_BY(mu_)
+  int64_t active_dirty_since_ns_ = -1;                 // GUARDED_BY(mu_)
+  std::deque<Sealed> sealed_;                          // GUARDED_BY(mu_)
+  std::shared_ptr<const Relocation> relocation_;       // GUARDED_BY(mu_): queued, one
+  bool relocating_ = false;                            // GUARDED_BY(mu_): being uploaded
+  uint64_t durable_gen_ = 0;                           // GUARDED_BY(mu_)
+  uint64_t flush_gen_ = 0;                             // GUARDED_BY(mu_)
+  std::shared_ptr<lsm::Memtable> mem_;                 // GUARDED_BY(mu_)
+  std::shared_ptr<const lsm::Memtable> imm_;           // GUARDED_BY(mu_)
+  uint64_t imm_applied_segment_ = 0;                   // GUARDED_BY(mu_)
+  uint64_t imm_applied_seq_ = 0;                       // GUARDED_BY(mu_)
+  uint64_t mem_first_segment_ = 0;                     // GUARDED_BY(mu_)
+  uint64_t mem_last_segment_ = 0;                      // GUARDED_BY(mu_)
+  uint64_t mem_last_seq_ = 0;                          // GUARDED_BY(mu_)
+  int64_t mem_dirty_since_ns_ = -1;                    // GUARDED_BY(mu_)
+  uint64_t segments_since_mem_flush_ = 0;              // GUARDED_BY(mu_)
+  std::shared_ptr<const Version> version_;             // GUARDED_BY(mu_)
+  uint64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
+  uint64_t next_segment_id_ = 1;                       // GUARDED_BY(mu_)
+  std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
+  bool fenced_ = false;                                // GUARDED_BY(mu_)
+  std::string fenced_reason_;                          // GUARDED_BY(mu_)
+  bool closing_ = false;                               // GUARDED_BY(mu_)
+  bool stop_ = false;                                  // GUARDED_BY(mu_)
+  bool stalled_ = false;                               // GUARDED_BY(mu_)
+  uint64_t write_stalls_ = 0;                          // GUARDED_BY(mu_)
+  // Per segment: stored size and data blocks the map references (memtable + SSTs).
+  struct SegInfo {
+    uint64_t size = 0;
+    uint64_t data_blocks = 0;
+    uint64_t live_blocks = 0;
+    bool fence = false;
+    int64_t unreferenced_since_ns = -1;  // -1: referenced
+  };
+  std::map<uint64_t, SegInfo> segs_;                   // GUARDED_BY(mu_)
+  std::set<uint64_t> pinned_segments_;                 // GUARDED_BY(mu_): by snapshots
+  std::set<std::string> pinned_ssts_;                  // GUARDED_BY(mu_): by snapshots
+  // SSTs dropped from the map, with when: deleted after the grace period.
+  std::map<std::string, int64_t> retired_ssts_;        // GUARDED_BY(mu_)
+  uint64_t prev_epoch_manifest_ = 0;  // previous epoch's opener (for manifest GC)
+  uint64_t prev_latest_manifest_ = 0;
+  uint64_t manifest_gc_floor_ = 0;    // manifests below this (in our epoch) are gone
+  bool discovered_segments_ = false;
+  int64_t last_gc_ns_ = -1;
+};
+
+}  // namespace portal::volume

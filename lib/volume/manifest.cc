@@ -1,0 +1,205 @@
+#include "volume/manifest.h"
+
+#include <charconv>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace portal::volume {
+namespace {
+
+using nlohmann::json;
+
+// Reads a field without letting nlohmann throw: every type is checked first.
+class Fields {
+ public:
+  Fields(const json& j, const std::string& name) : j_(j), name_(name) {}
+  Status U64(const char* key, uint64_t* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_number_unsigned()) return Missing(key, "an unsigned integer");
+    *out = it->get<uint64_t>();
+    return Status::Ok();
+  }
+  Status I64(const char* key, int64_t* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_number_integer()) return Missing(key, "an integer");
+    *out = it->get<int64_t>();
+    return Status::Ok();
+  }
+  Status Str(const char* key, std::string* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_string()) return Missing(key, "a string");
+    *out = it->get<std::string>();
+    return Status::Ok();
+  }
+  Result<const json*> Array(const char* key) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_array()) return Missing(key, "an array");
+    return &*it;
+  }
+  Status Missing(const char* key, const char* what) const {
+    return Status::Corruption(fmt::format("manifest {}: field '{}' is missing or not {}", name_,
+                                          key, what));
+  }
+
+ private:
+  const json& j_;
+  const std::string& name_;
+};
+
+Result<SstRef> DecodeSst(const json& j, const std::string& name) {
+  if (!j.is_object()) return Status::Corruption("manifest " + name + ": SST entry is not an object");
+  Fields f(j, name);
+  SstRef s;
+  RETURN_IF_ERROR(f.Str("key", &s.key));
+  RETURN_IF_ERROR(f.U64("min", &s.min_block));
+  RETURN_IF_ERROR(f.U64("end", &s.end_block));
+  RETURN_IF_ERROR(f.U64("size", &s.size_bytes));
+  RETURN_IF_ERROR(f.U64("extents", &s.extent_count));
+  RETURN_IF_ERROR(f.U64("data_blocks", &s.data_blocks));
+  if (s.end_block <= s.min_block || !s.key.starts_with("map/")) {
+    return Status::Corruption("manifest " + name + ": bad SST entry " + s.key);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string EncodeManifest(const Manifest& m) {
+  json j;
+  j["format_version"] = m.format_version;
+  j["volume_uuid"] = m.volume_uuid;
+  j["size_bytes"] = m.size_bytes;
+  j["block_size"] = m.block_size;
+  j["epoch"] = m.epoch;
+  j["epoch_manifest"] = m.epoch_manifest;
+  j["next_segment_id"] = m.next_segment_id;
+  j["next_seq"] = m.next_seq;
+  j["applied_segment"] = m.applied_segment;
+  j["applied_seq"] = m.applied_seq;
+  json levels = json::array();
+  for (const auto& level : m.levels) {
+    json l = json::array();
+    for (const SstRef& s : level) {
+      l.push_back({{"key", s.key},
+                   {"min", s.min_block},
+                   {"end", s.end_block},
+                   {"size", s.size_bytes},
+                   {"extents", s.extent_count},
+                   {"data_blocks", s.data_blocks}});
+    }
+    levels.push_back(std::move(l));
+  }
+  j["levels"] = std::move(levels);
+  j["segtab"] = m.segtab_key;
+  json snaps = json::array();
+  for (const SnapshotRef& s : m.snapshots) {
+    snaps.push_back({{"name", s.name},
+                     {"id", s.id},
+                     {"created_ns", s.created_ns},
+                     {"created", FormatRfc3339(s.created_ns)},
+                     {"key", s.key}});
+  }
+  j["snapshots"] = std::move(snaps);
+  return j.dump();
+}
+
+Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Corruption("manifest " + name + " is not a JSON object");
+  }
+  Fields f(j, name);
+  Manifest m;
+  uint64_t block_size = 0;
+  RETURN_IF_ERROR(f.U64("format_version", &m.format_version));
+  if (m.format_version != 1) {
+    return Status::Corruption(fmt::format("manifest {}: unsupported format version {}", name,
+                                          m.format_version));
+  }
+  RETURN_IF_ERROR(f.Str("volume_uuid", &m.volume_uuid));
+  RETURN_IF_ERROR(f.U64("size_bytes", &m.size_bytes));
+  RETURN_IF_ERROR(f.U64("block_size", &block_size));
+  RETURN_IF_ERROR(f.U64("epoch", &m.epoch));
+  RETURN_IF_ERROR(f.U64("epoch_manifest", &m.epoch_manifest));
+  RETURN_IF_ERROR(f.U64("next_segment_id", &m.next_segment_id));
+  RETURN_IF_ERROR(f.U64("next_seq", &m.next_seq));
+  RETURN_IF_ERROR(f.U64("applied_segment", &m.applied_segment));
+  RETURN_IF_ERROR(f.U64("applied_seq", &m.applied_seq));
+  RETURN_IF_ERROR(f.Str("segtab", &m.segtab_key));
+  if (block_size < 512 || block_size > 65536 || (block_size & (block_size - 1)) ||
+      m.size_bytes == 0 || m.size_bytes % block_size != 0 ||
+      m.applied_segment >= m.next_segment_id) {
+    return Status::Corruption("manifest " + name + ": inconsistent sizes or ids");
+  }
+  m.block_size = static_cast<uint32_t>(block_size);
+  ASSIGN_OR_RETURN(const json* levels, f.Array("levels"));
+  for (const json& level : *levels) {
+    if (!level.is_array()) return Status::Corruption("manifest " + name + ": level is not an array");
+    m.levels.emplace_back();
+    for (const json& s : level) {
+      ASSIGN_OR_RETURN(SstRef ref, DecodeSst(s, name));
+      m.levels.back().push_back(std::move(ref));
+    }
+  }
+  ASSIGN_OR_RETURN(const json* snaps, f.Array("snapshots"));
+  for (const json& s : *snaps) {
+    if (!s.is_object()) return Status::Corruption("manifest " + name + ": bad snapshot entry");
+    Fields sf(s, name);
+    SnapshotRef r;
+    RETURN_IF_ERROR(sf.Str("name", &r.name));
+    RETURN_IF_ERROR(sf.Str("id", &r.id));
+    RETURN_IF_ERROR(sf.I64("created_ns", &r.created_ns));
+    RETURN_IF_ERROR(sf.Str("key", &r.key));
+    m.snapshots.push_back(std::move(r));
+  }
+  return m;
+}
+
+std::string ManifestKey(uint64_t number) { return fmt::format("manifest/{:020d}.json", number); }
+std::string SegmentKey(uint64_t id) { return fmt::format("seg/{:020d}.seg", id); }
+std::string SstKey(uint64_t epoch, uint64_t n) {
+  return fmt::format("map/{:010d}-{:010d}.sst", epoch, n);
+}
+std::string SnapshotKey(const std::string& uuid) { return "snap/" + uuid + ".json"; }
+
+namespace {
+bool ParseNumbered(std::string_view key, std::string_view prefix, std::string_view suffix,
+                   uint64_t* out) {
+  if (!key.starts_with(prefix) || !key.ends_with(suffix)) return false;
+  std::string_view digits = key.substr(prefix.size(), key.size() - prefix.size() - suffix.size());
+  if (digits.size() != 20) return false;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), *out);
+  return ec == std::errc() && p == digits.data() + digits.size();
+}
+}  // namespace
+
+bool ParseManifestKey(std::string_view key, uint64_t* number) {
+  return ParseNumbered(key, "manifest/", ".json", number);
+}
+bool ParseSegmentKey(std::string_view key, uint64_t* id) {
+  return ParseNumbered(key, "seg/", ".seg", id);
+}
+
+std::string FormatRfc3339(int64_t ns) {
+  time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  int64_t micros = (ns % 1'000'000'000) / 1000;
+  if (micros < 0) {
+    micros += 1'000'000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:06d}Z", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+}
+
+std::string MakeUuid(uint64_t a, uint64_t b) {
+  a = (a & ~0xf000ULL) | 0x4000ULL;                        // version 4
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff,
+                     a & 0xffff, b >> 48, b & 0xffffffffffffULL);
+}
+
+}  // namespace portal::volume

@@ -1,0 +1,61 @@
+// Manifests (manifest/<n>.json): immutable JSON describing the whole volume at one
+// moment. See docs/volume.md "Manifest". Decoding validates every field and returns
+// Corruption naming the object; unknown fields are ignored (forward compatible).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lsm/sst_format.h"
+#include "util/status.h"
+
+namespace portal::volume {
+
+using lsm::SstIndex;
+using lsm::SstRef;
+
+struct SnapshotRef {
+  std::string name;
+  std::string id;       // uuid
+  int64_t created_ns = 0;  // wall clock, ns since the Unix epoch
+  std::string key;      // snap/<uuid>.json
+  friend bool operator==(const SnapshotRef&, const SnapshotRef&) = default;
+};
+
+struct Manifest {
+  uint64_t format_version = 1;
+  std::string volume_uuid;
+  uint64_t size_bytes = 0;
+  uint32_t block_size = 4096;
+  uint64_t epoch = 0;
+  uint64_t epoch_manifest = 0;  // number of the manifest that opened this epoch
+  uint64_t next_segment_id = 1;
+  uint64_t next_seq = 1;
+  uint64_t applied_segment = 0;  // every segment <= this is in `levels` (or abandoned)
+  uint64_t applied_seq = 0;
+  std::vector<std::vector<SstRef>> levels;  // levels[0] newest first
+  std::string segtab_key;                   // "" until the first segment table
+  std::vector<SnapshotRef> snapshots;
+  friend bool operator==(const Manifest&, const Manifest&) = default;
+};
+
+std::string EncodeManifest(const Manifest& m);
+Result<Manifest> DecodeManifest(std::string_view json, const std::string& name);
+
+// Object names.
+std::string ManifestKey(uint64_t number);
+std::string SegmentKey(uint64_t id);
+std::string SstKey(uint64_t epoch, uint64_t n);
+std::string SnapshotKey(const std::string& uuid);
+// Parses "manifest/<n>.json" / "seg/<id>.seg"; false if the key is not one.
+bool ParseManifestKey(std::string_view key, uint64_t* number);
+bool ParseSegmentKey(std::string_view key, uint64_t* id);
+
+// RFC 3339 UTC with microseconds ("2026-01-07T02:58:02.656272Z").
+std::string FormatRfc3339(int64_t ns_since_epoch);
+// A random (version 4) UUID from two random words.
+std::string MakeUuid(uint64_t a, uint64_t b);
+
+}  // namespace portal::volume

@@ -1,0 +1,78 @@
+#include "volume/manifest_log.h"
+
+#include "env/async.h"
+#include "util/log.h"
+
+namespace portal::volume {
+
+Task<Result<Manifest>> ManifestLog::Read(uint64_t number) {
+  const std::string key = ManifestKey(number);
+  Result<std::string> bytes = Status::Unavailable("not read");
+  Status st = co_await RetryUnavailable(
+      env_,
+      [&]() -> Task<Status> {
+        bytes = co_await store_.Get(key);
+        co_return bytes.status();
+      },
+      20);
+  if (!st.ok()) co_return st;
+  co_return DecodeManifest(*bytes, key);
+}
+
+Task<Result<std::pair<uint64_t, Manifest>>> ManifestLog::ReadLatest(uint64_t hint) {
+  uint64_t n = 0;
+  if (hint != 0) {
+    auto exists = co_await store_.Head(ManifestKey(hint));
+    if (exists.ok()) n = hint;
+  }
+  if (n == 0) {
+    Result<std::vector<objstore::ObjectInfo>> listed = Status::Unavailable("not listed");
+    CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+        env_,
+        [&]() -> Task<Status> {
+          listed = co_await store_.List("manifest/");
+          co_return listed.status();
+        },
+        20));
+    for (const auto& o : *listed) {
+      uint64_t num;
+      if (ParseManifestKey(o.key, &num) && num > n) n = num;
+    }
+    if (n == 0) co_return Status::NotFound("no manifest in " + store_.url());
+  }
+  // Probe upward: commits made after the hint (or the listing) was taken.
+  for (;;) {
+    auto next = co_await store_.Head(ManifestKey(n + 1));
+    if (next.ok()) {
+      ++n;
+      continue;
+    }
+    if (next.status().IsNotFound()) break;
+    if (!next.status().retryable()) co_return next.status();
+    co_await SleepFor(env_, 50 * kNanosPerMilli);
+  }
+  CO_ASSIGN_OR_RETURN(Manifest m, co_await Read(n));
+  co_return std::make_pair(n, std::move(m));
+}
+
+Task<Status> ManifestLog::Create(uint64_t number, const Manifest& m) {
+  const std::string key = ManifestKey(number);
+  const std::string bytes = EncodeManifest(m);
+  Status st = co_await RetryUnavailable(
+      env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, bytes); }, 0);
+  if (!st.IsPreconditionFailed()) co_return st;
+  // Someone created it: us (an acknowledgement lost on the way back) or another writer.
+  Result<std::string> existing = Status::Unavailable("not read");
+  Status rd = co_await RetryUnavailable(
+      env_,
+      [&]() -> Task<Status> {
+        existing = co_await store_.Get(key);
+        co_return existing.status();
+      },
+      0);
+  if (rd.ok() && *existing == bytes) co_return Status::Ok();
+  co_return Status::PreconditionFailed("manifest " + key +
+                                       " was created by another writer: this writer is fenced");
+}
+
+}  // namespace portal::volume

@@ -1,0 +1,42 @@
+// ManifestLog: the sequence of manifests in the store.
+//
+// ReadLatest finds the newest manifest without listing all of them: from a hint (the
+// SQLite cache's last number) or, without one, a List of manifest/ (GC keeps it short),
+// then probing upward until NotFound.
+//
+// Create(n, m) commits manifest n with PutIfAbsent, so two writers can never both
+// create the same successor. Lost acknowledgements: a retryable error is retried with
+// the same bytes until the outcome is definite; a PreconditionFailed is then checked by
+// reading the object back (identical bytes: it was our own earlier attempt). A different
+// object means another writer committed n: the caller is fenced (PreconditionFailed).
+//
+// Thread-safe; the volume serializes commits itself.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "env/env.h"
+#include "objstore/object_store.h"
+#include "objstore/retrying_store.h"
+#include "volume/manifest.h"
+
+namespace portal::volume {
+
+class ManifestLog {
+ public:
+  ManifestLog(objstore::ObjectStore& store, Env& env) : store_(store), env_(env) {}
+
+  // NotFound if the store holds no manifest (a new volume).
+  Task<Result<std::pair<uint64_t, Manifest>>> ReadLatest(uint64_t hint);
+  Task<Result<Manifest>> Read(uint64_t number);
+  Task<Status> Create(uint64_t number, const Manifest& m);
+
+ private:
+  objstore::ObjectStore& store_;
+  Env& env_;
+};
+
+using objstore::RetryUnavailable;
+
+}  // namespace portal::volume

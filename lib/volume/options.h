@@ -1,0 +1,45 @@
+// Tunables of the object-store volume. Defaults follow DESIGN.md "Configuration".
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace portal::volume {
+
+struct VolumeOptions {
+  // A new volume's size (0: 1 GiB); an existing volume grows to it if larger, keeps its
+  // own if 0, and refuses to shrink.
+  uint64_t size_bytes = 1ull << 30;
+  uint32_t block_size = 4096;
+  // Seal the active buffer after this long dirty (0: only on FLUSH/FUA/size).
+  uint64_t flush_interval_ms = 1000;
+  // Seal the active buffer at this size; also the memtable's flush target.
+  uint64_t l0_sst_size_bytes = 64ull << 20;
+  // Active + sealed buffers above this stall writes.
+  uint64_t max_unflushed_bytes = 256ull << 20;
+  // Decompressed chunks, SST indexes and blocks, segment footers.
+  uint64_t block_cache_size_bytes = 256ull << 20;
+  // Segments with less live data than this ratio are rewritten by GC.
+  double gc_live_ratio = 0.5;
+  // Refuse stores that ignore conditional writes unless set.
+  bool unsafe_no_fencing = false;
+  // Directory for the SQLite cache ("" = in-memory database).
+  std::string cache_dir;
+
+  // Internal knobs (not in the config file).
+  uint32_t blocks_per_chunk = 16;
+  bool compress = true;                 // LZ4 per chunk (off for memory://)
+  bool read_partial_raw_chunks = false;  // memory://: read just the blocks, skip chunk fetch
+  uint64_t memtable_flush_segments = 64;
+  uint64_t memtable_flush_interval_ms = 60'000;
+  uint64_t memtable_max_extents = 1u << 20;
+  uint64_t l0_compaction_trigger = 4;
+  uint64_t sst_target_bytes = 2ull << 20;
+  uint64_t level1_target_bytes = 16ull << 20;
+  uint64_t gc_grace_ms = 10 * 60'000;
+  uint64_t gc_interval_ms = 10'000;
+  uint64_t manifests_kept = 8;          // recent manifests kept besides epoch openers
+  bool immediate_segment_free = false;  // memory://: free unreferenced segments at once
+};
+
+}  // namespace portal::volume

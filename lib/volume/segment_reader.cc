@@ -1,0 +1,131 @@
+#include "volume/segment_reader.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "volume/manifest.h"
+
+namespace portal::volume {
+namespace {
+constexpr uint64_t kTailGuess = 256 * 1024;
+
+std::string ChunkKey(uint64_t id, size_t chunk) { return fmt::format("c/{}/{}", id, chunk); }
+std::string FooterKey(uint64_t id) { return fmt::format("sf/{}", id); }
+
+uint64_t FooterCharge(const SegmentFooter& f) {
+  return sizeof(f) + f.chunks.size() * sizeof(ChunkInfo);
+}
+}  // namespace
+
+uint64_t SegmentReader::KnownSize(uint64_t id) {
+  std::lock_guard lock(mu_);
+  auto it = sizes_.find(id);
+  return it == sizes_.end() ? 0 : it->second;
+}
+
+void SegmentReader::NoteSize(uint64_t id, uint64_t size) {
+  std::lock_guard lock(mu_);
+  sizes_[id] = size;
+}
+
+void SegmentReader::Forget(uint64_t id) {
+  {
+    std::lock_guard lock(mu_);
+    sizes_.erase(id);
+  }
+  cache_.Erase(FooterKey(id));
+}
+
+void SegmentReader::Remember(uint64_t id, uint64_t size, const SegmentFooter& footer) {
+  NoteSize(id, size);
+  SegmentFooter chunks_only = footer;
+  chunks_only.extents.clear();
+  chunks_only.extents.shrink_to_fit();
+  uint64_t charge = FooterCharge(chunks_only);
+  cache_.Insert(FooterKey(id),
+                std::make_shared<const cache::CacheValue<SegmentFooter>>(std::move(chunks_only)),
+                charge);
+}
+
+Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size,
+                                                      uint64_t* footer_checksum) {
+  const std::string key = SegmentKey(id);
+  if (size == 0) size = KnownSize(id);
+  if (size == 0) {
+    CO_ASSIGN_OR_RETURN(objstore::ObjectInfo info, co_await store_.Head(key));
+    size = info.size;
+  }
+  if (size < kSegmentTrailerSize) co_return Status::Corruption("segment " + key + " is too short");
+  uint64_t guess = std::min(size, kTailGuess);
+  CO_ASSIGN_OR_RETURN(std::string tail,
+                      co_await store_.Get(key, objstore::GetRange{size - guess, guess}));
+  CO_ASSIGN_OR_RETURN(uint32_t footer_len, ParseSegmentTrailer(tail, key));
+  uint64_t need = uint64_t{footer_len} + kSegmentTrailerSize;
+  if (need > tail.size() && need <= size) {
+    CO_ASSIGN_OR_RETURN(tail, co_await store_.Get(key, objstore::GetRange{size - need, need}));
+  }
+  CO_ASSIGN_OR_RETURN(SegmentFooter f, DecodeSegmentFooter(tail, size, key, footer_checksum));
+  if (f.segment_id != id) {
+    co_return Status::Corruption(fmt::format("segment {} names itself {}", key, f.segment_id));
+  }
+  NoteSize(id, size);
+  co_return f;
+}
+
+Task<Result<std::shared_ptr<const SegmentFooter>>> SegmentReader::Chunks(uint64_t id) {
+  auto v = co_await cache::GetTyped<SegmentFooter>(
+      cache_, FooterKey(id), [&]() -> Task<Result<std::pair<SegmentFooter, uint64_t>>> {
+        CO_ASSIGN_OR_RETURN(SegmentFooter f, co_await ReadFooter(id, 0));
+        f.extents.clear();
+        f.extents.shrink_to_fit();
+        uint64_t charge = FooterCharge(f);
+        co_return std::make_pair(std::move(f), charge);
+      });
+  if (!v.ok()) co_return v.status();
+  co_return std::shared_ptr<const SegmentFooter>(*v, &(*v)->value);
+}
+
+Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest) {
+  CO_ASSIGN_OR_RETURN(auto footer, co_await Chunks(id));
+  const std::string key = SegmentKey(id);
+  if (index > footer->data_blocks || n > footer->data_blocks - index) {
+    co_return Status::Corruption(fmt::format(
+        "map points at blocks [{}, {}) of segment {}, which holds {}", index, index + n, key,
+        footer->data_blocks));
+  }
+  const uint64_t bs = footer->block_size;
+  const uint64_t per_chunk = footer->blocks_per_chunk;
+  while (n > 0) {
+    const size_t c = footer->chunk_of(index);
+    const ChunkInfo& chunk = footer->chunks[c];
+    const uint64_t off = index - c * per_chunk;
+    const uint64_t take = std::min(n, chunk.raw_blocks - off);
+    if (chunk.codec == ChunkCodec::kRaw && options_.read_partial_raw_chunks) {
+      CO_ASSIGN_OR_RETURN(std::string bytes,
+                          co_await store_.Get(key, objstore::GetRange{chunk.offset + off * bs,
+                                                                      take * bs}));
+      if (bytes.size() != take * bs) co_return Status::Corruption("short read of " + key);
+      std::memcpy(dest, bytes.data(), bytes.size());
+    } else {
+      auto decoded = co_await cache::GetTyped<std::string>(
+          cache_, ChunkKey(id, c), [&]() -> Task<Result<std::pair<std::string, uint64_t>>> {
+            CO_ASSIGN_OR_RETURN(std::string stored,
+                                co_await store_.Get(key, objstore::GetRange{chunk.offset,
+                                                                            chunk.stored_len}));
+            CO_ASSIGN_OR_RETURN(std::string raw,
+                                DecodeChunk(stored, chunk, static_cast<uint32_t>(bs), key));
+            uint64_t charge = raw.size() + 64;
+            co_return std::make_pair(std::move(raw), charge);
+          });
+      if (!decoded.ok()) co_return decoded.status();
+      std::memcpy(dest, (*decoded)->value.data() + off * bs, take * bs);
+    }
+    dest += take * bs;
+    index += take;
+    n -= take;
+  }
+  co_return Status::Ok();
+}
+
+}  // namespace portal::volume

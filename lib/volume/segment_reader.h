@@ -1,0 +1,49 @@
+// SegmentReader: reads block data out of segment objects. Footers (chunk tables) and
+// decoded chunks go through the block cache; on memory:// raw chunks are read block by
+// block instead (read_partial_raw_chunks), since the bytes are already in this process.
+//
+// Thread-safe. The store and cache must outlive it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "cache/block_cache.h"
+#include "objstore/object_store.h"
+#include "volume/options.h"
+#include "volume/segment_format.h"
+
+namespace portal::volume {
+
+class SegmentReader {
+ public:
+  SegmentReader(objstore::ObjectStore& store, cache::BlockCache& cache,
+                const VolumeOptions& options)
+      : store_(store), cache_(cache), options_(options) {}
+
+  // The whole footer, uncached (replay, GC relocation). `size` 0: unknown (HEAD first).
+  Task<Result<SegmentFooter>> ReadFooter(uint64_t id, uint64_t size,
+                                         uint64_t* footer_checksum = nullptr);
+  // The footer's chunk table, cached.
+  Task<Result<std::shared_ptr<const SegmentFooter>>> Chunks(uint64_t id);
+  // Makes a just-written or just-read footer available without a GET.
+  void Remember(uint64_t id, uint64_t size, const SegmentFooter& footer);
+  void NoteSize(uint64_t id, uint64_t size);
+  // The object's size if known (0 otherwise).
+  uint64_t KnownSize(uint64_t id);
+  void Forget(uint64_t id);
+
+  // Reads `n` blocks of segment `id`'s data stream from `index` into `dest`.
+  Task<Status> ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest);
+
+ private:
+  objstore::ObjectStore& store_;
+  cache::BlockCache& cache_;
+  const VolumeOptions& options_;
+  std::mutex mu_;
+  std::unordered_map<uint64_t, uint64_t> sizes_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace portal::volume

@@ -1,0 +1,278 @@
+// Garbage collection (DESIGN.md "Versions, background work, restore, GC"):
+// - segments referenced by neither the map nor a snapshot are deleted after a grace
+//   period counted from "unreferenced since", and only at or below applied_segment
+//   (above it they are the replay log) — except on memory://, private to this process;
+// - segments with little live data are rewritten: their live blocks are copied into a
+//   relocation segment of conditional extents (see volume_upload.cc);
+// - SSTs dropped from the map, and old manifests, are deleted; each epoch's opening
+//   manifest and every fence segment are kept forever (deleting one would let a stalled
+//   older writer succeed).
+// Only the current epoch collects, and it re-checks that nobody committed past it
+// before each batch of deletes.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::volume {
+namespace {
+auto Log() { return log::Get("portalbd::volume"); }
+constexpr uint64_t kMaxRelocationSources = 8;
+}  // namespace
+
+Task<Status> LsmVolume::CheckStillOwner() {
+  if (options_.immediate_segment_free) co_return Status::Ok();  // memory://: private
+  uint64_t number;
+  {
+    std::lock_guard lock(mu_);
+    number = version_->number;
+  }
+  auto next = co_await reads_.Head(ManifestKey(number + 1));
+  if (next.status().IsNotFound()) co_return Status::Ok();
+  if (!next.ok()) co_return next.status();
+  std::lock_guard lock(mu_);
+  fenced_ = true;
+  fenced_reason_ = fmt::format("manifest {} was committed by another writer", number + 1);
+  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
+  changed_.NotifyAll();
+  co_return Status::PreconditionFailed(fenced_reason_);
+}
+
+Task<Status> LsmVolume::DiscoverSegments() {
+  if (discovered_segments_ || options_.immediate_segment_free) co_return Status::Ok();
+  uint64_t applied;
+  {
+    std::lock_guard lock(mu_);
+    applied = version_->manifest.applied_segment;
+  }
+  CO_ASSIGN_OR_RETURN(auto segs, co_await reads_.List("seg/"));
+  CO_ASSIGN_OR_RETURN(auto ssts, co_await reads_.List("map/"));
+  const int64_t now = static_cast<int64_t>(env_.NowNanos());
+  std::vector<std::pair<uint64_t, uint64_t>> unknown_small;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& o : segs) {
+      uint64_t id;
+      if (!ParseSegmentKey(o.key, &id) || id > applied || segs_.count(id)) continue;
+      SegInfo& info = segs_[id];
+      info.size = o.size;
+      info.unreferenced_since_ns = now;
+      // A tiny segment may be another epoch's fence: find out before it is a candidate.
+      if (o.size < 4096) unknown_small.emplace_back(id, o.size);
+    }
+    std::set<std::string> live;
+    for (const auto& level : version_->manifest.levels) {
+      for (const auto& r : level) live.insert(r.key);
+    }
+    for (const auto& o : ssts) {
+      if (!live.count(o.key) && !pinned_ssts_.count(o.key) && !retired_ssts_.count(o.key)) {
+        retired_ssts_[o.key] = now;  // an orphan of a crashed or fenced writer
+      }
+    }
+  }
+  for (auto [id, size] : unknown_small) {
+    auto f = co_await segments_.ReadFooter(id, size);
+    std::lock_guard lock(mu_);
+    if (!f.ok() || f->is_fence()) segs_[id].fence = true;  // unreadable: keep, to be safe
+  }
+  discovered_segments_ = true;
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::DeleteDeadSegments() {
+  std::vector<uint64_t> dead;
+  {
+    std::lock_guard lock(mu_);
+    const int64_t now = static_cast<int64_t>(env_.NowNanos());
+    const uint64_t applied = version_->manifest.applied_segment;
+    const int64_t grace = static_cast<int64_t>(options_.gc_grace_ms * kNanosPerMilli);
+    for (const auto& [id, info] : segs_) {
+      if (info.fence || info.live_blocks > 0 || info.unreferenced_since_ns < 0 ||
+          pinned_segments_.count(id)) {
+        continue;
+      }
+      if (options_.immediate_segment_free ||
+          (id <= applied && now - info.unreferenced_since_ns >= grace)) {
+        dead.push_back(id);
+      }
+    }
+  }
+  if (dead.empty()) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await CheckStillOwner());
+  for (uint64_t id : dead) {
+    Status st = co_await RetryUnavailable(
+        env_, [&]() -> Task<Status> { co_return co_await store_.Delete(SegmentKey(id)); }, 5);
+    if (!st.ok()) co_return st.WithContext("deleting a dead segment");
+    segments_.Forget(id);
+    std::lock_guard lock(mu_);
+    segs_.erase(id);
+  }
+  Log()->debug("deleted dead segments count={}", dead.size());
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::PlanRelocation() {
+  std::vector<uint64_t> sources;
+  {
+    std::lock_guard lock(mu_);
+    if (relocation_ || relocating_ || options_.gc_live_ratio <= 0) co_return Status::Ok();
+    const uint64_t applied = version_->manifest.applied_segment;
+    std::vector<std::pair<double, uint64_t>> sparse;
+    for (const auto& [id, info] : segs_) {
+      if (info.fence || info.data_blocks == 0 || info.live_blocks == 0 ||
+          pinned_segments_.count(id) || (!options_.immediate_segment_free && id > applied)) {
+        continue;
+      }
+      double ratio = double(info.live_blocks) / double(info.data_blocks);
+      if (ratio < options_.gc_live_ratio) sparse.emplace_back(ratio, id);
+    }
+    std::sort(sparse.begin(), sparse.end());
+    uint64_t blocks = 0;
+    const uint64_t budget = options_.l0_sst_size_bytes / block_size_;
+    for (auto [ratio, id] : sparse) {
+      if (sources.size() >= kMaxRelocationSources || blocks >= budget) break;
+      sources.push_back(id);
+      blocks += segs_[id].live_blocks;
+    }
+  }
+  if (sources.empty()) co_return Status::Ok();
+
+  struct LivePiece {
+    lsm::Extent from;  // blocks and where they live now (the source segment)
+    std::string data;
+  };
+  std::vector<LivePiece> pieces;
+  for (uint64_t src : sources) {
+    CO_ASSIGN_OR_RETURN(SegmentFooter f, co_await segments_.ReadFooter(src, 0));
+    uint64_t live = 0;
+    for (const SegmentExtent& se : f.extents) {
+      const lsm::Extent& e = se.extent;
+      if (!e.loc.is_data()) continue;
+      std::vector<lsm::Extent> here;
+      CO_RETURN_IF_ERROR(co_await Resolve(
+          e.first, e.end,
+          [&](const Piece& p) {
+            if (p.loc.is_data() && p.loc == e.loc.Slice(p.first - e.first)) {
+              here.push_back(lsm::Extent{p.first, p.end, p.loc});
+            }
+          },
+          /*include_buffers=*/false));
+      for (const lsm::Extent& x : here) {
+        LivePiece lp{x, std::string(x.length() * block_size_, '\0')};
+        CO_RETURN_IF_ERROR(co_await segments_.ReadBlocks(
+            src, x.loc.index, x.length(), reinterpret_cast<uint8_t*>(lp.data.data())));
+        live += x.length();
+        pieces.push_back(std::move(lp));
+      }
+    }
+    if (live == 0) {  // the count was stale (shadowed in SSTs): nothing to copy
+      std::lock_guard lock(mu_);
+      auto it = segs_.find(src);
+      if (it != segs_.end()) {
+        it->second.live_blocks = 0;
+        if (it->second.unreferenced_since_ns < 0) {
+          it->second.unreferenced_since_ns = static_cast<int64_t>(env_.NowNanos());
+        }
+      }
+    }
+  }
+  if (pieces.empty()) co_return Status::Ok();
+  std::sort(pieces.begin(), pieces.end(),
+            [](const LivePiece& a, const LivePiece& b) { return a.from.first < b.from.first; });
+  auto reloc = std::make_shared<Relocation>();
+  reloc->sources = sources;
+  for (LivePiece& p : pieces) {
+    SegmentExtent se;
+    se.extent = lsm::Extent{p.from.first, p.from.end, lsm::Loc::Data(0, reloc->data_blocks)};
+    se.conditional = true;
+    se.expected = p.from.loc;
+    reloc->extents.push_back(se);
+    reloc->data_blocks += p.from.length();
+    reloc->data += p.data;
+  }
+  Log()->debug("relocating live blocks blocks={} sources={}", reloc->data_blocks, sources.size());
+  {
+    std::lock_guard lock(mu_);
+    relocation_ = std::move(reloc);
+  }
+  changed_.NotifyAll();
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::DeleteOrphanSsts() {
+  std::vector<std::string> dead;
+  {
+    std::lock_guard lock(mu_);
+    const int64_t now = static_cast<int64_t>(env_.NowNanos());
+    const int64_t grace = static_cast<int64_t>(options_.gc_grace_ms * kNanosPerMilli);
+    std::set<std::string> live;
+    for (const auto& level : version_->manifest.levels) {
+      for (const auto& r : level) live.insert(r.key);
+    }
+    for (auto it = retired_ssts_.begin(); it != retired_ssts_.end();) {
+      if (live.count(it->first) || pinned_ssts_.count(it->first)) {
+        it = retired_ssts_.erase(it);  // referenced again (restore): not garbage
+        continue;
+      }
+      if (options_.immediate_segment_free || now - it->second >= grace) dead.push_back(it->first);
+      ++it;
+    }
+  }
+  if (dead.empty()) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await CheckStillOwner());
+  for (const auto& key : dead) {
+    Status st = co_await RetryUnavailable(
+        env_, [&]() -> Task<Status> { co_return co_await store_.Delete(key); }, 5);
+    if (!st.ok()) co_return st.WithContext("deleting a retired map SST");
+    cache_.Erase("si/" + key);
+    std::lock_guard lock(mu_);
+    retired_ssts_.erase(key);
+  }
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::DeleteOldManifests() {
+  uint64_t current, opener;
+  {
+    std::lock_guard lock(mu_);
+    current = version_->number;
+    opener = version_->manifest.epoch_manifest;
+  }
+  std::vector<uint64_t> doomed;
+  // The previous epoch's manifests between its opener and its last (both kept).
+  for (uint64_t n = prev_epoch_manifest_ + 1; prev_epoch_manifest_ && n < prev_latest_manifest_; ++n) {
+    doomed.push_back(n);
+  }
+  prev_epoch_manifest_ = prev_latest_manifest_ = 0;
+  // Ours, between our opener and the most recent few.
+  for (uint64_t n = std::max(opener + 1, manifest_gc_floor_);
+       n + options_.manifests_kept <= current; ++n) {
+    doomed.push_back(n);
+  }
+  if (doomed.empty()) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await CheckStillOwner());
+  for (uint64_t n : doomed) {
+    CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+        env_, [&]() -> Task<Status> { co_return co_await store_.Delete(ManifestKey(n)); }, 5));
+    if (n >= manifest_gc_floor_ && n > opener) manifest_gc_floor_ = n + 1;
+  }
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::CollectGarbage() {
+  {
+    std::lock_guard lock(mu_);
+    if (fenced_ || stop_) co_return Status::Ok();
+    last_gc_ns_ = static_cast<int64_t>(env_.NowNanos());
+  }
+  CO_RETURN_IF_ERROR(co_await DiscoverSegments());
+  CO_RETURN_IF_ERROR(co_await DeleteDeadSegments());
+  CO_RETURN_IF_ERROR(co_await DeleteOrphanSsts());
+  CO_RETURN_IF_ERROR(co_await DeleteOldManifests());
+  CO_RETURN_IF_ERROR(co_await PlanRelocation());
+  co_return Status::Ok();
+}
+
+}  // namespace portal::volume

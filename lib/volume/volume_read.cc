@@ -1,0 +1,226 @@
+// The read path: resolve a block range through every layer of the volume, newest first
+// (active buffer, sealed buffers, memtable, immutable memtable, L0 SSTs newest first,
+// then L1, L2, ...), then fetch segment data for what the map points at.
+#include <algorithm>
+#include <cstring>
+
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::volume {
+namespace {
+
+constexpr int kReadRetries = 3;  // a segment freed by GC under a read: resolve again
+constexpr uint64_t kStatusWindowBlocks = 64 * 1024;
+constexpr uint64_t kCacheMaxBytes = 64ull << 20;
+
+// Runs `foreach_piece(a, b, emit)` over every still-uncovered interval and replaces the
+// intervals by the gaps the pieces left. `emit(first, end)` reports a covered piece.
+template <typename ForEach>
+void Cover(std::vector<std::pair<uint64_t, uint64_t>>* uncovered, ForEach&& foreach_piece) {
+  std::vector<std::pair<uint64_t, uint64_t>> next;
+  for (auto [a, b] : *uncovered) {
+    uint64_t cur = a;
+    foreach_piece(a, b, [&](uint64_t first, uint64_t end) {
+      if (first > cur) next.emplace_back(cur, first);
+      cur = end;
+    });
+    if (cur < b) next.emplace_back(cur, b);
+  }
+  uncovered->swap(next);
+}
+
+}  // namespace
+
+Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
+                                std::function<void(const Piece&)> sink, bool include_buffers) {
+  Intervals uncovered{{first, end}};
+  std::shared_ptr<const Version> version;
+  {
+    std::lock_guard lock(mu_);
+    auto cover_buffer = [&](const WriteBuffer& buf) {
+      if (buf.empty()) return;
+      Cover(&uncovered, [&](uint64_t a, uint64_t b, auto emit) {
+        buf.ForEach(a, b, [&](const WriteBuffer::Piece& p) {
+          lsm::Loc loc;
+          loc.kind = p.kind;
+          sink(Piece{p.first, p.end, loc, p.data});
+          emit(p.first, p.end);
+          return true;
+        });
+      });
+    };
+    auto cover_memtable = [&](const lsm::Memtable& mem) {
+      if (mem.empty()) return;
+      Cover(&uncovered, [&](uint64_t a, uint64_t b, auto emit) {
+        mem.ForEach(a, b, [&](const lsm::Extent& e) {
+          sink(Piece{e.first, e.end, e.loc, nullptr});
+          emit(e.first, e.end);
+          return true;
+        });
+      });
+    };
+    if (include_buffers) {
+      cover_buffer(*active_);
+      for (auto it = sealed_.rbegin(); it != sealed_.rend() && !uncovered.empty(); ++it) {
+        cover_buffer(*it->buf);
+      }
+    }
+    if (!uncovered.empty()) cover_memtable(*mem_);
+    if (!uncovered.empty() && imm_) cover_memtable(*imm_);
+    version = version_;
+  }
+  // The committed map, outside the lock (the Version is immutable and pinned).
+  for (const auto& level : version->manifest.levels) {
+    for (const SstRef& ref : level) {
+      if (uncovered.empty()) break;
+      Intervals next;
+      for (auto [a, b] : uncovered) {
+        if (b <= ref.min_block || a >= ref.end_block) {
+          next.emplace_back(a, b);
+          continue;
+        }
+        uint64_t cur = a;
+        CO_RETURN_IF_ERROR(co_await ssts_.ForEach(ref, a, b, [&](const lsm::Extent& e) {
+          if (e.first > cur) next.emplace_back(cur, e.first);
+          sink(Piece{e.first, e.end, e.loc, nullptr});
+          cur = e.end;
+          return true;
+        }));
+        if (cur < b) next.emplace_back(cur, b);
+      }
+      uncovered.swap(next);
+    }
+  }
+  for (auto [a, b] : uncovered) sink(Piece{a, b, lsm::Loc::Hole(), nullptr});
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t offset,
+                                      std::span<uint8_t> out, std::vector<ByteRange>* zeroes) {
+  const uint64_t bs = block_size_;
+  const uint64_t out_end = offset + out.size();
+  // Copies blocks [b, e) from src (null: zeroes) into the part of `out` they overlap.
+  auto copy = [&](uint64_t b, uint64_t e, const uint8_t* src) {
+    uint64_t from = std::max(offset, b * bs), to = std::min(out_end, e * bs);
+    if (from >= to) return;
+    if (src) {
+      std::memcpy(out.data() + (from - offset), src + (from - b * bs), to - from);
+    } else {
+      std::memset(out.data() + (from - offset), 0, to - from);
+      if (zeroes) zeroes->push_back({from - offset, to - from});
+    }
+  };
+  for (int attempt = 0;; ++attempt) {
+    if (zeroes) zeroes->clear();
+    std::vector<Piece> fetch;
+    Status st = co_await Resolve(first, end, [&](const Piece& p) {
+      if (p.bytes) {
+        copy(p.first, p.end, p.bytes);  // buffer data: copied now, under mu_
+      } else if (p.loc.is_data()) {
+        fetch.push_back(p);
+      } else {
+        copy(p.first, p.end, nullptr);
+      }
+    });
+    if (st.IsNotFound() && attempt < kReadRetries) continue;  // an SST retired under us
+    CO_RETURN_IF_ERROR(st);
+    std::vector<uint8_t> scratch;
+    for (const Piece& p : fetch) {
+      const uint64_t n = p.end - p.first;
+      const bool direct = p.first * bs >= offset && p.end * bs <= out_end;
+      uint8_t* dest;
+      if (direct) {
+        dest = out.data() + (p.first * bs - offset);
+      } else {
+        scratch.resize(n * bs);
+        dest = scratch.data();
+      }
+      st = co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, n, dest);
+      if (!st.ok()) break;
+      if (!direct) copy(p.first, p.end, scratch.data());
+    }
+    if (st.IsNotFound() && attempt < kReadRetries) continue;  // GC raced us: resolve again
+    CO_RETURN_IF_ERROR(st);
+    break;
+  }
+  if (zeroes && zeroes->size() > 1) {
+    std::sort(zeroes->begin(), zeroes->end(),
+              [](const ByteRange& a, const ByteRange& b) { return a.offset < b.offset; });
+    std::vector<ByteRange> merged;
+    for (const auto& z : *zeroes) {
+      if (!merged.empty() && merged.back().offset + merged.back().length == z.offset) {
+        merged.back().length += z.length;
+      } else {
+        merged.push_back(z);
+      }
+    }
+    zeroes->swap(merged);
+  }
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::Read(uint64_t offset, std::span<uint8_t> out,
+                             std::vector<ByteRange>* zeroes) {
+  if (out.empty()) co_return Status::Ok();
+  const uint64_t bs = block_size_;
+  co_return co_await ReadBlocksRaw(offset / bs, (offset + out.size() + bs - 1) / bs, offset, out,
+                                   zeroes);
+}
+
+Task<Result<std::vector<StatusExtent>>> LsmVolume::BlockStatus(uint64_t offset, uint64_t length,
+                                                                uint32_t max_extents) {
+  if (length == 0 || max_extents == 0) {
+    co_return Status::InvalidArgument("empty block status request");
+  }
+  const uint64_t bs = block_size_;
+  const uint64_t end_byte = offset + length;
+  const uint64_t last = (end_byte + bs - 1) / bs;
+  std::vector<StatusExtent> out;
+  auto add = [&](uint64_t from, uint64_t to, bool hole, bool zero) {
+    from = std::max(from, offset);
+    to = std::min(to, end_byte);
+    if (from >= to) return;
+    if (!out.empty() && out.back().hole == hole && out.back().zero == zero) {
+      out.back().length += to - from;
+    } else {
+      out.push_back({to - from, hole, zero});
+    }
+  };
+  for (uint64_t w = offset / bs; w < last && out.size() <= max_extents;) {
+    const uint64_t w_end = std::min(last, w + kStatusWindowBlocks);
+    std::vector<Piece> pieces;
+    CO_RETURN_IF_ERROR(co_await Resolve(w, w_end, [&](const Piece& p) {
+      pieces.push_back(Piece{p.first, p.end, p.loc, nullptr});
+    }));
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Piece& a, const Piece& b) { return a.first < b.first; });
+    for (const Piece& p : pieces) {
+      const bool data = p.loc.is_data();
+      add(p.first * bs, p.end * bs, p.loc.kind == lsm::LocKind::kHole, !data);
+    }
+    w = w_end;
+  }
+  if (out.size() > max_extents) out.resize(max_extents);
+  co_return out;
+}
+
+Task<Status> LsmVolume::Cache(uint64_t offset, uint64_t length) {
+  if (options_.read_partial_raw_chunks || length == 0) co_return Status::Ok();
+  length = std::min(length, kCacheMaxBytes);
+  const uint64_t bs = block_size_;
+  std::vector<Piece> fetch;
+  CO_RETURN_IF_ERROR(co_await Resolve(offset / bs, (offset + length + bs - 1) / bs,
+                                      [&](const Piece& p) {
+                                        if (!p.bytes && p.loc.is_data()) fetch.push_back(p);
+                                      }));
+  std::vector<uint8_t> scratch;
+  for (const Piece& p : fetch) {  // warms the chunk cache
+    scratch.resize((p.end - p.first) * bs);
+    CO_RETURN_IF_ERROR(
+        co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, p.end - p.first, scratch.data()));
+  }
+  co_return Status::Ok();
+}
+
+}  // namespace portal::volume

@@ -1,0 +1,198 @@
+// The uploader: seals the active buffer (or takes a GC relocation batch) into the next
+// segment, uploads it (one upload in flight, strictly in id order), then applies its
+// extents to the memtable and releases the FLUSHes waiting for it. User buffers always
+// go first: relocation never delays a FLUSH beyond the upload already in flight.
+#include <fmt/format.h>
+
+#include "env/async.h"
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::volume {
+namespace {
+auto Log() { return log::Get("portalbd::volume"); }
+}  // namespace
+
+void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm::Extent>& extents,
+                                   uint64_t size) {
+  const int64_t now = static_cast<int64_t>(env_.NowNanos());
+  auto adjust = [&](uint64_t seg, int64_t delta) {
+    SegInfo& info = segs_[seg];
+    int64_t v = static_cast<int64_t>(info.live_blocks) + delta;
+    info.live_blocks = v < 0 ? 0 : static_cast<uint64_t>(v);
+    if (info.live_blocks == 0) {
+      if (info.unreferenced_since_ns < 0) info.unreferenced_since_ns = now;
+    } else {
+      info.unreferenced_since_ns = -1;
+    }
+  };
+  SegInfo& self = segs_[f.segment_id];
+  self.size = size;
+  self.data_blocks = f.data_blocks;
+  self.fence = f.is_fence();
+  for (const lsm::Extent& e : extents) {
+    mem_->Apply(e, [&](const lsm::Extent& replaced) {
+      adjust(replaced.loc.segment, -static_cast<int64_t>(replaced.length()));
+    });
+    if (e.loc.is_data()) adjust(f.segment_id, static_cast<int64_t>(e.length()));
+  }
+  if (segs_[f.segment_id].live_blocks == 0) adjust(f.segment_id, 0);
+  mem_last_segment_ = f.segment_id;
+  mem_last_seq_ = std::max(mem_last_seq_, f.last_seq);
+  ++segments_since_mem_flush_;
+  if (mem_dirty_since_ns_ < 0) mem_dirty_since_ns_ = now;
+}
+
+Task<Status> LsmVolume::ApplyFooter(const SegmentFooter& f, uint64_t size) {
+  std::vector<lsm::Extent> extents;
+  extents.reserve(f.extents.size());
+  for (const SegmentExtent& se : f.extents) {
+    if (!se.conditional) {
+      extents.push_back(se.extent);
+      continue;
+    }
+    // Apply only where the map still points at the expected location (sliced along).
+    const lsm::Extent& e = se.extent;
+    CO_RETURN_IF_ERROR(co_await Resolve(
+        e.first, e.end,
+        [&](const Piece& p) {
+          lsm::Loc want = se.expected.Slice(p.first - e.first);
+          if (p.loc.is_data() && p.loc == want) {
+            extents.push_back(lsm::Extent{p.first, p.end, e.loc.Slice(p.first - e.first)});
+          }
+        },
+        /*include_buffers=*/false));
+  }
+  std::sort(extents.begin(), extents.end(),
+            [](const lsm::Extent& a, const lsm::Extent& b) { return a.first < b.first; });
+  std::lock_guard lock(mu_);
+  ApplyExtentsLocked(f, extents, size);
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
+                                      SegmentFooter* footer, uint64_t* size) {
+  footer->segment_id = id;
+  footer->epoch = epoch_;
+  footer->block_size = block_size_;
+  footer->blocks_per_chunk = options_.blocks_per_chunk;
+  const std::string key = SegmentKey(id);
+  uint64_t backoff_ms = 10;
+  for (uint64_t attempt = 1;; ++attempt) {
+    // Encode off the executor (LZ4 of up to l0_sst_size_bytes). Re-encoding on a retry
+    // gives the same bytes, and saves holding a second copy while the PUT runs.
+    EncodedSegment enc = co_await RunBlocking(env_, [&] {
+      std::string data;
+      if (buf) {
+        data.reserve(buf->bytes());
+        buf->Seal(footer, &data);
+      } else {
+        footer->extents = reloc->extents;
+        for (auto& se : footer->extents) se.extent.loc.segment = id;
+        footer->data_blocks = reloc->data_blocks;
+        return EncodeSegment(footer, reloc->data, options_.compress);
+      }
+      return EncodeSegment(footer, data, options_.compress);
+    });
+    *size = enc.bytes.size();
+    const uint64_t checksum = enc.footer_checksum;
+    Status st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
+    if (st.ok()) co_return st;
+    if (st.IsPreconditionFailed()) {
+      // Someone created this id: our own earlier attempt (acknowledgement lost), or a
+      // newer writer's fence. Read it back before concluding anything.
+      uint64_t theirs = 0;
+      auto existing = co_await segments_.ReadFooter(id, 0, &theirs);
+      if (existing.ok() && existing->epoch == epoch_ && theirs == checksum) co_return Status::Ok();
+      if (existing.ok()) {
+        co_return Status::PreconditionFailed(fmt::format(
+            "segment {} already exists with epoch {} (ours is {}): a newer portalbd opened "
+            "this volume",
+            key, existing->epoch, epoch_));
+      }
+      st = existing.status();
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (stop_ && attempt >= 5) co_return st.WithContext("giving up on " + key + " at close");
+    }
+    if (attempt == 1 || attempt % 20 == 0) {
+      Log()->warn("segment upload failed, retrying key={} attempt={} error=\"{}\"", key, attempt,
+                  st.ToString());
+    }
+    co_await SleepFor(env_, (backoff_ms / 2 + env_.RandomBelow(backoff_ms / 2 + 1)) *
+                                kNanosPerMilli);
+    backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
+  }
+}
+
+Task<void> LsmVolume::UploaderLoop() {
+  for (;;) {
+    const uint64_t seen = changed_.epoch();
+    Sealed s;
+    std::shared_ptr<const Relocation> reloc;
+    uint64_t wait_ns = Notifier::kForever;
+    {
+      std::lock_guard lock(mu_);
+      if (fenced_) co_return;
+      const bool dirty = !active_->empty();
+      if (!dirty && stop_) co_return;
+      bool go = false;
+      if (dirty) {
+        const uint64_t now = env_.NowNanos();
+        const uint64_t due =
+            options_.flush_interval_ms == 0
+                ? UINT64_MAX
+                : active_dirty_since_ns_ + options_.flush_interval_ms * kNanosPerMilli;
+        go = stop_ || flush_gen_ >= active_gen_ ||
+             active_->bytes() >= options_.l0_sst_size_bytes || now >= due;
+        if (!go && due != UINT64_MAX) wait_ns = due - now;
+      }
+      if (go) {
+        s.buf = std::move(active_);
+        s.gen = active_gen_++;
+        s.segment_id = next_segment_id_++;
+        active_ = std::make_shared<WriteBuffer>(block_size_);
+        active_dirty_since_ns_ = -1;
+        sealed_.push_back(s);
+      } else if (relocation_ && !stop_) {
+        reloc = std::move(relocation_);
+        relocating_ = true;
+        s.segment_id = next_segment_id_++;
+      }
+    }
+    if (!s.buf && !reloc) {
+      co_await changed_.Wait(seen, wait_ns);
+      continue;
+    }
+    SegmentFooter footer;
+    uint64_t size = 0;
+    Status st = co_await UploadSegment(s.segment_id, s.buf.get(), reloc.get(), &footer, &size);
+    if (st.ok()) {
+      segments_.Remember(s.segment_id, size, footer);
+      st = co_await ApplyFooter(footer, size);
+    }
+    if (!st.ok()) {
+      std::lock_guard lock(mu_);
+      fenced_ = true;
+      fenced_reason_ = st.ToString();
+      Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
+      changed_.NotifyAll();
+      co_return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (s.buf) {
+        PORTAL_ASSERT(!sealed_.empty() && sealed_.front().gen == s.gen,
+                      "sealed buffers out of order");
+        sealed_.pop_front();
+        durable_gen_ = s.gen;
+      } else {
+        relocating_ = false;
+      }
+    }
+    changed_.NotifyAll();  // FLUSH waiters, stalled writers, maintenance
+  }
+}
+
+}  // namespace portal::volume

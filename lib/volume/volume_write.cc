@@ -1,0 +1,212 @@
+// The write path: buffers, read-modify-write of partial blocks, flush waiting.
+#include <cstring>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::volume {
+namespace {
+auto Log() { return log::Get("portalbd::volume"); }
+
+// The blocks of [offset, end) that the range covers only partly (at most two).
+std::vector<uint64_t> EdgeBlocks(uint64_t offset, uint64_t end, uint64_t bs) {
+  std::vector<uint64_t> out;
+  const uint64_t first = offset / bs, last = (end - 1) / bs;
+  auto partial = [&](uint64_t b) {
+    return std::max(offset, b * bs) != b * bs || std::min(end, (b + 1) * bs) != (b + 1) * bs;
+  };
+  if (partial(first)) out.push_back(first);
+  if (last != first && partial(last)) out.push_back(last);
+  return out;
+}
+}  // namespace
+
+uint64_t LsmVolume::size_bytes() const { return size_bytes_; }
+
+Status LsmVolume::CheckWritable() {
+  std::lock_guard lock(mu_);
+  if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+  if (closing_) return Status::Shutdown("volume is closing");
+  return Status::Ok();
+}
+
+void LsmVolume::NoteDirtyLocked() {
+  if (active_dirty_since_ns_ < 0) {
+    active_dirty_since_ns_ = static_cast<int64_t>(env_.NowNanos());
+    changed_.NotifyAll();  // starts the uploader's flush_interval timer
+  } else if (active_->bytes() >= options_.l0_sst_size_bytes) {
+    changed_.NotifyAll();
+  }
+}
+
+void LsmVolume::BumpStripesLocked(uint64_t first, uint64_t end) {
+  if (end - first >= stripes_.size()) {
+    for (auto& s : stripes_) ++s;
+    return;
+  }
+  for (uint64_t b = first; b < end; ++b) ++stripes_[b % stripes_.size()];
+}
+
+void LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n) {
+  active_->WriteBlocks(first, data, n, next_seq_++);
+  BumpStripesLocked(first, first + n);
+  NoteDirtyLocked();
+}
+
+void LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind) {
+  active_->WriteZeroRun(first, end, kind, next_seq_++);
+  BumpStripesLocked(first, end);
+  NoteDirtyLocked();
+}
+
+Task<Status> LsmVolume::WaitForRoom() {
+  // Under the bound: go. Over it: make sure the uploader is draining (seal the active
+  // buffer too), then wait for a change. The epoch is sampled after our own poke, or the
+  // poke itself would wake us at once and we would spin (starving the uploader).
+  auto check = [&](bool* poke) -> std::optional<Status> {
+    std::lock_guard lock(mu_);
+    if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+    uint64_t unflushed = active_->bytes();
+    for (const auto& s : sealed_) unflushed += s.buf->bytes();
+    if (unflushed < options_.max_unflushed_bytes) {
+      if (stalled_) {
+        stalled_ = false;
+        Log()->info("write stall over unflushed_bytes={}", unflushed);
+      }
+      return Status::Ok();
+    }
+    if (!stalled_) {
+      stalled_ = true;
+      ++write_stalls_;
+      Log()->warn(
+          "writes stalled: unflushed data reached max_unflushed_bytes={} (the store is "
+          "slower than the writes)",
+          options_.max_unflushed_bytes);
+    }
+    if (poke && !active_->empty() && flush_gen_ < active_gen_) {
+      flush_gen_ = active_gen_;
+      *poke = true;
+    }
+    return std::nullopt;
+  };
+  for (;;) {
+    bool poke = false;
+    if (auto done = check(&poke)) co_return *done;
+    if (poke) changed_.NotifyAll();
+    const uint64_t seen = changed_.epoch();
+    if (auto done = check(nullptr)) co_return *done;
+    co_await changed_.Wait(seen);
+  }
+}
+
+Task<Status> LsmVolume::WritePartial(uint64_t block, uint32_t in_block, const uint8_t* src,
+                                     uint32_t len) {
+  std::vector<uint8_t> merged(block_size_);
+  for (;;) {
+    uint64_t version;
+    {
+      std::lock_guard lock(mu_);
+      version = stripes_[block % stripes_.size()];
+    }
+    CO_RETURN_IF_ERROR(co_await ReadBlocksRaw(block, block + 1, block * block_size_,
+                                              std::span(merged.data(), merged.size()), nullptr));
+    if (src) {
+      std::memcpy(merged.data() + in_block, src, len);
+    } else {
+      std::memset(merged.data() + in_block, 0, len);
+    }
+    std::lock_guard lock(mu_);
+    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (stripes_[block % stripes_.size()] != version) continue;  // raced: read again
+    WriteFullBlocksLocked(block, merged.data(), 1);
+    co_return Status::Ok();
+  }
+}
+
+Task<Status> LsmVolume::Write(uint64_t offset, std::span<const uint8_t> data, WriteFlags flags) {
+  CO_RETURN_IF_ERROR(CheckWritable());
+  if (data.empty()) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await WaitForRoom());
+  const uint64_t bs = block_size_;
+  const uint64_t end = offset + data.size();
+  const uint64_t first_full = (offset + bs - 1) / bs;
+  const uint64_t end_full = end / bs;
+  if (first_full < end_full) {
+    std::lock_guard lock(mu_);
+    WriteFullBlocksLocked(first_full, data.data() + (first_full * bs - offset),
+                          end_full - first_full);
+  }
+  // Only the first and last blocks can be partial.
+  for (uint64_t b : EdgeBlocks(offset, end, bs)) {
+    uint64_t from = std::max(offset, b * bs), to = std::min(end, (b + 1) * bs);
+    CO_RETURN_IF_ERROR(co_await WritePartial(b, static_cast<uint32_t>(from - b * bs),
+                                             data.data() + (from - offset),
+                                             static_cast<uint32_t>(to - from)));
+  }
+  if (flags.fua) CO_RETURN_IF_ERROR(co_await Flush());
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::ZeroRange(uint64_t offset, uint64_t length, lsm::LocKind kind,
+                                  bool fua) {
+  CO_RETURN_IF_ERROR(CheckWritable());
+  if (length == 0) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await WaitForRoom());
+  const uint64_t bs = block_size_;
+  const uint64_t end = offset + length;
+  const uint64_t first_full = (offset + bs - 1) / bs;
+  const uint64_t end_full = end / bs;
+  if (first_full < end_full) {
+    std::lock_guard lock(mu_);
+    WriteZeroRunLocked(first_full, end_full, kind);
+  }
+  for (uint64_t b : EdgeBlocks(offset, end, bs)) {
+    uint64_t from = std::max(offset, b * bs), to = std::min(end, (b + 1) * bs);
+    CO_RETURN_IF_ERROR(co_await WritePartial(b, static_cast<uint32_t>(from - b * bs), nullptr,
+                                             static_cast<uint32_t>(to - from)));
+  }
+  if (fua) CO_RETURN_IF_ERROR(co_await Flush());
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::Trim(uint64_t offset, uint64_t length, WriteFlags flags) {
+  co_return co_await ZeroRange(offset, length, lsm::LocKind::kHole, flags.fua);
+}
+
+Task<Status> LsmVolume::WriteZeroes(uint64_t offset, uint64_t length, ZeroFlags flags) {
+  // Zeroing is always a metadata-only run here, so FAST_ZERO never needs refusing.
+  co_return co_await ZeroRange(offset, length,
+                               flags.no_hole ? lsm::LocKind::kZero : lsm::LocKind::kHole,
+                               flags.fua);
+}
+
+Task<Status> LsmVolume::Flush() {
+  uint64_t target;
+  {
+    std::lock_guard lock(mu_);
+    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (!active_->empty()) {
+      target = active_gen_;
+      flush_gen_ = std::max(flush_gen_, target);
+    } else if (!sealed_.empty()) {
+      target = sealed_.back().gen;
+    } else {
+      co_return Status::Ok();  // nothing unflushed
+    }
+  }
+  changed_.NotifyAll();
+  for (;;) {
+    uint64_t seen = changed_.epoch();
+    {
+      std::lock_guard lock(mu_);
+      if (durable_gen_ >= target) co_return Status::Ok();
+      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    }
+    co_await changed_.Wait(seen);
+  }
+}
+
+}  // namespace portal::volume

@@ -1,0 +1,135 @@
+#include "volume/write_buffer.h"
+
+#include <cstring>
+
+namespace portal::volume {
+namespace {
+
+constexpr uint64_t kSlabBytes = 1 << 20;
+
+bool AllZero(const uint8_t* p, size_t n) {
+  // Word-at-a-time; blocks are at least 512 bytes and slabs are 8-byte aligned, but the
+  // caller's data may not be: memcpy keeps the loads legal.
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+WriteBuffer::WriteBuffer(uint32_t block_size)
+    : block_size_(block_size), slab_blocks_(std::max<uint64_t>(1, kSlabBytes / block_size)) {}
+
+// Slot ids are (slab << 32 | offset), so runs in different slabs never look
+// consecutive to RangeMap and a run's blocks are always contiguous in memory.
+uint8_t* WriteBuffer::SlotData(uint64_t slot) const {
+  return slabs_[slot >> 32].get() + (slot & 0xffffffffu) * block_size_;
+}
+
+uint64_t WriteBuffer::AllocateSlots(uint64_t n) {
+  PORTAL_ASSERT(n <= slab_blocks_, "run larger than a slab");
+  if (slabs_.empty() || slab_fill_ + n > slab_blocks_) {
+    slabs_.emplace_back(new uint8_t[slab_blocks_ * block_size_]);
+    slab_fill_ = 0;
+  }
+  uint64_t slot = (uint64_t{slabs_.size() - 1} << 32) | slab_fill_;
+  slab_fill_ += n;
+  slots_used_ += n;
+  return slot;
+}
+
+void WriteBuffer::NoteSeq(uint64_t seq) {
+  if (first_seq_ == 0 || seq < first_seq_) first_seq_ = seq;
+  if (seq > last_seq_) last_seq_ = seq;
+}
+
+void WriteBuffer::WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n) {
+  // In place where every block already has a slot here; else fresh slots.
+  bool in_place = true;
+  uint64_t covered = 0;
+  map_.ForEach(first, first + n, [&](uint64_t b, uint64_t e, const Slot& s) {
+    if (s.kind != lsm::LocKind::kData) {
+      in_place = false;
+      return false;
+    }
+    covered += e - b;
+    return true;
+  });
+  if (in_place && covered == n) {
+    map_.ForEach(first, first + n, [&](uint64_t b, uint64_t e, const Slot& s) {
+      std::memcpy(SlotData(s.slot), data + (b - first) * block_size_, (e - b) * block_size_);
+      return true;
+    });
+    return;
+  }
+  uint64_t done = 0;
+  while (done < n) {
+    uint64_t chunk = std::min(n - done, slab_blocks_);
+    uint64_t slot = AllocateSlots(chunk);
+    std::memcpy(SlotData(slot), data + done * block_size_, chunk * block_size_);
+    map_.Assign(first + done, first + done + chunk, Slot{lsm::LocKind::kData, slot});
+    done += chunk;
+  }
+}
+
+void WriteBuffer::WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_t n,
+                              uint64_t seq) {
+  NoteSeq(seq);
+  // Split into runs of zero and non-zero blocks.
+  uint64_t i = 0;
+  while (i < n) {
+    bool zero = AllZero(data + i * block_size_, block_size_);
+    uint64_t j = i + 1;
+    while (j < n && AllZero(data + j * block_size_, block_size_) == zero) ++j;
+    if (zero) {
+      map_.Assign(first_block + i, first_block + j, Slot{lsm::LocKind::kZero, 0});
+    } else {
+      WriteDataRun(first_block + i, data + i * block_size_, j - i);
+    }
+    i = j;
+  }
+}
+
+void WriteBuffer::WriteZeroRun(uint64_t first, uint64_t end, lsm::LocKind kind, uint64_t seq) {
+  PORTAL_ASSERT(kind != lsm::LocKind::kData, "zero run with data kind");
+  NoteSeq(seq);
+  map_.Assign(first, end, Slot{kind, 0});
+}
+
+void WriteBuffer::ForEach(uint64_t first, uint64_t end,
+                          const std::function<bool(const Piece&)>& fn) const {
+  map_.ForEach(first, end, [&](uint64_t b, uint64_t e, const Slot& s) {
+    return fn(Piece{b, e, s.kind, s.kind == lsm::LocKind::kData ? SlotData(s.slot) : nullptr});
+  });
+}
+
+void WriteBuffer::Seal(SegmentFooter* footer, std::string* data) const {
+  footer->extents.clear();
+  footer->first_seq = first_seq_;
+  footer->last_seq = last_seq_;
+  uint64_t index = 0;
+  for (const auto& [b, r] : map_.map()) {
+    const uint64_t len = r.end - b;
+    lsm::Loc loc;
+    if (r.value.kind == lsm::LocKind::kData) {
+      data->append(reinterpret_cast<const char*>(SlotData(r.value.slot)), len * block_size_);
+      loc = lsm::Loc::Data(footer->segment_id, index);
+      index += len;
+    } else {
+      loc.kind = r.value.kind;
+    }
+    auto& ex = footer->extents;
+    if (!ex.empty() && ex.back().extent.end == b &&
+        ex.back().extent.loc.Continues(ex.back().extent.length(), loc)) {
+      ex.back().extent.end = r.end;
+    } else {
+      ex.push_back(SegmentExtent{lsm::Extent{b, r.end, loc}, false, {}});
+    }
+  }
+  footer->data_blocks = index;
+}
+
+}  // namespace portal::volume

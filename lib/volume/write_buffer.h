@@ -1,0 +1,90 @@
+// WriteBuffer: the blocks written since the last seal, in memory, and the extents they
+// form. The active buffer takes writes under the volume lock; a sealed buffer is
+// immutable (readable from any thread) while it is encoded, uploaded as a segment and
+// applied to the map.
+//
+// Storage is a list of fixed-size slabs of block slots. Rewriting a block that already
+// has a slot in this buffer reuses the slot in place; otherwise new slots are taken
+// (the old ones become garbage until the seal, and are counted in bytes()).
+//
+// Not thread-safe while active (the volume's lock guards it); safe to read concurrently
+// once sealed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lsm/extent.h"
+#include "util/range_map.h"
+#include "volume/segment_format.h"
+
+namespace portal::volume {
+
+class WriteBuffer {
+ public:
+  explicit WriteBuffer(uint32_t block_size);
+  WriteBuffer(const WriteBuffer&) = delete;
+  WriteBuffer& operator=(const WriteBuffer&) = delete;
+
+  // Writes `n` whole blocks from `data` (n * block_size bytes). All-zero blocks become
+  // Zero runs and take no slot.
+  void WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_t n, uint64_t seq);
+  // Maps [first, end) to Zero or Hole.
+  void WriteZeroRun(uint64_t first, uint64_t end, lsm::LocKind kind, uint64_t seq);
+
+  // A piece of the buffer's content: `data` points at (end - first) consecutive blocks,
+  // or is null for Zero/Hole runs (`kind`).
+  struct Piece {
+    uint64_t first;
+    uint64_t end;
+    lsm::LocKind kind;
+    const uint8_t* data;
+  };
+  // Calls fn for each piece the buffer defines in [first, end), in order. Gaps are
+  // blocks this buffer never wrote. Stops when fn returns false.
+  void ForEach(uint64_t first, uint64_t end, const std::function<bool(const Piece&)>& fn) const;
+
+  // The segment this buffer becomes: fills footer (ids come from the caller: segment_id,
+  // epoch, block_size, blocks_per_chunk must be set) extents, data_blocks and sequence
+  // range, and appends the data stream (live blocks in ascending block order) to `data`.
+  void Seal(SegmentFooter* footer, std::string* data) const;
+
+  bool empty() const { return map_.empty(); }
+  // Memory held: allocated slots (live or garbage) times the block size.
+  uint64_t bytes() const { return slots_used_ * uint64_t{block_size_}; }
+  uint64_t first_seq() const { return first_seq_; }
+  uint64_t last_seq() const { return last_seq_; }
+  uint64_t extent_count() const { return map_.size(); }
+
+ private:
+  struct Slot {
+    lsm::LocKind kind = lsm::LocKind::kHole;
+    uint64_t slot = 0;  // kData: first slot; runs take consecutive slots
+    Slot Slice(uint64_t skip) const {
+      return kind == lsm::LocKind::kData ? Slot{kind, slot + skip} : *this;
+    }
+    bool Continues(uint64_t len, const Slot& next) const {
+      if (kind != next.kind) return false;
+      return kind != lsm::LocKind::kData || slot + len == next.slot;
+    }
+  };
+
+  uint8_t* SlotData(uint64_t slot) const;
+  uint64_t AllocateSlots(uint64_t n);  // n consecutive slots within one slab
+  void WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n);
+  void NoteSeq(uint64_t seq);
+
+  const uint32_t block_size_;
+  const uint64_t slab_blocks_;
+  std::vector<std::unique_ptr<uint8_t[]>> slabs_;
+  uint64_t slab_fill_ = 0;   // slots used in the last slab
+  uint64_t slots_used_ = 0;  // slots handed out (live or garbage)
+  RangeMap<Slot> map_;
+  uint64_t first_seq_ = 0;
+  uint64_t last_seq_ = 0;
+};
+
+}  // namespace portal::volume

@@ -329,6 +329,7 @@ Task<void> LsmVolume::MaintenanceLoop() {
         if (!did) break;
       }
       if (st.ok() && gc) st = co_await CollectGarbage();
+      if (st.code() == Status::Code::kShutdown) co_return;  // the store is gone
       if (!st.ok()) {
         Log()->warn("map maintenance failed error=\"{}\"", st.ToString());
         guard.Release();

@@ -112,6 +112,9 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
       }
       st = existing.status();
     }
+    // The store is gone for good (a crashed FaultStore in the simulator, or the process
+    // shutting down): retrying cannot help.
+    if (st.code() == Status::Code::kShutdown) co_return st;
     {
       std::lock_guard lock(mu_);
       if (stop_ && attempt >= 5) co_return st.WithContext("giving up on " + key + " at close");

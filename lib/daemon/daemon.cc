@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "daemon/catalog.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "nbd/export.h"
@@ -67,12 +68,8 @@ Status Daemon::Start() {
   if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
   volume_ = std::move(*vol);
 
-  nbd::ExportInfo info;
-  info.name = "portalbd";
-  info.description = "portalbd volume (" + store_->url() + ")";
-  info.size_bytes = volume_->size_bytes();
-  info.preferred_block_size = volume_->block_size();
-  catalog_ = std::make_unique<nbd::SingleExportCatalog>(info, volume_);
+  catalog_ = std::make_unique<VolumeCatalog>("portalbd", "portalbd volume (" + store_->url() + ")",
+                                             volume_);
 
   nbd::Server::Options so;
   so.address = cfg_.address;
@@ -85,8 +82,8 @@ Status Daemon::Start() {
               cfg_.storage_url, !cfg_.record_path.empty());
   server_->Start();
   Log()->info("NBD server listening address={}", server_->bound_address());
-  Log()->info("NBD server accepting connections export={} size_bytes={}", info.name,
-              info.size_bytes);
+  Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
+              volume_->size_bytes());
   return Status::Ok();
 }
 

@@ -36,6 +36,7 @@
 #include "volume/manifest_log.h"
 #include "volume/options.h"
 #include "volume/segment_reader.h"
+#include "volume/snapshot.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -63,7 +64,7 @@ struct VolumeStats {
   cache::CacheStats cache;
 };
 
-class LsmVolume final : public BlockDevice {
+class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<LsmVolume> {
  public:
   // Opens (or creates) the volume in `store`: epoch bump, replay, fence. `env` and
   // `store` must outlive the volume.
@@ -98,6 +99,21 @@ class LsmVolume final : public BlockDevice {
   bool fenced();
   uint64_t epoch() const { return epoch_; }
 
+  // --- snapshots (volume_snapshot.cc) ---
+  // Captures every write acknowledged before the call: a FLUSH, a memtable flush, a
+  // snap/<uuid>.json object and one manifest write. InvalidArgument for a bad or
+  // duplicate name.
+  Task<Result<SnapshotInfo>> CreateSnapshot(std::string name);
+  std::vector<SnapshotInfo> ListSnapshots();
+  Result<SnapshotInfo> GetSnapshot(const std::string& name);
+  // Unpins; GC reclaims what nothing else references. Busy while attached.
+  Task<Status> DeleteSnapshot(std::string name);
+  // Makes the device equal the snapshot, atomically (one manifest write). Every other
+  // snapshot survives. Clients may stay connected but must drop cached blocks.
+  Task<Status> RestoreSnapshot(std::string name);
+  // A read-only device over the snapshot; it counts as attached until destroyed.
+  Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name);
+
  private:
   struct Sealed {
     std::shared_ptr<const WriteBuffer> buf;
@@ -125,8 +141,24 @@ class LsmVolume final : public BlockDevice {
     const uint8_t* bytes;     // data already in a buffer (valid under mu_ only)
   };
   using Intervals = std::vector<std::pair<uint64_t, uint64_t>>;
+  using Levels = std::vector<std::vector<SstRef>>;
 
   LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions options);
+  friend class SnapshotDevice;
+
+  struct SnapDetail {
+    SnapshotRef ref;
+    SnapshotObject object;
+    int attached = 0;
+    bool deleting = false;
+  };
+  Task<Status> LoadSnapshots();
+  void RecomputePinsLocked();
+  SnapshotInfo InfoLocked(const SnapDetail& d) const;
+  void Detach(const std::shared_ptr<SnapDetail>& d);
+  // Writes wait while a restore runs; a restore waits for writes in flight.
+  Task<Status> EnterWrite();
+  void LeaveWrite();
 
   // --- open (volume_open.cc) ---
   Task<Status> DoOpen();
@@ -153,10 +185,14 @@ class LsmVolume final : public BlockDevice {
   // Resolves [first, end) through every layer; `sink(piece)` sees buffer data (under
   // mu_), memtable and SST locations, and zero runs; blocks no layer defines come out
   // as holes.
+  // With `frozen`, only those levels are consulted (a snapshot's map).
   Task<Status> Resolve(uint64_t first, uint64_t end, std::function<void(const Piece&)> sink,
-                       bool include_buffers = true);
+                       bool include_buffers = true, const Levels* frozen = nullptr);
   Task<Status> ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t offset,
-                             std::span<uint8_t> out, std::vector<ByteRange>* zeroes);
+                             std::span<uint8_t> out, std::vector<ByteRange>* zeroes,
+                             const Levels* frozen = nullptr);
+  Task<Result<std::vector<StatusExtent>>> StatusOf(uint64_t offset, uint64_t length,
+                                                   uint32_t max_extents, const Levels* frozen);
 
   // --- upload (volume_upload.cc) ---
   Task<void> UploaderLoop();
@@ -244,6 +280,10 @@ class LsmVolume final : public BlockDevice {
   uint64_t prev_latest_manifest_ = 0;
   uint64_t manifest_gc_floor_ = 0;    // manifests below this (in our epoch) are gone
   bool discovered_segments_ = false;
+  std::map<std::string, std::shared_ptr<SnapDetail>> snaps_;  // GUARDED_BY(mu_): by name
+  bool gc_blocked_ = false;       // GUARDED_BY(mu_): a snapshot's pins are unknown
+  bool restoring_ = false;        // GUARDED_BY(mu_)
+  uint64_t writes_inflight_ = 0;  // GUARDED_BY(mu_)
   int64_t last_gc_ns_ = -1;
 };
 

@@ -64,7 +64,50 @@ Result<SstRef> DecodeSst(const json& j, const std::string& name) {
   return s;
 }
 
+json LevelsJson(const std::vector<std::vector<SstRef>>& levels) {
+  json out = json::array();
+  for (const auto& level : levels) {
+    json l = json::array();
+    for (const SstRef& s : level) {
+      l.push_back({{"key", s.key},
+                   {"min", s.min_block},
+                   {"end", s.end_block},
+                   {"size", s.size_bytes},
+                   {"extents", s.extent_count},
+                   {"data_blocks", s.data_blocks}});
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+Result<std::vector<std::vector<SstRef>>> LevelsFromJson(const json& levels,
+                                                        const std::string& name) {
+  std::vector<std::vector<SstRef>> out;
+  if (!levels.is_array()) return Status::Corruption(name + ": levels is not an array");
+  for (const json& level : levels) {
+    if (!level.is_array()) return Status::Corruption(name + ": a level is not an array");
+    out.emplace_back();
+    for (const json& s : level) {
+      ASSIGN_OR_RETURN(SstRef ref, DecodeSst(s, name));
+      out.back().push_back(std::move(ref));
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string EncodeLevels(const std::vector<std::vector<SstRef>>& levels) {
+  return LevelsJson(levels).dump();
+}
+
+Result<std::vector<std::vector<SstRef>>> DecodeLevels(std::string_view text,
+                                                      const std::string& name) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Corruption(name + ": levels are not JSON");
+  return LevelsFromJson(j, name);
+}
 
 std::string EncodeManifest(const Manifest& m) {
   json j;
@@ -78,20 +121,7 @@ std::string EncodeManifest(const Manifest& m) {
   j["next_seq"] = m.next_seq;
   j["applied_segment"] = m.applied_segment;
   j["applied_seq"] = m.applied_seq;
-  json levels = json::array();
-  for (const auto& level : m.levels) {
-    json l = json::array();
-    for (const SstRef& s : level) {
-      l.push_back({{"key", s.key},
-                   {"min", s.min_block},
-                   {"end", s.end_block},
-                   {"size", s.size_bytes},
-                   {"extents", s.extent_count},
-                   {"data_blocks", s.data_blocks}});
-    }
-    levels.push_back(std::move(l));
-  }
-  j["levels"] = std::move(levels);
+  j["levels"] = LevelsJson(m.levels);
   j["segtab"] = m.segtab_key;
   json snaps = json::array();
   for (const SnapshotRef& s : m.snapshots) {
@@ -135,14 +165,7 @@ Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) 
   }
   m.block_size = static_cast<uint32_t>(block_size);
   ASSIGN_OR_RETURN(const json* levels, f.Array("levels"));
-  for (const json& level : *levels) {
-    if (!level.is_array()) return Status::Corruption("manifest " + name + ": level is not an array");
-    m.levels.emplace_back();
-    for (const json& s : level) {
-      ASSIGN_OR_RETURN(SstRef ref, DecodeSst(s, name));
-      m.levels.back().push_back(std::move(ref));
-    }
-  }
+  ASSIGN_OR_RETURN(m.levels, LevelsFromJson(*levels, name));
   ASSIGN_OR_RETURN(const json* snaps, f.Array("snapshots"));
   for (const json& s : *snaps) {
     if (!s.is_object()) return Status::Corruption("manifest " + name + ": bad snapshot entry");

@@ -42,6 +42,10 @@ struct Manifest {
 };
 
 std::string EncodeManifest(const Manifest& m);
+// The "levels" array alone (snapshot objects carry the same structure).
+std::string EncodeLevels(const std::vector<std::vector<SstRef>>& levels);
+Result<std::vector<std::vector<SstRef>>> DecodeLevels(std::string_view json_array,
+                                                      const std::string& name);
 Result<Manifest> DecodeManifest(std::string_view json, const std::string& name);
 
 // Object names.

@@ -212,8 +212,12 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
       for (const auto& r : level) live.insert(r.key);
     }
     for (auto it = retired_ssts_.begin(); it != retired_ssts_.end();) {
-      if (live.count(it->first) || pinned_ssts_.count(it->first)) {
-        it = retired_ssts_.erase(it);  // referenced again (restore): not garbage
+      if (live.count(it->first)) {
+        it = retired_ssts_.erase(it);  // in the map again (restore): not garbage
+        continue;
+      }
+      if (pinned_ssts_.count(it->first)) {  // a snapshot holds it: wait for its delete
+        ++it;
         continue;
       }
       if (options_.immediate_segment_free || now - it->second >= grace) dead.push_back(it->first);
@@ -264,7 +268,7 @@ Task<Status> LsmVolume::DeleteOldManifests() {
 Task<Status> LsmVolume::CollectGarbage() {
   {
     std::lock_guard lock(mu_);
-    if (fenced_ || stop_) co_return Status::Ok();
+    if (fenced_ || stop_ || gc_blocked_) co_return Status::Ok();
     last_gc_ns_ = static_cast<int64_t>(env_.NowNanos());
   }
   CO_RETURN_IF_ERROR(co_await DiscoverSegments());

@@ -149,6 +149,7 @@ Task<Status> LsmVolume::DoOpen() {
       for (const auto& [seg, blocks] : idx->segment_blocks) segs_[seg].live_blocks += blocks;
     }
   }
+  CO_RETURN_IF_ERROR(co_await LoadSnapshots());
   CO_RETURN_IF_ERROR(co_await Replay());
   Log()->info("opened volume uuid={} epoch={} manifest={} next_segment={} url={}", m.volume_uuid,
               epoch_, number, next_segment_id_, store_.url());

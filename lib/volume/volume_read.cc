@@ -33,10 +33,11 @@ void Cover(std::vector<std::pair<uint64_t, uint64_t>>* uncovered, ForEach&& fore
 }  // namespace
 
 Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
-                                std::function<void(const Piece&)> sink, bool include_buffers) {
+                                std::function<void(const Piece&)> sink, bool include_buffers,
+                                const Levels* frozen) {
   Intervals uncovered{{first, end}};
   std::shared_ptr<const Version> version;
-  {
+  if (!frozen) {
     std::lock_guard lock(mu_);
     auto cover_buffer = [&](const WriteBuffer& buf) {
       if (buf.empty()) return;
@@ -70,8 +71,10 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
     if (!uncovered.empty() && imm_) cover_memtable(*imm_);
     version = version_;
   }
-  // The committed map, outside the lock (the Version is immutable and pinned).
-  for (const auto& level : version->manifest.levels) {
+  // The committed map, outside the lock (the Version is immutable and pinned), or the
+  // snapshot's frozen levels.
+  const Levels& levels = frozen ? *frozen : version->manifest.levels;
+  for (const auto& level : levels) {
     for (const SstRef& ref : level) {
       if (uncovered.empty()) break;
       Intervals next;
@@ -97,7 +100,8 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
 }
 
 Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t offset,
-                                      std::span<uint8_t> out, std::vector<ByteRange>* zeroes) {
+                                      std::span<uint8_t> out, std::vector<ByteRange>* zeroes,
+                                      const Levels* frozen) {
   const uint64_t bs = block_size_;
   const uint64_t out_end = offset + out.size();
   // Copies blocks [b, e) from src (null: zeroes) into the part of `out` they overlap.
@@ -114,15 +118,18 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
   for (int attempt = 0;; ++attempt) {
     if (zeroes) zeroes->clear();
     std::vector<Piece> fetch;
-    Status st = co_await Resolve(first, end, [&](const Piece& p) {
-      if (p.bytes) {
-        copy(p.first, p.end, p.bytes);  // buffer data: copied now, under mu_
-      } else if (p.loc.is_data()) {
-        fetch.push_back(p);
-      } else {
-        copy(p.first, p.end, nullptr);
-      }
-    });
+    Status st = co_await Resolve(
+        first, end,
+        [&](const Piece& p) {
+          if (p.bytes) {
+            copy(p.first, p.end, p.bytes);  // buffer data: copied now, under mu_
+          } else if (p.loc.is_data()) {
+            fetch.push_back(p);
+          } else {
+            copy(p.first, p.end, nullptr);
+          }
+        },
+        /*include_buffers=*/true, frozen);
     if (st.IsNotFound() && attempt < kReadRetries) continue;  // an SST retired under us
     CO_RETURN_IF_ERROR(st);
     std::vector<uint8_t> scratch;
@@ -170,6 +177,12 @@ Task<Status> LsmVolume::Read(uint64_t offset, std::span<uint8_t> out,
 
 Task<Result<std::vector<StatusExtent>>> LsmVolume::BlockStatus(uint64_t offset, uint64_t length,
                                                                 uint32_t max_extents) {
+  co_return co_await StatusOf(offset, length, max_extents, nullptr);
+}
+
+Task<Result<std::vector<StatusExtent>>> LsmVolume::StatusOf(uint64_t offset, uint64_t length,
+                                                             uint32_t max_extents,
+                                                             const Levels* frozen) {
   if (length == 0 || max_extents == 0) {
     co_return Status::InvalidArgument("empty block status request");
   }
@@ -190,9 +203,9 @@ Task<Result<std::vector<StatusExtent>>> LsmVolume::BlockStatus(uint64_t offset, 
   for (uint64_t w = offset / bs; w < last && out.size() <= max_extents;) {
     const uint64_t w_end = std::min(last, w + kStatusWindowBlocks);
     std::vector<Piece> pieces;
-    CO_RETURN_IF_ERROR(co_await Resolve(w, w_end, [&](const Piece& p) {
-      pieces.push_back(Piece{p.first, p.end, p.loc, nullptr});
-    }));
+    CO_RETURN_IF_ERROR(co_await Resolve(
+        w, w_end, [&](const Piece& p) { pieces.push_back(Piece{p.first, p.end, p.loc, nullptr}); },
+        /*include_buffers=*/true, frozen));
     std::sort(pieces.begin(), pieces.end(),
               [](const Piece& a, const Piece& b) { return a.first < b.first; });
     for (const Piece& p : pieces) {

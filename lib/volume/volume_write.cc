@@ -129,6 +129,11 @@ Task<Status> LsmVolume::WritePartial(uint64_t block, uint32_t in_block, const ui
 Task<Status> LsmVolume::Write(uint64_t offset, std::span<const uint8_t> data, WriteFlags flags) {
   CO_RETURN_IF_ERROR(CheckWritable());
   if (data.empty()) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await EnterWrite());
+  struct Leave {
+    LsmVolume* v;
+    ~Leave() { v->LeaveWrite(); }
+  } leave{this};
   CO_RETURN_IF_ERROR(co_await WaitForRoom());
   const uint64_t bs = block_size_;
   const uint64_t end = offset + data.size();
@@ -154,6 +159,11 @@ Task<Status> LsmVolume::ZeroRange(uint64_t offset, uint64_t length, lsm::LocKind
                                   bool fua) {
   CO_RETURN_IF_ERROR(CheckWritable());
   if (length == 0) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(co_await EnterWrite());
+  struct Leave {
+    LsmVolume* v;
+    ~Leave() { v->LeaveWrite(); }
+  } leave{this};
   CO_RETURN_IF_ERROR(co_await WaitForRoom());
   const uint64_t bs = block_size_;
   const uint64_t end = offset + length;

@@ -1,0 +1,316 @@
+// Snapshots: create, list, delete, restore, and read-only snapshot devices.
+// DESIGN.md "Versions, background work, restore, GC" and docs/volume.md "Snapshots".
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+#include "volume/snapshot_device.h"
+
+namespace portal::volume {
+namespace {
+auto Log() { return log::Get("portalbd::volume"); }
+}  // namespace
+
+SnapshotInfo LsmVolume::InfoLocked(const SnapDetail& d) const {
+  return SnapshotInfo{d.ref.name,           d.ref.id,        d.ref.created_ns,
+                      d.object.size_bytes, d.object.data_bytes, d.attached};
+}
+
+void LsmVolume::RecomputePinsLocked() {
+  pinned_segments_.clear();
+  pinned_ssts_.clear();
+  for (const auto& [name, d] : snaps_) {
+    pinned_segments_.insert(d->object.segments.begin(), d->object.segments.end());
+    for (const auto& level : d->object.levels) {
+      for (const auto& r : level) pinned_ssts_.insert(r.key);
+    }
+  }
+}
+
+Task<Status> LsmVolume::LoadSnapshots() {
+  std::vector<SnapshotRef> refs;
+  {
+    std::lock_guard lock(mu_);
+    refs = version_->manifest.snapshots;
+  }
+  for (const SnapshotRef& ref : refs) {
+    auto bytes = co_await reads_.Get(ref.key);
+    Result<SnapshotObject> obj =
+        bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key) : Result<SnapshotObject>(bytes.status());
+    std::lock_guard lock(mu_);
+    if (!obj.ok()) {
+      // Without its pins GC could delete what the snapshot needs: stop deleting.
+      gc_blocked_ = true;
+      Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
+                   ref.name, ref.key, obj.status().ToString());
+      continue;
+    }
+    auto d = std::make_shared<SnapDetail>();
+    d->ref = ref;
+    d->object = std::move(*obj);
+    snaps_[ref.name] = std::move(d);
+  }
+  std::lock_guard lock(mu_);
+  RecomputePinsLocked();
+  co_return Status::Ok();
+}
+
+std::vector<SnapshotInfo> LsmVolume::ListSnapshots() {
+  std::lock_guard lock(mu_);
+  std::vector<SnapshotInfo> out;
+  for (const auto& [name, d] : snaps_) out.push_back(InfoLocked(*d));
+  std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
+    return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
+  });
+  return out;
+}
+
+Result<SnapshotInfo> LsmVolume::GetSnapshot(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = snaps_.find(name);
+  if (it == snaps_.end()) return Status::NotFound("no snapshot named '" + name + "'");
+  return InfoLocked(*it->second);
+}
+
+Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(ValidateSnapshotName(name));
+  auto exists = [&] {
+    std::lock_guard lock(mu_);
+    return snaps_.count(name) > 0;
+  };
+  if (exists()) co_return Status::InvalidArgument("a snapshot named '" + name + "' already exists");
+  // Every write acknowledged before now becomes durable and reaches the map.
+  CO_RETURN_IF_ERROR(co_await Flush());
+  auto guard = co_await jobs_mu_.Lock();
+  if (exists()) co_return Status::InvalidArgument("a snapshot named '" + name + "' already exists");
+  CO_RETURN_IF_ERROR(co_await FlushMemtableLocked());
+
+  Manifest current;
+  {
+    std::lock_guard lock(mu_);
+    current = version_->manifest;
+  }
+  SnapshotObject obj;
+  obj.volume_uuid = current.volume_uuid;
+  obj.name = name;
+  obj.id = MakeUuid(env_.RandomU64(), env_.RandomU64());
+  obj.created_ns = env_.WallNanos();
+  obj.size_bytes = current.size_bytes;
+  obj.block_size = current.block_size;
+  obj.levels = current.levels;
+  std::set<uint64_t> segments;
+  for (const auto& level : obj.levels) {
+    for (const auto& ref : level) {
+      CO_ASSIGN_OR_RETURN(auto idx, co_await ssts_.Index(ref));
+      for (const auto& [seg, blocks] : idx->segment_blocks) segments.insert(seg);
+      obj.data_bytes += ref.data_blocks * block_size_;
+    }
+  }
+  obj.segments.assign(segments.begin(), segments.end());
+  const SnapshotRef ref{name, obj.id, obj.created_ns, SnapshotKey(obj.id)};
+  const std::string bytes = EncodeSnapshotObject(obj);
+  Status put = co_await RetryUnavailable(
+      env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(ref.key, bytes); }, 0);
+  if (put.IsPreconditionFailed()) {  // our own lost acknowledgement, or a uuid collision
+    auto back = co_await reads_.Get(ref.key);
+    if (back.ok() && *back == bytes) put = Status::Ok();
+  }
+  CO_RETURN_IF_ERROR(put.WithContext("writing snapshot object " + ref.key));
+
+  Manifest next = current;
+  next.snapshots.push_back(ref);
+  CO_RETURN_IF_ERROR(co_await Commit(next));
+  auto d = std::make_shared<SnapDetail>();
+  d->ref = ref;
+  d->object = std::move(obj);
+  std::lock_guard lock(mu_);
+  snaps_[name] = d;
+  RecomputePinsLocked();
+  Log()->info("snapshot created name={} id={} data_bytes={}", name, ref.id, d->object.data_bytes);
+  co_return InfoLocked(*d);
+}
+
+Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
+  auto guard = co_await jobs_mu_.Lock();
+  std::shared_ptr<SnapDetail> d;
+  Manifest next;
+  {
+    std::lock_guard lock(mu_);
+    auto it = snaps_.find(name);
+    if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
+    d = it->second;
+    if (d->attached > 0) {
+      co_return Status::Busy(fmt::format(
+          "snapshot '{}' is attached by {} client(s) as portalbd@{}; disconnect them first", name,
+          d->attached, name));
+    }
+    d->deleting = true;  // refuse new attachments while the manifest commits
+    next = version_->manifest;
+  }
+  std::erase_if(next.snapshots, [&](const SnapshotRef& r) { return r.name == name; });
+  Status st = co_await Commit(next);
+  if (!st.ok()) {
+    std::lock_guard lock(mu_);
+    d->deleting = false;
+    co_return st;
+  }
+  {
+    std::lock_guard lock(mu_);
+    snaps_.erase(name);
+    RecomputePinsLocked();
+    // Its SSTs that the live map no longer uses become garbage (GC checks again).
+    const int64_t now = static_cast<int64_t>(env_.NowNanos());
+    for (const auto& level : d->object.levels) {
+      for (const auto& r : level) retired_ssts_.emplace(r.key, now);
+    }
+    const int64_t now_ns = now;
+    for (uint64_t seg : d->object.segments) {
+      auto it = segs_.find(seg);
+      if (it != segs_.end() && it->second.live_blocks == 0 && it->second.unreferenced_since_ns < 0) {
+        it->second.unreferenced_since_ns = now_ns;
+      }
+    }
+  }
+  Status del = co_await store_.Delete(d->ref.key);
+  if (!del.ok()) {
+    Log()->warn("could not delete snapshot object key={} error=\"{}\"", d->ref.key, del.ToString());
+  }
+  Log()->info("snapshot deleted name={} id={}", name, d->ref.id);
+  co_return Status::Ok();
+}
+
+Task<Status> LsmVolume::EnterWrite() {
+  for (;;) {
+    const uint64_t seen = changed_.epoch();
+    {
+      std::lock_guard lock(mu_);
+      if (!restoring_) {
+        ++writes_inflight_;
+        co_return Status::Ok();
+      }
+    }
+    co_await changed_.Wait(seen);
+  }
+}
+
+void LsmVolume::LeaveWrite() {
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    wake = --writes_inflight_ == 0 && restoring_;
+  }
+  if (wake) changed_.NotifyAll();
+}
+
+Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
+  std::shared_ptr<SnapDetail> d;
+  {
+    std::lock_guard lock(mu_);
+    auto it = snaps_.find(name);
+    if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
+    if (restoring_) co_return Status::Busy("a restore is already running");
+    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    d = it->second;
+    restoring_ = true;  // new writes wait from here on
+  }
+  struct Done {
+    LsmVolume* v;
+    ~Done() {
+      {
+        std::lock_guard lock(v->mu_);
+        v->restoring_ = false;
+      }
+      v->changed_.NotifyAll();
+    }
+  } done{this};
+  // Drain: writes in flight finish, then everything issued becomes durable.
+  for (;;) {
+    const uint64_t seen = changed_.epoch();
+    {
+      std::lock_guard lock(mu_);
+      if (writes_inflight_ == 0) break;
+    }
+    co_await changed_.Wait(seen);
+  }
+  CO_RETURN_IF_ERROR(co_await Flush());
+  auto guard = co_await jobs_mu_.Lock();  // no background job runs from here
+  for (;;) {  // nor a GC relocation upload (it would apply to the abandoned timeline)
+    const uint64_t seen = changed_.epoch();
+    {
+      std::lock_guard lock(mu_);
+      relocation_.reset();
+      if (!relocating_) break;
+    }
+    co_await changed_.Wait(seen);
+  }
+  // Liveness of the restored map, computed before anything changes.
+  std::map<uint64_t, uint64_t> live;
+  for (const auto& level : d->object.levels) {
+    for (const auto& ref : level) {
+      CO_ASSIGN_OR_RETURN(auto idx, co_await ssts_.Index(ref));
+      for (const auto& [seg, blocks] : idx->segment_blocks) live[seg] += blocks;
+    }
+  }
+  Manifest next;
+  Levels old_levels;
+  {
+    std::lock_guard lock(mu_);
+    next = version_->manifest;
+    old_levels = next.levels;
+    next.levels = d->object.levels;
+    // Segments issued so far belong to the abandoned timeline: never replay them.
+    next.applied_segment = next_segment_id_ - 1;
+    next.applied_seq = next_seq_ - 1;
+  }
+  CO_RETURN_IF_ERROR(co_await Commit(next));
+  {
+    std::lock_guard lock(mu_);
+    mem_ = std::make_shared<lsm::Memtable>();
+    imm_.reset();
+    mem_last_segment_ = next.applied_segment;
+    mem_last_seq_ = next.applied_seq;
+    segments_since_mem_flush_ = 0;
+    mem_dirty_since_ns_ = -1;
+    const int64_t now = static_cast<int64_t>(env_.NowNanos());
+    for (auto& [id, info] : segs_) {
+      auto it = live.find(id);
+      info.live_blocks = it == live.end() ? 0 : it->second;
+      if (info.live_blocks > 0) {
+        info.unreferenced_since_ns = -1;
+      } else if (info.unreferenced_since_ns < 0) {
+        info.unreferenced_since_ns = now;
+      }
+    }
+    for (const auto& [id, blocks] : live) segs_[id].live_blocks = blocks;
+    for (const auto& level : old_levels) {
+      for (const auto& r : level) retired_ssts_.emplace(r.key, now);  // GC re-checks
+    }
+  }
+  Log()->info("snapshot restored name={} id={} applied_segment={}", name, d->ref.id,
+              next.applied_segment);
+  co_return Status::Ok();
+}
+
+Result<std::shared_ptr<BlockDevice>> LsmVolume::OpenSnapshot(const std::string& name) {
+  std::shared_ptr<SnapDetail> d;
+  {
+    std::lock_guard lock(mu_);
+    auto it = snaps_.find(name);
+    if (it == snaps_.end() || it->second->deleting) {
+      return Status::NotFound("no snapshot named '" + name + "'");
+    }
+    d = it->second;
+    ++d->attached;
+  }
+  return std::shared_ptr<BlockDevice>(std::make_shared<SnapshotDevice>(shared_from_this(), d));
+}
+
+void LsmVolume::Detach(const std::shared_ptr<SnapDetail>& d) {
+  std::lock_guard lock(mu_);
+  --d->attached;
+}
+
+}  // namespace portal::volume

@@ -90,7 +90,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
 
   // Writes the memtable to an L0 SST and commits a manifest (tests, shutdown).
   Task<Status> FlushMemtable();
-  // Runs compaction until no level is over its target (tests).
+  // Compacts L0 down and then every level over its target (tests, tools).
   Task<Status> CompactAll();
   // Runs one round of garbage collection now (tests).
   Task<Status> RunGc();
@@ -205,7 +205,9 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   // --- map maintenance (volume_maintain.cc) ---
   Task<void> MaintenanceLoop();
   Task<Status> FlushMemtableLocked();  // caller holds jobs_mu_
-  Task<Status> CompactOnce(bool* did_work);
+  // One compaction step if a level is over its target; `force` also compacts a
+  // non-empty L0 below its trigger.
+  Task<Status> CompactOnce(bool* did_work, bool force = false);
   Task<Status> Commit(const Manifest& next);  // caller holds jobs_mu_
   std::string NextSstKey();
 

@@ -139,7 +139,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
   co_return Status::Ok();
 }
 
-Task<Status> LsmVolume::CompactOnce(bool* did_work) {
+Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force) {
   *did_work = false;
   Manifest m;
   {
@@ -149,7 +149,8 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work) {
   }
   // Pick: L0 past its trigger, else the first level over its size target.
   size_t from = SIZE_MAX;
-  if (!m.levels.empty() && m.levels[0].size() >= options_.l0_compaction_trigger) {
+  if (!m.levels.empty() && !m.levels[0].empty() &&
+      (force || m.levels[0].size() >= options_.l0_compaction_trigger)) {
     from = 0;
   } else {
     uint64_t target = options_.level1_target_bytes;
@@ -285,7 +286,7 @@ Task<Status> LsmVolume::CompactAll() {
   auto guard = co_await jobs_mu_.Lock();
   for (int i = 0; i < 100; ++i) {
     bool did = false;
-    CO_RETURN_IF_ERROR(co_await CompactOnce(&did));
+    CO_RETURN_IF_ERROR(co_await CompactOnce(&did, /*force=*/i == 0));
     if (!did) break;
   }
   co_return Status::Ok();

@@ -17,6 +17,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 
@@ -72,11 +73,22 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
       : server_(server),
         socket_(std::move(socket)),
         strand_(asio::make_strand(server.env_.io_context())),
+        handshake_timer_(strand_),
         session_(server.catalog_, *this, server.options_.session, std::move(peer)) {}
 
   void Begin() {
     asio::post(strand_, [self = shared_from_this()] {
       self->session_.Start();
+      self->Pump();
+    });
+    handshake_timer_.expires_after(
+        std::chrono::milliseconds(server_.options_.handshake_timeout_ms));
+    handshake_timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (ec || self->closed_ || self->session_.in_transmission()) return;
+      log::Get("portalbd::nbd")
+          ->warn("handshake timed out, closing peer={} timeout_ms={}", self->session_.peer(),
+                 self->server_.options_.handshake_timeout_ms);
+      self->session_.OnOutputError();  // drop it: nothing more is read or written
       self->Pump();
     });
   }
@@ -138,6 +150,7 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
     }
     if (session_.Finished() && !writing_ && !session_.HasOutput()) {
       closed_ = true;
+      handshake_timer_.cancel();
       std::error_code ignored;
       socket_.shutdown(asio::socket_base::shutdown_both, ignored);
       socket_.close(ignored);
@@ -150,6 +163,7 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
   Server& server_;
   Socket socket_;
   asio::strand<asio::io_context::executor_type> strand_;
+  asio::steady_timer handshake_timer_;
   Session session_;
   bool reading_ = false;
   bool writing_ = false;

@@ -27,6 +27,9 @@ class Server {
   struct Options {
     std::string address = "127.0.0.1:10809";
     uint32_t max_connections = 64;
+    // A client must reach the transmission phase within this time, or it is dropped
+    // (idle connections would otherwise hold max_connections slots forever).
+    uint64_t handshake_timeout_ms = 10'000;
     Session::Options session;
   };
 

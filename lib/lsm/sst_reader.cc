@@ -10,6 +10,20 @@ constexpr uint64_t kTailGuess = 64 * 1024;  // most indexes fit; else a second G
 Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref) {
   auto v = co_await cache::GetTyped<SstIndex>(
       cache_, "si/" + ref.key, [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {
+        auto matches = [&](const SstIndex& idx) {
+          return idx.min_block == ref.min_block && idx.end_block == ref.end_block &&
+                 idx.extent_count == ref.extent_count;
+        };
+        if (tails_) {  // a verified local copy saves the GET; a bad one costs only the GET
+          std::optional<std::string> cached = co_await tails_->Get(ref.key);
+          if (cached) {
+            auto idx = DecodeSstIndex(*cached, ref.size_bytes, ref.key);
+            if (idx.ok() && matches(*idx)) {
+              uint64_t charge = idx->memory_bytes();
+              co_return std::make_pair(std::move(*idx), charge);
+            }
+          }
+        }
         uint64_t guess = std::min(ref.size_bytes, kTailGuess);
         CO_ASSIGN_OR_RETURN(std::string tail,
                             co_await store_.Get(ref.key, objstore::GetRange{
@@ -21,10 +35,12 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
                                                                      ref.size_bytes - need, need}));
         }
         CO_ASSIGN_OR_RETURN(SstIndex idx, DecodeSstIndex(tail, ref.size_bytes, ref.key));
-        if (idx.min_block != ref.min_block || idx.end_block != ref.end_block ||
-            idx.extent_count != ref.extent_count) {
+        if (!matches(idx)) {
           co_return Status::Corruption("map SST " + ref.key +
                                        " does not match its manifest entry");
+        }
+        if (tails_ && meta_len + kSstTrailerSize <= tail.size()) {
+          tails_->Put(ref.key, tail.substr(tail.size() - meta_len - kSstTrailerSize));
         }
         uint64_t charge = idx.memory_bytes();
         co_return std::make_pair(std::move(idx), charge);

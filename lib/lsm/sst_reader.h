@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cache/block_cache.h"
+#include "cache/persistent_cache.h"
 #include "lsm/extent.h"
 #include "lsm/sst_format.h"
 #include "objstore/object_store.h"
@@ -18,7 +19,9 @@ namespace portal::lsm {
 
 class SstReader {
  public:
-  SstReader(objstore::ObjectStore& store, cache::BlockCache& cache) : store_(store), cache_(cache) {}
+  SstReader(objstore::ObjectStore& store, cache::BlockCache& cache,
+            cache::PersistentCache* tails = nullptr)
+      : store_(store), cache_(cache), tails_(tails) {}
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(const SstRef& ref,
@@ -33,6 +36,7 @@ class SstReader {
  private:
   objstore::ObjectStore& store_;
   cache::BlockCache& cache_;
+  cache::PersistentCache* tails_;  // may be null
 };
 
 }  // namespace portal::lsm

@@ -37,6 +37,7 @@
 #include "volume/options.h"
 #include "volume/segment_reader.h"
 #include "volume/snapshot.h"
+#include "volume/sqlite_cache.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -225,6 +226,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   objstore::RetryingReadStore reads_;  // reads, with bounded retries of transient errors
   VolumeOptions options_;
   uint32_t block_size_;
+  std::unique_ptr<SqliteCache> meta_;  // local metadata cache (never authoritative)
   cache::BlockCache cache_;
   SegmentReader segments_;
   lsm::SstReader ssts_;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "util/coding.h"
 #include "volume/manifest.h"
 
 namespace portal::volume {
@@ -51,6 +52,19 @@ void SegmentReader::Remember(uint64_t id, uint64_t size, const SegmentFooter& fo
 Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size,
                                                       uint64_t* footer_checksum) {
   const std::string key = SegmentKey(id);
+  if (footers_) {  // cached as: object size (8 bytes, LE) + the object's tail
+    // (not in the if's init-statement: GCC 12 miscompiles co_await there)
+    std::optional<std::string> cached = co_await footers_->Get(key);
+    if (cached && cached->size() > 8) {
+      uint64_t cached_size = LoadLE64(reinterpret_cast<const uint8_t*>(cached->data()));
+      auto f = DecodeSegmentFooter(std::string_view(*cached).substr(8), cached_size, key,
+                                   footer_checksum);
+      if (f.ok() && f->segment_id == id && (size == 0 || size == cached_size)) {
+        NoteSize(id, cached_size);
+        co_return std::move(*f);
+      }
+    }
+  }
   if (size == 0) size = KnownSize(id);
   if (size == 0) {
     CO_ASSIGN_OR_RETURN(objstore::ObjectInfo info, co_await store_.Head(key));
@@ -68,6 +82,12 @@ Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size
   CO_ASSIGN_OR_RETURN(SegmentFooter f, DecodeSegmentFooter(tail, size, key, footer_checksum));
   if (f.segment_id != id) {
     co_return Status::Corruption(fmt::format("segment {} names itself {}", key, f.segment_id));
+  }
+  if (footers_ && need <= tail.size()) {
+    std::string entry;
+    PutFixed64(&entry, size);
+    entry.append(tail, tail.size() - need, need);
+    footers_->Put(key, std::move(entry));
   }
   NoteSize(id, size);
   co_return f;

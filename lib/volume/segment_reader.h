@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "cache/block_cache.h"
+#include "cache/persistent_cache.h"
 #include "objstore/object_store.h"
 #include "volume/options.h"
 #include "volume/segment_format.h"
@@ -20,8 +21,8 @@ namespace portal::volume {
 class SegmentReader {
  public:
   SegmentReader(objstore::ObjectStore& store, cache::BlockCache& cache,
-                const VolumeOptions& options)
-      : store_(store), cache_(cache), options_(options) {}
+                const VolumeOptions& options, cache::PersistentCache* footers = nullptr)
+      : store_(store), cache_(cache), options_(options), footers_(footers) {}
 
   // The whole footer, uncached (replay, GC relocation). `size` 0: unknown (HEAD first).
   Task<Result<SegmentFooter>> ReadFooter(uint64_t id, uint64_t size,
@@ -42,6 +43,7 @@ class SegmentReader {
   objstore::ObjectStore& store_;
   cache::BlockCache& cache_;
   const VolumeOptions& options_;
+  cache::PersistentCache* footers_;  // may be null
   std::mutex mu_;
   std::unordered_map<uint64_t, uint64_t> sizes_;  // GUARDED_BY(mu_)
 };

@@ -106,6 +106,7 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
         env_, [&]() -> Task<Status> { co_return co_await store_.Delete(SegmentKey(id)); }, 5);
     if (!st.ok()) co_return st.WithContext("deleting a dead segment");
     segments_.Forget(id);
+    meta_->Erase(SegmentKey(id));
     std::lock_guard lock(mu_);
     segs_.erase(id);
   }
@@ -231,6 +232,7 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
         env_, [&]() -> Task<Status> { co_return co_await store_.Delete(key); }, 5);
     if (!st.ok()) co_return st.WithContext("deleting a retired map SST");
     cache_.Erase("si/" + key);
+    meta_->Erase(key);
     std::lock_guard lock(mu_);
     retired_ssts_.erase(key);
   }

@@ -47,7 +47,10 @@ Task<Status> LsmVolume::Commit(const Manifest& next_in) {
     changed_.NotifyAll();
     co_return st;
   }
-  if (st.ok()) version_ = std::make_shared<const Version>(Version{std::move(next), number});
+  if (st.ok()) {
+    version_ = std::make_shared<const Version>(Version{std::move(next), number});
+    meta_->SetLatestManifest(number);
+  }
   co_return st;
 }
 
@@ -58,8 +61,15 @@ static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::st
   Status st = co_await RetryUnavailable(
       env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0);
   if (!st.IsPreconditionFailed()) co_return st;
-  auto existing = co_await store.Get(key);
-  if (existing.ok() && *existing == bytes) co_return Status::Ok();
+  Result<std::string> existing = Status::Unavailable("not read");
+  CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+      env,
+      [&]() -> Task<Status> {
+        existing = co_await store.Get(key);
+        co_return existing.status();
+      },
+      0));
+  if (*existing == bytes) co_return Status::Ok();
   co_return Status::Corruption("map SST " + key + " exists with other contents");
 }
 

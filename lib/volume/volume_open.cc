@@ -20,9 +20,10 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       reads_(store, env),
       options_(std::move(options)),
       block_size_(options_.block_size),
+      meta_(SqliteCache::Open(env, options_.cache_dir, store.url())),
       cache_(env, options_.block_cache_size_bytes),
-      segments_(reads_, cache_, options_),
-      ssts_(reads_, cache_),
+      segments_(reads_, cache_, options_, meta_.get()),
+      ssts_(reads_, cache_, meta_.get()),
       log_(store, env),
       changed_(env),
       jobs_mu_(env),
@@ -80,8 +81,9 @@ Task<Status> LsmVolume::DoOpen() {
   CO_RETURN_IF_ERROR(co_await ProbeConditionalWrites());
   uint64_t number = 0;
   Manifest m;
+  const uint64_t hint = co_await meta_->LatestManifestHint();
   for (int attempt = 0;; ++attempt) {
-    auto latest = co_await log_.ReadLatest(0);
+    auto latest = co_await log_.ReadLatest(attempt == 0 ? hint : 0);
     if (latest.status().IsNotFound()) {
       // A new volume: manifest 1, epoch 1.
       m = Manifest{};
@@ -133,6 +135,8 @@ Task<Status> LsmVolume::DoOpen() {
   }
   epoch_ = m.epoch;
   size_bytes_ = m.size_bytes;
+  meta_->SetVolume(m.volume_uuid);
+  meta_->SetLatestManifest(number);
   {
     std::lock_guard lock(mu_);
     version_ = std::make_shared<const Version>(Version{m, number});

@@ -70,7 +70,14 @@ while :; do
   [ $waited -lt 1200 ] || fail "writers made no progress in 120 s ($rounds syncs, $big bytes)"
   sleep 0.1
 done
-check "the dd is still running" kill -0 "$big_pid"
+# The kill must land while data that is not yet durable is in flight: either the dd is
+# still writing, or it has finished into the page cache and the kernel is still writing
+# that back (Dirty + Writeback in /proc/meminfo well above zero).
+unsynced_in_flight() {
+  kill -0 "$big_pid" 2>/dev/null && return 0
+  awk '/^(Dirty|Writeback):/ { kb += $2 } END { print kb " kB dirty or under writeback"; exit !(kb > 4096) }' /proc/meminfo
+}
+check "the dd or its writeback is still in flight" unsynced_in_flight
 check "kill -9 portalbd during the dd ($rounds syncs done, $big bytes written)" portalbd_kill9
 
 # The writers now fail with EIO; the old mount and connection are abandoned (detached and

@@ -1,0 +1,24 @@
+// PersistentCache: a local, never-authoritative cache of the bytes of immutable store
+// objects (an SST's index tail, a segment's footer tail). Every cached value is verified
+// by the same checksums as a fresh GET, so a stale or corrupt entry costs a GET, never
+// correctness, and deleting the cache loses nothing.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "env/task.h"
+
+namespace portal::cache {
+
+class PersistentCache {
+ public:
+  virtual ~PersistentCache() = default;
+  // The cached bytes for `key`, if any.
+  virtual Task<std::optional<std::string>> Get(std::string key) = 0;
+  // Stores `value` for `key` in the background (best effort).
+  virtual void Put(std::string key, std::string value) = 0;
+  virtual void Erase(std::string key) = 0;
+};
+
+}  // namespace portal::cache

@@ -1,0 +1,126 @@
+// The metadata cache in `[storage] cache_dir`: it saves GETs at reopen, and deleting or
+// corrupting it loses nothing (it is never authoritative).
+#include "volume/sqlite_cache.h"
+
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "env/block_on.h"
+#include "env/sim_env.h"
+#include "objstore/counting_store.h"
+#include "objstore/memory_store.h"
+#include "testing/borrowed_store.h"
+#include "testing/testing.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::volume {
+namespace {
+
+VolumeOptions SmallOptions(const std::string& cache_dir) {
+  VolumeOptions o;
+  o.size_bytes = 64 << 20;
+  o.flush_interval_ms = 0;
+  o.l0_sst_size_bytes = 64 * 1024;
+  o.block_cache_size_bytes = 256 * 1024;
+  o.sst_target_bytes = 2048;
+  o.level1_target_bytes = 4096;
+  o.blocks_per_chunk = 4;
+  o.cache_dir = cache_dir;
+  return o;
+}
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> d(n);
+  for (size_t i = 0; i < n; ++i) d[i] = static_cast<uint8_t>(seed * 13 + i * 5 + (i >> 12));
+  return d;
+}
+
+// Opens the volume, reads [0, n), closes it; returns the GETs and HEADs it cost.
+uint64_t ReopenAndRead(SimEnv& env, objstore::CountingStore& store, const VolumeOptions& o,
+                       const std::vector<uint8_t>& want) {
+  auto before = store.stats();
+  auto v = RunSim(env, LsmVolume::Open(env, store, o));
+  REQUIRE(v.ok());
+  std::vector<uint8_t> got(want.size());
+  REQUIRE(RunSim(env, (*v)->Read(0, got, nullptr)).ok());
+  CHECK(got == want);
+  REQUIRE(RunSim(env, (*v)->Close()).ok());
+  auto d = store.stats().Since(before);
+  return d[objstore::OpKind::kGet].calls + d[objstore::OpKind::kHead].calls +
+         d[objstore::OpKind::kList].calls;
+}
+
+TEST_CASE("the metadata cache saves requests at reopen, and losing or corrupting it loses nothing",
+          "[volume][cache]") {
+  testing::TempDir dir;
+  const std::string cache_dir = dir.Join("cache");
+  SimEnv env;
+  objstore::MemoryStore mem;
+  objstore::CountingStore store(std::make_unique<testing::BorrowedStore>(mem));
+  const VolumeOptions o = SmallOptions(cache_dir);
+
+  // Data spread over several segments and SSTs.
+  std::vector<uint8_t> want(2 << 20);
+  {
+    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    REQUIRE(v.ok());
+    for (int i = 0; i < 8; ++i) {
+      auto part = Pattern(want.size() / 8, static_cast<uint8_t>(i));
+      std::copy(part.begin(), part.end(), want.begin() + i * part.size());
+      REQUIRE(RunSim(env, (*v)->Write(i * part.size(), part, {})).ok());
+      REQUIRE(RunSim(env, (*v)->Flush()).ok());
+    }
+    REQUIRE(RunSim(env, (*v)->FlushMemtable()).ok());
+    REQUIRE(RunSim(env, (*v)->Close()).ok());
+  }
+  REQUIRE(std::filesystem::exists(cache_dir + "/portalbd-cache.sqlite"));
+
+  const uint64_t warming = ReopenAndRead(env, store, o, want);  // fills the cache
+  const uint64_t warm = ReopenAndRead(env, store, o, want);
+  INFO("requests: warming run " << warming << ", warm run " << warm);
+  CHECK(warm < warming);
+
+  // Corrupt every cached entry: each is rejected by its checksum, the store answers.
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open((cache_dir + "/portalbd-cache.sqlite").c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "UPDATE objects SET bytes = randomblob(length(bytes))", nullptr,
+                         nullptr, nullptr) == SQLITE_OK);
+    CHECK(sqlite3_changes(db) > 0);
+    REQUIRE(sqlite3_exec(db, "UPDATE hints SET manifest = 999999", nullptr, nullptr, nullptr) ==
+            SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const uint64_t corrupted = ReopenAndRead(env, store, o, want);
+  CHECK(corrupted > warm);
+
+  // Delete it: the next open rebuilds it from the store.
+  std::filesystem::remove_all(cache_dir);
+  const uint64_t cold = ReopenAndRead(env, store, o, want);
+  CHECK(cold > warm);
+  CHECK(std::filesystem::exists(cache_dir + "/portalbd-cache.sqlite"));
+}
+
+TEST_CASE("an unusable cache_dir disables the cache instead of failing the volume",
+          "[volume][cache]") {
+  testing::TempDir dir;
+  // A regular file where the directory should be.
+  { std::ofstream(dir.Join("file")) << "x"; }
+  SimEnv env;
+  objstore::MemoryStore mem;
+  objstore::CountingStore store(std::make_unique<testing::BorrowedStore>(mem));
+  VolumeOptions o = SmallOptions(dir.Join("file"));
+  auto want = Pattern(256 * 1024, 3);
+  auto v = RunSim(env, LsmVolume::Open(env, store, o));
+  REQUIRE(v.ok());
+  REQUIRE(RunSim(env, (*v)->Write(0, want, {})).ok());
+  REQUIRE(RunSim(env, (*v)->Flush()).ok());
+  REQUIRE(RunSim(env, (*v)->Close()).ok());
+  CHECK(ReopenAndRead(env, store, o, want) > 0);
+}
+
+}  // namespace
+}  // namespace portal::volume

@@ -13,6 +13,7 @@ which verifies every signature with botocore, beside a control with the right on
 """
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -67,7 +68,6 @@ def case_s3rver_refused_without_unsafe(tmp):
 
 
 def case_s3rver_unsafe_warns_and_serves(tmp):
-    s3 = S3rver(tmp)
     st = e2e.Storage(tmp, "s3rver")
     d = st.daemon()
     warn = [x for x in d.log().splitlines() if "WARN" in x and "WITHOUT FENCING" in x]
@@ -83,7 +83,10 @@ def case_s3rver_unsafe_warns_and_serves(tmp):
     harness.check_eq(h.pread(4096, 8192), b"s3" * 2048, "data after a restart on s3rver")
     h.shutdown()
     d.stop()
-    del s3
+    status = [x for x in d.log().splitlines() if " status " in x][-1]
+    m = re.search(r"http_requests=(\d+) http_retries=(\d+)", status)
+    check(m and int(m.group(1)) > 0 and m.group(2) == "0",
+          "status line without HTTP request counts: " + status)
 
 
 def case_sigv4_fences_without_unsafe(tmp):

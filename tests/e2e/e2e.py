@@ -195,7 +195,6 @@ class Storage:
         self.server = None
         self.env = clean_env()
         self.unsafe = False
-        self.torn_puts = 0
         if kind == "file":
             self.url = "file://" + os.path.join(tmp, "store")
         elif kind == "s3rver":
@@ -243,7 +242,6 @@ class Storage:
         key = self.url[len("s3://vol/"):] + "/" + m.group(1)
         if not self.server.remove_torn_object("vol", key):
             return False
-        self.torn_puts += 1
         print(f"  s3rver kept a torn upload of {m.group(1)} (killed mid-PUT); removed it",
               flush=True)
         return True
@@ -341,7 +339,8 @@ class CrashModel:
     # Random operations ---------------------------------------------------------------
 
     def random_data(self, n):
-        # Per-block prefixes make a misplaced block recognisable in a failure message.
+        # Random bytes: every version of every block is distinct, so a block that shows
+        # another block's data or an older version is caught.
         return self.rng.randbytes(n)
 
     def random_op(self, h, nbd):

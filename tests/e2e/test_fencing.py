@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 
-import e2e
 from e2e import BLOCK, CrashModel, Storage, check, check_eq, connect
 from harness import import_nbd, run_cases
 

@@ -10,6 +10,7 @@
 #include "nbd/export.h"
 #include "nbd/server.h"
 #include "objstore/counting_store.h"
+#include "objstore/s3_store.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -60,6 +61,7 @@ Status Daemon::Start() {
   }
   auto opened = objstore::OpenStore(cfg_.storage_url, *env_);
   if (!opened.ok()) return opened.status().WithContext("storage.url " + cfg_.storage_url);
+  s3_ = dynamic_cast<objstore::S3Store*>(opened->get());
   store_ = std::make_unique<objstore::CountingStore>(std::move(*opened));
   if (Status st = BlockOn(store_->CheckAccess()); !st.ok()) {
     return st.WithContext("storage " + cfg_.storage_url);
@@ -114,11 +116,18 @@ std::string Daemon::StatusLine() {
   return fmt::format(
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
-      "cache_misses={} write_stalls={} requests=\"{}\"",
+      "cache_misses={} write_stalls={} requests=\"{}\"{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
-      s.cache.misses, s.write_stalls, store_ ? store_->stats().ToString() : "");
+      s.cache.misses, s.write_stalls, store_ ? store_->stats().ToString() : "", HttpCounts());
+}
+
+std::string Daemon::HttpCounts() const {
+  if (s3_ == nullptr) return "";
+  // HTTP requests as sent: retries and list pages included (`requests` counts calls).
+  s3::Client::Stats h = s3_->client().stats();
+  return fmt::format(" http_requests={} http_retries={}", h.attempts, h.retries);
 }
 
 }  // namespace portal::daemon

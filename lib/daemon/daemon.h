@@ -18,7 +18,8 @@ namespace portal {
 class RealEnv;
 namespace objstore {
 class CountingStore;
-}
+class S3Store;
+}  // namespace objstore
 namespace nbd {
 class Server;
 class ExportCatalog;
@@ -43,13 +44,17 @@ class Daemon {
 
   // "127.0.0.1:10809" as bound (the real port when 0 was configured).
   std::string nbd_address() const;
-  // One log line with size, storage, epoch, fencing, objects, requests, buffers, cache.
+  // One log line with size, storage, epoch, fencing, objects, requests by kind (store
+  // calls), buffers, cache; on s3:// also HTTP requests sent and retried.
   std::string StatusLine();
 
  private:
+  std::string HttpCounts() const;
+
   config::Config cfg_;
   std::unique_ptr<RealEnv> env_;
   std::unique_ptr<objstore::CountingStore> store_;
+  objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
   std::shared_ptr<volume::LsmVolume> volume_;
   std::unique_ptr<nbd::ExportCatalog> catalog_;
   std::unique_ptr<nbd::Server> server_;

@@ -190,12 +190,13 @@ class Daemon:
     address: passed as --address unless None (then the config file or default decides).
     config: TOML text written to tmp/portalbd.toml and passed with --config.
     args: extra command-line arguments.
+    env: the process environment (default: ours).
     """
 
     _count = 0
 
     def __init__(self, tmp, address="127.0.0.1:0", disk_size_gb=None, config=None,
-                 args=(), start=True, ready_timeout=10):
+                 args=(), start=True, ready_timeout=10, env=None):
         Daemon._count += 1
         self.tmp = tmp
         self.name = f"portalbd{Daemon._count}"
@@ -211,6 +212,7 @@ class Daemon:
         if disk_size_gb is not None:
             self.argv += ["--disk-size-gb", str(disk_size_gb)]
         self.argv += list(args)
+        self.env = env
         self.proc = None
         self.address = None
         self.started_s = None
@@ -221,7 +223,7 @@ class Daemon:
         self._log = open(self.log_path, "wb")
         t0 = time.monotonic()
         self.proc = spawn(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=self.env)
         deadline = t0 + ready_timeout
         while True:
             m = LISTENING_RE.search(self.log())

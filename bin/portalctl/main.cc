@@ -84,6 +84,7 @@ void PrintStatus(const DaemonStatus& s) {
   line("Stored", fmt::format("{} objects, {} ({} segments, {}; {} map SSTs, {})", s.objects_stored,
                              FormatSize(s.bytes_stored), s.segments, FormatSize(s.segment_bytes),
                              s.map_ssts, FormatSize(s.map_bytes)));
+  line("Live data", FormatSize(s.live_bytes) + " referenced by the device's map");
   line("Buffers",
        fmt::format("{} not yet in a segment (limit {}), {} write stalls",
                    FormatSize(s.buffer_bytes), FormatSize(s.max_unflushed_bytes), s.write_stalls));

@@ -58,6 +58,7 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["manifest"] = s.manifest_number;
   j["objects_stored"] = s.objects_stored;
   j["bytes_stored"] = s.bytes_stored;
+  j["live_bytes"] = s.live_bytes;
   j["segments"] = s.segments;
   j["segment_bytes"] = s.segment_bytes;
   j["map_ssts"] = s.map_ssts;
@@ -155,6 +156,7 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
   RETURN_IF_ERROR(f.U64("manifest", &s.manifest_number));
   RETURN_IF_ERROR(f.U64("objects_stored", &s.objects_stored));
   RETURN_IF_ERROR(f.U64("bytes_stored", &s.bytes_stored));
+  RETURN_IF_ERROR(f.U64("live_bytes", &s.live_bytes));
   RETURN_IF_ERROR(f.U64("segments", &s.segments));
   RETURN_IF_ERROR(f.U64("segment_bytes", &s.segment_bytes));
   RETURN_IF_ERROR(f.U64("map_ssts", &s.map_ssts));

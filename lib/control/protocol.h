@@ -85,6 +85,7 @@ struct DaemonStatus {
   uint64_t manifest_number = 0;
   uint64_t objects_stored = 0;  // segments + map SSTs the volume tracks
   uint64_t bytes_stored = 0;
+  uint64_t live_bytes = 0;  // data blocks the current map references
   uint64_t segments = 0;
   uint64_t segment_bytes = 0;
   uint64_t map_ssts = 0;

@@ -143,6 +143,7 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.manifest_number = 12;
   s.objects_stored = 5;
   s.bytes_stored = 1000;
+  s.live_bytes = 800;
   s.segments = 4;
   s.segment_bytes = 900;
   s.map_ssts = 1;
@@ -158,16 +159,17 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.nbd_connections = 1;
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
   const std::string line = EncodeReply(StatusReply{s});
-  CHECK(line ==
-        R"({"ok":true,"status":{"version":"0.1.0","size_bytes":1073741824,"block_size":4096,)"
-        R"("storage_url":"s3://bucket/prefix","nbd_address":"127.0.0.1:10809","volume_uuid":"u",)"
-        R"("epoch":3,"fenced":true,"manifest":12,"objects_stored":5,"bytes_stored":1000,)"
-        R"("segments":4,"segment_bytes":900,"map_ssts":1,"map_bytes":100,"buffer_bytes":8192,)"
-        R"("max_unflushed_bytes":268435456,"cache_bytes":10,"cache_capacity_bytes":20,)"
-        R"("cache_hits":30,"cache_misses":40,"write_stalls":2,"snapshots":7,"nbd_connections":1,)"
-        R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
-        R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
-        "\n");
+  CHECK(
+      line ==
+      R"({"ok":true,"status":{"version":"0.1.0","size_bytes":1073741824,"block_size":4096,)"
+      R"("storage_url":"s3://bucket/prefix","nbd_address":"127.0.0.1:10809","volume_uuid":"u",)"
+      R"("epoch":3,"fenced":true,"manifest":12,"objects_stored":5,"bytes_stored":1000,"live_bytes":800,)"
+      R"("segments":4,"segment_bytes":900,"map_ssts":1,"map_bytes":100,"buffer_bytes":8192,)"
+      R"("max_unflushed_bytes":268435456,"cache_bytes":10,"cache_capacity_bytes":20,)"
+      R"("cache_hits":30,"cache_misses":40,"write_stalls":2,"snapshots":7,"nbd_connections":1,)"
+      R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
+      R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
+      "\n");
   auto back = DecodeReply(std::string_view(line).substr(0, line.size() - 1));
   REQUIRE(back.ok());
   REQUIRE(std::holds_alternative<StatusReply>(*back));

@@ -135,6 +135,7 @@ control::DaemonStatus Daemon::StatusReport() {
   d.map_bytes = s.map_bytes;
   d.objects_stored = d.segments + d.map_ssts;
   d.bytes_stored = d.segment_bytes + d.map_bytes;
+  d.live_bytes = s.live_data_blocks * s.block_size;
   d.buffer_bytes = s.active_buffer_bytes + s.sealed_buffer_bytes;
   d.max_unflushed_bytes = cfg_.max_unflushed_bytes;
   d.cache_bytes = s.cache.usage_bytes;

@@ -87,7 +87,7 @@ def case_output(tmp):
         r = portalctl(d, "status")
         for label in ("Size:       1.00 GiB (1073741824 bytes)", "Blocks:     262144 of 4096 bytes",
                       "Snapshots:  1", f"NBD:        {d.address} (0 connections)",
-                      "Storage:    memory://", "Epoch:      1 (not fenced)", "Stored:",
+                      "Storage:    memory://", "Epoch:      1 (not fenced)", "Stored:", "Live data:",
                       "Buffers:", "Cache:", "Requests:", "PUT_IF_ABSENT", "Version:"):
             check(f"  {label}" in r.stdout, f"status lacks {label!r}:\n{r.stdout}")
         check(r.stdout.startswith("portalbd daemon status:\n"), r.stdout)
@@ -112,6 +112,7 @@ def case_json(tmp):
         st = json.loads(portalctl(d, "status", "--json").stdout)["status"]
         for k in ("version", "size_bytes", "block_size", "storage_url", "nbd_address",
                   "volume_uuid", "epoch", "fenced", "manifest", "objects_stored", "bytes_stored",
+                  "live_bytes",
                   "segments", "segment_bytes", "map_ssts", "map_bytes", "buffer_bytes",
                   "max_unflushed_bytes", "cache_bytes", "cache_capacity_bytes", "cache_hits",
                   "cache_misses", "write_stalls", "snapshots", "nbd_connections", "requests"):
@@ -137,6 +138,7 @@ def case_status_counts(tmp):
         check(st["bytes_stored"] >= before["bytes_stored"] + (4 << 20),
               f"4 MiB of random data stored: {before['bytes_stored']} -> {st['bytes_stored']}")
         check(st["segments"] > before["segments"], "a new segment")
+        check_eq(st["live_bytes"] - before["live_bytes"], 4 << 20, "live bytes")
         check_eq(st["objects_stored"], st["segments"] + st["map_ssts"], "objects stored")
         check_eq(st["bytes_stored"], st["segment_bytes"] + st["map_bytes"], "bytes stored")
         put = st["requests"]["PUT_IF_ABSENT"]

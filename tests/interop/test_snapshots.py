@@ -11,9 +11,11 @@ their own entry, labelled s3, since they need s3rver).
 
 import errno
 import functools
-import os
+import hashlib
 import random
 import re
+import struct
+import threading
 import time
 
 from harness import (S3rver, Daemon, check, check_eq, import_nbd, portalctl, run_cases)
@@ -361,10 +363,111 @@ def delete_attached(tmp, backend):
     d.stop()
 
 
+def block(b, v):
+    """Version v of block b: self-describing, so a torn or misplaced block shows."""
+    head = struct.pack("<QQ", b, v)
+    return head + hashlib.blake2b(head, digest_size=64).digest() * 63 + bytes(48)
+
+
+def parse_block(data, b, what):
+    if data == bytes(len(data)):
+        return 0
+    got_b, v = struct.unpack("<QQ", data[:16])
+    check(got_b == b and data == block(b, v), f"{what}: block {b} is torn or misplaced")
+    return v
+
+
+class Writers:
+    """Threads, each on its own connection and its own blocks (block % n == i), writing
+    whole blocks with rising versions. Records, per block, each write's version with the
+    times it was sent and acknowledged."""
+
+    def __init__(self, d, n=3, blocks=512):
+        self.blocks, self.stop = blocks, threading.Event()
+        self.log = {b: [] for b in range(blocks)}  # b -> [(v, sent, acked)]
+        self.errors = []
+        self.threads = [threading.Thread(target=self._run, args=(d, i, n)) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, d, i, n):
+        try:
+            h = nbd.NBD()
+            h.connect_uri(d.uri())
+            rng = random.Random(i)
+            v = 0
+            while not self.stop.is_set():
+                b = rng.randrange(i, self.blocks, n)
+                v += 1
+                sent = time.monotonic()
+                h.pwrite(block(b, v), b * 4096)
+                self.log[b].append((v, sent, time.monotonic()))
+            h.shutdown()
+        except Exception as e:  # noqa: BLE001 - reported by join()
+            self.errors.append(e)
+
+    def join(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        check(not self.errors, f"writer failed: {self.errors}")
+
+    def acked_before(self, b, t):
+        return max((v for v, _, acked in self.log[b] if acked < t), default=0)
+
+
+def read_versions(d, export, blocks, what):
+    h = nbd.NBD()
+    h.connect_uri(d.uri(export=export))
+    data = h.pread(blocks * 4096, 0)
+    h.shutdown()
+    return [parse_block(data[b * 4096:(b + 1) * 4096], b, what) for b in range(blocks)]
+
+
+def concurrent(tmp, backend):
+    """Creates and a restore while three connections write: a snapshot holds every write
+    acknowledged before its create was sent, and only versions that were written; after a
+    restore, each block is the snapshot's or a write that finished after the restore
+    began, and no older than any write sent after it returned."""
+    env = backend_env(tmp, backend)
+    d = start(tmp, backend, env)
+    w = Writers(d)
+    sent = {}
+    for i in range(4):
+        time.sleep(0.3)
+        sent[f"c{i}"] = time.monotonic()
+        portalctl(d, "snapshot", "create", f"c{i}")
+    time.sleep(0.3)
+    snaps = {name: read_versions(d, f"portalbd@{name}", w.blocks, name) for name in sent}
+    for name, t in sent.items():
+        for b, v in enumerate(snaps[name]):
+            check(v >= w.acked_before(b, t),
+                  f"{name}: block {b} has version {v}, but {w.acked_before(b, t)} was "
+                  "acknowledged before the create")
+            check(v == 0 or any(x == v for x, _, _ in w.log[b]), f"{name}: block {b} v{v}")
+    restore_sent = time.monotonic()
+    portalctl(d, "snapshot", "restore", "c1")
+    restore_done = time.monotonic()
+    time.sleep(0.3)
+    w.join()
+    final = read_versions(d, "portalbd", w.blocks, "after the restore")
+    for b, v in enumerate(final):
+        ends = {x: acked for x, _, acked in w.log[b]}
+        check(v == snaps["c1"][b] or ends.get(v, 0) > restore_sent,
+              f"block {b} after the restore: version {v} is neither c1's ({snaps['c1'][b]}) "
+              "nor a write that finished after the restore began")
+        newest_after = max((x for x, s, _ in w.log[b] if s > restore_done), default=0)
+        check(v >= newest_after, f"block {b} lost write {newest_after} sent after the restore")
+    writes = sum(len(x) for x in w.log.values())
+    print(f"{writes} writes from 3 connections")
+    check(writes > 100, "the writers barely wrote")
+    d.stop()
+
+
 for _b in BACKENDS:
     for _name, _fn in (("scenario", scenario), ("crash", crash),
                        ("readonly_export", readonly_export),
-                       ("delete_attached", delete_attached)):
+                       ("delete_attached", delete_attached), ("concurrent", concurrent)):
         globals()[f"case_{_b}_{_name}"] = functools.partial(_fn, backend=_b)
 
 

@@ -36,6 +36,11 @@ std::string FormatSize(uint64_t bytes) {
   return fmt::format("{} B", bytes);
 }
 
+// "1 segment", "2 segments".
+std::string Count(uint64_t n, std::string_view noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
 void PrintSnapshot(const portal::volume::SnapshotInfo& s, bool detail) {
   std::printf("Snapshot: %s\n", s.name.c_str());
   std::printf("  ID:      %s\n", s.id.c_str());
@@ -72,8 +77,7 @@ void PrintStatus(const DaemonStatus& s) {
   line("Blocks",
        fmt::format("{} of {} bytes", s.block_size ? s.size_bytes / s.block_size : 0, s.block_size));
   line("Snapshots", std::to_string(s.snapshots));
-  line("NBD", fmt::format("{} ({} connection{})", s.nbd_address, s.nbd_connections,
-                          s.nbd_connections == 1 ? "" : "s"));
+  line("NBD", fmt::format("{} ({})", s.nbd_address, Count(s.nbd_connections, "connection")));
   line("Storage", s.storage_url);
   line("Volume", s.volume_uuid);
   line("Epoch", fmt::format("{} ({})", s.epoch,
@@ -81,13 +85,14 @@ void PrintStatus(const DaemonStatus& s) {
                                        "flushes and snapshots fail"
                                      : "not fenced"));
   line("Manifest", std::to_string(s.manifest_number));
-  line("Stored", fmt::format("{} objects, {} ({} segments, {}; {} map SSTs, {})", s.objects_stored,
-                             FormatSize(s.bytes_stored), s.segments, FormatSize(s.segment_bytes),
-                             s.map_ssts, FormatSize(s.map_bytes)));
+  line("Stored", fmt::format("{}, {} ({}, {}; {}, {})", Count(s.objects_stored, "object"),
+                             FormatSize(s.bytes_stored), Count(s.segments, "segment"),
+                             FormatSize(s.segment_bytes), Count(s.map_ssts, "map SST"),
+                             FormatSize(s.map_bytes)));
   line("Live data", FormatSize(s.live_bytes) + " referenced by the device's map");
   line("Buffers",
-       fmt::format("{} not yet in a segment (limit {}), {} write stalls",
-                   FormatSize(s.buffer_bytes), FormatSize(s.max_unflushed_bytes), s.write_stalls));
+       fmt::format("{} not yet in a segment (limit {}), {}", FormatSize(s.buffer_bytes),
+                   FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));
   line("Cache", fmt::format("{} of {}, {} hits, {} misses", FormatSize(s.cache_bytes),
                             FormatSize(s.cache_capacity_bytes), s.cache_hits, s.cache_misses));
   if (s.requests.empty()) {
@@ -100,7 +105,7 @@ void PrintStatus(const DaemonStatus& s) {
     std::string amount =
         r.kind == "LIST" ? fmt::format("{} entries", r.bytes) : FormatSize(r.bytes);
     out += fmt::format("    {:<14} {:>8} calls  {:>6} errors  {}\n", r.kind, r.calls, r.errors,
-                       amount);
+                       amount);  // a table: "calls" stays plural
   }
   line("Version", s.version);
   std::fputs(out.c_str(), stdout);

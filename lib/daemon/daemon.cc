@@ -151,8 +151,7 @@ control::DaemonStatus Daemon::StatusReport() {
       const auto kind = static_cast<objstore::OpKind>(i);
       const objstore::OpStats& o = st[kind];
       if (o.calls == 0) continue;
-      d.requests.push_back(
-          control::RequestCount{std::string(objstore::OpKindName(kind)), o.calls, o.errors, o.bytes});
+      d.requests.push_back({std::string(objstore::OpKindName(kind)), o.calls, o.errors, o.bytes});
     }
   }
   return d;

@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "print the daemon's JSON reply instead of text");
   app.add_option("--timeout", timeout_s, "seconds to wait for the reply (0: no limit)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 24 * 3600));
   app.require_subcommand(1);
 
   Request request;

@@ -216,6 +216,17 @@ TEST_CASE("control shutdown answers the request in flight, closes idle connectio
   CHECK_FALSE(Client::Connect(f.path).ok());
 }
 
+TEST_CASE("the control client gives up on a reply after its timeout", "[control]") {
+  Fixture f;
+  f.Listen();
+  auto c = f.Connect();
+  c->set_timeout_ms(200);
+  auto r = c->Call(Request{Op::kSnapshotCreate, "slow", ""});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().IsUnavailable());
+  CHECK(r.status().message() == "no reply from portalbd on " + f.path + " within 200 ms");
+}
+
 TEST_CASE("control connections beyond the limit are told so and closed", "[control]") {
   Fixture f(1);
   f.Listen();

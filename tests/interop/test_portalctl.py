@@ -283,6 +283,37 @@ def case_live_socket(tmp):
         check(stat.S_ISSOCK(os.lstat(d.ctl).st_mode), "the live socket is still there")
 
 
+def case_status_fenced(tmp):
+    """A second daemon on the same volume fences the first: its status says so and its
+    snapshot commands fail with a message."""
+    nbd = import_nbd()
+    cfg = f'[storage]\nurl = "file://{tmp}/store"\ncache_dir = "{tmp}/cache"\n'
+    first = Daemon(tmp, config=cfg)
+    portalctl(first, "snapshot", "create", "before")
+    with Daemon(tmp, config=cfg.replace("/cache", "/cache2")) as second:
+        h = nbd.NBD()
+        h.connect_uri(first.uri())
+        h.pwrite(b"x" * 4096, 0)
+        try:
+            h.flush()
+            raise AssertionError("the fenced daemon acknowledged a FLUSH")
+        except nbd.Error:
+            pass
+        st = json.loads(portalctl(first, "--json", "status").stdout)["status"]
+        check_eq(st["fenced"], True, "status of the fenced daemon")
+        check("FENCED" in portalctl(first, "status").stdout, "status text")
+        for args in (["create", "after"], ["restore", "before"]):
+            r = portalctl(first, "snapshot", *args, check_exit=False)
+            check_eq(r.returncode, 1, f"{args} on a fenced daemon:\n{r}")
+            check(r.stderr.startswith("Error: volume is fenced: "), r.stderr)
+        st2 = json.loads(portalctl(second, "--json", "status").stdout)["status"]
+        check_eq((st2["fenced"], st2["epoch"], st2["snapshots"]),
+                 (False, st["epoch"] + 1, 1), "the second daemon owns the volume")
+        h.shutdown()
+    # It could not make its last write durable, so it exits 1.
+    check_eq(first.stop(expect_status=None), 1, "exit status of the fenced daemon")
+
+
 # --- the wire protocol --------------------------------------------------------------------------
 
 

@@ -170,11 +170,11 @@ std::string Daemon::StatusLine() {
   return fmt::format(
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
-      "cache_misses={} write_stalls={} requests=\"{}\"",
+      "cache_misses={} write_stalls={} snapshots={} requests=\"{}\"",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
-      s.cache.misses, s.write_stalls, store_ ? store_->stats().ToString() : "");
+      s.cache.misses, s.write_stalls, s.snapshots, store_ ? store_->stats().ToString() : "");
 }
 
 }  // namespace portal::daemon

@@ -151,6 +151,22 @@ def case_status_counts(tmp):
                  "snapshot count")
 
 
+def case_sigusr1_status_line(tmp):
+    """kill -USR1 still logs one status line, and it agrees with portalctl status."""
+    with Daemon(tmp) as d:
+        portalctl(d, "snapshot", "create", "s")
+        st = json.loads(portalctl(d, "--json", "status").stdout)["status"]
+        d.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "INFO portalbd: status " not in d.log():
+            check(time.monotonic() < deadline, f"no status line after SIGUSR1:\n{d.log()}")
+            time.sleep(0.02)
+        line = next(x for x in d.log().splitlines() if "INFO portalbd: status " in x)
+        for field in (f"size_bytes={st['size_bytes']}", 'storage="memory://"',
+                      f"epoch={st['epoch']}", "fenced=false", "snapshots=1", "requests=\""):
+            check(f" {field}" in line, f"status line lacks {field}: {line}")
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 

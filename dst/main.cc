@@ -32,18 +32,19 @@ void OnAbort(int sig) {
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: portalbd-dst --seed N|random [--ops N] [--swarm] [--log LEVEL]\n"
+               "usage: portalbd-dst --seed N|random [--ops N] [--swarm] [--log LEVEL] [--trace-block B]\n"
                "       DST_SEEDS=COUNT runs COUNT consecutive seeds from --seed\n");
   return 2;
 }
 
-int RunOne(uint64_t seed, uint64_t ops, bool swarm) {
+int RunOne(uint64_t seed, uint64_t ops, bool swarm, uint64_t trace_block) {
   const portal::dst::Knobs knobs = portal::dst::Knobs::Draw(seed, ops, swarm);
   std::printf("%s\n", knobs.Describe().c_str());
   std::fflush(stdout);
   std::snprintf(g_repro, sizeof g_repro, "\nABORTED (assertion in the simulated code)\nreproduce: %s\n",
                 knobs.Command().c_str());
   portal::dst::Simulator sim(knobs);
+  sim.set_trace_block(trace_block);
   return sim.Run();
 }
 
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   std::string seed_arg;
   uint64_t ops = portal::dst::kDefaultOps;
   bool swarm = false;
+  uint64_t trace_block = UINT64_MAX;
   std::string log_level = "off";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
       ops = std::strtoull(value().c_str(), nullptr, 10);
     } else if (a == "--swarm") {
       swarm = true;
+    } else if (a == "--trace-block") {
+      trace_block = std::strtoull(value().c_str(), nullptr, 10);
     } else if (a == "--log") {
       log_level = value();
     } else {
@@ -86,7 +90,7 @@ int main(int argc, char** argv) {
   uint64_t count = 1;
   if (const char* s = std::getenv("DST_SEEDS")) count = std::max<uint64_t>(1, std::strtoull(s, nullptr, 10));
   for (uint64_t i = 0; i < count; ++i) {
-    int rc = RunOne(seed + i, ops, swarm);
+    int rc = RunOne(seed + i, ops, swarm, trace_block);
     if (rc != 0) {
       if (count > 1) std::printf("soak: seed %llu failed after %llu passing seeds\n",
                                  (unsigned long long)(seed + i), (unsigned long long)i);

@@ -333,13 +333,26 @@ std::string Timeline::Audit(uint64_t block, std::span<const uint8_t> observed) {
   if (!any) return Describe(block, Mode::kLive, 0, bs_, observed);
   std::vector<uint64_t> keep;
   for (uint64_t id : bit->second.pending) {
-    Mutation& m = muts_.at(id);
+    const Mutation& m = muts_.at(id);
     if (m.state == Mutation::State::kFailed) {
       if (inter.count(id)) {
-        m.state = Mutation::State::kAcked;  // it was installed before it failed
-        acked_undurable_.insert(id);
-      } else if (!uni.count(id)) {
-        Unref(id);  // never installed: it cannot appear any more
+        // Installed on this block before it failed (a failed multi-block request may have
+        // installed some blocks and not others): from now on an acknowledged mutation of
+        // this block alone.
+        Mutation part = m;
+        part.id = next_synthetic_id_++;
+        part.offset = std::max(m.offset, block * bs_);
+        part.length = std::min(m.offset + m.length, (block + 1) * bs_) - part.offset;
+        part.state = Mutation::State::kAcked;
+        part.refs = 1;
+        muts_[part.id] = part;
+        acked_undurable_.insert(part.id);
+        Unref(id);
+        keep.push_back(part.id);
+        continue;
+      }
+      if (!uni.count(id)) {
+        Unref(id);  // never installed here: it cannot appear any more
         continue;
       }
     }

@@ -84,9 +84,9 @@ class Timeline {
   // `present`/`absent` receive the pending mutations every / no matching state holds.
   std::string Resolve(uint64_t block, std::span<const uint8_t> observed,
                       std::set<uint64_t>* present, std::set<uint64_t>* absent);
-  // Audit of one whole block on a live writer (nothing in flight on it): failed
-  // mutations that every matching state includes become acknowledged, those none
-  // includes are dropped.
+  // Audit of one whole block on a live writer (nothing in flight on it): a failed
+  // mutation that every matching state includes becomes an acknowledged one for this
+  // block; one that none includes is dropped from this block.
   std::string Audit(uint64_t block, std::span<const uint8_t> observed);
 
   // Blocks the map holds (the ones worth verifying), ascending.
@@ -126,6 +126,7 @@ class Timeline {
   std::map<uint64_t, Block> blocks_;
   std::map<uint64_t, Mutation> muts_;
   std::set<uint64_t> acked_undurable_;
+  uint64_t next_synthetic_id_ = uint64_t{1} << 62;  // per-block parts of failed mutations
 };
 
 }  // namespace portal::dst

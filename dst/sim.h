@@ -98,6 +98,8 @@ struct Writer {
 class Simulator {
  public:
   explicit Simulator(const Knobs& knobs);
+  // Debugging aid: log every request touching this block to stderr.
+  void set_trace_block(uint64_t block) { trace_block_ = block; }
   ~Simulator();
   // Runs to the end or the first violation. Prints the report; returns the exit status.
   int Run();
@@ -169,6 +171,8 @@ class Simulator {
   uint64_t last_audit_ = 0;
   uint64_t last_check_ = 0;
   std::vector<uint64_t> hot_;  // hot region starts (huge devices)
+  uint64_t trace_block_ = UINT64_MAX;
+  bool Traced(const Op& op) const;
   std::string failure_;
   std::string phase_ = "setup";
   // Fencing claims by superseded writers made before their successor was verified.

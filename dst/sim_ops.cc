@@ -12,6 +12,7 @@
 //   - a FLUSH or FUA acknowledgement whose data landed before the fence is legal, e.g. a
 //     FLUSH with nothing new to upload, or one waiting on an upload that won the race.
 #include <algorithm>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -88,7 +89,8 @@ bool Simulator::PickOp(Writer* w, Op* op) {
     case 7:
       op->type = OpType::kStatus;
       op->offset = PickOffset();
-      op->length = clamp(rng_.Below(2) ? 1 + rng_.Below(4 * max_data) : size);
+      // NBD lengths are 32-bit; a longer direct request would walk an exabyte.
+      op->length = clamp(rng_.Below(2) ? 1 + rng_.Below(4 * max_data) : uint64_t{UINT32_MAX});
       op->max_extents = static_cast<uint32_t>(std::array{1, 2, 1000}[rng_.Below(3)]);
       break;
     case 8:
@@ -112,6 +114,13 @@ bool Simulator::PickOp(Writer* w, Op* op) {
                       (op->type != OpType::kStatus || w->nbd->structured());
   op->via_nbd = nbd_ok && rng_.Below(1000) < k.nbd_permille;
   return true;
+}
+
+bool Simulator::Traced(const Op& op) const {
+  if (trace_block_ == UINT64_MAX) return false;
+  if (op.type == OpType::kFlush) return true;
+  const uint64_t bs = k_.volume.block_size;
+  return op.Ranged() && op.offset < (trace_block_ + 1) * bs && trace_block_ * bs < op.offset + op.length;
 }
 
 bool Simulator::Conflicts(const Op& op) const {
@@ -171,6 +180,10 @@ void Simulator::Issue(Op* op) {
                    op->via_nbd ? "(nbd)" : "", op->offset, op->length, op->fua ? " FUA" : "",
                    op->no_hole ? " NO_HOLE" : "",
                    op->type == OpType::kWrite ? fmt::format(" seed={}", op->seed) : ""));
+  if (Traced(*op)) {
+    std::fprintf(stderr, "trace: t=%llu issue %s\n", (unsigned long long)op->t_issue,
+                 history_.recent().back().c_str());
+  }
   if (op->via_nbd) {
     IssueNbd(op);
   } else {
@@ -265,6 +278,11 @@ void Simulator::OnDone(Op* op, const Status& st) {
   history_.Mix(op->id);
   history_.Mix(uint64_t(st.code()));
   if (op->type == OpType::kRead && st.ok()) history_.Mix(Checksum64(op->buf.data(), op->buf.size()));
+  if (Traced(*op)) {
+    std::fprintf(stderr, "trace: t=%llu done #%llu w%d %s: %s%s\n", (unsigned long long)t,
+                 (unsigned long long)op->id, w->id, OpName(op->type), st.ToString().c_str(),
+                 w->dead ? " (writer dead: ignored)" : "");
+  }
   if (w->dead) {  // the process died first: nobody hears this reply
     op->buf.clear();
     op->buf.shrink_to_fit();

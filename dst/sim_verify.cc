@@ -1,8 +1,11 @@
 // Verification: crash resolution after every open, cache-vs-rebuilt audits, store
 // invariants, the liveness phase and the final reopen.
+#include <cstdio>
+
 #include <fmt/format.h>
 
 #include "dst/sim.h"
+#include "util/checksum.h"
 
 namespace portal::dst {
 namespace {
@@ -95,6 +98,10 @@ void Simulator::Resolve(Writer* w, Writer* predecessor) {
     if (!ReadBlocks(w, first, count, &data)) break;
     for (uint64_t i = 0; i < count; ++i) {
       std::span<const uint8_t> blk(data.data() + i * bs, bs);
+      if (first + i == trace_block_) {
+        std::fprintf(stderr, "trace: writer %d opened, block reads xxh3=%016llx\n", w->id,
+                     (unsigned long long)Checksum64(blk.data(), blk.size()));
+      }
       std::string err = w->tl->Resolve(first + i, blk, nullptr, &absent);
       if (!err.empty()) {
         Fail(fmt::format("after writer {} opened: {}", w->id, err));

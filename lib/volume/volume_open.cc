@@ -57,6 +57,12 @@ Task<Status> LsmVolume::ProbeConditionalWrites() {
       "probe/" + MakeUuid(env_.RandomU64(), env_.RandomU64()) + ".probe";
   Status first = co_await RetryUnavailable(
       env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); }, 10);
+  if (first.IsPreconditionFailed()) {
+    // The key is fresh: it can only exist because an earlier attempt of ours succeeded
+    // and its acknowledgement was lost. Check, as every conditional write does.
+    auto existing = co_await reads_.Get(key);
+    if (existing.ok() && *existing == "probe") first = Status::Ok();
+  }
   CO_RETURN_IF_ERROR(first.WithContext("probing conditional writes"));
   Status second = co_await RetryUnavailable(
       env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); }, 10);

@@ -222,12 +222,16 @@ Task<Status> LsmVolume::Replay() {
       ++replayed;
     }
   }
-  // Fence: claim the next id with an empty segment carrying our epoch.
+  // Fence: claim the first id not in the store (the first gap) with an empty segment
+  // carrying our epoch. Not the manifest's next_segment_id: an older writer may have
+  // allocated that id's predecessor, failed to upload it yet, and committed a manifest
+  // meanwhile; fencing above it would let its retry land after we opened (ids are never
+  // skipped).
   for (;;) {
     uint64_t id;
     {
       std::lock_guard lock(mu_);
-      id = std::max(next_segment_id_, expect);
+      id = expect;
       next_segment_id_ = id;
     }
     SegmentFooter fence;

@@ -12,7 +12,10 @@
 #include <rapidcheck/catch.h>
 #include <rapidcheck/state.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <optional>
 
 #include "dst/oracle.h"
@@ -21,6 +24,7 @@
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
+#include "util/log.h"
 #include "volume/lsm_volume.h"
 
 namespace portal::dst {
@@ -85,13 +89,14 @@ struct RcSut {
     for (int attempt = 0; attempt < 20; ++attempt) {
       auto v = RunSim(env, LsmVolume::Open(env, s, RcOptions()));
       if (v.ok()) return *v;
-      RC_ASSERT(v.status().IsUnavailable());
+      if (!v.status().IsUnavailable()) RC_FAIL("Open failed: " + v.status().ToString());
     }
     RC_FAIL("Open kept failing");
   }
 
   // Reads every block the oracle knows (plus a few others) and resolves it.
   void Resolve() {
+    if (std::getenv("DST_RC_TRACE")) std::fprintf(stderr, "rc: resolve after reopen\n");
     std::vector<uint8_t> data(kBs);
     for (uint64_t b = 0; b < kBlocks; ++b) {
       Status st;
@@ -99,7 +104,11 @@ struct RcSut {
         st = RunSim(env, vol->Read(b * kBs, data, nullptr));
         if (!st.IsUnavailable()) break;
       }
-      RC_ASSERT(st.ok());
+      if (!st.ok()) RC_FAIL("read after reopen failed: " + st.ToString());
+      if (std::getenv("DST_RC_TRACE") && b < 8) {
+        std::fprintf(stderr, "rc:   block %llu reads %02x%02x%02x%02x...\n", (unsigned long long)b,
+                     data[0], data[500], data[900], data[1023]);
+      }
       std::string err = tl.Resolve(b, data, nullptr, nullptr);
       if (!err.empty()) RC_FAIL("after reopen: " + err);
     }
@@ -126,6 +135,16 @@ struct RcSut {
 
 using Cmd = rc::state::Command<RcModel, RcSut>;
 
+// DST_RC_TRACE=1 prints every command as it runs (the last sequence printed before a
+// failure report is the shrunk counterexample's run).
+void Trace(const Cmd& c) {
+  static const bool on = std::getenv("DST_RC_TRACE") != nullptr;
+  if (!on) return;
+  std::ostringstream os;
+  c.show(os);
+  std::fprintf(stderr, "rc: %s\n", os.str().c_str());
+}
+
 Status Run(RcSut& s, Task<Status> t) { return RunSim(s.env, std::move(t)); }
 
 struct WriteCmd : Cmd {
@@ -135,6 +154,7 @@ struct WriteCmd : Cmd {
   bool fua = *rc::gen::weightedElement<bool>({{1, true}, {5, false}});
   uint64_t seed = *rc::gen::inRange<uint64_t>(1, 1000);
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     uint64_t off = aligned ? offset / kBs * kBs : offset;
     uint64_t len = std::min(aligned ? (length + kBs - 1) / kBs * kBs : length, kBs * kBlocks - off);
     std::vector<uint8_t> data(len);
@@ -142,7 +162,7 @@ struct WriteCmd : Cmd {
     Mutation m{s.next_id++, off, len, seed, fua, ++s.clock};
     s.tl.Issue(m);
     Status st = Run(s, s.vol->Write(off, data, {.fua = fua}));
-    RC_ASSERT(st.ok() || st.IsUnavailable());
+    if (!st.ok() && !st.IsUnavailable()) RC_FAIL("write failed: " + st.ToString());
     s.tl.Complete(m.id, st.ok(), ++s.clock);
   }
   void show(std::ostream& os) const override {
@@ -158,12 +178,13 @@ struct ZeroCmd : Cmd {
   bool trim = *rc::gen::arbitrary<bool>();
   bool no_hole = *rc::gen::arbitrary<bool>();
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     const uint64_t len = std::min(length, kBs * kBlocks - offset);
     Mutation m{s.next_id++, offset, len, 0, false, ++s.clock};
     s.tl.Issue(m);
     Status st = trim ? Run(s, s.vol->Trim(offset, len, {}))
                      : Run(s, s.vol->WriteZeroes(offset, len, {.no_hole = no_hole}));
-    RC_ASSERT(st.ok() || st.IsUnavailable());
+    if (!st.ok() && !st.IsUnavailable()) RC_FAIL("zeroing failed: " + st.ToString());
     s.tl.Complete(m.id, st.ok(), ++s.clock);
   }
   void show(std::ostream& os) const override {
@@ -175,10 +196,11 @@ struct ReadCmd : Cmd {
   uint64_t offset = *rc::gen::inRange<uint64_t>(0, kBs * kBlocks - 1);
   uint64_t length = *rc::gen::inRange<uint64_t>(1, 8 * kBs);
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     const uint64_t len = std::min(length, kBs * kBlocks - offset);
     std::vector<uint8_t> out(len);
     Status st = Run(s, s.vol->Read(offset, out, nullptr));
-    RC_ASSERT(st.ok() || st.IsUnavailable());
+    if (!st.ok() && !st.IsUnavailable()) RC_FAIL("read failed: " + st.ToString());
     if (!st.ok()) return;
     std::string err = s.tl.CheckLive(offset, out);
     if (!err.empty()) RC_FAIL(err);
@@ -188,8 +210,10 @@ struct ReadCmd : Cmd {
 
 struct FlushCmd : Cmd {
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     const uint64_t t = ++s.clock;
-    RC_ASSERT(Run(s, s.vol->Flush()).ok());
+    Status st = Run(s, s.vol->Flush());
+    if (!st.ok()) RC_FAIL("FLUSH failed: " + st.ToString());
     s.tl.FlushSucceeded(t);
   }
   void show(std::ostream& os) const override { os << "Flush()"; }
@@ -198,12 +222,13 @@ struct FlushCmd : Cmd {
 struct MaintainCmd : Cmd {
   int kind = *rc::gen::inRange(0, 4);
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     Status st;
     if (kind == 0) st = Run(s, s.vol->FlushMemtable());
     if (kind == 1) st = Run(s, s.vol->CompactAll());
     if (kind == 2) st = Run(s, s.vol->RunGc());
     if (kind == 3) s.env.AdvanceBy(2 * RcOptions().gc_grace_ms * kNanosPerMilli);
-    RC_ASSERT(st.ok() || st.IsUnavailable());
+    if (!st.ok() && !st.IsUnavailable()) RC_FAIL("maintenance failed: " + st.ToString());
   }
   void show(std::ostream& os) const override {
     static const char* kNames[] = {"FlushMemtable()", "CompactAll()", "RunGc()", "AdvanceTime()"};
@@ -213,7 +238,8 @@ struct MaintainCmd : Cmd {
 
 struct FaultsCmd : Cmd {
   bool on = *rc::gen::arbitrary<bool>();
-  void run(const RcModel&, RcSut& s) const override { s.faults = on; }
+  void run(const RcModel&, RcSut& s) const override {
+    Trace(*this); s.faults = on; }
   void show(std::ostream& os) const override { os << "Faults(" << (on ? "on" : "off") << ")"; }
 };
 
@@ -223,6 +249,7 @@ struct CrashCmd : Cmd {
   uint64_t seed = *rc::gen::inRange<uint64_t>(1, 1000);
   int steps = *rc::gen::inRange(0, 40);
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     const uint64_t len = std::min<uint64_t>(2 * kBs, kBs * kBlocks - offset);
     auto data = std::make_shared<std::vector<uint8_t>>(len);
     if (len > 0) {
@@ -245,6 +272,7 @@ struct CrashCmd : Cmd {
 struct SecondWriterCmd : Cmd {
   uint64_t offset = *rc::gen::inRange<uint64_t>(0, kBlocks) * kBs;
   void run(const RcModel&, RcSut& s) const override {
+    Trace(*this);
     auto store2 = s.NewStore();
     auto v2 = s.OpenOn(*store2);
     if (offset < kBs * kBlocks) {
@@ -262,7 +290,10 @@ struct SecondWriterCmd : Cmd {
 };
 
 TEST_CASE("dst: stateful volume model with crashes, faults and a second writer", "[dst]") {
+  // Failures explain themselves; the volume's log is noise here unless tracing.
+  log::Init(std::getenv("DST_RC_TRACE") ? "debug" : "off");
   rc::prop("command sequences keep the durability contract", [] {
+    if (std::getenv("DST_RC_TRACE")) std::fprintf(stderr, "rc: --- new sequence\n");
     RcModel model;
     RcSut sut;
     sut.rng = Prng(*rc::gen::arbitrary<uint64_t>());

@@ -122,8 +122,12 @@ void Simulator::OnOpened(Writer* w) {
     w->dead = true;
     w->crash_handled = true;
     w->store->Crash();
+    // Retryable errors ran out, or the incarnation crashed; PreconditionFailed only when
+    // another writer kept committing manifests under our attempts.
+    bool contested = false;
+    for (auto& o : writers_) contested |= o.get() != w && o->vol && !o->dead && !o->closed;
     const bool expected = st.code() == Status::Code::kShutdown || st.IsUnavailable() ||
-                          st.IsPreconditionFailed();
+                          (st.IsPreconditionFailed() && contested);
     if (!expected) return Fail("Open failed: " + st.ToString());
     if (++open_failures_ > kMaxOpenFailures) return Fail("Open keeps failing: " + st.ToString());
     StartOpen();

@@ -61,7 +61,11 @@ Task<Status> LsmVolume::ProbeConditionalWrites() {
     // The key is fresh: it can only exist because an earlier attempt of ours succeeded
     // and its acknowledgement was lost. Check, as every conditional write does.
     auto existing = co_await reads_.Get(key);
-    if (existing.ok() && *existing == "probe") first = Status::Ok();
+    if (!existing.ok()) {
+      first = existing.status();  // e.g. still Unavailable: the caller may retry the open
+    } else if (*existing == "probe") {
+      first = Status::Ok();
+    }
   }
   CO_RETURN_IF_ERROR(first.WithContext("probing conditional writes"));
   Status second = co_await RetryUnavailable(

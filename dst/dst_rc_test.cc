@@ -289,7 +289,7 @@ struct SecondWriterCmd : Cmd {
   void show(std::ostream& os) const override { os << "SecondWriter(old writes " << offset << ")"; }
 };
 
-TEST_CASE("dst: stateful volume model with crashes, faults and a second writer", "[dst]") {
+TEST_CASE("stateful volume model with crashes, faults and a second writer", "[dst]") {
   // Failures explain themselves; the volume's log is noise here unless tracing.
   log::Init(std::getenv("DST_RC_TRACE") ? "debug" : "off");
   rc::prop("command sequences keep the durability contract", [] {

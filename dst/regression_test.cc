@@ -48,7 +48,7 @@ FaultDecision LoseAck() {
 }
 FaultDecision Fail() { return {FaultDecision::Action::kFail, 0, Status::Unavailable("503")}; }
 
-TEST_CASE("dst regression: a lost acknowledgement of the open probe does not fail Open",
+TEST_CASE("regression: a lost acknowledgement of the open probe does not fail Open",
           "[dst]") {
   log::Init("off");
   SimEnv env;
@@ -67,7 +67,7 @@ TEST_CASE("dst regression: a lost acknowledgement of the open probe does not fai
   REQUIRE(RunSim(env, (*v)->Close()).ok());
 }
 
-TEST_CASE("dst regression: a failed read-back after a lost SST acknowledgement is retried, "
+TEST_CASE("regression: a failed read-back after a lost SST acknowledgement is retried, "
           "not Corruption",
           "[dst]") {
   log::Init("off");
@@ -95,7 +95,7 @@ TEST_CASE("dst regression: a failed read-back after a lost SST acknowledgement i
   REQUIRE(RunSim(env, (*v)->Close()).ok());
 }
 
-TEST_CASE("dst regression: a new writer fences the first missing segment id, not the "
+TEST_CASE("regression: a new writer fences the first missing segment id, not the "
           "manifest's next id",
           "[dst]") {
   log::Init("off");

@@ -58,8 +58,17 @@ static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::st
   Status st = co_await RetryUnavailable(
       env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0);
   if (!st.IsPreconditionFailed()) co_return st;
-  auto existing = co_await store.Get(key);
-  if (existing.ok() && *existing == bytes) co_return Status::Ok();
+  // The read-back meets the same transient errors as the PUT: retry it too, and never
+  // mistake an unanswered GET for different contents.
+  Result<std::string> existing = Status::Unavailable("not read");
+  CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+      env,
+      [&]() -> Task<Status> {
+        existing = co_await store.Get(key);
+        co_return existing.status();
+      },
+      0));
+  if (*existing == bytes) co_return Status::Ok();
   co_return Status::Corruption("map SST " + key + " exists with other contents");
 }
 

@@ -167,8 +167,12 @@ struct Client::Impl final : public ReplyReader::Handler, public std::enable_shar
   }
 
   void Start(Pending* p, std::span<const uint8_t> payload) {
-    if (!failed.ok() || closed) {
-      p->done->Set(failed.ok() ? Status::Shutdown("the NBD client is closed") : failed);
+    if (closed) {
+      p->done->Set(Status::Shutdown("the NBD client is closed"));
+      return;
+    }
+    if (!failed.ok()) {
+      p->done->Set(failed);
       return;
     }
     p->h.cookie = next_cookie++;
@@ -215,6 +219,11 @@ struct Client::Impl final : public ReplyReader::Handler, public std::enable_shar
         asio::buffer(rbuf.data(), rbuf.size()),
         asio::bind_executor(strand, [self = shared_from_this()](const std::error_code& ec,
                                                                 size_t n_read) {
+          if (ec && self->closed) {  // after DISC the server hangs up
+            self->Fail(Status::Shutdown("the NBD client is closed"));
+            self->CompleteIfFailed();
+            return;
+          }
           if (ec) {
             self->Fail(Status::IOError(ec == asio::error::eof
                                            ? std::string("the NBD server closed the connection")

@@ -62,9 +62,21 @@ Task<Status> DeviceTarget::Execute(const TraceOp& op) {
   co_return Status::InvalidArgument("unknown op type");
 }
 
+NbdTarget::NbdTarget(std::vector<std::unique_ptr<nbd::Client>>& clients,
+                     const WritePattern& pattern, const Trace& trace)
+    : clients_(clients), pattern_(pattern) {
+  PORTAL_ASSERT(!clients_.empty(), "NbdTarget needs a client");
+  for (const auto& op : trace.ops) {
+    if (op.conn != 0 && !slot_of_conn_.contains(op.conn)) {
+      slot_of_conn_.emplace(op.conn, slot_of_conn_.size() % clients_.size());
+    }
+  }
+  if (slot_of_conn_.size() <= 1) slot_of_conn_.clear();
+}
+
 Task<Status> NbdTarget::Execute(const TraceOp& op) {
-  size_t n = clients_.size();
-  size_t pick = op.conn != 0 ? (op.conn - 1) % n : next_.fetch_add(1) % n;
+  auto it = slot_of_conn_.find(op.conn);
+  size_t pick = it != slot_of_conn_.end() ? it->second : next_.fetch_add(1) % clients_.size();
   nbd::Client& c = *clients_[pick];
   uint16_t tflags = c.negotiated().transmission_flags;
   uint16_t fua = ((op.flags & kFlagFua) && (tflags & nbd::NBD_FLAG_SEND_FUA))

@@ -5,8 +5,9 @@
 // 32 MiB) because devices assume validated requests; a bad op fails without reaching
 // the device.
 //
-// NbdTarget: one or more connected nbd::Clients. An op goes to connection
-// (op.conn - 1) % N when the trace recorded connections, else round-robin. Flags the
+// NbdTarget: one or more connected nbd::Clients. When the trace recorded more than one
+// connection, the k-th connection to appear goes to client k % N (requests that shared a
+// connection share one again); otherwise ops go round-robin over the N clients. Flags the
 // server did not negotiate are dropped (FUA without SEND_FUA, ...) so that traces
 // recorded against one server replay against another; an op type the server lacks
 // fails and is counted.
@@ -16,6 +17,7 @@
 
 #include <atomic>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "nbd/client.h"
@@ -38,14 +40,16 @@ class DeviceTarget final : public ReplayTarget {
 
 class NbdTarget final : public ReplayTarget {
  public:
-  // `clients` (at least one) and `pattern` must outlive the target.
-  NbdTarget(std::vector<std::unique_ptr<nbd::Client>>& clients, const WritePattern& pattern)
-      : clients_(clients), pattern_(pattern) {}
+  // `clients` (at least one), `pattern` and `trace` must outlive the target.
+  NbdTarget(std::vector<std::unique_ptr<nbd::Client>>& clients, const WritePattern& pattern,
+            const Trace& trace);
   Task<Status> Execute(const TraceOp& op) override;
 
  private:
   std::vector<std::unique_ptr<nbd::Client>>& clients_;
   const WritePattern& pattern_;
+  // Recorded connection -> client, when the trace used more than one connection.
+  std::unordered_map<uint32_t, size_t> slot_of_conn_;
   std::atomic<uint64_t> next_{0};
 };
 

@@ -133,11 +133,16 @@ class Profiler {
  public:
   bool Start(const std::string& path) {
     std::string perf;
-    for (const char* dir : {"/usr/bin", "/usr/local/bin", "/bin"}) {
-      if (::access((std::string(dir) + "/perf").c_str(), X_OK) == 0) {
-        perf = std::string(dir) + "/perf";
+    const char* path_env = std::getenv("PATH");
+    std::string dirs = path_env ? path_env : "/usr/bin:/bin";
+    for (size_t pos = 0; pos <= dirs.size();) {
+      size_t colon = std::min(dirs.find(':', pos), dirs.size());
+      std::string candidate = dirs.substr(pos, colon - pos) + "/perf";
+      if (colon > pos && ::access(candidate.c_str(), X_OK) == 0) {
+        perf = candidate;
         break;
       }
+      pos = colon + 1;
     }
     if (perf.empty()) {
       std::printf("  profile: perf not found; not profiling\n");

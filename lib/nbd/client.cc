@@ -6,11 +6,9 @@
 #include <unordered_map>
 
 #include <asio/bind_executor.hpp>
-#include <asio/connect.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/strand.hpp>
@@ -20,7 +18,7 @@
 #include "env/async.h"
 #include "nbd/protocol.h"
 #include "nbd/reply_reader.h"
-#include "nbd/server.h"  // ParseListenAddress
+#include "nbd/listener.h"
 #include "nbd/transmission.h"
 
 namespace portal::nbd {
@@ -328,27 +326,13 @@ struct Client::Impl final : public ReplyReader::Handler, public std::enable_shar
 namespace {
 
 Result<Socket> ConnectBlocking(asio::io_context& io, const std::string& address) {
-  auto parsed = ParseListenAddress(address);
-  if (!parsed.ok()) return parsed.status();
+  auto endpoint = ResolveEndpoint(io, address);
+  if (!endpoint.ok()) return endpoint.status();
   Socket socket(io);
   std::error_code ec;
-  if (parsed->is_unix) {
-    asio::generic::stream_protocol::endpoint ep(asio::local::stream_protocol::endpoint(parsed->host));
-    socket.connect(ep, ec);
-  } else {
-    asio::ip::tcp::resolver resolver(io);
-    auto results = resolver.resolve(parsed->host, std::to_string(parsed->port),
-                                    asio::ip::tcp::resolver::numeric_service, ec);
-    if (!ec) {
-      ec = asio::error::host_not_found;
-      for (const auto& r : results) {
-        std::error_code ignored;
-        socket.close(ignored);
-        socket.connect(asio::generic::stream_protocol::endpoint(r.endpoint()), ec);
-        if (!ec) break;
-      }
-    }
-    if (!ec) socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket.connect(*endpoint, ec);
+  if (!ec && endpoint->protocol().family() != AF_UNIX) {
+    socket.set_option(asio::ip::tcp::no_delay(true), ec);
   }
   if (ec) return Status::IOError("cannot connect to " + address + ": " + ec.message());
   return socket;

@@ -1,24 +1,20 @@
 #include "trace/proxy.h"
 
-#include <arpa/inet.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <vector>
 
-#include <asio/basic_socket_acceptor.hpp>
 #include <asio/bind_executor.hpp>
-#include <asio/connect.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 
+#include "nbd/listener.h"
 #include "nbd/server.h"  // ParseListenAddress
 #include "trace/nbd_tap.h"
 #include "util/log.h"
@@ -26,8 +22,8 @@
 namespace portal::trace {
 
 using Socket = asio::generic::stream_protocol::socket;
-using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
-using Endpoint = asio::generic::stream_protocol::endpoint;
+using nbd::Acceptor;
+using nbd::Endpoint;
 
 namespace {
 auto Log() { return log::Get("portalbd::trace"); }
@@ -259,62 +255,15 @@ Status Proxy::Listen() {
   // Upstream first: a typo there should fail before anything listens.
   auto up = nbd::ParseListenAddress(options_.upstream);
   if (!up.ok()) return up.status().WithContext("--upstream");
-  std::error_code ec;
-  if (up->is_unix) {
-    impl_->upstream = Endpoint(asio::local::stream_protocol::endpoint(up->host));
-    impl_->upstream_tcp = false;
-  } else {
-    asio::ip::tcp::resolver resolver(env_.io_context());
-    auto results = resolver.resolve(up->host, std::to_string(up->port),
-                                    asio::ip::tcp::resolver::numeric_service, ec);
-    if (ec || results.empty()) {
-      return Status::InvalidArgument("cannot resolve upstream " + options_.upstream + ": " +
-                                     ec.message());
-    }
-    impl_->upstream = Endpoint(results.begin()->endpoint());
-  }
-
-  auto parsed = nbd::ParseListenAddress(options_.listen);
-  if (!parsed.ok()) return parsed.status().WithContext("--listen");
-  Acceptor& acceptor = impl_->acceptor;
-  if (parsed->is_unix) {
-    struct stat st;
-    if (::lstat(parsed->host.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        return Status::InvalidArgument(parsed->host + " exists and is not a socket");
-      }
-      ::unlink(parsed->host.c_str());
-    }
-    Endpoint ep{asio::local::stream_protocol::endpoint(parsed->host)};
-    acceptor.open(ep.protocol(), ec);
-    if (!ec) acceptor.bind(ep, ec);
-    if (!ec) {
-      unix_path_ = parsed->host;
-      bound_address_ = "unix:" + parsed->host;
-    }
-    impl_->listen_tcp = false;
-  } else {
-    auto ip = asio::ip::make_address(parsed->host, ec);
-    if (ec) return Status::InvalidArgument("bad listen address '" + options_.listen + "'");
-    asio::ip::tcp::endpoint tep(ip, parsed->port);
-    Endpoint ep(tep);
-    acceptor.open(ep.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(ep, ec);
-    if (!ec) {
-      // Read back the port actually bound (port 0 asks the kernel to choose).
-      sockaddr_storage ss;
-      socklen_t len = sizeof ss;
-      ::getsockname(acceptor.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len);
-      uint16_t port = ss.ss_family == AF_INET6
-                          ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                          : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-      bound_address_ = (ip.is_v6() ? "[" + parsed->host + "]" : parsed->host) + ":" +
-                       std::to_string(port);
-    }
-  }
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::IOError("cannot listen on " + options_.listen + ": " + ec.message());
+  auto endpoint = nbd::ResolveEndpoint(env_.io_context(), options_.upstream);
+  if (!endpoint.ok()) return endpoint.status().WithContext("--upstream");
+  impl_->upstream = *endpoint;
+  impl_->upstream_tcp = !up->is_unix;
+  auto bound = nbd::BindListener(env_.io_context(), impl_->acceptor, options_.listen);
+  if (!bound.ok()) return bound.status().WithContext("--listen");
+  impl_->listen_tcp = bound->tcp;
+  unix_path_ = bound->unix_path;
+  bound_address_ = bound->address;
   return Status::Ok();
 }
 

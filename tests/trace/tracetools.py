@@ -33,6 +33,14 @@ def need(*tools):
             skip(f"{t} is not installed")
 
 
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def wait_for(cond, what, timeout=10, proc=None, log=None):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -53,11 +61,7 @@ class Upstream:
         self.uri = f"nbd+unix:///?socket={sock}"
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -125,11 +129,7 @@ class Recorder:
         self.uri = f"nbd://{self.address}/"
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def stop(self, sig=signal.SIGINT, timeout=20):
         """Signals trace-record, checks it exits 0, returns the trace (parsed JSON)."""

@@ -4,12 +4,15 @@
 
 #include <fmt/format.h>
 
+#include "control/server.h"
 #include "daemon/catalog.h"
+#include "daemon/control_handler.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "nbd/export.h"
 #include "nbd/server.h"
 #include "objstore/counting_store.h"
+#include "objstore/s3_store.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -48,6 +51,13 @@ Daemon::~Daemon() { (void)Stop(); }
 Status Daemon::Start() {
   env_ = std::make_unique<RealEnv>();
   env_->Start();
+  // The control socket first: a live daemon on it must stop us before we open (and so
+  // fence) the volume it serves.
+  control_handler_ = std::make_unique<ControlHandler>();
+  control::Server::Options co;
+  co.path = cfg_.socket;
+  control_ = std::make_unique<control::Server>(*env_, *control_handler_, co);
+  if (Status st = control_->Listen(); !st.ok()) return st;
   if (cfg_.storage_url.starts_with("file://")) {
     // Like the original: a missing storage directory is created (and said so).
     std::string dir = cfg_.storage_url.substr(7);
@@ -60,6 +70,7 @@ Status Daemon::Start() {
   }
   auto opened = objstore::OpenStore(cfg_.storage_url, *env_);
   if (!opened.ok()) return opened.status().WithContext("storage.url " + cfg_.storage_url);
+  s3_ = dynamic_cast<objstore::S3Store*>(opened->get());
   store_ = std::make_unique<objstore::CountingStore>(std::move(*opened));
   if (Status st = BlockOn(store_->CheckAccess()); !st.ok()) {
     return st.WithContext("storage " + cfg_.storage_url);
@@ -76,10 +87,13 @@ Status Daemon::Start() {
   so.max_connections = cfg_.max_connections;
   server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
   if (Status st = server_->Listen(); !st.ok()) return st;
+  control_handler_->Attach(volume_, [this] { return StatusReport(); });
+  control_->Start();
   started_ = true;
   Log()->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" recording={}",
               cfg_.socket, volume_->size_bytes() >> 30, server_->bound_address(),
               cfg_.storage_url, !cfg_.record_path.empty());
+  Log()->info("control socket listening path={}", control_->path());
   server_->Start();
   Log()->info("NBD server listening address={}", server_->bound_address());
   Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
@@ -91,6 +105,9 @@ Status Daemon::Stop() {
   if (stopped_) return Status::Ok();
   stopped_ = true;
   Status result;
+  // Control first: no snapshot or restore may start once the volume begins closing;
+  // requests in flight finish and are answered.
+  if (control_) control_->Shutdown();
   if (server_) server_->Shutdown();
   if (volume_) {
     result = BlockOn(volume_->Close());
@@ -99,6 +116,47 @@ Status Daemon::Stop() {
   volume_.reset();
   if (env_) env_->Stop();
   return result;
+}
+
+control::DaemonStatus Daemon::StatusReport() {
+  control::DaemonStatus d;
+  d.version = PORTALBD_VERSION;
+  if (!volume_) return d;
+  volume::VolumeStats s = volume_->stats();
+  d.size_bytes = s.size_bytes;
+  d.block_size = s.block_size;
+  d.storage_url = s.storage_url;
+  d.nbd_address = nbd_address();
+  d.volume_uuid = s.volume_uuid;
+  d.epoch = s.epoch;
+  d.fenced = s.fenced;
+  d.manifest_number = s.manifest_number;
+  d.segments = s.segments;
+  d.segment_bytes = s.segment_bytes;
+  for (uint64_t n : s.ssts_per_level) d.map_ssts += n;
+  d.map_bytes = s.map_bytes;
+  d.objects_stored = d.segments + d.map_ssts;
+  d.bytes_stored = d.segment_bytes + d.map_bytes;
+  d.live_bytes = s.live_data_blocks * s.block_size;
+  d.buffer_bytes = s.active_buffer_bytes + s.sealed_buffer_bytes;
+  d.max_unflushed_bytes = cfg_.max_unflushed_bytes;
+  d.cache_bytes = s.cache.usage_bytes;
+  d.cache_capacity_bytes = s.cache.capacity_bytes;
+  d.cache_hits = s.cache.hits;
+  d.cache_misses = s.cache.misses;
+  d.write_stalls = s.write_stalls;
+  d.snapshots = s.snapshots;
+  d.nbd_connections = server_ ? server_->connection_count() : 0;
+  if (store_) {
+    objstore::StoreStats st = store_->stats();
+    for (size_t i = 0; i < objstore::kNumOpKinds; ++i) {
+      const auto kind = static_cast<objstore::OpKind>(i);
+      const objstore::OpStats& o = st[kind];
+      if (o.calls == 0) continue;
+      d.requests.push_back({std::string(objstore::OpKindName(kind)), o.calls, o.errors, o.bytes});
+    }
+  }
+  return d;
 }
 
 std::string Daemon::nbd_address() const { return server_ ? server_->bound_address() : ""; }
@@ -114,11 +172,19 @@ std::string Daemon::StatusLine() {
   return fmt::format(
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
-      "cache_misses={} write_stalls={} requests=\"{}\"",
+      "cache_misses={} write_stalls={} snapshots={} requests=\"{}\"{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
-      s.cache.misses, s.write_stalls, store_ ? store_->stats().ToString() : "");
+      s.cache.misses, s.write_stalls, s.snapshots, store_ ? store_->stats().ToString() : "",
+      HttpCounts());
+}
+
+std::string Daemon::HttpCounts() const {
+  if (s3_ == nullptr) return "";
+  // HTTP requests as sent: retries and list pages included (`requests` counts calls).
+  s3::Client::Stats h = s3_->client().stats();
+  return fmt::format(" http_requests={} http_retries={}", h.attempts, h.retries);
 }
 
 }  // namespace portal::daemon

@@ -1,24 +1,29 @@
-// Daemon: config -> object store -> volume -> NBD server. The process shell
-// (bin/portalbd/main.cc) parses flags, handles signals and calls Start()/Stop().
+// Daemon: config -> control socket -> object store -> volume -> NBD server. The process
+// shell (bin/portalbd/main.cc) parses flags, handles signals and calls Start()/Stop().
 //
-// Start() fails with one clear line for a bad storage URL, a missing bucket or
-// directory, refused credentials, an unreachable endpoint, a store that ignores
-// conditional writes (unless unsafe_no_fencing), or an address that cannot be bound.
-// Stop() stops accepting, lets connections finish their in-flight requests, makes
-// everything durable and closes the volume.
+// Start() binds the control socket first: if another portalbd answers on it, Start()
+// fails before touching the store (opening the volume would fence the live daemon).
+// Start() fails with one clear line for a live daemon on the control socket, a bad
+// storage URL, a missing bucket or directory, refused credentials, an unreachable
+// endpoint, a store that ignores conditional writes (unless unsafe_no_fencing), or an
+// address that cannot be bound.
+// Stop() stops accepting control requests and NBD connections, lets both finish what is
+// in flight, makes everything durable and closes the volume.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "config/config.h"
+#include "control/protocol.h"
 #include "util/status.h"
 
 namespace portal {
 class RealEnv;
 namespace objstore {
 class CountingStore;
-}
+class S3Store;
+}  // namespace objstore
 namespace nbd {
 class Server;
 class ExportCatalog;
@@ -27,9 +32,14 @@ namespace volume {
 class LsmVolume;
 struct VolumeOptions;
 }  // namespace volume
+namespace control {
+class Server;
+}
 }  // namespace portal
 
 namespace portal::daemon {
+
+class ControlHandler;
 
 class Daemon {
  public:
@@ -43,16 +53,24 @@ class Daemon {
 
   // "127.0.0.1:10809" as bound (the real port when 0 was configured).
   std::string nbd_address() const;
-  // One log line with size, storage, epoch, fencing, objects, requests, buffers, cache.
+  // One log line with size, storage, epoch, fencing, objects, requests by kind (store
+  // calls), buffers, cache; on s3:// also HTTP requests sent and retried.
   std::string StatusLine();
+  // What `portalctl status` shows. Thread-safe; call only while started.
+  control::DaemonStatus StatusReport();
 
  private:
+  std::string HttpCounts() const;
+
   config::Config cfg_;
   std::unique_ptr<RealEnv> env_;
   std::unique_ptr<objstore::CountingStore> store_;
+  objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
   std::shared_ptr<volume::LsmVolume> volume_;
   std::unique_ptr<nbd::ExportCatalog> catalog_;
   std::unique_ptr<nbd::Server> server_;
+  std::unique_ptr<ControlHandler> control_handler_;
+  std::unique_ptr<control::Server> control_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -1,6 +1,5 @@
 #include "nbd/server.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -21,12 +20,12 @@
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 
+#include "nbd/listener.h"
 #include "util/log.h"
 
 namespace portal::nbd {
 
 using Socket = asio::generic::stream_protocol::socket;
-using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
 
 Result<ListenAddress> ParseListenAddress(std::string_view address) {
   ListenAddress out;
@@ -180,72 +179,11 @@ Server::Server(RealEnv& env, ExportCatalog& catalog, Options options)
 
 Server::~Server() { Shutdown(); }
 
-namespace {
-
-// Returns OK if `path` is free to bind (removing a stale socket file).
-Status PrepareUnixPath(asio::io_context& io, const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();  // nothing there
-  if (!S_ISSOCK(st.st_mode)) {
-    return Status::InvalidArgument(path + " exists and is not a socket; refusing to replace it");
-  }
-  asio::local::stream_protocol::socket probe(io);
-  std::error_code ec;
-  probe.connect(asio::local::stream_protocol::endpoint(path), ec);
-  if (!ec) {
-    return Status::Busy("another server is listening on unix:" + path);
-  }
-  if (::unlink(path.c_str()) != 0) {
-    return Status::IOError("cannot remove stale socket " + path + ": " + std::strerror(errno));
-  }
-  log::Get("portalbd::nbd")->info("removed stale socket path={}", path);
-  return Status::Ok();
-}
-
-}  // namespace
-
 Status Server::Listen() {
-  auto parsed = ParseListenAddress(options_.address);
-  if (!parsed.ok()) return parsed.status();
-  Acceptor& acceptor = impl_->acceptor;
-  std::error_code ec;
-  if (parsed->is_unix) {
-    RETURN_IF_ERROR(PrepareUnixPath(env_.io_context(), parsed->host));
-    asio::local::stream_protocol::endpoint ep(parsed->host);
-    acceptor.open(asio::generic::stream_protocol::endpoint(ep).protocol(), ec);
-    if (!ec) acceptor.bind(asio::generic::stream_protocol::endpoint(ep), ec);
-    if (!ec) {
-      ::chmod(parsed->host.c_str(), 0660);
-      // Only a path we bound is ours to unlink at shutdown: if bind lost a race with
-      // another server, the file is that server's.
-      unix_path_ = parsed->host;
-      bound_address_ = "unix:" + parsed->host;
-    }
-  } else {
-    auto ip = asio::ip::make_address(parsed->host, ec);
-    if (ec) {
-      return Status::InvalidArgument("bad listen address '" + options_.address +
-                                     "': " + ec.message());
-    }
-    asio::ip::tcp::endpoint ep(ip, parsed->port);
-    asio::generic::stream_protocol::endpoint gep(ep);
-    acceptor.open(gep.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(gep, ec);
-    if (!ec) {
-      // Read back the port actually bound (port 0 asks the kernel to choose).
-      sockaddr_storage ss;
-      socklen_t len = sizeof ss;
-      ::getsockname(acceptor.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len);
-      uint16_t port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-      bound_address_ = (ip.is_v6() ? "[" + parsed->host + "]" : parsed->host) + ":" +
-                       std::to_string(port);
-    }
-  }
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Status::IOError("cannot listen on " + options_.address + ": " + ec.message());
-  }
+  auto bound = BindListener(env_.io_context(), impl_->acceptor, options_.address);
+  if (!bound.ok()) return bound.status();
+  unix_path_ = bound->unix_path;
+  bound_address_ = bound->address;
   return Status::Ok();
 }
 

@@ -85,6 +85,19 @@ uint32_t NbdErrorFromStatus(const Status& s) {
   }
 }
 
+Status StatusFromNbdError(uint32_t error, std::string_view message) {
+  std::string m = fmt::format("NBD error {}{}{}", error, message.empty() ? "" : ": ", message);
+  switch (error) {
+    case 0: return Status::Ok();
+    case NBD_EINVAL: return Status::InvalidArgument(std::move(m));
+    case NBD_ENOSPC: return Status::NoSpace(std::move(m));
+    case NBD_EPERM: return Status::PermissionDenied(std::move(m));
+    case NBD_ENOTSUP: return Status::NotSupported(std::move(m));
+    case NBD_ESHUTDOWN: return Status::Shutdown(std::move(m));
+    default: return Status::IOError(std::move(m));
+  }
+}
+
 std::string CommandName(uint16_t type) {
   switch (type) {
     case NBD_CMD_READ: return "READ";

@@ -38,6 +38,8 @@ uint32_t ValidateRequest(const RequestHeader& h, const Negotiated& n);
 
 // The one mapping from Status to NBD error numbers.
 uint32_t NbdErrorFromStatus(const Status& s);
+// And back, for the client: an error a server answered with (0 is OK).
+Status StatusFromNbdError(uint32_t error, std::string_view message);
 
 // Names for logs and traces: "READ", "WRITE", ...; "CMD(9)" for unknown types.
 std::string CommandName(uint16_t type);

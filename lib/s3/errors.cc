@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "s3/xml.h"
 
 namespace portal::s3 {
@@ -11,6 +13,27 @@ namespace {
 constexpr std::string_view kCredentialsHint =
     "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, and that they "
     "may access the bucket";
+
+// A server's text (error Code and Message) goes into one-line errors and log lines:
+// control characters become spaces and it is cut at kMaxServerText bytes (never inside a
+// UTF-8 sequence), so no server, proxy or test double can split or flood the line.
+constexpr size_t kMaxServerText = 300;
+
+std::string OneLine(std::string_view text) {
+  std::string out;
+  out.reserve(std::min(text.size(), kMaxServerText + 3));
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    out.push_back(u < 0x20 || u == 0x7f ? ' ' : c);
+  }
+  if (out.size() > kMaxServerText) {
+    size_t cut = kMaxServerText;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xc0) == 0x80) --cut;
+    out.resize(cut);
+    out += "...";
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -52,8 +75,8 @@ Status StatusFromResponse(const HttpResponse& response, std::string_view what) {
   int http = response.status;
   if (http >= 200 && http < 300) return Status::Ok();
   auto body = ParseErrorBody(response.body);
-  std::string code = body ? body->code : "";
-  std::string detail = body ? fmt::format("HTTP {} {}: {}", http, code, body->message)
+  std::string code = body ? OneLine(body->code) : "";
+  std::string detail = body ? fmt::format("HTTP {} {}: {}", http, code, OneLine(body->message))
                             : fmt::format("HTTP {}", http);
   std::string m = fmt::format("{}: {}", what, detail);
 

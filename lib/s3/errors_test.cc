@@ -60,6 +60,23 @@ TEST_CASE("error messages say what to do", "[s3client]") {
   CHECK(region.message().find("AWS_REGION=eu-west-1") != std::string::npos);
 }
 
+TEST_CASE("a server's error text cannot break the one-line error", "[s3client]") {
+  // The server's Code and Message end up in the line portalbd prints when it refuses to
+  // start and in log lines: control characters (a multi-line message, as from a proxy or
+  // a test server) become spaces, and a runaway message is cut. (XML itself turns CR LF
+  // into LF.)
+  auto st = StatusFromResponse(
+      HttpReply(403, S3ErrorXml("Signature\nDoesNotMatch", "line one\r\nline two\tand\x1b[31m")),
+      "LIST s3://b/");
+  CHECK(st.code() == Status::Code::kPermissionDenied);
+  for (char c : st.message()) CHECK(static_cast<unsigned char>(c) >= 0x20);
+  CHECK(st.message().find("line one line two and [31m") != std::string::npos);
+  auto longer = StatusFromResponse(
+      HttpReply(500, S3ErrorXml("InternalError", std::string(5000, 'x'))), "PUT s3://b/k");
+  CHECK(longer.message().size() < 1000);
+  CHECK(longer.message().find("PUT s3://b/k: HTTP 500 InternalError: xxx") == 0);
+}
+
 TEST_CASE("curl errors map to Status: network trouble retries, setup errors do not", "[s3client]") {
   using C = Status::Code;
   CHECK(StatusFromCurl(CURLE_COULDNT_CONNECT, "refused", "GET x").code() == C::kUnavailable);

@@ -273,6 +273,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
     uint64_t data_blocks = 0;
     uint64_t live_blocks = 0;
     bool fence = false;
+    bool nothing_to_copy = false;  // GC found only shadowed references: not a relocation source
     int64_t unreferenced_since_ns = -1;  // -1: referenced
   };
   std::map<uint64_t, SegInfo> segs_;                   // GUARDED_BY(mu_)

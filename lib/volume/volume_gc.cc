@@ -123,7 +123,7 @@ Task<Status> LsmVolume::PlanRelocation() {
     std::vector<std::pair<double, uint64_t>> sparse;
     for (const auto& [id, info] : segs_) {
       if (info.fence || info.data_blocks == 0 || info.live_blocks == 0 ||
-          pinned_segments_.count(id) || (!options_.immediate_segment_free && id > applied)) {
+          info.nothing_to_copy || pinned_segments_.count(id) || (!options_.immediate_segment_free && id > applied)) {
         continue;
       }
       double ratio = double(info.live_blocks) / double(info.data_blocks);
@@ -168,15 +168,15 @@ Task<Status> LsmVolume::PlanRelocation() {
         pieces.push_back(std::move(lp));
       }
     }
-    if (live == 0) {  // the count was stale (shadowed in SSTs): nothing to copy
+    if (live == 0) {
+      // Nothing visible to copy: every block the count covers is shadowed by newer map
+      // entries, but older SSTs of the committed map still reference the segment. It is
+      // not garbage until compaction drops those references (the count then reaches 0);
+      // deleting it now would leave the manifest pointing at a missing object. Just stop
+      // planning it.
       std::lock_guard lock(mu_);
       auto it = segs_.find(src);
-      if (it != segs_.end()) {
-        it->second.live_blocks = 0;
-        if (it->second.unreferenced_since_ns < 0) {
-          it->second.unreferenced_since_ns = static_cast<int64_t>(env_.NowNanos());
-        }
-      }
+      if (it != segs_.end()) it->second.nothing_to_copy = true;
     }
   }
   if (pieces.empty()) co_return Status::Ok();

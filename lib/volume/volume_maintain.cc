@@ -61,6 +61,8 @@ static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::st
   Status st = co_await RetryUnavailable(
       env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0);
   if (!st.IsPreconditionFailed()) co_return st;
+  // The read-back meets the same transient errors as the PUT: retry it too, and never
+  // mistake an unanswered GET for different contents.
   Result<std::string> existing = Status::Unavailable("not read");
   CO_RETURN_IF_ERROR(co_await RetryUnavailable(
       env,

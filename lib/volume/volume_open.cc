@@ -58,6 +58,16 @@ Task<Status> LsmVolume::ProbeConditionalWrites() {
       "probe/" + MakeUuid(env_.RandomU64(), env_.RandomU64()) + ".probe";
   Status first = co_await RetryUnavailable(
       env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); }, 10);
+  if (first.IsPreconditionFailed()) {
+    // The key is fresh: it can only exist because an earlier attempt of ours succeeded
+    // and its acknowledgement was lost. Check, as every conditional write does.
+    auto existing = co_await reads_.Get(key);
+    if (!existing.ok()) {
+      first = existing.status();  // e.g. still Unavailable: the caller may retry the open
+    } else if (*existing == "probe") {
+      first = Status::Ok();
+    }
+  }
   CO_RETURN_IF_ERROR(first.WithContext("probing conditional writes"));
   Status second = co_await RetryUnavailable(
       env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); }, 10);
@@ -221,12 +231,16 @@ Task<Status> LsmVolume::Replay() {
       ++replayed;
     }
   }
-  // Fence: claim the next id with an empty segment carrying our epoch.
+  // Fence: claim the first id not in the store (the first gap) with an empty segment
+  // carrying our epoch. Not the manifest's next_segment_id: an older writer may have
+  // allocated that id's predecessor, failed to upload it yet, and committed a manifest
+  // meanwhile; fencing above it would let its retry land after we opened (ids are never
+  // skipped).
   for (;;) {
     uint64_t id;
     {
       std::lock_guard lock(mu_);
-      id = std::max(next_segment_id_, expect);
+      id = expect;
       next_segment_id_ = id;
     }
     SegmentFooter fence;

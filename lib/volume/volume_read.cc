@@ -203,9 +203,16 @@ Task<Result<std::vector<StatusExtent>>> LsmVolume::StatusOf(uint64_t offset, uin
   for (uint64_t w = offset / bs; w < last && out.size() <= max_extents;) {
     const uint64_t w_end = std::min(last, w + kStatusWindowBlocks);
     std::vector<Piece> pieces;
-    CO_RETURN_IF_ERROR(co_await Resolve(
-        w, w_end, [&](const Piece& p) { pieces.push_back(Piece{p.first, p.end, p.loc, nullptr}); },
-        /*include_buffers=*/true, frozen));
+    Status st;
+    for (int attempt = 0;; ++attempt) {
+      pieces.clear();
+      st = co_await Resolve(
+          w, w_end, [&](const Piece& p) { pieces.push_back(Piece{p.first, p.end, p.loc, nullptr}); },
+          /*include_buffers=*/true, frozen);
+      // An SST retired and collected under a slow lookup: resolve again, as reads do.
+      if (!st.IsNotFound() || attempt >= kReadRetries) break;
+    }
+    CO_RETURN_IF_ERROR(st);
     std::sort(pieces.begin(), pieces.end(),
               [](const Piece& a, const Piece& b) { return a.first < b.first; });
     for (const Piece& p : pieces) {
@@ -223,15 +230,19 @@ Task<Status> LsmVolume::Cache(uint64_t offset, uint64_t length) {
   length = std::min(length, kCacheMaxBytes);
   const uint64_t bs = block_size_;
   std::vector<Piece> fetch;
-  CO_RETURN_IF_ERROR(co_await Resolve(offset / bs, (offset + length + bs - 1) / bs,
-                                      [&](const Piece& p) {
-                                        if (!p.bytes && p.loc.is_data()) fetch.push_back(p);
-                                      }));
+  Status resolved = co_await Resolve(offset / bs, (offset + length + bs - 1) / bs,
+                                     [&](const Piece& p) {
+                                       if (!p.bytes && p.loc.is_data()) fetch.push_back(p);
+                                     });
+  if (resolved.IsNotFound()) co_return Status::Ok();  // an SST retired meanwhile: a hint
+  CO_RETURN_IF_ERROR(resolved);
   std::vector<uint8_t> scratch;
   for (const Piece& p : fetch) {  // warms the chunk cache
     scratch.resize((p.end - p.first) * bs);
-    CO_RETURN_IF_ERROR(
-        co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, p.end - p.first, scratch.data()));
+    Status st =
+        co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, p.end - p.first, scratch.data());
+    if (st.IsNotFound()) continue;  // collected meanwhile: nothing worth warming (a hint)
+    CO_RETURN_IF_ERROR(st);
   }
   co_return Status::Ok();
 }

@@ -237,6 +237,16 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
   }
   CO_RETURN_IF_ERROR(co_await Flush());
   auto guard = co_await jobs_mu_.Lock();  // no background job runs from here
+  {
+    // A delete may have committed while we waited; GC may then have collected what only
+    // the snapshot referenced. Under jobs_mu_ neither can happen any more.
+    std::lock_guard lock(mu_);
+    auto it = snaps_.find(name);
+    if (it == snaps_.end() || it->second != d) {
+      co_return Status::NotFound("no snapshot named '" + name +
+                                 "' (deleted while the restore waited)");
+    }
+  }
   for (;;) {  // nor a GC relocation upload (it would apply to the abandoned timeline)
     const uint64_t seen = changed_.epoch();
     {

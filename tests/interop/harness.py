@@ -190,17 +190,20 @@ class Daemon:
     address: passed as --address unless None (then the config file or default decides).
     config: TOML text written to tmp/portalbd.toml and passed with --config.
     args: extra command-line arguments.
+    env: the process environment (default: ours).
     """
 
     _count = 0
 
     def __init__(self, tmp, address="127.0.0.1:0", disk_size_gb=None, config=None,
-                 args=(), start=True, ready_timeout=10):
+                 args=(), start=True, ready_timeout=10, env=None):
         Daemon._count += 1
         self.tmp = tmp
         self.name = f"portalbd{Daemon._count}"
         self.log_path = os.path.join(tmp, f"{self.name}.log")
-        self.argv = [portalbd_path(), "--socket", os.path.join(tmp, f"{self.name}.ctl")]
+        self.ctl = os.path.join(tmp, f"{self.name}.ctl")  # the control socket
+        self.env = env  # None: inherit ours
+        self.argv = [portalbd_path(), "--socket", self.ctl]
         if config is not None:
             cfg = os.path.join(tmp, f"{self.name}.toml")
             with open(cfg, "w") as f:
@@ -211,6 +214,7 @@ class Daemon:
         if disk_size_gb is not None:
             self.argv += ["--disk-size-gb", str(disk_size_gb)]
         self.argv += list(args)
+        self.env = env
         self.proc = None
         self.address = None
         self.started_s = None
@@ -221,7 +225,7 @@ class Daemon:
         self._log = open(self.log_path, "wb")
         t0 = time.monotonic()
         self.proc = spawn(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=self.env)
         deadline = t0 + ready_timeout
         while True:
             m = LISTENING_RE.search(self.log())
@@ -324,6 +328,61 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         return False
+
+
+def portalctl_path():
+    path = os.path.join(build_dir(), "portalctl")
+    check(os.access(path, os.X_OK), f"portalctl binary not found at {path} (build first)")
+    return path
+
+
+def portalctl(d, *args, check_exit=True, timeout=120, env=None):
+    """Runs portalctl against daemon `d` (or a socket path given as a str). Returns the
+    Result; fails unless it exits 0 when check_exit."""
+    sock = d if isinstance(d, str) else d.ctl
+    return run([portalctl_path(), "--socket", sock, *args], timeout=timeout,
+               check_exit=check_exit, env=env)
+
+
+class S3rver:
+    """s3rver (installed by scripts/setup.sh into <repo>/.deps/s3rver) on 127.0.0.1 with a
+    free port and a data directory in `tmp`; a missing node or s3rver is a skip. It ignores
+    If-None-Match, so portalbd needs [storage] unsafe_no_fencing = true against it."""
+
+    def __init__(self, tmp, bucket="bucket"):
+        script = os.environ.get("PORTALBD_S3RVER") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "..", ".deps", "s3rver",
+            "node_modules", "s3rver", "bin", "s3rver.js")
+        if shutil.which("node") is None:
+            skip("node is not installed (s3rver needs it)")
+        if not os.path.exists(script):
+            skip(f"s3rver is not installed at {script} (run scripts/setup.sh)")
+        self.bucket = bucket
+        data = os.path.join(tmp, "s3rver")
+        os.makedirs(data, exist_ok=True)
+        env = dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider")
+        for _attempt in range(3):
+            self.port = free_port()
+            self.log = open(os.path.join(tmp, "s3rver.log"), "wb")
+            self.proc = spawn(["node", script, "--directory", data, "--address", "127.0.0.1",
+                               "--port", str(self.port), "--silent", "--configure-bucket",
+                               bucket], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            self.proc.kill()
+            self.proc.wait()
+        raise AssertionError("s3rver did not start")
+
+    def env(self):
+        """Environment for a portalbd that uses this s3rver."""
+        return dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{self.port}",
+                    AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="S3RVER",
+                    AWS_SECRET_ACCESS_KEY="S3RVER", AWS_REGION="us-east-1")
 
 
 def free_port():

@@ -9,8 +9,7 @@
 # Written against the interface in shared/DESIGN.md (portalctl snapshot
 # create|list|get|delete|restore, control socket flag --socket, export portalbd@NAME read
 # only), judging portalctl only by its exit status and by snapshot names in `list`.
-# Not yet run: portalctl does not exist. When it lands, this test runs by itself (the
-# runner reports it pending until bin/portalctl is built); adjust ctl() if the CLI
+# portalctl matched it as written (docs/control.md); adjust ctl() if the CLI ever
 # differs, never the expectations.
 
 ctl() {

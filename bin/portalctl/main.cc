@@ -1,0 +1,202 @@
+// portalctl: controls a running portalbd through its control socket (docs/control.md).
+//
+//   portalctl [-s|--socket PATH] [--json] snapshot create NAME | list | get NAME |
+//                                         delete NAME | restore NAME
+//   portalctl [-s|--socket PATH] [--json] status
+//
+// Output follows the original portalbd's README; --json prints the daemon's reply line.
+// Every error goes to stderr as "Error: ..." and exits 1.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "control/client.h"
+#include "control/protocol.h"
+#include "volume/manifest.h"
+#include "volume/snapshot.h"
+
+namespace {
+
+using portal::Status;
+using namespace portal::control;
+
+std::string FormatSize(uint64_t bytes) {
+  constexpr double kKiB = 1024.0, kMiB = kKiB * 1024, kGiB = kMiB * 1024, kTiB = kGiB * 1024,
+                   kPiB = kTiB * 1024, kEiB = kPiB * 1024;
+  const double b = static_cast<double>(bytes);
+  if (b >= kEiB) return fmt::format("{:.2f} EiB", b / kEiB);
+  if (b >= kPiB) return fmt::format("{:.2f} PiB", b / kPiB);
+  if (b >= kTiB) return fmt::format("{:.2f} TiB", b / kTiB);
+  if (b >= kGiB) return fmt::format("{:.2f} GiB", b / kGiB);
+  if (b >= kMiB) return fmt::format("{:.2f} MiB", b / kMiB);
+  if (b >= kKiB) return fmt::format("{:.2f} KiB", b / kKiB);
+  return fmt::format("{} B", bytes);
+}
+
+// "1 segment", "2 segments".
+std::string Count(uint64_t n, std::string_view noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
+void PrintSnapshot(const portal::volume::SnapshotInfo& s, bool detail) {
+  std::printf("Snapshot: %s\n", s.name.c_str());
+  std::printf("  ID:      %s\n", s.id.c_str());
+  std::printf("  Created: %s\n", portal::volume::FormatRfc3339(s.created_ns).c_str());
+  if (!detail) return;
+  std::printf("  Size:    %s\n", FormatSize(s.size_bytes).c_str());
+  std::printf("  Pinned:  %s\n", FormatSize(s.data_bytes).c_str());
+  std::printf("  Clients: %d (attached as portalbd@%s)\n", s.attached, s.name.c_str());
+}
+
+void PrintList(const std::vector<portal::volume::SnapshotInfo>& list) {
+  if (list.empty()) {
+    std::printf("No snapshots\n");
+    return;
+  }
+  size_t w = 4;
+  for (const auto& s : list) w = std::max(w, s.name.size());
+  std::string out = fmt::format("{:<{}}  {:<36}  {:<27}  {:>10}  {:>10}\n", "NAME", w, "ID",
+                                "CREATED", "SIZE", "PINNED");
+  for (const auto& s : list) {
+    out += fmt::format("{:<{}}  {:<36}  {:<27}  {:>10}  {:>10}\n", s.name, w, s.id,
+                       portal::volume::FormatRfc3339(s.created_ns), FormatSize(s.size_bytes),
+                       FormatSize(s.data_bytes));
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
+void PrintStatus(const DaemonStatus& s) {
+  std::string out = "portalbd daemon status:\n";
+  auto line = [&](std::string_view label, const std::string& value) {
+    out += fmt::format("  {:<11} {}\n", std::string(label) + ":", value);
+  };
+  line("Size", fmt::format("{} ({} bytes)", FormatSize(s.size_bytes), s.size_bytes));
+  line("Blocks",
+       fmt::format("{} of {} bytes", s.block_size ? s.size_bytes / s.block_size : 0, s.block_size));
+  line("Snapshots", std::to_string(s.snapshots));
+  line("NBD", fmt::format("{} ({})", s.nbd_address, Count(s.nbd_connections, "connection")));
+  line("Storage", s.storage_url);
+  line("Volume", s.volume_uuid);
+  line("Epoch", fmt::format("{} ({})", s.epoch,
+                            s.fenced ? "FENCED: another writer opened the volume; writes, "
+                                       "flushes and snapshots fail"
+                                     : "not fenced"));
+  line("Manifest", std::to_string(s.manifest_number));
+  line("Stored", fmt::format("{}, {} ({}, {}; {}, {})", Count(s.objects_stored, "object"),
+                             FormatSize(s.bytes_stored), Count(s.segments, "segment"),
+                             FormatSize(s.segment_bytes), Count(s.map_ssts, "map SST"),
+                             FormatSize(s.map_bytes)));
+  line("Live data", FormatSize(s.live_bytes) + " referenced by the device's map");
+  line("Buffers",
+       fmt::format("{} not yet in a segment (limit {}), {}", FormatSize(s.buffer_bytes),
+                   FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));
+  line("Cache", fmt::format("{} of {}, {} hits, {} misses", FormatSize(s.cache_bytes),
+                            FormatSize(s.cache_capacity_bytes), s.cache_hits, s.cache_misses));
+  if (s.requests.empty()) {
+    line("Requests", "none");
+  } else {
+    out += "  Requests:\n";
+  }
+  for (const auto& r : s.requests) {
+    // LIST counts entries returned, the others payload bytes (objstore/counting_store.h).
+    std::string amount =
+        r.kind == "LIST" ? fmt::format("{} entries", r.bytes) : FormatSize(r.bytes);
+    out += fmt::format("    {:<14} {:>8} calls  {:>6} errors  {}\n", r.kind, r.calls, r.errors,
+                       amount);  // a table: "calls" stays plural
+  }
+  line("Version", s.version);
+  std::fputs(out.c_str(), stdout);
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "Error: %s\n", message.c_str());
+  return 1;
+}
+
+// A failure before any reply (connection, I/O): with --json, stdout still gets a reply-
+// shaped error object.
+int FailStatus(const Status& st, bool json) {
+  if (json) std::fputs(EncodeReply(ErrorFromStatus(st)).c_str(), stdout);
+  return Fail(st.message());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"portalctl: control a running portalbd (snapshots, status)"};
+  app.set_version_flag("-V,--version", std::string("portalctl ") + PORTALBD_VERSION);
+  std::string socket_path = "/run/portalbd/portalbd.sock";
+  bool json = false;
+  int timeout_s = 0;
+  app.add_option("-s,--socket", socket_path, "portalbd's control socket")
+      ->envname("PORTALBD_SOCKET")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->capture_default_str();
+  app.add_flag("--json", json, "print the daemon's JSON reply instead of text");
+  app.add_option("--timeout", timeout_s, "seconds to wait for the reply (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 24 * 3600));
+  app.require_subcommand(1);
+
+  Request request;
+  std::string name;
+  auto* snapshot = app.add_subcommand("snapshot", "create, list, get, delete or restore snapshots");
+  snapshot->require_subcommand(1);
+  snapshot->fallthrough();
+  auto add = [&](const char* cmd, const char* help, Op op, bool takes_name) {
+    auto* sub = snapshot->add_subcommand(cmd, help);
+    sub->fallthrough();
+    if (takes_name) sub->add_option("name", name, "snapshot name")->required();
+    sub->callback([&request, op] { request.op = op; });
+  };
+  add("create", "snapshot the device (captures every write acknowledged before it)",
+      Op::kSnapshotCreate, true);
+  add("list", "list snapshots", Op::kSnapshotList, false);
+  add("get", "show one snapshot", Op::kSnapshotGet, true);
+  add("delete", "delete a snapshot (refused while attached as portalbd@NAME)", Op::kSnapshotDelete,
+      true);
+  add("restore", "make the device equal the snapshot (clients must drop cached blocks)",
+      Op::kSnapshotRestore, true);
+  auto* status = app.add_subcommand("status", "show the daemon's status");
+  status->fallthrough();
+  status->callback([&request] { request.op = Op::kStatus; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);  // prints help, version, or the error with a hint
+    return code == 0 ? 0 : 1;
+  }
+
+  request.name = name;
+  if (OpTakesName(request.op)) {
+    if (Status st = portal::volume::ValidateSnapshotName(name); !st.ok()) {
+      return FailStatus(st, json);
+    }
+  }
+  auto client = Client::Connect(socket_path);
+  if (!client.ok()) return FailStatus(client.status(), json);
+  (*client)->set_timeout_ms(timeout_s * 1000);
+  if (Status st = (*client)->Send(EncodeRequest(request)); !st.ok()) return FailStatus(st, json);
+  auto line = (*client)->ReadLine();
+  if (!line.ok()) return FailStatus(line.status(), json);
+  auto reply = DecodeReply(*line);
+  if (!reply.ok()) return FailStatus(reply.status().WithContext("bad reply from portalbd"), json);
+  if (json) std::printf("%s\n", line->c_str());
+  if (const auto* err = std::get_if<ErrorReply>(&*reply)) return Fail(err->message);
+  if (json) return 0;
+
+  if (std::holds_alternative<OkReply>(*reply)) {
+    std::printf("OK\n");
+  } else if (const auto* s = std::get_if<SnapshotReply>(&*reply)) {
+    PrintSnapshot(s->snapshot, request.op == Op::kSnapshotGet);
+  } else if (const auto* l = std::get_if<SnapshotListReply>(&*reply)) {
+    PrintList(l->snapshots);
+  } else if (const auto* st = std::get_if<StatusReply>(&*reply)) {
+    PrintStatus(st->status);
+  }
+  return 0;
+}

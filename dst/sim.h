@@ -1,0 +1,182 @@
+// Simulator: one seeded run of the real volume code against a faulty store, a random
+// workload, crashes, second writers and the oracle. See dst/README.md.
+//
+// Structure of a run:
+//   1. open the volume (incarnation 1);
+//   2. workload: requests from one or more clients (direct BlockDevice calls or the NBD
+//      codec), store faults, crashes (random, or armed on a store call), a second
+//      writer opening while the first keeps going, periodic store invariants and
+//      cache-vs-rebuilt audits;
+//   3. liveness: faults off; every request, upload, memtable flush, compaction and GC
+//      must finish; every volume must close; the scheduler must go idle;
+//   4. a final reopen whose content must match the oracle exactly.
+// Every reply and every reopen is checked as it happens; the first violation ends the
+// run (exit status 1) with the failing step and the command that reproduces it.
+//
+// Writers: an incarnation is one LsmVolume over its own FaultStore (a process). A crash
+// kills the incarnation at an instant (its later replies are ignored, its store calls
+// fail) and the next one opens the same objects. A second writer opens while the first
+// still runs; from the moment its Open returns the first is "superseded" and its FLUSH
+// and FUA acknowledgements are held to the fencing rule (sim_ops.cc, FenceCheck).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dst/faults.h"
+#include "dst/history.h"
+#include "dst/knobs.h"
+#include "dst/nbd_client.h"
+#include "dst/oracle.h"
+#include "dst/store_check.h"
+#include "env/sim_env.h"
+#include "objstore/fault_store.h"
+#include "objstore/memory_store.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::dst {
+
+enum class OpType : uint8_t {
+  kRead, kWrite, kTrim, kZero, kFlush, kStatus, kCache, kFlushMemtable, kCompact, kGc
+};
+const char* OpName(OpType t);
+
+struct Writer;
+
+struct Op {
+  uint64_t id = 0;
+  OpType type = OpType::kRead;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool fua = false;
+  bool no_hole = false;
+  uint64_t seed = 0;  // WRITE pattern (0: zeroes)
+  uint32_t max_extents = 0;
+  bool via_nbd = false;
+  bool verify = false;  // a verification read (resolution / audit), not workload
+  Writer* w = nullptr;
+  uint64_t t_issue = 0;
+  bool done = false;
+  std::vector<uint8_t> buf;  // WRITE payload or READ result
+  std::vector<volume::ByteRange> zeroes;
+  std::vector<volume::StatusExtent> extents;
+  bool Mutates() const {
+    return type == OpType::kWrite || type == OpType::kTrim || type == OpType::kZero;
+  }
+  bool Ranged() const { return Mutates() || type == OpType::kRead || type == OpType::kStatus; }
+};
+
+struct Writer {
+  int id = 0;
+  std::unique_ptr<objstore::FaultStore> store;
+  std::shared_ptr<volume::LsmVolume> vol;
+  std::unique_ptr<NbdClient> nbd;
+  Timeline* tl = nullptr;
+  uint64_t epoch = 0;
+  bool opening = false;
+  std::optional<Status> open_status;  // set when Open finished
+  bool dead = false;                  // crashed: replies ignored from that instant
+  std::string death;
+  bool crash_handled = false;
+  bool superseded = false;            // a newer writer's Open returned
+  uint64_t fork_t = 0;                // ... at this logical time
+  uint64_t post_fork_ops = 0;
+  uint64_t first_post_fork_ack = kNever;  // earliest ack of a write issued after fork_t
+  std::set<uint64_t> successor_absent;    // its acked writes the successor does not have
+  bool successor_resolved = false;
+  bool contested = false;             // another writer started opening after us
+  bool closing = false;
+  bool closed = false;
+  uint64_t inflight = 0;
+  std::vector<Op*> ops;               // in flight
+};
+
+class Simulator {
+ public:
+  explicit Simulator(const Knobs& knobs);
+  // Debugging aid: log every request touching this block to stderr.
+  void set_trace_block(uint64_t block) { trace_block_ = block; }
+  ~Simulator();
+  // Runs to the end or the first violation. Prints the report; returns the exit status.
+  int Run();
+  uint64_t fingerprint() const { return history_.fingerprint(); }
+
+ private:
+  // --- sim.cc: the main loop and lifecycle events ---
+  void Fail(const std::string& what);
+  bool failed() const { return !failure_.empty(); }
+  void Note(std::string line);
+  uint64_t Tick() { return ++clock_; }
+  Writer* StartOpen();
+  void ProcessEvents();
+  void OnOpened(Writer* w);
+  void CrashWriter(Writer* w, const std::string& why);
+  void StartClose(Writer* w);
+  Writer* primary() { return primary_; }
+  bool Healthy(const Writer* w) const;
+  void Step(uint64_t n);
+  void WaitFor(const std::function<bool()>& done, const char* what, uint64_t max_ns);
+
+  // --- sim_ops.cc: the workload ---
+  void IssueRandomOp();
+  bool PickOp(Writer* w, Op* op);
+  bool Conflicts(const Op& op) const;
+  void Issue(Op* op);
+  void IssueDirect(Op* op);
+  void IssueNbd(Op* op);
+  void OnDone(Op* op, const Status& st);
+  void CheckMutationReply(Op* op, const Status& st, uint64_t t);
+  void CheckFlushReply(Op* op, const Status& st);
+  void CheckReadReply(Op* op, const Status& st);
+  void CheckStatusReply(Op* op, const Status& st);
+  void FenceCheck(Writer* w, const std::vector<uint64_t>& claimed, const std::string& what);
+  bool Tolerated(const Writer* w, const Status& st, bool is_read) const;
+  uint64_t PickOffset();
+
+  // --- sim_verify.cc: resolution, audits, invariants, liveness ---
+  void Resolve(Writer* w, Writer* predecessor);
+  bool ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out);
+  void Audit();
+  void CheckInvariants(const char* when);
+  void Liveness();
+  void FinalCheck();
+  void RecordOpen(Writer* w);
+
+  Knobs k_;
+  SimEnv env_;
+  Prng rng_;
+  objstore::MemoryStore mem_;
+  FaultPlan plan_;
+  History history_;
+  StoreFacts facts_;
+  std::vector<std::unique_ptr<Writer>> writers_;
+  std::vector<std::unique_ptr<Timeline>> timelines_;
+  std::vector<std::unique_ptr<Op>> ops_;  // every op ever issued (buffers outlive tasks)
+  Writer* primary_ = nullptr;
+  Writer* opening_ = nullptr;
+  uint64_t clock_ = 0;
+  uint64_t issued_ = 0;
+  uint64_t next_op_id_ = 1;
+  uint64_t next_mutation_seed_ = 1;
+  uint64_t open_failures_ = 0;
+  uint64_t crashes_ = 0;
+  uint64_t second_writers_ = 0;
+  uint64_t tolerated_errors_ = 0;
+  uint64_t audits_ = 0;
+  uint64_t checks_ = 0;
+  uint64_t last_audit_ = 0;
+  uint64_t last_check_ = 0;
+  std::vector<uint64_t> hot_;  // hot region starts (huge devices)
+  uint64_t trace_block_ = UINT64_MAX;
+  bool Traced(const Op& op) const;
+  std::string failure_;
+  std::string phase_ = "setup";
+  // Fencing claims by superseded writers made before their successor was verified.
+  std::vector<std::pair<Writer*, std::vector<uint64_t>>> deferred_claims_;
+};
+
+}  // namespace portal::dst

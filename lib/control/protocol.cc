@@ -1,0 +1,414 @@
+#include "control/protocol.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "volume/manifest.h"
+
+namespace portal::control {
+
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+namespace {
+
+// Never throws: invalid UTF-8 (which parsed JSON cannot contain, but a store's error
+// message might) is replaced rather than rejected.
+template <typename J>
+std::string Dump(const J& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+constexpr struct {
+  Op op;
+  std::string_view name;
+} kOps[] = {
+    {Op::kSnapshotCreate, "snapshot.create"},   {Op::kSnapshotList, "snapshot.list"},
+    {Op::kSnapshotGet, "snapshot.get"},         {Op::kSnapshotDelete, "snapshot.delete"},
+    {Op::kSnapshotRestore, "snapshot.restore"}, {Op::kStatus, "status"},
+};
+
+ErrorReply BadRequest(std::string message) {
+  return ErrorReply{std::string(kBadRequest), std::move(message)};
+}
+
+ordered_json SnapshotJson(const volume::SnapshotInfo& s) {
+  ordered_json j;
+  j["name"] = s.name;
+  j["id"] = s.id;
+  j["created"] = volume::FormatRfc3339(s.created_ns);
+  j["created_ns"] = s.created_ns;
+  j["size_bytes"] = s.size_bytes;
+  j["pinned_bytes"] = s.data_bytes;
+  j["attached"] = s.attached;
+  return j;
+}
+
+ordered_json StatusJson(const DaemonStatus& s) {
+  ordered_json j;
+  j["version"] = s.version;
+  j["size_bytes"] = s.size_bytes;
+  j["block_size"] = s.block_size;
+  j["storage_url"] = s.storage_url;
+  j["nbd_address"] = s.nbd_address;
+  j["volume_uuid"] = s.volume_uuid;
+  j["epoch"] = s.epoch;
+  j["fenced"] = s.fenced;
+  j["manifest"] = s.manifest_number;
+  j["objects_stored"] = s.objects_stored;
+  j["bytes_stored"] = s.bytes_stored;
+  j["live_bytes"] = s.live_bytes;
+  j["segments"] = s.segments;
+  j["segment_bytes"] = s.segment_bytes;
+  j["map_ssts"] = s.map_ssts;
+  j["map_bytes"] = s.map_bytes;
+  j["buffer_bytes"] = s.buffer_bytes;
+  j["max_unflushed_bytes"] = s.max_unflushed_bytes;
+  j["cache_bytes"] = s.cache_bytes;
+  j["cache_capacity_bytes"] = s.cache_capacity_bytes;
+  j["cache_hits"] = s.cache_hits;
+  j["cache_misses"] = s.cache_misses;
+  j["write_stalls"] = s.write_stalls;
+  j["snapshots"] = s.snapshots;
+  j["nbd_connections"] = s.nbd_connections;
+  ordered_json requests = ordered_json::object();
+  for (const auto& r : s.requests) {
+    ordered_json one;
+    one["calls"] = r.calls;
+    one["errors"] = r.errors;
+    one["bytes"] = r.bytes;
+    requests[r.kind] = std::move(one);
+  }
+  j["requests"] = std::move(requests);
+  return j;
+}
+
+// --- decoding helpers (client side): type-checked, never throwing ---
+
+// Decoding keeps the daemon's key order (request kinds are listed in enum order).
+class Fields {
+ public:
+  Fields(const ordered_json& j, std::string what) : j_(j), what_(std::move(what)) {}
+  Status U64(const char* key, uint64_t* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_number_unsigned()) return Bad(key);
+    *out = it->get<uint64_t>();
+    return Status::Ok();
+  }
+  Status I64(const char* key, int64_t* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_number_integer()) return Bad(key);
+    *out = it->get<int64_t>();
+    return Status::Ok();
+  }
+  Status Str(const char* key, std::string* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_string()) return Bad(key);
+    *out = it->get<std::string>();
+    return Status::Ok();
+  }
+  Status Bool(const char* key, bool* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_boolean()) return Bad(key);
+    *out = it->get<bool>();
+    return Status::Ok();
+  }
+
+ private:
+  Status Bad(const char* key) const {
+    return Status::Corruption(
+        fmt::format("{}: field '{}' missing or of the wrong type", what_, key));
+  }
+  const ordered_json& j_;
+  std::string what_;
+};
+
+Result<volume::SnapshotInfo> DecodeSnapshot(const ordered_json& j) {
+  if (!j.is_object()) return Status::Corruption("reply: a snapshot is not an object");
+  Fields f(j, "reply snapshot");
+  volume::SnapshotInfo s;
+  uint64_t attached = 0;
+  RETURN_IF_ERROR(f.Str("name", &s.name));
+  RETURN_IF_ERROR(f.Str("id", &s.id));
+  RETURN_IF_ERROR(f.I64("created_ns", &s.created_ns));
+  RETURN_IF_ERROR(f.U64("size_bytes", &s.size_bytes));
+  RETURN_IF_ERROR(f.U64("pinned_bytes", &s.data_bytes));
+  RETURN_IF_ERROR(f.U64("attached", &attached));
+  s.attached = static_cast<int>(attached);
+  return s;
+}
+
+Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
+  if (!j.is_object()) return Status::Corruption("reply: status is not an object");
+  Fields f(j, "reply status");
+  DaemonStatus s;
+  uint64_t block_size = 0;
+  RETURN_IF_ERROR(f.Str("version", &s.version));
+  RETURN_IF_ERROR(f.U64("size_bytes", &s.size_bytes));
+  RETURN_IF_ERROR(f.U64("block_size", &block_size));
+  s.block_size = static_cast<uint32_t>(block_size);
+  RETURN_IF_ERROR(f.Str("storage_url", &s.storage_url));
+  RETURN_IF_ERROR(f.Str("nbd_address", &s.nbd_address));
+  RETURN_IF_ERROR(f.Str("volume_uuid", &s.volume_uuid));
+  RETURN_IF_ERROR(f.U64("epoch", &s.epoch));
+  RETURN_IF_ERROR(f.Bool("fenced", &s.fenced));
+  RETURN_IF_ERROR(f.U64("manifest", &s.manifest_number));
+  RETURN_IF_ERROR(f.U64("objects_stored", &s.objects_stored));
+  RETURN_IF_ERROR(f.U64("bytes_stored", &s.bytes_stored));
+  RETURN_IF_ERROR(f.U64("live_bytes", &s.live_bytes));
+  RETURN_IF_ERROR(f.U64("segments", &s.segments));
+  RETURN_IF_ERROR(f.U64("segment_bytes", &s.segment_bytes));
+  RETURN_IF_ERROR(f.U64("map_ssts", &s.map_ssts));
+  RETURN_IF_ERROR(f.U64("map_bytes", &s.map_bytes));
+  RETURN_IF_ERROR(f.U64("buffer_bytes", &s.buffer_bytes));
+  RETURN_IF_ERROR(f.U64("max_unflushed_bytes", &s.max_unflushed_bytes));
+  RETURN_IF_ERROR(f.U64("cache_bytes", &s.cache_bytes));
+  RETURN_IF_ERROR(f.U64("cache_capacity_bytes", &s.cache_capacity_bytes));
+  RETURN_IF_ERROR(f.U64("cache_hits", &s.cache_hits));
+  RETURN_IF_ERROR(f.U64("cache_misses", &s.cache_misses));
+  RETURN_IF_ERROR(f.U64("write_stalls", &s.write_stalls));
+  RETURN_IF_ERROR(f.U64("snapshots", &s.snapshots));
+  RETURN_IF_ERROR(f.U64("nbd_connections", &s.nbd_connections));
+  auto reqs = j.find("requests");
+  if (reqs == j.end() || !reqs->is_object()) {
+    return Status::Corruption("reply status: requests missing");
+  }
+  for (const auto& [kind, counts] : reqs->items()) {
+    if (!counts.is_object()) return Status::Corruption("reply status: bad request counts");
+    Fields c(counts, "reply status requests." + kind);
+    RequestCount r;
+    r.kind = kind;
+    RETURN_IF_ERROR(c.U64("calls", &r.calls));
+    RETURN_IF_ERROR(c.U64("errors", &r.errors));
+    RETURN_IF_ERROR(c.U64("bytes", &r.bytes));
+    s.requests.push_back(std::move(r));
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string_view OpName(Op op) {
+  for (const auto& o : kOps) {
+    if (o.op == op) return o.name;
+  }
+  PORTAL_ASSERT(false, "unknown control op");
+  return "";
+}
+
+bool OpTakesName(Op op) { return op != Op::kSnapshotList && op != Op::kStatus; }
+
+ErrorReply ErrorFromStatus(const Status& status) {
+  std::string_view code = "internal";
+  switch (status.code()) {
+    case Status::Code::kOk:
+      code = "internal";
+      break;
+    case Status::Code::kNotFound:
+      code = "not_found";
+      break;
+    case Status::Code::kCorruption:
+      code = "corruption";
+      break;
+    case Status::Code::kIOError:
+      code = "io_error";
+      break;
+    case Status::Code::kInvalidArgument:
+      code = "invalid_argument";
+      break;
+    case Status::Code::kUnavailable:
+      code = "unavailable";
+      break;
+    case Status::Code::kPreconditionFailed:
+      code = "precondition_failed";
+      break;
+    case Status::Code::kNotSupported:
+      code = "not_supported";
+      break;
+    case Status::Code::kPermissionDenied:
+      code = "permission_denied";
+      break;
+    case Status::Code::kNoSpace:
+      code = "no_space";
+      break;
+    case Status::Code::kBusy:
+      code = "busy";
+      break;
+    case Status::Code::kShutdown:
+      code = "shutdown";
+      break;
+  }
+  return ErrorReply{std::string(code), status.message()};
+}
+
+std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::string* id_json) {
+  id_json->clear();
+  if (line.size() > kMaxRequestBytes) {
+    return ErrorReply{std::string(kRequestTooLong),
+                      fmt::format("request is longer than {} bytes", kMaxRequestBytes)};
+  }
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return BadRequest("request is not valid JSON");
+  if (!j.is_object()) return BadRequest("request is not a JSON object");
+  // The id first, so that even a bad request's error reply carries it.
+  if (auto it = j.find("id"); it != j.end()) {
+    if (!it->is_string() && !it->is_number_integer()) {
+      return BadRequest("request field 'id' must be a string or an integer");
+    }
+    *id_json = Dump(*it);
+  }
+  for (const auto& [key, value] : j.items()) {
+    if (key != "op" && key != "name" && key != "id") {
+      return BadRequest(fmt::format("unknown request field '{}'", key));
+    }
+  }
+  auto op_it = j.find("op");
+  if (op_it == j.end() || !op_it->is_string()) {
+    return BadRequest("request field 'op' (a string) is missing");
+  }
+  const std::string op_name = op_it->get<std::string>();
+  Request r;
+  bool known = false;
+  for (const auto& o : kOps) {
+    if (o.name == op_name) {
+      r.op = o.op;
+      known = true;
+    }
+  }
+  if (!known) {
+    return BadRequest(
+        fmt::format("unknown op '{}' (known: snapshot.create, snapshot.list, snapshot.get, "
+                    "snapshot.delete, snapshot.restore, status)",
+                    op_name));
+  }
+  auto name_it = j.find("name");
+  if (!OpTakesName(r.op)) {
+    if (name_it != j.end()) return BadRequest(fmt::format("op '{}' takes no name", op_name));
+  } else {
+    if (name_it == j.end() || !name_it->is_string()) {
+      return BadRequest(fmt::format("op '{}' needs a 'name' (a string)", op_name));
+    }
+    r.name = name_it->get<std::string>();
+    if (Status st = volume::ValidateSnapshotName(r.name); !st.ok()) return ErrorFromStatus(st);
+  }
+  r.id_json = *id_json;
+  return r;
+}
+
+std::string EncodeReply(const Reply& reply, std::string_view id_json) {
+  ordered_json j;
+  j["ok"] = !std::holds_alternative<ErrorReply>(reply);
+  if (!id_json.empty()) {
+    // Came from our own Dump() of a string or integer, so it parses.
+    j["id"] = ordered_json::parse(id_json, nullptr, false);
+  }
+  std::visit(
+      [&](const auto& r) {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, SnapshotReply>) {
+          j["snapshot"] = SnapshotJson(r.snapshot);
+        } else if constexpr (std::is_same_v<T, SnapshotListReply>) {
+          ordered_json list = ordered_json::array();
+          for (const auto& s : r.snapshots) list.push_back(SnapshotJson(s));
+          j["snapshots"] = std::move(list);
+        } else if constexpr (std::is_same_v<T, StatusReply>) {
+          j["status"] = StatusJson(r.status);
+        } else if constexpr (std::is_same_v<T, ErrorReply>) {
+          ordered_json e;
+          e["code"] = r.code;
+          e["message"] = r.message;
+          j["error"] = std::move(e);
+        }
+      },
+      reply);
+  return Dump(j) + "\n";
+}
+
+void LineReader::Feed(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const size_t nl = bytes.find('\n');
+    if (discarding_) {
+      if (nl == std::string_view::npos) return;
+      bytes.remove_prefix(nl + 1);
+      discarding_ = false;
+      continue;
+    }
+    const std::string_view piece = bytes.substr(0, nl);  // all of it when npos
+    if (partial_.size() + piece.size() > max_) {
+      ready_.push_back(Line{"", true});
+      partial_.clear();
+      if (nl == std::string_view::npos) {
+        discarding_ = true;
+        return;
+      }
+      bytes.remove_prefix(nl + 1);
+      continue;
+    }
+    partial_.append(piece);
+    if (nl == std::string_view::npos) return;
+    bytes.remove_prefix(nl + 1);
+    std::string text = std::move(partial_);
+    partial_.clear();
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (!text.empty()) ready_.push_back(Line{std::move(text), false});  // blank: ignored
+  }
+}
+
+void LineReader::Finish() {
+  if (discarding_ || partial_.empty()) return;
+  Feed("\n");
+}
+
+std::optional<LineReader::Line> LineReader::Next() {
+  if (ready_.empty()) return std::nullopt;
+  Line l = std::move(ready_.front());
+  ready_.pop_front();
+  return l;
+}
+
+std::string EncodeRequest(const Request& request) {
+  ordered_json j;
+  j["op"] = std::string(OpName(request.op));
+  if (OpTakesName(request.op)) j["name"] = request.name;
+  if (!request.id_json.empty()) j["id"] = ordered_json::parse(request.id_json, nullptr, false);
+  return Dump(j) + "\n";
+}
+
+Result<Reply> DecodeReply(std::string_view line) {
+  ordered_json j = ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Corruption("reply is not a JSON object");
+  }
+  auto ok = j.find("ok");
+  if (ok == j.end() || !ok->is_boolean()) return Status::Corruption("reply has no 'ok'");
+  if (!ok->get<bool>()) {
+    auto e = j.find("error");
+    if (e == j.end() || !e->is_object()) return Status::Corruption("error reply has no 'error'");
+    ErrorReply r;
+    Fields f(*e, "reply error");
+    RETURN_IF_ERROR(f.Str("code", &r.code));
+    RETURN_IF_ERROR(f.Str("message", &r.message));
+    return Reply(std::move(r));
+  }
+  if (auto it = j.find("snapshot"); it != j.end()) {
+    ASSIGN_OR_RETURN(auto s, DecodeSnapshot(*it));
+    return Reply(SnapshotReply{std::move(s)});
+  }
+  if (auto it = j.find("snapshots"); it != j.end()) {
+    if (!it->is_array()) return Status::Corruption("reply: snapshots is not an array");
+    SnapshotListReply list;
+    for (const auto& one : *it) {
+      ASSIGN_OR_RETURN(auto s, DecodeSnapshot(one));
+      list.snapshots.push_back(std::move(s));
+    }
+    return Reply(std::move(list));
+  }
+  if (auto it = j.find("status"); it != j.end()) {
+    ASSIGN_OR_RETURN(auto s, DecodeStatus(*it));
+    return Reply(StatusReply{std::move(s)});
+  }
+  return Reply(OkReply{});
+}
+
+}  // namespace portal::control

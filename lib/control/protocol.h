@@ -1,0 +1,163 @@
+// The control protocol between portalbd and portalctl: line-delimited JSON over a unix
+// socket (docs/control.md has every request, reply and error). Sans-io: bytes in, values
+// out, and back; the socket server (control/server.h) and client (control/client.h) do
+// the I/O.
+//
+//   request  = one JSON object + "\n", at most kMaxRequestBytes before the newline
+//              {"op":"snapshot.create","name":"snap1","id":7}
+//   reply    = one JSON object + "\n", one per request, in request order
+//              {"ok":true,"id":7,"snapshot":{...}}
+//              {"ok":false,"id":7,"error":{"code":"not_found","message":"..."}}
+//
+// Parsing never throws and never asserts on peer bytes: every malformed request becomes
+// an ErrorReply with code "bad_request" (or "request_too_long", "invalid_argument").
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "util/status.h"
+#include "volume/snapshot.h"
+
+namespace portal::control {
+
+// Longest request line, excluding its newline. Requests are tiny (a name is at most 128
+// bytes); the bound only keeps a misbehaving peer from growing the daemon's buffers.
+inline constexpr size_t kMaxRequestBytes = 16 * 1024;
+// Longest reply line portalctl accepts (a list of many snapshots is the largest reply).
+inline constexpr size_t kMaxReplyBytes = 64ull << 20;
+
+enum class Op {
+  kSnapshotCreate,
+  kSnapshotList,
+  kSnapshotGet,
+  kSnapshotDelete,
+  kSnapshotRestore,
+  kStatus,
+};
+std::string_view OpName(Op op);  // "snapshot.create", ...
+bool OpTakesName(Op op);
+
+struct Request {
+  Op op = Op::kStatus;
+  std::string name;  // snapshot ops other than list
+  // The client's optional correlation id, echoed verbatim in the reply: the JSON text of
+  // a string or an integer ("" when absent).
+  std::string id_json;
+};
+
+// --- replies --------------------------------------------------------------------------
+
+// Error codes on the wire (snake_case, stable).
+inline constexpr std::string_view kBadRequest = "bad_request";
+inline constexpr std::string_view kRequestTooLong = "request_too_long";
+inline constexpr std::string_view kAlreadyExists = "already_exists";
+inline constexpr std::string_view kTooManyConnections = "too_many_connections";
+
+struct OkReply {};
+struct SnapshotReply {
+  volume::SnapshotInfo snapshot;
+};
+struct SnapshotListReply {
+  std::vector<volume::SnapshotInfo> snapshots;
+};
+struct RequestCount {  // object store requests of one kind since the daemon started
+  std::string kind;    // "GET", "PUT_IF_ABSENT", ...
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  uint64_t bytes = 0;
+  friend bool operator==(const RequestCount&, const RequestCount&) = default;
+};
+struct DaemonStatus {
+  std::string version;
+  uint64_t size_bytes = 0;
+  uint32_t block_size = 0;
+  std::string storage_url;
+  std::string nbd_address;
+  std::string volume_uuid;
+  uint64_t epoch = 0;
+  bool fenced = false;
+  uint64_t manifest_number = 0;
+  uint64_t objects_stored = 0;  // segments + map SSTs the volume tracks
+  uint64_t bytes_stored = 0;
+  uint64_t live_bytes = 0;  // data blocks the current map references
+  uint64_t segments = 0;
+  uint64_t segment_bytes = 0;
+  uint64_t map_ssts = 0;
+  uint64_t map_bytes = 0;
+  uint64_t buffer_bytes = 0;  // written, not yet in a segment (active + sealed buffers)
+  uint64_t max_unflushed_bytes = 0;
+  uint64_t cache_bytes = 0;
+  uint64_t cache_capacity_bytes = 0;
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  uint64_t write_stalls = 0;
+  uint64_t snapshots = 0;
+  uint64_t nbd_connections = 0;
+  std::vector<RequestCount> requests;  // kinds with at least one call
+  friend bool operator==(const DaemonStatus&, const DaemonStatus&) = default;
+};
+struct StatusReply {
+  DaemonStatus status;
+};
+struct ErrorReply {
+  std::string code;  // kBadRequest, "not_found", ...
+  std::string message;
+};
+
+using Reply = std::variant<OkReply, SnapshotReply, SnapshotListReply, StatusReply, ErrorReply>;
+
+// An error reply for a Status from the volume: the code is the Status code in snake_case
+// ("not_found", "invalid_argument", "busy", "io_error", ...).
+ErrorReply ErrorFromStatus(const Status& status);
+
+// --- daemon side ----------------------------------------------------------------------
+
+// Parses one request line (without its newline). An ErrorReply says what is wrong; the
+// caller still echoes the id if the line had a valid one (`id_json` is set when it did).
+std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::string* id_json);
+
+// One reply line, newline included.
+std::string EncodeReply(const Reply& reply, std::string_view id_json = "");
+
+// Splits a byte stream into request lines of at most `max_line_bytes`. A longer line is
+// reported once as too long and skipped up to its newline, so the stream stays in frame.
+// Memory is bounded by max_line_bytes plus one Feed().
+class LineReader {
+ public:
+  explicit LineReader(size_t max_line_bytes = kMaxRequestBytes) : max_(max_line_bytes) {}
+
+  struct Line {
+    std::string text;       // without "\n" (and without a trailing "\r")
+    bool too_long = false;  // text is empty then
+  };
+
+  void Feed(std::string_view bytes);
+  // The end of the stream: a last line without its newline becomes a line.
+  void Finish();
+  // The next complete line, if any.
+  std::optional<Line> Next();
+  // Bytes buffered that are not yet a complete line.
+  size_t buffered() const { return partial_.size(); }
+
+ private:
+  size_t max_;
+  std::string partial_;
+  bool discarding_ = false;  // inside a too-long line: drop up to the next newline
+  std::deque<Line> ready_;
+};
+
+// --- client side ----------------------------------------------------------------------
+
+// One request line, newline included.
+std::string EncodeRequest(const Request& request);
+
+// Parses a reply line (without its newline). Corruption if it is not a valid reply.
+Result<Reply> DecodeReply(std::string_view line);
+
+}  // namespace portal::control

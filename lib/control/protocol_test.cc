@@ -1,0 +1,267 @@
+// Byte-exact tests of the control protocol: request parsing, reply encoding, line framing.
+#include "control/protocol.h"
+
+#include <catch2/catch.hpp>
+
+namespace portal::control {
+namespace {
+
+ErrorReply ParseError(std::string_view line, std::string* id = nullptr) {
+  std::string ignored;
+  auto r = ParseRequest(line, id ? id : &ignored);
+  REQUIRE(std::holds_alternative<ErrorReply>(r));
+  return std::get<ErrorReply>(r);
+}
+
+Request Parse(std::string_view line) {
+  std::string id;
+  auto r = ParseRequest(line, &id);
+  if (auto* e = std::get_if<ErrorReply>(&r)) FAIL(e->code << ": " << e->message);
+  return std::get<Request>(r);
+}
+
+volume::SnapshotInfo Snap() {
+  volume::SnapshotInfo s;
+  s.name = "snap1";
+  s.id = "0c6e2a5e-46a1-4b8e-9d43-7d7f3e0b1c2a";
+  s.created_ns = 1767755083123456789;
+  s.size_bytes = 1 << 30;
+  s.data_bytes = 5 << 20;
+  s.attached = 1;
+  return s;
+}
+
+constexpr std::string_view kSnapJson =
+    R"({"name":"snap1","id":"0c6e2a5e-46a1-4b8e-9d43-7d7f3e0b1c2a",)"
+    R"("created":"2026-01-07T03:04:43.123456Z","created_ns":1767755083123456789,)"
+    R"("size_bytes":1073741824,"pinned_bytes":5242880,"attached":1})";
+
+TEST_CASE("control requests parse for every op", "[control]") {
+  Request r = Parse(R"({"op":"snapshot.create","name":"snap1"})");
+  CHECK(r.op == Op::kSnapshotCreate);
+  CHECK(r.name == "snap1");
+  CHECK(Parse(R"({"op":"snapshot.list"})").op == Op::kSnapshotList);
+  CHECK(Parse(R"({"op":"snapshot.get","name":"a"})").op == Op::kSnapshotGet);
+  CHECK(Parse(R"({"op":"snapshot.delete","name":"a"})").op == Op::kSnapshotDelete);
+  CHECK(Parse(R"({"name":"a","op":"snapshot.restore"})").op == Op::kSnapshotRestore);
+  CHECK(Parse(R"(  {"op":"status"}  )").op == Op::kStatus);
+}
+
+TEST_CASE("control request ids are echoed verbatim, string or integer", "[control]") {
+  std::string id;
+  auto r = ParseRequest(R"({"op":"status","id":"abc"})", &id);
+  REQUIRE(std::holds_alternative<Request>(r));
+  CHECK(id == R"("abc")");
+  CHECK(EncodeReply(OkReply{}, id) == "{\"ok\":true,\"id\":\"abc\"}\n");
+  r = ParseRequest(R"({"op":"status","id":-42})", &id);
+  CHECK(id == "-42");
+  // Even a request that is otherwise bad carries its id back.
+  ErrorReply e = ParseError(R"({"op":"nope","id":7})", &id);
+  CHECK(id == "7");
+  CHECK(EncodeReply(e, id).starts_with(R"({"ok":false,"id":7,"error":{"code":"bad_request",)"));
+  // An id that is neither is itself the error, and is not echoed.
+  e = ParseError(R"({"op":"status","id":[1]})", &id);
+  CHECK(id.empty());
+  CHECK(e.message == "request field 'id' must be a string or an integer");
+}
+
+TEST_CASE("malformed control requests are bad_request with a message", "[control]") {
+  struct Case {
+    std::string_view line;
+    std::string_view message;
+  } cases[] = {
+      {"{", "request is not valid JSON"},
+      {"hello", "request is not valid JSON"},
+      {"[1,2]", "request is not a JSON object"},
+      {"\"status\"", "request is not a JSON object"},
+      {"{}", "request field 'op' (a string) is missing"},
+      {R"({"op":7})", "request field 'op' (a string) is missing"},
+      {R"({"op":"status","extra":1})", "unknown request field 'extra'"},
+      {R"({"op":"status","name":"x"})", "op 'status' takes no name"},
+      {R"({"op":"snapshot.list","name":"x"})", "op 'snapshot.list' takes no name"},
+      {R"({"op":"snapshot.get"})", "op 'snapshot.get' needs a 'name' (a string)"},
+      {R"({"op":"snapshot.create","name":5})", "op 'snapshot.create' needs a 'name' (a string)"},
+      {R"({"op":"SnapshotCreate"})",
+       "unknown op 'SnapshotCreate' (known: snapshot.create, snapshot.list, snapshot.get, "
+       "snapshot.delete, snapshot.restore, status)"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.line);
+    ErrorReply e = ParseError(c.line);
+    CHECK(e.code == "bad_request");
+    CHECK(e.message == c.message);
+  }
+}
+
+TEST_CASE("control requests with an invalid snapshot name are invalid_argument", "[control]") {
+  ErrorReply e = ParseError(R"({"op":"snapshot.create","name":""})");
+  CHECK(e.code == "invalid_argument");
+  CHECK(e.message == "snapshot name is empty");
+  e = ParseError(R"({"op":"snapshot.create","name":"a/b"})");
+  CHECK(e.message == "snapshot name 'a/b' contains '/', which is not allowed");
+  e = ParseError(R"({"op":"snapshot.get","name":"portalbd@x"})");
+  CHECK(e.message == "snapshot name 'portalbd@x' contains '@', which is not allowed");
+  e = ParseError(R"({"op":"snapshot.delete","name":")" + std::string(129, 'n') + "\"}");
+  CHECK(e.message == "snapshot name is 129 bytes long; the limit is 128");
+  CHECK(Parse(R"({"op":"snapshot.create","name":")" + std::string(128, 'n') + "\"}").name.size() ==
+        128);
+}
+
+TEST_CASE("a control request longer than the bound is request_too_long", "[control]") {
+  std::string line = R"({"op":"status","pad":")" + std::string(kMaxRequestBytes, 'x') + "\"}";
+  ErrorReply e = ParseError(line);
+  CHECK(e.code == "request_too_long");
+  CHECK(e.message == "request is longer than 16384 bytes");
+}
+
+TEST_CASE("control replies encode byte for byte", "[control]") {
+  CHECK(EncodeReply(OkReply{}) == "{\"ok\":true}\n");
+  CHECK(EncodeReply(SnapshotReply{Snap()}) ==
+        "{\"ok\":true,\"snapshot\":" + std::string(kSnapJson) + "}\n");
+  CHECK(EncodeReply(SnapshotListReply{}) == "{\"ok\":true,\"snapshots\":[]}\n");
+  CHECK(EncodeReply(SnapshotListReply{{Snap(), Snap()}}, "1") ==
+        "{\"ok\":true,\"id\":1,\"snapshots\":[" + std::string(kSnapJson) + "," +
+            std::string(kSnapJson) + "]}\n");
+  CHECK(EncodeReply(ErrorReply{"not_found", "no snapshot named 'x'"}) ==
+        R"({"ok":false,"error":{"code":"not_found","message":"no snapshot named 'x'"}})"
+        "\n");
+  // Bytes that are not UTF-8 (a store's message could hold them) never throw.
+  CHECK(EncodeReply(ErrorReply{"io_error", "bad \xff byte"}) ==
+        "{\"ok\":false,\"error\":{\"code\":\"io_error\",\"message\":\"bad \xEF\xBF\xBD byte\"}}\n");
+}
+
+TEST_CASE("the control status reply encodes every field and decodes back", "[control]") {
+  DaemonStatus s;
+  s.version = "0.1.0";
+  s.size_bytes = 1 << 30;
+  s.block_size = 4096;
+  s.storage_url = "s3://bucket/prefix";
+  s.nbd_address = "127.0.0.1:10809";
+  s.volume_uuid = "u";
+  s.epoch = 3;
+  s.fenced = true;
+  s.manifest_number = 12;
+  s.objects_stored = 5;
+  s.bytes_stored = 1000;
+  s.live_bytes = 800;
+  s.segments = 4;
+  s.segment_bytes = 900;
+  s.map_ssts = 1;
+  s.map_bytes = 100;
+  s.buffer_bytes = 8192;
+  s.max_unflushed_bytes = 1 << 28;
+  s.cache_bytes = 10;
+  s.cache_capacity_bytes = 20;
+  s.cache_hits = 30;
+  s.cache_misses = 40;
+  s.write_stalls = 2;
+  s.snapshots = 7;
+  s.nbd_connections = 1;
+  s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
+  const std::string line = EncodeReply(StatusReply{s});
+  CHECK(
+      line ==
+      R"({"ok":true,"status":{"version":"0.1.0","size_bytes":1073741824,"block_size":4096,)"
+      R"("storage_url":"s3://bucket/prefix","nbd_address":"127.0.0.1:10809","volume_uuid":"u",)"
+      R"("epoch":3,"fenced":true,"manifest":12,"objects_stored":5,"bytes_stored":1000,"live_bytes":800,)"
+      R"("segments":4,"segment_bytes":900,"map_ssts":1,"map_bytes":100,"buffer_bytes":8192,)"
+      R"("max_unflushed_bytes":268435456,"cache_bytes":10,"cache_capacity_bytes":20,)"
+      R"("cache_hits":30,"cache_misses":40,"write_stalls":2,"snapshots":7,"nbd_connections":1,)"
+      R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
+      R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
+      "\n");
+  auto back = DecodeReply(std::string_view(line).substr(0, line.size() - 1));
+  REQUIRE(back.ok());
+  REQUIRE(std::holds_alternative<StatusReply>(*back));
+  CHECK(std::get<StatusReply>(*back).status == s);  // request kinds keep their order
+}
+
+TEST_CASE("control replies decode, and bad replies are Corruption", "[control]") {
+  auto snap = DecodeReply("{\"ok\":true,\"snapshot\":" + std::string(kSnapJson) + "}");
+  REQUIRE(snap.ok());
+  const auto& s = std::get<SnapshotReply>(*snap).snapshot;
+  CHECK(s.name == "snap1");
+  CHECK(s.created_ns == 1767755083123456789);
+  CHECK(s.data_bytes == 5u << 20);
+  CHECK(s.attached == 1);
+  auto err = DecodeReply(R"({"ok":false,"error":{"code":"busy","message":"m"}})");
+  REQUIRE(err.ok());
+  CHECK(std::get<ErrorReply>(*err).code == "busy");
+  CHECK(std::holds_alternative<OkReply>(*DecodeReply(R"({"ok":true,"id":"x"})")));
+  for (std::string_view bad :
+       {"", "[]", "{}", R"({"ok":1})", R"({"ok":false})", R"({"ok":true,"snapshot":{"name":"x"}})",
+        R"({"ok":true,"snapshots":{}})", R"({"ok":true,"status":[]})"}) {
+    INFO(bad);
+    auto r = DecodeReply(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().IsCorruption());
+  }
+}
+
+TEST_CASE("control requests encode byte for byte", "[control]") {
+  CHECK(EncodeRequest(Request{Op::kSnapshotCreate, "snap1", ""}) ==
+        "{\"op\":\"snapshot.create\",\"name\":\"snap1\"}\n");
+  CHECK(EncodeRequest(Request{Op::kSnapshotList, "ignored", "3"}) ==
+        "{\"op\":\"snapshot.list\",\"id\":3}\n");
+  CHECK(EncodeRequest(Request{Op::kStatus, "", ""}) == "{\"op\":\"status\"}\n");
+}
+
+TEST_CASE("status codes map to snake_case error codes", "[control]") {
+  CHECK(ErrorFromStatus(Status::NotFound("m")).code == "not_found");
+  CHECK(ErrorFromStatus(Status::Busy("m")).code == "busy");
+  CHECK(ErrorFromStatus(Status::InvalidArgument("m")).code == "invalid_argument");
+  CHECK(ErrorFromStatus(Status::IOError("m")).code == "io_error");
+  CHECK(ErrorFromStatus(Status::Unavailable("m")).code == "unavailable");
+  CHECK(ErrorFromStatus(Status::PreconditionFailed("m")).code == "precondition_failed");
+  CHECK(ErrorFromStatus(Status::Shutdown("m")).message == "m");
+}
+
+std::vector<LineReader::Line> Drain(LineReader& r) {
+  std::vector<LineReader::Line> out;
+  while (auto l = r.Next()) out.push_back(std::move(*l));
+  return out;
+}
+
+TEST_CASE("LineReader splits lines across feeds and strips CR", "[control]") {
+  LineReader r(16);
+  r.Feed("ab");
+  CHECK(Drain(r).empty());
+  r.Feed("c\r\nde\n\n\r\nf");  // blank lines are skipped
+  auto lines = Drain(r);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].text == "abc");
+  CHECK(lines[1].text == "de");
+  CHECK(r.buffered() == 1);
+  r.Finish();  // a last line without its newline still counts
+  lines = Drain(r);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].text == "f");
+}
+
+TEST_CASE("LineReader reports a too-long line once and resynchronizes", "[control]") {
+  LineReader r(8);
+  r.Feed("12345678\n");              // exactly the bound: fine
+  r.Feed("123456789");               // one more: too long, no newline yet
+  r.Feed(std::string(100000, 'x'));  // still inside it: nothing buffered
+  CHECK(r.buffered() == 0);
+  r.Feed("yy\nok\n");
+  auto lines = Drain(r);
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0].text == "12345678");
+  CHECK(lines[1].too_long);
+  CHECK(lines[2].text == "ok");
+  // Too long within one feed, newline included.
+  r.Feed("abcdefghij\nz\n");
+  lines = Drain(r);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].too_long);
+  CHECK(lines[1].text == "z");
+  r.Feed("0123456789");
+  r.Finish();  // too long and unterminated: reported once, nothing more
+  lines = Drain(r);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].too_long);
+}
+
+}  // namespace
+}  // namespace portal::control

@@ -1,0 +1,86 @@
+// Server: the control socket. A thin Asio adapter (the only Asio-aware control file)
+// around the sans-io protocol in control/protocol.h: it accepts on a unix socket, splits
+// each connection's bytes into request lines, hands each request to a Handler and writes
+// the reply. One connection's requests run one after another, in order; connections run
+// concurrently.
+//
+// The socket file: its parent directory is created; it is made mode 0600 before listen(),
+// so no connection is ever accepted under wider permissions. A stale file (nobody answers)
+// is replaced; if a live server answers on it, Listen() fails with Busy and says so; a
+// path that is not a socket is refused. Shutdown() removes the file it bound.
+//
+// Bounds: max_connections (one more is told too_many_connections and closed), one request
+// line of kMaxRequestBytes, one request in flight per connection.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "control/protocol.h"
+#include "env/real_env.h"
+#include "env/task.h"
+#include "util/status.h"
+
+namespace portal::control {
+
+// What the daemon does with a request. Called on an executor thread; may suspend (a
+// snapshot create or restore takes seconds). Must be thread-safe: connections call it
+// concurrently.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual Task<Reply> Handle(Request request) = 0;
+};
+
+class Connection;
+
+class Server {
+ public:
+  struct Options {
+    std::string path;  // absolute path of the socket file
+    uint32_t max_connections = 16;
+    size_t max_request_bytes = kMaxRequestBytes;
+  };
+
+  // `env` and `handler` must outlive the server.
+  Server(RealEnv& env, Handler& handler, Options options);
+  ~Server();  // Shutdown()s
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Creates the parent directory, replaces a stale socket file, binds, chmods 0600 and
+  // listens. Busy if a live server answers on the path; errors name the path.
+  Status Listen();
+  // Starts accepting (on the env's executor threads).
+  void Start();
+  // Stops accepting, closes idle connections, lets requests in flight finish and their
+  // replies be written (up to `timeout_ms`), removes the socket file. Blocks; never call
+  // from an executor thread. Idempotent.
+  void Shutdown(uint64_t timeout_ms = 120000);
+
+  const std::string& path() const { return options_.path; }
+  size_t connection_count() const;
+
+ private:
+  friend class Connection;
+  struct Impl;
+  void Accept();
+  void Unregister(Connection* c);
+
+  RealEnv& env_;
+  Handler& handler_;
+  Options options_;
+  std::unique_ptr<Impl> impl_;
+  bool bound_ = false;    // we created the socket file (ours to remove)
+  bool started_ = false;  // set and read by the owning thread only
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                                        // GUARDED_BY(mu_)
+};
+
+}  // namespace portal::control

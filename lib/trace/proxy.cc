@@ -1,0 +1,376 @@
+#include "trace/proxy.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include <asio/bind_executor.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+#include <asio/write.hpp>
+
+#include "nbd/listener.h"
+#include "nbd/server.h"  // ParseListenAddress
+#include "trace/nbd_tap.h"
+#include "util/log.h"
+
+namespace portal::trace {
+
+using Socket = asio::generic::stream_protocol::socket;
+using nbd::Acceptor;
+using nbd::Endpoint;
+
+namespace {
+auto Log() { return log::Get("portalbd::trace"); }
+constexpr size_t kReadChunk = 256 * 1024;
+}  // namespace
+
+struct Proxy::Impl {
+  explicit Impl(asio::io_context& io) : acceptor(asio::make_strand(io)) {}
+  Acceptor acceptor;
+  Endpoint upstream;
+  bool upstream_tcp = true;
+  bool listen_tcp = true;
+};
+
+class ProxyConnection final : public std::enable_shared_from_this<ProxyConnection>,
+                              public NbdTap::Sink {
+ public:
+  ProxyConnection(Proxy& proxy, Socket client, uint32_t id, std::string peer)
+      : proxy_(proxy),
+        strand_(asio::make_strand(proxy.env_.io_context())),
+        client_(std::move(client)),
+        upstream_(proxy.env_.io_context()),
+        id_(id),
+        peer_(std::move(peer)),
+        tap_(*this),
+        cin_(kReadChunk),
+        uin_(kReadChunk) {}
+
+  void Begin() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->upstream_.async_connect(
+          self->proxy_.impl_->upstream,
+          asio::bind_executor(self->strand_, [self](const std::error_code& ec) {
+            if (ec) {
+              Log()->warn("conn={} cannot connect to upstream {}: {}", self->id_,
+                          self->proxy_.options_.upstream, ec.message());
+              self->Close();
+              return;
+            }
+            if (self->proxy_.impl_->upstream_tcp) {
+              std::error_code ignored;
+              self->upstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
+            }
+            self->Pump();
+          }));
+    });
+  }
+
+  // Stop reading new requests; in-flight ones finish.
+  void BeginStop() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->stopping_ = true;
+      self->Pump();
+    });
+  }
+
+  void ForceClose() {
+    asio::post(strand_, [self = shared_from_this()] { self->Close(); });
+  }
+
+  size_t inflight() const { return inflight_.load(); }
+
+  // NbdTap::Sink
+  void OnExport(uint64_t size_bytes, uint16_t flags) override {
+    Log()->info("conn={} transmission export_size_bytes={} flags={:#06x} structured_replies={}",
+                id_, size_bytes, flags, tap_.structured_replies());
+    if (!proxy_.recorder_.SetDeviceSize(size_bytes)) {
+      Log()->warn("conn={} export size {} differs from the first connection's; the trace "
+                  "keeps the first", id_, size_bytes);
+    }
+  }
+  void OnRequest(const TappedRequest& r) override {
+    ++recorded_;
+    Status st = proxy_.recorder_.Record(id_, r);
+    if (!st.ok() && !record_error_logged_) {
+      record_error_logged_ = true;
+      Log()->error("conn={} cannot record: {}", id_, st.ToString());
+    }
+  }
+
+ private:
+  uint64_t Now() { return proxy_.env_.NowNanos(); }
+
+  void ProcessClient() {
+    size_t used = tap_.FromClient(std::span<const uint8_t>(cin_.data(), cin_len_), Now(), &to_up_,
+                                  &to_cl_);
+    if (used > 0) {
+      std::memmove(cin_.data(), cin_.data() + used, cin_len_ - used);
+      cin_len_ -= used;
+    }
+    NoteTap();
+  }
+
+  void NoteTap() {
+    size_t inflight = tap_.inflight();
+    if (inflight_.exchange(inflight) != 0 && inflight == 0) proxy_.NoteDrained();
+    if (tap_.blind() && !blind_logged_) {
+      blind_logged_ = true;
+      Log()->warn("conn={} no longer recording (relaying unparsed): {}", id_,
+                  tap_.blind_reason());
+    }
+  }
+
+  void Pump() {
+    if (closed_) return;
+    auto self = shared_from_this();
+    if (!up_writing_ && !to_up_.empty() && !up_shut_) {
+      up_wbuf_.swap(to_up_);
+      up_writing_ = true;
+      asio::async_write(upstream_, asio::buffer(up_wbuf_),
+                        asio::bind_executor(strand_, [self](const std::error_code& ec, size_t) {
+                          self->up_writing_ = false;
+                          self->up_wbuf_.clear();
+                          if (ec) return self->Fail("writing to the upstream", ec);
+                          self->Pump();
+                        }));
+    }
+    if (!cl_writing_ && !to_cl_.empty()) {
+      cl_wbuf_.swap(to_cl_);
+      cl_writing_ = true;
+      asio::async_write(client_, asio::buffer(cl_wbuf_),
+                        asio::bind_executor(strand_, [self](const std::error_code& ec, size_t) {
+                          self->cl_writing_ = false;
+                          self->cl_wbuf_.clear();
+                          if (ec) return self->Fail("writing to the client", ec);
+                          self->Pump();
+                        }));
+    }
+    // The client is done and everything it sent is upstream: pass the close on.
+    if (client_eof_ && !up_shut_ && cin_len_ == 0 && to_up_.empty() && !up_writing_) {
+      up_shut_ = true;
+      std::error_code ignored;
+      upstream_.shutdown(asio::socket_base::shutdown_send, ignored);
+    }
+    // The upstream is done and the client has everything it sent: end.
+    if (up_eof_ && to_cl_.empty() && !cl_writing_) {
+      Close();
+      return;
+    }
+    bool want_client = !stopping_ || tap_.inflight() > 0 || cin_len_ > 0;
+    if (!reading_client_ && !client_eof_ && want_client && cin_len_ < cin_.size() &&
+        to_up_.size() < Proxy::kBufferBytes) {
+      reading_client_ = true;
+      client_.async_read_some(
+          asio::buffer(cin_.data() + cin_len_, cin_.size() - cin_len_),
+          asio::bind_executor(strand_, [self](const std::error_code& ec, size_t n) {
+            self->reading_client_ = false;
+            if (ec) {
+              self->client_eof_ = true;
+            } else {
+              self->cin_len_ += n;
+              self->ProcessClient();
+            }
+            self->Pump();
+          }));
+    }
+    if (!reading_up_ && !up_eof_ && to_cl_.size() < Proxy::kBufferBytes) {
+      reading_up_ = true;
+      upstream_.async_read_some(
+          asio::buffer(uin_.data(), uin_.size()),
+          asio::bind_executor(strand_, [self](const std::error_code& ec, size_t n) {
+            self->reading_up_ = false;
+            if (ec) {
+              self->up_eof_ = true;
+            } else {
+              self->tap_.FromServer(std::span<const uint8_t>(self->uin_.data(), n), self->Now(),
+                                    &self->to_cl_);
+              self->ProcessClient();  // bytes held for an option reply may move on now
+            }
+            self->Pump();
+          }));
+    }
+  }
+
+  void Fail(const char* what, const std::error_code& ec) {
+    if (!closed_) Log()->debug("conn={} {} failed: {}", id_, what, ec.message());
+    Close();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    std::error_code ignored;
+    client_.shutdown(asio::socket_base::shutdown_both, ignored);
+    client_.close(ignored);
+    upstream_.shutdown(asio::socket_base::shutdown_both, ignored);
+    upstream_.close(ignored);
+    size_t lost = tap_.inflight();
+    inflight_.store(0);
+    proxy_.lost_ += lost;
+    proxy_.NoteDrained();
+    if (lost > 0) {
+      Log()->warn("conn={} closed with {} requests unanswered (not recorded)", id_, lost);
+    }
+    Log()->info("conn={} closed peer={} requests_recorded={}", id_, peer_, recorded_);
+    proxy_.Unregister(this);
+  }
+
+  Proxy& proxy_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  Socket client_;
+  Socket upstream_;
+  const uint32_t id_;
+  const std::string peer_;
+  NbdTap tap_;
+  std::vector<uint8_t> cin_;  // client bytes read, [0, cin_len_) not yet taken by the tap
+  size_t cin_len_ = 0;
+  std::vector<uint8_t> uin_;
+  std::string to_up_, up_wbuf_;
+  std::string to_cl_, cl_wbuf_;
+  bool up_writing_ = false, cl_writing_ = false;
+  bool reading_client_ = false, reading_up_ = false;
+  bool client_eof_ = false, up_eof_ = false, up_shut_ = false;
+  bool stopping_ = false, closed_ = false;
+  bool blind_logged_ = false, record_error_logged_ = false;
+  uint64_t recorded_ = 0;
+  std::atomic<size_t> inflight_{0};
+};
+
+Proxy::Proxy(RealEnv& env, Recorder& recorder, Options options)
+    : env_(env),
+      recorder_(recorder),
+      options_(std::move(options)),
+      impl_(std::make_unique<Impl>(env.io_context())) {}
+
+Proxy::~Proxy() { Shutdown(0); }
+
+Status Proxy::Listen() {
+  // Upstream first: a typo there should fail before anything listens.
+  auto up = nbd::ParseListenAddress(options_.upstream);
+  if (!up.ok()) return up.status().WithContext("--upstream");
+  auto endpoint = nbd::ResolveEndpoint(env_.io_context(), options_.upstream);
+  if (!endpoint.ok()) return endpoint.status().WithContext("--upstream");
+  impl_->upstream = *endpoint;
+  impl_->upstream_tcp = !up->is_unix;
+  auto bound = nbd::BindListener(env_.io_context(), impl_->acceptor, options_.listen);
+  if (!bound.ok()) return bound.status().WithContext("--listen");
+  impl_->listen_tcp = bound->tcp;
+  unix_path_ = bound->unix_path;
+  bound_address_ = bound->address;
+  return Status::Ok();
+}
+
+void Proxy::Start() {
+  started_ = true;
+  asio::post(impl_->acceptor.get_executor(), [this] { Accept(); });
+}
+
+void Proxy::Accept() {
+  impl_->acceptor.async_accept([this](const std::error_code& ec, Socket socket) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        Log()->warn("accept failed: {}", ec.message());
+        Accept();
+      }
+      return;
+    }
+    std::error_code ignored;
+    if (impl_->listen_tcp) socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    std::shared_ptr<ProxyConnection> conn;
+    uint32_t id = static_cast<uint32_t>(accepted_.load() + 1);
+    {
+      std::lock_guard lock(mu_);
+      if (connections_.size() >= options_.max_connections) {
+        Log()->warn("connection refused: {} connections open", connections_.size());
+        socket.close(ignored);
+      } else {
+        ++accepted_;
+        conn = std::make_shared<ProxyConnection>(*this, std::move(socket), id,
+                                                 impl_->listen_tcp ? "tcp" : "unix");
+        connections_.insert(conn);
+      }
+    }
+    if (conn) {
+      Log()->info("conn={} accepted; connecting to upstream {}", id, options_.upstream);
+      conn->Begin();
+    }
+    Accept();
+  });
+}
+
+void Proxy::NoteDrained() {
+  std::lock_guard lock(mu_);
+  cv_.notify_all();
+}
+
+void Proxy::Unregister(ProxyConnection* c) {
+  std::lock_guard lock(mu_);
+  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+    if (it->get() == c) {
+      connections_.erase(it);
+      break;
+    }
+  }
+  cv_.notify_all();
+}
+
+void Proxy::Shutdown(uint64_t drain_ms) {
+  std::vector<std::shared_ptr<ProxyConnection>> conns;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    conns.assign(connections_.begin(), connections_.end());
+  }
+  {
+    std::mutex m;
+    std::condition_variable closed_cv;
+    bool closed = !started_;
+    auto close_acceptor = [&] {
+      std::error_code ignored;
+      impl_->acceptor.close(ignored);
+      std::lock_guard lock(m);
+      closed = true;
+      closed_cv.notify_all();
+    };
+    if (started_) {
+      asio::post(impl_->acceptor.get_executor(), close_acceptor);
+      std::unique_lock lock(m);
+      closed_cv.wait_for(lock, std::chrono::seconds(5), [&] { return closed; });
+    } else {
+      std::error_code ignored;
+      impl_->acceptor.close(ignored);
+    }
+  }
+  for (auto& c : conns) c->BeginStop();
+  {
+    auto drained = [&] {
+      size_t inflight = 0;
+      for (auto& c : conns) inflight += c->inflight();
+      return inflight == 0;
+    };
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(drain_ms), drained);
+  }
+  for (auto& c : conns) c->ForceClose();
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return connections_.empty(); })) {
+      Log()->warn("shutdown: {} connections did not close", connections_.size());
+    }
+  }
+  if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+}
+
+}  // namespace portal::trace

@@ -1,0 +1,80 @@
+// Proxy: trace-record's network side. Accepts NBD clients, connects each to the upstream
+// server, relays bytes both ways through an NbdTap and hands finished requests to a
+// Recorder. The only Asio-aware file of lib/trace (Asio stays in proxy.cc).
+//
+// Per connection: one strand; the client's bytes are read only while the tap accepts
+// them and the upstream keeps up (at most kBufferBytes buffered per direction), so a fast
+// client cannot make the proxy buffer without bound. A client that closes its side makes
+// the proxy close its side to the upstream; the upstream closing ends the connection
+// once everything it sent has reached the client.
+//
+// Shutdown: stop accepting, stop reading new requests from clients, let in-flight
+// requests finish (up to a deadline), then close every connection. Requests still
+// unanswered at the deadline are not recorded (the log says how many).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "env/real_env.h"
+#include "trace/recorder.h"
+#include "util/status.h"
+
+namespace portal::trace {
+
+class ProxyConnection;
+
+class Proxy {
+ public:
+  struct Options {
+    std::string listen = "127.0.0.1:10809";  // HOST:PORT or unix:/path
+    std::string upstream;                    // HOST:PORT or unix:/path
+    uint32_t max_connections = 256;
+  };
+  static constexpr size_t kBufferBytes = 1 << 20;
+
+  // `env` and `recorder` must outlive the proxy.
+  Proxy(RealEnv& env, Recorder& recorder, Options options);
+  ~Proxy();  // Shutdown(0)
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  // Resolves the upstream address and binds the listener. Errors name the address.
+  Status Listen();
+  // "127.0.0.1:PORT" as bound (the real port when 0 was asked for) or "unix:/path".
+  std::string bound_address() const { return bound_address_; }
+  void Start();
+  // Blocks; never call from an executor thread. Idempotent.
+  void Shutdown(uint64_t drain_ms = 5000);
+
+  uint64_t connections_accepted() const { return accepted_.load(); }
+  uint64_t requests_lost() const { return lost_.load(); }
+
+ private:
+  friend class ProxyConnection;
+  struct Impl;
+  void Accept();
+  void Unregister(ProxyConnection* c);
+  void NoteDrained();  // a connection has no request in flight any more
+
+  RealEnv& env_;
+  Recorder& recorder_;
+  Options options_;
+  std::unique_ptr<Impl> impl_;
+  std::string bound_address_;
+  std::string unix_path_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_set<std::shared_ptr<ProxyConnection>> connections_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                                              // GUARDED_BY(mu_)
+  bool started_ = false;
+  std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> lost_{0};
+};
+
+}  // namespace portal::trace

@@ -46,10 +46,38 @@ bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
 
 }  // namespace
 
+// Appends the footer and trailer of `f` to out->bytes (its chunks filled in).
+static void AppendFooter(const SegmentFooter* f, EncodedSegment* out);
+
+EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compress) {
+  if (compress) return EncodeSegment(f, data, true);
+  // Raw chunks are the data itself: no copy of it (a segment is up to l0_sst_size_bytes).
+  PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
+  const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
+  f->chunks.clear();
+  f->chunks.reserve(data.size() / chunk_bytes + 1);
+  std::string_view all(data);
+  for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
+    std::string_view raw = all.substr(pos, chunk_bytes);
+    ChunkInfo c;
+    c.offset = pos;
+    c.raw_blocks = raw.size() / f->block_size;
+    c.checksum = Checksum64(raw);
+    c.codec = ChunkCodec::kRaw;
+    c.stored_len = raw.size();
+    f->chunks.push_back(c);
+  }
+  EncodedSegment out;
+  out.bytes = std::move(data);
+  AppendFooter(f, &out);
+  return out;
+}
+
 EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compress) {
   PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
   EncodedSegment out;
   std::string& s = out.bytes;
+  s.reserve(data.size() + 4096);
   const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
   f->chunks.clear();
   std::string scratch;
@@ -73,7 +101,12 @@ EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compr
     c.stored_len = s.size() - c.offset;
     f->chunks.push_back(c);
   }
+  AppendFooter(f, &out);
+  return out;
+}
 
+static void AppendFooter(const SegmentFooter* f, EncodedSegment* out) {
+  std::string& s = out->bytes;
   std::string footer;
   PutVarint64(&footer, kSegmentFormatVersion);
   PutVarint64(&footer, f->segment_id);
@@ -111,12 +144,11 @@ EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compr
     }
     prev_end = e.end;
   }
-  out.footer_checksum = Checksum64(footer);
+  out->footer_checksum = Checksum64(footer);
   s.append(footer);
   PutFixed32(&s, static_cast<uint32_t>(footer.size()));
-  PutFixed64(&s, out.footer_checksum);
+  PutFixed64(&s, out->footer_checksum);
   PutFixed64(&s, kMagic);
-  return out;
 }
 
 Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string& name) {

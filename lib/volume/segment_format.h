@@ -64,6 +64,8 @@ struct EncodedSegment {
 // must reference stream indexes < data_blocks. Compression is per chunk, kept only
 // when it saves at least 1/8.
 EncodedSegment EncodeSegment(SegmentFooter* footer, std::string_view data, bool compress);
+// The same bytes, built in `data`'s own storage when uncompressed (no copy of the data).
+EncodedSegment EncodeSegmentOwned(SegmentFooter* footer, std::string data, bool compress);
 
 // Parses the fixed trailer (the object's last kSegmentTrailerSize bytes): returns the
 // footer length; the footer is the `footer_len` bytes before the trailer.

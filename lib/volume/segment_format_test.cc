@@ -34,6 +34,21 @@ std::string Data(uint64_t blocks, bool compressible) {
   return d;
 }
 
+TEST_CASE("EncodeSegmentOwned writes the same bytes as EncodeSegment", "[volume][format]") {
+  for (bool compress : {false, true}) {
+    for (uint64_t blocks : {1ull, 16ull, 17ull, 100ull}) {
+      SegmentFooter f1 = Sample(blocks);
+      SegmentFooter f2 = Sample(blocks);
+      std::string data = Data(blocks, false);
+      EncodedSegment a = EncodeSegment(&f1, data, compress);
+      EncodedSegment b = EncodeSegmentOwned(&f2, data, compress);
+      CHECK(a.bytes == b.bytes);
+      CHECK(a.footer_checksum == b.footer_checksum);
+      CHECK(f1.chunks.size() == f2.chunks.size());
+    }
+  }
+}
+
 TEST_CASE("segments round-trip, compressed and raw, and chunks verify", "[volume][format]") {
   for (bool compressible : {true, false}) {
     for (uint64_t blocks : {1ull, 16ull, 17ull, 100ull}) {

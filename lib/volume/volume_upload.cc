@@ -84,7 +84,7 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
     EncodedSegment enc = co_await RunBlocking(env_, [&] {
       std::string data;
       if (buf) {
-        data.reserve(buf->bytes());
+        data.reserve(buf->bytes() + 64 * 1024);  // + footer: no regrowth
         buf->Seal(footer, &data);
       } else {
         footer->extents = reloc->extents;
@@ -92,7 +92,7 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
         footer->data_blocks = reloc->data_blocks;
         return EncodeSegment(footer, reloc->data, options_.compress);
       }
-      return EncodeSegment(footer, data, options_.compress);
+      return EncodeSegmentOwned(footer, std::move(data), options_.compress);
     });
     *size = enc.bytes.size();
     const uint64_t checksum = enc.footer_checksum;

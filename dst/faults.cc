@@ -25,7 +25,7 @@ constexpr TriggerKind kTriggerKinds[] = {
     {OpKind::kPutIfAbsent, "seg/", 40},     {OpKind::kPutIfAbsent, "map/", 12},
     {OpKind::kPutIfAbsent, "manifest/", 8}, {OpKind::kDelete, "", 10},
     {OpKind::kGet, "seg/", 40},             {OpKind::kList, "", 4},
-    {OpKind::kHead, "manifest/", 8},
+    {OpKind::kHead, "manifest/", 8},        {OpKind::kPutIfAbsent, "snap/", 3},
 };
 
 }  // namespace
@@ -52,6 +52,25 @@ std::string FaultPlan::ArmRandomTrigger(int id, Prng& rng) {
   inc.has_trigger = true;
   inc.trigger = CrashTrigger{t.kind, t.prefix, uint32_t(1 + rng.Below(t.max_nth)),
                              IsMutation(t.kind) && rng.Below(2) == 0};
+  inc.matches = 0;
+  return inc.trigger.Describe();
+}
+
+std::string FaultPlan::ArmSnapshotTrigger(int id, SnapOp op, Prng& rng) {
+  Incarnation& inc = incs_.at(id);
+  if (inc.has_trigger || inc.crashed) return "";
+  static constexpr TriggerKind kCreate[] = {
+      {OpKind::kPutIfAbsent, "snap/", 1}, {OpKind::kPutIfAbsent, "manifest/", 2},
+      {OpKind::kPutIfAbsent, "map/", 1}};
+  static constexpr TriggerKind kRestore[] = {{OpKind::kPutIfAbsent, "manifest/", 1}};
+  static constexpr TriggerKind kDelete[] = {{OpKind::kPutIfAbsent, "manifest/", 1},
+                                            {OpKind::kDelete, "snap/", 1}};
+  const TriggerKind& t = op == SnapOp::kCreate    ? kCreate[rng.Below(std::size(kCreate))]
+                         : op == SnapOp::kRestore ? kRestore[0]
+                                                  : kDelete[rng.Below(std::size(kDelete))];
+  inc.has_trigger = true;
+  inc.trigger = CrashTrigger{t.kind, t.prefix, uint32_t(1 + rng.Below(t.max_nth)),
+                             rng.Below(2) == 0};
   inc.matches = 0;
   return inc.trigger.Describe();
 }

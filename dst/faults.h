@@ -52,8 +52,12 @@ class FaultPlan {
   // Crash triggers of `id` held back (verification reads after an open).
   void set_triggers_suspended(int id, bool suspended);
 
-  // Snapshot operations (create/restore/delete) will add trigger prefixes "snap/" here;
-  // see "Extension point: snapshots" in dst/README.md.
+  // Arms a crash on the next store writes of a snapshot operation of incarnation `id`
+  // (create: the snap/ object, its memtable flush's SST or manifest, its own manifest;
+  // restore: its manifest; delete: its manifest or the object's DELETE), unless a
+  // trigger is already armed. Returns its description, or "" if none was armed.
+  enum class SnapOp { kCreate, kRestore, kDelete };
+  std::string ArmSnapshotTrigger(int id, SnapOp op, Prng& rng);
 
  private:
   struct Incarnation {

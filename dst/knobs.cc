@@ -109,6 +109,15 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
     if (off()) f.burst_period_ms = 0;
     if (off()) f.trigger_permille = 0;
   }
+  // Appended after the swarm switches: adding them changed no earlier knob.
+  w.w_snap = uint32_t(Range(r, 0, 3));
+  w.w_snap_read = uint32_t(Range(r, 0, 6));
+  w.snap_trigger_permille = uint32_t(Pick(r, {0, 100, 300}));
+  if (swarm) {
+    if (r.Below(2) == 0) w.w_snap = 0;
+    if (r.Below(2) == 0) w.w_snap_read = 0;
+    if (r.Below(2) == 0) w.snap_trigger_permille = 0;
+  }
   return k;
 }
 
@@ -128,7 +137,8 @@ std::string Knobs::Describe() const {
       "max_inflight={} max_write_blocks={} w_read={} w_write={} w_unaligned={} w_trim={} "
       "w_zero={} w_huge_zero={} w_flush={} w_status={} w_cache={} w_admin={} w_sleep={} "
       "fua_permille={} nbd_permille={} crash_per_kop={} second_writer_per_kop={} "
-      "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={}",
+      "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={} w_snap={} "
+      "w_snap_read={} snap_trigger_permille={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -140,7 +150,7 @@ std::string Knobs::Describe() const {
       w.w_read, w.w_write, w.w_unaligned, w.w_trim, w.w_zero, w.w_huge_zero, w.w_flush,
       w.w_status, w.w_cache, w.w_admin, w.w_sleep, w.fua_permille, w.nbd_permille,
       w.crash_per_kop, w.second_writer_per_kop, w.old_writer_ops, w.audit_every, w.check_every,
-      w.hot_regions, w.steps_per_op);
+      w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille);
 }
 
 std::string Knobs::Command() const {

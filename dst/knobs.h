@@ -42,6 +42,10 @@ struct WorkloadKnobs {
   uint32_t check_every = 0;       // requests between store invariant checks
   uint32_t hot_regions = 0;       // huge devices: requests go to a few regions
   uint32_t steps_per_op = 0;      // scheduler steps between requests (upper bound)
+  // Snapshots (drawn after the swarm switches, so older knobs keep their values).
+  uint32_t w_snap = 0;            // SNAP_CREATE / SNAP_DELETE / SNAP_RESTORE
+  uint32_t w_snap_read = 0;       // READ through a snapshot device
+  uint32_t snap_trigger_permille = 0;  // a create/restore arms a crash on its own writes
 };
 
 struct Knobs {

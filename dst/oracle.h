@@ -74,7 +74,10 @@ class Timeline {
   const Mutation* Find(uint64_t id) const;
 
   // Checks that `observed` (device bytes from `offset`) is legal in Live mode. Returns ""
-  // or a description of the first bad block.
+  // or a description of the first bad block. A block with too many optional mutations to
+  // enumerate (a fenced writer's failed writes pile up: nothing settles them) and no
+  // match within the bound counts as inconclusive, not as a violation.
+  uint64_t inconclusive() const { return inconclusive_; }
   std::string CheckLive(uint64_t offset, std::span<const uint8_t> observed) const;
   // Checks that [offset, offset + len) may read as zeroes (a BLOCK_STATUS zero claim).
   std::string CheckZeroClaim(uint64_t offset, uint64_t len) const;
@@ -126,7 +129,8 @@ class Timeline {
   std::map<uint64_t, Block> blocks_;
   std::map<uint64_t, Mutation> muts_;
   std::set<uint64_t> acked_undurable_;
-  uint64_t next_synthetic_id_ = uint64_t{1} << 62;  // per-block parts of failed mutations
+  uint64_t next_synthetic_id_ = uint64_t{1} << 62;
+  mutable uint64_t inconclusive_ = 0;  // per-block parts of failed mutations
 };
 
 }  // namespace portal::dst

@@ -17,7 +17,8 @@ constexpr uint64_t kMaxOpenFailures = 200;
 const char* OpName(OpType t) {
   static const char* kNames[] = {"READ",  "WRITE", "TRIM",          "WRITE_ZEROES",
                                  "FLUSH", "BLOCK_STATUS", "CACHE", "FLUSH_MEMTABLE",
-                                 "COMPACT", "GC"};
+                                 "COMPACT", "GC", "SNAP_CREATE", "SNAP_DELETE",
+                                 "SNAP_RESTORE", "SNAP_READ"};
   return kNames[static_cast<int>(t)];
 }
 
@@ -139,7 +140,15 @@ void Simulator::OnOpened(Writer* w) {
   for (auto& o : writers_) {
     if (o->superseded && !o->successor_resolved && o->fork_t > 0) prev = o.get();
   }
-  if (!w->dead) Resolve(w, prev);
+  Writer* restorer = nullptr;
+  std::unique_ptr<Timeline> alt = TakeRestoreAlt(w, &restorer);
+  if (!w->dead) Resolve(w, prev, std::move(alt));
+  if (restorer && !w->dead && !failed()) {
+    restorer->restore_alt.reset();
+    restorer->restore_resolved = last_resolve_restored_ ? 1 : 0;
+  }
+  if (!w->dead && !failed()) CheckSnapshotList(w);
+  if (!w->dead && !failed()) VerifySnapshots(w);
   if (failed()) return;
   if (prev) {
     prev->successor_resolved = true;
@@ -266,6 +275,9 @@ int Simulator::Run() {
   phase_ = "done";
 
   const uint64_t fp = history_.fingerprint();
+  uint64_t inconclusive = 0;
+  for (auto& t : timelines_) inconclusive += t->inconclusive();
+  for (auto& [name, s] : snaps_) inconclusive += s.tl ? s.tl->inconclusive() : 0;
   if (failed()) {
     std::printf("FAILED %s\n", failure_.c_str());
     std::printf("recent history (oldest first):\n");
@@ -273,12 +285,16 @@ int Simulator::Run() {
     std::printf("reproduce: %s\n", k_.Command().c_str());
   } else {
     std::printf("ok requests=%llu crashes=%llu second_writers=%llu open_failures=%llu "
-                "audits=%llu checks=%llu tolerated_errors=%llu sim_time=%.1fs steps=%llu\n",
+                "audits=%llu checks=%llu tolerated_errors=%llu sim_time=%.1fs steps=%llu",
                 (unsigned long long)issued_, (unsigned long long)crashes_,
                 (unsigned long long)second_writers_, (unsigned long long)open_failures_,
                 (unsigned long long)audits_, (unsigned long long)checks_,
                 (unsigned long long)tolerated_errors_, double(env_.NowNanos()) / 1e9,
                 (unsigned long long)env_.steps());
+    std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu\n",
+                (unsigned long long)snap_ops_, (unsigned long long)restores_,
+                (unsigned long long)snap_reads_, (unsigned long long)snap_verified_,
+                (unsigned long long)inconclusive);
   }
   std::printf("fingerprint=%016llx\n", (unsigned long long)fp);
   std::fflush(stdout);

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,7 +42,8 @@
 namespace portal::dst {
 
 enum class OpType : uint8_t {
-  kRead, kWrite, kTrim, kZero, kFlush, kStatus, kCache, kFlushMemtable, kCompact, kGc
+  kRead, kWrite, kTrim, kZero, kFlush, kStatus, kCache, kFlushMemtable, kCompact, kGc,
+  kSnapCreate, kSnapDelete, kSnapRestore, kSnapRead
 };
 const char* OpName(OpType t);
 
@@ -64,10 +66,30 @@ struct Op {
   std::vector<uint8_t> buf;  // WRITE payload or READ result
   std::vector<volume::ByteRange> zeroes;
   std::vector<volume::StatusExtent> extents;
+  std::string snap;                               // SNAP_*: the snapshot's name
+  std::shared_ptr<volume::BlockDevice> snap_dev;  // SNAP_READ: the device, while reading
   bool Mutates() const {
     return type == OpType::kWrite || type == OpType::kTrim || type == OpType::kZero;
   }
+  // On the writer's device (a SNAP_READ reads another one).
   bool Ranged() const { return Mutates() || type == OpType::kRead || type == OpType::kStatus; }
+  bool SnapAdmin() const {
+    return type == OpType::kSnapCreate || type == OpType::kSnapDelete ||
+           type == OpType::kSnapRestore;
+  }
+  // Runs alone on its writer: nothing else in flight, nothing issued until it is done.
+  bool Exclusive() const { return type == OpType::kSnapCreate || type == OpType::kSnapRestore; }
+};
+
+// The oracle of one snapshot (dst/README.md "Snapshots"). Its timeline is the writer's,
+// copied when the create was issued (nothing else in flight: creates run alone), with
+// every acknowledged write claimed durable; the first verification pins it.
+struct SnapOracle {
+  std::unique_ptr<Timeline> tl;
+  bool must_exist = false;  // an acknowledged create, no delete issued since
+  bool may_exist = true;    // false once a delete was acknowledged or a listing lacked it
+  int readers = 0;          // SNAP_READs in flight
+  bool busy = false;        // a create or delete of it in flight
 };
 
 struct Writer {
@@ -93,6 +115,14 @@ struct Writer {
   bool closed = false;
   uint64_t inflight = 0;
   std::vector<Op*> ops;               // in flight
+  std::unique_ptr<Op> pending_exclusive;  // waits for the writer's requests to drain
+  bool exclusive = false;             // an exclusive op is in flight
+  bool snap_admin = false;            // a snapshot create/delete/restore is in flight
+  // A restore was issued and its outcome is not known: the next writer may find the
+  // device restored (this content) or not.
+  std::unique_ptr<Timeline> restore_alt;
+  std::string restore_name;
+  int restore_resolved = -1;          // successor's resolution: 1 restored, 0 not
 };
 
 class Simulator {
@@ -138,8 +168,18 @@ class Simulator {
   uint64_t PickOffset();
 
   // --- sim_verify.cc: resolution, audits, invariants, liveness ---
-  void Resolve(Writer* w, Writer* predecessor);
-  bool ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out);
+  // `alt`: a restore of uncertain outcome; the device may hold either timeline.
+  void Resolve(Writer* w, Writer* predecessor, std::unique_ptr<Timeline> alt = nullptr);
+  bool ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
+                  volume::BlockDevice* dev = nullptr);
+  // --- sim_snap.cc: snapshots ---
+  bool PickSnapOp(Writer* w, Op* op, bool admin);
+  void IssueSnap(Op* op);
+  void CheckSnapReply(Op* op, const Status& st);
+  // After an open: the listing must agree with the oracle, and every snapshot's content.
+  void CheckSnapshotList(Writer* w);
+  void VerifySnapshots(Writer* w);
+  std::unique_ptr<Timeline> TakeRestoreAlt(Writer* w, Writer** from);
   void Audit();
   void CheckInvariants(const char* when);
   void Liveness();
@@ -171,6 +211,10 @@ class Simulator {
   uint64_t last_audit_ = 0;
   uint64_t last_check_ = 0;
   std::vector<uint64_t> hot_;  // hot region starts (huge devices)
+  std::map<std::string, SnapOracle> snaps_;  // by name (names are never reused)
+  uint64_t next_snap_ = 1;
+  bool last_resolve_restored_ = false;  // the last Resolve found an uncertain restore landed
+  uint64_t snap_ops_ = 0, snap_reads_ = 0, snap_verified_ = 0, restores_ = 0;
   uint64_t trace_block_ = UINT64_MAX;
   bool Traced(const Op& op) const;
   std::string failure_;

@@ -43,7 +43,7 @@ bool Simulator::PickOp(Writer* w, Op* op) {
   const uint64_t bs = k_.volume.block_size, size = k_.volume.size_bytes;
   const uint32_t weights[] = {k.w_read, k.w_write, k.w_unaligned, k.w_trim, k.w_zero,
                               k.w_huge_zero, k.w_flush, k.w_status, k.w_cache, k.w_admin,
-                              k.w_sleep};
+                              k.w_sleep, k.w_snap, k.w_snap_read};
   uint64_t total = 0;
   for (uint32_t x : weights) total += x;
   uint64_t roll = rng_.Below(total);
@@ -52,6 +52,7 @@ bool Simulator::PickOp(Writer* w, Op* op) {
   const uint64_t max_data = uint64_t{k.max_write_blocks} * bs;
   auto clamp = [&](uint64_t len) { return std::max<uint64_t>(1, std::min(len, size - op->offset)); };
   op->w = w;
+  if (kind == 11 || kind == 12) return PickSnapOp(w, op, kind == 11);
   switch (kind) {
     case 0:  // read
       op->type = OpType::kRead;
@@ -108,7 +109,7 @@ bool Simulator::PickOp(Writer* w, Op* op) {
     }
   }
   if (op->Mutates() && k.fua_permille > 0) op->fua = rng_.Below(1000) < k.fua_permille;
-  const bool nbd_ok = w->nbd && op->type != OpType::kFlushMemtable &&
+  const bool nbd_ok = w->nbd && op->type < OpType::kSnapCreate && op->type != OpType::kFlushMemtable &&
                       op->type != OpType::kCompact && op->type != OpType::kGc &&
                       op->length <= (uint64_t{1} << 31) &&
                       (op->type != OpType::kStatus || w->nbd->structured());
@@ -138,11 +139,30 @@ void Simulator::IssueRandomOp() {
     if (o->superseded && !o->dead && !o->closing && rng_.Below(3) == 0) w = o.get();
   }
   if (!w || w->dead || w->closing || !w->vol || (w == primary_ && opening_)) return;
+  if (w->exclusive) return;
+  if (w->pending_exclusive) {  // a snapshot create or restore waits for the others
+    if (w->inflight > 0) return;
+    std::unique_ptr<Op> op = std::move(w->pending_exclusive);
+    if (!Healthy(w)) {
+      w->snap_admin = false;
+      return;
+    }
+    op->id = next_op_id_++;
+    ++issued_;
+    Op* raw = op.get();
+    ops_.push_back(std::move(op));
+    Issue(raw);
+    return;
+  }
   if (w->inflight >= k_.work.max_inflight) return;
   auto op = std::make_unique<Op>();
   for (int attempt = 0; attempt < 4; ++attempt) {
     *op = Op{};
     if (!PickOp(w, op.get())) return;
+    if (op->Exclusive()) {
+      w->pending_exclusive = std::move(op);
+      return;
+    }
     if (!Conflicts(*op)) {
       op->id = next_op_id_++;
       ++issued_;
@@ -173,9 +193,10 @@ void Simulator::Issue(Op* op) {
   if (op->type == OpType::kWrite) {
     op->buf.resize(op->length);
     FillPattern(op->seed, op->offset, op->buf.data(), op->length);
-  } else if (op->type == OpType::kRead) {
+  } else if (op->type == OpType::kRead || op->type == OpType::kSnapRead) {
     op->buf.assign(op->length, 0xee);
   }
+  if (op->type >= OpType::kSnapCreate) return IssueSnap(op);
   Note(fmt::format("#{} w{} {}{} off={} len={}{}{}{}", op->id, w->id, OpName(op->type),
                    op->via_nbd ? "(nbd)" : "", op->offset, op->length, op->fua ? " FUA" : "",
                    op->no_hole ? " NO_HOLE" : "",
@@ -220,6 +241,8 @@ void Simulator::IssueDirect(Op* op) {
       return Start(v.CompactAll(), done);
     case OpType::kGc:
       return Start(v.RunGc(), done);
+    default:
+      PORTAL_ASSERT(false, "snapshot requests go through IssueSnap");
   }
 }
 
@@ -278,6 +301,7 @@ void Simulator::OnDone(Op* op, const Status& st) {
   history_.Mix(op->id);
   history_.Mix(uint64_t(st.code()));
   if (op->type == OpType::kRead && st.ok()) history_.Mix(Checksum64(op->buf.data(), op->buf.size()));
+  if (op->type >= OpType::kSnapCreate) return CheckSnapReply(op, st);
   if (Traced(*op)) {
     std::fprintf(stderr, "trace: t=%llu done #%llu w%d %s: %s%s\n", (unsigned long long)t,
                  (unsigned long long)op->id, w->id, OpName(op->type), st.ToString().c_str(),

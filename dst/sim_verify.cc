@@ -52,8 +52,10 @@ void Simulator::RecordOpen(Writer* w) {
   }
 }
 
-bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out) {
+bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
+                           volume::BlockDevice* dev) {
   const uint64_t bs = k_.volume.block_size;
+  if (!dev) dev = w->vol.get();
   for (int attempt = 0; attempt < kReadAttempts && !failed(); ++attempt) {
     struct State {
       std::vector<uint8_t> buf;
@@ -61,7 +63,7 @@ bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vecto
     };
     auto s = std::make_shared<State>();
     s->buf.assign(count * bs, 0xee);
-    Start(w->vol->Read(first * bs, s->buf, nullptr), [s](Status st) { s->st = std::move(st); });
+    Start(dev->Read(first * bs, s->buf, nullptr), [s](Status st) { s->st = std::move(st); });
     WaitFor([&] { return s->st.has_value() || w->dead; }, "a verification read", kTenMinutes);
     if (failed() || w->dead) return false;
     if (s->st->ok()) {
@@ -71,8 +73,9 @@ bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vecto
       return true;
     }
     if (!s->st->IsUnavailable()) {
-      Fail(fmt::format("verification read of blocks [{}, +{}) on writer {} failed: {}", first,
-                       count, w->id, s->st->ToString()));
+      Fail(fmt::format("verification read of blocks [{}, +{}) on writer {}{} failed: {}", first,
+                       count, w->id, dev == w->vol.get() ? "" : " (a snapshot)",
+                       s->st->ToString()));
       return false;
     }
   }
@@ -80,45 +83,79 @@ bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vecto
   return false;
 }
 
-void Simulator::Resolve(Writer* w, Writer* predecessor) {
+void Simulator::Resolve(Writer* w, Writer* predecessor, std::unique_ptr<Timeline> alt) {
   plan_.set_triggers_suspended(w->id, true);
   const uint64_t bs = k_.volume.block_size;
-  std::set<uint64_t> absent;
   std::vector<uint64_t> blocks = w->tl->Blocks();
+  if (alt) {
+    for (uint64_t b : alt->Blocks()) blocks.push_back(b);
+    std::sort(blocks.begin(), blocks.end());
+    blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+  }
   // Untouched blocks must read as zeroes ("no invented data").
   const uint64_t nblocks = k_.volume.size_bytes / bs;
   std::set<uint64_t> known(blocks.begin(), blocks.end());
-  std::vector<uint64_t> holes;
   for (uint64_t i = 0; i < kSampledHoles; ++i) {
     uint64_t b = rng_.Below(nblocks);
-    if (!known.count(b)) holes.push_back(b);
+    if (!known.count(b)) blocks.push_back(b);
   }
-  for (auto [first, count] : Runs(blocks)) {
+  // Read everything first: with a restore of unknown outcome, the same content is judged
+  // against both timelines.
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> runs;
+  const size_t sampled_from = known.size();
+  std::vector<uint64_t> sorted(blocks.begin(), blocks.begin() + sampled_from);
+  for (auto [first, count] : Runs(sorted)) {
     std::vector<uint8_t> data;
     if (!ReadBlocks(w, first, count, &data)) break;
-    for (uint64_t i = 0; i < count; ++i) {
-      std::span<const uint8_t> blk(data.data() + i * bs, bs);
-      if (first + i == trace_block_) {
-        std::fprintf(stderr, "trace: writer %d opened, block reads xxh3=%016llx\n", w->id,
-                     (unsigned long long)Checksum64(blk.data(), blk.size()));
-      }
-      std::string err = w->tl->Resolve(first + i, blk, nullptr, &absent);
-      if (!err.empty()) {
-        Fail(fmt::format("after writer {} opened: {}", w->id, err));
-        break;
+    runs.emplace_back(first, std::move(data));
+  }
+  for (size_t i = sampled_from; i < blocks.size() && !failed(); ++i) {
+    std::vector<uint8_t> data;
+    if (!ReadBlocks(w, blocks[i], 1, &data)) break;
+    runs.emplace_back(blocks[i], std::move(data));
+  }
+  plan_.set_triggers_suspended(w->id, false);
+  if (failed() || w->dead) return;
+  auto judge = [&](Timeline& tl, std::set<uint64_t>* absent) -> std::string {
+    for (const auto& [first, data] : runs) {
+      for (uint64_t i = 0; i < data.size() / bs; ++i) {
+        std::span<const uint8_t> blk(data.data() + i * bs, bs);
+        if (first + i == trace_block_) {
+          std::fprintf(stderr, "trace: writer %d opened, block reads xxh3=%016llx\n", w->id,
+                       (unsigned long long)Checksum64(blk.data(), blk.size()));
+        }
+        std::string err = tl.Resolve(first + i, blk, nullptr, absent);
+        if (!err.empty()) return err;
       }
     }
-    if (failed()) break;
-  }
-  for (uint64_t b : holes) {
-    std::vector<uint8_t> data;
-    if (failed() || !ReadBlocks(w, b, 1, &data)) break;
-    std::string err = w->tl->Resolve(b, data, nullptr, nullptr);
-    if (!err.empty()) Fail(fmt::format("after writer {} opened: {}", w->id, err));
+    return "";
+  };
+  std::set<uint64_t> absent;
+  last_resolve_restored_ = false;
+  if (!alt) {
+    std::string err = judge(*w->tl, &absent);
+    if (!err.empty()) return Fail(fmt::format("after writer {} opened: {}", w->id, err));
+  } else {
+    Timeline before = *w->tl;
+    std::string err = judge(before, &absent);
+    std::string restored;
+    if (err.empty()) {
+      *w->tl = std::move(before);
+    } else {
+      absent.clear();
+      restored = judge(*alt, &absent);
+      if (!restored.empty()) {
+        return Fail(fmt::format("after writer {} opened (a restore was in flight): neither the "
+                                "old device ({}) nor the restored one ({})",
+                                w->id, err, restored));
+      }
+      *w->tl = std::move(*alt);
+      last_resolve_restored_ = true;
+    }
+    Note(fmt::format("writer {} finds the restore {}", w->id, err.empty() ? "absent" : "landed"));
   }
   if (predecessor) predecessor->successor_absent = std::move(absent);
-  plan_.set_triggers_suspended(w->id, false);
-  Note(fmt::format("writer {} verified {} blocks", w->id, blocks.size()));
+  Note(fmt::format("writer {} verified {} blocks", w->id, known.size()));
 }
 
 void Simulator::Audit() {
@@ -180,6 +217,7 @@ void Simulator::Audit() {
       if (!err.empty()) Fail("audit: " + err);
     }
   }
+  if (!failed() && !w->dead) VerifySnapshots(w);
   // TODO(sqlite cache): once volumes keep a SQLite cache, compare it with this rebuild.
   if (rebuilt) {
     bool closed = false;
@@ -297,6 +335,8 @@ void Simulator::FinalCheck() {
   if (w->tl != last->tl) return Fail("internal: the final open forked a live writer");
   // Everything was flushed: the oracle's crash-mode resolution is exact now.
   Resolve(w, nullptr);
+  if (!failed()) CheckSnapshotList(w);
+  if (!failed()) VerifySnapshots(w);
   if (failed()) return;
   StartClose(w);
   WaitFor([&] { return w->closed; }, "closing the final volume", kTenMinutes);

@@ -1,6 +1,7 @@
 #include "dst/store_check.h"
 
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -8,6 +9,7 @@
 #include "util/assert.h"
 #include "util/range_map.h"
 #include "volume/segment_format.h"
+#include "volume/snapshot.h"
 
 namespace portal::dst {
 namespace {
@@ -220,17 +222,60 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
                                : "shadowed by newer map entries, still referenced");
     }
   }
-  // Extension point (snapshots): for each m.snapshots entry, its snap/ object exists and
-  // decodes, and every SST and segment it pins exists (same checks as above).
+  // Snapshots: each listed object exists, decodes, matches its entry and the device, and
+  // everything it pins exists: its SSTs (same checks as the live map's) and every segment
+  // they reference, which must also be in its `segments` list (what GC keeps for it).
+  uint64_t snap_ssts = 0;
   for (const auto& snap : m.snapshots) {
-    if (!GetObject(mem, snap.key)) {
+    auto sbytes = GetObject(mem, snap.key);
+    if (!sbytes) {
       return fmt::format("{} lists snapshot '{}' whose object {} is missing", mkey, snap.name,
                          snap.key);
     }
+    auto obj = volume::DecodeSnapshotObject(*sbytes, snap.key);
+    if (!obj.ok()) return "snapshot object: " + obj.status().ToString();
+    if (obj->name != snap.name || obj->id != snap.id || obj->size_bytes != size_bytes ||
+        obj->block_size != block_size) {
+      return fmt::format("snapshot object {} disagrees with {} or the device", snap.key, mkey);
+    }
+    const std::set<uint64_t> pinned(obj->segments.begin(), obj->segments.end());
+    for (const auto& level : obj->levels) {
+      for (const lsm::SstRef& ref : level) {
+        ++snap_ssts;
+        auto bytes = GetObject(mem, ref.key);
+        if (!bytes) {
+          return fmt::format("snapshot '{}' pins SST {}, which is missing", snap.name, ref.key);
+        }
+        auto idx = lsm::DecodeSstIndex(*bytes, bytes->size(), ref.key);
+        if (!idx.ok()) return idx.status().ToString();
+        for (const auto& [seg, n] : idx->segment_blocks) {
+          if (!pinned.count(seg)) {
+            return fmt::format("snapshot '{}': SST {} references segment {}, not in its pins",
+                               snap.name, ref.key, seg);
+          }
+          auto [it, fresh] = segs.try_emplace(seg);
+          if (fresh) {
+            const std::string skey = volume::SegmentKey(seg);
+            auto sb = GetObject(mem, skey);
+            if (sb) {
+              auto f = volume::DecodeSegmentFooter(*sb, sb->size(), skey);
+              if (!f.ok()) return f.status().ToString();
+              it->second = std::move(*f);
+            }
+          }
+          if (!it->second) {
+            return fmt::format("snapshot '{}' (SST {}) references missing {}: data loss",
+                               snap.name, ref.key, volume::SegmentKey(seg));
+          }
+        }
+      }
+    }
   }
   if (summary) {
-    *summary = fmt::format("manifest={} epoch={} applied={} ssts={} segs_referenced={}", latest,
-                           m.epoch, m.applied_segment, ssts, segs.size());
+    *summary = fmt::format("manifest={} epoch={} applied={} ssts={} snapshots={} snap_ssts={} "
+                           "segs_referenced={}",
+                           latest, m.epoch, m.applied_segment, ssts, m.snapshots.size(),
+                           snap_ssts, segs.size());
   }
   return "";
 }

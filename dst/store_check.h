@@ -9,7 +9,9 @@
 //     range whose per-segment summary adds up;
 //   - every segment a listed SST maps to exists, decodes, is at or below
 //     applied_segment, and holds the referenced data blocks;
-//   - (extension point) every snapshot object listed exists and so does what it pins.
+//   - every snapshot the latest manifest lists has its snap/ object, which decodes and
+//     matches the device; every SST it pins exists and decodes, and every segment those
+//     SSTs reference exists and is in the snapshot's pin list (counted as referenced).
 #pragma once
 
 #include <cstdint>

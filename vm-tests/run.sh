@@ -19,6 +19,8 @@
 #   VMTEST_TIMEOUT_SCALE  multiplies every test's timeout (default 1)
 #   VMTEST_VERBOSE=1      copy the whole console to stdout after each boot
 #   VMTEST_KERNEL_ARGS    appended to the kernel command line (e.g. loglevel=7 to see boot)
+#   VMTEST_COPY_TRACES    a directory: files the tests export (the trace trace-mkfs records)
+#                         are copied out of the guest into it
 #
 # Exit status: 0 when nothing failed, 1 when something failed, 77 (skipped) only when the
 # packages it needs cannot be installed at all.
@@ -37,6 +39,7 @@ VM_CACHE=${VMTEST_CACHE_DIR:-$VM_ROOT/.cache}
 LOG_DIR=${VMTEST_LOG_DIR:-$BUILD_DIR/vm-tests/logs}
 SMP=${VMTEST_SMP:-1}
 TIMEOUT_SCALE=${VMTEST_TIMEOUT_SCALE:-1}
+COPY_DIR=${VMTEST_COPY_TRACES:-}
 
 note() { echo "vm-tests: $*" >&2; }
 die() {
@@ -157,6 +160,7 @@ tsc_khz() {
 }
 KERNEL_ARGS="console=ttyS0 panic=-1 quiet"
 [ -z "$(tsc_khz)" ] || KERNEL_ARGS="$KERNEL_ARGS tsc_early_khz=$(tsc_khz)"
+[ -z "$COPY_DIR" ] || KERNEL_ARGS="$KERNEL_ARGS vmtest_export=1"
 BOOT_STALL_S=$(awk -v s="$TIMEOUT_SCALE" 'BEGIN { printf "%d", 45 * s }')
 
 # Boots the guest once for test $1 with $2 MiB, hard timeout $3 s, nonce $4, console
@@ -207,6 +211,36 @@ boot_guest() {
   BOOT_QEMU_RC=0
   wait "$VM_QEMU_PID" 2>/dev/null || BOOT_QEMU_RC=$?
   VM_QEMU_PID=
+}
+
+# Files a test exported through the console (guest/lib.sh export_file): between
+#   VMTEST-FILE-BEGIN TEST NONCE NAME
+#   base64 of the gzipped file
+#   VMTEST-FILE-END TEST NONCE NAME SHA256
+# Each is written to $COPY_DIR/NAME when its sha256 matches. Prints one line per file;
+# returns 1 when a file is torn or does not match.
+copy_out_files() { # TEST NONCE CLEAN_CONSOLE
+  local name=$1 nonce=$2 console=$3 file sum got rc=0 tmp="$VM_TMP/export"
+  [ -n "$COPY_DIR" ] || return 0
+  while read -r file; do
+    case $file in */* | .* | "") echo "  FAIL $name: bad exported file name '$file'"; rc=1; continue ;; esac
+    sum=$(awk -v e="VMTEST-FILE-END $name $nonce $file " 'index($0, e) == 1 { print $NF }' "$console" | tail -n 1)
+    awk -v b="VMTEST-FILE-BEGIN $name $nonce $file" -v e="VMTEST-FILE-END $name $nonce $file " \
+      '$0 == b { on = 1; next } index($0, e) == 1 { on = 0 } on' "$console" >"$tmp.b64"
+    got=
+    if [ -n "$sum" ] && base64 -d <"$tmp.b64" 2>/dev/null | gzip -dc >"$tmp" 2>/dev/null; then
+      got=$(sha256sum <"$tmp" | cut -c1-64)
+    fi
+    if [ -n "$got" ] && [ "$got" = "$sum" ]; then
+      mkdir -p "$COPY_DIR"
+      mv "$tmp" "$COPY_DIR/$file"
+      echo "  copied $file out of the guest to $COPY_DIR/$file ($(wc -c <"$COPY_DIR/$file") bytes)"
+    else
+      echo "  FAIL $name: the exported file $file is torn or does not match its sha256"
+      rc=1
+    fi
+  done < <(sed -n "s/^VMTEST-FILE-BEGIN $name $nonce //p" "$console")
+  return $rc
 }
 
 # Boots the guest for test $1 and judges its console.
@@ -265,6 +299,8 @@ run_test() {
     echo "  FAIL $name: the test reported nothing"
     f=$((f + 1))
   fi
+
+  copy_out_files "$name" "$nonce" "$clean" || f=$((f + 1))
 
   if [ "$f" != 0 ]; then
     verdict=FAIL

@@ -15,7 +15,9 @@
 #   portalbd_start ARGS...   start the daemon (storage ${PORTALBD_STORAGE:-$STORAGE_URL})
 #   portalbd_stop            SIGTERM; the daemon must exit 0
 #   portalbd_kill9           SIGKILL, no goodbye
-#   nbd_connect DEV [EXPORT] / nbd_disconnect DEV
+#   nbd_connect DEV [EXPORT [PORT]] / nbd_disconnect DEV
+#   listening PORT           is something listening on 127.0.0.1:PORT?
+#   export_file NAME PATH    copy PATH out to the host (when the runner asked for it)
 #   dev_size DEV, random_file PATH MIB, sha PATH, drop_caches, have CMD
 
 NBD_HOST=127.0.0.1
@@ -109,10 +111,11 @@ run() {
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# 127.0.0.1:10809 in /proc/net/tcp notation, state 0A = LISTEN.
-_nbd_listening() {
-  grep -q " 0100007F:$(printf '%04X' "$NBD_PORT") 00000000:0000 0A " /proc/net/tcp
+# 127.0.0.1:PORT in /proc/net/tcp notation, state 0A = LISTEN.
+listening() {
+  grep -q " 0100007F:$(printf '%04X' "$1") 00000000:0000 0A " /proc/net/tcp
 }
+_nbd_listening() { listening "$NBD_PORT"; }
 
 portalbd_start() {
   mkdir -p "$(dirname "$PORTALBD_SOCKET")"
@@ -155,7 +158,7 @@ _sysfs_size() {
 nbd_connect() {
   dev=$1
   export_name=${2:-portalbd}
-  nbd-client -N "$export_name" "$NBD_HOST" "$NBD_PORT" "$dev" || return 1
+  nbd-client -N "$export_name" "$NBD_HOST" "${3:-$NBD_PORT}" "$dev" || return 1
   i=0
   while [ "$(_sysfs_size "$dev")" = 0 ]; do
     i=$((i + 1))
@@ -186,6 +189,18 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 drop_caches() {
   sync
   echo 3 >/proc/sys/vm/drop_caches
+}
+
+# Copies file $2 out to the host as NAME ($1), through the console: gzip, base64, between
+# marker lines that carry the boot's nonce. Only when the runner asked for files
+# (VMTEST_COPY_TRACES, which sets VMTEST_EXPORT=1); otherwise it does nothing. The host
+# checks the sha256 on the end line.
+export_file() {
+  [ "${VMTEST_EXPORT:-0}" = 1 ] || return 0
+  [ -s "$2" ] || { echo "export_file: $2 is missing or empty"; return 1; }
+  echo "VMTEST-FILE-BEGIN $VMTEST_NAME $VMTEST_NONCE $1"
+  gzip -c "$2" | base64
+  echo "VMTEST-FILE-END $VMTEST_NAME $VMTEST_NONCE $1 $(sha "$2")"
 }
 
 # Runs test file $1 (called by the init, in its own shell). Aborted tests (an unchecked

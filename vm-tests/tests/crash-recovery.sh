@@ -39,14 +39,28 @@ check "mkfs.ext4" mkfs.ext4 -q -F /dev/nbd0
 check "mount ext4" mount -t ext4 /dev/nbd0 /mnt
 
 # The large dd: 1 GiB of the pattern, meant to be cut short by the kill. Not synced by
-# itself. (Bounded: file:// storage lives in guest RAM.)
-pattern | dd of=/mnt/big bs=1M count=1024 iflag=fullblock status=none 2>/dev/null &
+# itself. (Bounded: file:// storage lives in guest RAM.) Its input is held at most
+# 64 MiB ahead of the syncs below: under TCG the guest's one CPU compresses for portalbd
+# at ~10 MB/s, and an unpaced dd finished (into the page cache, or through to portalbd)
+# before the second sync returned, so the kill came after the dd.
+paced_pattern() { # the pattern, 1 MiB at a time, at most (syncs + 2) * 64 MiB of it
+  sent=0
+  while [ $sent -lt 1024 ]; do
+    if [ $sent -ge $((($(wc -l </tmp/synced) + 2) * 64)) ]; then
+      sleep 0.1
+      continue
+    fi
+    dd if=/tmp/pool bs=1M skip=$((sent % 31)) count=1 status=none || return 0
+    sent=$((sent + 1))
+  done
+}
+: >/tmp/synced
+paced_pattern | dd of=/mnt/big bs=1M count=1024 iflag=fullblock status=none 2>/dev/null &
 big_pid=$!
 
 # The syncer: 4 MiB files written with fsync, then syncfs of the whole filesystem (which
 # also makes durable every byte of /mnt/big written before it started). Each completed
 # round is logged as "ROUND BIG_BYTES_BEFORE_SYNCFS".
-: >/tmp/synced
 (
   i=0
   while [ $i -lt 1000 ]; do
@@ -60,14 +74,18 @@ big_pid=$!
 ) 2>/dev/null &
 syncer_pid=$!
 
-# Kill once a few rounds completed and the large file is well under way.
+# Kill once two rounds completed and at least 32 MiB of the large file were written after
+# the last completed round took its size (none of that is covered by a sync).
 waited=0
 while :; do
   rounds=$(wc -l </tmp/synced)
+  last=$(tail -n 1 /tmp/synced)
+  big_synced=${last#* }
   big=$(stat -c %s /mnt/big 2>/dev/null || echo 0)
-  [ "$rounds" -ge 2 ] && [ "$big" -ge $((32 << 20)) ] && break
+  [ "$rounds" -ge 2 ] && [ "$big" -ge $((${big_synced:-0} + (32 << 20))) ] && break
   waited=$((waited + 1))
-  [ $waited -lt 1200 ] || fail "writers made no progress in 120 s ($rounds syncs, $big bytes)"
+  [ $((waited % 50)) != 0 ] || echo "## waiting for the writers: $rounds syncs, $big bytes"
+  [ $waited -lt 1800 ] || fail "writers made no progress in 180 s ($rounds syncs, $big bytes)"
   sleep 0.1
 done
 # The kill must land while data that is not yet durable is in flight: either the dd is
@@ -78,7 +96,8 @@ unsynced_in_flight() {
   awk '/^(Dirty|Writeback):/ { kb += $2 } END { print kb " kB dirty or under writeback"; exit !(kb > 4096) }' /proc/meminfo
 }
 check "the dd or its writeback is still in flight" unsynced_in_flight
-check "kill -9 portalbd during the dd ($rounds syncs done, $big bytes written)" portalbd_kill9
+check "kill -9 portalbd during the dd ($rounds syncs done, $big bytes written, $big_synced synced)" \
+  portalbd_kill9
 
 # The writers now fail with EIO; the old mount and connection are abandoned (detached and
 # disconnected), the volume comes back on /dev/nbd1.

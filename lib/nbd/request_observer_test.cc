@@ -93,7 +93,7 @@ TEST_CASE("RequestObserver sees successes, invalid requests and drained WRITEs",
   CHECK(r.at(6).error != 0);
 }
 
-TEST_CASE("RequestObserver sees shutdown answers; an unanswered WRITE is not reported", "[nbd]") {
+TEST_CASE("RequestObserver sees shutdown answers, not an unanswered WRITE", "[nbd]") {
   Fixture f;
   // A whole WRITE, then one with half its payload: Shutdown answers it with ESHUTDOWN.
   std::string bytes = Request(NBD_CMD_WRITE, 7, 0, 4096, 0, std::string(4096, 'a'));

@@ -1,7 +1,7 @@
 // portalbd: the daemon. config -> store -> volume -> NBD server (+ control socket).
 //
-// SIGINT/SIGTERM: stop accepting, let connections finish their in-flight requests,
-// flush the volume, exit 0.
+// SIGINT/SIGTERM: stop accepting, let connections finish their in-flight requests, finish
+// the [record] trace, flush the volume, exit 0.
 #include <signal.h>
 
 #include <charconv>
@@ -29,11 +29,16 @@ int main(int argc, char** argv) {
   CLI::App app{"portalbd: an NBD block device server backed by object storage"};
   app.set_version_flag("-V,--version", std::string("portalbd ") + PORTALBD_VERSION);
   std::string config_path, disk_size, address, storage, socket_path, log_level = "info";
+  std::string record_path, record_workload;
   app.add_option("-c,--config", config_path, "TOML configuration file");
   app.add_option("--disk-size-gb", disk_size, "device size in GiB (2^30 bytes); overrides the file");
   app.add_option("--address", address, "NBD listen address, HOST:PORT or unix:/path");
   app.add_option("--storage", storage, "storage URL: memory://, file:///path, s3://bucket/prefix");
   app.add_option("--socket", socket_path, "control socket path");
+  app.add_option("--record", record_path,
+                 "record every request on the portalbd export to this trace file (JSON, as "
+                 "trace-record writes)");
+  app.add_option("--record-workload", record_workload, "workload name in the recorded trace");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   CLI11_PARSE(app, argc, argv);
@@ -60,6 +65,11 @@ int main(int argc, char** argv) {
   if (!address.empty()) cfg.address = address;
   if (!storage.empty()) cfg.storage_url = storage;
   if (!socket_path.empty()) cfg.socket = socket_path;
+  if (!record_path.empty()) cfg.record_path = record_path;
+  if (!record_workload.empty()) {
+    if (cfg.record_path.empty()) return Fail("--record-workload needs --record or [record] path");
+    cfg.record_workload = record_workload;
+  }
   if (auto st = portal::config::Validate(cfg); !st.ok()) return Fail(st.message());
   for (const auto& w : warnings) log->warn("{}", w);
 

@@ -81,19 +81,12 @@ int main(int argc, char** argv) {
   proxy.Shutdown(drain_ms);
   portal::Status st = (*recorder)->Finish(env.NowNanos());
   env.Stop();
-  auto counts = (*recorder)->counts();
-  std::string by_type;
-  for (size_t t = 0; t < counts.size(); ++t) {
-    if (counts[t] == 0) continue;
-    by_type += fmt::format(" {}={}", portal::trace::OpTypeName(static_cast<portal::trace::OpType>(t)),
-                           counts[t]);
-  }
   if (!st.ok()) {
     log->error("trace not finished: {}", st.ToString());
     return 1;
   }
   log->info("trace written path={} ops={}{} connections={} lost_in_flight={} dropped_by_compat={}",
-            output, (*recorder)->ops_written(), by_type, proxy.connections_accepted(),
-            proxy.requests_lost(), (*recorder)->ops_dropped());
+            output, (*recorder)->ops_written(), (*recorder)->CountsByType(),
+            proxy.connections_accepted(), proxy.requests_lost(), (*recorder)->ops_dropped());
   return 0;
 }

@@ -43,11 +43,11 @@ Result<nbd::ExportInfo> VolumeCatalog::Lookup(std::string_view name) {
 Result<std::shared_ptr<nbd::OpenExport>> VolumeCatalog::Open(std::string_view name) {
   ASSIGN_OR_RETURN(nbd::ExportInfo info, Lookup(name));
   if (!info.read_only) {
-    return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, volume_, nullptr});
+    return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, volume_, nullptr, nullptr});
   }
   const std::string snap(name.substr(name_.size() + 1));
   ASSIGN_OR_RETURN(std::shared_ptr<volume::BlockDevice> dev, volume_->OpenSnapshot(snap));
-  return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, std::move(dev), nullptr});
+  return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, std::move(dev), nullptr, nullptr});
 }
 
 }  // namespace portal::daemon

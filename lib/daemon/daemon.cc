@@ -13,6 +13,8 @@
 #include "nbd/server.h"
 #include "objstore/counting_store.h"
 #include "objstore/s3_store.h"
+#include "trace/recorder.h"
+#include "trace/recording_catalog.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -58,6 +60,13 @@ Status Daemon::Start() {
   co.path = cfg_.socket;
   control_ = std::make_unique<control::Server>(*env_, *control_handler_, co);
   if (Status st = control_->Listen(); !st.ok()) return st;
+  // The trace file next: an unwritable [record] path stops us before the store is touched.
+  if (!cfg_.record_path.empty()) {
+    auto rec = trace::Recorder::Create({cfg_.record_path, cfg_.record_workload}, env_->NowNanos(),
+                                       env_->WallNanos());
+    if (!rec.ok()) return rec.status().WithContext("record.path");
+    recorder_ = std::move(*rec);
+  }
   if (cfg_.storage_url.starts_with("file://")) {
     // Like the original: a missing storage directory is created (and said so).
     std::string dir = cfg_.storage_url.substr(7);
@@ -81,6 +90,13 @@ Status Daemon::Start() {
 
   catalog_ = std::make_unique<VolumeCatalog>("portalbd", "portalbd volume (" + store_->url() + ")",
                                              volume_);
+  if (recorder_) {
+    (void)recorder_->SetDeviceSize(volume_->size_bytes());
+    auto recording = std::make_unique<trace::RecordingCatalog>(std::move(catalog_), recorder_,
+                                                               *env_, "portalbd");
+    recording_ = recording.get();
+    catalog_ = std::move(recording);
+  }
 
   nbd::Server::Options so;
   so.address = cfg_.address;
@@ -94,6 +110,9 @@ Status Daemon::Start() {
               cfg_.socket, volume_->size_bytes() >> 30, server_->bound_address(),
               cfg_.storage_url, !cfg_.record_path.empty());
   Log()->info("control socket listening path={}", control_->path());
+  if (recorder_) {
+    Log()->info("recording requests path={} workload={}", recorder_->path(), cfg_.record_workload);
+  }
   server_->Start();
   Log()->info("NBD server listening address={}", server_->bound_address());
   Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
@@ -109,13 +128,29 @@ Status Daemon::Stop() {
   // requests in flight finish and are answered.
   if (control_) control_->Shutdown();
   if (server_) server_->Shutdown();
+  Status traced = FinishRecording();  // no request is answered any more
   if (volume_) {
     result = BlockOn(volume_->Close());
     if (started_) Log()->info("{}", StatusLine());
   }
   volume_.reset();
+  if (result.ok()) result = traced;
   if (env_) env_->Stop();
   return result;
+}
+
+Status Daemon::FinishRecording() {
+  if (!recorder_) return Status::Ok();
+  Status st = recorder_->Finish(env_->NowNanos());
+  if (!st.ok()) {
+    Log()->error("trace not finished path={} error=\"{}\"", recorder_->path(), st.ToString());
+    return st.WithContext("record.path");
+  }
+  Log()->info("trace written path={} ops={}{} connections={} append_errors={}", recorder_->path(),
+              recorder_->ops_written(), recorder_->CountsByType(),
+              recording_ ? recording_->connections() : 0,
+              recording_ ? recording_->record_errors() : 0);
+  return Status::Ok();
 }
 
 control::DaemonStatus Daemon::StatusReport() {

@@ -5,10 +5,11 @@
 // fails before touching the store (opening the volume would fence the live daemon).
 // Start() fails with one clear line for a live daemon on the control socket, a bad
 // storage URL, a missing bucket or directory, refused credentials, an unreachable
-// endpoint, a store that ignores conditional writes (unless unsafe_no_fencing), or an
-// address that cannot be bound.
+// endpoint, a store that ignores conditional writes (unless unsafe_no_fencing), an
+// unwritable [record] path, or an address that cannot be bound.
 // Stop() stops accepting control requests and NBD connections, lets both finish what is
-// in flight, makes everything durable and closes the volume.
+// in flight, finishes the [record] trace (complete JSON), makes everything durable and
+// closes the volume.
 #pragma once
 
 #include <memory>
@@ -35,6 +36,10 @@ struct VolumeOptions;
 namespace control {
 class Server;
 }
+namespace trace {
+class Recorder;
+class RecordingCatalog;
+}  // namespace trace
 }  // namespace portal
 
 namespace portal::daemon {
@@ -61,13 +66,17 @@ class Daemon {
 
  private:
   std::string HttpCounts() const;
+  // Ends the [record] trace (after the NBD server stopped) and logs what it holds.
+  Status FinishRecording();
 
   config::Config cfg_;
   std::unique_ptr<RealEnv> env_;
+  std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
   std::shared_ptr<volume::LsmVolume> volume_;
   std::unique_ptr<nbd::ExportCatalog> catalog_;
+  trace::RecordingCatalog* recording_ = nullptr;  // catalog_ itself when recording
   std::unique_ptr<nbd::Server> server_;
   std::unique_ptr<ControlHandler> control_handler_;
   std::unique_ptr<control::Server> control_;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nbd/request_observer.h"
 #include "util/status.h"
 #include "volume/block_device.h"
 
@@ -26,11 +27,13 @@ struct ExportInfo {
 };
 
 // An export opened by one connection for the transmission phase. Whatever `pin` holds
-// (e.g. a snapshot reference) stays alive until the connection ends.
+// (e.g. a snapshot reference) stays alive until the connection ends. `observer`, when
+// set, sees every request of this connection (request_observer.h).
 struct OpenExport {
   ExportInfo info;
   std::shared_ptr<volume::BlockDevice> device;
   std::shared_ptr<void> pin;
+  std::shared_ptr<RequestObserver> observer;
 };
 
 // Thread-safe; calls are quick (no I/O).
@@ -58,7 +61,7 @@ class SingleExportCatalog final : public ExportCatalog {
   Result<std::shared_ptr<OpenExport>> Open(std::string_view name) override {
     auto info = Lookup(name);
     if (!info.ok()) return info.status();
-    return std::make_shared<OpenExport>(OpenExport{*info, device_, nullptr});
+    return std::make_shared<OpenExport>(OpenExport{*info, device_, nullptr, nullptr});
   }
 
  private:

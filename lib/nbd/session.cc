@@ -30,6 +30,7 @@ struct Session::Request {
   std::vector<volume::ByteRange> zeroes;
   std::vector<volume::StatusExtent> extents;
   Status status;
+  uint64_t observer_token = 0;
   std::atomic<int> phase{kStarting};
 
   static Task<void> Execute(volume::BlockDevice& dev, Request& r, bool want_zeroes);
@@ -190,7 +191,7 @@ void Session::ProcessTransmission() {
       in_begin_ += n;
       drain_left_ -= n;
       if (drain_left_ > 0) return;
-      ReplyError(drain_header_, drain_error_, "invalid write request");
+      ReplyDrained("invalid write request");
       continue;
     }
     // Shutting down, requests are only answered (small replies, at most one per buffered
@@ -211,15 +212,17 @@ void Session::ProcessTransmission() {
     }
     auto req = std::make_unique<Request>();
     req->h = h;
+    if (export_->observer) req->observer_token = export_->observer->OnRequest(h);
     if (h.type == NBD_CMD_WRITE) {
       uint32_t err = shutting_down_ ? NBD_ESHUTDOWN : ValidateRequest(h, n_);
       if (err != 0) {
         // Keep the stream in frame: skip the payload as it arrives, then answer.
         if (h.length == 0) {
-          ReplyError(h, err, "invalid write request");
+          ReplyError(*req, err, "invalid write request");
         } else {
           drain_left_ = h.length;
           drain_header_ = h;
+          drain_token_ = req->observer_token;
           drain_error_ = err;
         }
         continue;
@@ -241,12 +244,12 @@ void Session::ProcessTransmission() {
 void Session::Dispatch(std::unique_ptr<Request> req) {
   const RequestHeader& h = req->h;
   if (shutting_down_) {
-    ReplyError(h, NBD_ESHUTDOWN, "server is shutting down");
+    ReplyError(*req, NBD_ESHUTDOWN, "server is shutting down");
     return;
   }
   if (h.type != NBD_CMD_WRITE) {  // WRITEs were validated before their payload
     if (uint32_t err = ValidateRequest(h, n_); err != 0) {
-      ReplyError(h, err, "invalid request");
+      ReplyError(*req, err, "invalid request");
       return;
     }
   }
@@ -277,7 +280,17 @@ void Session::Complete(std::unique_ptr<Request> req) {
   ProcessInput();  // a bound may have paused parsing of buffered requests
 }
 
-void Session::ReplyError(const RequestHeader& h, uint32_t error, std::string_view message) {
+void Session::ReplyError(const Request& req, uint32_t error, std::string_view message) {
+  ReplyError(req.h, req.observer_token, error, message);
+}
+
+void Session::ReplyDrained(std::string_view message) {
+  ReplyError(drain_header_, drain_token_, drain_error_, message);
+}
+
+void Session::ReplyError(const RequestHeader& h, uint64_t observer_token, uint32_t error,
+                         std::string_view message) {
+  Observe(h, observer_token, error);
   std::string out;
   if (n_.structured_replies) {
     AppendErrorChunk(&out, h.cookie, error, message);
@@ -295,9 +308,10 @@ void Session::EncodeReply(Request& req) {
           ->warn("{} failed peer={} offset={} length={} error=\"{}\"", CommandName(req.h.type),
                  peer_, req.h.offset, req.h.length, req.status.ToString());
     }
-    ReplyError(req.h, err, req.status.ToString());
+    ReplyError(req, err, req.status.ToString());
     return;
   }
+  Observe(req.h, req.observer_token, 0);
   switch (req.h.type) {
     case NBD_CMD_READ:
       EncodeRead(req);
@@ -368,6 +382,10 @@ void Session::EncodeRead(Request& req) {
   AppendSmall({reinterpret_cast<char*>(done), sizeof done});
 }
 
+void Session::Observe(const RequestHeader& h, uint64_t observer_token, uint32_t error) {
+  if (export_ && export_->observer) export_->observer->OnReply(h, observer_token, error);
+}
+
 void Session::StopReading(Phase next) {
   phase_ = next;
   in_begin_ = in_end_ = 0;
@@ -384,14 +402,14 @@ void Session::Shutdown() {
   // Every request whose header we have read gets an answer before the connection ends.
   shutting_down_ = true;
   if (pending_write_) {  // its payload will not be read: answer it now
-    ReplyError(pending_write_->h, NBD_ESHUTDOWN, "server is shutting down");
+    ReplyError(*pending_write_, NBD_ESHUTDOWN, "server is shutting down");
     pending_write_.reset();
   }
   ProcessTransmission();  // buffered requests: NBD_ESHUTDOWN each
   if (phase_ == Phase::kTransmission && drain_left_ > 0) {
     // A WRITE whose payload is only partly buffered: answer it without the rest.
-    ReplyError(drain_header_, drain_error_,
-               drain_error_ == NBD_ESHUTDOWN ? "server is shutting down" : "invalid write request");
+    ReplyDrained(drain_error_ == NBD_ESHUTDOWN ? "server is shutting down"
+                                               : "invalid write request");
   }
   StopReading(Phase::kDraining);
 }

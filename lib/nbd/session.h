@@ -18,6 +18,9 @@
 // not read) until replies drain. Oversized WRITE payloads are discarded as they stream
 // in, never buffered.
 //
+// Observation: when the opened export carries a RequestObserver, every request is
+// reported to it as read and as answered (nbd/request_observer.h).
+//
 // Lifetime: the host must keep the Session alive while inflight() > 0; KeepAlive()
 // tokens are held by running requests for that purpose.
 #pragma once
@@ -102,7 +105,11 @@ class Session {
   bool Paused() const;
   void Dispatch(std::unique_ptr<Request> req);
   void Complete(std::unique_ptr<Request> req);
-  void ReplyError(const RequestHeader& h, uint32_t error, std::string_view message);
+  void ReplyError(const Request& req, uint32_t error, std::string_view message);
+  void ReplyError(const RequestHeader& h, uint64_t observer_token, uint32_t error,
+                  std::string_view message);
+  void ReplyDrained(std::string_view message);  // answers the drained WRITE
+  void Observe(const RequestHeader& h, uint64_t observer_token, uint32_t error);
   void EncodeReply(Request& req);
   void EncodeRead(Request& req);
   void StopReading(Phase next);
@@ -135,6 +142,7 @@ class Session {
   // An invalid or oversized WRITE payload being discarded; then reply `drain_error_`.
   uint64_t drain_left_ = 0;
   RequestHeader drain_header_;
+  uint64_t drain_token_ = 0;  // its RequestObserver token
   uint32_t drain_error_ = 0;
 
   bool shutting_down_ = false;  // Shutdown() is answering buffered requests

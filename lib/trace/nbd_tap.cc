@@ -18,7 +18,9 @@ constexpr size_t kOldstyleGreetingSize = 8 + 8 + 8 + 4 + 124;
 constexpr size_t kNewstyleGreetingSize = 8 + 8 + 2;
 constexpr size_t kInfoExportSize = 2 + 8 + 2;  // type, size, transmission flags
 
-std::optional<OpType> TraceType(uint16_t nbd_type) {
+}  // namespace
+
+std::optional<OpType> TraceTypeFromNbd(uint16_t nbd_type) {
   switch (nbd_type) {
     case nbd::NBD_CMD_READ: return OpType::kRead;
     case nbd::NBD_CMD_WRITE: return OpType::kWrite;
@@ -30,8 +32,6 @@ std::optional<OpType> TraceType(uint16_t nbd_type) {
     default: return std::nullopt;
   }
 }
-
-}  // namespace
 
 NbdTap::NbdTap(Sink& sink, Options options) : sink_(sink), options_(options) {}
 NbdTap::~NbdTap() = default;
@@ -348,7 +348,7 @@ void NbdTap::OnDone(uint64_t cookie) {
   r.start_ns = p.start_ns;
   r.end_ns = std::max(now_ns_, p.start_ns);
   r.success = p.success;
-  r.type = TraceType(p.type);
+  r.type = TraceTypeFromNbd(p.type);
   pending_.erase(it);
   if (r.type) sink_.OnRequest(r);
 }

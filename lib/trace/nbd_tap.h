@@ -46,6 +46,9 @@
 
 namespace portal::trace {
 
+// The trace type of an NBD command; empty for DISC and unknown commands.
+std::optional<OpType> TraceTypeFromNbd(uint16_t nbd_type);
+
 struct TappedRequest {
   uint16_t nbd_type = 0;
   uint16_t nbd_flags = 0;

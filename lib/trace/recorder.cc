@@ -1,5 +1,7 @@
 #include "trace/recorder.h"
 
+#include <fmt/format.h>
+
 namespace portal::trace {
 
 Recorder::Recorder(Options options, uint64_t start_ns)
@@ -69,6 +71,16 @@ uint64_t Recorder::ops_dropped() const {
 std::array<uint64_t, kNumOpTypes> Recorder::counts() const {
   std::lock_guard lock(mu_);
   return counts_;
+}
+
+std::string Recorder::CountsByType() const {
+  std::string out;
+  auto c = counts();
+  for (size_t t = 0; t < c.size(); ++t) {
+    if (c[t] == 0) continue;
+    out += fmt::format(" {}={}", OpTypeName(static_cast<OpType>(t)), c[t]);
+  }
+  return out;
 }
 
 }  // namespace portal::trace

@@ -48,6 +48,8 @@ class Recorder {
   uint64_t ops_written() const;
   uint64_t ops_dropped() const;  // by compat mode
   std::array<uint64_t, kNumOpTypes> counts() const;
+  // " Read=10 Write=3": the types recorded so far, for log lines ("" when none).
+  std::string CountsByType() const;
 
  private:
   explicit Recorder(Options options, uint64_t start_ns);

@@ -232,6 +232,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     {
       std::lock_guard lock(mu_);
       if (writes_inflight_ == 0) break;
+      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
     }
     co_await changed_.Wait(seen);
   }
@@ -253,6 +254,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
       std::lock_guard lock(mu_);
       relocation_.reset();
       if (!relocating_) break;
+      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      if (stop_) co_return Status::Shutdown("volume is closing");
     }
     co_await changed_.Wait(seen);
   }

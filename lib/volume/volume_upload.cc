@@ -179,6 +179,7 @@ Task<void> LsmVolume::UploaderLoop() {
       std::lock_guard lock(mu_);
       fenced_ = true;
       fenced_reason_ = st.ToString();
+      if (reloc) relocating_ = false;  // nobody may wait for it any more (a restore does)
       Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
       changed_.NotifyAll();
       co_return;

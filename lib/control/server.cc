@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "nbd/listener.h"
 #include "util/log.h"
 
 namespace portal::control {
@@ -286,25 +287,7 @@ void Server::Shutdown(uint64_t timeout_ms) {
     stopping_ = true;
     conns.assign(connections_.begin(), connections_.end());
   }
-  if (started_) {
-    // Close the acceptor on its executor; the pending accept completes with an error.
-    std::mutex m;
-    std::condition_variable closed_cv;
-    bool closed = false;
-    asio::post(impl_->acceptor.get_executor(), [&] {
-      std::error_code ignored;
-      impl_->acceptor.close(ignored);
-      std::lock_guard lock(m);
-      closed = true;
-      closed_cv.notify_all();
-    });
-    std::unique_lock lock(m);
-    closed_cv.wait_for(lock, std::chrono::seconds(5), [&] { return closed; });
-  } else {
-    // Nothing runs on the acceptor's executor (which may be stopped already).
-    std::error_code ignored;
-    impl_->acceptor.close(ignored);
-  }
+  nbd::CloseAcceptor(impl_->acceptor, started_);
   for (auto& c : conns) c->Shutdown();
   {
     std::unique_lock lock(mu_);

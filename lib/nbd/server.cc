@@ -265,28 +265,11 @@ void Server::Shutdown(uint64_t timeout_ms) {
     stopping_ = true;
     conns.assign(connections_.begin(), connections_.end());
   }
+  CloseAcceptor(impl_->acceptor, started_);
   if (!started_) {
-    // Nothing runs on the acceptor's executor (which may be stopped already, as when
-    // the daemon gives up after a failed Listen()): close it here, do not wait for it.
-    std::error_code ignored;
-    impl_->acceptor.close(ignored);
+    // Nothing ran (as when the daemon gives up after a failed Listen()): no connections.
     if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
     return;
-  }
-  // Close the acceptor on its executor; the pending accept completes with an error.
-  std::mutex m;
-  std::condition_variable closed_cv;
-  bool closed = false;
-  asio::post(impl_->acceptor.get_executor(), [&] {
-    std::error_code ignored;
-    impl_->acceptor.close(ignored);
-    std::lock_guard lock(m);
-    closed = true;
-    closed_cv.notify_all();
-  });
-  {
-    std::unique_lock lock(m);
-    closed_cv.wait_for(lock, std::chrono::seconds(5), [&] { return closed; });
   }
   for (auto& c : conns) c->Shutdown();
   {

@@ -333,26 +333,7 @@ void Proxy::Shutdown(uint64_t drain_ms) {
     stopping_ = true;
     conns.assign(connections_.begin(), connections_.end());
   }
-  {
-    std::mutex m;
-    std::condition_variable closed_cv;
-    bool closed = !started_;
-    auto close_acceptor = [&] {
-      std::error_code ignored;
-      impl_->acceptor.close(ignored);
-      std::lock_guard lock(m);
-      closed = true;
-      closed_cv.notify_all();
-    };
-    if (started_) {
-      asio::post(impl_->acceptor.get_executor(), close_acceptor);
-      std::unique_lock lock(m);
-      closed_cv.wait_for(lock, std::chrono::seconds(5), [&] { return closed; });
-    } else {
-      std::error_code ignored;
-      impl_->acceptor.close(ignored);
-    }
-  }
+  nbd::CloseAcceptor(impl_->acceptor, started_);
   for (auto& c : conns) c->BeginStop();
   {
     auto drained = [&] {

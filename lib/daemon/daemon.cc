@@ -15,6 +15,7 @@
 #include "objstore/s3_store.h"
 #include "trace/recorder.h"
 #include "trace/recording_catalog.h"
+#include "util/buffer_pool.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -41,6 +42,9 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
     o.read_partial_raw_chunks = true;
     o.immediate_segment_free = true;
     o.gc_interval_ms = 1000;
+    // Garbage is resident memory here, and compacting a map in memory is cheap.
+    o.full_compaction_min_bytes = o.l0_sst_size_bytes;
+    o.full_compaction_ratio = 0.125;
     o.cache_dir.clear();
   }
   return o;
@@ -199,6 +203,7 @@ std::string Daemon::nbd_address() const { return server_ ? server_->bound_addres
 std::string Daemon::StatusLine() {
   if (!volume_) return "volume not open";
   volume::VolumeStats s = volume_->stats();
+  const BufferPool& pool = BufferPool::Global();
   std::string levels;
   for (uint64_t n : s.ssts_per_level) {
     if (!levels.empty()) levels.push_back('/');
@@ -207,12 +212,14 @@ std::string Daemon::StatusLine() {
   return fmt::format(
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
-      "cache_misses={} write_stalls={} snapshots={} requests=\"{}\"{}",
+      "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
+      "pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
-      s.cache.misses, s.write_stalls, s.snapshots, store_ ? store_->stats().ToString() : "",
-      HttpCounts());
+      s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
+      s.full_compactions, pool.pooled_bytes(), pool.hits(), pool.misses(),
+      store_ ? store_->stats().ToString() : "", HttpCounts());
 }
 
 std::string Daemon::HttpCounts() const {

@@ -13,6 +13,7 @@
 #include "env/async.h"
 #include "objstore/file_key.h"
 #include "objstore/semantics.h"
+#include "util/buffer_pool.h"
 #include "util/log.h"
 
 namespace portal::objstore {
@@ -325,12 +326,16 @@ Task<Result<ObjectInfo>> FileStore::Head(std::string key) {
 
 Task<Status> FileStore::Put(std::string key, std::string data) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
-  co_return co_await RunBlocking(env_, [&] { return SyncWrite(key, data, false); });
+  Status st = co_await RunBlocking(env_, [&] { return SyncWrite(key, data, false); });
+  BufferPool::Global().Give(std::move(data));
+  co_return st;
 }
 
 Task<Status> FileStore::PutIfAbsent(std::string key, std::string data) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
-  co_return co_await RunBlocking(env_, [&] { return SyncWrite(key, data, true); });
+  Status st = co_await RunBlocking(env_, [&] { return SyncWrite(key, data, true); });
+  BufferPool::Global().Give(std::move(data));
+  co_return st;
 }
 
 Task<Status> FileStore::Delete(std::string key) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "objstore/semantics.h"
+#include "util/buffer_pool.h"
 
 namespace portal::objstore {
 namespace {
@@ -10,6 +11,11 @@ namespace {
 std::string Etag(uint64_t version) { return fmt::format("v{}", version); }
 
 }  // namespace
+
+void MemoryStore::Recycle(std::shared_ptr<Object> obj) {
+  // Out of the map, so no new reference can appear: a count of 1 means no Get holds it.
+  if (obj && obj.use_count() == 1) BufferPool::Global().Give(std::move(obj->data));
+}
 
 Task<Result<std::string>> MemoryStore::Get(std::string key, std::optional<GetRange> range) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
@@ -36,16 +42,18 @@ Task<Result<ObjectInfo>> MemoryStore::Head(std::string key) {
 Status MemoryStore::Store(std::string key, std::string data, bool if_absent) {
   RETURN_IF_ERROR(ValidateKey(key));
   uint64_t size = data.size();
-  std::shared_ptr<const Object> old;  // freed outside the lock
-  std::lock_guard lock(mu_);
+  std::shared_ptr<Object> old;  // recycled outside the lock
+  std::unique_lock lock(mu_);
   auto [it, inserted] = objects_.try_emplace(std::move(key));
   if (!inserted) {
     if (if_absent) return Status::PreconditionFailed(it->first + " exists");
     old = std::move(it->second);
     total_bytes_ -= old->data.size();
   }
-  it->second = std::make_shared<const Object>(Object{std::move(data), next_version_++});
+  it->second = std::make_shared<Object>(Object{std::move(data), next_version_++});
   total_bytes_ += size;
+  lock.unlock();
+  Recycle(std::move(old));
   return Status::Ok();
 }
 
@@ -59,14 +67,17 @@ Task<Status> MemoryStore::PutIfAbsent(std::string key, std::string data) {
 
 Task<Status> MemoryStore::Delete(std::string key) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
-  std::shared_ptr<const Object> old;
-  std::lock_guard lock(mu_);
-  auto it = objects_.find(key);
-  if (it != objects_.end()) {
-    old = std::move(it->second);
-    total_bytes_ -= old->data.size();
-    objects_.erase(it);
+  std::shared_ptr<Object> old;
+  {
+    std::lock_guard lock(mu_);
+    auto it = objects_.find(key);
+    if (it != objects_.end()) {
+      old = std::move(it->second);
+      total_bytes_ -= old->data.size();
+      objects_.erase(it);
+    }
   }
+  Recycle(std::move(old));
   co_return Status::Ok();
 }
 

@@ -5,6 +5,7 @@
 // Every call completes without suspending (no I/O); callers that want interleaving or
 // latency wrap the store in a FaultStore. Thread-safe: one mutex guards the map; object
 // bytes are immutable and shared, so copying a large object out happens outside the lock.
+// A replaced or deleted object's bytes go to the BufferPool (util/buffer_pool.h).
 // Etags are a store-wide version number: a new one for every Put.
 #pragma once
 
@@ -42,9 +43,11 @@ class MemoryStore final : public ObjectStore {
     uint64_t version;
   };
   Status Store(std::string key, std::string data, bool if_absent);
+  // Gives a dropped object's bytes to the BufferPool unless a Get still holds them.
+  static void Recycle(std::shared_ptr<Object> obj);
 
   mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<const Object>> objects_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<Object>> objects_;    // GUARDED_BY(mu_)
   uint64_t next_version_ = 1;                                     // GUARDED_BY(mu_)
   uint64_t total_bytes_ = 0;                                      // GUARDED_BY(mu_)
 };

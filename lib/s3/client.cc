@@ -8,6 +8,7 @@
 #include "s3/curl_transport.h"
 #include "s3/errors.h"
 #include "s3/sha256.h"
+#include "util/buffer_pool.h"
 #include "util/log.h"
 
 namespace portal::s3 {
@@ -233,6 +234,7 @@ Task<Status> Client::PutObject(const std::string& key, std::string body, bool if
   req.body = std::move(body);
   req.max_response_bytes = kErrorBodySlack;
   auto r = co_await Execute(req, "PUT " + Describe(key), options_.retry.max_attempts, false);
+  BufferPool::Global().Give(std::move(req.body));
   co_return r.ok() ? Status::Ok() : r.status();
 }
 

@@ -62,6 +62,10 @@ struct VolumeStats {
   uint64_t live_data_blocks = 0;
   uint64_t write_stalls = 0;
   uint64_t snapshots = 0;
+  // Estimated data-block references in SSTs that newer writes shadow (garbage only a
+  // compaction can release), and how many full compactions that estimate triggered.
+  uint64_t shadowed_blocks = 0;
+  uint64_t full_compactions = 0;
   cache::CacheStats cache;
 };
 
@@ -196,19 +200,31 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
                                                    uint32_t max_extents, const Levels* frozen);
 
   // --- upload (volume_upload.cc) ---
+  // Moves the active buffer to the end of sealed_ under the next generation and segment
+  // id (ids are taken in upload order: the uploader takes sealed_ before relocations).
+  void SealActiveLocked();
   Task<void> UploaderLoop();
   // Encodes (user buffer or relocation) and uploads segment `id`.
   Task<Status> UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
                              SegmentFooter* footer, uint64_t* size);
   void ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm::Extent>& extents,
                           uint64_t size);
+  // Estimated data blocks of the committed map (SSTs and a flushing memtable) that a
+  // write of [first, end) shadows, where the active memtable does not already.
+  uint64_t ShadowedByLocked(uint64_t first, uint64_t end) const;
 
   // --- map maintenance (volume_maintain.cc) ---
   Task<void> MaintenanceLoop();
   Task<Status> FlushMemtableLocked();  // caller holds jobs_mu_
   // One compaction step if a level is over its target; `force` also compacts a
   // non-empty L0 below its trigger.
-  Task<Status> CompactOnce(bool* did_work, bool force = false);
+  // `level` >= 0: compact that level (if non-empty) instead of picking one.
+  Task<Status> CompactOnce(bool* did_work, bool force = false, int level = -1);
+  // Space amplification: shadowed references past the options' threshold call for a
+  // full compaction, the only thing that releases them.
+  bool FullCompactionDueLocked() const;
+  // Flushes the memtable and compacts every level into the next, down to the last.
+  Task<Status> CompactToBottomLocked();  // caller holds jobs_mu_
   Task<Status> Commit(const Manifest& next);  // caller holds jobs_mu_
   std::string NextSstKey();
 
@@ -267,6 +283,8 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   bool stop_ = false;                                  // GUARDED_BY(mu_)
   bool stalled_ = false;                               // GUARDED_BY(mu_)
   uint64_t write_stalls_ = 0;                          // GUARDED_BY(mu_)
+  uint64_t shadowed_blocks_ = 0;                       // GUARDED_BY(mu_): see stats()
+  uint64_t full_compactions_ = 0;                      // GUARDED_BY(mu_)
   // Per segment: stored size and data blocks the map references (memtable + SSTs).
   struct SegInfo {
     uint64_t size = 0;

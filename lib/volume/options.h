@@ -38,6 +38,10 @@ struct VolumeOptions {
   uint64_t level1_target_bytes = 16ull << 20;
   uint64_t gc_grace_ms = 10 * 60'000;
   uint64_t gc_interval_ms = 10'000;
+  // Full compaction once SST references shadowed by newer writes (garbage nothing else
+  // releases) pass max(full_compaction_min_bytes, full_compaction_ratio * stored bytes).
+  uint64_t full_compaction_min_bytes = 256ull << 20;
+  double full_compaction_ratio = 0.25;
   uint64_t manifests_kept = 8;          // recent manifests kept besides epoch openers
   bool immediate_segment_free = false;  // memory://: free unreferenced segments at once
 };

@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include "util/buffer_pool.h"
 #include "util/checksum.h"
 #include "util/coding.h"
 
@@ -49,20 +50,27 @@ bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
 // Appends the footer and trailer of `f` to out->bytes (its chunks filled in).
 static void AppendFooter(const SegmentFooter* f, EncodedSegment* out);
 
-EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compress) {
-  if (compress) return EncodeSegment(f, data, true);
+EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compress,
+                                  const std::vector<uint64_t>* chunk_sums) {
+  if (compress) {
+    EncodedSegment out = EncodeSegment(f, data, true);
+    BufferPool::Global().Give(std::move(data));
+    return out;
+  }
   // Raw chunks are the data itself: no copy of it (a segment is up to l0_sst_size_bytes).
   PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
   const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
   f->chunks.clear();
-  f->chunks.reserve(data.size() / chunk_bytes + 1);
+  const size_t n_chunks = (data.size() + chunk_bytes - 1) / chunk_bytes;
+  PORTAL_ASSERT(!chunk_sums || chunk_sums->size() == n_chunks, "chunk checksum count");
+  f->chunks.reserve(n_chunks);
   std::string_view all(data);
   for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
     std::string_view raw = all.substr(pos, chunk_bytes);
     ChunkInfo c;
     c.offset = pos;
     c.raw_blocks = raw.size() / f->block_size;
-    c.checksum = Checksum64(raw);
+    c.checksum = chunk_sums ? (*chunk_sums)[pos / chunk_bytes] : Checksum64(raw);
     c.codec = ChunkCodec::kRaw;
     c.stored_len = raw.size();
     f->chunks.push_back(c);
@@ -77,7 +85,7 @@ EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compr
   PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
   EncodedSegment out;
   std::string& s = out.bytes;
-  s.reserve(data.size() + 4096);
+  s = BufferPool::Global().Take(data.size() + 4096);
   const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
   f->chunks.clear();
   std::string scratch;

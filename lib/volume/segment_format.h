@@ -65,7 +65,9 @@ struct EncodedSegment {
 // when it saves at least 1/8.
 EncodedSegment EncodeSegment(SegmentFooter* footer, std::string_view data, bool compress);
 // The same bytes, built in `data`'s own storage when uncompressed (no copy of the data).
-EncodedSegment EncodeSegmentOwned(SegmentFooter* footer, std::string data, bool compress);
+// `chunk_sums`, if given, are the chunks' Checksum64s already computed (WriteBuffer::Seal).
+EncodedSegment EncodeSegmentOwned(SegmentFooter* footer, std::string data, bool compress,
+                                  const std::vector<uint64_t>* chunk_sums = nullptr);
 
 // Parses the fixed trailer (the object's last kSegmentTrailerSize bytes): returns the
 // footer length; the footer is the `footer_len` bytes before the trailer.

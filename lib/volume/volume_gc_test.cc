@@ -83,6 +83,58 @@ TEST_CASE("GC keeps memory:// bounded under sustained overwrites", "[volume][gc]
   REQUIRE(RunSim(env, v->Close()).ok());
 }
 
+// Sequential passes over a 64-block span with a FLUSH after each, and no explicit
+// compaction or GC: only the maintenance loop runs. Returns the peak store size.
+uint64_t OverwritePasses(uint64_t full_compaction_min_bytes, uint64_t* full_compactions) {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeOptions o = GcOptions(true);
+  o.l0_compaction_trigger = 1000;      // regular compaction never runs here:
+  o.level1_target_bytes = 1ull << 40;  // only a full compaction can drop shadowed refs
+  o.full_compaction_min_bytes = full_compaction_min_bytes;
+  auto v = *RunSim(env, LsmVolume::Open(env, store, o));
+  std::map<uint64_t, uint64_t> model;
+  uint64_t peak = 0, tag = 0;
+  for (int pass = 0; pass < 40; ++pass) {
+    for (uint64_t blk = 0; blk < 64; blk += 8) {
+      std::vector<uint8_t> data;
+      for (uint64_t i = 0; i < 8; ++i) {
+        auto b = Block(++tag);
+        data.insert(data.end(), b.begin(), b.end());
+        model[blk + i] = tag;
+      }
+      REQUIRE(RunSim(env, v->Write(blk * 4096, data, {})).ok());
+    }
+    REQUIRE(RunSim(env, v->Flush()).ok());
+    env.AdvanceBy(1100 * kNanosPerMilli);  // the GC interval
+    REQUIRE(RunSim(env, v->Flush()).ok());
+    peak = std::max(peak, store.total_bytes());
+  }
+  Verify(env, *v, model);
+  *full_compactions = v->stats().full_compactions;
+  REQUIRE(RunSim(env, v->Close()).ok());
+  auto v2 = *RunSim(env, LsmVolume::Open(env, store, o));
+  Verify(env, *v2, model);
+  REQUIRE(RunSim(env, v2->Close()).ok());
+  return peak;
+}
+
+TEST_CASE("shadowed map references trigger a full compaction that frees their segments",
+          "[volume][gc]") {
+  // 2,560 blocks (10 MiB) written over a 256 KiB span.
+  uint64_t full = 0;
+  const uint64_t bounded = OverwritePasses(64 * 4096, &full);
+  INFO("peak store bytes with full compactions " << bounded << " (" << full << " of them)");
+  CHECK(full > 0);
+  CHECK(bounded < 8 * 64 * 4096);
+  // The control: with the trigger off, shadowed references keep every segment alive.
+  uint64_t none = 0;
+  const uint64_t unbounded = OverwritePasses(UINT64_MAX, &none);
+  INFO("peak store bytes without " << unbounded);
+  CHECK(none == 0);
+  CHECK(unbounded > 16 * 64 * 4096);
+}
+
 TEST_CASE("GC on a durable store waits for the grace period and never deletes what is "
           "referenced",
           "[volume][gc]") {

@@ -151,7 +151,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
   co_return Status::Ok();
 }
 
-Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force) {
+Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   *did_work = false;
   Manifest m;
   {
@@ -161,7 +161,9 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force) {
   }
   // Pick: L0 past its trigger, else the first level over its size target.
   size_t from = SIZE_MAX;
-  if (!m.levels.empty() && !m.levels[0].empty() &&
+  if (level >= 0) {
+    if (size_t(level) < m.levels.size() && !m.levels[level].empty()) from = size_t(level);
+  } else if (!m.levels.empty() && !m.levels[0].empty() &&
       (force || m.levels[0].size() >= options_.l0_compaction_trigger)) {
     from = 0;
   } else {
@@ -304,6 +306,39 @@ Task<Status> LsmVolume::CompactAll() {
   co_return Status::Ok();
 }
 
+bool LsmVolume::FullCompactionDueLocked() const {
+  const uint64_t shadowed = shadowed_blocks_ * block_size_;
+  if (shadowed < options_.full_compaction_min_bytes) return false;
+  uint64_t stored = 0;
+  for (const auto& [id, info] : segs_) stored += info.size;
+  return double(shadowed) >= options_.full_compaction_ratio * double(stored);
+}
+
+Task<Status> LsmVolume::CompactToBottomLocked() {
+  uint64_t shadowed;
+  {
+    std::lock_guard lock(mu_);
+    shadowed = shadowed_blocks_;
+  }
+  CO_RETURN_IF_ERROR(co_await FlushMemtableLocked());
+  for (size_t level = 0;; ++level) {
+    {
+      std::lock_guard lock(mu_);
+      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      // L0 always goes down (into a new L1 if need be); deeper levels into the last.
+      if (level > 0 && level + 1 >= version_->manifest.levels.size()) break;
+    }
+    for (bool did = true; did;) {
+      CO_RETURN_IF_ERROR(co_await CompactOnce(&did, /*force=*/true, static_cast<int>(level)));
+    }
+  }
+  std::lock_guard lock(mu_);
+  shadowed_blocks_ -= std::min(shadowed, shadowed_blocks_);
+  ++full_compactions_;
+  Log()->debug("full compaction released shadowed_blocks={}", shadowed);
+  co_return Status::Ok();
+}
+
 Task<Status> LsmVolume::RunGc() {
   auto guard = co_await jobs_mu_.Lock();
   co_return co_await CollectGarbage();
@@ -312,7 +347,7 @@ Task<Status> LsmVolume::RunGc() {
 Task<void> LsmVolume::MaintenanceLoop() {
   for (;;) {
     const uint64_t seen = changed_.epoch();
-    bool flush = false, gc = false;
+    bool flush = false, gc = false, full = false;
     uint64_t wait_ns = Notifier::kForever;
     {
       std::lock_guard lock(mu_);
@@ -330,8 +365,9 @@ Task<void> LsmVolume::MaintenanceLoop() {
                                                : last_gc_ns_ + options_.gc_interval_ms * kNanosPerMilli;
       gc = now >= gc_due;
       if (!gc) wait_ns = std::min(wait_ns, gc_due - now);
+      full = FullCompactionDueLocked();
     }
-    if (flush || gc) {
+    if (flush || gc || full) {
       auto guard = co_await jobs_mu_.Lock();
       // Not `flush ? co_await ... : ...`: GCC 12 miscompiles co_await inside ?:.
       Status st;
@@ -341,7 +377,8 @@ Task<void> LsmVolume::MaintenanceLoop() {
         st = co_await CompactOnce(&did);
         if (!did) break;
       }
-      if (st.ok() && gc) st = co_await CollectGarbage();
+      if (st.ok() && full) st = co_await CompactToBottomLocked();
+      if (st.ok() && (gc || full)) st = co_await CollectGarbage();
       if (st.code() == Status::Code::kShutdown) co_return;  // the store is gone
       if (!st.ok()) {
         Log()->warn("map maintenance failed error=\"{}\"", st.ToString());
@@ -401,6 +438,8 @@ VolumeStats LsmVolume::stats() {
     s.live_data_blocks += info.live_blocks;
   }
   s.write_stalls = write_stalls_;
+  s.shadowed_blocks = shadowed_blocks_;
+  s.full_compactions = full_compactions_;
   s.snapshots = version_->manifest.snapshots.size();
   return s;
 }

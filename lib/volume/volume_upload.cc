@@ -2,9 +2,12 @@
 // segment, uploads it (one upload in flight, strictly in id order), then applies its
 // extents to the memtable and releases the FLUSHes waiting for it. User buffers always
 // go first: relocation never delays a FLUSH beyond the upload already in flight.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "env/async.h"
+#include "util/buffer_pool.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -31,6 +34,7 @@ void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm
   self.data_blocks = f.data_blocks;
   self.fence = f.is_fence();
   for (const lsm::Extent& e : extents) {
+    shadowed_blocks_ += ShadowedByLocked(e.first, e.end);
     mem_->Apply(e, [&](const lsm::Extent& replaced) {
       adjust(replaced.loc.segment, -static_cast<int64_t>(replaced.length()));
     });
@@ -41,6 +45,46 @@ void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm
   mem_last_seq_ = std::max(mem_last_seq_, f.last_seq);
   ++segments_since_mem_flush_;
   if (mem_dirty_since_ns_ < 0) mem_dirty_since_ns_ = now;
+}
+
+uint64_t LsmVolume::ShadowedByLocked(uint64_t first, uint64_t end) const {
+  // The committed references a write shadows are not released until a compaction drops
+  // them (live counts include them: DESIGN.md never deletes what a manifest references).
+  // Estimated per SST from its data density, so a huge TRIM extent counts as ~nothing.
+  const auto& levels = version_->manifest.levels;
+  auto beneath = [&](uint64_t b, uint64_t e) {
+    double n = 0;
+    for (size_t i = 0; i < levels.size(); ++i) {
+      const auto& level = levels[i];
+      // L0 files overlap each other; deeper levels are sorted and disjoint.
+      auto it = level.begin();
+      if (i > 0) {
+        it = std::partition_point(level.begin(), level.end(),
+                                  [&](const SstRef& r) { return r.end_block <= b; });
+      }
+      for (; it != level.end(); ++it) {
+        if (i > 0 && it->min_block >= e) break;
+        const uint64_t lo = std::max(b, it->min_block), hi = std::min(e, it->end_block);
+        if (lo >= hi || it->data_blocks == 0) continue;
+        n += double(hi - lo) * double(it->data_blocks) / double(it->end_block - it->min_block);
+      }
+    }
+    if (imm_) {
+      imm_->ForEach(b, e, [&](const lsm::Extent& x) {
+        if (x.loc.is_data()) n += double(x.length());
+        return true;
+      });
+    }
+    return static_cast<uint64_t>(n);
+  };
+  uint64_t total = 0, cur = first;
+  mem_->ForEach(first, end, [&](const lsm::Extent& x) {
+    if (x.first > cur) total += beneath(cur, x.first);
+    cur = x.end;
+    return true;
+  });
+  if (cur < end) total += beneath(cur, end);
+  return total;
 }
 
 Task<Status> LsmVolume::ApplyFooter(const SegmentFooter& f, uint64_t size) {
@@ -83,16 +127,19 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
     // gives the same bytes, and saves holding a second copy while the PUT runs.
     EncodedSegment enc = co_await RunBlocking(env_, [&] {
       std::string data;
+      std::vector<uint64_t> sums;
       if (buf) {
-        data.reserve(buf->bytes() + 64 * 1024);  // + footer: no regrowth
-        buf->Seal(footer, &data);
+        // + footer: no regrowth. Pooled: a recycled segment's pages are already mapped.
+        data = BufferPool::Global().Take(buf->bytes() + 64 * 1024);
+        buf->Seal(footer, &data, options_.compress ? nullptr : &sums);
       } else {
         footer->extents = reloc->extents;
         for (auto& se : footer->extents) se.extent.loc.segment = id;
         footer->data_blocks = reloc->data_blocks;
         return EncodeSegment(footer, reloc->data, options_.compress);
       }
-      return EncodeSegmentOwned(footer, std::move(data), options_.compress);
+      return EncodeSegmentOwned(footer, std::move(data), options_.compress,
+                                options_.compress ? nullptr : &sums);
     });
     *size = enc.bytes.size();
     const uint64_t checksum = enc.footer_checksum;
@@ -129,6 +176,12 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
   }
 }
 
+void LsmVolume::SealActiveLocked() {
+  sealed_.push_back(Sealed{std::move(active_), active_gen_++, next_segment_id_++});
+  active_ = std::make_shared<WriteBuffer>(block_size_);
+  active_dirty_since_ns_ = -1;
+}
+
 Task<void> LsmVolume::UploaderLoop() {
   for (;;) {
     const uint64_t seen = changed_.epoch();
@@ -139,7 +192,7 @@ Task<void> LsmVolume::UploaderLoop() {
       std::lock_guard lock(mu_);
       if (fenced_) co_return;
       const bool dirty = !active_->empty();
-      if (!dirty && stop_) co_return;
+      if (!dirty && sealed_.empty() && stop_) co_return;
       bool go = false;
       if (dirty) {
         const uint64_t now = env_.NowNanos();
@@ -151,13 +204,9 @@ Task<void> LsmVolume::UploaderLoop() {
              active_->bytes() >= options_.l0_sst_size_bytes || now >= due;
         if (!go && due != UINT64_MAX) wait_ns = due - now;
       }
-      if (go) {
-        s.buf = std::move(active_);
-        s.gen = active_gen_++;
-        s.segment_id = next_segment_id_++;
-        active_ = std::make_shared<WriteBuffer>(block_size_);
-        active_dirty_since_ns_ = -1;
-        sealed_.push_back(s);
+      if (go && sealed_.empty()) SealActiveLocked();
+      if (!sealed_.empty()) {
+        s = sealed_.front();  // sealed by a writer at full size, or just now
       } else if (relocation_ && !stop_) {
         reloc = std::move(relocation_);
         relocating_ = true;

@@ -38,6 +38,9 @@ void LsmVolume::NoteDirtyLocked() {
     active_dirty_since_ns_ = static_cast<int64_t>(env_.NowNanos());
     changed_.NotifyAll();  // starts the uploader's flush_interval timer
   } else if (active_->bytes() >= options_.l0_sst_size_bytes) {
+    // Full: seal it now even while an upload runs, so that segments keep to their size
+    // (and their buffers can be recycled) instead of growing until the uploader is free.
+    SealActiveLocked();
     changed_.NotifyAll();
   }
 }

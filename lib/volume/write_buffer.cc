@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "util/checksum.h"
+
 namespace portal::volume {
 namespace {
 
@@ -106,7 +108,19 @@ void WriteBuffer::ForEach(uint64_t first, uint64_t end,
   });
 }
 
-void WriteBuffer::Seal(SegmentFooter* footer, std::string* data) const {
+void WriteBuffer::Seal(SegmentFooter* footer, std::string* data,
+                       std::vector<uint64_t>* chunk_sums) const {
+  const size_t base = data->size();
+  const size_t chunk_bytes = size_t{footer->blocks_per_chunk} * block_size_;
+  size_t summed = base;  // the stream up to here is checksummed
+  auto sum_chunks = [&](bool last) {
+    if (!chunk_sums) return;
+    while (data->size() - summed >= chunk_bytes || (last && data->size() > summed)) {
+      const size_t n = std::min(chunk_bytes, data->size() - summed);
+      chunk_sums->push_back(Checksum64(std::string_view(*data).substr(summed, n)));
+      summed += n;
+    }
+  };
   footer->extents.clear();
   footer->first_seq = first_seq_;
   footer->last_seq = last_seq_;
@@ -116,6 +130,7 @@ void WriteBuffer::Seal(SegmentFooter* footer, std::string* data) const {
     lsm::Loc loc;
     if (r.value.kind == lsm::LocKind::kData) {
       data->append(reinterpret_cast<const char*>(SlotData(r.value.slot)), len * block_size_);
+      sum_chunks(false);  // while the bytes are still in cache
       loc = lsm::Loc::Data(footer->segment_id, index);
       index += len;
     } else {
@@ -129,6 +144,7 @@ void WriteBuffer::Seal(SegmentFooter* footer, std::string* data) const {
       ex.push_back(SegmentExtent{lsm::Extent{b, r.end, loc}, false, {}});
     }
   }
+  sum_chunks(true);
   footer->data_blocks = index;
 }
 

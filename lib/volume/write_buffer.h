@@ -50,7 +50,11 @@ class WriteBuffer {
   // The segment this buffer becomes: fills footer (ids come from the caller: segment_id,
   // epoch, block_size, blocks_per_chunk must be set) extents, data_blocks and sequence
   // range, and appends the data stream (live blocks in ascending block order) to `data`.
-  void Seal(SegmentFooter* footer, std::string* data) const;
+  // With `chunk_sums`, also appends the Checksum64 of each footer->blocks_per_chunk
+  // blocks of the stream as it is written (one pass over the data instead of two; pass
+  // them to EncodeSegmentOwned).
+  void Seal(SegmentFooter* footer, std::string* data,
+            std::vector<uint64_t>* chunk_sums = nullptr) const;
 
   bool empty() const { return map_.empty(); }
   // Memory held: allocated slots (live or garbage) times the block size.

@@ -71,6 +71,18 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
     buf.Seal(&f, &data);
     RC_ASSERT(data.size() == f.data_blocks * kBs);
     auto enc = EncodeSegment(&f, data, false);
+    // Checksumming chunks while sealing gives the very same object.
+    SegmentFooter f2;
+    f2.segment_id = 7;
+    f2.block_size = kBs;
+    f2.blocks_per_chunk = *rc::gen::element(1u, 3u, 16u);
+    f.blocks_per_chunk = f2.blocks_per_chunk;
+    enc = EncodeSegment(&f, data, false);
+    std::string data2;
+    std::vector<uint64_t> sums;
+    buf.Seal(&f2, &data2, &sums);
+    RC_ASSERT(data2 == data);
+    RC_ASSERT(EncodeSegmentOwned(&f2, std::move(data2), false, &sums).bytes == enc.bytes);
     auto dec = DecodeSegmentFooter(enc.bytes, enc.bytes.size(), "s");
     RC_ASSERT(dec.ok());
     std::vector<int> sealed(kBlocks, -1);

@@ -1,0 +1,82 @@
+#include "util/buffer_pool.h"
+
+#include <utility>
+
+namespace portal {
+
+BufferPool& BufferPool::Global() {
+  static BufferPool* pool = new BufferPool();  // never destroyed: stores may give at exit
+  return *pool;
+}
+
+std::string BufferPool::Take(size_t min_capacity) {
+  std::string out;
+  if (min_capacity < kMinBytes) {
+    out.reserve(min_capacity);
+    return out;
+  }
+  {
+    std::lock_guard lock(mu_);
+    size_t best = free_.size();
+    for (size_t i = 0; i < free_.size(); ++i) {
+      const size_t cap = free_[i].capacity();
+      if (cap < min_capacity || cap > min_capacity + min_capacity / 8) continue;
+      if (best == free_.size() || cap < free_[best].capacity()) best = i;
+    }
+    if (best != free_.size()) {
+      out = std::move(free_[best]);
+      free_[best] = std::move(free_.back());
+      free_.pop_back();
+      pooled_ -= out.capacity();
+      ++hits_;
+      return out;
+    }
+    ++misses_;
+  }
+  out.reserve((min_capacity + kGranule - 1) / kGranule * kGranule);
+  return out;
+}
+
+void BufferPool::Give(std::string&& s) {
+  std::string drop = std::move(s);  // freed outside the lock if not kept
+  const size_t cap = drop.capacity();
+  if (cap < kMinBytes) return;
+  drop.clear();
+  std::lock_guard lock(mu_);
+  if (pooled_ + cap > budget_) return;
+  pooled_ += cap;
+  free_.push_back(std::move(drop));
+}
+
+void BufferPool::set_budget(size_t bytes) {
+  std::vector<std::string> dropped;
+  std::lock_guard lock(mu_);
+  budget_ = bytes;
+  while (pooled_ > budget_ && !free_.empty()) {
+    pooled_ -= free_.back().capacity();
+    dropped.push_back(std::move(free_.back()));
+    free_.pop_back();
+  }
+}
+
+size_t BufferPool::budget() const {
+  std::lock_guard lock(mu_);
+  return budget_;
+}
+
+size_t BufferPool::pooled_bytes() const {
+  std::lock_guard lock(mu_);
+  return pooled_;
+}
+
+uint64_t BufferPool::hits() const {
+  std::lock_guard lock(mu_);
+  return hits_;
+}
+
+uint64_t BufferPool::misses() const {
+  std::lock_guard lock(mu_);
+  return misses_;
+}
+
+}  // namespace portal

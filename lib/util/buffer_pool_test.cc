@@ -1,0 +1,52 @@
+#include "util/buffer_pool.h"
+
+#include <catch2/catch.hpp>
+
+namespace portal {
+namespace {
+
+TEST_CASE("buffer pool reuses a given-back buffer of fitting size", "[util]") {
+  BufferPool pool(64 << 20);
+  std::string a = pool.Take(4 << 20);
+  REQUIRE(a.capacity() >= (4u << 20));
+  CHECK(a.empty());
+  a.assign(3 << 20, 'x');
+  const char* storage = a.data();
+  pool.Give(std::move(a));
+  CHECK(pool.pooled_bytes() >= (4u << 20));
+
+  // Too large a request for it: fresh. A fitting one: the same storage, emptied.
+  std::string big = pool.Take(16 << 20);
+  CHECK(big.data() != storage);
+  std::string b = pool.Take((4 << 20) - 100);
+  CHECK(b.data() == storage);
+  CHECK(b.empty());
+  CHECK(pool.pooled_bytes() == 0);
+  CHECK(pool.hits() == 1);
+  CHECK(pool.misses() == 2);
+}
+
+TEST_CASE("buffer pool does not hand out a buffer much larger than asked", "[util]") {
+  BufferPool pool(256 << 20);
+  pool.Give(pool.Take(64 << 20));
+  std::string small = pool.Take(2 << 20);
+  CHECK(small.capacity() < (4u << 20));
+  CHECK(pool.pooled_bytes() >= (64u << 20));
+}
+
+TEST_CASE("buffer pool keeps within its budget and ignores small strings", "[util]") {
+  BufferPool pool(10 << 20);
+  pool.Give(std::string(1000, 'a'));
+  CHECK(pool.pooled_bytes() == 0);
+  pool.Give(pool.Take(4 << 20));
+  pool.Give(pool.Take(5 << 20));
+  const size_t held = pool.pooled_bytes();
+  CHECK(held <= (10u << 20));
+  pool.Give(pool.Take(8 << 20));  // past the budget: freed
+  CHECK(pool.pooled_bytes() == held);
+  pool.set_budget(0);
+  CHECK(pool.pooled_bytes() == 0);
+}
+
+}  // namespace
+}  // namespace portal

@@ -118,6 +118,11 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
     if (r.Below(2) == 0) w.w_snap_read = 0;
     if (r.Below(2) == 0) w.snap_trigger_permille = 0;
   }
+  // Full compactions (appended last, as above): from a few segments of shadowed
+  // references up to never.
+  v.full_compaction_min_bytes =
+      Pick(r, {v.l0_sst_size_bytes, 4 * v.l0_sst_size_bytes, uint64_t{1} << 40});
+  v.full_compaction_ratio = Pick(r, {0.05, 0.25, 1.0});
   return k;
 }
 
@@ -138,7 +143,8 @@ std::string Knobs::Describe() const {
       "w_zero={} w_huge_zero={} w_flush={} w_status={} w_cache={} w_admin={} w_sleep={} "
       "fua_permille={} nbd_permille={} crash_per_kop={} second_writer_per_kop={} "
       "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={} w_snap={} "
-      "w_snap_read={} snap_trigger_permille={}",
+      "w_snap_read={} snap_trigger_permille={} full_compaction_min_bytes={} "
+      "full_compaction_ratio={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -150,7 +156,8 @@ std::string Knobs::Describe() const {
       w.w_read, w.w_write, w.w_unaligned, w.w_trim, w.w_zero, w.w_huge_zero, w.w_flush,
       w.w_status, w.w_cache, w.w_admin, w.w_sleep, w.fua_permille, w.nbd_permille,
       w.crash_per_kop, w.second_writer_per_kop, w.old_writer_ops, w.audit_every, w.check_every,
-      w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille);
+      w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille,
+      v.full_compaction_min_bytes, v.full_compaction_ratio);
 }
 
 std::string Knobs::Command() const {

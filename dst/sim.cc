@@ -291,10 +291,13 @@ int Simulator::Run() {
                 (unsigned long long)audits_, (unsigned long long)checks_,
                 (unsigned long long)tolerated_errors_, double(env_.NowNanos()) / 1e9,
                 (unsigned long long)env_.steps());
-    std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu\n",
+    uint64_t full = 0;  // every incarnation's full compactions
+    for (auto& w : writers_) full += w->vol ? w->vol->stats().full_compactions : 0;
+    std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu"
+                " full_compactions=%llu\n",
                 (unsigned long long)snap_ops_, (unsigned long long)restores_,
                 (unsigned long long)snap_reads_, (unsigned long long)snap_verified_,
-                (unsigned long long)inconclusive);
+                (unsigned long long)inconclusive, (unsigned long long)full);
   }
   std::printf("fingerprint=%016llx\n", (unsigned long long)fp);
   std::fflush(stdout);

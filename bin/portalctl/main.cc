@@ -90,6 +90,10 @@ void PrintStatus(const DaemonStatus& s) {
                              FormatSize(s.segment_bytes), Count(s.map_ssts, "map SST"),
                              FormatSize(s.map_bytes)));
   line("Live data", FormatSize(s.live_bytes) + " referenced by the device's map");
+  line("Garbage", fmt::format("~{} referenced only by overwritten map entries ({} to release "
+                              "it so far)",
+                              FormatSize(s.shadowed_bytes),
+                              Count(s.full_compactions, "full compaction")));
   line("Buffers",
        fmt::format("{} not yet in a segment (limit {}), {}", FormatSize(s.buffer_bytes),
                    FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));

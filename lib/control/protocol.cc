@@ -70,6 +70,8 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["cache_hits"] = s.cache_hits;
   j["cache_misses"] = s.cache_misses;
   j["write_stalls"] = s.write_stalls;
+  j["shadowed_bytes"] = s.shadowed_bytes;
+  j["full_compactions"] = s.full_compactions;
   j["snapshots"] = s.snapshots;
   j["nbd_connections"] = s.nbd_connections;
   ordered_json requests = ordered_json::object();
@@ -168,6 +170,8 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
   RETURN_IF_ERROR(f.U64("cache_hits", &s.cache_hits));
   RETURN_IF_ERROR(f.U64("cache_misses", &s.cache_misses));
   RETURN_IF_ERROR(f.U64("write_stalls", &s.write_stalls));
+  RETURN_IF_ERROR(f.U64("shadowed_bytes", &s.shadowed_bytes));
+  RETURN_IF_ERROR(f.U64("full_compactions", &s.full_compactions));
   RETURN_IF_ERROR(f.U64("snapshots", &s.snapshots));
   RETURN_IF_ERROR(f.U64("nbd_connections", &s.nbd_connections));
   auto reqs = j.find("requests");

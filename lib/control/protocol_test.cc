@@ -155,6 +155,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.cache_hits = 30;
   s.cache_misses = 40;
   s.write_stalls = 2;
+  s.shadowed_bytes = 4096;
+  s.full_compactions = 3;
   s.snapshots = 7;
   s.nbd_connections = 1;
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
@@ -166,7 +168,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("epoch":3,"fenced":true,"manifest":12,"objects_stored":5,"bytes_stored":1000,"live_bytes":800,)"
       R"("segments":4,"segment_bytes":900,"map_ssts":1,"map_bytes":100,"buffer_bytes":8192,)"
       R"("max_unflushed_bytes":268435456,"cache_bytes":10,"cache_capacity_bytes":20,)"
-      R"("cache_hits":30,"cache_misses":40,"write_stalls":2,"snapshots":7,"nbd_connections":1,)"
+      R"("cache_hits":30,"cache_misses":40,"write_stalls":2,)"
+      R"("shadowed_bytes":4096,"full_compactions":3,"snapshots":7,"nbd_connections":1,)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
       R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
       "\n");

@@ -184,6 +184,8 @@ control::DaemonStatus Daemon::StatusReport() {
   d.cache_hits = s.cache.hits;
   d.cache_misses = s.cache.misses;
   d.write_stalls = s.write_stalls;
+  d.shadowed_bytes = s.shadowed_blocks * s.block_size;
+  d.full_compactions = s.full_compactions;
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
   if (store_) {

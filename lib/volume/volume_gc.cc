@@ -270,8 +270,10 @@ Task<Status> LsmVolume::DeleteOldManifests() {
 Task<Status> LsmVolume::CollectGarbage() {
   {
     std::lock_guard lock(mu_);
-    if (fenced_ || stop_ || gc_blocked_) co_return Status::Ok();
+    // Counts as a round even when skipped: the maintenance loop would otherwise find GC
+    // still due and spin without ever suspending (dst seed 5261, while gc_blocked_).
     last_gc_ns_ = static_cast<int64_t>(env_.NowNanos());
+    if (fenced_ || stop_ || gc_blocked_) co_return Status::Ok();
   }
   CO_RETURN_IF_ERROR(co_await DiscoverSegments());
   CO_RETURN_IF_ERROR(co_await DeleteDeadSegments());

@@ -40,9 +40,15 @@ Task<Status> LsmVolume::LoadSnapshots() {
     auto bytes = co_await reads_.Get(ref.key);
     Result<SnapshotObject> obj =
         bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key) : Result<SnapshotObject>(bytes.status());
+    if (!obj.ok() && obj.status().retryable()) {
+      // The store is unreachable (the read already retried): fail the open instead of
+      // serving a volume whose snapshot list silently misses one (dst seed 5261).
+      co_return obj.status().WithContext("reading snapshot '" + ref.name + "' (" + ref.key + ")");
+    }
     std::lock_guard lock(mu_);
     if (!obj.ok()) {
-      // Without its pins GC could delete what the snapshot needs: stop deleting.
+      // Damaged or missing for good. Without its pins GC could delete what the snapshot
+      // needs: stop deleting.
       gc_blocked_ = true;
       Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
                    ref.name, ref.key, obj.status().ToString());

@@ -269,6 +269,15 @@ void Simulator::Liveness() {
                                 "closed={} superseded={})",
                                 op->id, OpName(op->type), o->id, o->dead, o->closing, o->closed,
                                 o->superseded);
+        if (o->vol) {
+          const volume::VolumeStats s = o->vol->stats();
+          failure_ += fmt::format(" volume: fenced={} active={} sealed={} bytes", s.fenced,
+                                  s.active_buffer_bytes, s.sealed_buffer_bytes);
+        }
+        if (o->nbd) {
+          failure_ += fmt::format(" nbd: client={} session={} in flight", o->nbd->inflight(),
+                                  o->nbd->session_inflight());
+        }
       }
     }
     return;

@@ -72,6 +72,9 @@ Task<Status> LsmVolume::WaitForRoom() {
   auto check = [&](bool* poke) -> std::optional<Status> {
     std::lock_guard lock(mu_);
     if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+    // Closed while this write waited: the uploader is gone, so no room would ever come
+    // (dst seed 5435: a write queued behind another at close waited forever).
+    if (stop_) return Status::Shutdown("volume is closed");
     uint64_t unflushed = active_->bytes();
     for (const auto& s : sealed_) unflushed += s.buf->bytes();
     if (unflushed < options_.max_unflushed_bytes) {

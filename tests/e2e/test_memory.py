@@ -6,7 +6,7 @@ fio overwrites a 1 GiB span of a 2 GiB device with random 4 KiB writes at iodept
 RUNTIME seconds (default 180); VmRSS and the status line's segment bytes are sampled
 every 10 s and printed. The check is that memory does not grow with the amount written:
 the last third of the run does not peak higher than the first two thirds by more than
-25 %. (The level itself is printed, as a multiple of the span, not checked.)
+25 %, and the peak stays within 4x the span (it is printed as a multiple of the span).
 
     RUNTIME=60 PORTALBD_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_memory.py
 """
@@ -68,6 +68,10 @@ def case_rss_bounded_under_overwrites(tmp):
     check(late <= 1.25 * early,
           f"memory grows with the amount written: last third peaks at {late / MiB:.0f} MiB, "
           f"before that {early / MiB:.0f} MiB")
+    # Random 4 KiB overwrites leave segments partly live; GC rewrites those under
+    # gc_live_ratio (0.5), so ~2x the span in segments is the design level. Before full
+    # compactions released shadowed map references, the peak reached ~5.8x.
+    check(peak <= 4 * SPAN, f"peak VmRSS {peak / MiB:.0f} MiB is over 4x the span")
     d.stop(timeout=60)
 
 

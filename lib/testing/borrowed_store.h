@@ -7,7 +7,7 @@
 
 namespace portal::testing {
 
-class BorrowedStore final : public objstore::ObjectStore {
+class BorrowedStore : public objstore::ObjectStore {
  public:
   explicit BorrowedStore(objstore::ObjectStore& inner) : inner_(inner) {}
   Task<Result<std::string>> Get(std::string key,

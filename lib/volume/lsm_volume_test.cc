@@ -152,6 +152,64 @@ TEST_CASE("a second writer fences the first: its FLUSH fails, nothing acked is l
   (void)RunSim(env, v1->Close());
 }
 
+// Answers the first List of manifest/ with a listing taken earlier: a new writer that
+// listed, then stalled while the running writer committed and collected manifests.
+class StaleManifestListing : public testing::BorrowedStore {
+ public:
+  StaleManifestListing(objstore::ObjectStore& inner, std::vector<objstore::ObjectInfo> stale)
+      : BorrowedStore(inner), stale_(std::move(stale)) {}
+  Task<Result<std::vector<objstore::ObjectInfo>>> List(std::string prefix,
+                                                       std::string start_after) override {
+    if (prefix == "manifest/" && start_after.empty() && !used_) {
+      used_ = true;
+      co_return stale_;
+    }
+    co_return co_await BorrowedStore::List(std::move(prefix), std::move(start_after));
+  }
+
+ private:
+  std::vector<objstore::ObjectInfo> stale_;
+  bool used_ = false;
+};
+
+TEST_CASE("a new writer whose listing was stale still opens above the running writer",
+          "[volume][lsm]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeOptions o = TinyOptions(4 << 20);
+  o.manifests_kept = 1;
+  auto v1 = MustOpen(env, store, o);
+  auto commit = [&](uint8_t seed) {
+    REQUIRE(RunSim(env, v1->Write(0, Pattern(8192, seed), {.fua = true})).ok());
+    REQUIRE(RunSim(env, v1->FlushMemtable()).ok());
+  };
+  // Listed right after the running writer opened: its opener is never collected.
+  auto stale = RunSim(env, store.List("manifest/"));
+  REQUIRE(stale.ok());
+  // The running writer moves on and collects the manifests right above the stale view.
+  for (uint8_t i = 1; i < 7; ++i) commit(i);
+  REQUIRE(RunSim(env, v1->RunGc()).ok());
+  const uint64_t latest = v1->stats().manifest_number;
+  uint64_t stale_latest = 0;
+  for (const auto& info : *stale) REQUIRE(ParseManifestKey(info.key, &stale_latest));
+  REQUIRE(latest > stale_latest + 1);
+  REQUIRE(RunSim(env, store.Head(ManifestKey(stale_latest + 1))).status().IsNotFound());
+  // Something in the old writer's memtable, so that its next memtable flush commits.
+  REQUIRE(RunSim(env, v1->Write(0, Pattern(8192, 9), {.fua = true})).ok());
+
+  StaleManifestListing view(store, *stale);
+  auto v2 = MustOpen(env, view, o);
+  INFO("old writer's latest manifest " << latest << ", new opener "
+                                       << v2->stats().manifest_number);
+  CHECK(v2->stats().manifest_number == latest + 1);
+  // The old writer's next manifest collides with the opener: it is fenced.
+  CHECK_FALSE(RunSim(env, v1->FlushMemtable()).ok());
+  CHECK(v1->fenced());
+  CHECK(ReadAll(env, *v2, 0, 8192) == Pattern(8192, 9));
+  REQUIRE(RunSim(env, v2->Close()).ok());
+  (void)RunSim(env, v1->Close());
+}
+
 TEST_CASE("TRIM and WRITE_ZEROES cost O(1) whatever their length", "[volume][lsm]") {
   SimEnv env;
   objstore::MemoryStore store;

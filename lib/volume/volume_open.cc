@@ -133,6 +133,23 @@ Task<Status> LsmVolume::DoOpen() {
     next.epoch_manifest = number + 1;
     Status st = co_await log_.Create(number + 1, next);
     if (st.ok()) {
+      // A writer deletes its own older manifests, so ReadLatest's upward probe can stop
+      // in a hole below a live writer's latest manifest (it committed and collected
+      // while we listed). An opener there is not above that writer's next commit and
+      // would fence nothing (dst seed 5461). Nothing may sort above our opener.
+      auto above = co_await reads_.List("manifest/", ManifestKey(number + 1));
+      if (!above.ok()) co_return above.status().WithContext("checking for newer manifests");
+      uint64_t highest = 0;
+      for (const auto& o : *above) {
+        uint64_t k;
+        if (ParseManifestKey(o.key, &k)) highest = std::max(highest, k);
+      }
+      if (highest > number + 1) {
+        Log()->warn("another writer committed manifest {} past our opener {}: re-reading",
+                    highest, number + 1);
+        if (attempt < 10) continue;
+        co_return Status::PreconditionFailed("another writer keeps committing manifests");
+      }
       if (next.size_bytes != m.size_bytes) {
         Log()->info("grew volume from {} to {} bytes", m.size_bytes, next.size_bytes);
       }

@@ -177,7 +177,8 @@ Server::Server(RealEnv& env, Handler& handler, Options options)
     : env_(env),
       handler_(handler),
       options_(std::move(options)),
-      impl_(std::make_unique<Impl>(env.io_context())) {}
+      impl_(std::make_unique<Impl>(env.io_context())),
+      connections_(options_.max_connections) {}
 
 Server::~Server() { Shutdown(); }
 
@@ -219,10 +220,7 @@ void Server::Start() {
 
 void Server::Accept() {
   impl_->acceptor.async_accept([this](const std::error_code& ec, Socket socket) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
+    if (connections_.stopping()) return;
     if (ec) {
       if (ec != asio::error::operation_aborted) {
         Log()->warn("control socket accept failed error=\"{}\"", ec.message());
@@ -230,21 +228,13 @@ void Server::Accept() {
       }
       return;
     }
-    std::shared_ptr<Connection> conn;
-    bool refused = false;
-    {
-      // One critical section with Shutdown()'s snapshot of connections_: a connection is
-      // either in it (and told to shut down) or never started.
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-      if (connections_.size() >= options_.max_connections) {
-        refused = true;
-      } else {
-        conn = std::make_shared<Connection>(*this, std::move(socket));
-        connections_.insert(conn);
-      }
-    }
-    if (refused) {
+    // Admitted in one critical section with Shutdown()'s snapshot of the connections: a
+    // connection is either in it (and told to shut down) or never started.
+    ConnectionSet<Connection>::Admit admit;
+    std::shared_ptr<Connection> conn = connections_.Add(
+        [&] { return std::make_shared<Connection>(*this, std::move(socket)); }, &admit);
+    if (admit == ConnectionSet<Connection>::Admit::kStopping) return;
+    if (admit == ConnectionSet<Connection>::Admit::kFull) {
       Log()->warn("control connection refused: limit reached max_connections={}",
                   options_.max_connections);
       auto s = std::make_shared<Socket>(std::move(socket));
@@ -263,39 +253,18 @@ void Server::Accept() {
   });
 }
 
-void Server::Unregister(Connection* c) {
-  std::lock_guard lock(mu_);
-  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
-    if (it->get() == c) {
-      connections_.erase(it);
-      break;
-    }
-  }
-  cv_.notify_all();
-}
+void Server::Unregister(Connection* c) { connections_.Remove(c); }
 
-size_t Server::connection_count() const {
-  std::lock_guard lock(mu_);
-  return connections_.size();
-}
+size_t Server::connection_count() const { return connections_.size(); }
 
 void Server::Shutdown(uint64_t timeout_ms) {
   std::vector<std::shared_ptr<Connection>> conns;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    conns.assign(connections_.begin(), connections_.end());
-  }
+  if (!connections_.Stop(&conns)) return;
   nbd::CloseAcceptor(impl_->acceptor, started_);
   for (auto& c : conns) c->Shutdown();
-  {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                      [&] { return connections_.empty(); })) {
-      Log()->warn("shutdown: control requests still running after {} ms count={}", timeout_ms,
-                  connections_.size());
-    }
+  if (!connections_.WaitEmpty(std::chrono::milliseconds(timeout_ms))) {
+    Log()->warn("shutdown: control requests still running after {} ms count={}", timeout_ms,
+                connections_.size());
   }
   if (bound_) ::unlink(options_.path.c_str());
 }

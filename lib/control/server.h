@@ -13,16 +13,14 @@
 // line of kMaxRequestBytes, one request in flight per connection.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_set>
 
 #include "control/protocol.h"
 #include "env/real_env.h"
 #include "env/task.h"
+#include "util/connection_set.h"
 #include "util/status.h"
 
 namespace portal::control {
@@ -77,10 +75,7 @@ class Server {
   std::unique_ptr<Impl> impl_;
   bool bound_ = false;    // we created the socket file (ours to remove)
   bool started_ = false;  // set and read by the owning thread only
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_set<std::shared_ptr<Connection>> connections_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                                        // GUARDED_BY(mu_)
+  ConnectionSet<Connection> connections_;
 };
 
 }  // namespace portal::control

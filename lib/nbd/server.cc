@@ -175,7 +175,8 @@ Server::Server(RealEnv& env, ExportCatalog& catalog, Options options)
     : env_(env),
       catalog_(catalog),
       options_(std::move(options)),
-      impl_(std::make_unique<Impl>(env.io_context())) {}
+      impl_(std::make_unique<Impl>(env.io_context())),
+      connections_(options_.max_connections) {}
 
 Server::~Server() { Shutdown(); }
 
@@ -194,10 +195,7 @@ void Server::Start() {
 
 void Server::Accept() {
   impl_->acceptor.async_accept([this](const std::error_code& ec, Socket socket) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
+    if (connections_.stopping()) return;
     if (ec) {
       if (ec != asio::error::operation_aborted) {
         log::Get("portalbd::nbd")->warn("accept failed error=\"{}\"", ec.message());
@@ -219,20 +217,19 @@ void Server::Accept() {
         peer = std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
       }
     }
-    std::shared_ptr<Connection> conn;
-    {
-      std::lock_guard lock(mu_);
-      if (connections_.size() >= options_.max_connections) {
-        log::Get("portalbd::nbd")
-            ->warn("connection refused: limit reached peer={} max_connections={}", peer,
-                   options_.max_connections);
-        socket.close(ignored);
-      } else {
-        peer += "#" + std::to_string(++next_id_);
-        conn = std::make_shared<Connection>(*this, std::move(socket), peer);
-        connections_.insert(conn);
-      }
+    ConnectionSet<Connection>::Admit admit;
+    std::shared_ptr<Connection> conn = connections_.Add(
+        [&] {
+          peer += "#" + std::to_string(++next_id_);
+          return std::make_shared<Connection>(*this, std::move(socket), peer);
+        },
+        &admit);
+    if (admit == ConnectionSet<Connection>::Admit::kFull) {
+      log::Get("portalbd::nbd")
+          ->warn("connection refused: limit reached peer={} max_connections={}", peer,
+                 options_.max_connections);
     }
+    if (!conn) socket.close(ignored);
     if (conn) {
       log::Get("portalbd::nbd")->debug("connection accepted peer={}", peer);
       conn->Begin();
@@ -241,30 +238,13 @@ void Server::Accept() {
   });
 }
 
-void Server::Unregister(Connection* c) {
-  std::lock_guard lock(mu_);
-  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
-    if (it->get() == c) {
-      connections_.erase(it);
-      break;
-    }
-  }
-  cv_.notify_all();
-}
+void Server::Unregister(Connection* c) { connections_.Remove(c); }
 
-size_t Server::connection_count() const {
-  std::lock_guard lock(mu_);
-  return connections_.size();
-}
+size_t Server::connection_count() const { return connections_.size(); }
 
 void Server::Shutdown(uint64_t timeout_ms) {
   std::vector<std::shared_ptr<Connection>> conns;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    conns.assign(connections_.begin(), connections_.end());
-  }
+  if (!connections_.Stop(&conns)) return;
   CloseAcceptor(impl_->acceptor, started_);
   if (!started_) {
     // Nothing ran (as when the daemon gives up after a failed Listen()): no connections.
@@ -272,14 +252,10 @@ void Server::Shutdown(uint64_t timeout_ms) {
     return;
   }
   for (auto& c : conns) c->Shutdown();
-  {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                      [&] { return connections_.empty(); })) {
-      log::Get("portalbd::nbd")
-          ->warn("shutdown: connections still open after {} ms count={}", timeout_ms,
-                 connections_.size());
-    }
+  if (!connections_.WaitEmpty(std::chrono::milliseconds(timeout_ms))) {
+    log::Get("portalbd::nbd")
+        ->warn("shutdown: connections still open after {} ms count={}", timeout_ms,
+               connections_.size());
   }
   if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
 }

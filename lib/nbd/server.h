@@ -6,16 +6,15 @@
 // answers on it, Listen() fails and says so; a path that is not a socket is refused.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_set>
 
 #include "env/real_env.h"
 #include "nbd/export.h"
 #include "nbd/session.h"
+#include "util/connection_set.h"
 #include "util/status.h"
 
 namespace portal::nbd {
@@ -63,12 +62,9 @@ class Server {
   std::unique_ptr<Impl> impl_;
   std::string bound_address_;
   std::string unix_path_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_set<std::shared_ptr<Connection>> connections_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                                         // GUARDED_BY(mu_)
+  ConnectionSet<Connection> connections_;
   bool started_ = false;  // Start() was called; set and read by the owning thread only
-  uint64_t next_id_ = 0;
+  std::atomic<uint64_t> next_id_ = 0;
 };
 
 // Parses "host:port", "[v6]:port" or "unix:/path" without resolving names.

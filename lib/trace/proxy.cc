@@ -247,7 +247,8 @@ Proxy::Proxy(RealEnv& env, Recorder& recorder, Options options)
     : env_(env),
       recorder_(recorder),
       options_(std::move(options)),
-      impl_(std::make_unique<Impl>(env.io_context())) {}
+      impl_(std::make_unique<Impl>(env.io_context())),
+      connections_(options_.max_connections) {}
 
 Proxy::~Proxy() { Shutdown(0); }
 
@@ -274,10 +275,7 @@ void Proxy::Start() {
 
 void Proxy::Accept() {
   impl_->acceptor.async_accept([this](const std::error_code& ec, Socket socket) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
+    if (connections_.stopping()) return;
     if (ec) {
       if (ec != asio::error::operation_aborted) {
         Log()->warn("accept failed: {}", ec.message());
@@ -287,20 +285,19 @@ void Proxy::Accept() {
     }
     std::error_code ignored;
     if (impl_->listen_tcp) socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    std::shared_ptr<ProxyConnection> conn;
     uint32_t id = static_cast<uint32_t>(accepted_.load() + 1);
-    {
-      std::lock_guard lock(mu_);
-      if (connections_.size() >= options_.max_connections) {
-        Log()->warn("connection refused: {} connections open", connections_.size());
-        socket.close(ignored);
-      } else {
-        ++accepted_;
-        conn = std::make_shared<ProxyConnection>(*this, std::move(socket), id,
-                                                 impl_->listen_tcp ? "tcp" : "unix");
-        connections_.insert(conn);
-      }
+    ConnectionSet<ProxyConnection>::Admit admit;
+    std::shared_ptr<ProxyConnection> conn = connections_.Add(
+        [&] {
+          ++accepted_;
+          return std::make_shared<ProxyConnection>(*this, std::move(socket), id,
+                                                   impl_->listen_tcp ? "tcp" : "unix");
+        },
+        &admit);
+    if (admit == ConnectionSet<ProxyConnection>::Admit::kFull) {
+      Log()->warn("connection refused: {} connections open", connections_.size());
     }
+    if (!conn) socket.close(ignored);
     if (conn) {
       Log()->info("conn={} accepted; connecting to upstream {}", id, options_.upstream);
       conn->Begin();
@@ -309,47 +306,23 @@ void Proxy::Accept() {
   });
 }
 
-void Proxy::NoteDrained() {
-  std::lock_guard lock(mu_);
-  cv_.notify_all();
-}
+void Proxy::NoteDrained() { connections_.Notify(); }
 
-void Proxy::Unregister(ProxyConnection* c) {
-  std::lock_guard lock(mu_);
-  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
-    if (it->get() == c) {
-      connections_.erase(it);
-      break;
-    }
-  }
-  cv_.notify_all();
-}
+void Proxy::Unregister(ProxyConnection* c) { connections_.Remove(c); }
 
 void Proxy::Shutdown(uint64_t drain_ms) {
   std::vector<std::shared_ptr<ProxyConnection>> conns;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    conns.assign(connections_.begin(), connections_.end());
-  }
+  if (!connections_.Stop(&conns)) return;
   nbd::CloseAcceptor(impl_->acceptor, started_);
   for (auto& c : conns) c->BeginStop();
-  {
-    auto drained = [&] {
-      size_t inflight = 0;
-      for (auto& c : conns) inflight += c->inflight();
-      return inflight == 0;
-    };
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(drain_ms), drained);
-  }
+  connections_.WaitFor(std::chrono::milliseconds(drain_ms), [&] {
+    size_t inflight = 0;
+    for (auto& c : conns) inflight += c->inflight();
+    return inflight == 0;
+  });
   for (auto& c : conns) c->ForceClose();
-  {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return connections_.empty(); })) {
-      Log()->warn("shutdown: {} connections did not close", connections_.size());
-    }
+  if (!connections_.WaitEmpty(std::chrono::seconds(5))) {
+    Log()->warn("shutdown: {} connections did not close", connections_.size());
   }
   if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
 }

@@ -14,15 +14,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_set>
 
 #include "env/real_env.h"
 #include "trace/recorder.h"
+#include "util/connection_set.h"
 #include "util/status.h"
 
 namespace portal::trace {
@@ -68,10 +66,7 @@ class Proxy {
   std::unique_ptr<Impl> impl_;
   std::string bound_address_;
   std::string unix_path_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_set<std::shared_ptr<ProxyConnection>> connections_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                                              // GUARDED_BY(mu_)
+  ConnectionSet<ProxyConnection> connections_;
   bool started_ = false;
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> lost_{0};

@@ -121,8 +121,21 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   Status put = co_await RetryUnavailable(
       env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(ref.key, bytes); }, 0);
   if (put.IsPreconditionFailed()) {  // our own lost acknowledgement, or a uuid collision
-    auto back = co_await reads_.Get(ref.key);
-    if (back.ok() && *back == bytes) put = Status::Ok();
+    // The read-back meets the same transient errors as the PUT: retry it as long, and
+    // never take an unanswered GET for other contents (dst seed 5562).
+    Result<std::string> back = Status::Unavailable("not read");
+    Status rd = co_await RetryUnavailable(
+        env_,
+        [&]() -> Task<Status> {
+          back = co_await store_.Get(ref.key);
+          co_return back.status();
+        },
+        0);
+    if (!rd.ok()) {
+      put = rd;
+    } else if (*back == bytes) {
+      put = Status::Ok();
+    }
   }
   CO_RETURN_IF_ERROR(put.WithContext("writing snapshot object " + ref.key));
 

@@ -148,7 +148,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       {"nbd", {"address", "socket", "max_connections"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
-        "block_cache_size_bytes", "gc_live_ratio"}},
+        "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms"}},
       {"record", {"path", "workload"}},
   };
 
@@ -210,6 +210,12 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "block_cache_size_bytes", &c.block_cache_size_bytes,
                         Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Double(table("lsm"), "lsm", "gc_live_ratio", &c.gc_live_ratio));
+  for (auto [name, out] : {std::pair{"gc_grace_ms", &c.gc_grace_ms},
+                           std::pair{"gc_interval_ms", &c.gc_interval_ms}}) {
+    uint64_t v = UINT64_MAX;
+    RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", name, &v));
+    if (v != UINT64_MAX) *out = v;
+  }
   RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));
   if (root.contains("record") && c.record_path.empty()) {
@@ -265,6 +271,12 @@ Status Validate(const Config& c) {
   }
   if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {
     return bad("lsm.gc_live_ratio", "must be between 0 and 1");
+  }
+  // A grace period covers reads that resolved a block just before GC found its segment
+  // dead; the interval paces GC's listing and HEAD requests.
+  if (c.gc_grace_ms && *c.gc_grace_ms < 1000) return bad("lsm.gc_grace_ms", "must be >= 1000");
+  if (c.gc_interval_ms && *c.gc_interval_ms < 100) {
+    return bad("lsm.gc_interval_ms", "must be >= 100");
   }
   if (c.cache_dir.empty()) return bad("storage.cache_dir", "must not be empty");
   return Status::Ok();

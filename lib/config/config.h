@@ -7,7 +7,7 @@
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
-//             block_cache_size_bytes, gc_live_ratio
+//             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
 //   [record]  path, workload
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
@@ -48,6 +48,10 @@ struct Config {
   uint64_t max_unflushed_bytes = 256ull << 20;
   uint64_t block_cache_size_bytes = 256ull << 20;
   double gc_live_ratio = 0.5;
+  // Unset: the volume's defaults (10 min and 10 s; on memory:// segments are freed at once
+  // and GC runs every second).
+  std::optional<uint64_t> gc_grace_ms;
+  std::optional<uint64_t> gc_interval_ms;
   // [record]
   std::string record_path;  // empty: not recording
   std::string record_workload = "unnamed";

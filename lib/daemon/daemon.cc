@@ -47,6 +47,8 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
     o.full_compaction_ratio = 0.125;
     o.cache_dir.clear();
   }
+  if (cfg.gc_grace_ms) o.gc_grace_ms = *cfg.gc_grace_ms;  // the file wins over the above
+  if (cfg.gc_interval_ms) o.gc_interval_ms = *cfg.gc_interval_ms;
   return o;
 }
 

@@ -200,8 +200,8 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
                                                    uint32_t max_extents, const Levels* frozen);
 
   // --- upload (volume_upload.cc) ---
-  // Moves the active buffer to the end of sealed_ under the next generation and segment
-  // id (ids are taken in upload order: the uploader takes sealed_ before relocations).
+  // Moves the active buffer to the end of sealed_ under the next generation (its segment
+  // id is taken when its upload starts; the uploader takes sealed_ before relocations).
   void SealActiveLocked();
   Task<void> UploaderLoop();
   // Encodes (user buffer or relocation) and uploads segment `id`.

@@ -177,7 +177,10 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
 }
 
 void LsmVolume::SealActiveLocked() {
-  sealed_.push_back(Sealed{std::move(active_), active_gen_++, next_segment_id_++});
+  // The segment id is taken when its upload starts: ids must not run ahead of uploads,
+  // or a crash would leave manifests naming a next_segment_id above the first gap, where
+  // the next writer fences (ids are never skipped: docs/volume.md "Single writer").
+  sealed_.push_back(Sealed{std::move(active_), active_gen_++, 0});
   active_ = std::make_shared<WriteBuffer>(block_size_);
   active_dirty_since_ns_ = -1;
 }
@@ -206,7 +209,9 @@ Task<void> LsmVolume::UploaderLoop() {
       }
       if (go && sealed_.empty()) SealActiveLocked();
       if (!sealed_.empty()) {
-        s = sealed_.front();  // sealed by a writer at full size, or just now
+        // Sealed by a writer at full size, or just now.
+        if (sealed_.front().segment_id == 0) sealed_.front().segment_id = next_segment_id_++;
+        s = sealed_.front();
       } else if (relocation_ && !stop_) {
         reloc = std::move(relocation_);
         relocating_ = true;

@@ -269,24 +269,32 @@ std::string Timeline::CheckZeroClaim(uint64_t offset, uint64_t len) const {
   return "";
 }
 
-std::string Timeline::Resolve(uint64_t block, std::span<const uint8_t> observed,
-                              std::set<uint64_t>* present, std::set<uint64_t>* absent) {
-  std::set<uint64_t> inter, uni;
+bool Timeline::Matching(uint64_t block, Mode mode, std::span<const uint8_t> observed,
+                        std::set<uint64_t>* inter, std::set<uint64_t>* uni,
+                        bool* complete) const {
   bool any = false;
-  bool complete = Enumerate(block, Mode::kCrash, 0, bs_, [&](const std::vector<uint8_t>& c,
-                                                             const std::vector<uint64_t>& inc) {
+  const bool done = Enumerate(block, mode, 0, bs_, [&](const std::vector<uint8_t>& c,
+                                                       const std::vector<uint64_t>& inc) {
     if (std::memcmp(c.data(), observed.data(), bs_) != 0) return true;
     std::set<uint64_t> s(inc.begin(), inc.end());
     if (!any) {
-      inter = s;
+      *inter = s;
     } else {
-      std::erase_if(inter, [&](uint64_t id) { return !s.count(id); });
+      std::erase_if(*inter, [&](uint64_t id) { return !s.count(id); });
     }
-    uni.insert(s.begin(), s.end());
+    uni->insert(s.begin(), s.end());
     any = true;
     return true;
   });
-  if (!any) {
+  if (complete) *complete = done;
+  return any;
+}
+
+std::string Timeline::Resolve(uint64_t block, std::span<const uint8_t> observed,
+                              std::set<uint64_t>* present, std::set<uint64_t>* absent) {
+  std::set<uint64_t> inter, uni;
+  bool complete = true;
+  if (!Matching(block, Mode::kCrash, observed, &inter, &uni, &complete)) {
     return Describe(block, Mode::kCrash, 0, bs_, observed) +
            (complete ? "" : " (enumeration bound hit)");
   }
@@ -321,21 +329,9 @@ std::string Timeline::Audit(uint64_t block, std::span<const uint8_t> observed) {
     return Describe(block, Mode::kLive, 0, bs_, observed);
   }
   std::set<uint64_t> inter, uni;
-  bool any = false;
-  Enumerate(block, Mode::kLive, 0, bs_, [&](const std::vector<uint8_t>& c,
-                                            const std::vector<uint64_t>& inc) {
-    if (std::memcmp(c.data(), observed.data(), bs_) != 0) return true;
-    std::set<uint64_t> s(inc.begin(), inc.end());
-    if (!any) {
-      inter = s;
-    } else {
-      std::erase_if(inter, [&](uint64_t id) { return !s.count(id); });
-    }
-    uni.insert(s.begin(), s.end());
-    any = true;
-    return true;
-  });
-  if (!any) return Describe(block, Mode::kLive, 0, bs_, observed);
+  if (!Matching(block, Mode::kLive, observed, &inter, &uni)) {
+    return Describe(block, Mode::kLive, 0, bs_, observed);
+  }
   std::vector<uint64_t> keep;
   for (uint64_t id : bit->second.pending) {
     const Mutation& m = muts_.at(id);

@@ -117,6 +117,12 @@ class Timeline {
   // enumeration hit its bound.
   template <typename Fn>
   bool Enumerate(uint64_t block, Mode mode, uint32_t lo, uint32_t hi, Fn&& fn) const;
+  // The legal whole-block contents equal to `observed`: the mutation ids every one of
+  // them includes (`inter`) and that any of them includes (`uni`). Returns whether one
+  // matched; `complete` (if set) says whether the enumeration ran to its end.
+  bool Matching(uint64_t block, Mode mode, std::span<const uint8_t> observed,
+                std::set<uint64_t>* inter, std::set<uint64_t>* uni,
+                bool* complete = nullptr) const;
   std::string Describe(uint64_t block, Mode mode, uint32_t lo, uint32_t hi,
                        std::span<const uint8_t> observed) const;
   // Drops pending mutations whose bytes a later required one covers, then folds the

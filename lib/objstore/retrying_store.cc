@@ -15,6 +15,27 @@ Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
   }
 }
 
+Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& key,
+                               const std::string& bytes, bool* existed) {
+  if (existed) *existed = false;
+  Status st = co_await RetryUnavailable(
+      env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0);
+  if (!st.IsPreconditionFailed()) co_return st;
+  if (existed) *existed = true;
+  // The read-back meets the same transient errors as the PUT: retry it as long, and
+  // never take an unanswered GET for other contents.
+  Result<std::string> back = Status::Unavailable("not read");
+  CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+      env,
+      [&]() -> Task<Status> {
+        back = co_await store.Get(key);
+        co_return back.status();
+      },
+      0));
+  if (*back == bytes) co_return Status::Ok();
+  co_return Status::PreconditionFailed(key + " exists with other contents");
+}
+
 Task<Result<std::string>> RetryingReadStore::Get(std::string key, std::optional<GetRange> range) {
   Result<std::string> out = Status::Unavailable("not attempted");
   (void)co_await RetryUnavailable(

@@ -21,6 +21,13 @@ namespace portal::objstore {
 Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
                               uint32_t max_attempts);
 
+// A conditional create that survives a lost acknowledgement: PutIfAbsent, and if the key
+// exists read it back (both retried without bound on transient errors). The same bytes
+// are our own earlier attempt: OK. Other bytes: PreconditionFailed. Any other error as
+// it came. `existed` (if set) says whether the key was found existing.
+Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& key,
+                               const std::string& bytes, bool* existed = nullptr);
+
 class RetryingReadStore final : public ObjectStore {
  public:
   RetryingReadStore(ObjectStore& inner, Env& env, uint32_t max_attempts = 8)

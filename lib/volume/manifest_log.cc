@@ -58,19 +58,10 @@ Task<Result<std::pair<uint64_t, Manifest>>> ManifestLog::ReadLatest(uint64_t hin
 Task<Status> ManifestLog::Create(uint64_t number, const Manifest& m) {
   const std::string key = ManifestKey(number);
   const std::string bytes = EncodeManifest(m);
-  Status st = co_await RetryUnavailable(
-      env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, bytes); }, 0);
-  if (!st.IsPreconditionFailed()) co_return st;
   // Someone created it: us (an acknowledgement lost on the way back) or another writer.
-  Result<std::string> existing = Status::Unavailable("not read");
-  Status rd = co_await RetryUnavailable(
-      env_,
-      [&]() -> Task<Status> {
-        existing = co_await store_.Get(key);
-        co_return existing.status();
-      },
-      0);
-  if (rd.ok() && *existing == bytes) co_return Status::Ok();
+  bool existed = false;
+  Status st = co_await objstore::PutIfAbsentOrSame(env_, store_, key, bytes, &existed);
+  if (st.ok() || !existed) co_return st;
   co_return Status::PreconditionFailed("manifest " + key +
                                        " was created by another writer: this writer is fenced");
 }

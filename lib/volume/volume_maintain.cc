@@ -54,25 +54,15 @@ Task<Status> LsmVolume::Commit(const Manifest& next_in) {
   co_return st;
 }
 
-// Uploads an SST under a fresh name. Names are unique to this epoch, so a
-// PreconditionFailed can only be our own lost acknowledgement: verify by reading back.
+// Uploads an SST under a fresh name. Names are unique to this epoch, so existing other
+// contents are not a race but corruption.
 static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::string& key,
                            const std::string& bytes) {
-  Status st = co_await RetryUnavailable(
-      env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0);
-  if (!st.IsPreconditionFailed()) co_return st;
-  // The read-back meets the same transient errors as the PUT: retry it too, and never
-  // mistake an unanswered GET for different contents.
-  Result<std::string> existing = Status::Unavailable("not read");
-  CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-      env,
-      [&]() -> Task<Status> {
-        existing = co_await store.Get(key);
-        co_return existing.status();
-      },
-      0));
-  if (*existing == bytes) co_return Status::Ok();
-  co_return Status::Corruption("map SST " + key + " exists with other contents");
+  Status st = co_await objstore::PutIfAbsentOrSame(env, store, key, bytes);
+  if (st.IsPreconditionFailed()) {
+    co_return Status::Corruption("map SST " + key + " exists with other contents");
+  }
+  co_return st;
 }
 
 // Writes `extents` (sorted) as SSTs of about `target` bytes each.

@@ -118,25 +118,9 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   obj.segments.assign(segments.begin(), segments.end());
   const SnapshotRef ref{name, obj.id, obj.created_ns, SnapshotKey(obj.id)};
   const std::string bytes = EncodeSnapshotObject(obj);
-  Status put = co_await RetryUnavailable(
-      env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(ref.key, bytes); }, 0);
-  if (put.IsPreconditionFailed()) {  // our own lost acknowledgement, or a uuid collision
-    // The read-back meets the same transient errors as the PUT: retry it as long, and
-    // never take an unanswered GET for other contents (dst seed 5562).
-    Result<std::string> back = Status::Unavailable("not read");
-    Status rd = co_await RetryUnavailable(
-        env_,
-        [&]() -> Task<Status> {
-          back = co_await store_.Get(ref.key);
-          co_return back.status();
-        },
-        0);
-    if (!rd.ok()) {
-      put = rd;
-    } else if (*back == bytes) {
-      put = Status::Ok();
-    }
-  }
+  // An existing object is our own lost acknowledgement (read back, dst seed 5562) or a
+  // uuid collision (PreconditionFailed).
+  Status put = co_await objstore::PutIfAbsentOrSame(env_, store_, ref.key, bytes);
   CO_RETURN_IF_ERROR(put.WithContext("writing snapshot object " + ref.key));
 
   Manifest next = current;

@@ -230,17 +230,20 @@ Task<void> LsmVolume::UploaderLoop() {
       // Applying a relocation reads the map; its reads retry a bounded number of times.
       // The segment is stored: keep trying (nothing was applied by a failed attempt)
       // rather than fence over an error burst (dst swarm seed 9340).
-      for (uint64_t backoff_ms = 10;; backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000)) {
-        st = co_await ApplyFooter(footer, size);
-        if (!st.retryable()) break;
-        {
-          std::lock_guard lock(mu_);
-          if (stop_ || fenced_) break;
-        }
-        Log()->warn("applying segment {} failed, retrying error=\"{}\"", s.segment_id,
-                    st.ToString());
-        co_await SleepFor(env_, backoff_ms * kNanosPerMilli);
-      }
+      (void)co_await RetryUnavailable(
+          env_,
+          [&]() -> Task<Status> {
+            st = co_await ApplyFooter(footer, size);
+            if (!st.retryable()) co_return st;
+            {
+              std::lock_guard lock(mu_);
+              if (stop_ || fenced_) co_return Status::Ok();  // give up; `st` keeps the error
+            }
+            Log()->warn("applying segment {} failed, retrying error=\"{}\"", s.segment_id,
+                        st.ToString());
+            co_return st;
+          },
+          0);
     }
     if (!st.ok()) {
       std::lock_guard lock(mu_);

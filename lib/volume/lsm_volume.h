@@ -178,8 +178,10 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   // --- writes (volume_write.cc) ---
   Status CheckWritable();
   Task<Status> WaitForRoom();
-  void WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n);
-  void WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind);
+  // Put blocks into the active buffer; fail once fenced or stopped (CheckBufferableLocked).
+  Status CheckBufferableLocked() const;
+  Status WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n);
+  Status WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind);
   void BumpStripesLocked(uint64_t first, uint64_t end);
   void NoteDirtyLocked();
   // Read-modify-write of part of one block: `src` null writes zeroes.

@@ -53,16 +53,28 @@ void LsmVolume::BumpStripesLocked(uint64_t first, uint64_t end) {
   for (uint64_t b = first; b < end; ++b) ++stripes_[b % stripes_.size()];
 }
 
-void LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n) {
+Status LsmVolume::CheckBufferableLocked() const {
+  if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+  // The uploader drains what is buffered when stop_ is set and then exits: nothing may
+  // land after that, or a FUA or FLUSH would wait for it forever (dst seeds 5431, 5435).
+  if (stop_) return Status::Shutdown("volume is closed");
+  return Status::Ok();
+}
+
+Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n) {
+  RETURN_IF_ERROR(CheckBufferableLocked());
   active_->WriteBlocks(first, data, n, next_seq_++);
   BumpStripesLocked(first, first + n);
   NoteDirtyLocked();
+  return Status::Ok();
 }
 
-void LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind) {
+Status LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind) {
+  RETURN_IF_ERROR(CheckBufferableLocked());
   active_->WriteZeroRun(first, end, kind, next_seq_++);
   BumpStripesLocked(first, end);
   NoteDirtyLocked();
+  return Status::Ok();
 }
 
 Task<Status> LsmVolume::WaitForRoom() {
@@ -72,9 +84,6 @@ Task<Status> LsmVolume::WaitForRoom() {
   auto check = [&](bool* poke) -> std::optional<Status> {
     std::lock_guard lock(mu_);
     if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
-    // Closed while this write waited: the uploader is gone, so no room would ever come
-    // (dst seed 5435: a write queued behind another at close waited forever).
-    if (stop_) return Status::Shutdown("volume is closed");
     uint64_t unflushed = active_->bytes();
     for (const auto& s : sealed_) unflushed += s.buf->bytes();
     if (unflushed < options_.max_unflushed_bytes) {
@@ -125,10 +134,9 @@ Task<Status> LsmVolume::WritePartial(uint64_t block, uint32_t in_block, const ui
       std::memset(merged.data() + in_block, 0, len);
     }
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    CO_RETURN_IF_ERROR(CheckBufferableLocked());
     if (stripes_[block % stripes_.size()] != version) continue;  // raced: read again
-    WriteFullBlocksLocked(block, merged.data(), 1);
-    co_return Status::Ok();
+    co_return WriteFullBlocksLocked(block, merged.data(), 1);
   }
 }
 
@@ -147,8 +155,8 @@ Task<Status> LsmVolume::Write(uint64_t offset, std::span<const uint8_t> data, Wr
   const uint64_t end_full = end / bs;
   if (first_full < end_full) {
     std::lock_guard lock(mu_);
-    WriteFullBlocksLocked(first_full, data.data() + (first_full * bs - offset),
-                          end_full - first_full);
+    CO_RETURN_IF_ERROR(WriteFullBlocksLocked(first_full, data.data() + (first_full * bs - offset),
+                                             end_full - first_full));
   }
   // Only the first and last blocks can be partial.
   for (uint64_t b : EdgeBlocks(offset, end, bs)) {
@@ -177,7 +185,7 @@ Task<Status> LsmVolume::ZeroRange(uint64_t offset, uint64_t length, lsm::LocKind
   const uint64_t end_full = end / bs;
   if (first_full < end_full) {
     std::lock_guard lock(mu_);
-    WriteZeroRunLocked(first_full, end_full, kind);
+    CO_RETURN_IF_ERROR(WriteZeroRunLocked(first_full, end_full, kind));
   }
   for (uint64_t b : EdgeBlocks(offset, end, bs)) {
     uint64_t from = std::max(offset, b * bs), to = std::min(end, (b + 1) * bs);

@@ -12,26 +12,12 @@
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
 #include "testing/block_device_model.h"
+#include "testing/volume_options.h"
 
 namespace portal::volume {
 namespace {
 
-// Small thresholds so a short test seals segments, flushes memtables and compacts.
-VolumeOptions TinyOptions(uint64_t size) {
-  VolumeOptions o;
-  o.size_bytes = size;
-  o.block_size = 4096;
-  o.flush_interval_ms = 0;
-  o.l0_sst_size_bytes = 64 * 1024;
-  o.max_unflushed_bytes = 1 << 20;
-  o.block_cache_size_bytes = 256 * 1024;
-  o.memtable_flush_segments = 3;
-  o.l0_compaction_trigger = 2;
-  o.sst_target_bytes = 2048;
-  o.level1_target_bytes = 4096;
-  o.blocks_per_chunk = 4;
-  return o;
-}
+VolumeOptions TinyOptions(uint64_t size) { return testing::SmallVolumeOptions(size); }
 
 std::shared_ptr<LsmVolume> MustOpen(SimEnv& env, objstore::ObjectStore& store, VolumeOptions o) {
   auto v = RunSim(env, LsmVolume::Open(env, store, o));

@@ -15,6 +15,7 @@
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
+#include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 #include "volume/manifest_log.h"
 
@@ -25,18 +26,12 @@ using objstore::FaultDecision;
 using objstore::OpKind;
 
 VolumeOptions CrashOptions() {
-  VolumeOptions o;
-  o.size_bytes = 1 << 20;
-  o.flush_interval_ms = 0;
-  o.l0_sst_size_bytes = 64 * 1024;
-  o.max_unflushed_bytes = 1 << 20;
-  o.block_cache_size_bytes = 256 * 1024;
+  VolumeOptions o = testing::SmallVolumeOptions(1 << 20);
   o.memtable_flush_segments = 1000;  // only explicit memtable flushes
   o.memtable_flush_interval_ms = 1'000'000'000;
   o.l0_compaction_trigger = 1000;    // only explicit compactions
   o.sst_target_bytes = 1024;
   o.level1_target_bytes = 2048;
-  o.blocks_per_chunk = 4;
   o.gc_grace_ms = 1000;
   o.gc_interval_ms = 1'000'000'000;  // only explicit GC
   return o;

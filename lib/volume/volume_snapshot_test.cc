@@ -10,23 +10,14 @@
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
+#include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 
 namespace portal::volume {
 namespace {
 
 VolumeOptions SnapOptions(bool immediate = false) {
-  VolumeOptions o;
-  o.size_bytes = 1 << 20;
-  o.flush_interval_ms = 0;
-  o.l0_sst_size_bytes = 64 * 1024;
-  o.max_unflushed_bytes = 1 << 20;
-  o.block_cache_size_bytes = 256 * 1024;
-  o.memtable_flush_segments = 3;
-  o.l0_compaction_trigger = 2;
-  o.sst_target_bytes = 2048;
-  o.level1_target_bytes = 4096;
-  o.blocks_per_chunk = 4;
+  VolumeOptions o = testing::SmallVolumeOptions(1 << 20);
   o.gc_grace_ms = 1000;
   o.immediate_segment_free = immediate;
   return o;

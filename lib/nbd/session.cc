@@ -25,6 +25,7 @@ struct Session::Request {
   RequestHeader h;
   std::shared_ptr<Buffer> buf;  // WRITE payload, or READ reply: `room` header bytes + data
   size_t filled = 0;            // WRITE payload bytes received so far
+  std::shared_ptr<const void> keep;  // `buf` as the WRITE's WriteFlags::keep
   size_t room = 0;
   uint64_t accounted_bytes = 0;
   std::vector<volume::ByteRange> zeroes;
@@ -45,7 +46,9 @@ Task<void> Session::Request::Execute(volume::BlockDevice& dev, Request& r, bool 
                                    want_zeroes ? &r.zeroes : nullptr);
       break;
     case NBD_CMD_WRITE:
-      r.status = co_await dev.Write(h.offset, r.buf->span(), {.fua = fua});
+      // The payload is not touched after this: the device may keep it (no copy).
+      r.keep = r.buf;
+      r.status = co_await dev.Write(h.offset, r.buf->span(), {.fua = fua, .keep = &r.keep});
       break;
     case NBD_CMD_FLUSH:
       r.status = co_await dev.Flush();

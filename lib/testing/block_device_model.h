@@ -63,11 +63,13 @@ struct WriteCmd : DeviceCommand {
   uint64_t offset, length;
   uint8_t seed;
   bool fua;
+  bool owned;  // passes WriteFlags::keep (the device may keep the data, not copy it)
   explicit WriteCmd(const DeviceModel& m) {
     offset = GenOffset(m.bytes.size());
     length = GenLength(offset, m.bytes.size());
     seed = *rc::gen::arbitrary<uint8_t>();
     fua = *rc::gen::arbitrary<bool>();
+    owned = *rc::gen::arbitrary<bool>();
   }
   std::vector<uint8_t> Data() const {
     std::vector<uint8_t> d(length);
@@ -79,12 +81,19 @@ struct WriteCmd : DeviceCommand {
     if (length > 0) std::memcpy(m.bytes.data() + offset, d.data(), length);
   }
   void run(const DeviceModel&, DeviceUnderTest& s) const override {
-    auto d = Data();
-    RC_ASSERT(s.run(s.device->Write(offset, d, {.fua = fua})).ok());
+    if (!owned) {
+      auto d = Data();
+      RC_ASSERT(s.run(s.device->Write(offset, d, {.fua = fua})).ok());
+      return;
+    }
+    auto d = std::make_shared<const std::vector<uint8_t>>(Data());
+    const std::shared_ptr<const void> keep = d;
+    RC_ASSERT(s.run(s.device->Write(offset, *d, {.fua = fua, .keep = &keep})).ok());
+    RC_ASSERT(*d == Data());  // a device that keeps the data never changes it
   }
   void show(std::ostream& os) const override {
     os << "Write(" << offset << ", " << length << ", seed=" << int(seed) << (fua ? ", FUA" : "")
-       << ")";
+       << (owned ? ", owned" : "") << ")";
   }
 };
 

@@ -16,8 +16,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "env/task.h"
@@ -27,7 +29,15 @@ namespace portal::volume {
 
 struct WriteFlags {
   bool fua = false;
+  // Optional owner of a Write's data, alive for the whole call: while the owner lives,
+  // the bytes stay valid and nobody changes them, so a device may keep a copy of the
+  // owner instead of copying the bytes.
+  const std::shared_ptr<const void>* keep = nullptr;
 };
+// Flags travel by value into coroutines, often as braced temporaries inside co_await
+// expressions, which GCC 12 destroys twice: a shared_ptr member there loses a reference
+// per call (found by ASan when `keep` was one). Keep the flags trivial.
+static_assert(std::is_trivially_destructible_v<WriteFlags>);
 
 struct ZeroFlags {
   bool fua = false;

@@ -180,7 +180,9 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   Task<Status> WaitForRoom();
   // Put blocks into the active buffer; fail once fenced or stopped (CheckBufferableLocked).
   Status CheckBufferableLocked() const;
-  Status WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n);
+  // `keep`: see WriteFlags::keep (the buffer may adopt `data` instead of copying it).
+  Status WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n,
+                               const std::shared_ptr<const void>& keep = nullptr);
   Status WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind);
   void BumpStripesLocked(uint64_t first, uint64_t end);
   void NoteDirtyLocked();

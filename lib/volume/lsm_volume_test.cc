@@ -196,6 +196,25 @@ TEST_CASE("a new writer whose listing was stale still opens above the running wr
   (void)RunSim(env, v1->Close());
 }
 
+TEST_CASE("a kept write payload is held until its segment is stored, then released",
+          "[volume][lsm]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeOptions o = TinyOptions(4 << 20);
+  o.l0_sst_size_bytes = 1 << 20;
+  auto v = MustOpen(env, store, o);
+  auto payload = std::make_shared<const std::vector<uint8_t>>(Pattern(256 * 1024, 5));
+  std::shared_ptr<const void> keep = payload;
+  REQUIRE(RunSim(env, v->Write(8192, *payload, {.keep = &keep})).ok());
+  CHECK(payload.use_count() == 3);  // payload, keep and the volume's write buffer
+  keep.reset();
+  REQUIRE(RunSim(env, v->Flush()).ok());
+  // Released once its segment is stored (the uploader lets go of the buffer).
+  CHECK(env.RunUntil([&] { return payload.use_count() == 1; }, 100000));
+  CHECK(ReadAll(env, *v, 8192, payload->size()) == *payload);
+  REQUIRE(RunSim(env, v->Close()).ok());
+}
+
 TEST_CASE("TRIM and WRITE_ZEROES cost O(1) whatever their length", "[volume][lsm]") {
   SimEnv env;
   objstore::MemoryStore store;

@@ -61,9 +61,10 @@ Status LsmVolume::CheckBufferableLocked() const {
   return Status::Ok();
 }
 
-Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n) {
+Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n,
+                                         const std::shared_ptr<const void>& keep) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  active_->WriteBlocks(first, data, n, next_seq_++);
+  active_->WriteBlocks(first, data, n, next_seq_++, keep);
   BumpStripesLocked(first, first + n);
   NoteDirtyLocked();
   return Status::Ok();
@@ -156,7 +157,8 @@ Task<Status> LsmVolume::Write(uint64_t offset, std::span<const uint8_t> data, Wr
   if (first_full < end_full) {
     std::lock_guard lock(mu_);
     CO_RETURN_IF_ERROR(WriteFullBlocksLocked(first_full, data.data() + (first_full * bs - offset),
-                                             end_full - first_full));
+                                             end_full - first_full,
+                                             flags.keep ? *flags.keep : nullptr));
   }
   // Only the first and last blocks can be partial.
   for (uint64_t b : EdgeBlocks(offset, end, bs)) {

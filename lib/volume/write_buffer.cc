@@ -27,17 +27,27 @@ WriteBuffer::WriteBuffer(uint32_t block_size)
 
 // Slot ids are (slab << 32 | offset), so runs in different slabs never look
 // consecutive to RangeMap and a run's blocks are always contiguous in memory.
-uint8_t* WriteBuffer::SlotData(uint64_t slot) const {
-  return slabs_[slot >> 32].get() + (slot & 0xffffffffu) * block_size_;
+const uint8_t* WriteBuffer::SlotData(uint64_t slot) const {
+  return slabs_[slot >> 32].base + (slot & 0xffffffffu) * block_size_;
+}
+
+uint8_t* WriteBuffer::OwnedSlot(uint64_t slot) {
+  const Slab& slab = slabs_[slot >> 32];
+  PORTAL_ASSERT(slab.owned, "writing into adopted memory");
+  return slab.owned.get() + (slot & 0xffffffffu) * block_size_;
 }
 
 uint64_t WriteBuffer::AllocateSlots(uint64_t n) {
   PORTAL_ASSERT(n <= slab_blocks_, "run larger than a slab");
-  if (slabs_.empty() || slab_fill_ + n > slab_blocks_) {
-    slabs_.emplace_back(new uint8_t[slab_blocks_ * block_size_]);
+  if (fill_slab_ < 0 || slab_fill_ + n > slab_blocks_) {
+    Slab slab;
+    slab.owned.reset(new uint8_t[slab_blocks_ * block_size_]);
+    slab.base = slab.owned.get();
+    slabs_.push_back(std::move(slab));
+    fill_slab_ = static_cast<int64_t>(slabs_.size() - 1);
     slab_fill_ = 0;
   }
-  uint64_t slot = (uint64_t{slabs_.size() - 1} << 32) | slab_fill_;
+  uint64_t slot = (static_cast<uint64_t>(fill_slab_) << 32) | slab_fill_;
   slab_fill_ += n;
   slots_used_ += n;
   return slot;
@@ -48,21 +58,23 @@ void WriteBuffer::NoteSeq(uint64_t seq) {
   if (seq > last_seq_) last_seq_ = seq;
 }
 
+bool WriteBuffer::InPlace(uint64_t first, uint64_t n) const {
+  uint64_t covered = 0;
+  bool ok = true;
+  map_.ForEach(first, first + n, [&](uint64_t b, uint64_t e, const Slot& s) {
+    ok = s.kind == lsm::LocKind::kData && slabs_[s.slot >> 32].owned;
+    covered += e - b;
+    return ok;
+  });
+  return ok && covered == n;
+}
+
 void WriteBuffer::WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n) {
   // In place where every block already has a slot here; else fresh slots.
-  bool in_place = true;
-  uint64_t covered = 0;
-  map_.ForEach(first, first + n, [&](uint64_t b, uint64_t e, const Slot& s) {
-    if (s.kind != lsm::LocKind::kData) {
-      in_place = false;
-      return false;
-    }
-    covered += e - b;
-    return true;
-  });
-  if (in_place && covered == n) {
+  if (InPlace(first, n)) {
     map_.ForEach(first, first + n, [&](uint64_t b, uint64_t e, const Slot& s) {
-      std::memcpy(SlotData(s.slot), data + (b - first) * block_size_, (e - b) * block_size_);
+      std::memcpy(OwnedSlot(s.slot), data + (b - first) * block_size_,
+                  (e - b) * block_size_);
       return true;
     });
     return;
@@ -71,15 +83,26 @@ void WriteBuffer::WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n) 
   while (done < n) {
     uint64_t chunk = std::min(n - done, slab_blocks_);
     uint64_t slot = AllocateSlots(chunk);
-    std::memcpy(SlotData(slot), data + done * block_size_, chunk * block_size_);
+    std::memcpy(OwnedSlot(slot), data + done * block_size_,
+                chunk * block_size_);
     map_.Assign(first + done, first + done + chunk, Slot{lsm::LocKind::kData, slot});
     done += chunk;
   }
 }
 
+void WriteBuffer::AdoptDataRun(uint64_t first, const uint8_t* data, uint64_t n,
+                               const std::shared_ptr<const void>& keep) {
+  PORTAL_ASSERT(n <= 0xffffffffu, "adopted run too long for a slot id");
+  slabs_.push_back(Slab{nullptr, keep, data});
+  slots_used_ += n;
+  map_.Assign(first, first + n, Slot{lsm::LocKind::kData, uint64_t{slabs_.size() - 1} << 32});
+}
+
 void WriteBuffer::WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_t n,
-                              uint64_t seq) {
+                              uint64_t seq, const std::shared_ptr<const void>& keep) {
   NoteSeq(seq);
+  const uint64_t adopt_min = std::max<uint64_t>(1, kAdoptMinBytes / block_size_);
+  uint64_t adopted = 0;
   // Split into runs of zero and non-zero blocks.
   uint64_t i = 0;
   while (i < n) {
@@ -88,11 +111,16 @@ void WriteBuffer::WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_
     while (j < n && AllZero(data + j * block_size_, block_size_) == zero) ++j;
     if (zero) {
       map_.Assign(first_block + i, first_block + j, Slot{lsm::LocKind::kZero, 0});
+    } else if (keep && j - i >= adopt_min && !InPlace(first_block + i, j - i)) {
+      AdoptDataRun(first_block + i, data + i * block_size_, j - i, keep);
+      adopted += j - i;
     } else {
       WriteDataRun(first_block + i, data + i * block_size_, j - i);
     }
     i = j;
   }
+  // The adopted memory is all of `data`, not only its adopted runs.
+  if (adopted > 0) adopted_extra_ += (n - adopted) * block_size_;
 }
 
 void WriteBuffer::WriteZeroRun(uint64_t first, uint64_t end, lsm::LocKind kind, uint64_t seq) {

@@ -3,9 +3,11 @@
 // immutable (readable from any thread) while it is encoded, uploaded as a segment and
 // applied to the map.
 //
-// Storage is a list of fixed-size slabs of block slots. Rewriting a block that already
-// has a slot in this buffer reuses the slot in place; otherwise new slots are taken
-// (the old ones become garbage until the seal, and are counted in bytes()).
+// Storage is a list of slabs of block slots: 1 MiB slabs the buffer owns and copies
+// into, and adopted slabs, which are a writer's own immutable memory (a large NBD WRITE
+// payload) kept by reference instead of copied. Rewriting a block that already has a
+// slot in an owned slab reuses the slot in place; otherwise new slots are taken (the
+// old ones become garbage until the seal, and are counted in bytes()).
 //
 // Not thread-safe while active (the volume's lock guards it); safe to read concurrently
 // once sealed.
@@ -30,8 +32,13 @@ class WriteBuffer {
   WriteBuffer& operator=(const WriteBuffer&) = delete;
 
   // Writes `n` whole blocks from `data` (n * block_size bytes). All-zero blocks become
-  // Zero runs and take no slot.
-  void WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_t n, uint64_t seq);
+  // Zero runs and take no slot. With `keep`, the caller promises that `data` stays valid
+  // and unchanged while `keep` lives: runs of at least kAdoptMinBytes are then kept by
+  // reference (the buffer holds `keep`) instead of copied. Adopted memory is never
+  // written to.
+  void WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_t n, uint64_t seq,
+                   const std::shared_ptr<const void>& keep = nullptr);
+  static constexpr uint64_t kAdoptMinBytes = 64 * 1024;
   // Maps [first, end) to Zero or Hole.
   void WriteZeroRun(uint64_t first, uint64_t end, lsm::LocKind kind, uint64_t seq);
 
@@ -57,8 +64,9 @@ class WriteBuffer {
             std::vector<uint64_t>* chunk_sums = nullptr) const;
 
   bool empty() const { return map_.empty(); }
-  // Memory held: allocated slots (live or garbage) times the block size.
-  uint64_t bytes() const { return slots_used_ * uint64_t{block_size_}; }
+  // Memory held: allocated slots (live or garbage) times the block size, plus what the
+  // adopted writes hold beyond their adopted runs (their zero blocks).
+  uint64_t bytes() const { return slots_used_ * uint64_t{block_size_} + adopted_extra_; }
   uint64_t first_seq() const { return first_seq_; }
   uint64_t last_seq() const { return last_seq_; }
   uint64_t extent_count() const { return map_.size(); }
@@ -76,15 +84,28 @@ class WriteBuffer {
     }
   };
 
-  uint8_t* SlotData(uint64_t slot) const;
-  uint64_t AllocateSlots(uint64_t n);  // n consecutive slots within one slab
+  struct Slab {
+    std::unique_ptr<uint8_t[]> owned;   // a slab this buffer copies into, or
+    std::shared_ptr<const void> keep;   // the owner of an adopted run
+    const uint8_t* base = nullptr;
+  };
+
+  const uint8_t* SlotData(uint64_t slot) const;
+  uint8_t* OwnedSlot(uint64_t slot);  // asserts the slot is in an owned slab
+  uint64_t AllocateSlots(uint64_t n);  // n consecutive slots within one owned slab
+  // True when every block of [first, first + n) has a slot in an owned slab.
+  bool InPlace(uint64_t first, uint64_t n) const;
   void WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n);
+  void AdoptDataRun(uint64_t first, const uint8_t* data, uint64_t n,
+                    const std::shared_ptr<const void>& keep);
   void NoteSeq(uint64_t seq);
 
   const uint32_t block_size_;
   const uint64_t slab_blocks_;
-  std::vector<std::unique_ptr<uint8_t[]>> slabs_;
-  uint64_t slab_fill_ = 0;   // slots used in the last slab
+  std::vector<Slab> slabs_;
+  int64_t fill_slab_ = -1;   // the owned slab new slots come from (-1: none yet)
+  uint64_t slab_fill_ = 0;   // slots used in it
+  uint64_t adopted_extra_ = 0;
   uint64_t slots_used_ = 0;  // slots handed out (live or garbage)
   RangeMap<Slot> map_;
   uint64_t first_seq_ = 0;

@@ -26,6 +26,9 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
     // model: -1 unwritten, -2 zero, -3 hole, else seed byte of block
     std::vector<int> model(kBlocks, -1);
     std::vector<std::vector<uint8_t>> content(kBlocks);
+    // Writes the buffer may adopt, with a copy to check that it never changes them.
+    std::vector<std::pair<std::shared_ptr<const std::vector<uint8_t>>, std::vector<uint8_t>>>
+        adopted;
     auto n_ops = *rc::gen::inRange(1, 60);
     for (int op = 0; op < n_ops; ++op) {
       uint64_t first = *rc::gen::inRange<uint64_t>(0, kBlocks);
@@ -35,7 +38,13 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
         uint8_t seed = *rc::gen::arbitrary<uint8_t>();
         auto d = Blocks(n, seed);
         if (kind == 1) std::memset(d.data(), 0, kBs);  // a zero block inside data
-        buf.WriteBlocks(first, d.data(), n, op + 1);
+        if (*rc::gen::arbitrary<bool>()) {
+          auto owned = std::make_shared<const std::vector<uint8_t>>(d);
+          buf.WriteBlocks(first, owned->data(), n, op + 1, owned);
+          adopted.emplace_back(owned, d);
+        } else {
+          buf.WriteBlocks(first, d.data(), n, op + 1);
+        }
         for (uint64_t i = 0; i < n; ++i) {
           content[first + i].assign(d.begin() + i * kBs, d.begin() + (i + 1) * kBs);
           bool zero = std::all_of(content[first + i].begin(), content[first + i].end(),
@@ -62,6 +71,7 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
       return true;
     });
     RC_ASSERT(seen == model);
+    for (const auto& [owned, copy] : adopted) RC_ASSERT(*owned == copy);
     // The sealed segment decodes to the same content.
     SegmentFooter f;
     f.segment_id = 7;
@@ -114,6 +124,35 @@ TEST_CASE("rewriting blocks in the buffer reuses their slots", "[volume]") {
   CHECK(buf.bytes() == bytes);
   CHECK(buf.first_seq() == 1);
   CHECK(buf.last_seq() == 11);
+}
+
+TEST_CASE("a large write with an owner is kept by reference, never written to", "[volume]") {
+  WriteBuffer buf(kBs);
+  const uint64_t n = 2 * WriteBuffer::kAdoptMinBytes / kBs;
+  auto owned = std::make_shared<std::vector<uint8_t>>(n * kBs, uint8_t{0xa5});
+  std::memset(owned->data(), 0, kBs);  // a zero block: not a slot, but memory held
+  const std::vector<uint8_t> copy = *owned;
+  buf.WriteBlocks(1000, owned->data(), n, 1, owned);
+  CHECK(owned.use_count() == 2);
+  CHECK(buf.bytes() == n * kBs);
+  const uint8_t* seen = nullptr;
+  buf.ForEach(1001, 1002, [&](const WriteBuffer::Piece& p) {
+    seen = p.data;
+    return true;
+  });
+  CHECK(seen == owned->data() + kBs);  // the caller's memory, not a copy
+  // Rewriting adopted blocks takes new slots: the adopted bytes stay as they were.
+  auto d = Blocks(4, 9);
+  buf.WriteBlocks(1002, d.data(), 4, 2);
+  CHECK(*owned == copy);
+  buf.ForEach(1002, 1003, [&](const WriteBuffer::Piece& p) {
+    CHECK(std::memcmp(p.data, d.data(), kBs) == 0);
+    return true;
+  });
+  // A small write with an owner is copied.
+  auto small = std::make_shared<std::vector<uint8_t>>(Blocks(2, 5));
+  buf.WriteBlocks(5000, small->data(), 2, 3, small);
+  CHECK(small.use_count() == 1);
 }
 
 }  // namespace

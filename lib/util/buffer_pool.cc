@@ -25,8 +25,7 @@ std::string BufferPool::Take(size_t min_capacity) {
     }
     if (best != free_.size()) {
       out = std::move(free_[best]);
-      free_[best] = std::move(free_.back());
-      free_.pop_back();
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
       pooled_ -= out.capacity();
       ++hits_;
       return out;
@@ -38,14 +37,22 @@ std::string BufferPool::Take(size_t min_capacity) {
 }
 
 void BufferPool::Give(std::string&& s) {
-  std::string drop = std::move(s);  // freed outside the lock if not kept
-  const size_t cap = drop.capacity();
+  std::string kept = std::move(s);
+  const size_t cap = kept.capacity();
   if (cap < kMinBytes) return;
-  drop.clear();
+  kept.clear();
+  std::vector<std::string> evicted;  // freed outside the lock
   std::lock_guard lock(mu_);
-  if (pooled_ + cap > budget_) return;
+  if (cap > budget_) return;
+  // The oldest go first: what was given back recently is what the workload makes now
+  // (strings of a size nobody asks for any more must not hold the budget for good).
+  while (pooled_ + cap > budget_) {
+    pooled_ -= free_.front().capacity();
+    evicted.push_back(std::move(free_.front()));
+    free_.pop_front();
+  }
   pooled_ += cap;
-  free_.push_back(std::move(drop));
+  free_.push_back(std::move(kept));
 }
 
 void BufferPool::set_budget(size_t bytes) {

@@ -5,13 +5,15 @@
 // Producers of large objects Take() a string; whoever consumes it last (a store after
 // writing it out, memory:// when it drops an object) Give()s it back. Both are optional:
 // a string that is never given back is simply freed. The pool holds at most budget()
-// bytes of capacity; anything past that, and anything under kMinBytes, is freed.
+// bytes of capacity, evicting the oldest strings to take a new one; strings under
+// kMinBytes are not kept.
 //
 // Thread-safe.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -45,7 +47,7 @@ class BufferPool {
 
  private:
   mutable std::mutex mu_;
-  std::vector<std::string> free_;  // GUARDED_BY(mu_)
+  std::deque<std::string> free_;   // GUARDED_BY(mu_), oldest first
   size_t budget_;                  // GUARDED_BY(mu_)
   size_t pooled_ = 0;              // GUARDED_BY(mu_)
   uint64_t hits_ = 0;              // GUARDED_BY(mu_)

@@ -40,12 +40,29 @@ TEST_CASE("buffer pool keeps within its budget and ignores small strings", "[uti
   CHECK(pool.pooled_bytes() == 0);
   pool.Give(pool.Take(4 << 20));
   pool.Give(pool.Take(5 << 20));
-  const size_t held = pool.pooled_bytes();
-  CHECK(held <= (10u << 20));
-  pool.Give(pool.Take(8 << 20));  // past the budget: freed
-  CHECK(pool.pooled_bytes() == held);
+  CHECK(pool.pooled_bytes() == (9u << 20));
+  pool.Give(pool.Take(16 << 20));  // larger than the whole budget: freed
+  CHECK(pool.pooled_bytes() == (9u << 20));
   pool.set_budget(0);
   CHECK(pool.pooled_bytes() == 0);
+}
+
+TEST_CASE("buffer pool evicts its oldest strings for a new one", "[util]") {
+  // Sizes nobody asks for any more must not hold the budget: after a burst of 4 MiB
+  // strings, the 8 MiB ones a new workload gives back are kept and served.
+  BufferPool pool(16 << 20);
+  std::vector<std::string> small;
+  for (int i = 0; i < 4; ++i) small.push_back(pool.Take(4 << 20));
+  for (auto& s : small) pool.Give(std::move(s));
+  CHECK(pool.pooled_bytes() == (16u << 20));
+  std::string big = pool.Take(8 << 20);
+  const char* storage = big.data();
+  pool.Give(std::move(big));
+  CHECK(pool.pooled_bytes() == (16u << 20));  // two 4 MiB strings went
+  std::string again = pool.Take(8 << 20);
+  CHECK(again.data() == storage);
+  CHECK(pool.hits() == 1);
+  CHECK(pool.pooled_bytes() == (8u << 20));
 }
 
 }  // namespace

@@ -235,6 +235,29 @@ CONFORMANCE_TEST(conditional_create) {
   }
 }
 
+CONFORMANCE_TEST(conditional_create_of_a_rope) {
+  // Pieces of several owners: memory:// keeps them, the others join them; every store
+  // reads back the same bytes, whole and by range, and refuses a second create.
+  ObjectStore& s = f.store();
+  auto a = std::make_shared<const std::string>(Bytes(300 * 1024, 1));
+  auto b = std::make_shared<const std::string>(Bytes(5000, 2));
+  Rope rope;
+  rope.Append(a, std::string_view(*a).substr(0, 100 * 1024));
+  rope.Append(b);
+  rope.Append(a, std::string_view(*a).substr(200 * 1024));
+  const std::string joined = rope.Flatten();
+  const Rope copy = rope;
+  REQUIRE(BlockOn(s.PutIfAbsentRope("rope/one", rope)).ok());
+  CHECK(*BlockOn(s.Get("rope/one")) == joined);
+  CHECK(*BlockOn(s.Get("rope/one", GetRange{100 * 1024 - 10, 5020})) ==
+        joined.substr(100 * 1024 - 10, 5020));
+  CHECK(BlockOn(s.Head("rope/one"))->size == joined.size());
+  if (f.strict_conditional_create()) {
+    CHECK(BlockOn(s.PutIfAbsentRope("rope/one", copy)).IsPreconditionFailed());
+    CHECK(*BlockOn(s.Get("rope/one")) == joined);
+  }
+}
+
 CONFORMANCE_TEST(conditional_create_race_8_threads) {
   constexpr int kThreads = 8;
   constexpr int kRounds = 10;

@@ -80,6 +80,12 @@ Task<Status> CountingStore::PutIfAbsent(std::string key, std::string data) {
   co_return s;
 }
 
+Task<Status> CountingStore::PutIfAbsentRope(std::string key, const Rope& data) {
+  Status s = co_await inner_->PutIfAbsentRope(std::move(key), data);
+  Record(OpKind::kPutIfAbsent, s.ok(), s.ok() ? data.size() : 0);
+  co_return s;
+}
+
 Task<Status> CountingStore::Delete(std::string key) {
   Status s = co_await inner_->Delete(std::move(key));
   Record(OpKind::kDelete, s.ok(), 0);

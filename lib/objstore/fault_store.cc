@@ -117,6 +117,14 @@ Task<Status> FaultStore::PutIfAbsent(std::string key, std::string data) {
   co_return s;
 }
 
+Task<Status> FaultStore::PutIfAbsentRope(std::string key, const Rope& data) {
+  FaultDecision d = Decide(OpKind::kPutIfAbsent, key);
+  CO_RETURN_IF_ERROR(co_await Before(d));
+  Status s = co_await inner_->PutIfAbsentRope(std::move(key), data);
+  CO_RETURN_IF_ERROR(After(d));
+  co_return s;
+}
+
 Task<Status> FaultStore::Delete(std::string key) {
   FaultDecision d = Decide(OpKind::kDelete, key);
   CO_RETURN_IF_ERROR(co_await Before(d));

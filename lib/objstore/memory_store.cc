@@ -27,7 +27,8 @@ Task<Result<std::string>> MemoryStore::Get(std::string key, std::optional<GetRan
     if (it == objects_.end()) co_return Status::NotFound(key);
     obj = it->second;
   }
-  CO_ASSIGN_OR_RETURN(auto span, ResolveRange(obj->data.size(), range));
+  CO_ASSIGN_OR_RETURN(auto span, ResolveRange(obj->size(), range));
+  if (!obj->rope.empty()) co_return obj->rope.Read(span.first, span.second - span.first);
   co_return obj->data.substr(span.first, span.second - span.first);
 }
 
@@ -36,21 +37,22 @@ Task<Result<ObjectInfo>> MemoryStore::Head(std::string key) {
   std::lock_guard lock(mu_);
   auto it = objects_.find(key);
   if (it == objects_.end()) co_return Status::NotFound(key);
-  co_return ObjectInfo{key, it->second->data.size(), Etag(it->second->version)};
+  co_return ObjectInfo{key, it->second->size(), Etag(it->second->version)};
 }
 
-Status MemoryStore::Store(std::string key, std::string data, bool if_absent) {
+Status MemoryStore::Store(std::string key, Object obj, bool if_absent) {
   RETURN_IF_ERROR(ValidateKey(key));
-  uint64_t size = data.size();
+  const uint64_t size = obj.size();
   std::shared_ptr<Object> old;  // recycled outside the lock
   std::unique_lock lock(mu_);
   auto [it, inserted] = objects_.try_emplace(std::move(key));
   if (!inserted) {
     if (if_absent) return Status::PreconditionFailed(it->first + " exists");
     old = std::move(it->second);
-    total_bytes_ -= old->data.size();
+    total_bytes_ -= old->size();
   }
-  it->second = std::make_shared<Object>(Object{std::move(data), next_version_++});
+  obj.version = next_version_++;
+  it->second = std::make_shared<Object>(std::move(obj));
   total_bytes_ += size;
   lock.unlock();
   Recycle(std::move(old));
@@ -58,11 +60,15 @@ Status MemoryStore::Store(std::string key, std::string data, bool if_absent) {
 }
 
 Task<Status> MemoryStore::Put(std::string key, std::string data) {
-  co_return Store(std::move(key), std::move(data), false);
+  co_return Store(std::move(key), Object{std::move(data), {}, 0}, false);
 }
 
 Task<Status> MemoryStore::PutIfAbsent(std::string key, std::string data) {
-  co_return Store(std::move(key), std::move(data), true);
+  co_return Store(std::move(key), Object{std::move(data), {}, 0}, true);
+}
+
+Task<Status> MemoryStore::PutIfAbsentRope(std::string key, const Rope& data) {
+  co_return Store(std::move(key), Object{{}, data, 0}, true);
 }
 
 Task<Status> MemoryStore::Delete(std::string key) {
@@ -73,7 +79,7 @@ Task<Status> MemoryStore::Delete(std::string key) {
     auto it = objects_.find(key);
     if (it != objects_.end()) {
       old = std::move(it->second);
-      total_bytes_ -= old->data.size();
+      total_bytes_ -= old->size();
       objects_.erase(it);
     }
   }
@@ -90,7 +96,7 @@ Task<Result<std::vector<ObjectInfo>>> MemoryStore::List(std::string prefix,
       start_after >= prefix ? objects_.upper_bound(start_after) : objects_.lower_bound(prefix);
   for (; it != objects_.end() && it->first.starts_with(prefix); ++it) {
     if (!InListing(it->first, prefix, start_after)) continue;
-    out.push_back(ObjectInfo{it->first, it->second->data.size(), Etag(it->second->version)});
+    out.push_back(ObjectInfo{it->first, it->second->size(), Etag(it->second->version)});
   }
   co_return out;
 }

@@ -6,6 +6,8 @@
 // latency wrap the store in a FaultStore. Thread-safe: one mutex guards the map; object
 // bytes are immutable and shared, so copying a large object out happens outside the lock.
 // A replaced or deleted object's bytes go to the BufferPool (util/buffer_pool.h).
+// Objects written with PutIfAbsentRope keep their pieces (a segment's blocks stay in the
+// write buffer's memory: no copy).
 // Etags are a store-wide version number: a new one for every Put.
 #pragma once
 
@@ -31,6 +33,8 @@ class MemoryStore final : public ObjectStore {
   Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                              std::string start_after = "") override;
   Task<Status> CheckAccess() override;
+  Task<Status> PutIfAbsentRope(std::string key, const Rope& data) override;
+  bool KeepsRopes() const override { return true; }
   std::string url() const override { return "memory://"; }
 
   // Number of objects and their total size (tests, simulator bookkeeping).
@@ -39,10 +43,12 @@ class MemoryStore final : public ObjectStore {
 
  private:
   struct Object {
-    std::string data;
+    std::string data;  // or, when not empty:
+    Rope rope;
     uint64_t version;
+    uint64_t size() const { return rope.empty() ? data.size() : rope.size(); }
   };
-  Status Store(std::string key, std::string data, bool if_absent);
+  Status Store(std::string key, Object obj, bool if_absent);
   // Gives a dropped object's bytes to the BufferPool unless a Get still holds them.
   static void Recycle(std::shared_ptr<Object> obj);
 

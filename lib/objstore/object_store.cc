@@ -6,6 +6,10 @@
 
 namespace portal::objstore {
 
+Task<Status> ObjectStore::PutIfAbsentRope(std::string key, const Rope& data) {
+  co_return co_await PutIfAbsent(std::move(key), data.Flatten());
+}
+
 Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url, Env& env,
                                                const StoreOptions& options) {
   if (url == "memory://") return std::unique_ptr<ObjectStore>(new MemoryStore());

@@ -63,6 +63,7 @@
 
 #include "env/env.h"
 #include "env/task.h"
+#include "objstore/rope.h"
 #include "s3/options.h"
 #include "util/status.h"
 
@@ -104,6 +105,11 @@ class ObjectStore {
   virtual Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                                      std::string start_after = "") = 0;
   virtual Task<Status> CheckAccess() = 0;
+
+  // PutIfAbsent of bytes in pieces; `data` must outlive the call. A store that holds
+  // objects in memory keeps the pieces (KeepsRopes(): no copy); the default joins them.
+  virtual Task<Status> PutIfAbsentRope(std::string key, const Rope& data);
+  virtual bool KeepsRopes() const { return false; }
 
   // The store's URL without credentials, e.g. "s3://bucket/prefix".
   virtual std::string url() const = 0;

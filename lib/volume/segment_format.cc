@@ -47,8 +47,36 @@ bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
 
 }  // namespace
 
-// Appends the footer and trailer of `f` to out->bytes (its chunks filled in).
-static void AppendFooter(const SegmentFooter* f, EncodedSegment* out);
+// Appends the footer and trailer of `f` (its chunks filled in) to `s`; returns the
+// footer's checksum.
+static uint64_t AppendFooter(const SegmentFooter* f, std::string* s);
+
+// The chunk table of a raw (uncompressed) data area of f->data_blocks blocks.
+static void FillRawChunks(SegmentFooter* f, const std::vector<uint64_t>& chunk_sums) {
+  const uint64_t data_bytes = f->data_blocks * f->block_size;
+  const uint64_t chunk_bytes = uint64_t{f->blocks_per_chunk} * f->block_size;
+  PORTAL_ASSERT(chunk_sums.size() == (data_bytes + chunk_bytes - 1) / chunk_bytes,
+                "chunk checksum count");
+  f->chunks.clear();
+  f->chunks.reserve(chunk_sums.size());
+  for (uint64_t pos = 0; pos < data_bytes; pos += chunk_bytes) {
+    ChunkInfo c;
+    c.offset = pos;
+    c.stored_len = std::min(chunk_bytes, data_bytes - pos);
+    c.raw_blocks = c.stored_len / f->block_size;
+    c.checksum = chunk_sums[pos / chunk_bytes];
+    c.codec = ChunkCodec::kRaw;
+    f->chunks.push_back(c);
+  }
+}
+
+std::string EncodeRawSegmentTail(SegmentFooter* f, const std::vector<uint64_t>& chunk_sums,
+                                 uint64_t* footer_checksum) {
+  FillRawChunks(f, chunk_sums);
+  std::string tail;
+  *footer_checksum = AppendFooter(f, &tail);
+  return tail;
+}
 
 EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compress,
                                   const std::vector<uint64_t>* chunk_sums) {
@@ -59,25 +87,18 @@ EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compr
   }
   // Raw chunks are the data itself: no copy of it (a segment is up to l0_sst_size_bytes).
   PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
-  const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
-  f->chunks.clear();
-  const size_t n_chunks = (data.size() + chunk_bytes - 1) / chunk_bytes;
-  PORTAL_ASSERT(!chunk_sums || chunk_sums->size() == n_chunks, "chunk checksum count");
-  f->chunks.reserve(n_chunks);
-  std::string_view all(data);
-  for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
-    std::string_view raw = all.substr(pos, chunk_bytes);
-    ChunkInfo c;
-    c.offset = pos;
-    c.raw_blocks = raw.size() / f->block_size;
-    c.checksum = chunk_sums ? (*chunk_sums)[pos / chunk_bytes] : Checksum64(raw);
-    c.codec = ChunkCodec::kRaw;
-    c.stored_len = raw.size();
-    f->chunks.push_back(c);
+  std::vector<uint64_t> sums;
+  if (!chunk_sums) {
+    const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
+    for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
+      sums.push_back(Checksum64(std::string_view(data).substr(pos, chunk_bytes)));
+    }
+    chunk_sums = &sums;
   }
+  FillRawChunks(f, *chunk_sums);
   EncodedSegment out;
   out.bytes = std::move(data);
-  AppendFooter(f, &out);
+  out.footer_checksum = AppendFooter(f, &out.bytes);
   return out;
 }
 
@@ -109,12 +130,12 @@ EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compr
     c.stored_len = s.size() - c.offset;
     f->chunks.push_back(c);
   }
-  AppendFooter(f, &out);
+  out.footer_checksum = AppendFooter(f, &out.bytes);
   return out;
 }
 
-static void AppendFooter(const SegmentFooter* f, EncodedSegment* out) {
-  std::string& s = out->bytes;
+static uint64_t AppendFooter(const SegmentFooter* f, std::string* out) {
+  std::string& s = *out;
   std::string footer;
   PutVarint64(&footer, kSegmentFormatVersion);
   PutVarint64(&footer, f->segment_id);
@@ -152,11 +173,12 @@ static void AppendFooter(const SegmentFooter* f, EncodedSegment* out) {
     }
     prev_end = e.end;
   }
-  out->footer_checksum = Checksum64(footer);
+  const uint64_t checksum = Checksum64(footer);
   s.append(footer);
   PutFixed32(&s, static_cast<uint32_t>(footer.size()));
-  PutFixed64(&s, out->footer_checksum);
+  PutFixed64(&s, checksum);
   PutFixed64(&s, kMagic);
+  return checksum;
 }
 
 Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string& name) {

@@ -69,6 +69,13 @@ EncodedSegment EncodeSegment(SegmentFooter* footer, std::string_view data, bool 
 EncodedSegment EncodeSegmentOwned(SegmentFooter* footer, std::string data, bool compress,
                                   const std::vector<uint64_t>* chunk_sums = nullptr);
 
+// The footer and trailer of an uncompressed segment whose data area (f->data_blocks
+// blocks, kept elsewhere: a Rope of the write buffer's memory) has the given chunk
+// checksums; fills f->chunks. Data area + this = the bytes EncodeSegment(f, data, false)
+// gives.
+std::string EncodeRawSegmentTail(SegmentFooter* footer, const std::vector<uint64_t>& chunk_sums,
+                                 uint64_t* footer_checksum);
+
 // Parses the fixed trailer (the object's last kSegmentTrailerSize bytes): returns the
 // footer length; the footer is the `footer_len` bytes before the trailer.
 Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string& name);

@@ -28,7 +28,7 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       changed_(env),
       jobs_mu_(env),
       loops_(env),
-      active_(std::make_shared<WriteBuffer>(options_.block_size)),
+      active_(std::make_shared<WriteBuffer>(options_.block_size, options_.blocks_per_chunk)),
       mem_(std::make_shared<lsm::Memtable>()),
       stripes_(kStripes, 0) {}
 

@@ -122,12 +122,24 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
   footer->blocks_per_chunk = options_.blocks_per_chunk;
   const std::string key = SegmentKey(id);
   uint64_t backoff_ms = 10;
+  // A store that keeps objects in memory takes the buffer's own memory as the segment's
+  // data (a Rope): no copy at all. Others get one string.
+  const bool as_rope = buf && !options_.compress && store_.KeepsRopes();
   for (uint64_t attempt = 1;; ++attempt) {
     // Encode off the executor (LZ4 of up to l0_sst_size_bytes). Re-encoding on a retry
     // gives the same bytes, and saves holding a second copy while the PUT runs.
+    objstore::Rope rope;
     EncodedSegment enc = co_await RunBlocking(env_, [&] {
       std::string data;
       std::vector<uint64_t> sums;
+      if (as_rope) {
+        buf->SealPieces(footer, &rope, &sums);
+        EncodedSegment tail;
+        auto bytes = std::make_shared<std::string>(
+            EncodeRawSegmentTail(footer, sums, &tail.footer_checksum));
+        rope.Append(std::move(bytes));
+        return tail;
+      }
       if (buf) {
         // + footer: no regrowth. Pooled: a recycled segment's pages are already mapped.
         data = BufferPool::Global().Take(buf->bytes() + 64 * 1024);
@@ -141,9 +153,15 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
       return EncodeSegmentOwned(footer, std::move(data), options_.compress,
                                 options_.compress ? nullptr : &sums);
     });
-    *size = enc.bytes.size();
     const uint64_t checksum = enc.footer_checksum;
-    Status st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
+    Status st;
+    if (as_rope) {
+      *size = rope.size();
+      st = co_await store_.PutIfAbsentRope(key, rope);
+    } else {
+      *size = enc.bytes.size();
+      st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
+    }
     if (st.ok()) co_return st;
     if (st.IsPreconditionFailed()) {
       // Someone created this id: our own earlier attempt (acknowledgement lost), or a
@@ -181,7 +199,7 @@ void LsmVolume::SealActiveLocked() {
   // or a crash would leave manifests naming a next_segment_id above the first gap, where
   // the next writer fences (ids are never skipped: docs/volume.md "Single writer").
   sealed_.push_back(Sealed{std::move(active_), active_gen_++, 0});
-  active_ = std::make_shared<WriteBuffer>(block_size_);
+  active_ = std::make_shared<WriteBuffer>(block_size_, options_.blocks_per_chunk);
   active_dirty_since_ns_ = -1;
 }
 

@@ -1,6 +1,7 @@
 #include "volume/write_buffer.h"
 
 #include <cstring>
+#include <unordered_map>
 
 #include "util/checksum.h"
 
@@ -22,8 +23,10 @@ bool AllZero(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-WriteBuffer::WriteBuffer(uint32_t block_size)
-    : block_size_(block_size), slab_blocks_(std::max<uint64_t>(1, kSlabBytes / block_size)) {}
+WriteBuffer::WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk)
+    : block_size_(block_size),
+      chunk_blocks_(blocks_per_chunk),
+      slab_blocks_(std::max<uint64_t>(1, kSlabBytes / block_size)) {}
 
 // Slot ids are (slab << 32 | offset), so runs in different slabs never look
 // consecutive to RangeMap and a run's blocks are always contiguous in memory.
@@ -41,7 +44,7 @@ uint64_t WriteBuffer::AllocateSlots(uint64_t n) {
   PORTAL_ASSERT(n <= slab_blocks_, "run larger than a slab");
   if (fill_slab_ < 0 || slab_fill_ + n > slab_blocks_) {
     Slab slab;
-    slab.owned.reset(new uint8_t[slab_blocks_ * block_size_]);
+    slab.owned = std::shared_ptr<uint8_t[]>(new uint8_t[slab_blocks_ * block_size_]);
     slab.base = slab.owned.get();
     slabs_.push_back(std::move(slab));
     fill_slab_ = static_cast<int64_t>(slabs_.size() - 1);
@@ -91,9 +94,16 @@ void WriteBuffer::WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n) 
 }
 
 void WriteBuffer::AdoptDataRun(uint64_t first, const uint8_t* data, uint64_t n,
-                               const std::shared_ptr<const void>& keep) {
+                               uint64_t owner_blocks, const std::shared_ptr<const void>& keep) {
   PORTAL_ASSERT(n <= 0xffffffffu, "adopted run too long for a slot id");
-  slabs_.push_back(Slab{nullptr, keep, data});
+  Slab slab{nullptr, keep, data, owner_blocks, {}};
+  if (chunk_blocks_ > 0) {
+    const size_t chunk_bytes = size_t{chunk_blocks_} * block_size_;
+    for (uint64_t b = 0; b + chunk_blocks_ <= n; b += chunk_blocks_) {
+      slab.chunk_sums.push_back(Checksum64(data + b * block_size_, chunk_bytes));
+    }
+  }
+  slabs_.push_back(std::move(slab));
   slots_used_ += n;
   map_.Assign(first, first + n, Slot{lsm::LocKind::kData, uint64_t{slabs_.size() - 1} << 32});
 }
@@ -112,7 +122,7 @@ void WriteBuffer::WriteBlocks(uint64_t first_block, const uint8_t* data, uint64_
     if (zero) {
       map_.Assign(first_block + i, first_block + j, Slot{lsm::LocKind::kZero, 0});
     } else if (keep && j - i >= adopt_min && !InPlace(first_block + i, j - i)) {
-      AdoptDataRun(first_block + i, data + i * block_size_, j - i, keep);
+      AdoptDataRun(first_block + i, data + i * block_size_, j - i, n, keep);
       adopted += j - i;
     } else {
       WriteDataRun(first_block + i, data + i * block_size_, j - i);
@@ -136,19 +146,8 @@ void WriteBuffer::ForEach(uint64_t first, uint64_t end,
   });
 }
 
-void WriteBuffer::Seal(SegmentFooter* footer, std::string* data,
-                       std::vector<uint64_t>* chunk_sums) const {
-  const size_t base = data->size();
-  const size_t chunk_bytes = size_t{footer->blocks_per_chunk} * block_size_;
-  size_t summed = base;  // the stream up to here is checksummed
-  auto sum_chunks = [&](bool last) {
-    if (!chunk_sums) return;
-    while (data->size() - summed >= chunk_bytes || (last && data->size() > summed)) {
-      const size_t n = std::min(chunk_bytes, data->size() - summed);
-      chunk_sums->push_back(Checksum64(std::string_view(*data).substr(summed, n)));
-      summed += n;
-    }
-  };
+template <typename Emit>
+void WriteBuffer::BuildStream(SegmentFooter* footer, Emit&& emit) const {
   footer->extents.clear();
   footer->first_seq = first_seq_;
   footer->last_seq = last_seq_;
@@ -157,8 +156,7 @@ void WriteBuffer::Seal(SegmentFooter* footer, std::string* data,
     const uint64_t len = r.end - b;
     lsm::Loc loc;
     if (r.value.kind == lsm::LocKind::kData) {
-      data->append(reinterpret_cast<const char*>(SlotData(r.value.slot)), len * block_size_);
-      sum_chunks(false);  // while the bytes are still in cache
+      emit(slabs_[r.value.slot >> 32], SlotData(r.value.slot), len * block_size_);
       loc = lsm::Loc::Data(footer->segment_id, index);
       index += len;
     } else {
@@ -172,8 +170,108 @@ void WriteBuffer::Seal(SegmentFooter* footer, std::string* data,
       ex.push_back(SegmentExtent{lsm::Extent{b, r.end, loc}, false, {}});
     }
   }
-  sum_chunks(true);
   footer->data_blocks = index;
+}
+
+void WriteBuffer::Seal(SegmentFooter* footer, std::string* data,
+                       std::vector<uint64_t>* chunk_sums) const {
+  const size_t chunk_bytes = size_t{footer->blocks_per_chunk} * block_size_;
+  size_t summed = data->size();  // the stream up to here is checksummed
+  auto sum_chunks = [&](bool last) {
+    if (!chunk_sums) return;
+    while (data->size() - summed >= chunk_bytes || (last && data->size() > summed)) {
+      const size_t n = std::min(chunk_bytes, data->size() - summed);
+      chunk_sums->push_back(Checksum64(std::string_view(*data).substr(summed, n)));
+      summed += n;
+    }
+  };
+  BuildStream(footer, [&](const Slab&, const uint8_t* p, size_t n) {
+    data->append(reinterpret_cast<const char*>(p), n);
+    sum_chunks(false);  // while the bytes are still in cache
+  });
+  sum_chunks(true);
+}
+
+void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
+                             std::vector<uint64_t>* chunk_sums) const {
+  // Live bytes per memory owner (a slab, or an adopted write), against its size.
+  struct Use {
+    uint64_t live = 0;
+    uint64_t size = 0;
+  };
+  std::unordered_map<const void*, Use> use;
+  auto owner_of = [](const Slab& s) -> const void* {
+    return s.owned ? static_cast<const void*>(s.owned.get()) : s.keep.get();
+  };
+  for (const auto& [b, r] : map_.map()) {
+    if (r.value.kind != lsm::LocKind::kData) continue;
+    const Slab& s = slabs_[r.value.slot >> 32];
+    Use& u = use[owner_of(s)];
+    u.live += (r.end - b) * block_size_;
+    u.size = (s.owned ? slab_blocks_ : s.owner_blocks) * block_size_;
+  }
+  auto mostly_dead = [&](const Slab& s) {
+    const Use& u = use[owner_of(s)];
+    return u.live * 4 < u.size * 3;
+  };
+  uint64_t copied = 0;
+  for (const auto& [owner, u] : use) {
+    if (u.live * 4 < u.size * 3) copied += u.live;
+  }
+  // Reserved whole: the rope points into it, so it must never reallocate.
+  auto compact = std::make_shared<std::string>();
+  compact->reserve(copied);
+  // Stream runs taken whole from an adopted write with precomputed chunk checksums.
+  struct Run {
+    uint64_t stream_pos;
+    uint64_t len;
+    const Slab* slab;
+    uint64_t slab_offset;  // bytes
+  };
+  std::vector<Run> summed;
+  uint64_t stream_pos = 0;
+  BuildStream(footer, [&](const Slab& s, const uint8_t* p, size_t n) {
+    const auto* bytes = reinterpret_cast<const char*>(p);
+    if (!s.chunk_sums.empty()) {
+      summed.push_back(Run{stream_pos, n, &s, static_cast<uint64_t>(p - s.base)});
+    }
+    stream_pos += n;
+    if (mostly_dead(s)) {
+      const size_t at = compact->size();
+      compact->append(bytes, n);
+      data->Append(compact, std::string_view(compact->data() + at, n));
+    } else if (s.owned) {
+      data->Append(s.owned, std::string_view(bytes, n));
+    } else {
+      data->Append(s.keep, std::string_view(bytes, n));
+    }
+  });
+  PORTAL_ASSERT(compact->size() == copied, "compacted bytes miscounted");
+  // Chunk checksums: in place, or through a copy for the few chunks that span pieces.
+  const uint64_t chunk_bytes = uint64_t{footer->blocks_per_chunk} * block_size_;
+  const bool cached = footer->blocks_per_chunk == chunk_blocks_;
+  const auto& pieces = data->pieces();
+  size_t i = 0, r = 0;
+  uint64_t piece_start = 0;
+  for (uint64_t pos = 0; pos < data->size(); pos += chunk_bytes) {
+    const uint64_t n = std::min(chunk_bytes, data->size() - pos);
+    while (r < summed.size() && summed[r].stream_pos + summed[r].len <= pos) ++r;
+    if (cached && r < summed.size() && summed[r].stream_pos <= pos &&
+        pos + n <= summed[r].stream_pos + summed[r].len) {
+      const uint64_t at = summed[r].slab_offset + (pos - summed[r].stream_pos);
+      const auto& sums = summed[r].slab->chunk_sums;
+      if (n == chunk_bytes && at % chunk_bytes == 0 && at / chunk_bytes < sums.size()) {
+        chunk_sums->push_back(sums[at / chunk_bytes]);
+        continue;
+      }
+    }
+    while (piece_start + pieces[i].bytes.size() <= pos) piece_start += pieces[i++].bytes.size();
+    if (pos + n <= piece_start + pieces[i].bytes.size()) {
+      chunk_sums->push_back(Checksum64(pieces[i].bytes.substr(pos - piece_start, n)));
+    } else {
+      chunk_sums->push_back(Checksum64(data->Read(pos, n)));
+    }
+  }
 }
 
 }  // namespace portal::volume

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lsm/extent.h"
+#include "objstore/rope.h"
 #include "util/range_map.h"
 #include "volume/segment_format.h"
 
@@ -27,7 +28,9 @@ namespace portal::volume {
 
 class WriteBuffer {
  public:
-  explicit WriteBuffer(uint32_t block_size);
+  // With `blocks_per_chunk`, adopted writes get their chunk checksums as they arrive (in
+  // cache), and SealPieces uses them where the stream's chunks line up with the writes.
+  explicit WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk = 0);
   WriteBuffer(const WriteBuffer&) = delete;
   WriteBuffer& operator=(const WriteBuffer&) = delete;
 
@@ -62,6 +65,12 @@ class WriteBuffer {
   // them to EncodeSegmentOwned).
   void Seal(SegmentFooter* footer, std::string* data,
             std::vector<uint64_t>* chunk_sums = nullptr) const;
+  // The same segment without copying its data: the stream as a Rope of this buffer's
+  // slabs and adopted writes (kept alive by the rope), plus the checksum of each chunk.
+  // Memory that is mostly garbage (live under 3/4) is copied out instead, so that a
+  // store keeping the rope does not keep dead blocks.
+  void SealPieces(SegmentFooter* footer, objstore::Rope* data,
+                  std::vector<uint64_t>* chunk_sums) const;
 
   bool empty() const { return map_.empty(); }
   // Memory held: allocated slots (live or garbage) times the block size, plus what the
@@ -85,10 +94,16 @@ class WriteBuffer {
   };
 
   struct Slab {
-    std::unique_ptr<uint8_t[]> owned;   // a slab this buffer copies into, or
+    std::shared_ptr<uint8_t[]> owned;   // a slab this buffer copies into, or
     std::shared_ptr<const void> keep;   // the owner of an adopted run
     const uint8_t* base = nullptr;
+    uint64_t owner_blocks = 0;          // adopted: the size of the write it came in
+    std::vector<uint64_t> chunk_sums;   // adopted: Checksum64 of each whole chunk
   };
+  // Fills footer's extents, data_blocks and sequence range; calls emit(slab, data, len)
+  // for each run of the data stream, in order.
+  template <typename Emit>
+  void BuildStream(SegmentFooter* footer, Emit&& emit) const;
 
   const uint8_t* SlotData(uint64_t slot) const;
   uint8_t* OwnedSlot(uint64_t slot);  // asserts the slot is in an owned slab
@@ -96,11 +111,12 @@ class WriteBuffer {
   // True when every block of [first, first + n) has a slot in an owned slab.
   bool InPlace(uint64_t first, uint64_t n) const;
   void WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n);
-  void AdoptDataRun(uint64_t first, const uint8_t* data, uint64_t n,
+  void AdoptDataRun(uint64_t first, const uint8_t* data, uint64_t n, uint64_t owner_blocks,
                     const std::shared_ptr<const void>& keep);
   void NoteSeq(uint64_t seq);
 
   const uint32_t block_size_;
+  const uint32_t chunk_blocks_;
   const uint64_t slab_blocks_;
   std::vector<Slab> slabs_;
   int64_t fill_slab_ = -1;   // the owned slab new slots come from (-1: none yet)

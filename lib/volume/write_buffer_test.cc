@@ -22,7 +22,8 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
           "[volume][property]") {
   rc::prop("random writes, zeroes and trims", [] {
     constexpr uint64_t kBlocks = 3000;  // spans several 1 MiB slabs at 512 B blocks
-    WriteBuffer buf(kBs);
+    // Chunk checksums precomputed for adopted writes, at the sealed chunk size or not.
+    WriteBuffer buf(kBs, *rc::gen::element(0u, 1u, 3u, 16u));
     // model: -1 unwritten, -2 zero, -3 hole, else seed byte of block
     std::vector<int> model(kBlocks, -1);
     std::vector<std::vector<uint8_t>> content(kBlocks);
@@ -92,7 +93,18 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
     std::vector<uint64_t> sums;
     buf.Seal(&f2, &data2, &sums);
     RC_ASSERT(data2 == data);
+    // Sealed as a rope of the buffer's memory: the same stream, checksums and object.
+    SegmentFooter f3 = f2;
+    objstore::Rope rope;
+    std::vector<uint64_t> rope_sums;
+    buf.SealPieces(&f3, &rope, &rope_sums);
+    RC_ASSERT(rope.Flatten() == data);
+    RC_ASSERT(rope_sums == sums);
+    uint64_t tail_sum = 0;
+    const std::string tail = EncodeRawSegmentTail(&f3, rope_sums, &tail_sum);
     RC_ASSERT(EncodeSegmentOwned(&f2, std::move(data2), false, &sums).bytes == enc.bytes);
+    RC_ASSERT(rope.Flatten() + tail == enc.bytes);
+    RC_ASSERT(tail_sum == enc.footer_checksum);
     auto dec = DecodeSegmentFooter(enc.bytes, enc.bytes.size(), "s");
     RC_ASSERT(dec.ok());
     std::vector<int> sealed(kBlocks, -1);
@@ -149,6 +161,23 @@ TEST_CASE("a large write with an owner is kept by reference, never written to", 
     CHECK(std::memcmp(p.data, d.data(), kBs) == 0);
     return true;
   });
+  // Sealed as a rope, the adopted run is referenced, not copied; the slab holding the
+  // four rewritten blocks is mostly empty, so those are copied out of it.
+  {
+    SegmentFooter f;
+    f.segment_id = 1;
+    f.block_size = kBs;
+    f.blocks_per_chunk = 16;
+    objstore::Rope rope;
+    std::vector<uint64_t> sums;
+    buf.SealPieces(&f, &rope, &sums);
+    bool references_owned = false;
+    for (const auto& piece : rope.pieces()) {
+      if (piece.owner == owned) references_owned = true;
+    }
+    CHECK(references_owned);
+    CHECK(rope.size() == (n - 1) * kBs);
+  }
   // A small write with an owner is copied.
   auto small = std::make_shared<std::vector<uint8_t>>(Blocks(2, 5));
   buf.WriteBlocks(5000, small->data(), 2, 3, small);

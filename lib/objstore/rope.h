@@ -1,0 +1,47 @@
+// Rope: an object's bytes as pieces of memory that their owners keep alive, so that a
+// store which holds objects in memory (memory://) can keep a segment without copying its
+// parts into one string. Pieces are immutable once in a rope.
+//
+//   Rope r;
+//   r.Append(slab_owner, std::string_view(slab, n));   // referenced, not copied
+//   r.Append(std::make_shared<const std::string>(footer));
+//   std::string all = r.Flatten();                     // stores that need one buffer
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace portal::objstore {
+
+class Rope {
+ public:
+  struct Piece {
+    std::shared_ptr<const void> owner;
+    std::string_view bytes;
+  };
+
+  // Adds `bytes`, which `owner` keeps valid and unchanged. A piece that continues the
+  // last one in memory, with the same owner, extends it.
+  void Append(std::shared_ptr<const void> owner, std::string_view bytes);
+  // Adds a whole string (owned by the rope).
+  void Append(std::shared_ptr<const std::string> s);
+
+  uint64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const std::vector<Piece>& pieces() const { return pieces_; }
+
+  // The bytes [offset, offset + n), clipped to the rope's end.
+  std::string Read(uint64_t offset, uint64_t n) const;
+  // All bytes in one string (from the BufferPool).
+  std::string Flatten() const;
+
+ private:
+  std::vector<Piece> pieces_;
+  std::vector<uint64_t> starts_;  // offset of each piece, for Read's binary search
+  uint64_t size_ = 0;
+};
+
+}  // namespace portal::objstore

@@ -4,7 +4,6 @@
 #include <unordered_map>
 
 #include "util/checksum.h"
-#include "util/mapped_blocks.h"
 
 namespace portal::volume {
 namespace {
@@ -45,7 +44,7 @@ uint64_t WriteBuffer::AllocateSlots(uint64_t n) {
   PORTAL_ASSERT(n <= slab_blocks_, "run larger than a slab");
   if (fill_slab_ < 0 || slab_fill_ + n > slab_blocks_) {
     Slab slab;
-    slab.owned = MappedBlocks::Global().Allocate(slab_blocks_ * block_size_);
+    slab.owned = std::shared_ptr<uint8_t[]>(new uint8_t[slab_blocks_ * block_size_]);
     slab.base = slab.owned.get();
     slabs_.push_back(std::move(slab));
     fill_slab_ = static_cast<int64_t>(slabs_.size() - 1);

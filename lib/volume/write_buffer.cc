@@ -21,6 +21,43 @@ bool AllZero(const uint8_t* p, size_t n) {
   return true;
 }
 
+// A run of the data stream taken whole from an adopted write whose chunk checksums were
+// computed on arrival.
+struct SummedRun {
+  uint64_t stream_pos;
+  uint64_t len;
+  const std::vector<uint64_t>* sums;  // of the write's whole chunks, from its start
+  uint64_t write_offset;              // bytes into the write
+};
+
+// Appends the Checksum64 of each chunk of `data`: from `runs` where a chunk lies inside
+// one at a chunk boundary of its write (with `use_runs`), else computed, in place or
+// through a copy for the few chunks that span pieces.
+void SumChunks(const objstore::Rope& data, uint64_t chunk_bytes, bool use_runs,
+               const std::vector<SummedRun>& runs, std::vector<uint64_t>* out) {
+  const auto& pieces = data.pieces();
+  size_t i = 0, r = 0;
+  uint64_t piece_start = 0;
+  for (uint64_t pos = 0; pos < data.size(); pos += chunk_bytes) {
+    const uint64_t n = std::min(chunk_bytes, data.size() - pos);
+    while (r < runs.size() && runs[r].stream_pos + runs[r].len <= pos) ++r;
+    if (use_runs && n == chunk_bytes && r < runs.size() && runs[r].stream_pos <= pos &&
+        pos + n <= runs[r].stream_pos + runs[r].len) {
+      const uint64_t at = runs[r].write_offset + (pos - runs[r].stream_pos);
+      if (at % chunk_bytes == 0 && at / chunk_bytes < runs[r].sums->size()) {
+        out->push_back((*runs[r].sums)[at / chunk_bytes]);
+        continue;
+      }
+    }
+    while (piece_start + pieces[i].bytes.size() <= pos) piece_start += pieces[i++].bytes.size();
+    if (pos + n <= piece_start + pieces[i].bytes.size()) {
+      out->push_back(Checksum64(pieces[i].bytes.substr(pos - piece_start, n)));
+    } else {
+      out->push_back(Checksum64(data.Read(pos, n)));
+    }
+  }
+}
+
 }  // namespace
 
 WriteBuffer::WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk)
@@ -221,19 +258,12 @@ void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
   // Reserved whole: the rope points into it, so it must never reallocate.
   auto compact = std::make_shared<std::string>();
   compact->reserve(copied);
-  // Stream runs taken whole from an adopted write with precomputed chunk checksums.
-  struct Run {
-    uint64_t stream_pos;
-    uint64_t len;
-    const Slab* slab;
-    uint64_t slab_offset;  // bytes
-  };
-  std::vector<Run> summed;
+  std::vector<SummedRun> summed;
   uint64_t stream_pos = 0;
   BuildStream(footer, [&](const Slab& s, const uint8_t* p, size_t n) {
     const auto* bytes = reinterpret_cast<const char*>(p);
     if (!s.chunk_sums.empty()) {
-      summed.push_back(Run{stream_pos, n, &s, static_cast<uint64_t>(p - s.base)});
+      summed.push_back(SummedRun{stream_pos, n, &s.chunk_sums, static_cast<uint64_t>(p - s.base)});
     }
     stream_pos += n;
     if (mostly_dead(s)) {
@@ -247,31 +277,8 @@ void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
     }
   });
   PORTAL_ASSERT(compact->size() == copied, "compacted bytes miscounted");
-  // Chunk checksums: in place, or through a copy for the few chunks that span pieces.
-  const uint64_t chunk_bytes = uint64_t{footer->blocks_per_chunk} * block_size_;
-  const bool cached = footer->blocks_per_chunk == chunk_blocks_;
-  const auto& pieces = data->pieces();
-  size_t i = 0, r = 0;
-  uint64_t piece_start = 0;
-  for (uint64_t pos = 0; pos < data->size(); pos += chunk_bytes) {
-    const uint64_t n = std::min(chunk_bytes, data->size() - pos);
-    while (r < summed.size() && summed[r].stream_pos + summed[r].len <= pos) ++r;
-    if (cached && r < summed.size() && summed[r].stream_pos <= pos &&
-        pos + n <= summed[r].stream_pos + summed[r].len) {
-      const uint64_t at = summed[r].slab_offset + (pos - summed[r].stream_pos);
-      const auto& sums = summed[r].slab->chunk_sums;
-      if (n == chunk_bytes && at % chunk_bytes == 0 && at / chunk_bytes < sums.size()) {
-        chunk_sums->push_back(sums[at / chunk_bytes]);
-        continue;
-      }
-    }
-    while (piece_start + pieces[i].bytes.size() <= pos) piece_start += pieces[i++].bytes.size();
-    if (pos + n <= piece_start + pieces[i].bytes.size()) {
-      chunk_sums->push_back(Checksum64(pieces[i].bytes.substr(pos - piece_start, n)));
-    } else {
-      chunk_sums->push_back(Checksum64(data->Read(pos, n)));
-    }
-  }
+  SumChunks(*data, uint64_t{footer->blocks_per_chunk} * block_size_,
+            footer->blocks_per_chunk == chunk_blocks_, summed, chunk_sums);
 }
 
 }  // namespace portal::volume

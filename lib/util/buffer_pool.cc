@@ -44,26 +44,26 @@ void BufferPool::Give(std::string&& s) {
   std::vector<std::string> evicted;  // freed outside the lock
   std::lock_guard lock(mu_);
   if (cap > budget_) return;
-  // The oldest go first: what was given back recently is what the workload makes now
-  // (strings of a size nobody asks for any more must not hold the budget for good).
-  while (pooled_ + cap > budget_) {
-    pooled_ -= free_.front().capacity();
-    evicted.push_back(std::move(free_.front()));
-    free_.pop_front();
-  }
+  EvictLocked(budget_ - cap, &evicted);
   pooled_ += cap;
   free_.push_back(std::move(kept));
 }
 
+void BufferPool::EvictLocked(size_t limit, std::vector<std::string>* evicted) {
+  // The oldest go first: what was given back recently is what the workload makes now
+  // (strings of a size nobody asks for any more must not hold the budget for good).
+  while (pooled_ > limit && !free_.empty()) {
+    pooled_ -= free_.front().capacity();
+    evicted->push_back(std::move(free_.front()));
+    free_.pop_front();
+  }
+}
+
 void BufferPool::set_budget(size_t bytes) {
-  std::vector<std::string> dropped;
+  std::vector<std::string> evicted;  // freed outside the lock
   std::lock_guard lock(mu_);
   budget_ = bytes;
-  while (pooled_ > budget_ && !free_.empty()) {
-    pooled_ -= free_.back().capacity();
-    dropped.push_back(std::move(free_.back()));
-    free_.pop_back();
-  }
+  EvictLocked(budget_, &evicted);
 }
 
 size_t BufferPool::budget() const {

@@ -46,6 +46,9 @@ class BufferPool {
   uint64_t misses() const;      // Take()s of pooled size that allocated
 
  private:
+  // Drops the oldest strings until at most `limit` bytes are pooled.
+  void EvictLocked(size_t limit, std::vector<std::string>* evicted);
+
   mutable std::mutex mu_;
   std::deque<std::string> free_;   // GUARDED_BY(mu_), oldest first
   size_t budget_;                  // GUARDED_BY(mu_)

@@ -87,18 +87,10 @@ EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compr
   }
   // Raw chunks are the data itself: no copy of it (a segment is up to l0_sst_size_bytes).
   PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
-  std::vector<uint64_t> sums;
-  if (!chunk_sums) {
-    const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
-    for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
-      sums.push_back(Checksum64(std::string_view(data).substr(pos, chunk_bytes)));
-    }
-    chunk_sums = &sums;
-  }
-  FillRawChunks(f, *chunk_sums);
+  PORTAL_ASSERT(chunk_sums, "raw segment without its chunk checksums");
   EncodedSegment out;
   out.bytes = std::move(data);
-  out.footer_checksum = AppendFooter(f, &out.bytes);
+  out.bytes += EncodeRawSegmentTail(f, *chunk_sums, &out.footer_checksum);
   return out;
 }
 

@@ -65,9 +65,10 @@ struct EncodedSegment {
 // when it saves at least 1/8.
 EncodedSegment EncodeSegment(SegmentFooter* footer, std::string_view data, bool compress);
 // The same bytes, built in `data`'s own storage when uncompressed (no copy of the data).
-// `chunk_sums`, if given, are the chunks' Checksum64s already computed (WriteBuffer::Seal).
+// Uncompressed, `chunk_sums` must be the chunks' Checksum64s (WriteBuffer::Seal computes
+// them while copying); compressed, it is ignored.
 EncodedSegment EncodeSegmentOwned(SegmentFooter* footer, std::string data, bool compress,
-                                  const std::vector<uint64_t>* chunk_sums = nullptr);
+                                  const std::vector<uint64_t>* chunk_sums);
 
 // The footer and trailer of an uncompressed segment whose data area (f->data_blocks
 // blocks, kept elsewhere: a Rope of the write buffer's memory) has the given chunk

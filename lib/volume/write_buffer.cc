@@ -82,6 +82,7 @@ uint64_t WriteBuffer::AllocateSlots(uint64_t n) {
   if (fill_slab_ < 0 || slab_fill_ + n > slab_blocks_) {
     Slab slab;
     slab.owned = std::shared_ptr<uint8_t[]>(new uint8_t[slab_blocks_ * block_size_]);
+    slab.owner = slab.owned;
     slab.base = slab.owned.get();
     slabs_.push_back(std::move(slab));
     fill_slab_ = static_cast<int64_t>(slabs_.size() - 1);
@@ -133,7 +134,7 @@ void WriteBuffer::WriteDataRun(uint64_t first, const uint8_t* data, uint64_t n) 
 void WriteBuffer::AdoptDataRun(uint64_t first, const uint8_t* data, uint64_t n,
                                uint64_t owner_blocks, const std::shared_ptr<const void>& keep) {
   PORTAL_ASSERT(n <= 0xffffffffu, "adopted run too long for a slot id");
-  Slab slab{nullptr, keep, data, owner_blocks, {}};
+  Slab slab{keep, nullptr, data, owner_blocks, {}};
   if (chunk_blocks_ > 0) {
     const size_t chunk_bytes = size_t{chunk_blocks_} * block_size_;
     for (uint64_t b = 0; b + chunk_blocks_ <= n; b += chunk_blocks_) {
@@ -235,25 +236,19 @@ void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
   struct Use {
     uint64_t live = 0;
     uint64_t size = 0;
+    bool mostly_dead() const { return live * 4 < size * 3; }
   };
   std::unordered_map<const void*, Use> use;
-  auto owner_of = [](const Slab& s) -> const void* {
-    return s.owned ? static_cast<const void*>(s.owned.get()) : s.keep.get();
-  };
   for (const auto& [b, r] : map_.map()) {
     if (r.value.kind != lsm::LocKind::kData) continue;
     const Slab& s = slabs_[r.value.slot >> 32];
-    Use& u = use[owner_of(s)];
+    Use& u = use[s.owner.get()];
     u.live += (r.end - b) * block_size_;
     u.size = (s.owned ? slab_blocks_ : s.owner_blocks) * block_size_;
   }
-  auto mostly_dead = [&](const Slab& s) {
-    const Use& u = use[owner_of(s)];
-    return u.live * 4 < u.size * 3;
-  };
   uint64_t copied = 0;
   for (const auto& [owner, u] : use) {
-    if (u.live * 4 < u.size * 3) copied += u.live;
+    if (u.mostly_dead()) copied += u.live;
   }
   // Reserved whole: the rope points into it, so it must never reallocate.
   auto compact = std::make_shared<std::string>();
@@ -266,14 +261,12 @@ void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
       summed.push_back(SummedRun{stream_pos, n, &s.chunk_sums, static_cast<uint64_t>(p - s.base)});
     }
     stream_pos += n;
-    if (mostly_dead(s)) {
+    if (use[s.owner.get()].mostly_dead()) {
       const size_t at = compact->size();
       compact->append(bytes, n);
       data->Append(compact, std::string_view(compact->data() + at, n));
-    } else if (s.owned) {
-      data->Append(s.owned, std::string_view(bytes, n));
     } else {
-      data->Append(s.keep, std::string_view(bytes, n));
+      data->Append(s.owner, std::string_view(bytes, n));
     }
   });
   PORTAL_ASSERT(compact->size() == copied, "compacted bytes miscounted");

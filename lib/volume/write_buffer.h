@@ -94,8 +94,8 @@ class WriteBuffer {
   };
 
   struct Slab {
-    std::shared_ptr<uint8_t[]> owned;   // a slab this buffer copies into, or
-    std::shared_ptr<const void> keep;   // the owner of an adopted run
+    std::shared_ptr<const void> owner;  // keeps `base` alive: `owned`, or an adopted write's
+    std::shared_ptr<uint8_t[]> owned;   // set for a slab this buffer copies into
     const uint8_t* base = nullptr;
     uint64_t owner_blocks = 0;          // adopted: the size of the write it came in
     std::vector<uint64_t> chunk_sums;   // adopted: Checksum64 of each whole chunk

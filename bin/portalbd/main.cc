@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
                  "record every request on the portalbd export to this trace file (JSON, as "
                  "trace-record writes)");
   app.add_option("--record-workload", record_workload, "workload name in the recorded trace");
+  bool salvage = false;
+  app.add_flag("--salvage", salvage,
+               "open a damaged volume read-only, as of its first missing segment, to copy out "
+               "what is left (nothing is written to the store)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   CLI11_PARSE(app, argc, argv);
@@ -62,6 +66,7 @@ int main(int argc, char** argv) {
     cfg.disk_size_gb = gb;
     cfg.disk_size_set = true;
   }
+  cfg.salvage = salvage;
   if (!address.empty()) cfg.address = address;
   if (!storage.empty()) cfg.storage_url = storage;
   if (!socket_path.empty()) cfg.socket = socket_path;

@@ -52,6 +52,8 @@ struct Config {
   // and GC runs every second).
   std::optional<uint64_t> gc_grace_ms;
   std::optional<uint64_t> gc_interval_ms;
+  // --salvage only (never from the file): open a damaged volume read-only.
+  bool salvage = false;
   // [record]
   std::string record_path;  // empty: not recording
   std::string record_workload = "unnamed";

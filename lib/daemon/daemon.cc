@@ -35,6 +35,7 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
   o.gc_live_ratio = cfg.gc_live_ratio;
   o.unsafe_no_fencing = cfg.unsafe_no_fencing;
   o.cache_dir = cfg.cache_dir;
+  o.salvage = cfg.salvage;
   if (cfg.storage_url == "memory://") {
     // Private to this process and lost with it: no compression (it only costs CPU),
     // block-exact reads, and segments freed as soon as nothing references them.

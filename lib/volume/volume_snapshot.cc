@@ -46,17 +46,20 @@ Task<Status> LsmVolume::LoadSnapshots() {
       co_return obj.status().WithContext("reading snapshot '" + ref.name + "' (" + ref.key + ")");
     }
     std::lock_guard lock(mu_);
-    if (!obj.ok()) {
-      // Damaged or missing for good. Without its pins GC could delete what the snapshot
-      // needs: stop deleting.
-      gc_blocked_ = true;
-      Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
-                   ref.name, ref.key, obj.status().ToString());
-      continue;
-    }
     auto d = std::make_shared<SnapDetail>();
     d->ref = ref;
-    d->object = std::move(*obj);
+    if (!obj.ok()) {
+      // Damaged or missing for good. It stays listed, and opening or restoring it fails
+      // naming the object (never an empty or older device). Without its pins GC could
+      // delete what the snapshot needs: stop deleting.
+      gc_blocked_ = true;
+      d->damage = obj.status().WithContext(
+          fmt::format("snapshot '{}' is unreadable ({})", ref.name, ref.key));
+      Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
+                   ref.name, ref.key, obj.status().ToString());
+    } else {
+      d->object = std::move(*obj);
+    }
     snaps_[ref.name] = std::move(d);
   }
   std::lock_guard lock(mu_);
@@ -82,6 +85,7 @@ Result<SnapshotInfo> LsmVolume::GetSnapshot(const std::string& name) {
 }
 
 Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(CheckNotSalvage());
   CO_RETURN_IF_ERROR(ValidateSnapshotName(name));
   auto exists = [&] {
     std::lock_guard lock(mu_);
@@ -137,6 +141,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
 }
 
 Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(CheckNotSalvage());
   auto guard = co_await jobs_mu_.Lock();
   std::shared_ptr<SnapDetail> d;
   Manifest next;
@@ -209,6 +214,7 @@ void LsmVolume::LeaveWrite() {
 }
 
 Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(CheckNotSalvage());
   std::shared_ptr<SnapDetail> d;
   {
     std::lock_guard lock(mu_);
@@ -216,6 +222,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
     if (restoring_) co_return Status::Busy("a restore is already running");
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (!it->second->damage.ok()) co_return it->second->damage;
     d = it->second;
     restoring_ = true;  // new writes wait from here on
   }
@@ -318,6 +325,7 @@ Result<std::shared_ptr<BlockDevice>> LsmVolume::OpenSnapshot(const std::string& 
     if (it == snaps_.end() || it->second->deleting) {
       return Status::NotFound("no snapshot named '" + name + "'");
     }
+    if (!it->second->damage.ok()) return it->second->damage;
     d = it->second;
     ++d->attached;
   }

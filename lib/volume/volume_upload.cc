@@ -120,6 +120,11 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
   footer->epoch = epoch_;
   footer->block_size = block_size_;
   footer->blocks_per_chunk = options_.blocks_per_chunk;
+  {
+    // Fixed for every attempt: a retry must produce the same bytes (lost-ack read-back).
+    std::lock_guard lock(mu_);
+    footer->durable_through = settled_through_;
+  }
   const std::string key = SegmentKey(id);
   uint64_t backoff_ms = 10;
   // A store that keeps objects in memory takes the buffer's own memory as the segment's
@@ -169,6 +174,15 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
       uint64_t theirs = 0;
       auto existing = co_await segments_.ReadFooter(id, 0, &theirs);
       if (existing.ok() && existing->epoch == epoch_ && theirs == checksum) co_return Status::Ok();
+      if (existing.ok() && existing->epoch < epoch_) {
+        // Open replayed every segment below our fence and nothing of an older epoch can
+        // land above it (DESIGN.md single writer, step 5): this object is damage or a
+        // bug, not another writer.
+        co_return Status::Corruption(fmt::format(
+            "segment {} already exists with the older epoch {} (ours is {}), above our "
+            "fence: the store holds a segment that open did not replay",
+            key, existing->epoch, epoch_));
+      }
       if (existing.ok()) {
         co_return Status::PreconditionFailed(fmt::format(
             "segment {} already exists with epoch {} (ours is {}): a newer portalbd opened "
@@ -282,6 +296,7 @@ Task<void> LsmVolume::UploaderLoop() {
       } else {
         relocating_ = false;
       }
+      settled_through_ = s.segment_id;
     }
     changed_.NotifyAll();  // FLUSH waiters, stalled writers, maintenance
   }

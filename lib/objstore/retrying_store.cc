@@ -1,6 +1,9 @@
 #include "objstore/retrying_store.h"
 
+#include <fmt/format.h>
+
 #include "env/async.h"
+#include "util/log.h"
 
 namespace portal::objstore {
 
@@ -12,6 +15,22 @@ Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
     if (!st.retryable() || (max_attempts != 0 && attempt >= max_attempts)) co_return st;
     co_await SleepFor(env, (backoff_ms / 2 + env.RandomBelow(backoff_ms / 2 + 1)) * kNanosPerMilli);
     backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
+  }
+}
+
+Task<Status> RefetchCorrupt(std::function<Task<Status>()> fetch, std::atomic<uint64_t>* refetches,
+                            uint32_t max_attempts) {
+  PORTAL_ASSERT(max_attempts >= 1, "a verified read makes at least one attempt");
+  for (uint32_t attempt = 1;; ++attempt) {
+    Status st = co_await fetch();
+    if (!st.IsCorruption()) co_return st;
+    if (attempt >= max_attempts) {
+      co_return st.WithContext(fmt::format("failed verification {} times", attempt));
+    }
+    if (refetches) refetches->fetch_add(1, std::memory_order_relaxed);
+    log::Get("portalbd::objstore")
+        ->warn("object failed verification; fetching it again attempt={} error=\"{}\"", attempt,
+               st.message());
   }
 }
 

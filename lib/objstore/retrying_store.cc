@@ -42,16 +42,22 @@ Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& 
   if (!st.IsPreconditionFailed()) co_return st;
   if (existed) *existed = true;
   // The read-back meets the same transient errors as the PUT: retry it as long, and
-  // never take an unanswered GET for other contents.
-  Result<std::string> back = Status::Unavailable("not read");
-  CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-      env,
+  // never take an unanswered GET for other contents. Nor a damaged one: other bytes are
+  // fetched again (not counted: they are usually another writer's object, intact).
+  Status same = co_await RefetchCorrupt(
       [&]() -> Task<Status> {
-        back = co_await store.Get(key);
-        co_return back.status();
+        Result<std::string> back = Status::Unavailable("not read");
+        CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+            env,
+            [&]() -> Task<Status> {
+              back = co_await store.Get(key);
+              co_return back.status();
+            },
+            0));
+        co_return *back == bytes ? Status::Ok() : Status::Corruption("other contents");
       },
-      0));
-  if (*back == bytes) co_return Status::Ok();
+      nullptr);
+  if (!same.IsCorruption()) co_return same;
   co_return Status::PreconditionFailed(key + " exists with other contents");
 }
 

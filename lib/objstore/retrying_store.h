@@ -44,8 +44,9 @@ Task<Status> RefetchCorrupt(std::function<Task<Status>()> fetch, std::atomic<uin
 
 // A conditional create that survives a lost acknowledgement: PutIfAbsent, and if the key
 // exists read it back (both retried without bound on transient errors). The same bytes
-// are our own earlier attempt: OK. Other bytes: PreconditionFailed. Any other error as
-// it came. `existed` (if set) says whether the key was found existing.
+// are our own earlier attempt: OK. Other bytes in kVerifiedReadAttempts read-backs (one
+// could be ours, damaged on the way): PreconditionFailed. Any other error as it came.
+// `existed` (if set) says whether the key was found existing.
 Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& key,
                                const std::string& bytes, bool* existed = nullptr);
 

@@ -4,6 +4,9 @@
 
 #include "env/block_on.h"
 #include "env/sim_env.h"
+#include "objstore/fault_store.h"
+#include "objstore/memory_store.h"
+#include "testing/borrowed_store.h"
 
 namespace portal::objstore {
 namespace {
@@ -56,6 +59,44 @@ TEST_CASE("RefetchCorrupt: other errors come back at once", "[objstore][retry]")
     CHECK(f.calls == 1);
   }
   CHECK(refetches == 0);
+}
+
+// A conditional create whose acknowledgement was lost, and whose read-back arrives
+// damaged `damaged_gets` times.
+Status CreateWithDamagedReadBack(int damaged_gets, const std::string& stored, int* gets) {
+  SimEnv env;
+  MemoryStore memory;
+  if (!stored.empty()) REQUIRE(RunSim(env, memory.Put("manifest/1", stored)).ok());
+  FaultOptions o;
+  bool first_put = true;
+  o.decide = [&](OpKind kind, std::string_view) {
+    FaultDecision d;
+    if (kind == OpKind::kPutIfAbsent && std::exchange(first_put, false)) {
+      d.action = FaultDecision::Action::kLoseAck;
+    }
+    if (kind == OpKind::kGet && ++*gets <= damaged_gets) {
+      d.action = FaultDecision::Action::kCorruptBody;
+    }
+    return d;
+  };
+  FaultStore store(std::make_unique<testing::BorrowedStore>(memory), env, o);
+  return RunSim(env, PutIfAbsentOrSame(env, store, "manifest/1", "ours"));
+}
+
+TEST_CASE("PutIfAbsentOrSame: a damaged read-back of our own object is read again",
+          "[objstore][retry]") {
+  int gets = 0;
+  CHECK(CreateWithDamagedReadBack(1, "", &gets).ok());
+  CHECK(gets == 2);
+  gets = 0;
+  CHECK(CreateWithDamagedReadBack(kVerifiedReadAttempts, "", &gets).IsPreconditionFailed());
+  CHECK(gets == kVerifiedReadAttempts);
+  // Another writer's object: PreconditionFailed after the same bounded read-backs.
+  gets = 0;
+  Status other = CreateWithDamagedReadBack(0, "theirs", &gets);
+  CHECK(other.IsPreconditionFailed());
+  CHECK(other.message() == "manifest/1 exists with other contents");
+  CHECK(gets == kVerifiedReadAttempts);
 }
 
 }  // namespace

@@ -99,6 +99,8 @@ void PrintStatus(const DaemonStatus& s) {
                    FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));
   line("Cache", fmt::format("{} of {}, {} hits, {} misses", FormatSize(s.cache_bytes),
                             FormatSize(s.cache_capacity_bytes), s.cache_hits, s.cache_misses));
+  line("Integrity", fmt::format("{} fetched again after failing verification",
+                                Count(s.corrupt_refetches, "object read")));
   if (s.requests.empty()) {
     line("Requests", "none");
   } else {

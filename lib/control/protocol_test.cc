@@ -157,6 +157,7 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.write_stalls = 2;
   s.shadowed_bytes = 4096;
   s.full_compactions = 3;
+  s.corrupt_refetches = 2;
   s.snapshots = 7;
   s.nbd_connections = 1;
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
@@ -169,7 +170,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("segments":4,"segment_bytes":900,"map_ssts":1,"map_bytes":100,"buffer_bytes":8192,)"
       R"("max_unflushed_bytes":268435456,"cache_bytes":10,"cache_capacity_bytes":20,)"
       R"("cache_hits":30,"cache_misses":40,"write_stalls":2,)"
-      R"("shadowed_bytes":4096,"full_compactions":3,"snapshots":7,"nbd_connections":1,)"
+      R"("shadowed_bytes":4096,"full_compactions":3,"corrupt_refetches":2,"snapshots":7,)"
+      R"("nbd_connections":1,)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
       R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
       "\n");

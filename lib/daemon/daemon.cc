@@ -197,6 +197,7 @@ control::DaemonStatus Daemon::StatusReport() {
   d.write_stalls = s.write_stalls;
   d.shadowed_bytes = s.shadowed_blocks * s.block_size;
   d.full_compactions = s.full_compactions;
+  d.corrupt_refetches = s.corrupt_refetches;
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
   if (store_) {
@@ -226,12 +227,12 @@ std::string Daemon::StatusLine() {
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
       "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
-      "pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}",
+      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
       s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
-      s.full_compactions, pool.pooled_bytes(), pool.hits(), pool.misses(),
+      s.full_compactions, s.corrupt_refetches, pool.pooled_bytes(), pool.hits(), pool.misses(),
       store_ ? store_->stats().ToString() : "", HttpCounts());
 }
 

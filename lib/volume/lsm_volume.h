@@ -16,6 +16,7 @@
 // Thread-safe. Open() it, use it, Close() it before destroying it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -66,6 +67,9 @@ struct VolumeStats {
   // compaction can release), and how many full compactions that estimate triggered.
   uint64_t shadowed_blocks = 0;
   uint64_t full_compactions = 0;
+  // Object reads whose bytes failed verification and were fetched again (see
+  // objstore::RefetchCorrupt): damage on the way from the store, or in it.
+  uint64_t corrupt_refetches = 0;
   cache::CacheStats cache;
 };
 
@@ -260,6 +264,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   Env& env_;
   objstore::ObjectStore& store_;      // writes (callers handle their own retries)
   objstore::RetryingReadStore reads_;  // reads, with bounded retries of transient errors
+  std::atomic<uint64_t> corrupt_refetches_{0};  // by segments_, ssts_, log_, LoadSnapshots
   VolumeOptions options_;
   uint32_t block_size_;
   std::unique_ptr<SqliteCache> meta_;  // local metadata cache (never authoritative)

@@ -408,6 +408,7 @@ VolumeStats LsmVolume::stats() {
   s.block_size = block_size_;
   s.epoch = epoch_;
   s.cache = cache_.stats();
+  s.corrupt_refetches = corrupt_refetches_.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   s.size_bytes = size_bytes_;
   s.volume_uuid = version_->manifest.volume_uuid;

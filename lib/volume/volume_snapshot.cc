@@ -37,9 +37,16 @@ Task<Status> LsmVolume::LoadSnapshots() {
     refs = version_->manifest.snapshots;
   }
   for (const SnapshotRef& ref : refs) {
-    auto bytes = co_await reads_.Get(ref.key);
-    Result<SnapshotObject> obj =
-        bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key) : Result<SnapshotObject>(bytes.status());
+    Result<SnapshotObject> obj = Status::Corruption("not read");
+    Status read = co_await objstore::RefetchCorrupt(
+        [&]() -> Task<Status> {
+          auto bytes = co_await reads_.Get(ref.key);
+          obj = bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key)
+                           : Result<SnapshotObject>(bytes.status());
+          co_return obj.status();
+        },
+        &corrupt_refetches_);
+    if (!read.ok()) obj = read;
     if (!obj.ok() && obj.status().retryable()) {
       // The store is unreachable (the read already retried): fail the open instead of
       // serving a volume whose snapshot list silently misses one (dst seed 5261).

@@ -88,7 +88,8 @@ def case_output(tmp):
         for label in ("Size:       1.00 GiB (1073741824 bytes)", "Blocks:     262144 of 4096 bytes",
                       "Snapshots:  1", f"NBD:        {d.address} (0 connections)",
                       "Storage:    memory://", "Epoch:      1 (not fenced)", "Stored:", "Live data:",
-                      "Buffers:", "Cache:", "Requests:", "PUT_IF_ABSENT", "Version:"):
+                      "Buffers:", "Cache:", "Integrity:  0 object reads fetched again",
+                      "Requests:", "PUT_IF_ABSENT", "Version:"):
             check(f"  {label}" in r.stdout, f"status lacks {label!r}:\n{r.stdout}")
         check(r.stdout.startswith("portalbd daemon status:\n"), r.stdout)
 
@@ -115,7 +116,8 @@ def case_json(tmp):
                   "live_bytes",
                   "segments", "segment_bytes", "map_ssts", "map_bytes", "buffer_bytes",
                   "max_unflushed_bytes", "cache_bytes", "cache_capacity_bytes", "cache_hits",
-                  "cache_misses", "write_stalls", "snapshots", "nbd_connections", "requests"):
+                  "cache_misses", "write_stalls", "corrupt_refetches", "snapshots",
+                  "nbd_connections", "requests"):
             check(k in st, f"status --json lacks {k}: {st}")
         check_eq((st["snapshots"], st["storage_url"], st["nbd_address"], st["fenced"]),
                  (1, "memory://", d.address, False), "status values")

@@ -176,6 +176,20 @@ def read_regions(h, n):
     return h.pread(n * REGION, 0)
 
 
+def start_or_refusal(st, tmp, objs, before, key):
+    """Starts portalbd on a damaged store where refusing is one legal outcome: a refusal
+    must exit 1 naming `key` and leave the store as it was (`before`). Returns the NBD
+    address if it opened instead, else None."""
+    status, err, secs, address = try_start(st, tmp, "after")
+    if address is None:
+        print(f"  refused: exit {status} after {secs:.2f} s: {err.strip()[-400:]}",
+              flush=True)
+        check(status == 1, f"exit {status}, expected 1:\n{err}")
+        check(key in err, f"stderr does not name {key}:\n{err}")
+        check(objs.state() == before, "a refused start changed the store")
+    return address
+
+
 def try_start(st, tmp, name, timeout_s=20):
     """Starts portalbd on the volume and waits until it exits or listens. Returns
     (exit status or None, stderr, seconds, the NBD address or None); a daemon that
@@ -381,13 +395,8 @@ def corrupt_manifest(tmp, kind):
     print(f"  {key}: the SST's end {end} -> {lowered}", flush=True)
 
     before = objs.state()
-    status, err, secs, address = try_start(st, tmp, "after")
+    address = start_or_refusal(st, tmp, objs, before, key)
     if address is None:
-        print(f"  refused: exit {status} after {secs:.2f} s: {err.strip()[-400:]}",
-              flush=True)
-        check(status == 1, f"exit {status}, expected 1:\n{err}")
-        check(key in err, f"stderr does not name {key}:\n{err}")
-        check(objs.state() == before, "a refused start changed the store")
         return
     print(f"  opened after {secs:.2f} s: every block must read back or fail", flush=True)
     h = nbd.NBD()
@@ -425,13 +434,8 @@ def missing_sst(tmp, kind):
     print(f"  deleted {ssts[0]}", flush=True)
 
     before = objs.state()
-    status, err, secs, address = try_start(st, tmp, "after")
+    address = start_or_refusal(st, tmp, objs, before, ssts[0])
     if address is None:
-        print(f"  refused: exit {status} after {secs:.2f} s: {err.strip()[-400:]}",
-              flush=True)
-        check(status == 1, f"exit {status}, expected 1:\n{err}")
-        check(ssts[0] in err, f"stderr does not name {ssts[0]}:\n{err}")
-        check(objs.state() == before, "a refused start changed the store")
         return
     print(f"  opened after {secs:.2f} s; reads must fail where only the SST maps",
           flush=True)

@@ -5,7 +5,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -130,6 +129,8 @@ Result<uint64_t> ParseSize(std::string_view text) {
 
 Result<Config> ParseToml(std::string_view text, std::string_view source, const Config& base,
                          std::vector<std::string>* warnings) {
+  // toml++ recurses per dotted key part and nesting level: refuse deep text first.
+  RETURN_IF_ERROR(CheckTomlShape(text, source));
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -228,9 +229,12 @@ Result<Config> LoadFile(const std::string& path, const Config& base,
                         std::vector<std::string>* warnings) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot read config file " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseToml(ss.str(), path, base, warnings);
+  // One byte more than allowed is enough for ParseToml to refuse the size.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return Status::IOError("cannot read config file " + path);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return ParseToml(text, path, base, warnings);
 }
 
 Status Validate(const Config& c) {

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/toml_guard.h"
 #include "util/status.h"
 
 namespace portal::config {
@@ -63,9 +64,13 @@ struct Config {
 constexpr uint64_t kMaxDiskSizeGb = (1ull << 33) - 1;
 
 // Parses TOML text on top of `base`. `source` names the file in messages. Warnings for
-// ignored keys are appended to `warnings`.
+// ignored keys are appended to `warnings`. Text over kMaxConfigBytes (1 MiB), a key of
+// more than kMaxKeyParts dotted parts or nesting deeper than kMaxNesting (16 each) is an
+// error naming the line, found before toml++ parses (see config/toml_guard.h).
 Result<Config> ParseToml(std::string_view text, std::string_view source, const Config& base,
                          std::vector<std::string>* warnings);
+// ParseToml of a file's contents. Reads at most kMaxConfigBytes + 1 bytes: a larger file
+// (or /dev/zero) is refused, not read to its end.
 Result<Config> LoadFile(const std::string& path, const Config& base,
                         std::vector<std::string>* warnings);
 

@@ -50,6 +50,7 @@ def start_fails(tmp, config=None, args=(), must_name=(), address="127.0.0.1:0", 
     r = run(argv + list(args), timeout=10, check_exit=False)
     elapsed = time.monotonic() - t0
     check(r.returncode != 0, f"portalbd started with a bad configuration:\n{r}")
+    check(0 < r.returncode < 128, f"portalbd crashed instead of failing:\n{r}")
     check(elapsed < 2, f"portalbd took {elapsed:.1f} s to give up:\n{r}")
     text = r.stdout + r.stderr
     check("NBD server listening" not in text, f"portalbd listened before failing:\n{r}")
@@ -162,6 +163,19 @@ def case_config_errors(tmp):
     for cfg, names in bad:
         address = None if "address" in cfg else "127.0.0.1:0"
         start_fails(tmp, config=cfg, must_name=names, address=address)
+
+
+def case_config_hostile_files(tmp):
+    """Files that once crashed toml++ (stack overflow: SIGSEGV, exit 139) or would be read
+    without end: each fails with a message naming the line or the bound."""
+    key = ".".join(["a"] * 50000)  # 100 KB
+    for cfg in (f"# line 1\n{key} = 1\n", f"# line 1\n[{key}]\n"):
+        start_fails(tmp, config=cfg, must_name=["bad.toml:2", "dotted parts", "at most 16"])
+    for cfg in ("x = " + "[" * 100000 + "]" * 100000 + "\n",
+                "x = " + "{a=" * 100000 + "1" + "}" * 100000 + "\n"):
+        start_fails(tmp, config=cfg, must_name=["bad.toml:1", "nested", "at most 16"])
+    start_fails(tmp, config="#" * (2 << 20) + "\n", must_name=["bad.toml", "1 MiB"])
+    start_fails(tmp, args=["--config", "/dev/zero"], must_name=["/dev/zero", "1 MiB"])
 
 
 def case_config_flags_override(tmp):

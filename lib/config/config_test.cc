@@ -1,5 +1,5 @@
-// ParseToml and LoadFile against hostile files: each fails with a message naming the line
-// or the bound, never with a crash.
+// ParseToml, LoadFile and Validate against hostile and out-of-range files: each fails with
+// a message naming the line or the key and the bound, never with a crash or a wrap.
 #include "config/config.h"
 
 #include <catch2/catch.hpp>
@@ -79,6 +79,66 @@ TEST_CASE("a configuration larger than 1 MiB is refused and the error says the b
   auto endless = LoadFile("/dev/zero", Config{}, &warnings);
   REQUIRE_FALSE(endless.ok());
   CHECK(Mentions(endless.status(), "1 MiB"));
+}
+
+TEST_CASE("every number in the file has an upper bound named in the error", "[config]") {
+  struct Case {
+    std::string at_max;   // accepted
+    std::string over;     // refused
+    std::string message;  // in the refusal
+  };
+  const Case cases[] = {
+      {"[device]\ndisk_size_gb = 8589934591\n", "[device]\ndisk_size_gb = 8589934592\n",
+       "device.disk_size_gb must be at most 8589934591"},
+      {"[device]\nblock_size = 65536\n", "[device]\nblock_size = 4294967296\n",
+       "device.block_size must be"},
+      {"[nbd]\nmax_connections = 65536\n", "[nbd]\nmax_connections = 65537\n",
+       "nbd.max_connections must be at most 65536"},
+      {"[nbd]\nmax_connections = 65536\n", "[nbd]\nmax_connections = 4294967296\n",
+       "nbd.max_connections must be at most 65536"},
+      {"[lsm]\nflush_interval_ms = 86400000\n", "[lsm]\nflush_interval_ms = 86400001\n",
+       "lsm.flush_interval_ms must be at most 86400000 (1 day), got 86400001"},
+      {"[lsm]\nflush_interval_ms = 0\n", "[lsm]\nflush_interval_ms = 9223372036854775807\n",
+       "lsm.flush_interval_ms must be at most 86400000 (1 day)"},
+      {"[lsm]\ngc_interval_ms = 86400000\n", "[lsm]\ngc_interval_ms = 10000000000000\n",
+       "lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000"},
+      {"[lsm]\ngc_grace_ms = 604800000\n", "[lsm]\ngc_grace_ms = 604800001\n",
+       "lsm.gc_grace_ms must be at most 604800000 (7 days)"},
+      {"[lsm]\nl0_sst_size_bytes = \"1GiB\"\nmax_unflushed_bytes = \"1GiB\"\n",
+       "[lsm]\nl0_sst_size_bytes = \"2GiB\"\nmax_unflushed_bytes = \"2GiB\"\n",
+       "lsm.l0_sst_size_bytes must be at most 1073741824 (1 GiB)"},
+      {"[lsm]\nmax_unflushed_bytes = \"64GiB\"\n", "[lsm]\nmax_unflushed_bytes = \"65GiB\"\n",
+       "lsm.max_unflushed_bytes must be at most 68719476736 (64 GiB)"},
+      {"[lsm]\nblock_cache_size_bytes = \"1TiB\"\n", "[lsm]\nblock_cache_size_bytes = \"15EiB\"\n",
+       "lsm.block_cache_size_bytes must be at most 1099511627776 (1 TiB)"},
+      {"[lsm]\ngc_live_ratio = 1.0\n", "[lsm]\ngc_live_ratio = inf\n", "lsm.gc_live_ratio must be"},
+      {"[lsm]\ngc_live_ratio = 0\n", "[lsm]\ngc_live_ratio = nan\n", "lsm.gc_live_ratio must be"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.at_max);
+    Status ok = Check(c.at_max);
+    CHECK(ok.ok());
+    INFO(ok.ToString());
+    INFO(c.over);
+    Status st = Check(c.over);
+    REQUIRE_FALSE(st.ok());
+    INFO(st.ToString());
+    CHECK(Mentions(st, c.message));
+  }
+}
+
+TEST_CASE("flags are bounded like the file: Validate checks the merged configuration", "[config]") {
+  Config c;
+  c.gc_interval_ms = 1ull << 62;
+  Status st = Validate(c);
+  REQUIRE_FALSE(st.ok());
+  CHECK(Mentions(st, "lsm.gc_interval_ms must be at most 86400000"));
+  c = Config{};
+  c.flush_interval_ms = UINT64_MAX;
+  CHECK(Mentions(Validate(c), "lsm.flush_interval_ms must be at most 86400000"));
+  c = Config{};
+  c.disk_size_gb = UINT64_MAX;
+  CHECK(Mentions(Validate(c), "device.disk_size_gb must be at most"));
 }
 
 }  // namespace

@@ -157,6 +157,21 @@ def case_config_errors(tmp):
         ("[device]\ndisk_size_gb = \"2\"\n", ["device.disk_size_gb"]),
         ("[nbd]\nmax_connections = \"1K\"\n", ["nbd.max_connections"]),
         ("[lsm]\nflush_interval_ms = \"1M\"\n", ["lsm.flush_interval_ms"]),
+        # Every number has an upper bound, named with the key (a huge interval overflowed
+        # the timer's nanoseconds, which then fired at once: an idle daemon spun a core).
+        ("[lsm]\ngc_interval_ms = 10000000000000\n",
+         ["lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000"]),
+        ("[lsm]\nflush_interval_ms = 9223372036854775807\n",
+         ["lsm.flush_interval_ms must be at most 86400000 (1 day)"]),
+        ("[lsm]\ngc_grace_ms = 604800001\n", ["lsm.gc_grace_ms must be at most 604800000"]),
+        ("[lsm]\nl0_sst_size_bytes = \"2GiB\"\nmax_unflushed_bytes = \"4GiB\"\n",
+         ["lsm.l0_sst_size_bytes must be at most 1073741824 (1 GiB)"]),
+        ("[lsm]\nmax_unflushed_bytes = \"65GiB\"\n", ["lsm.max_unflushed_bytes must be at most"]),
+        ("[lsm]\nblock_cache_size_bytes = \"2TiB\"\n",
+         ["lsm.block_cache_size_bytes must be at most"]),
+        ("[nbd]\nmax_connections = 65537\n", ["nbd.max_connections must be at most 65536"]),
+        ("[device]\nblock_size = 4294967296\n", ["device.block_size must be at most 65536"]),
+        ("[device]\ndisk_size_gb = 8589934592\n", ["device.disk_size_gb must be at most"]),
         ("device = 3\n", ["device"]),
         ("[device\ndisk_size_gb = 1\n", ["bad.toml:1"]),  # TOML syntax: file and line
     ]

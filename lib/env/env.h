@@ -28,7 +28,8 @@ class Env {
 
   // Runs `fn` soon on the executor. Never runs it inline.
   virtual void Post(std::function<void()> fn) = 0;
-  // Runs `fn` on the executor no earlier than `delay_ns` from now.
+  // Runs `fn` on the executor no earlier than `delay_ns` from now. Any delay is valid: one
+  // too long for the clock (RealEnv: 2^62 ns and more) never fires early.
   virtual void PostAfter(uint64_t delay_ns, std::function<void()> fn) = 0;
   // Runs `fn` where it may block (a thread pool in production). `fn` must not resume
   // coroutines itself: hand results back with Post.

@@ -46,4 +46,14 @@ constexpr uint64_t kNanosPerMicro = 1000;
 constexpr uint64_t kNanosPerMilli = 1000 * 1000;
 constexpr uint64_t kNanosPerSecond = 1000 * 1000 * 1000;
 
+// Milliseconds to nanoseconds for a configured duration, saturating at UINT64_MAX (as good
+// as never) instead of wrapping to a short one.
+constexpr uint64_t MillisToNanos(uint64_t ms) {
+  return ms > UINT64_MAX / kNanosPerMilli ? UINT64_MAX : ms * kNanosPerMilli;
+}
+// a + b, saturating at UINT64_MAX: a deadline past the clock's end is never reached.
+constexpr uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 }  // namespace portal

@@ -71,6 +71,9 @@ class Reader {
     if (!n) return Status::Ok();
     auto v = n->value_exact<std::string>();
     if (!v) return Error(Qualified(table, name), "must be a string");
+    // No key means anything by "": an empty value (an unset variable in a templated file)
+    // would otherwise fall back to a default, as socket = "" did.
+    if (v->empty()) return Error(Qualified(table, name), "must not be empty");
     *out = *v;
     return Status::Ok();
   }

@@ -2,6 +2,8 @@
 // a message naming the line or the key and the bound, never with a crash or a wrap.
 #include "config/config.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
@@ -139,6 +141,23 @@ TEST_CASE("flags are bounded like the file: Validate checks the merged configura
   c = Config{};
   c.disk_size_gb = UINT64_MAX;
   CHECK(Mentions(Validate(c), "device.disk_size_gb must be at most"));
+}
+
+TEST_CASE("an empty string value is an error naming the key and never means unset", "[config]") {
+  // socket = "" silently kept the default control socket; workload = "" was recorded.
+  for (const char* key : {"storage.url", "storage.cache_dir", "nbd.address", "nbd.socket", "socket",
+                          "record.path", "record.workload"}) {
+    std::string k = key;
+    const size_t dot = k.find('.');
+    std::string text = dot == std::string::npos
+                           ? fmt::format("{} = \"\"\n", k)
+                           : fmt::format("[{}]\n{} = \"\"\n", k.substr(0, dot), k.substr(dot + 1));
+    if (k == "record.workload") text += "path = \"/tmp/t.json\"\n";
+    INFO(text);
+    Status st = Check(text);
+    REQUIRE_FALSE(st.ok());
+    CHECK(Mentions(st, k + " must not be empty"));
+  }
 }
 
 }  // namespace

@@ -10,9 +10,11 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "control/client.h"
 #include "control/protocol.h"
 #include "volume/manifest.h"
@@ -137,7 +139,7 @@ int main(int argc, char** argv) {
   std::string socket_path = "/run/portalbd/portalbd.sock";
   bool json = false;
   int timeout_s = 0;
-  app.add_option("-s,--socket", socket_path, "portalbd's control socket")
+  auto* socket_opt = app.add_option("-s,--socket", socket_path, "portalbd's control socket")
       ->envname("PORTALBD_SOCKET")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
@@ -170,11 +172,12 @@ int main(int argc, char** argv) {
   status->fallthrough();
   status->callback([&request] { request.op = Op::kStatus; });
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);  // prints help, version, or the error with a hint
-    return code == 0 ? 0 : 1;
+  portal::cli::RefuseEmptyValues(app);
+  if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
+  // CLI11 takes an empty variable for an unset one, and the default socket may be another
+  // daemon's.
+  if (const char* env = std::getenv("PORTALBD_SOCKET"); env && !*env && !socket_opt->count()) {
+    return Fail("PORTALBD_SOCKET must not be empty (unset it for the default socket)");
   }
 
   request.name = name;

@@ -24,6 +24,11 @@ namespace {
 auto Log() { return log::Get("portalbd"); }
 }  // namespace
 
+// The volume turns these into nanoseconds and bytes; Validate()'s bounds keep that exact.
+static_assert(config::kMaxGcGraceMs * kNanosPerMilli < (uint64_t{1} << 62));
+static_assert(config::kMaxIntervalMs * kNanosPerMilli < (uint64_t{1} << 62));
+static_assert(config::kMaxDiskSizeGb < (uint64_t{1} << 33));
+
 volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
   volume::VolumeOptions o;
   o.size_bytes = cfg.disk_size_set ? cfg.size_bytes() : 0;  // 0: keep an existing size

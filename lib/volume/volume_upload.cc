@@ -234,7 +234,8 @@ Task<void> LsmVolume::UploaderLoop() {
         const uint64_t due =
             options_.flush_interval_ms == 0
                 ? UINT64_MAX
-                : active_dirty_since_ns_ + options_.flush_interval_ms * kNanosPerMilli;
+                : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
+                                MillisToNanos(options_.flush_interval_ms));
         go = stop_ || flush_gen_ >= active_gen_ ||
              active_->bytes() >= options_.l0_sst_size_bytes || now >= due;
         if (!go && due != UINT64_MAX) wait_ns = due - now;

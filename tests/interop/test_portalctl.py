@@ -211,6 +211,16 @@ def case_usage_errors(tmp):
         r = run([portalctl_path(), *argv], check_exit=False)
         check_eq(r.returncode, 1, f"exit status of portalctl {argv}")
         check(r.stderr.strip(), f"no message for portalctl {argv}:\n{r}")
+    # An empty value (an unset variable) is refused, not taken for the default socket.
+    for argv, env, name, why in ((["--socket", "", "status"], {}, "--socket", "empty"),
+                                 # CLI11 takes "status" for the value: no subcommand.
+                                 (["--socket=", "status"], {}, "", "subcommand"),
+                                 (["status"], {"PORTALBD_SOCKET": ""}, "PORTALBD_SOCKET",
+                                  "empty")):
+        r = run([portalctl_path(), *argv], check_exit=False, env=dict(os.environ, **env))
+        check_eq(r.returncode, 1, f"exit status of portalctl {argv} {env}")
+        check(name in r.stderr and why in r.stderr,
+              f"the error does not say {name} is {why}:\n{r}")
 
 
 def case_not_running(tmp):

@@ -25,14 +25,17 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
           }
         }
         uint64_t guess = std::min(ref.size_bytes, kTailGuess);
-        CO_ASSIGN_OR_RETURN(std::string tail,
-                            co_await store_.Get(ref.key, objstore::GetRange{
-                                                             ref.size_bytes - guess, guess}));
+        // A failed GET names the SST (a range past the end of a truncated one is an
+        // InvalidArgument from the store that names nothing).
+        auto got = co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - guess, guess});
+        if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
+        std::string tail = std::move(*got);
         CO_ASSIGN_OR_RETURN(uint64_t meta_len, ParseSstTrailer(tail, ref.key));
         if (meta_len + kSstTrailerSize > tail.size() && meta_len + kSstTrailerSize <= ref.size_bytes) {
           uint64_t need = meta_len + kSstTrailerSize;
-          CO_ASSIGN_OR_RETURN(tail, co_await store_.Get(ref.key, objstore::GetRange{
-                                                                     ref.size_bytes - need, need}));
+          got = co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - need, need});
+          if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
+          tail = std::move(*got);
         }
         CO_ASSIGN_OR_RETURN(SstIndex idx, DecodeSstIndex(tail, ref.size_bytes, ref.key));
         if (!matches(idx)) {

@@ -188,6 +188,9 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   // the gap records it as durable and a HEAD still finds nothing (damage, not a crash);
   // Unavailable "relist" when the HEAD finds it (a listing that raced an upload).
   Task<Status> CheckGap(const ReplayPlan& plan);
+  // Corruption when the newest segment's epoch is above the latest manifest's `epoch`
+  // (manifest `number`): a newer manifest was lost. Unavailable when one appeared.
+  Task<Status> CheckNewestEpoch(const ReplayPlan& plan, uint64_t number, uint64_t epoch);
   Task<Status> ApplyReplayed(const SegmentFooter& f, uint64_t size);
   // Applies a segment's extents to the memtable. Conditional extents are first cut to
   // where the committed map (memtables + SSTs) still holds their expected location;

@@ -140,6 +140,28 @@ TEST_CASE("a gap at the newest segment is a crash: the volume opens and fences",
   CHECK(RunSim(env, mem.Head(SegmentKey(8))).ok());
 }
 
+TEST_CASE("a lost latest manifest of a newer epoch refuses the open, names it, writes nothing",
+          "[volume][damage]") {
+  objstore::MemoryStore mem;
+  Model m = WriteSixSegments(mem);  // epoch 1: manifest 1
+  {
+    SimEnv env;  // epoch 2: manifest 2 opens it, then one more write
+    auto v = *RunSim(env, LsmVolume::Open(env, mem, DamageOptions()));
+    WriteTagged(env, *v, m, 30, 0, 4);
+    REQUIRE(RunSim(env, v->Close()).ok());
+  }
+  SimEnv env;
+  REQUIRE(RunSim(env, mem.Delete(ManifestKey(2))).ok());
+  const auto before = Keys(env, mem);
+  auto v = RunSim(env, LsmVolume::Open(env, mem, DamageOptions()));
+  REQUIRE_FALSE(v.ok());
+  INFO(v.status().ToString());
+  CHECK(v.status().IsCorruption());
+  CHECK_THAT(v.status().message(), Catch::Contains(ManifestKey(2) + " is missing"));
+  CHECK_THAT(v.status().message(), Catch::Contains("epoch 2"));
+  CHECK(Keys(env, mem) == before);
+}
+
 TEST_CASE("a v1 footer above a gap is evidence too (id - 1 was stored before it)",
           "[volume][damage]") {
   // Version-1 footers carry no durable_through; they decode as id - 1, exact for the

@@ -143,6 +143,7 @@ Task<Status> LsmVolume::DoOpen() {
     {
       CO_ASSIGN_OR_RETURN(ReplayPlan plan, co_await PlanReplay(m.applied_segment));
       Status damage = co_await CheckGap(plan);
+      if (damage.ok()) damage = co_await CheckNewestEpoch(plan, number, m.epoch);
       if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
       CO_RETURN_IF_ERROR(damage);
     }
@@ -209,6 +210,15 @@ Task<Status> LsmVolume::DoOpen() {
 }
 
 Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
+  if (f.epoch == epoch_ && !options_.salvage) {
+    // Our epoch is unique (our opener manifest was created exclusively) and we have not
+    // uploaded yet: the manifest that opened this epoch before was lost (see
+    // CheckNewestEpoch, which usually refuses before our opener is written).
+    co_return Status::Corruption(fmt::format(
+        "segment {} carries epoch {}, which this writer just opened: a newer manifest of "
+        "this volume is missing",
+        SegmentKey(f.segment_id), f.epoch));
+  }
   if (f.epoch > epoch_) {
     std::lock_guard lock(mu_);
     fenced_ = true;
@@ -293,6 +303,33 @@ Task<Status> LsmVolume::CheckGap(const ReplayPlan& plan) {
       "serve old data. Nothing was written. To copy out what is left, start portalbd with "
       "--salvage (read-only, as of segment {}).",
       SegmentKey(x), store_.url(), SegmentKey(witness), witness_epoch, evidence, x - 1));
+}
+
+Task<Status> LsmVolume::CheckNewestEpoch(const ReplayPlan& plan, uint64_t number,
+                                          uint64_t epoch) {
+  // A segment's epoch was opened by a manifest, and openers are never collected; epochs
+  // grow with ids, so the newest segment carries the highest. One above the latest
+  // manifest's epoch means a newer manifest was lost: opening at this one would reuse
+  // an epoch and could silently undo what that manifest held (a restore, a snapshot).
+  uint64_t newest = !plan.above.empty() ? plan.above.back()
+                    : !plan.todo.empty() ? plan.todo.back().first
+                                         : 0;
+  if (newest == 0) co_return Status::Ok();
+  auto f = co_await segments_.ReadFooter(newest, 0);
+  if (f.status().IsNotFound()) co_return Status::Ok();
+  CO_RETURN_IF_ERROR(f.status().WithContext("reading the newest segment " + SegmentKey(newest)));
+  if (f->epoch <= epoch) co_return Status::Ok();
+  // A writer that opened after we read the manifest also fits: read again first.
+  auto next = co_await reads_.Head(ManifestKey(number + 1));
+  if (next.ok()) co_return Status::Unavailable("relist: " + ManifestKey(number + 1) + " appeared");
+  if (!next.status().IsNotFound()) co_return next.status();
+  // Every manifest above `number` is gone, the one that opened f->epoch among them.
+  co_return Status::Corruption(fmt::format(
+      "{} is missing from {}: the latest manifest there is {} (epoch {}), but {} was "
+      "written by epoch {}, which a newer manifest opened. Opening here would serve an "
+      "older state of the volume. Nothing was written.",
+      ManifestKey(number + 1), store_.url(), ManifestKey(number), epoch, SegmentKey(newest),
+      f->epoch));
 }
 
 Task<Status> LsmVolume::Replay() {

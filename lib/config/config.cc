@@ -144,7 +144,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
-      {"storage", {"url", "cache_dir", "unsafe_no_fencing"}},
+      {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
       {"nbd", {"address", "socket", "max_connections"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
@@ -192,6 +192,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "cache_dir", &c.cache_dir));
   RETURN_IF_ERROR(
       r.Bool(table("storage"), "storage", "unsafe_no_fencing", &c.unsafe_no_fencing));
+  RETURN_IF_ERROR(r.U64(table("storage"), "storage", "stop_timeout_ms", &c.stop_timeout_ms));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
   RETURN_IF_ERROR(r.U32(table("nbd"), "nbd", "max_connections", &c.max_connections));
   std::string top_socket, nbd_socket;
@@ -279,6 +280,11 @@ Status Validate(const Config& c) {
     return bad("lsm.gc_interval_ms", "must be >= 100");
   }
   if (c.cache_dir.empty()) return bad("storage.cache_dir", "must not be empty");
+  if (c.stop_timeout_ms < kMinStopTimeoutMs || c.stop_timeout_ms > kMaxStopTimeoutMs) {
+    return bad("storage.stop_timeout_ms",
+               fmt::format("must be between {} and {} (1 s to 1 h; got {})", kMinStopTimeoutMs,
+                           kMaxStopTimeoutMs, c.stop_timeout_ms));
+  }
   return Status::Ok();
 }
 

@@ -3,7 +3,7 @@
 //
 //   [device]  disk_size_gb (GiB = 2^30 bytes), block_size
 //   [storage] url (memory:// | file:///path | s3://bucket/prefix), cache_dir,
-//             unsafe_no_fencing
+//             unsafe_no_fencing, stop_timeout_ms
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
@@ -38,6 +38,9 @@ struct Config {
   std::string storage_url = "memory://";
   std::string cache_dir = "/var/lib/portalbd";
   bool unsafe_no_fencing = false;
+  // How long SIGTERM/SIGINT waits for in-flight requests and the final FLUSH before
+  // giving up on what is not yet durable (and exiting 1).
+  uint64_t stop_timeout_ms = 60'000;
   // [nbd]
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";
@@ -58,6 +61,10 @@ struct Config {
 
   uint64_t size_bytes() const { return disk_size_gb << 30; }
 };
+
+// Bounds of [storage] stop_timeout_ms: 1 s to 1 h.
+constexpr uint64_t kMinStopTimeoutMs = 1000;
+constexpr uint64_t kMaxStopTimeoutMs = 3600'000;
 
 // The largest device: 8 EiB - 1 GiB, so that every byte offset fits in 63 bits.
 constexpr uint64_t kMaxDiskSizeGb = (1ull << 33) - 1;

@@ -198,6 +198,11 @@ control::DaemonStatus Daemon::StatusReport() {
   d.full_compactions = s.full_compactions;
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
+  if (s.store_failing_since_ns != 0) {
+    d.store_failing_since = volume::FormatRfc3339(s.store_failing_since_ns);
+    d.store_failed_attempts = s.store_failed_attempts;
+    d.store_error = s.store_error;
+  }
   if (store_) {
     objstore::StoreStats st = store_->stats();
     for (size_t i = 0; i < objstore::kNumOpKinds; ++i) {
@@ -225,13 +230,17 @@ std::string Daemon::StatusLine() {
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
       "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
-      "pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}",
+      "pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
       s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
       s.full_compactions, pool.pooled_bytes(), pool.hits(), pool.misses(),
-      store_ ? store_->stats().ToString() : "", HttpCounts());
+      store_ ? store_->stats().ToString() : "", HttpCounts(),
+      s.store_failing_since_ns == 0
+          ? ""
+          : fmt::format(" store_failing_since={} store_error=\"{}\"",
+                        volume::FormatRfc3339(s.store_failing_since_ns), s.store_error));
 }
 
 std::string Daemon::HttpCounts() const {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "env/async.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
@@ -79,7 +80,8 @@ int main(int argc, char** argv) {
   app.add_option("--size-mib", size_mib, "object size in MiB")->check(CLI::Range(1, 1024));
   app.add_option("--count", count, "objects per phase")->check(CLI::Range(1, 100000));
   app.add_option("--inflight", inflight_list, "comma-separated requests-in-flight levels");
-  CLI11_PARSE(app, argc, argv);
+  portal::cli::RefuseEmptyValues(app);  // --label "" no longer means "the URL"
+  if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
   if (label.empty()) label = url;
   portal::log::Init("warn");
 

@@ -20,6 +20,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "util/log.h"
@@ -57,30 +58,43 @@ int main(int argc, char** argv) {
   app.set_version_flag("-V,--version", std::string("portalbd ") + PORTALBD_VERSION);
   std::string config_path, disk_size, address, storage, socket_path, log_level = "info";
   std::string record_path, record_workload;
-  app.add_option("-c,--config", config_path, "TOML configuration file");
-  app.add_option("--disk-size-gb", disk_size, "device size in GiB (2^30 bytes); overrides the file");
-  app.add_option("--address", address, "NBD listen address, HOST:PORT or unix:/path");
-  app.add_option("--storage", storage, "storage URL: memory://, file:///path, s3://bucket/prefix");
-  app.add_option("--socket", socket_path, "control socket path");
-  app.add_option("--record", record_path,
-                 "record every request on the portalbd export to this trace file (JSON, as "
-                 "trace-record writes)");
-  app.add_option("--record-workload", record_workload, "workload name in the recorded trace");
+  auto* config_opt = app.add_option("-c,--config", config_path, "TOML configuration file");
+  auto* disk_size_opt = app.add_option("--disk-size-gb", disk_size,
+                                       "device size in GiB (2^30 bytes); overrides the file");
+  auto* address_opt =
+      app.add_option("--address", address, "NBD listen address, HOST:PORT or unix:/path");
+  auto* storage_opt = app.add_option("--storage", storage,
+                                     "storage URL: memory://, file:///path, s3://bucket/prefix");
+  auto* socket_opt = app.add_option("--socket", socket_path, "control socket path");
+  auto* record_opt = app.add_option(
+      "--record", record_path,
+      "record every request on the portalbd export to this trace file (JSON, as "
+      "trace-record writes)");
+  auto* record_workload_opt =
+      app.add_option("--record-workload", record_workload, "workload name in the recorded trace");
+  bool salvage = false;
+  app.add_flag("--salvage", salvage,
+               "open a damaged volume read-only, as of its first missing segment, to copy out "
+               "what is left (nothing is written to the store)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  CLI11_PARSE(app, argc, argv);
+  // An empty value is refused like in the file: `--storage "$URL"` with $URL unset used to
+  // mean "not given", i.e. memory://, whose acknowledged FLUSHes are lost at exit.
+  portal::cli::RefuseEmptyValues(app);
+  if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
 
   portal::log::Init(log_level);
   auto log = portal::log::Get("portalbd");
 
   Config cfg;
   std::vector<std::string> warnings;
-  if (!config_path.empty()) {
+  // "Given" is the option's count, never a non-empty value.
+  if (config_opt->count()) {
     auto loaded = portal::config::LoadFile(config_path, cfg, &warnings);
     if (!loaded.ok()) return Fail(loaded.status().message());
     cfg = *loaded;
   }
-  if (!disk_size.empty()) {
+  if (disk_size_opt->count()) {
     uint64_t gb = 0;
     auto [p, ec] = std::from_chars(disk_size.data(), disk_size.data() + disk_size.size(), gb);
     if (ec != std::errc() || p != disk_size.data() + disk_size.size()) {
@@ -89,11 +103,12 @@ int main(int argc, char** argv) {
     cfg.disk_size_gb = gb;
     cfg.disk_size_set = true;
   }
-  if (!address.empty()) cfg.address = address;
-  if (!storage.empty()) cfg.storage_url = storage;
-  if (!socket_path.empty()) cfg.socket = socket_path;
-  if (!record_path.empty()) cfg.record_path = record_path;
-  if (!record_workload.empty()) {
+  cfg.salvage = salvage;
+  if (address_opt->count()) cfg.address = address;
+  if (storage_opt->count()) cfg.storage_url = storage;
+  if (socket_opt->count()) cfg.socket = socket_path;
+  if (record_opt->count()) cfg.record_path = record_path;
+  if (record_workload_opt->count()) {
     if (cfg.record_path.empty()) return Fail("--record-workload needs --record or [record] path");
     cfg.record_workload = record_workload;
   }

@@ -10,9 +10,11 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "control/client.h"
 #include "control/protocol.h"
 #include "volume/manifest.h"
@@ -106,6 +108,8 @@ void PrintStatus(const DaemonStatus& s) {
                    FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));
   line("Cache", fmt::format("{} of {}, {} hits, {} misses", FormatSize(s.cache_bytes),
                             FormatSize(s.cache_capacity_bytes), s.cache_hits, s.cache_misses));
+  line("Integrity", fmt::format("{} fetched again after failing verification",
+                                Count(s.corrupt_refetches, "object read")));
   if (s.requests.empty()) {
     line("Requests", "none");
   } else {
@@ -142,7 +146,7 @@ int main(int argc, char** argv) {
   std::string socket_path = "/run/portalbd/portalbd.sock";
   bool json = false;
   int timeout_s = 0;
-  app.add_option("-s,--socket", socket_path, "portalbd's control socket")
+  auto* socket_opt = app.add_option("-s,--socket", socket_path, "portalbd's control socket")
       ->envname("PORTALBD_SOCKET")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
@@ -175,11 +179,12 @@ int main(int argc, char** argv) {
   status->fallthrough();
   status->callback([&request] { request.op = Op::kStatus; });
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);  // prints help, version, or the error with a hint
-    return code == 0 ? 0 : 1;
+  portal::cli::RefuseEmptyValues(app);
+  if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
+  // CLI11 takes an empty variable for an unset one, and the default socket may be another
+  // daemon's.
+  if (const char* env = std::getenv("PORTALBD_SOCKET"); env && !*env && !socket_opt->count()) {
+    return Fail("PORTALBD_SOCKET must not be empty (unset it for the default socket)");
   }
 
   request.name = name;

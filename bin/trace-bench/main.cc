@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "common/cli.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "env/block_on.h"
@@ -260,7 +261,7 @@ int main(int argc, char** argv) {
   app.add_option("traces", s.traces, "trace files (JSON)");
   app.add_option("--all", s.all_dir, "replay every *.json in DIR");
   app.add_option("--iterations", s.iterations, "measured runs per trace")->check(CLI::Range(1u, 1000u));
-  app.add_option("--warmup", s.warmup, "unmeasured runs before them");
+  app.add_option("--warmup", s.warmup, "unmeasured runs before them")->check(CLI::Range(0u, 1000u));
   app.add_option("--connections", s.connections, "NBD connections (--nbd)")
       ->check(CLI::Range(1u, 256u));
   app.add_option("--iodepth", s.iodepth, "requests in flight at most")->check(CLI::Range(1u, 4096u));
@@ -278,7 +279,9 @@ int main(int argc, char** argv) {
   app.add_option("--profile-dir", s.profile_dir, "where --profile writes WORKLOAD.perf.data");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  CLI11_PARSE(app, argc, argv);
+  // An empty --nbd replayed in-process, an empty --json wrote nothing: refuse them.
+  portal::cli::RefuseEmptyValues(app);
+  if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
   portal::log::Init(log_level);
   signal(SIGPIPE, SIG_IGN);
 

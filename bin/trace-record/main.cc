@@ -14,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli.h"
 #include "env/real_env.h"
 #include "trace/proxy.h"
 #include "trace/recorder.h"
@@ -44,10 +45,12 @@ int main(int argc, char** argv) {
                "write only the original portalbd's five op types (no BlockStatus, Cache)");
   app.add_option("--max-connections", max_connections, "simultaneous clients")
       ->check(CLI::Range(1u, 65536u));
-  app.add_option("--drain-ms", drain_ms, "on SIGINT/SIGTERM, wait this long for replies");
+  app.add_option("--drain-ms", drain_ms, "on SIGINT/SIGTERM, wait this long for replies")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{3'600'000}));  // 1 hour; more wrapped
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  CLI11_PARSE(app, argc, argv);
+  portal::cli::RefuseEmptyValues(app);  // --workload "" no longer means "output's stem"
+  if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
 
   portal::log::Init(log_level);
   auto log = portal::log::Get("portalbd::trace");

@@ -5,7 +5,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -54,11 +53,15 @@ class Reader {
     return Error(key, "must be an integer or a size like \"64MiB\"");
   }
 
-  Status U32(const toml::table& t, const std::string& table, const char* name, uint32_t* out,
-             Unit unit = Unit::kCount) {
+  // Validate() checks the value again with the other bounds; `max` here only keeps the
+  // narrowing from wrapping.
+  Status U32(const toml::table& t, const std::string& table, const char* name, uint32_t max,
+             uint32_t* out, Unit unit = Unit::kCount) {
     uint64_t v = *out;
     RETURN_IF_ERROR(U64(t, table, name, &v, unit));
-    if (v > UINT32_MAX) return Error(Qualified(table, name), "is too large");
+    if (v > max) {
+      return Error(Qualified(table, name), fmt::format("must be at most {}, got {}", max, v));
+    }
     *out = static_cast<uint32_t>(v);
     return Status::Ok();
   }
@@ -68,6 +71,9 @@ class Reader {
     if (!n) return Status::Ok();
     auto v = n->value_exact<std::string>();
     if (!v) return Error(Qualified(table, name), "must be a string");
+    // No key means anything by "": an empty value (an unset variable in a templated file)
+    // would otherwise fall back to a default, as socket = "" did.
+    if (v->empty()) return Error(Qualified(table, name), "must not be empty");
     *out = *v;
     return Status::Ok();
   }
@@ -130,6 +136,8 @@ Result<uint64_t> ParseSize(std::string_view text) {
 
 Result<Config> ParseToml(std::string_view text, std::string_view source, const Config& base,
                          std::vector<std::string>* warnings) {
+  // toml++ recurses per dotted key part and nesting level: refuse deep text first.
+  RETURN_IF_ERROR(CheckTomlShape(text, source));
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -186,15 +194,16 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
 
   RETURN_IF_ERROR(r.U64(table("device"), "device", "disk_size_gb", &c.disk_size_gb));
   if (table("device").contains("disk_size_gb")) c.disk_size_set = true;
-  RETURN_IF_ERROR(
-      r.U32(table("device"), "device", "block_size", &c.block_size, Reader::Unit::kBytes));
+  RETURN_IF_ERROR(r.U32(table("device"), "device", "block_size", kMaxBlockSize, &c.block_size,
+                        Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "url", &c.storage_url));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "cache_dir", &c.cache_dir));
   RETURN_IF_ERROR(
       r.Bool(table("storage"), "storage", "unsafe_no_fencing", &c.unsafe_no_fencing));
   RETURN_IF_ERROR(r.U64(table("storage"), "storage", "stop_timeout_ms", &c.stop_timeout_ms));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
-  RETURN_IF_ERROR(r.U32(table("nbd"), "nbd", "max_connections", &c.max_connections));
+  RETURN_IF_ERROR(
+      r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
   std::string top_socket, nbd_socket;
   RETURN_IF_ERROR(r.Str(root, "", "socket", &top_socket));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "socket", &nbd_socket));
@@ -229,62 +238,87 @@ Result<Config> LoadFile(const std::string& path, const Config& base,
                         std::vector<std::string>* warnings) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot read config file " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseToml(ss.str(), path, base, warnings);
+  // One byte more than allowed is enough for ParseToml to refuse the size.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return Status::IOError("cannot read config file " + path);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return ParseToml(text, path, base, warnings);
 }
 
-Status Validate(const Config& c) {
-  auto bad = [](const char* key, const std::string& why) {
-    return Status::InvalidArgument(fmt::format("{} {}", key, why));
-  };
-  if (c.disk_size_gb == 0) return bad("device.disk_size_gb", "must be at least 1");
-  if (c.disk_size_gb > kMaxDiskSizeGb) {
-    return bad("device.disk_size_gb", fmt::format("must be at most {} (8 EiB)", kMaxDiskSizeGb));
+namespace {
+
+Status Bad(const char* key, const std::string& why) {
+  return Status::InvalidArgument(fmt::format("{} {}", key, why));
+}
+
+// "lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000"; `max_text`
+// says the bound in words ("" if the number says it well enough).
+Status InRange(const char* key, uint64_t value, uint64_t min, uint64_t max,
+               std::string_view max_text) {
+  if (value < min) return Bad(key, fmt::format("must be at least {}, got {}", min, value));
+  if (value > max) {
+    return Bad(key, fmt::format("must be at most {}{}, got {}", max,
+                                max_text.empty() ? "" : fmt::format(" ({})", max_text), value));
   }
-  if (!std::has_single_bit(c.block_size) || c.block_size < 512 || c.block_size > 65536) {
-    return bad("device.block_size",
-               fmt::format("must be a power of two from 512 to 65536 (got {})", c.block_size));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Validate(const Config& c) {
+  RETURN_IF_ERROR(
+      InRange("device.disk_size_gb", c.disk_size_gb, 1, kMaxDiskSizeGb, "8 EiB - 1 GiB"));
+  if (!std::has_single_bit(c.block_size) || c.block_size < kMinBlockSize ||
+      c.block_size > kMaxBlockSize) {
+    return Bad("device.block_size",
+               fmt::format("must be a power of two from {} to {}, got {}", kMinBlockSize,
+                           kMaxBlockSize, c.block_size));
   }
   const std::string& url = c.storage_url;
   if (url != "memory://" && !url.starts_with("file:///") && !url.starts_with("s3://")) {
-    return bad("storage.url", "must be memory://, file:///absolute/path or s3://bucket/prefix "
+    return Bad("storage.url", "must be memory://, file:///absolute/path or s3://bucket/prefix "
                               "(got '" + url + "')");
   }
   if (url.starts_with("s3://") && (url.size() == 5 || url[5] == '/')) {
-    return bad("storage.url", "names no bucket: '" + url + "'");
+    return Bad("storage.url", "names no bucket: '" + url + "'");
   }
   if (auto a = nbd::ParseListenAddress(c.address); !a.ok()) {
-    return bad("nbd.address", a.status().message());
+    return Bad("nbd.address", a.status().message());
   }
   if (c.socket.empty() || c.socket[0] != '/') {
-    return bad("nbd.socket", "must be an absolute path (got '" + c.socket + "')");
+    return Bad("nbd.socket", "must be an absolute path (got '" + c.socket + "')");
   }
-  if (c.max_connections == 0 || c.max_connections > 65536) {
-    return bad("nbd.max_connections", "must be between 1 and 65536");
-  }
-  if (c.l0_sst_size_bytes < (1u << 20)) return bad("lsm.l0_sst_size_bytes", "must be >= 1 MiB");
+  RETURN_IF_ERROR(
+      InRange("nbd.max_connections", c.max_connections, 1, kMaxConnections, ""));
+  RETURN_IF_ERROR(
+      InRange("lsm.flush_interval_ms", c.flush_interval_ms, 0, kMaxIntervalMs, "1 day"));
+  RETURN_IF_ERROR(InRange("lsm.l0_sst_size_bytes", c.l0_sst_size_bytes, kMinBufferBytes,
+                          kMaxL0SstSizeBytes, "1 GiB"));
+  RETURN_IF_ERROR(InRange("lsm.max_unflushed_bytes", c.max_unflushed_bytes, 0,
+                          kMaxUnflushedBytes, "64 GiB"));
   if (c.max_unflushed_bytes < c.l0_sst_size_bytes) {
-    return bad("lsm.max_unflushed_bytes", "must be >= lsm.l0_sst_size_bytes");
+    return Bad("lsm.max_unflushed_bytes", "must be >= lsm.l0_sst_size_bytes");
   }
-  if (c.block_cache_size_bytes < (1u << 20)) {
-    return bad("lsm.block_cache_size_bytes", "must be >= 1 MiB");
-  }
-  if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {
-    return bad("lsm.gc_live_ratio", "must be between 0 and 1");
+  RETURN_IF_ERROR(InRange("lsm.block_cache_size_bytes", c.block_cache_size_bytes,
+                          kMinBufferBytes, kMaxBlockCacheSizeBytes, "1 TiB"));
+  if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {  // NaN too
+    return Bad("lsm.gc_live_ratio",
+               fmt::format("must be between 0 and 1, got {}", c.gc_live_ratio));
   }
   // A grace period covers reads that resolved a block just before GC found its segment
   // dead; the interval paces GC's listing and HEAD requests.
-  if (c.gc_grace_ms && *c.gc_grace_ms < 1000) return bad("lsm.gc_grace_ms", "must be >= 1000");
-  if (c.gc_interval_ms && *c.gc_interval_ms < 100) {
-    return bad("lsm.gc_interval_ms", "must be >= 100");
+  if (c.gc_grace_ms) {
+    RETURN_IF_ERROR(
+        InRange("lsm.gc_grace_ms", *c.gc_grace_ms, kMinGcGraceMs, kMaxGcGraceMs, "7 days"));
   }
-  if (c.cache_dir.empty()) return bad("storage.cache_dir", "must not be empty");
-  if (c.stop_timeout_ms < kMinStopTimeoutMs || c.stop_timeout_ms > kMaxStopTimeoutMs) {
-    return bad("storage.stop_timeout_ms",
-               fmt::format("must be between {} and {} (1 s to 1 h; got {})", kMinStopTimeoutMs,
-                           kMaxStopTimeoutMs, c.stop_timeout_ms));
+  if (c.gc_interval_ms) {
+    RETURN_IF_ERROR(InRange("lsm.gc_interval_ms", *c.gc_interval_ms, kMinGcIntervalMs,
+                            kMaxIntervalMs, "1 day"));
   }
+  if (c.cache_dir.empty()) return Bad("storage.cache_dir", "must not be empty");
+  RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
+                          kMaxStopTimeoutMs, "1 hour"));
   return Status::Ok();
 }
 

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/toml_guard.h"
 #include "util/status.h"
 
 namespace portal::config {
@@ -55,28 +56,57 @@ struct Config {
   // and GC runs every second).
   std::optional<uint64_t> gc_grace_ms;
   std::optional<uint64_t> gc_interval_ms;
+  // --salvage only (never from the file): open a damaged volume read-only.
+  bool salvage = false;
   // [record]
   std::string record_path;  // empty: not recording
   std::string record_workload = "unnamed";
 
+  // disk_size_gb in bytes; exact once Validate() has passed (disk_size_gb <= kMaxDiskSizeGb).
   uint64_t size_bytes() const { return disk_size_gb << 30; }
 };
 
-// Bounds of [storage] stop_timeout_ms: 1 s to 1 h.
+// Bounds on every number (README "Configuration"). Validate() refuses a value outside
+// them with a message naming the key and the bound. They keep the arithmetic done on the
+// values far from overflow: a duration in ns (ms * 10^6) stays below 2^50, a size in
+// bytes (GiB << 30) below 2^63.
+//
+// The largest device: 8 EiB - 1 GiB, so that every byte offset fits in 63 bits.
+constexpr uint64_t kMaxDiskSizeGb = (1ull << 33) - 1;
+constexpr uint32_t kMinBlockSize = 512;
+constexpr uint32_t kMaxBlockSize = 65536;
+constexpr uint32_t kMaxConnections = 65536;
+// flush_interval_ms and gc_interval_ms: 1 day.
+constexpr uint64_t kMaxIntervalMs = 24ull * 3600 * 1000;
+constexpr uint64_t kMinGcIntervalMs = 100;
+// gc_grace_ms: 7 days.
+constexpr uint64_t kMaxGcGraceMs = 7 * kMaxIntervalMs;
+constexpr uint64_t kMinGcGraceMs = 1000;
+// l0_sst_size_bytes and block_cache_size_bytes: at least 1 MiB.
+constexpr uint64_t kMinBufferBytes = 1ull << 20;
+// l0_sst_size_bytes: one segment, built in memory and uploaded with one PUT: 1 GiB.
+constexpr uint64_t kMaxL0SstSizeBytes = 1ull << 30;
+// max_unflushed_bytes: memory held for writes not yet uploaded: 64 GiB.
+constexpr uint64_t kMaxUnflushedBytes = 64ull << 30;
+// block_cache_size_bytes: 1 TiB.
+constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
+// stop_timeout_ms: 1 s to 1 h.
 constexpr uint64_t kMinStopTimeoutMs = 1000;
 constexpr uint64_t kMaxStopTimeoutMs = 3600'000;
 
-// The largest device: 8 EiB - 1 GiB, so that every byte offset fits in 63 bits.
-constexpr uint64_t kMaxDiskSizeGb = (1ull << 33) - 1;
-
 // Parses TOML text on top of `base`. `source` names the file in messages. Warnings for
-// ignored keys are appended to `warnings`.
+// ignored keys are appended to `warnings`. Text over kMaxConfigBytes (1 MiB), a key of
+// more than kMaxKeyParts dotted parts or nesting deeper than kMaxNesting (16 each) is an
+// error naming the line, found before toml++ parses (see config/toml_guard.h).
 Result<Config> ParseToml(std::string_view text, std::string_view source, const Config& base,
                          std::vector<std::string>* warnings);
+// ParseToml of a file's contents. Reads at most kMaxConfigBytes + 1 bytes: a larger file
+// (or /dev/zero) is refused, not read to its end.
 Result<Config> LoadFile(const std::string& path, const Config& base,
                         std::vector<std::string>* warnings);
 
-// Checks every value; the message names the key ("device.disk_size_gb must be ...").
+// Checks every value against its bounds; the message names the key and the bound
+// ("lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000").
 Status Validate(const Config& c);
 
 // Parses a size with an optional binary suffix: "4096", "64MiB", "1GiB", "256M".

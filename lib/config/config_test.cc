@@ -1,32 +1,182 @@
+// ParseToml, LoadFile and Validate against hostile and out-of-range files: each fails with
+// a message naming the line or the key and the bound, never with a crash or a wrap.
 #include "config/config.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <string>
+
+#include "testing/testing.h"
 
 namespace portal::config {
 namespace {
 
-Status ParseAndValidate(const std::string& text, Config* out) {
+// Parse + Validate, as portalbd does for a file.
+Status Check(const std::string& text) {
   std::vector<std::string> warnings;
   auto c = ParseToml(text, "test.toml", Config{}, &warnings);
-  if (!c.ok()) return c.status();
-  *out = *c;
-  return Validate(*c);
+  return c.ok() ? Validate(*c) : c.status();
+}
+
+std::string Repeat(const std::string& s, size_t n) {
+  std::string out;
+  out.reserve(s.size() * n);
+  for (size_t i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+bool Mentions(const Status& st, const std::string& what) {
+  return st.ToString().find(what) != std::string::npos;
+}
+
+TEST_CASE("a key of 50000 dotted parts is an error naming its line and not a stack overflow",
+          "[config]") {
+  std::string key = "a";
+  key += Repeat(".a", 49'999);  // 100 KB
+  for (const std::string& text : {"# comment\n\n" + key + " = 1\n", "# comment\n\n[" + key + "]\n",
+                                  "# comment\n\nx = { " + key + " = 1 }\n"}) {
+    Status st = Check(text);
+    REQUIRE_FALSE(st.ok());
+    CHECK(Mentions(st, "test.toml:3"));
+    CHECK(Mentions(st, "dotted parts"));
+  }
+}
+
+TEST_CASE("deeply nested arrays and inline tables are an error naming their line", "[config]") {
+  for (size_t n : {17u, 300u, 100'000u}) {
+    INFO(n);
+    for (const std::string& text : {"\nx = " + Repeat("[", n) + Repeat("]", n) + "\n",
+                                    "\nx = " + Repeat("{a=", n) + "1" + Repeat("}", n) + "\n",
+                                    "\nx = " + Repeat("[{a=", n) + "1" + Repeat("}]", n) + "\n"}) {
+      Status st = Check(text);
+      REQUIRE_FALSE(st.ok());
+      CHECK(Mentions(st, "test.toml:2"));
+      CHECK(Mentions(st, "nested"));
+      CHECK(Mentions(st, "at most 16"));
+    }
+  }
+}
+
+TEST_CASE("a configuration larger than 1 MiB is refused and the error says the bound", "[config]") {
+  std::string big = "# ";
+  big += Repeat("x", (1 << 20) - 3);
+  big += "\n";  // exactly 1 MiB
+  REQUIRE(big.size() == (1u << 20));
+  CHECK(Check(big).ok());
+  Status st = Check(big + "\n");
+  REQUIRE_FALSE(st.ok());
+  CHECK(Mentions(st, "1 MiB"));
+
+  testing::TempDir dir;
+  const std::string path = dir.Join("big.toml");
+  std::ofstream(path) << big << "\n";
+  std::vector<std::string> warnings;
+  auto loaded = LoadFile(path, Config{}, &warnings);
+  REQUIRE_FALSE(loaded.ok());
+  CHECK(Mentions(loaded.status(), "1 MiB"));
+  CHECK(Mentions(loaded.status(), path));
+  // A file that never ends is not read to the end.
+  auto endless = LoadFile("/dev/zero", Config{}, &warnings);
+  REQUIRE_FALSE(endless.ok());
+  CHECK(Mentions(endless.status(), "1 MiB"));
+}
+
+TEST_CASE("every number in the file has an upper bound named in the error", "[config]") {
+  struct Case {
+    std::string at_max;   // accepted
+    std::string over;     // refused
+    std::string message;  // in the refusal
+  };
+  const Case cases[] = {
+      {"[device]\ndisk_size_gb = 8589934591\n", "[device]\ndisk_size_gb = 8589934592\n",
+       "device.disk_size_gb must be at most 8589934591"},
+      {"[device]\nblock_size = 65536\n", "[device]\nblock_size = 4294967296\n",
+       "device.block_size must be"},
+      {"[nbd]\nmax_connections = 65536\n", "[nbd]\nmax_connections = 65537\n",
+       "nbd.max_connections must be at most 65536"},
+      {"[nbd]\nmax_connections = 65536\n", "[nbd]\nmax_connections = 4294967296\n",
+       "nbd.max_connections must be at most 65536"},
+      {"[lsm]\nflush_interval_ms = 86400000\n", "[lsm]\nflush_interval_ms = 86400001\n",
+       "lsm.flush_interval_ms must be at most 86400000 (1 day), got 86400001"},
+      {"[lsm]\nflush_interval_ms = 0\n", "[lsm]\nflush_interval_ms = 9223372036854775807\n",
+       "lsm.flush_interval_ms must be at most 86400000 (1 day)"},
+      {"[lsm]\ngc_interval_ms = 86400000\n", "[lsm]\ngc_interval_ms = 10000000000000\n",
+       "lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000"},
+      {"[lsm]\ngc_grace_ms = 604800000\n", "[lsm]\ngc_grace_ms = 604800001\n",
+       "lsm.gc_grace_ms must be at most 604800000 (7 days)"},
+      {"[storage]\nstop_timeout_ms = 3600000\n",
+       "[storage]\nstop_timeout_ms = 9223372036854775807\n",
+       "storage.stop_timeout_ms must be at most 3600000 (1 hour)"},
+      {"[lsm]\nl0_sst_size_bytes = \"1GiB\"\nmax_unflushed_bytes = \"1GiB\"\n",
+       "[lsm]\nl0_sst_size_bytes = \"2GiB\"\nmax_unflushed_bytes = \"2GiB\"\n",
+       "lsm.l0_sst_size_bytes must be at most 1073741824 (1 GiB)"},
+      {"[lsm]\nmax_unflushed_bytes = \"64GiB\"\n", "[lsm]\nmax_unflushed_bytes = \"65GiB\"\n",
+       "lsm.max_unflushed_bytes must be at most 68719476736 (64 GiB)"},
+      {"[lsm]\nblock_cache_size_bytes = \"1TiB\"\n", "[lsm]\nblock_cache_size_bytes = \"15EiB\"\n",
+       "lsm.block_cache_size_bytes must be at most 1099511627776 (1 TiB)"},
+      {"[lsm]\ngc_live_ratio = 1.0\n", "[lsm]\ngc_live_ratio = inf\n", "lsm.gc_live_ratio must be"},
+      {"[lsm]\ngc_live_ratio = 0\n", "[lsm]\ngc_live_ratio = nan\n", "lsm.gc_live_ratio must be"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.at_max);
+    Status ok = Check(c.at_max);
+    CHECK(ok.ok());
+    INFO(ok.ToString());
+    INFO(c.over);
+    Status st = Check(c.over);
+    REQUIRE_FALSE(st.ok());
+    INFO(st.ToString());
+    CHECK(Mentions(st, c.message));
+  }
+}
+
+TEST_CASE("flags are bounded like the file: Validate checks the merged configuration", "[config]") {
+  Config c;
+  c.gc_interval_ms = 1ull << 62;
+  Status st = Validate(c);
+  REQUIRE_FALSE(st.ok());
+  CHECK(Mentions(st, "lsm.gc_interval_ms must be at most 86400000"));
+  c = Config{};
+  c.flush_interval_ms = UINT64_MAX;
+  CHECK(Mentions(Validate(c), "lsm.flush_interval_ms must be at most 86400000"));
+  c = Config{};
+  c.disk_size_gb = UINT64_MAX;
+  CHECK(Mentions(Validate(c), "device.disk_size_gb must be at most"));
+}
+
+TEST_CASE("an empty string value is an error naming the key and never means unset", "[config]") {
+  // socket = "" silently kept the default control socket; workload = "" was recorded.
+  for (const char* key : {"storage.url", "storage.cache_dir", "nbd.address", "nbd.socket", "socket",
+                          "record.path", "record.workload"}) {
+    std::string k = key;
+    const size_t dot = k.find('.');
+    std::string text = dot == std::string::npos
+                           ? fmt::format("{} = \"\"\n", k)
+                           : fmt::format("[{}]\n{} = \"\"\n", k.substr(0, dot), k.substr(dot + 1));
+    if (k == "record.workload") text += "path = \"/tmp/t.json\"\n";
+    INFO(text);
+    Status st = Check(text);
+    REQUIRE_FALSE(st.ok());
+    CHECK(Mentions(st, k + " must not be empty"));
+  }
 }
 
 TEST_CASE("[storage] stop_timeout_ms: default 60 s, bounded 1 s to 1 h", "[config]") {
-  Config c;
-  REQUIRE(ParseAndValidate("", &c).ok());
-  CHECK(c.stop_timeout_ms == 60'000);
-  REQUIRE(ParseAndValidate("[storage]\nstop_timeout_ms = 3000\n", &c).ok());
-  CHECK(c.stop_timeout_ms == 3000);
-  Status st = ParseAndValidate("[storage]\nstop_timeout_ms = 500\n", &c);
-  CHECK(st.code() == Status::Code::kInvalidArgument);
-  CHECK(st.message().find("storage.stop_timeout_ms must be between 1000 and 3600000") !=
-        std::string::npos);
-  for (const char* bad :
-       {"[storage]\nstop_timeout_ms = 3600001\n", "[storage]\nstop_timeout_ms = \"60s\"\n"}) {
-    CHECK(ParseAndValidate(bad, &c).code() == Status::Code::kInvalidArgument);
-  }
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->stop_timeout_ms == 60'000);
+  c = ParseToml("[storage]\nstop_timeout_ms = 3000\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->stop_timeout_ms == 3000);
+  CHECK(Validate(*c).ok());
+  Status st = Check("[storage]\nstop_timeout_ms = 500\n");
+  CHECK(Mentions(st, "storage.stop_timeout_ms must be at least 1000, got 500"));
+  st = Check("[storage]\nstop_timeout_ms = 3600001\n");
+  CHECK(Mentions(st, "storage.stop_timeout_ms must be at most 3600000 (1 hour), got 3600001"));
+  CHECK(Check("[storage]\nstop_timeout_ms = \"60s\"\n").code() == Status::Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -72,6 +72,7 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["write_stalls"] = s.write_stalls;
   j["shadowed_bytes"] = s.shadowed_bytes;
   j["full_compactions"] = s.full_compactions;
+  j["corrupt_refetches"] = s.corrupt_refetches;
   j["snapshots"] = s.snapshots;
   j["nbd_connections"] = s.nbd_connections;
   j["store_failing_since"] = s.store_failing_since;
@@ -175,6 +176,7 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
   RETURN_IF_ERROR(f.U64("write_stalls", &s.write_stalls));
   RETURN_IF_ERROR(f.U64("shadowed_bytes", &s.shadowed_bytes));
   RETURN_IF_ERROR(f.U64("full_compactions", &s.full_compactions));
+  RETURN_IF_ERROR(f.U64("corrupt_refetches", &s.corrupt_refetches));
   RETURN_IF_ERROR(f.U64("snapshots", &s.snapshots));
   RETURN_IF_ERROR(f.U64("nbd_connections", &s.nbd_connections));
   // Newer fields: absent from older daemons' replies.

@@ -99,6 +99,7 @@ struct DaemonStatus {
   uint64_t write_stalls = 0;
   uint64_t shadowed_bytes = 0;    // estimated: referenced only by shadowed map entries
   uint64_t full_compactions = 0;  // run to release them
+  uint64_t corrupt_refetches = 0;  // objects fetched again after failing verification
   uint64_t snapshots = 0;
   uint64_t nbd_connections = 0;
   // While segment uploads fail (they are retried; FLUSH and FUA wait): since when (RFC

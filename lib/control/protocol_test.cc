@@ -157,6 +157,7 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.write_stalls = 2;
   s.shadowed_bytes = 4096;
   s.full_compactions = 3;
+  s.corrupt_refetches = 2;
   s.snapshots = 7;
   s.nbd_connections = 1;
   s.store_failing_since = "2026-01-07T02:58:02.656272Z";
@@ -172,7 +173,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("segments":4,"segment_bytes":900,"map_ssts":1,"map_bytes":100,"buffer_bytes":8192,)"
       R"("max_unflushed_bytes":268435456,"cache_bytes":10,"cache_capacity_bytes":20,)"
       R"("cache_hits":30,"cache_misses":40,"write_stalls":2,)"
-      R"("shadowed_bytes":4096,"full_compactions":3,"snapshots":7,"nbd_connections":1,)"
+      R"("shadowed_bytes":4096,"full_compactions":3,"corrupt_refetches":2,"snapshots":7,)"
+      R"("nbd_connections":1,)"
       R"("store_failing_since":"2026-01-07T02:58:02.656272Z","store_failed_attempts":9,)"
       R"("store_error":"Unavailable: no space left on device",)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"

@@ -10,6 +10,7 @@ nbd::ExportInfo VolumeCatalog::VolumeInfo() const {
   info.description = description_;
   info.size_bytes = volume_->size_bytes();
   info.preferred_block_size = volume_->block_size();
+  info.read_only = volume_->read_only();  // salvage
   return info;
 }
 
@@ -42,7 +43,7 @@ Result<nbd::ExportInfo> VolumeCatalog::Lookup(std::string_view name) {
 
 Result<std::shared_ptr<nbd::OpenExport>> VolumeCatalog::Open(std::string_view name) {
   ASSIGN_OR_RETURN(nbd::ExportInfo info, Lookup(name));
-  if (!info.read_only) {
+  if (info.name == name_) {  // the volume (read-only only in salvage)
     return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, volume_, nullptr, nullptr});
   }
   const std::string snap(name.substr(name_.size() + 1));

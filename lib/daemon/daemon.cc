@@ -24,6 +24,11 @@ namespace {
 auto Log() { return log::Get("portalbd"); }
 }  // namespace
 
+// The volume turns these into nanoseconds and bytes; Validate()'s bounds keep that exact.
+static_assert(config::kMaxGcGraceMs * kNanosPerMilli < (uint64_t{1} << 62));
+static_assert(config::kMaxIntervalMs * kNanosPerMilli < (uint64_t{1} << 62));
+static_assert(config::kMaxDiskSizeGb < (uint64_t{1} << 33));
+
 volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
   volume::VolumeOptions o;
   o.size_bytes = cfg.disk_size_set ? cfg.size_bytes() : 0;  // 0: keep an existing size
@@ -35,6 +40,7 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
   o.gc_live_ratio = cfg.gc_live_ratio;
   o.unsafe_no_fencing = cfg.unsafe_no_fencing;
   o.cache_dir = cfg.cache_dir;
+  o.salvage = cfg.salvage;
   if (cfg.storage_url == "memory://") {
     // Private to this process and lost with it: no compression (it only costs CPU),
     // block-exact reads, and segments freed as soon as nothing references them.
@@ -225,6 +231,7 @@ control::DaemonStatus Daemon::StatusReport() {
   d.write_stalls = s.write_stalls;
   d.shadowed_bytes = s.shadowed_blocks * s.block_size;
   d.full_compactions = s.full_compactions;
+  d.corrupt_refetches = s.corrupt_refetches;
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
   if (s.store_failing_since_ns != 0) {
@@ -259,12 +266,12 @@ std::string Daemon::StatusLine() {
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
       "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
-      "pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}{}",
+      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
       s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
-      s.full_compactions, pool.pooled_bytes(), pool.hits(), pool.misses(),
+      s.full_compactions, s.corrupt_refetches, pool.pooled_bytes(), pool.hits(), pool.misses(),
       store_ ? store_->stats().ToString() : "", HttpCounts(),
       s.store_failing_since_ns == 0
           ? ""

@@ -28,7 +28,8 @@ class Env {
 
   // Runs `fn` soon on the executor. Never runs it inline.
   virtual void Post(std::function<void()> fn) = 0;
-  // Runs `fn` on the executor no earlier than `delay_ns` from now.
+  // Runs `fn` on the executor no earlier than `delay_ns` from now. Any delay is valid: one
+  // too long for the clock (RealEnv: 2^62 ns and more) never fires early.
   virtual void PostAfter(uint64_t delay_ns, std::function<void()> fn) = 0;
   // Runs `fn` where it may block (a thread pool in production). `fn` must not resume
   // coroutines itself: hand results back with Post.
@@ -44,5 +45,15 @@ class Env {
 constexpr uint64_t kNanosPerMicro = 1000;
 constexpr uint64_t kNanosPerMilli = 1000 * 1000;
 constexpr uint64_t kNanosPerSecond = 1000 * 1000 * 1000;
+
+// Milliseconds to nanoseconds for a configured duration, saturating at UINT64_MAX (as good
+// as never) instead of wrapping to a short one.
+constexpr uint64_t MillisToNanos(uint64_t ms) {
+  return ms > UINT64_MAX / kNanosPerMilli ? UINT64_MAX : ms * kNanosPerMilli;
+}
+// a + b, saturating at UINT64_MAX: a deadline past the clock's end is never reached.
+constexpr uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
 
 }  // namespace portal

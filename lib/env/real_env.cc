@@ -1,5 +1,6 @@
 #include "env/real_env.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <asio/executor_work_guard.hpp>
@@ -66,7 +67,13 @@ int64_t RealEnv::WallNanos() {
 void RealEnv::Post(std::function<void()> fn) { asio::post(*io_, std::move(fn)); }
 
 void RealEnv::PostAfter(uint64_t delay_ns, std::function<void()> fn) {
-  auto timer = std::make_shared<asio::steady_timer>(*io_, std::chrono::nanoseconds(delay_ns));
+  // std::chrono::nanoseconds is signed: a delay of 2^63 ns or more wrapped to a negative
+  // one that fired at once. 2^62 ns (146 years) is as good as never, and asio saturates
+  // now() + 2^62 ns at the clock's maximum rather than wrapping.
+  constexpr uint64_t kMaxDelayNs = uint64_t{1} << 62;
+  const auto delay =
+      std::chrono::nanoseconds(static_cast<int64_t>(std::min(delay_ns, kMaxDelayNs)));
+  auto timer = std::make_shared<asio::steady_timer>(*io_, delay);
   timer->async_wait([timer, fn = std::move(fn)](const std::error_code&) { fn(); });
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "objstore/retrying_store.h"
+
 namespace portal::lsm {
 namespace {
 constexpr uint64_t kTailGuess = 64 * 1024;  // most indexes fit; else a second GET
@@ -24,17 +26,27 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
             }
           }
         }
-        uint64_t guess = std::min(ref.size_bytes, kTailGuess);
-        CO_ASSIGN_OR_RETURN(std::string tail,
-                            co_await store_.Get(ref.key, objstore::GetRange{
-                                                             ref.size_bytes - guess, guess}));
-        CO_ASSIGN_OR_RETURN(uint64_t meta_len, ParseSstTrailer(tail, ref.key));
-        if (meta_len + kSstTrailerSize > tail.size() && meta_len + kSstTrailerSize <= ref.size_bytes) {
-          uint64_t need = meta_len + kSstTrailerSize;
-          CO_ASSIGN_OR_RETURN(tail, co_await store_.Get(ref.key, objstore::GetRange{
-                                                                     ref.size_bytes - need, need}));
-        }
-        CO_ASSIGN_OR_RETURN(SstIndex idx, DecodeSstIndex(tail, ref.size_bytes, ref.key));
+        std::string tail;
+        uint64_t meta_len = 0;
+        Result<SstIndex> decoded = Status::Corruption("not read");
+        CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
+            [&]() -> Task<Status> {
+              uint64_t guess = std::min(ref.size_bytes, kTailGuess);
+              CO_ASSIGN_OR_RETURN(
+                  tail,
+                  co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - guess, guess}));
+              CO_ASSIGN_OR_RETURN(meta_len, ParseSstTrailer(tail, ref.key));
+              uint64_t need = meta_len + kSstTrailerSize;
+              if (need > tail.size() && need <= ref.size_bytes) {
+                CO_ASSIGN_OR_RETURN(
+                    tail,
+                    co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - need, need}));
+              }
+              decoded = DecodeSstIndex(tail, ref.size_bytes, ref.key);
+              co_return decoded.status();
+            },
+            corrupt_refetches_));
+        SstIndex idx = std::move(*decoded);
         if (!matches(idx)) {
           co_return Status::Corruption("map SST " + ref.key +
                                        " does not match its manifest entry");
@@ -54,10 +66,16 @@ Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
   auto v = co_await cache::GetTyped<std::vector<Extent>>(
       cache_, "sb/" + ref.key + "/" + std::to_string(entry.offset),
       [&]() -> Task<Result<std::pair<std::vector<Extent>, uint64_t>>> {
-        CO_ASSIGN_OR_RETURN(std::string bytes, co_await store_.Get(ref.key, objstore::GetRange{
-                                                                                entry.offset,
-                                                                                entry.length}));
-        CO_ASSIGN_OR_RETURN(std::vector<Extent> extents, DecodeSstBlock(bytes, entry, ref.key));
+        std::vector<Extent> extents;
+        CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
+            [&]() -> Task<Status> {
+              CO_ASSIGN_OR_RETURN(
+                  std::string bytes,
+                  co_await store_.Get(ref.key, objstore::GetRange{entry.offset, entry.length}));
+              CO_ASSIGN_OR_RETURN(extents, DecodeSstBlock(bytes, entry, ref.key));
+              co_return Status::Ok();
+            },
+            corrupt_refetches_));
         uint64_t charge = extents.size() * sizeof(Extent) + 64;
         co_return std::make_pair(std::move(extents), charge);
       });

@@ -1,10 +1,14 @@
 // SstReader: reads map SSTs from the object store through the block cache. Indexes and
 // blocks are fetched on demand with ranged GETs and cached, so memory is bounded by the
-// cache, never by the size of the map.
+// cache, never by the size of the map. Bytes that fail verification are fetched again
+// (objstore::RefetchCorrupt) before a read fails with Corruption naming the SST; only
+// verified bytes reach a cache.
 //
-// Thread-safe. The store and cache must outlive the reader.
+// Thread-safe. The store, cache and `corrupt_refetches` counter must outlive the reader.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -20,8 +24,9 @@ namespace portal::lsm {
 class SstReader {
  public:
   SstReader(objstore::ObjectStore& store, cache::BlockCache& cache,
-            cache::PersistentCache* tails = nullptr)
-      : store_(store), cache_(cache), tails_(tails) {}
+            cache::PersistentCache* tails = nullptr,
+            std::atomic<uint64_t>* corrupt_refetches = nullptr)
+      : store_(store), cache_(cache), tails_(tails), corrupt_refetches_(corrupt_refetches) {}
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(const SstRef& ref,
@@ -37,6 +42,7 @@ class SstReader {
   objstore::ObjectStore& store_;
   cache::BlockCache& cache_;
   cache::PersistentCache* tails_;  // may be null
+  std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
 };
 
 }  // namespace portal::lsm

@@ -90,6 +90,12 @@ Task<Result<std::string>> FaultStore::Get(std::string key, std::optional<GetRang
   CO_RETURN_IF_ERROR(co_await Before(d));
   auto r = co_await inner_->Get(std::move(key), range);
   CO_RETURN_IF_ERROR(After(d));
+  if (d.action == FaultDecision::Action::kCorruptBody && r.ok() && !r->empty()) {
+    std::string& body = *r;
+    body[body.size() - 1 - d.corrupt_from_end % body.size()] ^= 0xff;
+    std::lock_guard lock(mu_);
+    ++counts_.corrupted;
+  }
   co_return r;
 }
 

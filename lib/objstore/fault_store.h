@@ -1,6 +1,7 @@
 // FaultStore: wraps a store and does to its callers what real object stores do: transient
 // errors (5xx, SlowDown, timeouts), latency, lost acknowledgements (the write happened,
-// the caller hears Unavailable), and a crash (every call fails from now on).
+// the caller hears Unavailable), damaged bodies (a GET returns the object with one byte
+// flipped, as behind a faulty proxy or NIC), and a crash (every call fails from now on).
 //
 // Each call gets one FaultDecision, drawn before the call:
 // - from `FaultOptions::decide` when set (the deterministic simulator's hook: it sees the
@@ -31,13 +32,17 @@ namespace portal::objstore {
 
 struct FaultDecision {
   enum class Action : uint8_t {
-    kPass,     // call the inner store
-    kFail,     // return `error` without calling the inner store (request never arrived)
-    kLoseAck,  // call the inner store, then return `error` instead of its result
+    kPass,         // call the inner store
+    kFail,         // return `error` without calling the inner store (request never arrived)
+    kLoseAck,      // call the inner store, then return `error` instead of its result
+    kCorruptBody,  // GET only: call the inner store, then flip one byte of the body
   };
   Action action = Action::kPass;
   uint64_t latency_ns = 0;  // waited before the call
   Status error = Status::Unavailable("injected fault");
+  // kCorruptBody: the byte inverted, counted back from the body's last byte (modulo the
+  // body's size; 0, the last byte, lies in every segment's and map SST's checked trailer).
+  uint64_t corrupt_from_end = 0;
 };
 
 struct FaultOptions {
@@ -47,6 +52,7 @@ struct FaultOptions {
   double latency_probability = 0;   // latency uniform in [min_latency_ns, max_latency_ns]
   uint64_t min_latency_ns = 0;
   uint64_t max_latency_ns = 0;
+  // The only source of kCorruptBody (the probabilities never damage bodies).
   std::function<FaultDecision(OpKind kind, std::string_view key)> decide;
 };
 
@@ -61,6 +67,7 @@ class FaultStore final : public ObjectStore {
     uint64_t failed = 0;     // kFail decisions
     uint64_t lost_acks = 0;  // kLoseAck decisions
     uint64_t delayed = 0;    // decisions with latency
+    uint64_t corrupted = 0;  // GET bodies damaged (kCorruptBody on a non-empty body)
   };
   Counts counts() const;
   ObjectStore& inner() { return *inner_; }

@@ -125,5 +125,29 @@ TEST_CASE("fault store: after a crash every call fails, in-flight ones too", "[o
   CHECK(f.store.crashed());
 }
 
+TEST_CASE("fault store: a damaged body has one byte flipped, counted from its end",
+          "[objstore][fault]") {
+  FaultOptions o;
+  o.decide = [](OpKind kind, std::string_view key) {
+    FaultDecision d;
+    if (kind == OpKind::kGet) {
+      d.action = FaultDecision::Action::kCorruptBody;
+      d.corrupt_from_end = key == "j" ? 6 : 0;  // 6 % 4 == 2
+    }
+    return d;
+  };
+  Faulty f(o);
+  REQUIRE(RunSim(f.env, f.store.Put("k", "abcd")).ok());
+  REQUIRE(RunSim(f.env, f.store.Put("j", "abcd")).ok());
+  REQUIRE(RunSim(f.env, f.store.Put("empty", "")).ok());
+  CHECK(*RunSim(f.env, f.store.Get("k")) == std::string("abc") + char('d' ^ 0xff));
+  CHECK(*RunSim(f.env, f.store.Get("j")) == std::string("a") + char('b' ^ 0xff) + "cd");
+  CHECK(*RunSim(f.env, f.store.Get("k", GetRange{1, 2})) == std::string("b") + char('c' ^ 0xff));
+  CHECK(*RunSim(f.env, f.memory.Get("k")) == "abcd");  // the stored object is intact
+  CHECK(RunSim(f.env, f.store.Get("missing")).status().IsNotFound());
+  CHECK(RunSim(f.env, f.store.Get("empty"))->empty());
+  CHECK(f.store.counts().corrupted == 3);
+}
+
 }  // namespace
 }  // namespace portal::objstore

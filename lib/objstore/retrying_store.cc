@@ -1,6 +1,9 @@
 #include "objstore/retrying_store.h"
 
+#include <fmt/format.h>
+
 #include "env/async.h"
+#include "util/log.h"
 
 namespace portal::objstore {
 
@@ -23,6 +26,22 @@ Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
   }
 }
 
+Task<Status> RefetchCorrupt(std::function<Task<Status>()> fetch, std::atomic<uint64_t>* refetches,
+                            uint32_t max_attempts) {
+  PORTAL_ASSERT(max_attempts >= 1, "a verified read makes at least one attempt");
+  for (uint32_t attempt = 1;; ++attempt) {
+    Status st = co_await fetch();
+    if (!st.IsCorruption()) co_return st;
+    if (attempt >= max_attempts) {
+      co_return st.WithContext(fmt::format("failed verification {} times", attempt));
+    }
+    if (refetches) refetches->fetch_add(1, std::memory_order_relaxed);
+    log::Get("portalbd::objstore")
+        ->warn("object failed verification; fetching it again attempt={} error=\"{}\"", attempt,
+               st.message());
+  }
+}
+
 Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& key,
                                const std::string& bytes, bool* existed, Cancellation* cancel) {
   if (existed) *existed = false;
@@ -32,16 +51,22 @@ Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& 
   if (!st.IsPreconditionFailed()) co_return st;
   if (existed) *existed = true;
   // The read-back meets the same transient errors as the PUT: retry it as long, and
-  // never take an unanswered GET for other contents.
-  Result<std::string> back = Status::Unavailable("not read");
-  CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-      env,
+  // never take an unanswered GET for other contents. Nor a damaged one: other bytes are
+  // fetched again (not counted: they are usually another writer's object, intact).
+  Status same = co_await RefetchCorrupt(
       [&]() -> Task<Status> {
-        back = co_await store.Get(key);
-        co_return back.status();
+        Result<std::string> back = Status::Unavailable("not read");
+        CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+            env,
+            [&]() -> Task<Status> {
+              back = co_await store.Get(key);
+              co_return back.status();
+            },
+            0, cancel));
+        co_return *back == bytes ? Status::Ok() : Status::Corruption("other contents");
       },
-      0, cancel));
-  if (*back == bytes) co_return Status::Ok();
+      nullptr);
+  if (!same.IsCorruption()) co_return same;
   co_return Status::PreconditionFailed(key + " exists with other contents");
 }
 

@@ -144,7 +144,7 @@ uint64_t Client::BackoffNanos(uint32_t failed_attempt) {
   uint64_t cap = std::max<uint64_t>(options_.retry.max_delay_ms, 1);
   uint32_t shift = std::min<uint32_t>(failed_attempt - 1, 30);
   uint64_t d_ms = base > (cap >> shift) ? cap : std::min(cap, base << shift);
-  uint64_t d = d_ms * kNanosPerMilli;
+  uint64_t d = MillisToNanos(d_ms);
   // Equal jitter: half fixed, half random; see RetryPolicy.
   return d / 2 + env_.RandomBelow(d / 2 + 1);
 }

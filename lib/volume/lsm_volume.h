@@ -16,6 +16,7 @@
 // Thread-safe. Open() it, use it, Close() it before destroying it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -72,6 +73,9 @@ struct VolumeStats {
   int64_t store_failing_since_ns = 0;
   uint64_t store_failed_attempts = 0;
   std::string store_error;
+  // Object reads whose bytes failed verification and were fetched again (see
+  // objstore::RefetchCorrupt): damage on the way from the store, or in it.
+  uint64_t corrupt_refetches = 0;
   cache::CacheStats cache;
 };
 
@@ -101,6 +105,8 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
 
   uint64_t size_bytes() const override;
   uint32_t block_size() const override { return block_size_; }
+  // Opened with VolumeOptions::salvage: nothing is written, writes are refused.
+  bool read_only() const override { return options_.salvage; }
 
   Task<Status> Read(uint64_t offset, std::span<uint8_t> out,
                     std::vector<ByteRange>* zeroes) override;
@@ -173,6 +179,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   struct SnapDetail {
     SnapshotRef ref;
     SnapshotObject object;
+    Status damage;  // not Ok: the object is missing or corrupt (opening it fails so)
     int attached = 0;
     bool deleting = false;
   };
@@ -188,6 +195,18 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   Task<Status> DoOpen();
   Task<Status> ProbeConditionalWrites();
   Task<Status> Replay();
+  // What replay found above applied_segment: the contiguous run to apply, the first
+  // missing id after it, and the ids present above that gap.
+  struct ReplayPlan {
+    std::vector<std::pair<uint64_t, uint64_t>> todo;  // (id, size)
+    uint64_t gap = 0;
+    std::vector<uint64_t> above;  // ascending
+  };
+  Task<Result<ReplayPlan>> PlanReplay(uint64_t applied);
+  // DESIGN.md single writer, step 7: Corruption naming seg/<gap> when a footer above
+  // the gap records it as durable and a HEAD still finds nothing (damage, not a crash);
+  // Unavailable "relist" when the HEAD finds it (a listing that raced an upload).
+  Task<Status> CheckGap(const ReplayPlan& plan);
   Task<Status> ApplyReplayed(const SegmentFooter& f, uint64_t size);
   // Applies a segment's extents to the memtable. Conditional extents are first cut to
   // where the committed map (memtables + SSTs) still holds their expected location;
@@ -195,6 +214,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   Task<Status> ApplyFooter(const SegmentFooter& f, uint64_t size);
 
   // --- writes (volume_write.cc) ---
+  Status CheckNotSalvage() const;  // PermissionDenied in salvage mode
   Status CheckWritable();
   Task<Status> WaitForRoom();
   // Put blocks into the active buffer; fail once fenced or stopped (CheckBufferableLocked).
@@ -269,6 +289,7 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   Env& env_;
   objstore::ObjectStore& store_;      // writes (callers handle their own retries)
   objstore::RetryingReadStore reads_;  // reads, with bounded retries of transient errors
+  std::atomic<uint64_t> corrupt_refetches_{0};  // by segments_, ssts_, log_, LoadSnapshots
   VolumeOptions options_;
   uint32_t block_size_;
   std::unique_ptr<SqliteCache> meta_;  // local metadata cache (never authoritative)
@@ -305,6 +326,10 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   std::shared_ptr<const Version> version_;             // GUARDED_BY(mu_)
   uint64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
   uint64_t next_segment_id_ = 1;                       // GUARDED_BY(mu_)
+  // The highest id such that it and every id below it are settled (stored, confirmed):
+  // the fence at open, then each uploaded segment. A new segment's durable_through.
+  uint64_t settled_through_ = 0;                       // GUARDED_BY(mu_)
+  uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
   bool fenced_ = false;                                // GUARDED_BY(mu_)
   std::string fenced_reason_;                          // GUARDED_BY(mu_)

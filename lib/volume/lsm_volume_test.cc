@@ -335,5 +335,32 @@ TEST_CASE("transient errors and lost acknowledgements never lose an acknowledged
   }
 }
 
+TEST_CASE("durations whose nanoseconds overflow 64 bits mean never and do not wrap to 0",
+          "[volume][lsm]") {
+  // 18446744073710 ms is 2^64 ns + 448384 ns: multiplied out it wrapped to 0.45 ms, so
+  // an unflushed write was sealed at once and GC ran every 0.45 ms (an idle daemon spun).
+  constexpr uint64_t kWrapsMs = 18'446'744'073'710;
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeOptions o = TinyOptions(1 << 20);
+  o.flush_interval_ms = kWrapsMs;
+  o.memtable_flush_interval_ms = kWrapsMs;
+  o.gc_interval_ms = kWrapsMs;
+  o.gc_grace_ms = kWrapsMs;
+  auto v = MustOpen(env, store, o);
+  env.AdvanceBy(kNanosPerSecond);  // the first GC pass, due at open
+  auto data = Pattern(4096, 3);
+  REQUIRE(RunSim(env, v->Write(0, data, {})).ok());
+  const size_t objects = store.object_count();
+  const uint64_t steps = env.steps();
+  env.AdvanceBy(10 * kNanosPerSecond);
+  CHECK(store.object_count() == objects);  // nothing sealed, uploaded or collected
+  CHECK(env.steps() - steps < 100);
+  CHECK(ReadAll(env, *v, 0, 4096) == data);
+  REQUIRE(RunSim(env, v->Flush()).ok());  // FLUSH still seals at once
+  CHECK(store.object_count() > objects);
+  REQUIRE(RunSim(env, v->Close()).ok());
+}
+
 }  // namespace
 }  // namespace portal::volume

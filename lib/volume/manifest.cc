@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "volume/json_seal.h"
+
 namespace portal::volume {
 namespace {
 
@@ -132,7 +134,8 @@ std::string EncodeManifest(const Manifest& m) {
                      {"key", s.key}});
   }
   j["snapshots"] = std::move(snaps);
-  return j.dump();
+  j["format_version"] = kManifestFormatVersion;
+  return SealedDump(std::move(j));
 }
 
 Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) {
@@ -144,10 +147,12 @@ Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) 
   Manifest m;
   uint64_t block_size = 0;
   RETURN_IF_ERROR(f.U64("format_version", &m.format_version));
-  if (m.format_version != 1) {
+  if (m.format_version != 1 && m.format_version != kManifestFormatVersion) {
     return Status::Corruption(fmt::format("manifest {}: unsupported format version {}", name,
                                           m.format_version));
   }
+  // Version 1 carried no checksum (a flipped digit could pass as another number).
+  if (m.format_version >= 2) RETURN_IF_ERROR(CheckSeal(j, "manifest " + name));
   RETURN_IF_ERROR(f.Str("volume_uuid", &m.volume_uuid));
   RETURN_IF_ERROR(f.U64("size_bytes", &m.size_bytes));
   RETURN_IF_ERROR(f.U64("block_size", &block_size));

@@ -24,8 +24,11 @@ struct SnapshotRef {
   friend bool operator==(const SnapshotRef&, const SnapshotRef&) = default;
 };
 
+// Version 2 adds "checksum" (volume/json_seal.h); version 1 manifests still decode.
+constexpr uint64_t kManifestFormatVersion = 2;
+
 struct Manifest {
-  uint64_t format_version = 1;
+  uint64_t format_version = 2;  // as read; always written as kManifestFormatVersion
   std::string volume_uuid;
   uint64_t size_bytes = 0;
   uint32_t block_size = 4096;

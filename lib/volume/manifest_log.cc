@@ -7,16 +7,22 @@ namespace portal::volume {
 
 Task<Result<Manifest>> ManifestLog::Read(uint64_t number) {
   const std::string key = ManifestKey(number);
-  Result<std::string> bytes = Status::Unavailable("not read");
-  Status st = co_await RetryUnavailable(
-      env_,
+  Result<Manifest> m = Status::Corruption("not read");
+  CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
       [&]() -> Task<Status> {
-        bytes = co_await store_.Get(key);
-        co_return bytes.status();
+        Result<std::string> bytes = Status::Unavailable("not read");
+        CO_RETURN_IF_ERROR(co_await RetryUnavailable(
+            env_,
+            [&]() -> Task<Status> {
+              bytes = co_await store_.Get(key);
+              co_return bytes.status();
+            },
+            20));
+        m = DecodeManifest(*bytes, key);
+        co_return m.status();
       },
-      20);
-  if (!st.ok()) co_return st;
-  co_return DecodeManifest(*bytes, key);
+      corrupt_refetches_));
+  co_return std::move(*m);
 }
 
 Task<Result<std::pair<uint64_t, Manifest>>> ManifestLog::ReadLatest(uint64_t hint) {

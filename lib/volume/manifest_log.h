@@ -10,9 +10,14 @@
 // reading the object back (identical bytes: it was our own earlier attempt). A different
 // object means another writer committed n: the caller is fenced (PreconditionFailed).
 //
-// Thread-safe; the volume serializes commits itself.
+// Read re-fetches a manifest that does not decode (objstore::RefetchCorrupt): manifests
+// carry no checksum, so a damaged body is caught only where it stops being a manifest.
+//
+// Thread-safe; the volume serializes commits itself. The store, env and
+// `corrupt_refetches` counter must outlive it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -25,7 +30,9 @@ namespace portal::volume {
 
 class ManifestLog {
  public:
-  ManifestLog(objstore::ObjectStore& store, Env& env) : store_(store), env_(env) {}
+  ManifestLog(objstore::ObjectStore& store, Env& env,
+              std::atomic<uint64_t>* corrupt_refetches = nullptr)
+      : store_(store), env_(env), corrupt_refetches_(corrupt_refetches) {}
 
   // NotFound if the store holds no manifest (a new volume).
   Task<Result<std::pair<uint64_t, Manifest>>> ReadLatest(uint64_t hint);
@@ -36,6 +43,7 @@ class ManifestLog {
  private:
   objstore::ObjectStore& store_;
   Env& env_;
+  std::atomic<uint64_t>* corrupt_refetches_;  // may be null
 };
 
 using objstore::RetryUnavailable;

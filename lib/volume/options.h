@@ -25,6 +25,10 @@ struct VolumeOptions {
   bool unsafe_no_fencing = false;
   // Directory for the SQLite cache ("" = in-memory database).
   std::string cache_dir;
+  // Open a damaged volume read-only for copying out what is left (portalbd --salvage):
+  // replay stops at the first missing segment, nothing is written to the store (no new
+  // epoch, no fence, no GC), and every write is refused. See docs/volume.md "Damage".
+  bool salvage = false;
 
   // Internal knobs (not in the config file).
   uint32_t blocks_per_chunk = 16;

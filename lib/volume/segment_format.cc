@@ -13,6 +13,7 @@
 //   |     kind u8 (1 data, 2 zero, 3 hole; | 0x80 if conditional),       |
 //   |     data: index varint; conditional: expected kind u8,            |
 //   |     [expected segment, expected index varints if data]            |
+//   |   durable_through varint                      (format version >= 2) |
 //   +--------------------------------------------------------------------+
 //   | trailer: footer_len u32 | xxh3(footer) u64 | magic u64 "PBDSEG01" |
 //   +--------------------------------------------------------------------+
@@ -165,6 +166,7 @@ static uint64_t AppendFooter(const SegmentFooter* f, std::string* out) {
     }
     prev_end = e.end;
   }
+  PutVarint64(&footer, f->durable_through);
   const uint64_t checksum = Checksum64(footer);
   s.append(footer);
   PutFixed32(&s, static_cast<uint32_t>(footer.size()));
@@ -205,7 +207,7 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
       !r.GetVarint64(&f.data_blocks) || !r.GetVarint64(&nchunks)) {
     return Bad(name, "truncated footer header");
   }
-  if (version != kSegmentFormatVersion) {
+  if (version != 1 && version != kSegmentFormatVersion) {
     return Bad(name, fmt::format("unsupported format version {}", version));
   }
   if (block_size < 512 || block_size > (1u << 20) || (block_size & (block_size - 1)) ||
@@ -284,6 +286,12 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
     }
     prev_end = se.extent.end;
     f.extents.push_back(se);
+  }
+  if (version == 1) {
+    f.durable_through = f.segment_id > 0 ? f.segment_id - 1 : 0;
+  } else if (!r.GetVarint64(&f.durable_through) ||
+             (f.segment_id > 0 && f.durable_through >= f.segment_id)) {
+    return Bad(name, "missing or bad durable_through");
   }
   if (!r.empty()) return Bad(name, "trailing bytes in footer");
   return f;

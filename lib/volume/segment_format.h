@@ -44,6 +44,11 @@ struct SegmentFooter {
   uint64_t data_blocks = 0;
   std::vector<ChunkInfo> chunks;
   std::vector<SegmentExtent> extents;  // sorted by first, non-overlapping
+  // The writer's settled prefix when this segment's upload first started: every id up
+  // to it was stored before this object was (DESIGN.md, single writer, step 7: a gap at
+  // or below it is damage, not a crash). Version-1 footers did not carry it; they
+  // decode as segment_id - 1, exact for writers with one upload in flight.
+  uint64_t durable_through = 0;
 
   // A fence segment carries no data and no extents (see docs/volume.md).
   bool is_fence() const { return data_blocks == 0 && extents.empty(); }
@@ -52,7 +57,8 @@ struct SegmentFooter {
 };
 
 constexpr size_t kSegmentTrailerSize = 20;
-constexpr uint32_t kSegmentFormatVersion = 1;
+// Version 2 appends durable_through; version 1 footers still decode.
+constexpr uint32_t kSegmentFormatVersion = 2;
 
 struct EncodedSegment {
   std::string bytes;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "objstore/retrying_store.h"
 #include "util/coding.h"
 #include "volume/manifest.h"
 
@@ -71,15 +72,25 @@ Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size
     size = info.size;
   }
   if (size < kSegmentTrailerSize) co_return Status::Corruption("segment " + key + " is too short");
-  uint64_t guess = std::min(size, kTailGuess);
-  CO_ASSIGN_OR_RETURN(std::string tail,
-                      co_await store_.Get(key, objstore::GetRange{size - guess, guess}));
-  CO_ASSIGN_OR_RETURN(uint32_t footer_len, ParseSegmentTrailer(tail, key));
-  uint64_t need = uint64_t{footer_len} + kSegmentTrailerSize;
-  if (need > tail.size() && need <= size) {
-    CO_ASSIGN_OR_RETURN(tail, co_await store_.Get(key, objstore::GetRange{size - need, need}));
-  }
-  CO_ASSIGN_OR_RETURN(SegmentFooter f, DecodeSegmentFooter(tail, size, key, footer_checksum));
+  std::string tail;
+  uint64_t need = 0;
+  Result<SegmentFooter> decoded = Status::Corruption("not read");
+  CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
+      [&]() -> Task<Status> {
+        uint64_t guess = std::min(size, kTailGuess);
+        CO_ASSIGN_OR_RETURN(tail,
+                            co_await store_.Get(key, objstore::GetRange{size - guess, guess}));
+        CO_ASSIGN_OR_RETURN(uint32_t footer_len, ParseSegmentTrailer(tail, key));
+        need = uint64_t{footer_len} + kSegmentTrailerSize;
+        if (need > tail.size() && need <= size) {
+          CO_ASSIGN_OR_RETURN(tail,
+                              co_await store_.Get(key, objstore::GetRange{size - need, need}));
+        }
+        decoded = DecodeSegmentFooter(tail, size, key, footer_checksum);
+        co_return decoded.status();
+      },
+      corrupt_refetches_));
+  SegmentFooter f = std::move(*decoded);
   if (f.segment_id != id) {
     co_return Status::Corruption(fmt::format("segment {} names itself {}", key, f.segment_id));
   }
@@ -122,19 +133,31 @@ Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, 
     const uint64_t off = index - c * per_chunk;
     const uint64_t take = std::min(n, chunk.raw_blocks - off);
     if (chunk.codec == ChunkCodec::kRaw && options_.read_partial_raw_chunks) {
-      CO_ASSIGN_OR_RETURN(std::string bytes,
-                          co_await store_.Get(key, objstore::GetRange{chunk.offset + off * bs,
-                                                                      take * bs}));
-      if (bytes.size() != take * bs) co_return Status::Corruption("short read of " + key);
-      std::memcpy(dest, bytes.data(), bytes.size());
+      // Only the length can be checked here: the chunk's checksum covers all of it.
+      CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
+          [&]() -> Task<Status> {
+            CO_ASSIGN_OR_RETURN(
+                std::string bytes,
+                co_await store_.Get(key, objstore::GetRange{chunk.offset + off * bs, take * bs}));
+            if (bytes.size() != take * bs) co_return Status::Corruption("short read of " + key);
+            std::memcpy(dest, bytes.data(), bytes.size());
+            co_return Status::Ok();
+          },
+          corrupt_refetches_));
     } else {
       auto decoded = co_await cache::GetTyped<std::string>(
           cache_, ChunkKey(id, c), [&]() -> Task<Result<std::pair<std::string, uint64_t>>> {
-            CO_ASSIGN_OR_RETURN(std::string stored,
-                                co_await store_.Get(key, objstore::GetRange{chunk.offset,
-                                                                            chunk.stored_len}));
-            CO_ASSIGN_OR_RETURN(std::string raw,
-                                DecodeChunk(stored, chunk, static_cast<uint32_t>(bs), key));
+            std::string raw;
+            CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
+                [&]() -> Task<Status> {
+                  CO_ASSIGN_OR_RETURN(
+                      std::string stored,
+                      co_await store_.Get(key, objstore::GetRange{chunk.offset, chunk.stored_len}));
+                  CO_ASSIGN_OR_RETURN(raw, DecodeChunk(stored, chunk, static_cast<uint32_t>(bs),
+                                                       fmt::format("{} (chunk {})", key, c)));
+                  co_return Status::Ok();
+                },
+                corrupt_refetches_));
             uint64_t charge = raw.size() + 64;
             co_return std::make_pair(std::move(raw), charge);
           });

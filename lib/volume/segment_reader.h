@@ -1,10 +1,13 @@
 // SegmentReader: reads block data out of segment objects. Footers (chunk tables) and
 // decoded chunks go through the block cache; on memory:// raw chunks are read block by
 // block instead (read_partial_raw_chunks), since the bytes are already in this process.
+// Bytes that fail verification are fetched again (objstore::RefetchCorrupt) before a read
+// fails with Corruption naming the segment; only verified bytes reach a cache.
 //
-// Thread-safe. The store and cache must outlive it.
+// Thread-safe. The store, cache and `corrupt_refetches` counter must outlive it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -21,8 +24,13 @@ namespace portal::volume {
 class SegmentReader {
  public:
   SegmentReader(objstore::ObjectStore& store, cache::BlockCache& cache,
-                const VolumeOptions& options, cache::PersistentCache* footers = nullptr)
-      : store_(store), cache_(cache), options_(options), footers_(footers) {}
+                const VolumeOptions& options, cache::PersistentCache* footers = nullptr,
+                std::atomic<uint64_t>* corrupt_refetches = nullptr)
+      : store_(store),
+        cache_(cache),
+        options_(options),
+        footers_(footers),
+        corrupt_refetches_(corrupt_refetches) {}
 
   // The whole footer, uncached (replay, GC relocation). `size` 0: unknown (HEAD first).
   Task<Result<SegmentFooter>> ReadFooter(uint64_t id, uint64_t size,
@@ -44,6 +52,7 @@ class SegmentReader {
   cache::BlockCache& cache_;
   const VolumeOptions& options_;
   cache::PersistentCache* footers_;  // may be null
+  std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
   std::mutex mu_;
   std::unordered_map<uint64_t, uint64_t> sizes_;  // GUARDED_BY(mu_)
 };

@@ -3,13 +3,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "volume/json_seal.h"
+
 namespace portal::volume {
 
 using nlohmann::json;
 
 std::string EncodeSnapshotObject(const SnapshotObject& s) {
   json j;
-  j["format_version"] = 1;
+  j["format_version"] = 2;
   j["volume_uuid"] = s.volume_uuid;
   j["name"] = s.name;
   j["id"] = s.id;
@@ -20,7 +22,7 @@ std::string EncodeSnapshotObject(const SnapshotObject& s) {
   j["data_bytes"] = s.data_bytes;
   j["levels"] = json::parse(EncodeLevels(s.levels));
   j["segments"] = s.segments;
-  return j.dump();
+  return SealedDump(std::move(j));
 }
 
 Result<SnapshotObject> DecodeSnapshotObject(std::string_view text, const std::string& name) {
@@ -44,7 +46,9 @@ Result<SnapshotObject> DecodeSnapshotObject(std::string_view text, const std::st
   SnapshotObject s;
   uint64_t version = 0, block_size = 0;
   RETURN_IF_ERROR(u64("format_version", &version));
-  if (version != 1) return bad(fmt::format("unsupported format version {}", version));
+  if (version != 1 && version != 2) return bad(fmt::format("unsupported format version {}", version));
+  // Version 1 carried no checksum.
+  if (version >= 2) RETURN_IF_ERROR(CheckSeal(j, "snapshot object " + name));
   RETURN_IF_ERROR(str("volume_uuid", &s.volume_uuid));
   RETURN_IF_ERROR(str("name", &s.name));
   RETURN_IF_ERROR(str("id", &s.id));

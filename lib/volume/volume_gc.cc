@@ -20,6 +20,10 @@ namespace portal::volume {
 namespace {
 auto Log() { return log::Get("portalbd::volume"); }
 constexpr uint64_t kMaxRelocationSources = 8;
+// The grace period in the signed nanoseconds it is compared in; too long to count is never.
+int64_t GraceNanos(uint64_t grace_ms) {
+  return static_cast<int64_t>(std::min<uint64_t>(MillisToNanos(grace_ms), INT64_MAX));
+}
 }  // namespace
 
 Task<Status> LsmVolume::CheckStillOwner() {
@@ -87,7 +91,7 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     const uint64_t applied = version_->manifest.applied_segment;
-    const int64_t grace = static_cast<int64_t>(options_.gc_grace_ms * kNanosPerMilli);
+    const int64_t grace = GraceNanos(options_.gc_grace_ms);
     for (const auto& [id, info] : segs_) {
       if (info.fence || info.live_blocks > 0 || info.unreferenced_since_ns < 0 ||
           pinned_segments_.count(id)) {
@@ -207,7 +211,7 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
   {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    const int64_t grace = static_cast<int64_t>(options_.gc_grace_ms * kNanosPerMilli);
+    const int64_t grace = GraceNanos(options_.gc_grace_ms);
     std::set<std::string> live;
     for (const auto& level : version_->manifest.levels) {
       for (const auto& r : level) live.insert(r.key);

@@ -346,16 +346,19 @@ Task<void> LsmVolume::MaintenanceLoop() {
       const uint64_t now = env_.NowNanos();
       const bool dirty = mem_dirty_since_ns_ >= 0;
       const uint64_t due =
-          dirty ? mem_dirty_since_ns_ + options_.memtable_flush_interval_ms * kNanosPerMilli
+          dirty ? SaturatingAdd(static_cast<uint64_t>(mem_dirty_since_ns_),
+                                MillisToNanos(options_.memtable_flush_interval_ms))
                 : UINT64_MAX;
       flush = segments_since_mem_flush_ >= options_.memtable_flush_segments ||
               mem_->extent_count() >= options_.memtable_max_extents ||
               mem_->approximate_bytes() >= options_.l0_sst_size_bytes || (dirty && now >= due);
       if (!flush && due != UINT64_MAX) wait_ns = due - now;
-      const uint64_t gc_due = last_gc_ns_ < 0 ? now
-                                               : last_gc_ns_ + options_.gc_interval_ms * kNanosPerMilli;
+      const uint64_t gc_due =
+          last_gc_ns_ < 0 ? now
+                          : SaturatingAdd(static_cast<uint64_t>(last_gc_ns_),
+                                          MillisToNanos(options_.gc_interval_ms));
       gc = now >= gc_due;
-      if (!gc) wait_ns = std::min(wait_ns, gc_due - now);
+      if (!gc && gc_due != UINT64_MAX) wait_ns = std::min(wait_ns, gc_due - now);
       full = FullCompactionDueLocked();
     }
     if (flush || gc || full) {
@@ -399,6 +402,7 @@ VolumeStats LsmVolume::stats() {
   s.block_size = block_size_;
   s.epoch = epoch_;
   s.cache = cache_.stats();
+  s.corrupt_refetches = corrupt_refetches_.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   s.size_bytes = size_bytes_;
   s.volume_uuid = version_->manifest.volume_uuid;

@@ -22,9 +22,9 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       block_size_(options_.block_size),
       meta_(SqliteCache::Open(env, options_.cache_dir, store.url())),
       cache_(env, options_.block_cache_size_bytes),
-      segments_(reads_, cache_, options_, meta_.get()),
-      ssts_(reads_, cache_, meta_.get()),
-      log_(store, env),
+      segments_(reads_, cache_, options_, meta_.get(), &corrupt_refetches_),
+      ssts_(reads_, cache_, meta_.get(), &corrupt_refetches_),
+      log_(store, env, &corrupt_refetches_),
       changed_(env),
       jobs_mu_(env),
       loops_(env),
@@ -47,6 +47,7 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
     v->stop_ = true;
     co_return st;
   }
+  if (v->options_.salvage) co_return v;  // read-only: no uploads, no maintenance, no GC
   v->loops_.Add(2);
   Start(v->UploaderLoop(), [v] { v->loops_.Done(); });
   Start(v->MaintenanceLoop(), [v] { v->loops_.Done(); });
@@ -88,12 +89,24 @@ Task<Status> LsmVolume::ProbeConditionalWrites() {
 }
 
 Task<Status> LsmVolume::DoOpen() {
-  CO_RETURN_IF_ERROR(co_await ProbeConditionalWrites());
+  if (!options_.salvage) CO_RETURN_IF_ERROR(co_await ProbeConditionalWrites());
   uint64_t number = 0;
   Manifest m;
   const uint64_t hint = co_await meta_->LatestManifestHint();
   for (int attempt = 0;; ++attempt) {
     auto latest = co_await log_.ReadLatest(attempt == 0 ? hint : 0);
+    if (options_.salvage) {
+      // Read-only: the latest manifest as it is; no new epoch, nothing written.
+      if (latest.status().IsNotFound()) {
+        co_return Status::NotFound(store_.url() + " holds no volume to salvage");
+      }
+      if (!latest.ok()) co_return latest.status();
+      std::tie(number, m) = std::move(*latest);
+      Log()->warn("SALVAGE: opening the volume at {} read-only at manifest {} epoch {}; "
+                  "nothing will be written to the store",
+                  store_.url(), number, m.epoch);
+      break;
+    }
     if (latest.status().IsNotFound()) {
       // A new volume: manifest 1, epoch 1.
       m = Manifest{};
@@ -124,6 +137,14 @@ Task<Status> LsmVolume::DoOpen() {
       co_return Status::InvalidArgument(fmt::format(
           "the volume at {} is {} bytes; refusing to shrink it to {}", store_.url(),
           m.size_bytes, want));
+    }
+    // A damaged store refuses before anything is written: no new epoch, no fence.
+    // (Replay checks again, after our opener manifest: segments may land meanwhile.)
+    {
+      CO_ASSIGN_OR_RETURN(ReplayPlan plan, co_await PlanReplay(m.applied_segment));
+      Status damage = co_await CheckGap(plan);
+      if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
+      CO_RETURN_IF_ERROR(damage);
     }
     prev_epoch_manifest_ = m.epoch_manifest;
     prev_latest_manifest_ = number;
@@ -211,12 +232,7 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
   co_return Status::Ok();
 }
 
-Task<Status> LsmVolume::Replay() {
-  uint64_t applied;
-  {
-    std::lock_guard lock(mu_);
-    applied = version_->manifest.applied_segment;
-  }
+Task<Result<LsmVolume::ReplayPlan>> LsmVolume::PlanReplay(uint64_t applied) {
   Result<std::vector<objstore::ObjectInfo>> listed = Status::Unavailable("not listed");
   CO_RETURN_IF_ERROR(co_await RetryUnavailable(
       env_,
@@ -225,16 +241,83 @@ Task<Status> LsmVolume::Replay() {
         co_return listed.status();
       },
       20));
-  // Contiguous ids above applied_segment; stop at the first gap.
-  std::vector<std::pair<uint64_t, uint64_t>> todo;  // (id, size)
-  uint64_t expect = applied + 1;
+  // Contiguous ids above applied_segment up to the first gap; then what lies beyond it.
+  ReplayPlan plan;
+  plan.gap = applied + 1;
   for (const auto& o : *listed) {
     uint64_t id;
-    if (!ParseSegmentKey(o.key, &id) || id < expect) continue;
-    if (id != expect) break;
-    todo.emplace_back(id, o.size);
-    ++expect;
+    if (!ParseSegmentKey(o.key, &id) || id <= applied) continue;
+    if (id == plan.gap && plan.above.empty()) {
+      plan.todo.emplace_back(id, o.size);
+      ++plan.gap;
+    } else if (id > plan.gap) {
+      plan.above.push_back(id);
+    }
   }
+  std::sort(plan.above.begin(), plan.above.end());
+  co_return plan;
+}
+
+Task<Status> LsmVolume::CheckGap(const ReplayPlan& plan) {
+  if (plan.above.empty()) co_return Status::Ok();  // the gap is the end: a crash at most
+  // The evidence: the largest durable_through above the gap. It does not decrease with
+  // id, so the highest readable footer has it; a footer that does not decode is itself
+  // damage (objects are written whole, by single PUTs).
+  const uint64_t x = plan.gap;
+  uint64_t evidence = 0, witness = 0, witness_epoch = 0;
+  constexpr size_t kHighestFew = 3;
+  for (size_t i = 0; i < std::min(kHighestFew, plan.above.size()); ++i) {
+    const uint64_t id = plan.above[plan.above.size() - 1 - i];
+    auto f = co_await segments_.ReadFooter(id, 0);
+    if (f.status().IsNotFound()) continue;  // collected or listed stale: not evidence
+    if (!f.ok()) {
+      co_return f.status().WithContext(fmt::format(
+          "reading {} above the first missing segment {}", SegmentKey(id), SegmentKey(x)));
+    }
+    if (f->durable_through > evidence) {
+      evidence = f->durable_through;
+      witness = id;
+      witness_epoch = f->epoch;
+    }
+    break;
+  }
+  if (x > evidence) co_return Status::Ok();  // a crash gap: ids above it hold no acked write
+  // Read after the evidence: a listing is not a snapshot, and an upload that raced it
+  // may have landed since. Only an object that is still missing is lost.
+  auto head = co_await reads_.Head(SegmentKey(x));
+  if (head.ok()) co_return Status::Unavailable("relist: " + SegmentKey(x) + " appeared");
+  if (!head.status().IsNotFound()) co_return head.status().WithContext("checking " + SegmentKey(x));
+  co_return Status::Corruption(fmt::format(
+      "{} is missing from {}, but {} (epoch {}) records every segment through {} as stored: "
+      "the store is damaged (a crash cannot leave this gap), and replaying past it would "
+      "serve old data. Nothing was written. To copy out what is left, start portalbd with "
+      "--salvage (read-only, as of segment {}).",
+      SegmentKey(x), store_.url(), SegmentKey(witness), witness_epoch, evidence, x - 1));
+}
+
+Task<Status> LsmVolume::Replay() {
+  uint64_t applied;
+  {
+    std::lock_guard lock(mu_);
+    applied = version_->manifest.applied_segment;
+  }
+  ReplayPlan plan;
+  for (int attempt = 0;; ++attempt) {
+    CO_ASSIGN_OR_RETURN(plan, co_await PlanReplay(applied));
+    Status damage = co_await CheckGap(plan);
+    if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: list again
+    if (damage.IsCorruption() && options_.salvage) {
+      salvage_gap_ = plan.gap;
+      Log()->error("SALVAGE: {}", damage.message());
+      Log()->error("SALVAGE: serving the volume read-only as of segment {}; writes are refused",
+                   plan.gap - 1);
+      break;
+    }
+    CO_RETURN_IF_ERROR(damage);
+    break;
+  }
+  const auto& todo = plan.todo;
+  uint64_t expect = plan.gap;
   uint64_t replayed = 0;
   for (size_t i = 0; i < todo.size(); i += kReplayBatch) {
     std::vector<Task<Result<SegmentFooter>>> batch;
@@ -247,6 +330,10 @@ Task<Status> LsmVolume::Replay() {
       CO_RETURN_IF_ERROR(co_await ApplyReplayed(*footers[j], todo[i + j].second));
       ++replayed;
     }
+  }
+  if (options_.salvage) {
+    if (replayed > 0) Log()->info("replayed segments count={} from={}", replayed, applied + 1);
+    co_return Status::Ok();  // read-only: no fence
   }
   // Fence: claim the first id not in the store (the first gap) with an empty segment
   // carrying our epoch. Not the manifest's next_segment_id: an older writer may have
@@ -265,6 +352,7 @@ Task<Status> LsmVolume::Replay() {
     fence.epoch = epoch_;
     fence.block_size = block_size_;
     fence.blocks_per_chunk = options_.blocks_per_chunk;
+    fence.durable_through = id - 1;  // everything below was replayed
     EncodedSegment enc = EncodeSegment(&fence, "", false);
     const uint64_t size = enc.bytes.size();
     Status st = co_await RetryUnavailable(
@@ -278,6 +366,7 @@ Task<Status> LsmVolume::Replay() {
       segs_[id].fence = true;
       segs_[id].size = size;
       next_segment_id_ = id + 1;
+      settled_through_ = id;
       break;
     }
     if (!st.IsPreconditionFailed()) co_return st.WithContext("fencing");
@@ -288,6 +377,7 @@ Task<Status> LsmVolume::Replay() {
       segs_[id].fence = true;
       segs_[id].size = size;
       next_segment_id_ = id + 1;
+      settled_through_ = id;
       break;
     }
     // A late segment of an older writer: replay it and fence the next id. A newer

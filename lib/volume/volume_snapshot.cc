@@ -37,26 +37,36 @@ Task<Status> LsmVolume::LoadSnapshots() {
     refs = version_->manifest.snapshots;
   }
   for (const SnapshotRef& ref : refs) {
-    auto bytes = co_await reads_.Get(ref.key);
-    Result<SnapshotObject> obj =
-        bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key) : Result<SnapshotObject>(bytes.status());
+    Result<SnapshotObject> obj = Status::Corruption("not read");
+    Status read = co_await objstore::RefetchCorrupt(
+        [&]() -> Task<Status> {
+          auto bytes = co_await reads_.Get(ref.key);
+          obj = bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key)
+                           : Result<SnapshotObject>(bytes.status());
+          co_return obj.status();
+        },
+        &corrupt_refetches_);
+    if (!read.ok()) obj = read;
     if (!obj.ok() && obj.status().retryable()) {
       // The store is unreachable (the read already retried): fail the open instead of
       // serving a volume whose snapshot list silently misses one (dst seed 5261).
       co_return obj.status().WithContext("reading snapshot '" + ref.name + "' (" + ref.key + ")");
     }
     std::lock_guard lock(mu_);
-    if (!obj.ok()) {
-      // Damaged or missing for good. Without its pins GC could delete what the snapshot
-      // needs: stop deleting.
-      gc_blocked_ = true;
-      Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
-                   ref.name, ref.key, obj.status().ToString());
-      continue;
-    }
     auto d = std::make_shared<SnapDetail>();
     d->ref = ref;
-    d->object = std::move(*obj);
+    if (!obj.ok()) {
+      // Damaged or missing for good. It stays listed, and opening or restoring it fails
+      // naming the object (never an empty or older device). Without its pins GC could
+      // delete what the snapshot needs: stop deleting.
+      gc_blocked_ = true;
+      d->damage = obj.status().WithContext(
+          fmt::format("snapshot '{}' is unreadable ({})", ref.name, ref.key));
+      Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
+                   ref.name, ref.key, obj.status().ToString());
+    } else {
+      d->object = std::move(*obj);
+    }
     snaps_[ref.name] = std::move(d);
   }
   std::lock_guard lock(mu_);
@@ -82,6 +92,7 @@ Result<SnapshotInfo> LsmVolume::GetSnapshot(const std::string& name) {
 }
 
 Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(CheckNotSalvage());
   CO_RETURN_IF_ERROR(ValidateSnapshotName(name));
   auto exists = [&] {
     std::lock_guard lock(mu_);
@@ -137,6 +148,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
 }
 
 Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(CheckNotSalvage());
   auto guard = co_await jobs_mu_.Lock();
   std::shared_ptr<SnapDetail> d;
   Manifest next;
@@ -209,6 +221,7 @@ void LsmVolume::LeaveWrite() {
 }
 
 Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
+  CO_RETURN_IF_ERROR(CheckNotSalvage());
   std::shared_ptr<SnapDetail> d;
   {
     std::lock_guard lock(mu_);
@@ -216,6 +229,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
     if (restoring_) co_return Status::Busy("a restore is already running");
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (!it->second->damage.ok()) co_return it->second->damage;
     d = it->second;
     restoring_ = true;  // new writes wait from here on
   }
@@ -318,6 +332,7 @@ Result<std::shared_ptr<BlockDevice>> LsmVolume::OpenSnapshot(const std::string& 
     if (it == snaps_.end() || it->second->deleting) {
       return Status::NotFound("no snapshot named '" + name + "'");
     }
+    if (!it->second->damage.ok()) return it->second->damage;
     d = it->second;
     ++d->attached;
   }

@@ -120,6 +120,11 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
   footer->epoch = epoch_;
   footer->block_size = block_size_;
   footer->blocks_per_chunk = options_.blocks_per_chunk;
+  {
+    // Fixed for every attempt: a retry must produce the same bytes (lost-ack read-back).
+    std::lock_guard lock(mu_);
+    footer->durable_through = settled_through_;
+  }
   const std::string key = SegmentKey(id);
   uint64_t backoff_ms = 10;
   // A store that keeps objects in memory takes the buffer's own memory as the segment's
@@ -175,6 +180,15 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
         NoteUpload(Status::Ok(), key);
         co_return Status::Ok();
       }
+      if (existing.ok() && existing->epoch < epoch_) {
+        // Open replayed every segment below our fence and nothing of an older epoch can
+        // land above it (DESIGN.md single writer, step 5): this object is damage or a
+        // bug, not another writer.
+        co_return Status::Corruption(fmt::format(
+            "segment {} already exists with the older epoch {} (ours is {}), above our "
+            "fence: the store holds a segment that open did not replay",
+            key, existing->epoch, epoch_));
+      }
       if (existing.ok()) {
         co_return Status::PreconditionFailed(fmt::format(
             "segment {} already exists with epoch {} (ours is {}): a newer portalbd opened "
@@ -229,7 +243,8 @@ Task<void> LsmVolume::UploaderLoop() {
         const uint64_t due =
             options_.flush_interval_ms == 0
                 ? UINT64_MAX
-                : active_dirty_since_ns_ + options_.flush_interval_ms * kNanosPerMilli;
+                : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
+                                MillisToNanos(options_.flush_interval_ms));
         go = stop_ || flush_gen_ >= active_gen_ ||
              active_->bytes() >= options_.l0_sst_size_bytes || now >= due;
         if (!go && due != UINT64_MAX) wait_ns = due - now;
@@ -277,7 +292,7 @@ Task<void> LsmVolume::UploaderLoop() {
     if (!st.ok()) {
       std::lock_guard lock(mu_);
       if (reloc) relocating_ = false;  // nobody may wait for it any more (a restore does)
-      if (give_up_.cancelled() && !st.IsPreconditionFailed()) {
+      if (give_up_.cancelled() && !st.IsPreconditionFailed() && !st.IsCorruption()) {
         // Not fenced: the stop gave up. Close reports what is left; waiters see GaveUp.
         changed_.NotifyAll();
         co_return;
@@ -298,6 +313,7 @@ Task<void> LsmVolume::UploaderLoop() {
       } else {
         relocating_ = false;
       }
+      settled_through_ = s.segment_id;
     }
     changed_.NotifyAll();  // FLUSH waiters, stalled writers, maintenance
   }

@@ -26,7 +26,14 @@ std::vector<uint64_t> EdgeBlocks(uint64_t offset, uint64_t end, uint64_t bs) {
 
 uint64_t LsmVolume::size_bytes() const { return size_bytes_; }
 
+Status LsmVolume::CheckNotSalvage() const {
+  if (!options_.salvage) return Status::Ok();
+  return Status::PermissionDenied(fmt::format(
+      "the volume is open read-only for salvage (segment {} is missing)", salvage_gap_));
+}
+
 Status LsmVolume::CheckWritable() {
+  RETURN_IF_ERROR(CheckNotSalvage());
   std::lock_guard lock(mu_);
   if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
   if (give_up_.cancelled()) return GaveUpLocked();

@@ -50,6 +50,8 @@ def start_fails(tmp, config=None, args=(), must_name=(), address="127.0.0.1:0", 
     r = run(argv + list(args), timeout=10, check_exit=False)
     elapsed = time.monotonic() - t0
     check(r.returncode != 0, f"portalbd started with a bad configuration:\n{r}")
+    check_eq(r.returncode, 1, f"exit status (a crash or CLI11's own codes are not a clean "
+                              f"failure):\n{r}")
     check(elapsed < 2, f"portalbd took {elapsed:.1f} s to give up:\n{r}")
     text = r.stdout + r.stderr
     check("NBD server listening" not in text, f"portalbd listened before failing:\n{r}")
@@ -79,6 +81,19 @@ def case_help(tmp):
     start_fails(tmp, args=["--log-level", "loud"], must_name=["log-level"])
     start_fails(tmp, args=["--storage", "ftp://x"], must_name=["storage.url"])
     start_fails(tmp, args=["--config", f"{tmp}/missing.toml"], must_name=["missing.toml"])
+
+
+def case_empty_flags(tmp):
+    """An empty value (`--storage "$URL"` with $URL unset) is refused like in the file; it
+    used to mean "not given": memory://, FLUSHes acknowledged and lost at exit."""
+    for opt in ("--config", "--disk-size-gb", "--address", "--storage", "--socket", "--record",
+                "--record-workload", "--log-level"):
+        # (CLI11 says "1 required TEXT missing" for "--opt=", and "not in {...}" for a
+        # --log-level of "".)
+        for args in ([opt, ""], [f"{opt}="]):
+            why = "must not be empty" if args[-1] == "" and opt != "--log-level" else ""
+            start_fails(tmp, args=args, must_name=[opt, why], socket=opt != "--socket",
+                        address=None if opt == "--address" else "127.0.0.1:0")
 
 
 def case_explicit_port(tmp):
@@ -156,12 +171,43 @@ def case_config_errors(tmp):
         ("[device]\ndisk_size_gb = \"2\"\n", ["device.disk_size_gb"]),
         ("[nbd]\nmax_connections = \"1K\"\n", ["nbd.max_connections"]),
         ("[lsm]\nflush_interval_ms = \"1M\"\n", ["lsm.flush_interval_ms"]),
+        # Every number has an upper bound, named with the key (a huge interval overflowed
+        # the timer's nanoseconds, which then fired at once: an idle daemon spun a core).
+        ("[lsm]\ngc_interval_ms = 10000000000000\n",
+         ["lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000"]),
+        ("[lsm]\nflush_interval_ms = 9223372036854775807\n",
+         ["lsm.flush_interval_ms must be at most 86400000 (1 day)"]),
+        ("[lsm]\ngc_grace_ms = 604800001\n", ["lsm.gc_grace_ms must be at most 604800000"]),
+        ("[lsm]\nl0_sst_size_bytes = \"2GiB\"\nmax_unflushed_bytes = \"4GiB\"\n",
+         ["lsm.l0_sst_size_bytes must be at most 1073741824 (1 GiB)"]),
+        ("[lsm]\nmax_unflushed_bytes = \"65GiB\"\n", ["lsm.max_unflushed_bytes must be at most"]),
+        ("[lsm]\nblock_cache_size_bytes = \"2TiB\"\n",
+         ["lsm.block_cache_size_bytes must be at most"]),
+        ("[nbd]\nmax_connections = 65537\n", ["nbd.max_connections must be at most 65536"]),
+        ("[device]\nblock_size = 4294967296\n", ["device.block_size must be at most 65536"]),
+        ("[device]\ndisk_size_gb = 8589934592\n", ["device.disk_size_gb must be at most"]),
+        # An empty string is never "unset" (socket = "" kept the default socket).
+        ("[nbd]\nsocket = \"\"\n", ["nbd.socket must not be empty"]),
+        ("[storage]\nurl = \"\"\n", ["storage.url must not be empty"]),
         ("device = 3\n", ["device"]),
         ("[device\ndisk_size_gb = 1\n", ["bad.toml:1"]),  # TOML syntax: file and line
     ]
     for cfg, names in bad:
         address = None if "address" in cfg else "127.0.0.1:0"
         start_fails(tmp, config=cfg, must_name=names, address=address)
+
+
+def case_config_hostile_files(tmp):
+    """Files that once crashed toml++ (stack overflow: SIGSEGV, exit 139) or would be read
+    without end: each fails with a message naming the line or the bound."""
+    key = ".".join(["a"] * 50000)  # 100 KB
+    for cfg in (f"# line 1\n{key} = 1\n", f"# line 1\n[{key}]\n"):
+        start_fails(tmp, config=cfg, must_name=["bad.toml:2", "dotted parts", "at most 16"])
+    for cfg in ("x = " + "[" * 100000 + "]" * 100000 + "\n",
+                "x = " + "{a=" * 100000 + "1" + "}" * 100000 + "\n"):
+        start_fails(tmp, config=cfg, must_name=["bad.toml:1", "nested", "at most 16"])
+    start_fails(tmp, config="#" * (2 << 20) + "\n", must_name=["bad.toml", "1 MiB"])
+    start_fails(tmp, args=["--config", "/dev/zero"], must_name=["/dev/zero", "1 MiB"])
 
 
 def case_config_flags_override(tmp):

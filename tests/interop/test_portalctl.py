@@ -87,8 +87,10 @@ def case_output(tmp):
         r = portalctl(d, "status")
         for label in ("Size:       1.00 GiB (1073741824 bytes)", "Blocks:     262144 of 4096 bytes",
                       "Snapshots:  1", f"NBD:        {d.address} (0 connections)",
-                      "Storage:    memory://", "Store:      ok", "Epoch:      1 (not fenced)", "Stored:", "Live data:",
-                      "Buffers:", "Cache:", "Requests:", "PUT_IF_ABSENT", "Version:"):
+                      "Storage:    memory://", "Store:      ok", "Epoch:      1 (not fenced)",
+                      "Stored:", "Live data:", "Buffers:", "Cache:",
+                      "Integrity:  0 object reads fetched again", "Requests:", "PUT_IF_ABSENT",
+                      "Version:"):
             check(f"  {label}" in r.stdout, f"status lacks {label!r}:\n{r.stdout}")
         check(r.stdout.startswith("portalbd daemon status:\n"), r.stdout)
 
@@ -115,8 +117,9 @@ def case_json(tmp):
                   "live_bytes",
                   "segments", "segment_bytes", "map_ssts", "map_bytes", "buffer_bytes",
                   "max_unflushed_bytes", "cache_bytes", "cache_capacity_bytes", "cache_hits",
-                  "cache_misses", "write_stalls", "snapshots", "nbd_connections",
-                  "store_failing_since", "store_failed_attempts", "store_error", "requests"):
+                  "cache_misses", "write_stalls", "corrupt_refetches", "snapshots",
+                  "nbd_connections", "store_failing_since", "store_failed_attempts",
+                  "store_error", "requests"):
             check(k in st, f"status --json lacks {k}: {st}")
         check_eq((st["snapshots"], st["storage_url"], st["nbd_address"], st["fenced"],
                   st["store_failing_since"], st["store_error"]),
@@ -211,6 +214,16 @@ def case_usage_errors(tmp):
         r = run([portalctl_path(), *argv], check_exit=False)
         check_eq(r.returncode, 1, f"exit status of portalctl {argv}")
         check(r.stderr.strip(), f"no message for portalctl {argv}:\n{r}")
+    # An empty value (an unset variable) is refused, not taken for the default socket.
+    for argv, env, name, why in ((["--socket", "", "status"], {}, "--socket", "empty"),
+                                 # CLI11 takes "status" for the value: no subcommand.
+                                 (["--socket=", "status"], {}, "", "subcommand"),
+                                 (["status"], {"PORTALBD_SOCKET": ""}, "PORTALBD_SOCKET",
+                                  "empty")):
+        r = run([portalctl_path(), *argv], check_exit=False, env=dict(os.environ, **env))
+        check_eq(r.returncode, 1, f"exit status of portalctl {argv} {env}")
+        check(name in r.stderr and why in r.stderr,
+              f"the error does not say {name} is {why}:\n{r}")
 
 
 def case_not_running(tmp):

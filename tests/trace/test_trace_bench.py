@@ -10,7 +10,7 @@ import re
 import shutil
 
 import tracetools as tt
-from harness import check, check_eq, run_cases
+from harness import check, check_eq, run, run_cases
 
 TRACES = os.path.join(tt.SOURCE_DIR, "traces")
 PERCENTILES = ["p50", "p90", "p99", "p99_9", "max"]
@@ -169,6 +169,23 @@ def case_malformed_traces_rejected(tmp):
     r, _ = tt.bench(tmp, os.path.join(tmp, "syntax.json"), check_exit=False)
     check(r.returncode == 1 and "not valid JSON" in r.stderr and "line 1" in r.stderr,
           f"syntax error reported with a position:\n{r.stderr}")
+
+
+def case_empty_arguments(tmp):
+    """An empty value (an unset variable) is an error, never "not given": an empty --nbd
+    replayed in-process, an empty --json wrote no file. --warmup is bounded (4294967295
+    never ended: the loop counter wrapped)."""
+    good = bad_trace(tmp, "good", lambda d: None)
+    for args in (["--storage", ""], ["--nbd", ""], ["--cache-dir", ""], ["--json", ""],
+                 ["--all", ""], ["--profile-dir", ""], ["--pace", ""],
+                 ["--warmup", "4294967295"]):
+        opt = args[0]
+        r = run([tt.binary("trace-bench"), good, "--iterations", "1", "--warmup", "0", *args],
+                check_exit=False, timeout=60)
+        why = "not in" if opt in ("--pace", "--warmup") else "must not be empty"
+        check(r.returncode == 1 and opt in r.stderr and why in r.stderr,
+              f"{opt} {args[-1]!r} refused:\n{r}")
+        check("===" not in r.stdout, f"{opt} {args[-1]!r}: something ran\n{r.stdout}")
 
 
 def case_original_portalbd_trace(tmp):

@@ -223,6 +223,20 @@ def case_bad_arguments(tmp):
                 "127.0.0.1:1", "--output", "/nonexistent/dir/t.json"], check_exit=False)
     check(r.returncode != 0 and "/nonexistent/dir/t.json" in r.stderr,
           f"unwritable --output refused:\n{r}")
+    # An empty value (an unset variable) is an error, never "not given".
+    good = {"--listen": "127.0.0.1:0", "--upstream": "127.0.0.1:1",
+            "--output": os.path.join(tmp, "t.json")}
+    for opt in ("--listen", "--upstream", "--output", "--workload", "--log-level"):
+        args = dict(good, **{opt: ""})
+        r = tt.run([tt.binary("trace-record"), *[x for kv in args.items() for x in kv]],
+                   check_exit=False, timeout=10)
+        why = "not in" if opt == "--log-level" else "must not be empty"
+        check(r.returncode == 1 and opt in r.stderr and why in r.stderr,
+              f"empty {opt} refused:\n{r}")
+    # A drain time too long for std::chrono::milliseconds wrapped to none at all.
+    r = tt.run([tt.binary("trace-record"), *[x for kv in good.items() for x in kv],
+                "--drain-ms", str(2**64 - 1)], check_exit=False, timeout=10)
+    check(r.returncode == 1 and "--drain-ms" in r.stderr, f"huge --drain-ms refused:\n{r}")
 
 
 if __name__ == "__main__":

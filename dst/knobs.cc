@@ -123,6 +123,9 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
   v.full_compaction_min_bytes =
       Pick(r, {v.l0_sst_size_bytes, 4 * v.l0_sst_size_bytes, uint64_t{1} << 40});
   v.full_compaction_ratio = Pick(r, {0.05, 0.25, 1.0});
+  // Damage between incarnations (appended last, as above): off in half the seeds.
+  f.damage_permille = uint32_t(Pick(r, {0, 0, 200, 500}));
+  if (swarm && r.Below(2) == 0) f.damage_permille = 0;
   return k;
 }
 
@@ -144,7 +147,7 @@ std::string Knobs::Describe() const {
       "fua_permille={} nbd_permille={} crash_per_kop={} second_writer_per_kop={} "
       "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={} w_snap={} "
       "w_snap_read={} snap_trigger_permille={} full_compaction_min_bytes={} "
-      "full_compaction_ratio={}",
+      "full_compaction_ratio={} damage_permille={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -157,7 +160,7 @@ std::string Knobs::Describe() const {
       w.w_status, w.w_cache, w.w_admin, w.w_sleep, w.fua_permille, w.nbd_permille,
       w.crash_per_kop, w.second_writer_per_kop, w.old_writer_ops, w.audit_every, w.check_every,
       w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille,
-      v.full_compaction_min_bytes, v.full_compaction_ratio);
+      v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille);
 }
 
 std::string Knobs::Command() const {

@@ -25,6 +25,10 @@ struct FaultKnobs {
   uint64_t burst_len_ms = 0;
   uint32_t burst_error_ppm = 0;
   uint32_t trigger_permille = 0;  // chance an incarnation arms a store-call crash trigger
+  // Damage between incarnations (drawn last, dst/README.md "Damage"): the chance that,
+  // once every writer has crashed or closed, one object is deleted, truncated or
+  // bit-flipped before the next open.
+  uint32_t damage_permille = 0;
 };
 
 struct WorkloadKnobs {

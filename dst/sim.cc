@@ -26,7 +26,8 @@ Simulator::Simulator(const Knobs& knobs)
     : k_(knobs),
       env_(SimEnv::Options{.seed = knobs.seed, .shuffle_ready = knobs.shuffle_ready}),
       rng_(knobs.seed ^ 0x776f726b6c6f6164ULL),
-      plan_(env_, knobs.faults, knobs.seed) {
+      plan_(env_, knobs.faults, knobs.seed),
+      damage_rng_(knobs.seed ^ 0x64616d616765ULL) {
   const uint64_t blocks = k_.volume.size_bytes / k_.volume.block_size;
   for (uint32_t i = 0; i < k_.work.hot_regions; ++i) hot_.push_back(rng_.Below(blocks - 256));
 }
@@ -82,6 +83,7 @@ Writer* Simulator::StartOpen() {
     if (other.get() != w && other->vol && !other->dead) other->contested = true;
   }
   w->opening = true;
+  w->damaged = damage_.active;
   opening_ = w;
   Note(fmt::format("open writer {}{}", w->id, trigger));
   Start(volume::LsmVolume::Open(env_, *w->store, k_.volume),
@@ -123,6 +125,18 @@ void Simulator::OnOpened(Writer* w) {
     w->dead = true;
     w->crash_handled = true;
     w->store->Crash();
+    if (w->damaged && st.code() != Status::Code::kShutdown && !st.retryable()) {
+      // Damage refused (DESIGN.md single writer, step 7): legal. Repair and go on.
+      ++damage_refused_;
+      Note(fmt::format("damage refused by writer {}: {}", w->id, st.ToString()));
+      if (st.ToString().find(damage_.key) == std::string::npos) {
+        return Fail(fmt::format("writer {} refused a damaged store ({}) without naming {}: {}",
+                                w->id, damage_.what, damage_.key, st.ToString()));
+      }
+      RepairDamage();
+      if (!failed()) StartOpen();
+      return;
+    }
     // Retryable errors ran out, or the incarnation crashed; PreconditionFailed only when
     // another writer kept committing manifests under our attempts.
     bool contested = false;
@@ -136,6 +150,7 @@ void Simulator::OnOpened(Writer* w) {
   }
   Note(fmt::format("writer {} opened epoch={} {}", w->id, w->epoch,
                    w->tl->block_count() > 0 ? "resolving" : ""));
+  if (w->damaged) return VerifyDamaged(w);
   Writer* prev = nullptr;
   for (auto& o : writers_) {
     if (o->superseded && !o->successor_resolved && o->fork_t > 0) prev = o.get();
@@ -188,7 +203,10 @@ void Simulator::ProcessEvents() {
   }
   if (opening_ && opening_->open_status) OnOpened(opening_);
   if (failed()) return;
-  if (!opening_ && (!primary_ || primary_->dead) && phase_ != "done") StartOpen();
+  if (!opening_ && (!primary_ || primary_->dead) && phase_ != "done") {
+    MaybeDamage();
+    StartOpen();
+  }
   for (auto& w : writers_) {
     if (w->superseded && !w->dead && !w->closing && w->post_fork_ops >= k_.work.old_writer_ops) {
       StartClose(w.get());
@@ -257,7 +275,7 @@ int Simulator::Run() {
       Audit();
       continue;
     }
-    if (issued_ - last_check_ >= k_.work.check_every) {
+    if (issued_ - last_check_ >= k_.work.check_every && !damage_.active) {
       last_check_ = issued_;
       CheckInvariants("periodic");
     }
@@ -294,10 +312,13 @@ int Simulator::Run() {
     uint64_t full = 0;  // every incarnation's full compactions
     for (auto& w : writers_) full += w->vol ? w->vol->stats().full_compactions : 0;
     std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu"
-                " full_compactions=%llu\n",
+                " full_compactions=%llu damage=%llu damage_refused=%llu damage_opened=%llu"
+                " damage_read_errors=%llu\n",
                 (unsigned long long)snap_ops_, (unsigned long long)restores_,
                 (unsigned long long)snap_reads_, (unsigned long long)snap_verified_,
-                (unsigned long long)inconclusive, (unsigned long long)full);
+                (unsigned long long)inconclusive, (unsigned long long)full,
+                (unsigned long long)damages_, (unsigned long long)damage_refused_,
+                (unsigned long long)damage_opened_, (unsigned long long)damage_errors_);
   }
   std::printf("fingerprint=%016llx\n", (unsigned long long)fp);
   std::fflush(stdout);

@@ -111,6 +111,7 @@ struct Writer {
   std::set<uint64_t> successor_absent;    // its acked writes the successor does not have
   bool successor_resolved = false;
   bool contested = false;             // another writer started opening after us
+  bool damaged = false;               // opened over a damaged store (sim_damage.cc)
   bool closing = false;
   bool closed = false;
   uint64_t inflight = 0;
@@ -170,16 +171,32 @@ class Simulator {
   // --- sim_verify.cc: resolution, audits, invariants, liveness ---
   // `alt`: a restore of uncertain outcome; the device may hold either timeline.
   void Resolve(Writer* w, Writer* predecessor, std::unique_ptr<Timeline> alt = nullptr);
+  // `error` set: a read that fails for good (not Unavailable) returns false with its
+  // status there instead of failing the run (reads of a damaged store).
   bool ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
-                  volume::BlockDevice* dev = nullptr);
+                  volume::BlockDevice* dev = nullptr, Status* error = nullptr);
   // --- sim_snap.cc: snapshots ---
   bool PickSnapOp(Writer* w, Op* op, bool admin);
   void IssueSnap(Op* op);
   void CheckSnapReply(Op* op, const Status& st);
   // After an open: the listing must agree with the oracle, and every snapshot's content.
-  void CheckSnapshotList(Writer* w);
-  void VerifySnapshots(Writer* w);
+  // `settle` false: check only, change no snapshot's oracle (a damaged store's listing).
+  void CheckSnapshotList(Writer* w, bool settle = true);
+  // `damaged`: a damaged store; open and read errors are allowed, nothing is pinned.
+  void VerifySnapshots(Writer* w, bool damaged = false);
   std::unique_ptr<Timeline> TakeRestoreAlt(Writer* w, Writer** from);
+  // --- sim_damage.cc: one object damaged between incarnations ---
+  // Before an open with no writer alive: maybe damage one object (delete, truncate, flip).
+  void MaybeDamage();
+  // The open of a damaged store succeeded: every block reads legal (crash mode) or fails;
+  // nothing is pinned. Then the incarnation is killed and the object restored.
+  void VerifyDamaged(Writer* w);
+  // Puts the pristine object back (unless the store moved on: then says why, or fails).
+  void RepairDamage();
+  // Reads [first, first + count) of a damaged store, block by block where a run fails:
+  // (block, content) for every block that read; counts the others.
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> ReadDamaged(
+      Writer* w, const std::vector<uint64_t>& blocks, volume::BlockDevice* dev);
   void Audit();
   void CheckInvariants(const char* when);
   void Liveness();
@@ -217,6 +234,17 @@ class Simulator {
   uint64_t snap_ops_ = 0, snap_reads_ = 0, snap_verified_ = 0, restores_ = 0;
   uint64_t trace_block_ = UINT64_MAX;
   bool Traced(const Op& op) const;
+  struct DamageState {
+    bool active = false;
+    std::string key;
+    std::string pristine;                // the object before
+    std::optional<std::string> damaged;  // after (nullopt: deleted)
+    std::string what;                    // "deleted seg/... (in the replay log)"
+    bool replay_gap = false;             // a deleted segment open must refuse (step 7)
+  };
+  DamageState damage_;
+  Prng damage_rng_;
+  uint64_t damages_ = 0, damage_refused_ = 0, damage_opened_ = 0, damage_errors_ = 0;
   std::string failure_;
   std::string phase_ = "setup";
   // Fencing claims by superseded writers made before their successor was verified.

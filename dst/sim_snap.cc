@@ -234,7 +234,7 @@ std::unique_ptr<Timeline> Simulator::TakeRestoreAlt(Writer* w, Writer** from) {
   return nullptr;
 }
 
-void Simulator::CheckSnapshotList(Writer* w) {
+void Simulator::CheckSnapshotList(Writer* w, bool settle) {
   const std::vector<volume::SnapshotInfo> listed = w->vol->ListSnapshots();
   std::set<std::string> names;
   for (const auto& info : listed) {
@@ -245,7 +245,8 @@ void Simulator::CheckSnapshotList(Writer* w) {
                               it == snaps_.end() ? "was never created"
                                                  : "was deleted or never acknowledged"));
     }
-    if (info.size_bytes != k_.volume.size_bytes) {
+    // A damaged snapshot stays listed, its size unknown (0) until its object is back.
+    if (info.size_bytes != k_.volume.size_bytes && (settle || info.size_bytes != 0)) {
       return Fail(fmt::format("snapshot '{}' has size {}", info.name, info.size_bytes));
     }
   }
@@ -255,13 +256,14 @@ void Simulator::CheckSnapshotList(Writer* w) {
       return Fail(fmt::format("writer {} lost snapshot '{}' (its create was acknowledged)",
                               w->id, name));
     }
+    if (!settle) continue;
     s.must_exist = s.may_exist = there;
     if (!there) s.tl.reset();
   }
   Note(fmt::format("writer {} lists {} snapshots", w->id, listed.size()));
 }
 
-void Simulator::VerifySnapshots(Writer* w) {
+void Simulator::VerifySnapshots(Writer* w, bool damaged) {
   const uint64_t bs = k_.volume.block_size;
   const uint64_t nblocks = k_.volume.size_bytes / bs;
   plan_.set_triggers_suspended(w->id, true);
@@ -269,6 +271,12 @@ void Simulator::VerifySnapshots(Writer* w) {
     if (failed() || w->dead) break;
     if (!s.must_exist || s.busy || !s.tl) continue;
     auto dev = w->vol->OpenSnapshot(name);
+    if (!dev.ok() && damaged) {
+      ++damage_errors_;
+      Note(fmt::format("damage: OpenSnapshot({}) on writer {}: {}", name, w->id,
+                       dev.status().ToString()));
+      continue;
+    }
     if (!dev.ok()) {
       Fail(fmt::format("OpenSnapshot({}) on writer {}: {}", name, w->id, dev.status().ToString()));
       break;
@@ -277,6 +285,20 @@ void Simulator::VerifySnapshots(Writer* w) {
     for (int i = 0; i < 4; ++i) blocks.push_back(rng_.Below(nblocks));
     std::sort(blocks.begin(), blocks.end());
     blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+    if (damaged) {
+      // Judged on a copy: what reads must be legal, nothing is pinned.
+      Timeline scratch = *s.tl;
+      for (const auto& [b, data] : ReadDamaged(w, blocks, dev->get())) {
+        std::string err = scratch.Resolve(b, data, nullptr, nullptr);
+        if (!err.empty()) {
+          Fail(fmt::format("snapshot '{}' read through writer {} over a damaged store ({}): {}",
+                           name, w->id, damage_.what, err));
+          break;
+        }
+      }
+      ++snap_verified_;
+      continue;
+    }
     for (size_t i = 0; i < blocks.size() && !failed();) {
       size_t j = i + 1;
       while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1 && j - i < 64) ++j;

@@ -53,7 +53,7 @@ void Simulator::RecordOpen(Writer* w) {
 }
 
 bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
-                           volume::BlockDevice* dev) {
+                           volume::BlockDevice* dev, Status* error) {
   const uint64_t bs = k_.volume.block_size;
   if (!dev) dev = w->vol.get();
   for (int attempt = 0; attempt < kReadAttempts && !failed(); ++attempt) {
@@ -73,6 +73,10 @@ bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vecto
       return true;
     }
     if (!s->st->IsUnavailable()) {
+      if (error) {
+        *error = *s->st;
+        return false;
+      }
       Fail(fmt::format("verification read of blocks [{}, +{}) on writer {}{} failed: {}", first,
                        count, w->id, dev == w->vol.get() ? "" : " (a snapshot)",
                        s->st->ToString()));

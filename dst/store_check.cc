@@ -55,6 +55,26 @@ std::optional<volume::SegmentFooter> SegmentFooterOf(objstore::MemoryStore& mem,
   return std::move(*f);
 }
 
+std::optional<std::string> ReadObject(objstore::MemoryStore& mem, const std::string& key) {
+  return GetObject(mem, key);
+}
+
+void WriteObject(objstore::MemoryStore& mem, const std::string& key, std::string bytes) {
+  PORTAL_CHECK(Inline(mem.Put(key, std::move(bytes))).ok());
+}
+
+void DeleteObject(objstore::MemoryStore& mem, const std::string& key) {
+  PORTAL_CHECK(Inline(mem.Delete(key)).ok());
+}
+
+std::vector<std::string> ListKeys(objstore::MemoryStore& mem, const std::string& prefix) {
+  auto listed = Inline(mem.List(prefix));
+  PORTAL_ASSERT(listed.ok(), "listing a MemoryStore failed");
+  std::vector<std::string> keys;
+  for (const auto& o : *listed) keys.push_back(o.key);
+  return keys;
+}
+
 void CopyStore(objstore::MemoryStore& from, objstore::MemoryStore& to) {
   auto listed = Inline(from.List(""));
   PORTAL_ASSERT(listed.ok(), "listing a MemoryStore failed");

@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "objstore/memory_store.h"
 #include "volume/manifest.h"
@@ -45,6 +46,12 @@ std::pair<uint64_t, volume::Manifest> LatestManifest(objstore::MemoryStore& mem)
 
 // The footer of segment `id`, if it exists and decodes.
 std::optional<volume::SegmentFooter> SegmentFooterOf(objstore::MemoryStore& mem, uint64_t id);
+
+// Direct object access (no faults): the damage step (sim_damage.cc).
+std::optional<std::string> ReadObject(objstore::MemoryStore& mem, const std::string& key);
+void WriteObject(objstore::MemoryStore& mem, const std::string& key, std::string bytes);
+void DeleteObject(objstore::MemoryStore& mem, const std::string& key);
+std::vector<std::string> ListKeys(objstore::MemoryStore& mem, const std::string& prefix);
 
 // Copies every object into `to` (for the cache-vs-rebuilt audit).
 void CopyStore(objstore::MemoryStore& from, objstore::MemoryStore& to);

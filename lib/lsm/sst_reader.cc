@@ -32,15 +32,18 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
         CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
             [&]() -> Task<Status> {
               uint64_t guess = std::min(ref.size_bytes, kTailGuess);
-              CO_ASSIGN_OR_RETURN(
-                  tail,
-                  co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - guess, guess}));
+              // A failed GET names the SST (a range past the end of a truncated one is an
+              // InvalidArgument from the store that names nothing).
+              auto got =
+                  co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - guess, guess});
+              if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
+              tail = std::move(*got);
               CO_ASSIGN_OR_RETURN(meta_len, ParseSstTrailer(tail, ref.key));
               uint64_t need = meta_len + kSstTrailerSize;
               if (need > tail.size() && need <= ref.size_bytes) {
-                CO_ASSIGN_OR_RETURN(
-                    tail,
-                    co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - need, need}));
+                got = co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - need, need});
+                if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
+                tail = std::move(*got);
               }
               decoded = DecodeSstIndex(tail, ref.size_bytes, ref.key);
               co_return decoded.status();

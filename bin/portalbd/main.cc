@@ -1,13 +1,22 @@
 // portalbd: the daemon. config -> store -> volume -> NBD server (+ control socket).
 //
 // SIGINT/SIGTERM: stop accepting, let connections finish their in-flight requests, finish
-// the [record] trace, flush the volume, exit 0.
+// the [record] trace, flush the volume, exit 0, all within [storage] stop_timeout_ms.
+// When written data cannot be made durable in that time (the store keeps failing), exit
+// 1 with one line saying how much: "portalbd: stopped with N bytes not durable (...)".
+// A second SIGINT/SIGTERM exits at once (1, with that line). Daemon::Stop() enforces the
+// deadline; this file also bounds it from outside, in case one store call ignores it.
 #include <signal.h>
+#include <time.h>
 
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -21,6 +30,24 @@ namespace {
 int Fail(const std::string& message) {
   std::fprintf(stderr, "portalbd: error: %s\n", message.c_str());
   return 1;
+}
+
+// Past the stop deadline, Daemon::Stop() still writes the replies of requests that failed
+// at it and joins its threads; a store call that ignores the deadline (one S3 request
+// with its own retries) may hold it longer. Beyond this much, exit without it.
+constexpr uint64_t kStopOverrunMs = 10'000;
+
+// Ends the process now, from the main thread, while Stop() may still run on another.
+[[noreturn]] void ExitNow(portal::daemon::Daemon& daemon, const std::string& why) {
+  const std::string left = daemon.NotDurableSummary();
+  if (left.empty()) {
+    std::fprintf(stderr, "portalbd: stopped %s, before the stop finished (no written data was "
+                 "left to make durable)\n", why.c_str());
+  } else {
+    std::fprintf(stderr, "portalbd: stopped with %s, %s\n", left.c_str(), why.c_str());
+  }
+  std::fflush(stderr);
+  std::_Exit(1);  // no destructors: Stop() is still running on its thread
 }
 
 }  // namespace
@@ -103,18 +130,43 @@ int main(int argc, char** argv) {
     (void)daemon.Stop();
     return Fail(st.ToString());
   }
+  int sig = 0;
   for (;;) {
-    int sig = 0;
     sigwait(&signals, &sig);
-    if (sig == SIGUSR1) {  // kill -USR1: log the status line
-      log->info("{}", daemon.StatusLine());
-      continue;
-    }
-    log->info("Received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    break;
+    if (sig != SIGUSR1) break;
+    log->info("{}", daemon.StatusLine());  // kill -USR1: log the status line
   }
-  if (auto st = daemon.Stop(); !st.ok()) {
-    log->error("shutdown did not complete cleanly error=\"{}\"", st.ToString());
+  log->info("Received {}: stopping within stop_timeout_ms={} (send it again to exit at once)",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.stop_timeout_ms);
+
+  // Stop() on its own thread, so that this one keeps taking signals.
+  std::atomic<bool> stopped{false};
+  portal::Status result;
+  std::thread stopper([&] {
+    result = daemon.Stop();
+    stopped.store(true);
+  });
+  const auto overrun = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(cfg.stop_timeout_ms + kStopOverrunMs);
+  while (!stopped.load()) {
+    const timespec poll{0, 50'000'000};
+    const int got = sigtimedwait(&signals, nullptr, &poll);
+    if (got == SIGUSR1) {
+      log->info("{}", daemon.StatusLine());
+    } else if (got == SIGINT || got == SIGTERM) {
+      ExitNow(daemon, got == SIGINT ? "at a second SIGINT" : "at a second SIGTERM");
+    } else if (std::chrono::steady_clock::now() >= overrun) {
+      ExitNow(daemon, "as the stop overran stop_timeout_ms");
+    }
+  }
+  stopper.join();
+  if (!result.ok()) {
+    const std::string left = daemon.NotDurableSummary();
+    if (!left.empty()) {
+      std::fprintf(stderr, "portalbd: stopped with %s\n", left.c_str());
+    } else {
+      log->error("shutdown did not complete cleanly error=\"{}\"", result.ToString());
+    }
     return 1;
   }
   log->info("portalbd stopped");

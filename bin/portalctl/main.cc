@@ -81,6 +81,13 @@ void PrintStatus(const DaemonStatus& s) {
   line("Snapshots", std::to_string(s.snapshots));
   line("NBD", fmt::format("{} ({})", s.nbd_address, Count(s.nbd_connections, "connection")));
   line("Storage", s.storage_url);
+  if (s.store_failing_since.empty()) {
+    line("Store", "ok");
+  } else {
+    line("Store", fmt::format("FAILING since {} ({}): {}; retrying, FLUSH and FUA wait",
+                              s.store_failing_since,
+                              Count(s.store_failed_attempts, "failed upload"), s.store_error));
+  }
   line("Volume", s.volume_uuid);
   line("Epoch", fmt::format("{} ({})", s.epoch,
                             s.fenced ? "FENCED: another writer opened the volume; writes, "

@@ -152,7 +152,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
-      {"storage", {"url", "cache_dir", "unsafe_no_fencing"}},
+      {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
       {"nbd", {"address", "socket", "max_connections"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
@@ -200,6 +200,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "cache_dir", &c.cache_dir));
   RETURN_IF_ERROR(
       r.Bool(table("storage"), "storage", "unsafe_no_fencing", &c.unsafe_no_fencing));
+  RETURN_IF_ERROR(r.U64(table("storage"), "storage", "stop_timeout_ms", &c.stop_timeout_ms));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
   RETURN_IF_ERROR(
       r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
@@ -316,6 +317,8 @@ Status Validate(const Config& c) {
                             kMaxIntervalMs, "1 day"));
   }
   if (c.cache_dir.empty()) return Bad("storage.cache_dir", "must not be empty");
+  RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
+                          kMaxStopTimeoutMs, "1 hour"));
   return Status::Ok();
 }
 

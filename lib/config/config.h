@@ -3,7 +3,7 @@
 //
 //   [device]  disk_size_gb (GiB = 2^30 bytes), block_size
 //   [storage] url (memory:// | file:///path | s3://bucket/prefix), cache_dir,
-//             unsafe_no_fencing
+//             unsafe_no_fencing, stop_timeout_ms
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
@@ -39,6 +39,9 @@ struct Config {
   std::string storage_url = "memory://";
   std::string cache_dir = "/var/lib/portalbd";
   bool unsafe_no_fencing = false;
+  // How long SIGTERM/SIGINT waits for in-flight requests and the final FLUSH before
+  // giving up on what is not yet durable (and exiting 1).
+  uint64_t stop_timeout_ms = 60'000;
   // [nbd]
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";
@@ -87,6 +90,9 @@ constexpr uint64_t kMaxL0SstSizeBytes = 1ull << 30;
 constexpr uint64_t kMaxUnflushedBytes = 64ull << 30;
 // block_cache_size_bytes: 1 TiB.
 constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
+// stop_timeout_ms: 1 s to 1 h.
+constexpr uint64_t kMinStopTimeoutMs = 1000;
+constexpr uint64_t kMaxStopTimeoutMs = 3600'000;
 
 // Parses TOML text on top of `base`. `source` names the file in messages. Warnings for
 // ignored keys are appended to `warnings`. Text over kMaxConfigBytes (1 MiB), a key of

@@ -106,6 +106,9 @@ TEST_CASE("every number in the file has an upper bound named in the error", "[co
        "lsm.gc_interval_ms must be at most 86400000 (1 day), got 10000000000000"},
       {"[lsm]\ngc_grace_ms = 604800000\n", "[lsm]\ngc_grace_ms = 604800001\n",
        "lsm.gc_grace_ms must be at most 604800000 (7 days)"},
+      {"[storage]\nstop_timeout_ms = 3600000\n",
+       "[storage]\nstop_timeout_ms = 9223372036854775807\n",
+       "storage.stop_timeout_ms must be at most 3600000 (1 hour)"},
       {"[lsm]\nl0_sst_size_bytes = \"1GiB\"\nmax_unflushed_bytes = \"1GiB\"\n",
        "[lsm]\nl0_sst_size_bytes = \"2GiB\"\nmax_unflushed_bytes = \"2GiB\"\n",
        "lsm.l0_sst_size_bytes must be at most 1073741824 (1 GiB)"},
@@ -158,6 +161,22 @@ TEST_CASE("an empty string value is an error naming the key and never means unse
     REQUIRE_FALSE(st.ok());
     CHECK(Mentions(st, k + " must not be empty"));
   }
+}
+
+TEST_CASE("[storage] stop_timeout_ms: default 60 s, bounded 1 s to 1 h", "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->stop_timeout_ms == 60'000);
+  c = ParseToml("[storage]\nstop_timeout_ms = 3000\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->stop_timeout_ms == 3000);
+  CHECK(Validate(*c).ok());
+  Status st = Check("[storage]\nstop_timeout_ms = 500\n");
+  CHECK(Mentions(st, "storage.stop_timeout_ms must be at least 1000, got 500"));
+  st = Check("[storage]\nstop_timeout_ms = 3600001\n");
+  CHECK(Mentions(st, "storage.stop_timeout_ms must be at most 3600000 (1 hour), got 3600001"));
+  CHECK(Check("[storage]\nstop_timeout_ms = \"60s\"\n").code() == Status::Code::kInvalidArgument);
 }
 
 }  // namespace

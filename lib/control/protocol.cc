@@ -75,6 +75,9 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["corrupt_refetches"] = s.corrupt_refetches;
   j["snapshots"] = s.snapshots;
   j["nbd_connections"] = s.nbd_connections;
+  j["store_failing_since"] = s.store_failing_since;
+  j["store_failed_attempts"] = s.store_failed_attempts;
+  j["store_error"] = s.store_error;
   ordered_json requests = ordered_json::object();
   for (const auto& r : s.requests) {
     ordered_json one;
@@ -176,6 +179,12 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
   RETURN_IF_ERROR(f.U64("corrupt_refetches", &s.corrupt_refetches));
   RETURN_IF_ERROR(f.U64("snapshots", &s.snapshots));
   RETURN_IF_ERROR(f.U64("nbd_connections", &s.nbd_connections));
+  // Newer fields: absent from older daemons' replies.
+  if (j.contains("store_failing_since")) {
+    RETURN_IF_ERROR(f.Str("store_failing_since", &s.store_failing_since));
+    RETURN_IF_ERROR(f.U64("store_failed_attempts", &s.store_failed_attempts));
+    RETURN_IF_ERROR(f.Str("store_error", &s.store_error));
+  }
   auto reqs = j.find("requests");
   if (reqs == j.end() || !reqs->is_object()) {
     return Status::Corruption("reply status: requests missing");

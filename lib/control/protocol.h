@@ -102,6 +102,11 @@ struct DaemonStatus {
   uint64_t corrupt_refetches = 0;  // objects fetched again after failing verification
   uint64_t snapshots = 0;
   uint64_t nbd_connections = 0;
+  // While segment uploads fail (they are retried; FLUSH and FUA wait): since when (RFC
+  // 3339), failed attempts so far, and the last error. "", 0 and "" otherwise.
+  std::string store_failing_since;
+  uint64_t store_failed_attempts = 0;
+  std::string store_error;
   std::vector<RequestCount> requests;  // kinds with at least one call
   friend bool operator==(const DaemonStatus&, const DaemonStatus&) = default;
 };

@@ -160,6 +160,9 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.corrupt_refetches = 2;
   s.snapshots = 7;
   s.nbd_connections = 1;
+  s.store_failing_since = "2026-01-07T02:58:02.656272Z";
+  s.store_failed_attempts = 9;
+  s.store_error = "Unavailable: no space left on device";
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
   const std::string line = EncodeReply(StatusReply{s});
   CHECK(
@@ -172,6 +175,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("cache_hits":30,"cache_misses":40,"write_stalls":2,)"
       R"("shadowed_bytes":4096,"full_compactions":3,"corrupt_refetches":2,"snapshots":7,)"
       R"("nbd_connections":1,)"
+      R"("store_failing_since":"2026-01-07T02:58:02.656272Z","store_failed_attempts":9,)"
+      R"("store_error":"Unavailable: no space left on device",)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
       R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
       "\n");
@@ -179,6 +184,19 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   REQUIRE(back.ok());
   REQUIRE(std::holds_alternative<StatusReply>(*back));
   CHECK(std::get<StatusReply>(*back).status == s);  // request kinds keep their order
+
+  // An older daemon's reply, without the store_* fields: a healthy store.
+  std::string old = line.substr(0, line.size() - 1);
+  const size_t from = old.find(R"("store_failing_since")");
+  const size_t to = old.find(R"("requests")");
+  REQUIRE(from != std::string::npos);
+  old.erase(from, to - from);
+  auto decoded = DecodeReply(old);
+  REQUIRE(decoded.ok());
+  const DaemonStatus& o = std::get<StatusReply>(*decoded).status;
+  CHECK(o.store_failing_since.empty());
+  CHECK(o.store_error.empty());
+  CHECK(o.nbd_connections == 1);
 }
 
 TEST_CASE("control replies decode, and bad replies are Corruption", "[control]") {

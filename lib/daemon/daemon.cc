@@ -63,6 +63,8 @@ Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)) {}
 Daemon::~Daemon() { (void)Stop(); }
 
 constexpr size_t kRopeStorePoolBytes = 64ull << 20;
+// After the stop deadline, requests that failed then still need their replies written.
+constexpr uint64_t kDrainAfterDeadlineMs = 2000;
 
 Status Daemon::Start() {
   env_ = std::make_unique<RealEnv>();
@@ -106,7 +108,10 @@ Status Daemon::Start() {
   }
   auto vol = BlockOn(volume::LsmVolume::Open(*env_, *store_, VolumeOptionsFor(cfg_)));
   if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
-  volume_ = std::move(*vol);
+  {
+    std::lock_guard lock(summary_mu_);
+    volume_ = std::move(*vol);
+  }
 
   catalog_ = std::make_unique<VolumeCatalog>("portalbd", "portalbd volume (" + store_->url() + ")",
                                              volume_);
@@ -144,19 +149,43 @@ Status Daemon::Stop() {
   if (stopped_) return Status::Ok();
   stopped_ = true;
   Status result;
+  // One deadline for the whole stop. The volume enforces it: requests waiting for
+  // durability (FLUSH, FUA, stalled writes, a snapshot's flush) fail at the deadline, so
+  // the drains below end soon after it, answered.
+  const uint64_t deadline =
+      env_ ? env_->NowNanos() + cfg_.stop_timeout_ms * kNanosPerMilli : 0;
+  auto drain_ms = [&] {
+    const uint64_t now = env_->NowNanos();
+    return (deadline > now ? (deadline - now) / kNanosPerMilli : 0) + kDrainAfterDeadlineMs;
+  };
+  if (volume_) volume_->GiveUpAt(deadline);
+  if (s3_ != nullptr && env_) {
+    // A request in flight retries inside the S3 client (up to ~15 s when the endpoint
+    // refuses connections): make it stop with the volume's retries.
+    env_->PostAfter(deadline - env_->NowNanos(), [s3 = s3_] { s3->client().StopRetrying(); });
+  }
   // Control first: no snapshot or restore may start once the volume begins closing;
   // requests in flight finish and are answered.
-  if (control_) control_->Shutdown();
-  if (server_) server_->Shutdown();
+  if (control_) control_->Shutdown(drain_ms());
+  if (server_) server_->Shutdown(drain_ms());
   Status traced = FinishRecording();  // no request is answered any more
   if (volume_) {
-    result = BlockOn(volume_->Close());
+    result = BlockOn(volume_->Close(deadline));
     if (started_) Log()->info("{}", StatusLine());
   }
-  volume_.reset();
+  {
+    std::lock_guard lock(summary_mu_);
+    if (volume_) left_behind_ = volume_->NotDurableSummary();
+    volume_.reset();
+  }
   if (result.ok()) result = traced;
   if (env_) env_->Stop();
   return result;
+}
+
+std::string Daemon::NotDurableSummary() {
+  std::lock_guard lock(summary_mu_);
+  return volume_ ? volume_->NotDurableSummary() : left_behind_;
 }
 
 Status Daemon::FinishRecording() {
@@ -205,6 +234,11 @@ control::DaemonStatus Daemon::StatusReport() {
   d.corrupt_refetches = s.corrupt_refetches;
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
+  if (s.store_failing_since_ns != 0) {
+    d.store_failing_since = volume::FormatRfc3339(s.store_failing_since_ns);
+    d.store_failed_attempts = s.store_failed_attempts;
+    d.store_error = s.store_error;
+  }
   if (store_) {
     objstore::StoreStats st = store_->stats();
     for (size_t i = 0; i < objstore::kNumOpKinds; ++i) {
@@ -232,13 +266,17 @@ std::string Daemon::StatusLine() {
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
       "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
-      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}",
+      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
       s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
       s.full_compactions, s.corrupt_refetches, pool.pooled_bytes(), pool.hits(), pool.misses(),
-      store_ ? store_->stats().ToString() : "", HttpCounts());
+      store_ ? store_->stats().ToString() : "", HttpCounts(),
+      s.store_failing_since_ns == 0
+          ? ""
+          : fmt::format(" store_failing_since={} store_error=\"{}\"",
+                        volume::FormatRfc3339(s.store_failing_since_ns), s.store_error));
 }
 
 std::string Daemon::HttpCounts() const {

@@ -9,10 +9,15 @@
 // unwritable [record] path, or an address that cannot be bound.
 // Stop() stops accepting control requests and NBD connections, lets both finish what is
 // in flight, finishes the [record] trace (complete JSON), makes everything durable and
-// closes the volume.
+// closes the volume, all within [storage] stop_timeout_ms: at that deadline the volume
+// gives up on what the store has not taken (LsmVolume::GiveUpAt), requests waiting for
+// durability fail, and Stop() returns an error; NotDurableSummary() then says what was
+// left behind. A request or store call that ignores the deadline (one S3 request with
+// its own retries) can keep Stop() a little longer; the process shell bounds that.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "config/config.h"
@@ -63,6 +68,10 @@ class Daemon {
   std::string StatusLine();
   // What `portalctl status` shows. Thread-safe; call only while started.
   control::DaemonStatus StatusReport();
+  // "N bytes not durable (store failing since T: error)" while written data is not in
+  // the store, else "". Thread-safe, also while Stop() runs on another thread (a second
+  // signal) and after it returned (what the stop left behind).
+  std::string NotDurableSummary();
 
  private:
   std::string HttpCounts() const;
@@ -75,6 +84,8 @@ class Daemon {
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
   std::shared_ptr<volume::LsmVolume> volume_;
+  std::mutex summary_mu_;  // volume_ changing (Stop) vs NotDurableSummary()
+  std::string left_behind_;  // GUARDED_BY(summary_mu_): NotDurableSummary() after Stop
   std::unique_ptr<nbd::ExportCatalog> catalog_;
   trace::RecordingCatalog* recording_ = nullptr;  // catalog_ itself when recording
   std::unique_ptr<nbd::Server> server_;

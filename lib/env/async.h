@@ -9,6 +9,7 @@
 // bound (per-connection request limits, background job counts).
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <deque>
@@ -360,6 +361,33 @@ class Notifier {
 
   Env& env_;
   std::shared_ptr<State> state_;
+};
+
+// A one-way "give up now" for retry loops: Cancel() sets it for good and cuts short every
+// Sleep() in progress or to come, so a loop waiting out a backoff notices at once rather
+// than at its next attempt. Thread-safe.
+class Cancellation {
+ public:
+  explicit Cancellation(Env& env) : wake_(env) {}
+  Cancellation(const Cancellation&) = delete;
+  Cancellation& operator=(const Cancellation&) = delete;
+
+  void Cancel() {
+    cancelled_.store(true, std::memory_order_release);
+    wake_.NotifyAll();
+  }
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+
+  // co_await c.Sleep(ns): `ns` of Env time, or less: it returns as soon as cancelled.
+  Task<void> Sleep(uint64_t ns) {
+    const uint64_t seen = wake_.epoch();
+    if (cancelled()) co_return;
+    co_await wake_.Wait(seen, ns);
+  }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  Notifier wake_;
 };
 
 }  // namespace portal

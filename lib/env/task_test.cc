@@ -84,6 +84,26 @@ TEST_CASE("Notifier wakes on notify, times out otherwise, never loses a wake-up"
   CHECK(c == true);
 }
 
+TEST_CASE("Cancellation cuts a sleep short, and later sleeps return at once", "[env]") {
+  SimEnv env;
+  Cancellation c(env);
+  bool slept = false;
+  Start(c.Sleep(kNanosPerSecond), [&] { slept = true; });
+  env.RunUntil([&] { return slept; });
+  CHECK(env.NowNanos() == kNanosPerSecond);  // not cancelled: the whole sleep
+  slept = false;
+  Start(c.Sleep(3600 * kNanosPerSecond), [&] { slept = true; });
+  env.AdvanceBy(kNanosPerSecond);
+  CHECK(!slept);
+  c.Cancel();
+  env.RunUntil([&] { return slept; });
+  CHECK(env.NowNanos() == 2 * kNanosPerSecond);  // woken by Cancel, not by the hour
+  CHECK(c.cancelled());
+  slept = false;
+  Start(c.Sleep(3600 * kNanosPerSecond), [&] { slept = true; });
+  CHECK(slept);  // already cancelled: no wait at all
+}
+
 TEST_CASE("SimEnv runs are reproducible from the seed", "[env]") {
   auto trace = [](uint64_t seed) {
     SimEnv env(SimEnv::Options{.seed = seed, .shuffle_ready = true});

@@ -83,7 +83,8 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
     handshake_timer_.expires_after(
         std::chrono::milliseconds(server_.options_.handshake_timeout_ms));
     handshake_timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
-      if (ec || self->closed_ || self->session_.in_transmission()) return;
+      // Only a stalled handshake: a session draining at shutdown owes its replies.
+      if (ec || self->closed_ || !self->session_.in_handshake()) return;
       log::Get("portalbd::nbd")
           ->warn("handshake timed out, closing peer={} timeout_ms={}", self->session_.peer(),
                  self->server_.options_.handshake_timeout_ms);

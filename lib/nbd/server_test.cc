@@ -1,4 +1,4 @@
-// The server over real loopback sockets: the handshake timeout.
+// The server over real loopback sockets: the handshake timeout, and shutdown.
 #include "nbd/server.h"
 
 #include <arpa/inet.h>
@@ -9,6 +9,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
+#include "env/async.h"
 #include "env/real_env.h"
 #include "nbd/protocol.h"
 #include "testing/nbd_script.h"
@@ -63,6 +67,87 @@ TEST_CASE("a client that never finishes the handshake is dropped, others are not
   ::close(idle);
   ::close(active);
   server.Shutdown();
+  env.Stop();
+}
+
+// A device whose FLUSH waits until released (a store that is failing).
+class SlowFlushDevice final : public volume::BlockDevice {
+ public:
+  explicit SlowFlushDevice(Env& env) : env_(env), mem_(1 << 20, 4096) {}
+  uint64_t size_bytes() const override { return mem_.size_bytes(); }
+  uint32_t block_size() const override { return mem_.block_size(); }
+  Task<Status> Read(uint64_t o, std::span<uint8_t> out,
+                    std::vector<volume::ByteRange>* z) override {
+    return mem_.Read(o, out, z);
+  }
+  Task<Status> Write(uint64_t o, std::span<const uint8_t> d, volume::WriteFlags f) override {
+    return mem_.Write(o, d, f);
+  }
+  Task<Status> Flush() override {
+    entered = true;
+    while (!released.load()) co_await SleepFor(env_, 10 * kNanosPerMilli);
+    co_return Status::Ok();
+  }
+  Task<Status> Trim(uint64_t o, uint64_t n, volume::WriteFlags f) override {
+    return mem_.Trim(o, n, f);
+  }
+  Task<Status> WriteZeroes(uint64_t o, uint64_t n, volume::ZeroFlags f) override {
+    return mem_.WriteZeroes(o, n, f);
+  }
+  Task<Result<std::vector<volume::StatusExtent>>> BlockStatus(uint64_t o, uint64_t n,
+                                                               uint32_t max) override {
+    return mem_.BlockStatus(o, n, max);
+  }
+  Task<Status> Cache(uint64_t o, uint64_t n) override { return mem_.Cache(o, n); }
+  std::atomic<bool> entered{false};
+  std::atomic<bool> released{false};
+
+ private:
+  Env& env_;
+  volume::MemoryVolume mem_;
+};
+
+TEST_CASE("a request in flight at shutdown is answered even past the handshake timeout",
+          "[nbd][interop]") {
+  RealEnv env(RealEnv::Options{.executor_threads = 2, .blocking_threads = 1});
+  env.Start();
+  auto dev = std::make_shared<SlowFlushDevice>(env);
+  SingleExportCatalog catalog(ExportInfo{"portalbd", "", 1 << 20, false}, dev);
+  Server::Options o;
+  o.address = "127.0.0.1:0";
+  o.handshake_timeout_ms = 300;
+  Server server(env, catalog, o);
+  REQUIRE(server.Listen().ok());
+  server.Start();
+  const uint16_t port = static_cast<uint16_t>(
+      std::stoi(server.bound_address().substr(server.bound_address().rfind(':') + 1)));
+
+  int fd = Connect(port);
+  std::string out = testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) +
+                    testing::Option(NBD_OPT_GO, testing::InfoOrGoData("portalbd")) +
+                    testing::Request(NBD_CMD_FLUSH, 77, 0, 0);
+  REQUIRE(::write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()));
+  for (int i = 0; i < 500 && !dev->entered; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(dev->entered);
+  std::thread stopper([&] { server.Shutdown(5000); });  // the FLUSH is in flight
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past the handshake timer
+  dev->released = true;
+  std::string in;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    in.append(buf, static_cast<size_t>(n));
+  }
+  stopper.join();
+  const std::string reply = testing::SimpleReply(0, 77);
+  CHECK(in.size() >= reply.size());
+  CHECK(in.ends_with(reply));  // answered, not dropped as a stalled handshake
+  ::close(fd);
   env.Stop();
 }
 

@@ -93,6 +93,8 @@ class Session {
   bool Finished() const;
   uint64_t inflight() const { return inflight_; }
   bool in_transmission() const { return phase_ == Phase::kTransmission; }
+  // Still negotiating (not yet in transmission, nor draining or closed after it).
+  bool in_handshake() const { return phase_ == Phase::kHandshake; }
   const std::string& peer() const { return peer_; }
 
  private:

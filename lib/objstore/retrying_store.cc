@@ -8,12 +8,20 @@
 namespace portal::objstore {
 
 Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
-                              uint32_t max_attempts) {
+                              uint32_t max_attempts, Cancellation* cancel) {
   uint64_t backoff_ms = 10;
   for (uint32_t attempt = 1;; ++attempt) {
     Status st = co_await op();
     if (!st.retryable() || (max_attempts != 0 && attempt >= max_attempts)) co_return st;
-    co_await SleepFor(env, (backoff_ms / 2 + env.RandomBelow(backoff_ms / 2 + 1)) * kNanosPerMilli);
+    if (cancel && cancel->cancelled()) co_return st;
+    const uint64_t wait_ns =
+        (backoff_ms / 2 + env.RandomBelow(backoff_ms / 2 + 1)) * kNanosPerMilli;
+    if (cancel) {
+      co_await cancel->Sleep(wait_ns);
+      if (cancel->cancelled()) co_return st;
+    } else {
+      co_await SleepFor(env, wait_ns);
+    }
     backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
   }
 }
@@ -35,10 +43,11 @@ Task<Status> RefetchCorrupt(std::function<Task<Status>()> fetch, std::atomic<uin
 }
 
 Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& key,
-                               const std::string& bytes, bool* existed) {
+                               const std::string& bytes, bool* existed, Cancellation* cancel) {
   if (existed) *existed = false;
   Status st = co_await RetryUnavailable(
-      env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0);
+      env, [&]() -> Task<Status> { co_return co_await store.PutIfAbsent(key, bytes); }, 0,
+      cancel);
   if (!st.IsPreconditionFailed()) co_return st;
   if (existed) *existed = true;
   // The read-back meets the same transient errors as the PUT: retry it as long, and
@@ -53,7 +62,7 @@ Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& 
               back = co_await store.Get(key);
               co_return back.status();
             },
-            0));
+            0, cancel));
         co_return *back == bytes ? Status::Ok() : Status::Corruption("other contents");
       },
       nullptr);

@@ -14,15 +14,18 @@
 #include <cstdint>
 #include <functional>
 
+#include "env/async.h"
 #include "env/env.h"
 #include "objstore/object_store.h"
 
 namespace portal::objstore {
 
 // Calls `op` until it returns a non-retryable status or `max_attempts` calls were made
-// (0: no limit). Waits d/2..d between attempts, d = 10 ms doubling up to 5 s.
+// (0: no limit). Waits d/2..d between attempts, d = 10 ms doubling up to 5 s. With
+// `cancel`, it stops as soon as that is cancelled (even mid-wait) and returns the last
+// attempt's (retryable) status: the outcome of that attempt stays unknown.
 Task<Status> RetryUnavailable(Env& env, std::function<Task<Status>()> op,
-                              uint32_t max_attempts);
+                              uint32_t max_attempts, Cancellation* cancel = nullptr);
 
 // Calls to `fetch` a verified read makes at most: the first and two more.
 inline constexpr uint32_t kVerifiedReadAttempts = 3;
@@ -46,9 +49,11 @@ Task<Status> RefetchCorrupt(std::function<Task<Status>()> fetch, std::atomic<uin
 // exists read it back (both retried without bound on transient errors). The same bytes
 // are our own earlier attempt: OK. Other bytes in kVerifiedReadAttempts read-backs (one
 // could be ours, damaged on the way): PreconditionFailed. Any other error as it came.
-// `existed` (if set) says whether the key was found existing.
+// `existed` (if set) says whether the key was found existing. `cancel`: as for
+// RetryUnavailable (a cancelled call may or may not have stored the object).
 Task<Status> PutIfAbsentOrSame(Env& env, ObjectStore& store, const std::string& key,
-                               const std::string& bytes, bool* existed = nullptr);
+                               const std::string& bytes, bool* existed = nullptr,
+                               Cancellation* cancel = nullptr);
 
 class RetryingReadStore final : public ObjectStore {
  public:

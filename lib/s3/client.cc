@@ -164,7 +164,7 @@ Task<Result<HttpResponse>> Client::Execute(const HttpRequest& request, std::stri
     }
     Status st = r.ok() ? StatusFromResponse(*r, what) : r.status();
     if (st.ok()) co_return r;
-    if (!st.retryable() || attempt >= max_attempts) {
+    if (!st.retryable() || attempt >= max_attempts || no_retries_.cancelled()) {
       if (attempt > 1) {
         st = Status(st.code(), fmt::format("{} (after {} attempts)", st.message(), attempt));
       }
@@ -172,13 +172,26 @@ Task<Result<HttpResponse>> Client::Execute(const HttpRequest& request, std::stri
     }
     uint64_t delay = BackoffNanos(attempt);
     if (!quiet) {
-      auto level = attempt >= 3 ? spdlog::level::warn : spdlog::level::debug;
+      // A warning from the third attempt on, but at most one a minute over all requests:
+      // an outage is reported by whoever waits for the store (the volume's StoreHealth),
+      // not by a line per retry.
+      auto level = spdlog::level::debug;
+      const uint64_t now = env_.NowNanos();
+      uint64_t last = last_retry_warning_ns_.load();
+      if (attempt >= 3 && (last == kNever || now - last >= kRetryWarningIntervalNs) &&
+          last_retry_warning_ns_.compare_exchange_strong(last, now)) {
+        level = spdlog::level::warn;
+      }
       log::Get("portalbd::s3")
           ->log(level, "retrying error=\"{}\" attempt={}/{} backoff_ms={}", st.ToString(), attempt,
                 max_attempts, delay / kNanosPerMilli);
     }
     retries_.fetch_add(1, std::memory_order_relaxed);
-    co_await SleepFor(env_, delay);
+    co_await no_retries_.Sleep(delay);
+    if (no_retries_.cancelled()) {
+      co_return Status(st.code(), fmt::format("{} (after {} attempts; retries stopped)",
+                                              st.message(), attempt));
+    }
   }
 }
 

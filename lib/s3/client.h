@@ -13,7 +13,8 @@
 // - waits for a permit of the client's AsyncSemaphore (max_concurrent_requests), held for
 //   one attempt only, never across a backoff;
 // - is retried per options.retry when errors.h calls the outcome retryable, with the Env's
-//   clock and randomness, so tests never sleep.
+//   clock and randomness, so tests never sleep (retries are logged at debug level; one
+//   warning a minute at most, from a request's third attempt on).
 //
 // Errors: the Status of the last attempt as errors.h maps it (the message names the
 // request, "PUT s3://bucket/key", and the attempts made); Corruption for 2xx answers we
@@ -93,6 +94,11 @@ class Client {
   };
   Stats stats() const;
 
+  // From now on every request gets one attempt: retries stop, and a backoff in progress
+  // ends at once with the last attempt's error (a stop's deadline passed). Cannot be
+  // undone. Thread-safe.
+  void StopRetrying() { no_retries_.Cancel(); }
+
  private:
   Client(Env& env, std::string bucket, ClientOptions options,
          std::shared_ptr<HttpTransport> transport, std::string scheme, std::string host,
@@ -116,6 +122,10 @@ class Client {
   AsyncSemaphore permits_;
   std::atomic<uint64_t> attempts_{0};
   std::atomic<uint64_t> retries_{0};
+  Cancellation no_retries_{env_};
+  static constexpr uint64_t kNever = UINT64_MAX;
+  static constexpr uint64_t kRetryWarningIntervalNs = 60 * kNanosPerSecond;
+  std::atomic<uint64_t> last_retry_warning_ns_{kNever};
 };
 
 }  // namespace portal::s3

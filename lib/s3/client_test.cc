@@ -180,6 +180,34 @@ TEST_CASE("transport errors are retried, and retries are bounded", "[s3client]")
   CHECK(st.message().find("SlowDown") != std::string::npos);
 }
 
+TEST_CASE("StopRetrying ends a backoff at once, and later requests get one attempt",
+          "[s3client]") {
+  SimEnv env;
+  int calls = 0;
+  auto fake = std::make_shared<FakeHttp>([&](const HttpRequest&) -> Result<HttpResponse> {
+    ++calls;
+    return Status::Unavailable("PUT x: Couldn't connect to server");
+  });
+  auto c = MakeClient(env, fake);
+  std::optional<Status> put;
+  Start(c->PutObject("k", "x", false), [&](Status st) { put = std::move(st); });
+  env.AdvanceBy(2 * kNanosPerSecond);  // a few attempts; the backoff grows to seconds
+  REQUIRE(!put);
+  const int before = calls;
+  const uint64_t stopped_at = env.NowNanos();
+  c->StopRetrying();
+  env.RunUntil([&] { return put.has_value(); });
+  REQUIRE(put);
+  CHECK(env.NowNanos() == stopped_at);
+  CHECK(calls == before);
+  CHECK(put->retryable());
+  CHECK(put->message().find("retries stopped") != std::string::npos);
+
+  calls = 0;
+  CHECK(!RunSim(env, c->DeleteObject("k")).ok());
+  CHECK(calls == 1);
+}
+
 TEST_CASE("4xx answers are final: mapped once, never retried", "[s3client]") {
   struct Case {
     int http;

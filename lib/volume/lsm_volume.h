@@ -39,6 +39,7 @@
 #include "volume/segment_reader.h"
 #include "volume/snapshot.h"
 #include "volume/sqlite_cache.h"
+#include "volume/store_health.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -67,6 +68,11 @@ struct VolumeStats {
   // compaction can release), and how many full compactions that estimate triggered.
   uint64_t shadowed_blocks = 0;
   uint64_t full_compactions = 0;
+  // Segment uploads failing (and retried; FLUSH and FUA wait meanwhile): since when
+  // (wall clock, ns since the Unix epoch; 0 when not failing), attempts, last error.
+  int64_t store_failing_since_ns = 0;
+  uint64_t store_failed_attempts = 0;
+  std::string store_error;
   // Object reads whose bytes failed verification and were fetched again (see
   // objstore::RefetchCorrupt): damage on the way from the store, or in it.
   uint64_t corrupt_refetches = 0;
@@ -81,8 +87,21 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
                                                        VolumeOptions options);
   ~LsmVolume() override;
 
-  // Makes everything durable and stops background work. Later calls fail.
-  Task<Status> Close();
+  static constexpr uint64_t kNoDeadline = UINT64_MAX;
+  // Makes everything durable and stops background work. Later calls fail. With a
+  // deadline (Env::NowNanos), GiveUpAt(deadline) first. Fails (IOError) when written
+  // data was left that is not durable; the message is NotDurableSummary().
+  Task<Status> Close(uint64_t deadline_ns = kNoDeadline);
+  // Bounds every wait for durability (a stop): once Env time reaches `deadline_ns` the
+  // volume gives up on what is not yet in the store. Segment upload retries and the
+  // background jobs' retries stop at once (even mid-backoff); FLUSH and FUA waiters,
+  // stalled writers and later writes fail with IOError. What was acknowledged durable
+  // stays durable; nothing is acknowledged that is not. The earliest deadline wins; it
+  // cannot be undone (the volume can only be closed after it passed).
+  void GiveUpAt(uint64_t deadline_ns);
+  // "N bytes not durable (store failing since T: error)": written data not yet in the
+  // store and why; "" when there is none. Thread-safe.
+  std::string NotDurableSummary();
 
   uint64_t size_bytes() const override;
   uint32_t block_size() const override { return block_size_; }
@@ -253,6 +272,12 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   // Flushes the memtable and compacts every level into the next, down to the last.
   Task<Status> CompactToBottomLocked();  // caller holds jobs_mu_
   Task<Status> Commit(const Manifest& next);  // caller holds jobs_mu_
+  void GiveUpNow();
+  uint64_t UnflushedBytesLocked() const;
+  std::string NotDurableSummaryLocked() const;
+  Status GaveUpLocked() const;  // the error waiters get once the volume gave up
+  // Records a segment upload's outcome in store_health_ and logs what it says to.
+  void NoteUpload(const Status& st, const std::string& key);
   std::string NextSstKey();
 
   // --- garbage collection (volume_gc.cc); callers hold jobs_mu_ ---
@@ -340,6 +365,12 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
   bool restoring_ = false;        // GUARDED_BY(mu_)
   uint64_t writes_inflight_ = 0;  // GUARDED_BY(mu_)
   int64_t last_gc_ns_ = -1;
+  // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
+  Cancellation give_up_{env_};
+  uint64_t give_up_deadline_ns_ = kNoDeadline;  // GUARDED_BY(mu_)
+  // Segment uploads (in stats), GUARDED_BY(mu_); map maintenance (its loop's own).
+  StoreHealth store_health_{"segment upload", ", and FLUSH/FUA wait until it succeeds"};
+  StoreHealth maintenance_health_{"map maintenance", " every second"};
 };
 
 }  // namespace portal::volume

@@ -61,12 +61,12 @@ Task<Result<std::pair<uint64_t, Manifest>>> ManifestLog::ReadLatest(uint64_t hin
   co_return std::make_pair(n, std::move(m));
 }
 
-Task<Status> ManifestLog::Create(uint64_t number, const Manifest& m) {
+Task<Status> ManifestLog::Create(uint64_t number, const Manifest& m, Cancellation* cancel) {
   const std::string key = ManifestKey(number);
   const std::string bytes = EncodeManifest(m);
   // Someone created it: us (an acknowledgement lost on the way back) or another writer.
   bool existed = false;
-  Status st = co_await objstore::PutIfAbsentOrSame(env_, store_, key, bytes, &existed);
+  Status st = co_await objstore::PutIfAbsentOrSame(env_, store_, key, bytes, &existed, cancel);
   if (st.ok() || !existed) co_return st;
   co_return Status::PreconditionFailed("manifest " + key +
                                        " was created by another writer: this writer is fenced");

@@ -37,7 +37,8 @@ class ManifestLog {
   // NotFound if the store holds no manifest (a new volume).
   Task<Result<std::pair<uint64_t, Manifest>>> ReadLatest(uint64_t hint);
   Task<Result<Manifest>> Read(uint64_t number);
-  Task<Status> Create(uint64_t number, const Manifest& m);
+  // `cancel`: stop retrying once cancelled; the outcome is then unknown (an error).
+  Task<Status> Create(uint64_t number, const Manifest& m, Cancellation* cancel = nullptr);
 
  private:
   objstore::ObjectStore& store_;

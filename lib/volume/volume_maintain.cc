@@ -1,5 +1,5 @@
-// Map maintenance: memtable flushes to L0 SSTs, leveled compaction, manifest commits,
-// close and statistics.
+// Map maintenance: memtable flushes to L0 SSTs, leveled compaction, manifest commits and
+// statistics.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -33,12 +33,13 @@ Task<Status> LsmVolume::Commit(const Manifest& next_in) {
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (give_up_.cancelled()) co_return GaveUpLocked();
     number = version_->number + 1;
     next.next_segment_id = next_segment_id_;
     next.next_seq = next_seq_;
     next.epoch = epoch_;
   }
-  Status st = co_await log_.Create(number, next);
+  Status st = co_await log_.Create(number, next, &give_up_);
   std::lock_guard lock(mu_);
   if (st.IsPreconditionFailed()) {
     fenced_ = true;
@@ -57,8 +58,8 @@ Task<Status> LsmVolume::Commit(const Manifest& next_in) {
 // Uploads an SST under a fresh name. Names are unique to this epoch, so existing other
 // contents are not a race but corruption.
 static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::string& key,
-                           const std::string& bytes) {
-  Status st = co_await objstore::PutIfAbsentOrSame(env, store, key, bytes);
+                           const std::string& bytes, Cancellation* cancel) {
+  Status st = co_await objstore::PutIfAbsentOrSame(env, store, key, bytes, nullptr, cancel);
   if (st.IsPreconditionFailed()) {
     co_return Status::Corruption("map SST " + key + " exists with other contents");
   }
@@ -68,7 +69,7 @@ static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::st
 // Writes `extents` (sorted) as SSTs of about `target` bytes each.
 static Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     Env& env, objstore::ObjectStore& store, const std::vector<lsm::Extent>& extents,
-    uint64_t target, const std::function<std::string()>& next_key) {
+    uint64_t target, const std::function<std::string()>& next_key, Cancellation* cancel) {
   std::vector<std::pair<SstRef, SstIndex>> out;
   lsm::SstBuilder builder;
   auto finish = [&]() -> Task<Status> {
@@ -77,7 +78,7 @@ static Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     std::string bytes = builder.Finish(&idx);
     SstRef ref{next_key(), idx.min_block, idx.end_block, bytes.size(), idx.extent_count,
                idx.data_blocks};
-    CO_RETURN_IF_ERROR(co_await PutSst(env, store, ref.key, bytes));
+    CO_RETURN_IF_ERROR(co_await PutSst(env, store, ref.key, bytes, cancel));
     out.emplace_back(std::move(ref), std::move(idx));
     builder = lsm::SstBuilder();
     co_return Status::Ok();
@@ -119,7 +120,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
   // On failure imm_ stays in the read path (newer than the SSTs, older than mem_).
   CO_ASSIGN_OR_RETURN(auto written,
                       co_await WriteSsts(env_, store_, imm->Extents(), options_.sst_target_bytes,
-                                         [this] { return NextSstKey(); }));
+                                         [this] { return NextSstKey(); }, &give_up_));
   Manifest next;
   {
     std::lock_guard lock(mu_);
@@ -252,7 +253,7 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   }
   CO_ASSIGN_OR_RETURN(auto written,
                       co_await WriteSsts(env_, store_, out, options_.sst_target_bytes,
-                                         [this] { return NextSstKey(); }));
+                                         [this] { return NextSstKey(); }, &give_up_));
   std::vector<SstRef> outputs;
   for (auto& [ref, idx] : written) {
     outputs.push_back(ref);
@@ -341,7 +342,7 @@ Task<void> LsmVolume::MaintenanceLoop() {
     uint64_t wait_ns = Notifier::kForever;
     {
       std::lock_guard lock(mu_);
-      if (stop_ || fenced_) co_return;
+      if (stop_ || fenced_ || give_up_.cancelled()) co_return;
       const uint64_t now = env_.NowNanos();
       const bool dirty = mem_dirty_since_ns_ >= 0;
       const uint64_t due =
@@ -373,31 +374,21 @@ Task<void> LsmVolume::MaintenanceLoop() {
       if (st.ok() && full) st = co_await CompactToBottomLocked();
       if (st.ok() && (gc || full)) st = co_await CollectGarbage();
       if (st.code() == Status::Code::kShutdown) co_return;  // the store is gone
+      if (give_up_.cancelled()) co_return;  // a stop's deadline cut the job short
+      // Logged when failures start, once a minute while they last, and when they end.
+      const std::optional<std::string> line =
+          st.ok() ? maintenance_health_.Succeeded(env_.NowNanos())
+                  : maintenance_health_.Failed(st, "", env_.NowNanos(), env_.WallNanos());
+      if (line && st.ok()) Log()->info("{}", *line);
+      if (line && !st.ok()) Log()->warn("{}", *line);
       if (!st.ok()) {
-        Log()->warn("map maintenance failed error=\"{}\"", st.ToString());
         guard.Release();
-        co_await SleepFor(env_, kNanosPerSecond);
+        co_await give_up_.Sleep(kNanosPerSecond);
       }
       continue;
     }
     co_await changed_.Wait(seen, wait_ns);
   }
-}
-
-Task<Status> LsmVolume::Close() {
-  {
-    std::lock_guard lock(mu_);
-    if (closing_) co_return Status::Shutdown("volume already closed");
-    closing_ = true;
-  }
-  Status st = co_await Flush();
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  changed_.NotifyAll();
-  co_await loops_.Wait();
-  co_return st;
 }
 
 bool LsmVolume::fenced() {
@@ -435,6 +426,12 @@ VolumeStats LsmVolume::stats() {
   s.shadowed_blocks = shadowed_blocks_;
   s.full_compactions = full_compactions_;
   s.snapshots = version_->manifest.snapshots.size();
+  const StoreHealth::State& health = store_health_.state();
+  if (health.failing) {
+    s.store_failing_since_ns = health.since_wall_ns;
+    s.store_failed_attempts = health.failed_attempts;
+    s.store_error = health.error;
+  }
   return s;
 }
 

@@ -131,7 +131,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   const std::string bytes = EncodeSnapshotObject(obj);
   // An existing object is our own lost acknowledgement (read back, dst seed 5562) or a
   // uuid collision (PreconditionFailed).
-  Status put = co_await objstore::PutIfAbsentOrSame(env_, store_, ref.key, bytes);
+  Status put = co_await objstore::PutIfAbsentOrSame(env_, store_, ref.key, bytes, nullptr, &give_up_);
   CO_RETURN_IF_ERROR(put.WithContext("writing snapshot object " + ref.key));
 
   Manifest next = current;

@@ -167,13 +167,19 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
       *size = enc.bytes.size();
       st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
     }
-    if (st.ok()) co_return st;
+    if (st.ok()) {
+      NoteUpload(st, key);
+      co_return st;
+    }
     if (st.IsPreconditionFailed()) {
       // Someone created this id: our own earlier attempt (acknowledgement lost), or a
       // newer writer's fence. Read it back before concluding anything.
       uint64_t theirs = 0;
       auto existing = co_await segments_.ReadFooter(id, 0, &theirs);
-      if (existing.ok() && existing->epoch == epoch_ && theirs == checksum) co_return Status::Ok();
+      if (existing.ok() && existing->epoch == epoch_ && theirs == checksum) {
+        NoteUpload(Status::Ok(), key);
+        co_return Status::Ok();
+      }
       if (existing.ok() && existing->epoch < epoch_) {
         // Open replayed every segment below our fence and nothing of an older epoch can
         // land above it (DESIGN.md single writer, step 5): this object is damage or a
@@ -194,16 +200,19 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
     // The store is gone for good (a crashed FaultStore in the simulator, or the process
     // shutting down): retrying cannot help.
     if (st.code() == Status::Code::kShutdown) co_return st;
+    NoteUpload(st, key);  // since when and why, for status and a rationed log
     {
       std::lock_guard lock(mu_);
       if (stop_ && attempt >= 5) co_return st.WithContext("giving up on " + key + " at close");
     }
-    if (attempt == 1 || attempt % 20 == 0) {
-      Log()->warn("segment upload failed, retrying key={} attempt={} error=\"{}\"", key, attempt,
-                  st.ToString());
+    // The backoff ends early when a stop's deadline passes (GiveUpAt).
+    if (!give_up_.cancelled()) {
+      co_await give_up_.Sleep((backoff_ms / 2 + env_.RandomBelow(backoff_ms / 2 + 1)) *
+                              kNanosPerMilli);
     }
-    co_await SleepFor(env_, (backoff_ms / 2 + env_.RandomBelow(backoff_ms / 2 + 1)) *
-                                kNanosPerMilli);
+    if (give_up_.cancelled()) {
+      co_return st.WithContext("gave up on " + key + " at the stop deadline");
+    }
     backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
   }
 }
@@ -225,7 +234,7 @@ Task<void> LsmVolume::UploaderLoop() {
     uint64_t wait_ns = Notifier::kForever;
     {
       std::lock_guard lock(mu_);
-      if (fenced_) co_return;
+      if (fenced_ || give_up_.cancelled()) co_return;
       const bool dirty = !active_->empty();
       if (!dirty && sealed_.empty() && stop_) co_return;
       bool go = false;
@@ -270,19 +279,26 @@ Task<void> LsmVolume::UploaderLoop() {
             if (!st.retryable()) co_return st;
             {
               std::lock_guard lock(mu_);
-              if (stop_ || fenced_) co_return Status::Ok();  // give up; `st` keeps the error
+              if (stop_ || fenced_ || give_up_.cancelled()) {
+                co_return Status::Ok();  // give up; `st` keeps the error
+              }
             }
             Log()->warn("applying segment {} failed, retrying error=\"{}\"", s.segment_id,
                         st.ToString());
             co_return st;
           },
-          0);
+          0, &give_up_);
     }
     if (!st.ok()) {
       std::lock_guard lock(mu_);
+      if (reloc) relocating_ = false;  // nobody may wait for it any more (a restore does)
+      if (give_up_.cancelled() && !st.IsPreconditionFailed() && !st.IsCorruption()) {
+        // Not fenced: the stop gave up. Close reports what is left; waiters see GaveUp.
+        changed_.NotifyAll();
+        co_return;
+      }
       fenced_ = true;
       fenced_reason_ = st.ToString();
-      if (reloc) relocating_ = false;  // nobody may wait for it any more (a restore does)
       Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
       changed_.NotifyAll();
       co_return;

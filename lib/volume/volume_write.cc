@@ -36,6 +36,7 @@ Status LsmVolume::CheckWritable() {
   RETURN_IF_ERROR(CheckNotSalvage());
   std::lock_guard lock(mu_);
   if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+  if (give_up_.cancelled()) return GaveUpLocked();
   if (closing_) return Status::Shutdown("volume is closing");
   return Status::Ok();
 }
@@ -62,6 +63,7 @@ void LsmVolume::BumpStripesLocked(uint64_t first, uint64_t end) {
 
 Status LsmVolume::CheckBufferableLocked() const {
   if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+  if (give_up_.cancelled()) return GaveUpLocked();  // nothing uploads it any more
   // The uploader drains what is buffered when stop_ is set and then exits: nothing may
   // land after that, or a FUA or FLUSH would wait for it forever (dst seeds 5431, 5435).
   if (stop_) return Status::Shutdown("volume is closed");
@@ -92,8 +94,8 @@ Task<Status> LsmVolume::WaitForRoom() {
   auto check = [&](bool* poke) -> std::optional<Status> {
     std::lock_guard lock(mu_);
     if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
-    uint64_t unflushed = active_->bytes();
-    for (const auto& s : sealed_) unflushed += s.buf->bytes();
+    if (give_up_.cancelled()) return GaveUpLocked();
+    const uint64_t unflushed = UnflushedBytesLocked();
     if (unflushed < options_.max_unflushed_bytes) {
       if (stalled_) {
         stalled_ = false;
@@ -221,6 +223,7 @@ Task<Status> LsmVolume::Flush() {
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (give_up_.cancelled() && (!active_->empty() || !sealed_.empty())) co_return GaveUpLocked();
     if (!active_->empty()) {
       target = active_gen_;
       flush_gen_ = std::max(flush_gen_, target);
@@ -237,6 +240,7 @@ Task<Status> LsmVolume::Flush() {
       std::lock_guard lock(mu_);
       if (durable_gen_ >= target) co_return Status::Ok();
       if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      if (give_up_.cancelled()) co_return GaveUpLocked();  // never settles now
     }
     co_await changed_.Wait(seen);
   }

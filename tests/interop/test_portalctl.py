@@ -87,9 +87,10 @@ def case_output(tmp):
         r = portalctl(d, "status")
         for label in ("Size:       1.00 GiB (1073741824 bytes)", "Blocks:     262144 of 4096 bytes",
                       "Snapshots:  1", f"NBD:        {d.address} (0 connections)",
-                      "Storage:    memory://", "Epoch:      1 (not fenced)", "Stored:", "Live data:",
-                      "Buffers:", "Cache:", "Integrity:  0 object reads fetched again",
-                      "Requests:", "PUT_IF_ABSENT", "Version:"):
+                      "Storage:    memory://", "Store:      ok", "Epoch:      1 (not fenced)",
+                      "Stored:", "Live data:", "Buffers:", "Cache:",
+                      "Integrity:  0 object reads fetched again", "Requests:", "PUT_IF_ABSENT",
+                      "Version:"):
             check(f"  {label}" in r.stdout, f"status lacks {label!r}:\n{r.stdout}")
         check(r.stdout.startswith("portalbd daemon status:\n"), r.stdout)
 
@@ -117,10 +118,12 @@ def case_json(tmp):
                   "segments", "segment_bytes", "map_ssts", "map_bytes", "buffer_bytes",
                   "max_unflushed_bytes", "cache_bytes", "cache_capacity_bytes", "cache_hits",
                   "cache_misses", "write_stalls", "corrupt_refetches", "snapshots",
-                  "nbd_connections", "requests"):
+                  "nbd_connections", "store_failing_since", "store_failed_attempts",
+                  "store_error", "requests"):
             check(k in st, f"status --json lacks {k}: {st}")
-        check_eq((st["snapshots"], st["storage_url"], st["nbd_address"], st["fenced"]),
-                 (1, "memory://", d.address, False), "status values")
+        check_eq((st["snapshots"], st["storage_url"], st["nbd_address"], st["fenced"],
+                  st["store_failing_since"], st["store_error"]),
+                 (1, "memory://", d.address, False, "", ""), "status values")
         check_eq(json.loads(portalctl(d, "--json", "snapshot", "delete", "s1").stdout),
                  {"ok": True}, "delete --json")
 

@@ -1,0 +1,111 @@
+// Stopping: Close, and the deadline that bounds it. Until the deadline, a stop makes
+// everything durable, retrying the store as long as it takes; at the deadline the volume
+// gives up (give_up_ is cancelled): retries end mid-backoff, whoever waits for
+// durability fails, and Close reports how many written bytes were left behind. Giving up
+// never acknowledges anything: a FLUSH succeeds only once the uploads it needs settled.
+#include <fmt/format.h>
+
+#include "util/log.h"
+#include "volume/lsm_volume.h"
+
+namespace portal::volume {
+namespace {
+auto Log() { return log::Get("portalbd::volume"); }
+}  // namespace
+
+void LsmVolume::GiveUpAt(uint64_t deadline_ns) {
+  const uint64_t now = env_.NowNanos();
+  {
+    std::lock_guard lock(mu_);
+    if (deadline_ns >= give_up_deadline_ns_) return;
+    give_up_deadline_ns_ = deadline_ns;
+  }
+  if (deadline_ns <= now) return GiveUpNow();
+  // A weak reference: a volume closed in time is destroyed without waiting for this.
+  env_.PostAfter(deadline_ns - now, [weak = weak_from_this()] {
+    if (auto v = weak.lock()) v->GiveUpNow();
+  });
+}
+
+void LsmVolume::GiveUpNow() {
+  if (give_up_.cancelled()) return;
+  give_up_.Cancel();  // retry loops and their backoffs
+  std::string left;
+  {
+    std::lock_guard lock(mu_);
+    left = NotDurableSummaryLocked();
+  }
+  if (!left.empty()) Log()->warn("stop deadline passed: giving up on {}", left);
+  changed_.NotifyAll();  // FLUSH waiters, stalled writers, the uploader
+}
+
+uint64_t LsmVolume::UnflushedBytesLocked() const {
+  uint64_t n = active_->bytes();
+  for (const auto& s : sealed_) n += s.buf->bytes();
+  return n;
+}
+
+std::string LsmVolume::NotDurableSummaryLocked() const {
+  if (active_->empty() && sealed_.empty()) return "";
+  std::string why;
+  const StoreHealth::State& h = store_health_.state();
+  if (h.failing) {
+    why = fmt::format("store failing since {}: {}", FormatRfc3339(h.since_wall_ns), h.error);
+  } else if (fenced_) {
+    why = "volume fenced: " + fenced_reason_;
+  } else if (give_up_.cancelled()) {
+    why = "the stop deadline passed before they were uploaded";
+  } else {
+    why = "not yet uploaded";
+  }
+  return fmt::format("{} bytes not durable ({})", UnflushedBytesLocked(), why);
+}
+
+std::string LsmVolume::NotDurableSummary() {
+  std::lock_guard lock(mu_);
+  return NotDurableSummaryLocked();
+}
+
+Status LsmVolume::GaveUpLocked() const {
+  std::string left = NotDurableSummaryLocked();
+  return Status::IOError("gave up at the stop deadline" + (left.empty() ? "" : ": " + left));
+}
+
+void LsmVolume::NoteUpload(const Status& st, const std::string& key) {
+  std::optional<std::string> line;
+  {
+    std::lock_guard lock(mu_);
+    line = st.ok() ? store_health_.Succeeded(env_.NowNanos())
+                   : store_health_.Failed(st, key, env_.NowNanos(), env_.WallNanos());
+  }
+  if (!line) return;
+  if (st.ok()) {
+    Log()->info("{}", *line);
+  } else {
+    Log()->warn("{}", *line);
+  }
+}
+
+Task<Status> LsmVolume::Close(uint64_t deadline_ns) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_) co_return Status::Shutdown("volume already closed");
+    closing_ = true;
+  }
+  GiveUpAt(deadline_ns);
+  Status st = co_await Flush();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  changed_.NotifyAll();
+  co_await loops_.Wait();
+  // The uploader drains every buffer before it exits, unless fenced or given up: what is
+  // left is written data that will never be durable.
+  std::lock_guard lock(mu_);
+  std::string left = NotDurableSummaryLocked();
+  if (!left.empty()) co_return Status::IOError(left);
+  co_return st;
+}
+
+}  // namespace portal::volume

@@ -59,7 +59,7 @@ VolumeOptions StopOptions() {
 
 TEST_CASE(
     "Close with a deadline ends while every store write fails, and reports what it "
-    "leaves; FLUSH waiters and stalled writers fail",
+    "leaves, and FLUSH waiters and stalled writers fail",
     "[volume]") {
   objstore::MemoryStore mem;
   const auto flushed_data = Data(1, 64 * 1024);

@@ -47,7 +47,7 @@ Result<std::shared_ptr<nbd::OpenExport>> VolumeCatalog::Open(std::string_view na
     return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, volume_, nullptr, nullptr});
   }
   const std::string snap(name.substr(name_.size() + 1));
-  ASSIGN_OR_RETURN(std::shared_ptr<volume::BlockDevice> dev, volume_->OpenSnapshot(snap));
+  ASSIGN_OR_RETURN(std::shared_ptr<device::BlockDevice> dev, volume_->OpenSnapshot(snap));
   return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, std::move(dev), nullptr, nullptr});
 }
 

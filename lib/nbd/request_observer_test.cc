@@ -42,7 +42,7 @@ class TestObserver final : public RequestObserver {
 // Attaches `observer` to every export it opens.
 class ObservedCatalog final : public ExportCatalog {
  public:
-  ObservedCatalog(std::shared_ptr<volume::BlockDevice> dev, std::shared_ptr<TestObserver> o)
+  ObservedCatalog(std::shared_ptr<device::BlockDevice> dev, std::shared_ptr<TestObserver> o)
       : inner_(ExportInfo{"portalbd", "", kSize, false}, std::move(dev)), observer_(std::move(o)) {}
   std::vector<ExportInfo> List() override { return inner_.List(); }
   Result<ExportInfo> Lookup(std::string_view name) override { return inner_.Lookup(name); }

@@ -12,10 +12,17 @@
 #include <memory>
 #include <shared_mutex>
 
+#include "device/block_device.h"
 #include "util/range_map.h"
-#include "volume/block_device.h"
 
 namespace portal::volume {
+
+// The device seam's types, used unqualified throughout the volume.
+using device::BlockDevice;
+using device::ByteRange;
+using device::StatusExtent;
+using device::WriteFlags;
+using device::ZeroFlags;
 
 class MemoryVolume final : public BlockDevice {
  public:

@@ -1,6 +1,6 @@
 #include "daemon/catalog.h"
 
-#include "volume/manifest.h"
+#include "util/rfc3339.h"
 
 namespace portal::daemon {
 
@@ -17,7 +17,7 @@ nbd::ExportInfo VolumeCatalog::VolumeInfo() const {
 nbd::ExportInfo VolumeCatalog::SnapshotInfo(const volume::SnapshotInfo& s) const {
   nbd::ExportInfo info;
   info.name = name_ + "@" + s.name;
-  info.description = "snapshot " + s.name + " taken " + volume::FormatRfc3339(s.created_ns) +
+  info.description = "snapshot " + s.name + " taken " + FormatRfc3339(s.created_ns) +
                      " (read-only)";
   info.size_bytes = s.size_bytes;
   info.read_only = true;

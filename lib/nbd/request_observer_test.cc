@@ -7,9 +7,9 @@
 
 #include "nbd/protocol.h"
 #include "nbd/session.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
 #include "util/coding.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -58,8 +58,8 @@ class ObservedCatalog final : public ExportCatalog {
 };
 
 struct Fixture {
-  std::shared_ptr<volume::MemoryVolume> device =
-      std::make_shared<volume::MemoryVolume>(kSize, 4096);
+  std::shared_ptr<testing::MemoryVolume> device =
+      std::make_shared<testing::MemoryVolume>(kSize, 4096);
   std::shared_ptr<TestObserver> observer = std::make_shared<TestObserver>();
   ObservedCatalog catalog{device, observer};
   testing::SessionDriver driver{catalog};

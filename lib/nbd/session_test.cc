@@ -7,8 +7,8 @@
 
 #include "env/async.h"
 #include "env/sim_env.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -73,7 +73,7 @@ class YieldingDevice final : public device::BlockDevice {
     co_return Status::Ok();
   }
   SimEnv& env_;
-  volume::MemoryVolume inner_;
+  testing::MemoryVolume inner_;
 };
 
 struct Fixture {
@@ -82,7 +82,7 @@ struct Fixture {
       yielding = std::make_shared<YieldingDevice>(env, size);
       device = yielding;
     } else {
-      device = std::make_shared<volume::MemoryVolume>(size, 4096);
+      device = std::make_shared<testing::MemoryVolume>(size, 4096);
     }
     catalog = std::make_unique<SingleExportCatalog>(
         ExportInfo{"portalbd", "", size, false}, device);
@@ -248,7 +248,7 @@ TEST_CASE("block status without a context and DF without structured replies are 
 }
 
 TEST_CASE("read-only exports refuse writes with EPERM", "[nbd]") {
-  auto dev = std::make_shared<volume::MemoryVolume>(kSize, 4096);
+  auto dev = std::make_shared<testing::MemoryVolume>(kSize, 4096);
   SingleExportCatalog catalog(ExportInfo{"snap", "", kSize, true}, dev);
   SessionDriver d(catalog);
   d.Feed(ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) +

@@ -27,7 +27,7 @@ std::string Option(uint32_t option, const std::string& data) {
 
 }  // namespace
 
-NbdClient::NbdClient(SimEnv& env, std::shared_ptr<volume::BlockDevice> device, bool structured,
+NbdClient::NbdClient(SimEnv& env, std::shared_ptr<device::BlockDevice> device, bool structured,
                      std::function<void(const std::string&)> on_error)
     : env_(env), structured_(structured), on_error_(std::move(on_error)) {
   ExportInfo info;

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "device/block_device.h"
 #include "env/sim_env.h"
 #include "nbd/export.h"
 #include "nbd/session.h"
-#include "volume/block_device.h"
 
 namespace portal::dst {
 
@@ -29,12 +29,12 @@ class NbdClient final : private nbd::Session::Host {
   struct Reply {
     uint32_t error = 0;                       // NBD error number (0: success)
     std::string data;                         // READ: the bytes (holes filled with zeroes)
-    std::vector<volume::ByteRange> holes;     // READ: hole chunks (relative offsets)
-    std::vector<volume::StatusExtent> extents;  // BLOCK_STATUS
+    std::vector<device::ByteRange> holes;     // READ: hole chunks (relative offsets)
+    std::vector<device::StatusExtent> extents;  // BLOCK_STATUS
   };
   using Done = std::function<void(Reply)>;
 
-  NbdClient(SimEnv& env, std::shared_ptr<volume::BlockDevice> device, bool structured,
+  NbdClient(SimEnv& env, std::shared_ptr<device::BlockDevice> device, bool structured,
             std::function<void(const std::string&)> on_error);
   ~NbdClient() override;
 

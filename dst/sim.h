@@ -64,10 +64,10 @@ struct Op {
   uint64_t t_issue = 0;
   bool done = false;
   std::vector<uint8_t> buf;  // WRITE payload or READ result
-  std::vector<volume::ByteRange> zeroes;
-  std::vector<volume::StatusExtent> extents;
+  std::vector<device::ByteRange> zeroes;
+  std::vector<device::StatusExtent> extents;
   std::string snap;                               // SNAP_*: the snapshot's name
-  std::shared_ptr<volume::BlockDevice> snap_dev;  // SNAP_READ: the device, while reading
+  std::shared_ptr<device::BlockDevice> snap_dev;  // SNAP_READ: the device, while reading
   bool Mutates() const {
     return type == OpType::kWrite || type == OpType::kTrim || type == OpType::kZero;
   }
@@ -174,7 +174,7 @@ class Simulator {
   // `error` set: a read that fails for good (not Unavailable) returns false with its
   // status there instead of failing the run (reads of a damaged store).
   bool ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
-                  volume::BlockDevice* dev = nullptr, Status* error = nullptr);
+                  device::BlockDevice* dev = nullptr, Status* error = nullptr);
   // --- sim_snap.cc: snapshots ---
   bool PickSnapOp(Writer* w, Op* op, bool admin);
   void IssueSnap(Op* op);
@@ -196,7 +196,7 @@ class Simulator {
   // Reads [first, first + count) of a damaged store, block by block where a run fails:
   // (block, content) for every block that read; counts the others.
   std::vector<std::pair<uint64_t, std::vector<uint8_t>>> ReadDamaged(
-      Writer* w, const std::vector<uint64_t>& blocks, volume::BlockDevice* dev);
+      Writer* w, const std::vector<uint64_t>& blocks, device::BlockDevice* dev);
   void Audit();
   void CheckInvariants(const char* when);
   void Liveness();

@@ -154,7 +154,7 @@ void Simulator::RepairDamage() {
 }
 
 std::vector<std::pair<uint64_t, std::vector<uint8_t>>> Simulator::ReadDamaged(
-    Writer* w, const std::vector<uint64_t>& blocks, volume::BlockDevice* dev) {
+    Writer* w, const std::vector<uint64_t>& blocks, device::BlockDevice* dev) {
   const uint64_t bs = k_.volume.block_size;
   std::vector<std::pair<uint64_t, std::vector<uint8_t>>> out;
   auto keep = [&](uint64_t first, const std::vector<uint8_t>& data) {

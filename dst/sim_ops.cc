@@ -229,7 +229,7 @@ void Simulator::IssueDirect(Op* op) {
       return Start(v.Flush(), done);
     case OpType::kStatus:
       return Start(v.BlockStatus(op->offset, op->length, op->max_extents),
-                   [this, op](Result<std::vector<volume::StatusExtent>> r) {
+                   [this, op](Result<std::vector<device::StatusExtent>> r) {
                      if (r.ok()) op->extents = std::move(*r);
                      OnDone(op, r.status());
                    });

@@ -53,7 +53,7 @@ void Simulator::RecordOpen(Writer* w) {
 }
 
 bool Simulator::ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
-                           volume::BlockDevice* dev, Status* error) {
+                           device::BlockDevice* dev, Status* error) {
   const uint64_t bs = k_.volume.block_size;
   if (!dev) dev = w->vol.get();
   for (int attempt = 0; attempt < kReadAttempts && !failed(); ++attempt) {

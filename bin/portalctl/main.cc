@@ -17,7 +17,7 @@
 #include "common/cli.h"
 #include "control/client.h"
 #include "control/protocol.h"
-#include "volume/manifest.h"
+#include "util/rfc3339.h"
 #include "volume/snapshot.h"
 
 namespace {
@@ -43,17 +43,17 @@ std::string Count(uint64_t n, std::string_view noun) {
   return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
 }
 
-void PrintSnapshot(const portal::volume::SnapshotInfo& s, bool detail) {
+void PrintSnapshot(const SnapshotEntry& s, bool detail) {
   std::printf("Snapshot: %s\n", s.name.c_str());
   std::printf("  ID:      %s\n", s.id.c_str());
-  std::printf("  Created: %s\n", portal::volume::FormatRfc3339(s.created_ns).c_str());
+  std::printf("  Created: %s\n", portal::FormatRfc3339(s.created_ns).c_str());
   if (!detail) return;
   std::printf("  Size:    %s\n", FormatSize(s.size_bytes).c_str());
-  std::printf("  Pinned:  %s\n", FormatSize(s.data_bytes).c_str());
+  std::printf("  Pinned:  %s\n", FormatSize(s.pinned_bytes).c_str());
   std::printf("  Clients: %d (attached as portalbd@%s)\n", s.attached, s.name.c_str());
 }
 
-void PrintList(const std::vector<portal::volume::SnapshotInfo>& list) {
+void PrintList(const std::vector<SnapshotEntry>& list) {
   if (list.empty()) {
     std::printf("No snapshots\n");
     return;
@@ -64,8 +64,8 @@ void PrintList(const std::vector<portal::volume::SnapshotInfo>& list) {
                                 "CREATED", "SIZE", "PINNED");
   for (const auto& s : list) {
     out += fmt::format("{:<{}}  {:<36}  {:<27}  {:>10}  {:>10}\n", s.name, w, s.id,
-                       portal::volume::FormatRfc3339(s.created_ns), FormatSize(s.size_bytes),
-                       FormatSize(s.data_bytes));
+                       portal::FormatRfc3339(s.created_ns), FormatSize(s.size_bytes),
+                       FormatSize(s.pinned_bytes));
   }
   std::fputs(out.c_str(), stdout);
 }

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "volume/manifest.h"
+#include "util/rfc3339.h"
 
 namespace portal::control {
 
@@ -33,14 +33,14 @@ ErrorReply BadRequest(std::string message) {
   return ErrorReply{std::string(kBadRequest), std::move(message)};
 }
 
-ordered_json SnapshotJson(const volume::SnapshotInfo& s) {
+ordered_json SnapshotJson(const SnapshotEntry& s) {
   ordered_json j;
   j["name"] = s.name;
   j["id"] = s.id;
-  j["created"] = volume::FormatRfc3339(s.created_ns);
+  j["created"] = FormatRfc3339(s.created_ns);
   j["created_ns"] = s.created_ns;
   j["size_bytes"] = s.size_bytes;
-  j["pinned_bytes"] = s.data_bytes;
+  j["pinned_bytes"] = s.pinned_bytes;
   j["attached"] = s.attached;
   return j;
 }
@@ -130,16 +130,16 @@ class Fields {
   std::string what_;
 };
 
-Result<volume::SnapshotInfo> DecodeSnapshot(const ordered_json& j) {
+Result<SnapshotEntry> DecodeSnapshot(const ordered_json& j) {
   if (!j.is_object()) return Status::Corruption("reply: a snapshot is not an object");
   Fields f(j, "reply snapshot");
-  volume::SnapshotInfo s;
+  SnapshotEntry s;
   uint64_t attached = 0;
   RETURN_IF_ERROR(f.Str("name", &s.name));
   RETURN_IF_ERROR(f.Str("id", &s.id));
   RETURN_IF_ERROR(f.I64("created_ns", &s.created_ns));
   RETURN_IF_ERROR(f.U64("size_bytes", &s.size_bytes));
-  RETURN_IF_ERROR(f.U64("pinned_bytes", &s.data_bytes));
+  RETURN_IF_ERROR(f.U64("pinned_bytes", &s.pinned_bytes));
   RETURN_IF_ERROR(f.U64("attached", &attached));
   s.attached = static_cast<int>(attached);
   return s;
@@ -305,7 +305,6 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
       return BadRequest(fmt::format("op '{}' needs a 'name' (a string)", op_name));
     }
     r.name = name_it->get<std::string>();
-    if (Status st = volume::ValidateSnapshotName(r.name); !st.ok()) return ErrorFromStatus(st);
   }
   r.id_json = *id_json;
   return r;

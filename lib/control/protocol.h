@@ -10,7 +10,8 @@
 //              {"ok":false,"id":7,"error":{"code":"not_found","message":"..."}}
 //
 // Parsing never throws and never asserts on peer bytes: every malformed request becomes
-// an ErrorReply with code "bad_request" (or "request_too_long", "invalid_argument").
+// an ErrorReply with code "bad_request" (or "request_too_long"). A snapshot name is
+// passed on unjudged: the handler applies the volume's rule (invalid_argument).
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,6 @@
 #include <vector>
 
 #include "util/status.h"
-#include "volume/snapshot.h"
 
 namespace portal::control {
 
@@ -59,12 +59,24 @@ inline constexpr std::string_view kRequestTooLong = "request_too_long";
 inline constexpr std::string_view kAlreadyExists = "already_exists";
 inline constexpr std::string_view kTooManyConnections = "too_many_connections";
 
+// A snapshot as replies show it (docs/control.md "Snapshot object"). The protocol owns
+// this type; the daemon fills it from the volume's own record.
+struct SnapshotEntry {
+  std::string name;
+  std::string id;             // uuid
+  int64_t created_ns = 0;     // wall clock; also sent as RFC 3339 ("created")
+  uint64_t size_bytes = 0;    // the device size when it was taken
+  uint64_t pinned_bytes = 0;  // data the snapshot references (what it pins at most)
+  int attached = 0;           // clients reading it as portalbd@NAME
+  friend bool operator==(const SnapshotEntry&, const SnapshotEntry&) = default;
+};
+
 struct OkReply {};
 struct SnapshotReply {
-  volume::SnapshotInfo snapshot;
+  SnapshotEntry snapshot;
 };
 struct SnapshotListReply {
-  std::vector<volume::SnapshotInfo> snapshots;
+  std::vector<SnapshotEntry> snapshots;
 };
 struct RequestCount {  // object store requests of one kind since the daemon started
   std::string kind;    // "GET", "PUT_IF_ABSENT", ...

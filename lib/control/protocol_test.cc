@@ -20,13 +20,13 @@ Request Parse(std::string_view line) {
   return std::get<Request>(r);
 }
 
-volume::SnapshotInfo Snap() {
-  volume::SnapshotInfo s;
+SnapshotEntry Snap() {
+  SnapshotEntry s;
   s.name = "snap1";
   s.id = "0c6e2a5e-46a1-4b8e-9d43-7d7f3e0b1c2a";
   s.created_ns = 1767755083123456789;
   s.size_bytes = 1 << 30;
-  s.data_bytes = 5 << 20;
+  s.pinned_bytes = 5 << 20;
   s.attached = 1;
   return s;
 }
@@ -93,18 +93,12 @@ TEST_CASE("malformed control requests are bad_request with a message", "[control
   }
 }
 
-TEST_CASE("control requests with an invalid snapshot name are invalid_argument", "[control]") {
-  ErrorReply e = ParseError(R"({"op":"snapshot.create","name":""})");
-  CHECK(e.code == "invalid_argument");
-  CHECK(e.message == "snapshot name is empty");
-  e = ParseError(R"({"op":"snapshot.create","name":"a/b"})");
-  CHECK(e.message == "snapshot name 'a/b' contains '/', which is not allowed");
-  e = ParseError(R"({"op":"snapshot.get","name":"portalbd@x"})");
-  CHECK(e.message == "snapshot name 'portalbd@x' contains '@', which is not allowed");
-  e = ParseError(R"({"op":"snapshot.delete","name":")" + std::string(129, 'n') + "\"}");
-  CHECK(e.message == "snapshot name is 129 bytes long; the limit is 128");
-  CHECK(Parse(R"({"op":"snapshot.create","name":")" + std::string(128, 'n') + "\"}").name.size() ==
-        128);
+// Names reach the handler unjudged; it applies the volume's rule (daemon/control_handler_test.cc).
+TEST_CASE("control requests carry any snapshot name string to the handler", "[control]") {
+  CHECK(Parse(R"({"op":"snapshot.create","name":""})").name.empty());
+  CHECK(Parse(R"({"op":"snapshot.get","name":"portalbd@x"})").name == "portalbd@x");
+  CHECK(Parse(R"({"op":"snapshot.create","name":")" + std::string(129, 'n') + "\"}").name.size() ==
+        129);
 }
 
 TEST_CASE("a control request longer than the bound is request_too_long", "[control]") {
@@ -205,7 +199,7 @@ TEST_CASE("control replies decode, and bad replies are Corruption", "[control]")
   const auto& s = std::get<SnapshotReply>(*snap).snapshot;
   CHECK(s.name == "snap1");
   CHECK(s.created_ns == 1767755083123456789);
-  CHECK(s.data_bytes == 5u << 20);
+  CHECK(s.pinned_bytes == 5u << 20);
   CHECK(s.attached == 1);
   auto err = DecodeReply(R"({"ok":false,"error":{"code":"busy","message":"m"}})");
   REQUIRE(err.ok());

@@ -27,7 +27,8 @@ namespace portal::control {
 
 // What the daemon does with a request. Called on an executor thread; may suspend (a
 // snapshot create or restore takes seconds). Must be thread-safe: connections call it
-// concurrently.
+// concurrently. A request's snapshot name has not been checked: the handler answers a
+// name the volume would refuse with invalid_argument (docs/control.md).
 class Handler {
  public:
   virtual ~Handler() = default;

@@ -36,7 +36,7 @@ class FakeHandler final : public Handler {
         co_await changed_.Wait(seen);
       }
       --waiting;
-      volume::SnapshotInfo s;
+      SnapshotEntry s;
       s.name = "slow";
       co_return SnapshotReply{s};
     }

@@ -1,6 +1,6 @@
 #include "daemon/catalog.h"
 
-#include "volume/manifest.h"
+#include "util/rfc3339.h"
 
 namespace portal::daemon {
 
@@ -17,7 +17,7 @@ nbd::ExportInfo VolumeCatalog::VolumeInfo() const {
 nbd::ExportInfo VolumeCatalog::SnapshotInfo(const volume::SnapshotInfo& s) const {
   nbd::ExportInfo info;
   info.name = name_ + "@" + s.name;
-  info.description = "snapshot " + s.name + " taken " + volume::FormatRfc3339(s.created_ns) +
+  info.description = "snapshot " + s.name + " taken " + FormatRfc3339(s.created_ns) +
                      " (read-only)";
   info.size_bytes = s.size_bytes;
   info.read_only = true;
@@ -47,7 +47,7 @@ Result<std::shared_ptr<nbd::OpenExport>> VolumeCatalog::Open(std::string_view na
     return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, volume_, nullptr, nullptr});
   }
   const std::string snap(name.substr(name_.size() + 1));
-  ASSIGN_OR_RETURN(std::shared_ptr<volume::BlockDevice> dev, volume_->OpenSnapshot(snap));
+  ASSIGN_OR_RETURN(std::shared_ptr<device::BlockDevice> dev, volume_->OpenSnapshot(snap));
   return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, std::move(dev), nullptr, nullptr});
 }
 

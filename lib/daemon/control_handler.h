@@ -1,6 +1,9 @@
 // ControlHandler: what portalbd does with a control request (control/server.h): snapshot
 // create, list, get, delete, restore on the volume, and status. Errors from the volume
-// become error replies with its Status code; a duplicate name is "already_exists".
+// become error replies with its Status code; a duplicate name is "already_exists". A name
+// the volume refuses (volume::ValidateSnapshotName) is "invalid_argument" whatever the op,
+// before the volume is consulted. Replies carry control's own snapshot type, converted
+// from the volume's.
 //
 // Thread-safe once attached. Attach() before the control server starts accepting; the
 // volume must stay open while requests may run (the daemon stops the control server
@@ -9,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "control/server.h"
 #include "volume/lsm_volume.h"
@@ -27,6 +31,7 @@ class ControlHandler final : public control::Handler {
   Task<control::Reply> Handle(control::Request request) override;
 
  private:
+  Task<control::Reply> Dispatch(const control::Request& request);
   Task<control::Reply> Create(std::string name);
 
   std::shared_ptr<volume::LsmVolume> volume_;

@@ -72,7 +72,7 @@ namespace {
 struct Pending {
   RequestHeader h;
   std::span<uint8_t> read_out;
-  std::vector<volume::StatusExtent>* extents = nullptr;
+  std::vector<device::StatusExtent>* extents = nullptr;
   uint32_t error = 0;
   std::string message;
   std::shared_ptr<Oneshot<Status>> done;
@@ -305,7 +305,7 @@ struct Client::Impl final : public ReplyReader::Handler, public std::enable_shar
   void OnExtent(uint64_t cookie, uint32_t context_id, uint32_t length, uint32_t flags) override {
     Pending* p = Find(cookie);
     if (!p || !p->extents || context_id != n.base_allocation_id) return;
-    p->extents->push_back(volume::StatusExtent{length, (flags & NBD_STATE_HOLE) != 0,
+    p->extents->push_back(device::StatusExtent{length, (flags & NBD_STATE_HOLE) != 0,
                                                (flags & NBD_STATE_ZERO) != 0});
   }
   void OnError(uint64_t cookie, uint32_t error, std::string_view message) override {
@@ -448,11 +448,11 @@ Task<Status> Client::Cache(uint64_t offset, uint32_t length) {
   co_return co_await impl_->Call(&p, {});
 }
 
-Task<Result<std::vector<volume::StatusExtent>>> Client::BlockStatus(uint64_t offset,
+Task<Result<std::vector<device::StatusExtent>>> Client::BlockStatus(uint64_t offset,
                                                                      uint32_t length,
                                                                      uint16_t flags) {
   Pending p;
-  std::vector<volume::StatusExtent> extents;
+  std::vector<device::StatusExtent> extents;
   p.h = {flags, NBD_CMD_BLOCK_STATUS, 0, offset, length};
   p.extents = &extents;
   Status st = co_await impl_->Call(&p, {});

@@ -25,11 +25,11 @@
 #include <string_view>
 #include <vector>
 
+#include "device/block_device.h"
 #include "env/real_env.h"
 #include "env/task.h"
 #include "nbd/client_handshake.h"
 #include "util/status.h"
-#include "volume/block_device.h"
 
 namespace portal::nbd {
 
@@ -68,7 +68,7 @@ class Client {
   Task<Status> WriteZeroes(uint64_t offset, uint32_t length, uint16_t flags = 0);
   Task<Status> Cache(uint64_t offset, uint32_t length);
   // Needs base_allocation negotiated.
-  Task<Result<std::vector<volume::StatusExtent>>> BlockStatus(uint64_t offset, uint32_t length,
+  Task<Result<std::vector<device::StatusExtent>>> BlockStatus(uint64_t offset, uint32_t length,
                                                                uint16_t flags = 0);
 
   // Waits for requests in flight, sends NBD_CMD_DISC and closes. Later requests fail.

@@ -4,9 +4,9 @@
 
 #include "nbd/client_handshake.h"
 #include "nbd/handshake.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
 #include "util/coding.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -42,7 +42,7 @@ ClientHandshake::State Converse(ClientHandshake& client, Handshake& server) {
 }
 
 TEST_CASE("client handshake negotiates with our server", "[nbd]") {
-  auto device = std::make_shared<volume::MemoryVolume>(3ull << 30, 4096);
+  auto device = std::make_shared<testing::MemoryVolume>(3ull << 30, 4096);
   SingleExportCatalog catalog(Info(), device);
   for (bool structured : {true, false}) {
     for (bool meta : {true, false}) {
@@ -66,7 +66,7 @@ TEST_CASE("client handshake negotiates with our server", "[nbd]") {
 }
 
 TEST_CASE("client handshake reports an unknown export with the server's message", "[nbd]") {
-  auto device = std::make_shared<volume::MemoryVolume>(1 << 20, 4096);
+  auto device = std::make_shared<testing::MemoryVolume>(1 << 20, 4096);
   SingleExportCatalog catalog(Info(), device);
   Handshake server(catalog);
   ClientHandshake client({"nope", true, false});

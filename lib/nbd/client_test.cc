@@ -8,16 +8,16 @@
 #include "nbd/client.h"
 #include "nbd/protocol.h"
 #include "nbd/server.h"
+#include "testing/memory_volume.h"
 #include "testing/testing.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
 
 struct ServerFixture {
   RealEnv env{RealEnv::Options{2, 2}};
-  std::shared_ptr<volume::MemoryVolume> device =
-      std::make_shared<volume::MemoryVolume>(64ull << 20, 4096);
+  std::shared_ptr<testing::MemoryVolume> device =
+      std::make_shared<testing::MemoryVolume>(64ull << 20, 4096);
   std::unique_ptr<SingleExportCatalog> catalog;
   std::unique_ptr<Server> server;
 

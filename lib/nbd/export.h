@@ -10,9 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "device/block_device.h"
 #include "nbd/request_observer.h"
 #include "util/status.h"
-#include "volume/block_device.h"
 
 namespace portal::nbd {
 
@@ -31,7 +31,7 @@ struct ExportInfo {
 // set, sees every request of this connection (request_observer.h).
 struct OpenExport {
   ExportInfo info;
-  std::shared_ptr<volume::BlockDevice> device;
+  std::shared_ptr<device::BlockDevice> device;
   std::shared_ptr<void> pin;
   std::shared_ptr<RequestObserver> observer;
 };
@@ -51,7 +51,7 @@ class ExportCatalog {
 // A catalog with one export, served as `name` and as the default (empty) name.
 class SingleExportCatalog final : public ExportCatalog {
  public:
-  SingleExportCatalog(ExportInfo info, std::shared_ptr<volume::BlockDevice> device)
+  SingleExportCatalog(ExportInfo info, std::shared_ptr<device::BlockDevice> device)
       : info_(std::move(info)), device_(std::move(device)) {}
   std::vector<ExportInfo> List() override { return {info_}; }
   Result<ExportInfo> Lookup(std::string_view name) override {
@@ -66,7 +66,7 @@ class SingleExportCatalog final : public ExportCatalog {
 
  private:
   ExportInfo info_;
-  std::shared_ptr<volume::BlockDevice> device_;
+  std::shared_ptr<device::BlockDevice> device_;
 };
 
 }  // namespace portal::nbd

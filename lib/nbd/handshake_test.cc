@@ -3,8 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -21,9 +21,9 @@ constexpr uint64_t kSize = 1 << 20;
 
 struct Fixture {
   Fixture()
-      : device(std::make_shared<volume::MemoryVolume>(kSize, 4096)),
+      : device(std::make_shared<testing::MemoryVolume>(kSize, 4096)),
         catalog(ExportInfo{"portalbd", "test volume", kSize, false}, device) {}
-  std::shared_ptr<volume::MemoryVolume> device;
+  std::shared_ptr<testing::MemoryVolume> device;
   SingleExportCatalog catalog;
 };
 

@@ -7,9 +7,9 @@
 
 #include "nbd/protocol.h"
 #include "nbd/session.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
 #include "util/coding.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -42,7 +42,7 @@ class TestObserver final : public RequestObserver {
 // Attaches `observer` to every export it opens.
 class ObservedCatalog final : public ExportCatalog {
  public:
-  ObservedCatalog(std::shared_ptr<volume::BlockDevice> dev, std::shared_ptr<TestObserver> o)
+  ObservedCatalog(std::shared_ptr<device::BlockDevice> dev, std::shared_ptr<TestObserver> o)
       : inner_(ExportInfo{"portalbd", "", kSize, false}, std::move(dev)), observer_(std::move(o)) {}
   std::vector<ExportInfo> List() override { return inner_.List(); }
   Result<ExportInfo> Lookup(std::string_view name) override { return inner_.Lookup(name); }
@@ -58,8 +58,8 @@ class ObservedCatalog final : public ExportCatalog {
 };
 
 struct Fixture {
-  std::shared_ptr<volume::MemoryVolume> device =
-      std::make_shared<volume::MemoryVolume>(kSize, 4096);
+  std::shared_ptr<testing::MemoryVolume> device =
+      std::make_shared<testing::MemoryVolume>(kSize, 4096);
   std::shared_ptr<TestObserver> observer = std::make_shared<TestObserver>();
   ObservedCatalog catalog{device, observer};
   testing::SessionDriver driver{catalog};

@@ -15,8 +15,8 @@
 #include "env/async.h"
 #include "env/real_env.h"
 #include "nbd/protocol.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -46,7 +46,7 @@ TEST_CASE("a client that never finishes the handshake is dropped, others are not
           "[nbd][interop]") {
   RealEnv env(RealEnv::Options{.executor_threads = 2, .blocking_threads = 1});
   env.Start();
-  auto dev = std::make_shared<volume::MemoryVolume>(1 << 20, 4096);
+  auto dev = std::make_shared<testing::MemoryVolume>(1 << 20, 4096);
   SingleExportCatalog catalog(ExportInfo{"portalbd", "", 1 << 20, false}, dev);
   Server::Options o;
   o.address = "127.0.0.1:0";

@@ -28,16 +28,16 @@ struct Session::Request {
   std::shared_ptr<const void> keep;  // `buf` as the WRITE's WriteFlags::keep
   size_t room = 0;
   uint64_t accounted_bytes = 0;
-  std::vector<volume::ByteRange> zeroes;
-  std::vector<volume::StatusExtent> extents;
+  std::vector<device::ByteRange> zeroes;
+  std::vector<device::StatusExtent> extents;
   Status status;
   uint64_t observer_token = 0;
   std::atomic<int> phase{kStarting};
 
-  static Task<void> Execute(volume::BlockDevice& dev, Request& r, bool want_zeroes);
+  static Task<void> Execute(device::BlockDevice& dev, Request& r, bool want_zeroes);
 };
 
-Task<void> Session::Request::Execute(volume::BlockDevice& dev, Request& r, bool want_zeroes) {
+Task<void> Session::Request::Execute(device::BlockDevice& dev, Request& r, bool want_zeroes) {
   const RequestHeader& h = r.h;
   const bool fua = h.flags & NBD_CMD_FLAG_FUA;
   switch (h.type) {
@@ -342,7 +342,7 @@ void Session::EncodeRead(Request& req) {
     return;
   }
   // Holes worth sending, in order; smaller zero runs travel as data.
-  std::vector<volume::ByteRange> holes;
+  std::vector<device::ByteRange> holes;
   for (const auto& z : req.zeroes) {
     if (z.length >= kMinHoleBytes && z.offset + z.length <= h.length) holes.push_back(z);
   }

@@ -7,9 +7,9 @@
 
 #include "nbd/protocol.h"
 #include "nbd/session.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
 #include "util/coding.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -25,8 +25,8 @@ ExportInfo Info() {
 
 // A session in transmission (simple replies) on a 1 GiB MemoryVolume.
 struct Fixture {
-  std::shared_ptr<volume::MemoryVolume> device =
-      std::make_shared<volume::MemoryVolume>(1ull << 30, 4096);
+  std::shared_ptr<testing::MemoryVolume> device =
+      std::make_shared<testing::MemoryVolume>(1ull << 30, 4096);
   SingleExportCatalog catalog{Info(), device};
   testing::SessionDriver driver{catalog};
   Session& session = driver.session();

@@ -7,8 +7,8 @@
 
 #include "env/async.h"
 #include "env/sim_env.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
-#include "volume/memory_volume.h"
 
 namespace portal::nbd {
 namespace {
@@ -27,7 +27,7 @@ constexpr uint64_t kSize = 1 << 20;
 
 // Delegates to a MemoryVolume after yielding to a SimEnv, so completions arrive later
 // and through Host::RunInContext; call number `fail_call` (1-based) fails with EIO.
-class YieldingDevice final : public volume::BlockDevice {
+class YieldingDevice final : public device::BlockDevice {
  public:
   YieldingDevice(SimEnv& env, uint64_t size) : env_(env), inner_(size, 4096) {}
   int fail_call = 0;
@@ -36,11 +36,11 @@ class YieldingDevice final : public volume::BlockDevice {
   uint64_t size_bytes() const override { return inner_.size_bytes(); }
   uint32_t block_size() const override { return 4096; }
   Task<Status> Read(uint64_t o, std::span<uint8_t> out,
-                    std::vector<volume::ByteRange>* z) override {
+                    std::vector<device::ByteRange>* z) override {
     CO_RETURN_IF_ERROR(co_await Step());
     co_return co_await inner_.Read(o, out, z);
   }
-  Task<Status> Write(uint64_t o, std::span<const uint8_t> d, volume::WriteFlags f) override {
+  Task<Status> Write(uint64_t o, std::span<const uint8_t> d, device::WriteFlags f) override {
     CO_RETURN_IF_ERROR(co_await Step());
     co_return co_await inner_.Write(o, d, f);
   }
@@ -48,15 +48,15 @@ class YieldingDevice final : public volume::BlockDevice {
     CO_RETURN_IF_ERROR(co_await Step());
     co_return co_await inner_.Flush();
   }
-  Task<Status> Trim(uint64_t o, uint64_t l, volume::WriteFlags f) override {
+  Task<Status> Trim(uint64_t o, uint64_t l, device::WriteFlags f) override {
     CO_RETURN_IF_ERROR(co_await Step());
     co_return co_await inner_.Trim(o, l, f);
   }
-  Task<Status> WriteZeroes(uint64_t o, uint64_t l, volume::ZeroFlags f) override {
+  Task<Status> WriteZeroes(uint64_t o, uint64_t l, device::ZeroFlags f) override {
     CO_RETURN_IF_ERROR(co_await Step());
     co_return co_await inner_.WriteZeroes(o, l, f);
   }
-  Task<Result<std::vector<volume::StatusExtent>>> BlockStatus(uint64_t o, uint64_t l,
+  Task<Result<std::vector<device::StatusExtent>>> BlockStatus(uint64_t o, uint64_t l,
                                                                uint32_t m) override {
     CO_RETURN_IF_ERROR(co_await Step());
     co_return co_await inner_.BlockStatus(o, l, m);
@@ -73,7 +73,7 @@ class YieldingDevice final : public volume::BlockDevice {
     co_return Status::Ok();
   }
   SimEnv& env_;
-  volume::MemoryVolume inner_;
+  testing::MemoryVolume inner_;
 };
 
 struct Fixture {
@@ -82,14 +82,14 @@ struct Fixture {
       yielding = std::make_shared<YieldingDevice>(env, size);
       device = yielding;
     } else {
-      device = std::make_shared<volume::MemoryVolume>(size, 4096);
+      device = std::make_shared<testing::MemoryVolume>(size, 4096);
     }
     catalog = std::make_unique<SingleExportCatalog>(
         ExportInfo{"portalbd", "", size, false}, device);
   }
   SimEnv env;
   std::shared_ptr<YieldingDevice> yielding;
-  std::shared_ptr<volume::BlockDevice> device;
+  std::shared_ptr<device::BlockDevice> device;
   std::unique_ptr<SingleExportCatalog> catalog;
 };
 
@@ -248,7 +248,7 @@ TEST_CASE("block status without a context and DF without structured replies are 
 }
 
 TEST_CASE("read-only exports refuse writes with EPERM", "[nbd]") {
-  auto dev = std::make_shared<volume::MemoryVolume>(kSize, 4096);
+  auto dev = std::make_shared<testing::MemoryVolume>(kSize, 4096);
   SingleExportCatalog catalog(ExportInfo{"snap", "", kSize, true}, dev);
   SessionDriver d(catalog);
   d.Feed(ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) +

@@ -146,7 +146,7 @@ void AppendErrorChunk(std::string* out, uint64_t cookie, uint32_t error,
 }
 
 void AppendBlockStatusChunk(std::string* out, uint64_t cookie, uint32_t context_id,
-                            const std::vector<volume::StatusExtent>& extents) {
+                            const std::vector<device::StatusExtent>& extents) {
   uint8_t b[kStructuredReplyHeaderSize];
   EncodeStructuredHeader(b, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, cookie,
                          static_cast<uint32_t>(4 + 8 * extents.size()));

@@ -11,10 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "device/block_device.h"
 #include "nbd/handshake.h"
 #include "nbd/protocol.h"
 #include "util/status.h"
-#include "volume/block_device.h"
 
 namespace portal::nbd {
 
@@ -53,10 +53,10 @@ void AppendErrorChunk(std::string* out, uint64_t cookie, uint32_t error,
                       std::string_view message);
 // NBD_REPLY_TYPE_BLOCK_STATUS with NBD_REPLY_FLAG_DONE.
 void AppendBlockStatusChunk(std::string* out, uint64_t cookie, uint32_t context_id,
-                            const std::vector<volume::StatusExtent>& extents);
+                            const std::vector<device::StatusExtent>& extents);
 
 // base:allocation flags of an extent.
-inline uint32_t AllocationFlags(const volume::StatusExtent& e) {
+inline uint32_t AllocationFlags(const device::StatusExtent& e) {
   return (e.hole ? NBD_STATE_HOLE : 0) | (e.zero ? NBD_STATE_ZERO : 0);
 }
 

@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
+#include "device/block_device.h"
 #include "env/task.h"
 #include "util/status.h"
-#include "volume/block_device.h"
 
 namespace portal::testing {
 
@@ -30,11 +30,11 @@ struct DeviceModel {
 };
 
 struct DeviceUnderTest {
-  std::shared_ptr<volume::BlockDevice> device;
+  std::shared_ptr<device::BlockDevice> device;
   // Runs a task to completion and returns its result.
   std::function<Status(Task<Status>)> run;
-  std::function<Result<std::vector<volume::StatusExtent>>(
-      Task<Result<std::vector<volume::StatusExtent>>>)>
+  std::function<Result<std::vector<device::StatusExtent>>(
+      Task<Result<std::vector<device::StatusExtent>>>)>
       run_status;
 };
 
@@ -128,7 +128,7 @@ struct ReadCmd : DeviceCommand {
   }
   void run(const DeviceModel& m, DeviceUnderTest& s) const override {
     std::vector<uint8_t> out(length, 0xee);
-    std::vector<volume::ByteRange> zeroes;
+    std::vector<device::ByteRange> zeroes;
     RC_ASSERT(s.run(s.device->Read(offset, out, &zeroes)).ok());
     RC_ASSERT(length == 0 || std::memcmp(out.data(), m.bytes.data() + offset, length) == 0);
     uint64_t last_end = 0;
@@ -200,7 +200,7 @@ inline void RunBlockDeviceModel(uint64_t size, DeviceUnderTest sut) {
 }
 
 // Runs tasks that never suspend (devices completing inline, like MemoryVolume).
-inline DeviceUnderTest InlineDevice(std::shared_ptr<volume::BlockDevice> device) {
+inline DeviceUnderTest InlineDevice(std::shared_ptr<device::BlockDevice> device) {
   DeviceUnderTest s;
   s.device = std::move(device);
   s.run = [](Task<Status> t) {
@@ -209,9 +209,9 @@ inline DeviceUnderTest InlineDevice(std::shared_ptr<volume::BlockDevice> device)
     PORTAL_ASSERT(out.has_value(), "task suspended; use a simulated runner");
     return *out;
   };
-  s.run_status = [](Task<Result<std::vector<volume::StatusExtent>>> t) {
-    std::optional<Result<std::vector<volume::StatusExtent>>> out;
-    Start(std::move(t), [&](Result<std::vector<volume::StatusExtent>> r) { out = std::move(r); });
+  s.run_status = [](Task<Result<std::vector<device::StatusExtent>>> t) {
+    std::optional<Result<std::vector<device::StatusExtent>>> out;
+    Start(std::move(t), [&](Result<std::vector<device::StatusExtent>> r) { out = std::move(r); });
     PORTAL_ASSERT(out.has_value(), "task suspended; use a simulated runner");
     return std::move(*out);
   };

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "nbd/export.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
-#include "volume/memory_volume.h"
 
 namespace portal::testing {
 
@@ -21,7 +21,7 @@ inline void FuzzSessionOnce(const uint8_t* data, size_t size) {
   const size_t chunk = 1 + data[1] % 64 * 37;
   data += 2;
   size -= 2;
-  auto device = std::make_shared<volume::MemoryVolume>(1 << 20, 4096);
+  auto device = std::make_shared<testing::MemoryVolume>(1 << 20, 4096);
   nbd::SingleExportCatalog catalog(nbd::ExportInfo{"portalbd", "", 1 << 20, (mode & 4) != 0},
                                    device);
   nbd::Session::Options options;

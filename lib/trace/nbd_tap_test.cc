@@ -4,10 +4,10 @@
 
 #include "nbd/client_handshake.h"
 #include "nbd/protocol.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
 #include "trace/nbd_tap.h"
 #include "util/coding.h"
-#include "volume/memory_volume.h"
 
 namespace portal::trace {
 namespace {
@@ -37,8 +37,8 @@ ExportInfo Info() {
 // client <-> tap <-> Session on a MemoryVolume. Every byte is checked to pass unchanged,
 // except options the tap answers itself.
 struct Wire {
-  std::shared_ptr<volume::MemoryVolume> device =
-      std::make_shared<volume::MemoryVolume>(64ull << 20, 4096);
+  std::shared_ptr<testing::MemoryVolume> device =
+      std::make_shared<testing::MemoryVolume>(64ull << 20, 4096);
   SingleExportCatalog catalog{Info(), device};
   testing::SessionDriver server{catalog};
   Recorded sink;

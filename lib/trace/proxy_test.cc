@@ -10,11 +10,11 @@
 #include "nbd/client.h"
 #include "nbd/protocol.h"
 #include "nbd/server.h"
+#include "testing/memory_volume.h"
 #include "testing/testing.h"
 #include "trace/proxy.h"
 #include "trace/recorder.h"
 #include "trace/trace_reader.h"
-#include "volume/memory_volume.h"
 
 namespace portal::trace {
 namespace {
@@ -22,8 +22,8 @@ namespace {
 struct ProxyFixture {
   testing::TempDir dir;
   RealEnv env{RealEnv::Options{2, 2}};
-  std::shared_ptr<volume::MemoryVolume> device =
-      std::make_shared<volume::MemoryVolume>(32ull << 20, 4096);
+  std::shared_ptr<testing::MemoryVolume> device =
+      std::make_shared<testing::MemoryVolume>(32ull << 20, 4096);
   std::unique_ptr<nbd::SingleExportCatalog> catalog;
   std::unique_ptr<nbd::Server> server;
   std::unique_ptr<Recorder> recorder;

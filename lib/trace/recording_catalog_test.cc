@@ -6,10 +6,10 @@
 
 #include "env/sim_env.h"
 #include "nbd/protocol.h"
+#include "testing/memory_volume.h"
 #include "testing/nbd_script.h"
 #include "testing/testing.h"
 #include "trace/trace_reader.h"
-#include "volume/memory_volume.h"
 
 namespace portal::trace {
 namespace {
@@ -30,7 +30,7 @@ struct Fixture {
         std::move(*Recorder::Create({dir.Join("t.json"), "unit"}, env.NowNanos(), 0)));
     auto inner =
         std::make_unique<SingleExportCatalog>(ExportInfo{std::move(export_name), "", kSize, false},
-                                              std::make_shared<volume::MemoryVolume>(kSize, 4096));
+                                              std::make_shared<testing::MemoryVolume>(kSize, 4096));
     catalog = std::make_unique<RecordingCatalog>(std::move(inner), recorder, env, "portalbd");
   }
   Trace Finish() {

@@ -32,7 +32,7 @@ Task<Status> DeviceTarget::Execute(const TraceOp& op) {
     }
     case OpType::kWrite: {
       Status st = co_await device_.Write(op.offset, pattern_.Get(op.offset, op.length),
-                                         volume::WriteFlags{fua});
+                                         device::WriteFlags{fua});
       co_return st;
     }
     case OpType::kFlush: {
@@ -40,11 +40,11 @@ Task<Status> DeviceTarget::Execute(const TraceOp& op) {
       co_return st;
     }
     case OpType::kTrim: {
-      Status st = co_await device_.Trim(op.offset, op.length, volume::WriteFlags{fua});
+      Status st = co_await device_.Trim(op.offset, op.length, device::WriteFlags{fua});
       co_return st;
     }
     case OpType::kWriteZeroes: {
-      volume::ZeroFlags f{fua, (op.flags & kFlagNoHole) != 0, (op.flags & kFlagFastZero) != 0};
+      device::ZeroFlags f{fua, (op.flags & kFlagNoHole) != 0, (op.flags & kFlagFastZero) != 0};
       Status st = co_await device_.WriteZeroes(op.offset, op.length, f);
       co_return st;
     }

@@ -20,21 +20,21 @@
 #include <unordered_map>
 #include <vector>
 
+#include "device/block_device.h"
 #include "nbd/client.h"
 #include "trace/replay.h"
-#include "volume/block_device.h"
 
 namespace portal::trace {
 
 class DeviceTarget final : public ReplayTarget {
  public:
   // `device` and `pattern` must outlive the target.
-  DeviceTarget(volume::BlockDevice& device, const WritePattern& pattern)
+  DeviceTarget(device::BlockDevice& device, const WritePattern& pattern)
       : device_(device), pattern_(pattern) {}
   Task<Status> Execute(const TraceOp& op) override;
 
  private:
-  volume::BlockDevice& device_;
+  device::BlockDevice& device_;
   const WritePattern& pattern_;
 };
 

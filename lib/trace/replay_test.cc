@@ -6,9 +6,9 @@
 #include "env/async.h"
 #include "env/block_on.h"
 #include "env/sim_env.h"
+#include "testing/memory_volume.h"
 #include "trace/replay.h"
 #include "trace/replay_targets.h"
-#include "volume/memory_volume.h"
 
 namespace portal::trace {
 namespace {
@@ -166,7 +166,7 @@ TEST_CASE("replay at the original pace keeps the recorded gaps", "[trace]") {
 
 TEST_CASE("replay against a device: every type, bad ops fail without reaching it", "[trace]") {
   SimEnv env;
-  volume::MemoryVolume device(1 << 20, 4096);
+  testing::MemoryVolume device(1 << 20, 4096);
   WritePattern pattern;
   DeviceTarget target(device, pattern);
   Trace t;

@@ -26,13 +26,13 @@
 #include <vector>
 
 #include "cache/block_cache.h"
+#include "device/block_device.h"
 #include "env/async.h"
 #include "env/env.h"
 #include "lsm/memtable.h"
 #include "lsm/sst_reader.h"
 #include "objstore/object_store.h"
 #include "objstore/retrying_store.h"
-#include "volume/block_device.h"
 #include "volume/manifest.h"
 #include "volume/manifest_log.h"
 #include "volume/options.h"
@@ -43,6 +43,13 @@
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
+
+// The device seam's types, used unqualified throughout the volume.
+using device::BlockDevice;
+using device::ByteRange;
+using device::StatusExtent;
+using device::WriteFlags;
+using device::ZeroFlags;
 
 struct VolumeStats {
   std::string storage_url;

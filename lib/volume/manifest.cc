@@ -1,11 +1,11 @@
 #include "volume/manifest.h"
 
 #include <charconv>
-#include <ctime>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/rfc3339.h"
 #include "volume/json_seal.h"
 
 namespace portal::volume {
@@ -208,19 +208,6 @@ bool ParseManifestKey(std::string_view key, uint64_t* number) {
 }
 bool ParseSegmentKey(std::string_view key, uint64_t* id) {
   return ParseNumbered(key, "seg/", ".seg", id);
-}
-
-std::string FormatRfc3339(int64_t ns) {
-  time_t secs = static_cast<time_t>(ns / 1'000'000'000);
-  int64_t micros = (ns % 1'000'000'000) / 1000;
-  if (micros < 0) {
-    micros += 1'000'000;
-    --secs;
-  }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:06d}Z", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
 }
 
 std::string MakeUuid(uint64_t a, uint64_t b) {

@@ -60,8 +60,6 @@ std::string SnapshotKey(const std::string& uuid);
 bool ParseManifestKey(std::string_view key, uint64_t* number);
 bool ParseSegmentKey(std::string_view key, uint64_t* id);
 
-// RFC 3339 UTC with microseconds ("2026-01-07T02:58:02.656272Z").
-std::string FormatRfc3339(int64_t ns_since_epoch);
 // A random (version 4) UUID from two random words.
 std::string MakeUuid(uint64_t a, uint64_t b);
 

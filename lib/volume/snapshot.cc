@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/rfc3339.h"
 #include "volume/json_seal.h"
 
 namespace portal::volume {

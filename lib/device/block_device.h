@@ -1,4 +1,4 @@
-// BlockDevice: the seam between the NBD server and storage.
+// BlockDevice: the seam between a front end (the NBD server) and storage (a volume).
 //
 // The NBD codec validates every request (flags, bounds, read-only) before calling a
 // device, so implementations may assume: offset + length <= size_bytes(), lengths fit
@@ -25,7 +25,7 @@
 #include "env/task.h"
 #include "util/status.h"
 
-namespace portal::volume {
+namespace portal::device {
 
 struct WriteFlags {
   bool fua = false;
@@ -91,4 +91,4 @@ class BlockDevice {
   virtual Task<Status> Cache(uint64_t offset, uint64_t length) = 0;
 };
 
-}  // namespace portal::volume
+}  // namespace portal::device

@@ -1,4 +1,4 @@
-#include "volume/memory_volume.h"
+#include "testing/memory_volume.h"
 
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
@@ -7,15 +7,15 @@
 
 #include "testing/block_device_model.h"
 
-namespace portal::volume {
+namespace portal::testing {
 namespace {
 
-using testing::InlineDevice;
+using device::StatusExtent;
 
 TEST_CASE("MemoryVolume matches a byte-array model", "[volume][property]") {
   rc::prop("random command sequences", [] {
     const uint64_t size = *rc::gen::element<uint64_t>(64 * 1024, 64 * 1024 + 4096, 12288);
-    testing::RunBlockDeviceModel(size, InlineDevice(std::make_shared<MemoryVolume>(size, 4096)));
+    RunBlockDeviceModel(size, InlineDevice(std::make_shared<MemoryVolume>(size, 4096)));
   });
 }
 
@@ -63,4 +63,4 @@ TEST_CASE("MemoryVolume: concurrent sub-block writes to one block are all kept",
 }
 
 }  // namespace
-}  // namespace portal::volume
+}  // namespace portal::testing

@@ -1,11 +1,16 @@
-#include "volume/memory_volume.h"
+#include "testing/memory_volume.h"
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
 #include <mutex>
 
-namespace portal::volume {
+namespace portal::testing {
+
+using device::ByteRange;
+using device::StatusExtent;
+using device::WriteFlags;
+using device::ZeroFlags;
 
 MemoryVolume::MemoryVolume(uint64_t size_bytes, uint32_t block_size)
     : size_bytes_(size_bytes),
@@ -171,4 +176,4 @@ size_t MemoryVolume::extent_count() const {
   return map_.size();
 }
 
-}  // namespace portal::volume
+}  // namespace portal::testing

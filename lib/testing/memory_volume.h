@@ -3,7 +3,8 @@
 // device costs nothing until written and a TRIM of any length is O(extents touched).
 //
 // It is the NBD server's reference device (protocol tests, fuzzing) and the model the
-// object-store volume is checked against. Nothing is durable: Flush is a no-op.
+// object-store volume is checked against; test code only, never served by portalbd.
+// Nothing is durable: Flush is a no-op.
 //
 // Thread-safe: readers share a lock, writers take it exclusively, so a read-modify-write
 // of a partial block is atomic with respect to every other request.
@@ -12,12 +13,12 @@
 #include <memory>
 #include <shared_mutex>
 
+#include "device/block_device.h"
 #include "util/range_map.h"
-#include "volume/block_device.h"
 
-namespace portal::volume {
+namespace portal::testing {
 
-class MemoryVolume final : public BlockDevice {
+class MemoryVolume final : public device::BlockDevice {
  public:
   // size_bytes > 0; block_size a power of two >= 512.
   MemoryVolume(uint64_t size_bytes, uint32_t block_size);
@@ -26,13 +27,14 @@ class MemoryVolume final : public BlockDevice {
   uint32_t block_size() const override { return block_size_; }
 
   Task<Status> Read(uint64_t offset, std::span<uint8_t> out,
-                    std::vector<ByteRange>* zeroes) override;
-  Task<Status> Write(uint64_t offset, std::span<const uint8_t> data, WriteFlags flags) override;
+                    std::vector<device::ByteRange>* zeroes) override;
+  Task<Status> Write(uint64_t offset, std::span<const uint8_t> data,
+                     device::WriteFlags flags) override;
   Task<Status> Flush() override;
-  Task<Status> Trim(uint64_t offset, uint64_t length, WriteFlags flags) override;
-  Task<Status> WriteZeroes(uint64_t offset, uint64_t length, ZeroFlags flags) override;
-  Task<Result<std::vector<StatusExtent>>> BlockStatus(uint64_t offset, uint64_t length,
-                                                       uint32_t max_extents) override;
+  Task<Status> Trim(uint64_t offset, uint64_t length, device::WriteFlags flags) override;
+  Task<Status> WriteZeroes(uint64_t offset, uint64_t length, device::ZeroFlags flags) override;
+  Task<Result<std::vector<device::StatusExtent>>> BlockStatus(uint64_t offset, uint64_t length,
+                                                               uint32_t max_extents) override;
   Task<Status> Cache(uint64_t offset, uint64_t length) override;
 
   // Blocks holding data (for tests and memory accounting).
@@ -64,4 +66,4 @@ class MemoryVolume final : public BlockDevice {
   uint64_t data_blocks_ = 0;  // GUARDED_BY(mu_)
 };
 
-}  // namespace portal::volume
+}  // namespace portal::testing

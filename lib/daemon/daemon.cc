@@ -17,6 +17,7 @@
 #include "trace/recording_catalog.h"
 #include "util/buffer_pool.h"
 #include "util/log.h"
+#include "util/rfc3339.h"
 #include "volume/lsm_volume.h"
 
 namespace portal::daemon {
@@ -235,7 +236,7 @@ control::DaemonStatus Daemon::StatusReport() {
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
   if (s.store_failing_since_ns != 0) {
-    d.store_failing_since = volume::FormatRfc3339(s.store_failing_since_ns);
+    d.store_failing_since = FormatRfc3339(s.store_failing_since_ns);
     d.store_failed_attempts = s.store_failed_attempts;
     d.store_error = s.store_error;
   }
@@ -276,7 +277,7 @@ std::string Daemon::StatusLine() {
       s.store_failing_since_ns == 0
           ? ""
           : fmt::format(" store_failing_since={} store_error=\"{}\"",
-                        volume::FormatRfc3339(s.store_failing_since_ns), s.store_error));
+                        FormatRfc3339(s.store_failing_since_ns), s.store_error));
 }
 
 std::string Daemon::HttpCounts() const {

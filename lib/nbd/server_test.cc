@@ -71,16 +71,16 @@ TEST_CASE("a client that never finishes the handshake is dropped, others are not
 }
 
 // A device whose FLUSH waits until released (a store that is failing).
-class SlowFlushDevice final : public volume::BlockDevice {
+class SlowFlushDevice final : public device::BlockDevice {
  public:
   explicit SlowFlushDevice(Env& env) : env_(env), mem_(1 << 20, 4096) {}
   uint64_t size_bytes() const override { return mem_.size_bytes(); }
   uint32_t block_size() const override { return mem_.block_size(); }
   Task<Status> Read(uint64_t o, std::span<uint8_t> out,
-                    std::vector<volume::ByteRange>* z) override {
+                    std::vector<device::ByteRange>* z) override {
     return mem_.Read(o, out, z);
   }
-  Task<Status> Write(uint64_t o, std::span<const uint8_t> d, volume::WriteFlags f) override {
+  Task<Status> Write(uint64_t o, std::span<const uint8_t> d, device::WriteFlags f) override {
     return mem_.Write(o, d, f);
   }
   Task<Status> Flush() override {
@@ -88,13 +88,13 @@ class SlowFlushDevice final : public volume::BlockDevice {
     while (!released.load()) co_await SleepFor(env_, 10 * kNanosPerMilli);
     co_return Status::Ok();
   }
-  Task<Status> Trim(uint64_t o, uint64_t n, volume::WriteFlags f) override {
+  Task<Status> Trim(uint64_t o, uint64_t n, device::WriteFlags f) override {
     return mem_.Trim(o, n, f);
   }
-  Task<Status> WriteZeroes(uint64_t o, uint64_t n, volume::ZeroFlags f) override {
+  Task<Status> WriteZeroes(uint64_t o, uint64_t n, device::ZeroFlags f) override {
     return mem_.WriteZeroes(o, n, f);
   }
-  Task<Result<std::vector<volume::StatusExtent>>> BlockStatus(uint64_t o, uint64_t n,
+  Task<Result<std::vector<device::StatusExtent>>> BlockStatus(uint64_t o, uint64_t n,
                                                                uint32_t max) override {
     return mem_.BlockStatus(o, n, max);
   }
@@ -104,7 +104,7 @@ class SlowFlushDevice final : public volume::BlockDevice {
 
  private:
   Env& env_;
-  volume::MemoryVolume mem_;
+  testing::MemoryVolume mem_;
 };
 
 TEST_CASE("a request in flight at shutdown is answered even past the handshake timeout",

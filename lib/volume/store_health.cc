@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "util/rfc3339.h"
 #include "volume/manifest.h"
 
 namespace portal::volume {

@@ -5,6 +5,7 @@
 // never acknowledges anything: a FLUSH succeeds only once the uploads it needs settled.
 #include <fmt/format.h>
 
+#include "util/rfc3339.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 

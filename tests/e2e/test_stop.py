@@ -104,6 +104,23 @@ def outcome(nbd, h, cookie, timeout_s):
             pass  # the connection is gone: its commands complete as failed
 
 
+def sigterm_gives_up(d, wait_s):
+    """SIGTERM to a daemon with stop_timeout_ms = 3000 whose store fails: it exits 1
+    within the timeout plus 5 s, with exactly one 'stopped with' line (returned parsed)."""
+    t0 = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    code = d.wait(wait_s)
+    elapsed = time.monotonic() - t0
+    check(code is not None, f"portalbd still running {elapsed:.1f} s after SIGTERM with "
+          f"stop_timeout_ms = 3000:\n{d.log()[-3000:]}")
+    check_eq(code, 1, f"exit status after giving up\n{d.log()[-3000:]}")
+    check(elapsed < 3 + 5, f"stopped after {elapsed:.1f} s:\n{d.log()[-3000:]}")
+    print(f"  exited 1 after {elapsed:.2f} s", flush=True)
+    lines = STOP_LINE.findall(d.log())
+    check_eq(len(lines), 1, f"one 'stopped with' line:\n{d.log()[-3000:]}")
+    return lines
+
+
 def start(tmp, disk, stop_timeout_ms, url=None, env=None):
     """portalbd on file:// in the tmpfs (or on `url`), its SQLite cache outside it;
     segments are uploaded 200 ms after a write, FLUSH or not."""
@@ -168,17 +185,7 @@ def case_file_full_stop_timeout(tmp):
         fail_the_store(h, d, disk, unflushed, 4 << 20)
         waiting = h.aio_flush()
         check_eq(outcome(nbd, h, waiting, 1), "pending", "a FLUSH while the store fails")
-        t0 = time.monotonic()
-        d.proc.send_signal(signal.SIGTERM)
-        code = d.wait(3 + 7)
-        elapsed = time.monotonic() - t0
-        check(code is not None, f"portalbd still running {elapsed:.1f} s after SIGTERM with "
-              f"stop_timeout_ms = 3000:\n{d.log()[-3000:]}")
-        check_eq(code, 1, f"exit status after giving up\n{d.log()[-3000:]}")
-        check(elapsed < 3 + 5, f"stopped after {elapsed:.1f} s")
-        print(f"  exited 1 after {elapsed:.2f} s", flush=True)
-        lines = STOP_LINE.findall(d.log())
-        check_eq(len(lines), 1, f"one 'stopped with' line:\n{d.log()[-3000:]}")
+        lines = sigterm_gives_up(d, wait_s=3 + 7)
         left = int(lines[0][0])
         check(left >= len(unflushed), f"{left} bytes reported, {len(unflushed)} unflushed")
         check("No space left on device" in lines[0][2], lines[0][2])
@@ -222,17 +229,7 @@ def case_s3_down_stop_timeout(tmp):
     check("onnect" in s["store_error"], f"store_error: {s}")  # "Couldn't connect", refused
     waiting = h.aio_flush()
     check_eq(outcome(nbd, h, waiting, 1), "pending", "a FLUSH while the store fails")
-    t0 = time.monotonic()
-    d.proc.send_signal(signal.SIGTERM)
-    code = d.wait(3 + 12)
-    elapsed = time.monotonic() - t0
-    check(code is not None, f"portalbd still running {elapsed:.1f} s after SIGTERM with "
-          f"stop_timeout_ms = 3000:\n{d.log()[-3000:]}")
-    check_eq(code, 1, f"exit status after giving up\n{d.log()[-3000:]}")
-    check(elapsed < 3 + 5, f"stopped after {elapsed:.1f} s:\n{d.log()[-3000:]}")
-    print(f"  exited 1 after {elapsed:.2f} s", flush=True)
-    lines = STOP_LINE.findall(d.log())
-    check_eq(len(lines), 1, f"one 'stopped with' line:\n{d.log()[-3000:]}")
+    lines = sigterm_gives_up(d, wait_s=3 + 12)
     check(int(lines[0][0]) >= len(unflushed), f"{lines[0][0]} bytes reported")
     check_eq(outcome(nbd, h, waiting, 5), "error", "the waiting FLUSH at the stop")
 

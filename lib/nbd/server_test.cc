@@ -21,6 +21,20 @@
 namespace portal::nbd {
 namespace {
 
+// Options for a server on 127.0.0.1 (a kernel-chosen port) with a 300 ms handshake
+// timeout, and the port it bound.
+Server::Options ShortHandshakeOptions() {
+  Server::Options o;
+  o.address = "127.0.0.1:0";
+  o.handshake_timeout_ms = 300;
+  return o;
+}
+
+uint16_t PortOf(const Server& server) {
+  const std::string a = server.bound_address();
+  return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
+}
+
 int Connect(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -48,14 +62,10 @@ TEST_CASE("a client that never finishes the handshake is dropped, others are not
   env.Start();
   auto dev = std::make_shared<testing::MemoryVolume>(1 << 20, 4096);
   SingleExportCatalog catalog(ExportInfo{"portalbd", "", 1 << 20, false}, dev);
-  Server::Options o;
-  o.address = "127.0.0.1:0";
-  o.handshake_timeout_ms = 300;
-  Server server(env, catalog, o);
+  Server server(env, catalog, ShortHandshakeOptions());
   REQUIRE(server.Listen().ok());
   server.Start();
-  const uint16_t port =
-      static_cast<uint16_t>(std::stoi(server.bound_address().substr(server.bound_address().rfind(':') + 1)));
+  const uint16_t port = PortOf(server);
 
   int idle = Connect(port);
   int active = Connect(port);
@@ -113,14 +123,10 @@ TEST_CASE("a request in flight at shutdown is answered even past the handshake t
   env.Start();
   auto dev = std::make_shared<SlowFlushDevice>(env);
   SingleExportCatalog catalog(ExportInfo{"portalbd", "", 1 << 20, false}, dev);
-  Server::Options o;
-  o.address = "127.0.0.1:0";
-  o.handshake_timeout_ms = 300;
-  Server server(env, catalog, o);
+  Server server(env, catalog, ShortHandshakeOptions());
   REQUIRE(server.Listen().ok());
   server.Start();
-  const uint16_t port = static_cast<uint16_t>(
-      std::stoi(server.bound_address().substr(server.bound_address().rfind(':') + 1)));
+  const uint16_t port = PortOf(server);
 
   int fd = Connect(port);
   std::string out = testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) +

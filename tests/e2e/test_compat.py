@@ -1,9 +1,11 @@
 """Stores written by earlier portalbd versions open unchanged, with the same data.
 
-tests/fixtures/store-v1/ is a file:// volume written by portalbd e613346 (segment footer
-format 1, manifest and snapshot JSON format 1; tests/fixtures/make_store_v1.py says how),
-and tests/fixtures/store-v1.json the sha256 of its device and of its snapshot's export.
-A copy is opened with the current portalbd: both read as recorded; a write and a TRIM
+tests/fixtures/store-vN/ is a file:// volume written by an earlier portalbd
+(tests/fixtures/make_store.py says which and how): store-v1 by e613346 (segment footer
+format 1, manifest and snapshot JSON format 1), store-v2 by 0e050f1 (footer format 2,
+JSON format 2 with checksums and the legacy "segtab" field). store-vN.json holds the
+sha256 of its device and of its snapshot's export. A copy of each is opened with the
+current portalbd: both read as recorded; a write and a TRIM
 land on top (new-format objects beside old ones); after a clean restart the device reads
 as the old data plus those changes and the snapshot is untouched.
 
@@ -22,7 +24,7 @@ from harness import import_nbd, run, run_cases
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 SIZE = 1 << 30
-# Where make_store_v1.py wrote: blocks 0-767 and 131072-131135 (checked with plain reads).
+# Where make_store.py wrote: blocks 0-767 and 131072-131135 (checked with plain reads).
 WRITTEN = [(0, 4 << 20), (131072 * BLOCK, 1 << 20)]
 
 
@@ -82,27 +84,28 @@ def copy_out(tmp, uri, name, h=None):
     return path
 
 
-def case_file_store_v1(tmp):
-    """The fixture opens with the current portalbd, reads as recorded, takes writes, and
-    reads as expected after a restart."""
+def check_fixture(tmp, name, format_version):
+    """The fixture `name` opens with the current portalbd, reads as recorded, takes
+    writes, and reads as expected after a restart."""
     nbd = import_nbd()
-    with open(os.path.join(FIXTURES, "store-v1.json")) as f:
+    with open(os.path.join(FIXTURES, name + ".json")) as f:
         want = json.load(f)
     st = Storage(tmp, "file")
-    shutil.copytree(os.path.join(FIXTURES, "store-v1"), st.url[len("file://"):])
+    shutil.copytree(os.path.join(FIXTURES, name), st.url[len("file://"):])
     with open(os.path.join(st.url[len("file://"):], "manifest~",
                            "00000000000000000003.json")) as f:
-        check_eq(json.load(f)["format_version"], 1, "the fixture's latest manifest format")
+        check_eq(json.load(f)["format_version"], format_version,
+                 "the fixture's latest manifest format")
     snap_export = "portalbd@" + want["snapshot"]
 
     d = st.daemon()
     h = connect(d)
     dev = copy_out(tmp, d.uri(), "device.img", h)
-    check_eq(sha256_sparse(dev), want["device_sha256"], "sha256 of the v1 device")
+    check_eq(sha256_sparse(dev), want["device_sha256"], f"sha256 of the {name} device")
     hs = nbd.NBD()
     hs.connect_uri(d.uri(snap_export))
     snap = copy_out(tmp, d.uri(snap_export), "snapshot.img", hs)
-    check_eq(sha256_sparse(snap), want["snapshot_sha256"], "sha256 of the v1 snapshot")
+    check_eq(sha256_sparse(snap), want["snapshot_sha256"], f"sha256 of the {name} snapshot")
     hs.shutdown()
 
     # New writes over old data, over the trimmed range and in fresh space; a TRIM of old data.
@@ -128,11 +131,19 @@ def case_file_store_v1(tmp):
             f.seek(off)
             check_eq(h.pread(len(data), off), f.read(len(data)), f"bytes {off}+{len(data)}")
     check_same(copy_out(tmp, d.uri(), "device2.img", h), dev,
-               "the device after writes and a restart (expected: the v1 device plus them)")
+               f"the device after writes and a restart (expected: the {name} device plus them)")
     check_same(copy_out(tmp, d.uri(snap_export), "snapshot2.img"), snap,
-               "the v1 snapshot after the restart")
+               f"the {name} snapshot after the restart")
     h.shutdown()
     d.stop()
+
+
+def case_file_store_v1(tmp):
+    check_fixture(tmp, "store-v1", 1)
+
+
+def case_file_store_v2(tmp):
+    check_fixture(tmp, "store-v2", 2)
 
 
 if __name__ == "__main__":

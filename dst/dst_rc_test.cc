@@ -1,4 +1,4 @@
-// RapidCheck stateful properties over the simulator's components: the real LsmVolume on
+// RapidCheck stateful properties over the simulator's components: the real Volume on
 // a SimEnv, a FaultStore over a MemoryStore, and the dst oracle (Timeline). Commands run
 // one at a time (background work still interleaves inside the volume), so a failure
 // shrinks to a minimal command sequence. Replay with RC_PARAMS="seed=N".
@@ -25,12 +25,12 @@
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
 #include "util/log.h"
-#include "volume/lsm_volume.h"
+#include "volume/volume.h"
 
 namespace portal::dst {
 namespace {
 
-using volume::LsmVolume;
+using volume::Volume;
 
 constexpr uint32_t kBs = 1024;
 constexpr uint64_t kBlocks = 96;
@@ -62,11 +62,11 @@ struct RcSut {
   Prng rng{1};
   bool faults = false;
   std::unique_ptr<objstore::FaultStore> store;
-  std::shared_ptr<LsmVolume> vol;
+  std::shared_ptr<Volume> vol;
   Timeline tl{kBs, kBs * kBlocks};
   uint64_t clock = 0;
   uint64_t next_id = 1;
-  std::vector<std::pair<std::unique_ptr<objstore::FaultStore>, std::shared_ptr<LsmVolume>>> zombies;
+  std::vector<std::pair<std::unique_ptr<objstore::FaultStore>, std::shared_ptr<Volume>>> zombies;
 
   std::unique_ptr<objstore::FaultStore> NewStore() {
     objstore::FaultOptions fo;
@@ -85,9 +85,9 @@ struct RcSut {
                                                   env, fo);
   }
 
-  std::shared_ptr<LsmVolume> OpenOn(objstore::ObjectStore& s) {
+  std::shared_ptr<Volume> OpenOn(objstore::ObjectStore& s) {
     for (int attempt = 0; attempt < 20; ++attempt) {
-      auto v = RunSim(env, LsmVolume::Open(env, s, RcOptions()));
+      auto v = RunSim(env, OpenVolume(env, s, RcOptions()));
       if (v.ok()) return *v;
       if (!v.status().IsUnavailable()) RC_FAIL("Open failed: " + v.status().ToString());
     }
@@ -128,7 +128,7 @@ struct RcSut {
     env.RunUntilIdle(1'000'000);
     for (auto& [s, v] : zombies) {  // a zombie that never closed is leaked, not destroyed
       (void)s.release();
-      new std::shared_ptr<LsmVolume>(std::move(v));
+      new std::shared_ptr<Volume>(std::move(v));
     }
   }
 };

@@ -13,14 +13,15 @@
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
 #include "util/log.h"
-#include "volume/lsm_volume.h"
+#include "volume/manifest.h"
+#include "volume/volume.h"
 
 namespace portal::dst {
 namespace {
 
 using objstore::FaultDecision;
 using objstore::OpKind;
-using volume::LsmVolume;
+using volume::Volume;
 
 volume::VolumeOptions Options() {
   volume::VolumeOptions o;
@@ -61,7 +62,7 @@ TEST_CASE("regression: a lost acknowledgement of the open probe does not fail Op
     }
     return FaultDecision{};
   });
-  auto v = RunSim(env, LsmVolume::Open(env, *store, Options()));
+  auto v = RunSim(env, OpenVolume(env, *store, Options()));
   REQUIRE(lost);
   REQUIRE(v.ok());
   REQUIRE(RunSim(env, (*v)->Close()).ok());
@@ -85,7 +86,7 @@ TEST_CASE("regression: a failed read-back after a lost SST acknowledgement is re
     }
     return FaultDecision{};
   });
-  auto v = RunSim(env, LsmVolume::Open(env, *store, Options()));
+  auto v = RunSim(env, OpenVolume(env, *store, Options()));
   REQUIRE(v.ok());
   std::vector<uint8_t> data(1024, 7);
   REQUIRE(RunSim(env, (*v)->Write(0, data, {.fua = true})).ok());
@@ -110,7 +111,7 @@ TEST_CASE("regression: a new writer fences the first missing segment id, not the
     }
     return FaultDecision{};
   });
-  auto v1 = *RunSim(env, LsmVolume::Open(env, *s1, Options()));
+  auto v1 = *RunSim(env, OpenVolume(env, *s1, Options()));
   std::vector<uint8_t> first(1024, 0x41);
   REQUIRE(RunSim(env, v1->Write(1024, first, {.fua = true})).ok());  // segment 2, applied
   std::vector<uint8_t> data(1024, 0x42);
@@ -124,7 +125,7 @@ TEST_CASE("regression: a new writer fences the first missing segment id, not the
   REQUIRE(!flush.has_value());
   // Writer 2 opens while writer 1's segment is not in the store.
   auto s2 = Faulty(env, mem, nullptr);
-  auto v2 = *RunSim(env, LsmVolume::Open(env, *s2, Options()));
+  auto v2 = *RunSim(env, OpenVolume(env, *s2, Options()));
   // Writer 1's retry must now collide with writer 2's fence: no acknowledgement.
   env.RunUntil([&] { return flush.has_value(); });
   REQUIRE(flush.has_value());
@@ -136,7 +137,7 @@ TEST_CASE("regression: a new writer fences the first missing segment id, not the
   (void)RunSim(env, v1->Close());
   // And no later open resurrects it.
   auto s3 = Faulty(env, mem, nullptr);
-  auto v3 = *RunSim(env, LsmVolume::Open(env, *s3, Options()));
+  auto v3 = *RunSim(env, OpenVolume(env, *s3, Options()));
   REQUIRE(RunSim(env, v3->Read(0, out, nullptr)).ok());
   CHECK(out == std::vector<uint8_t>(1024, 0));
   REQUIRE(RunSim(env, v3->Close()).ok());

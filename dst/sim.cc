@@ -34,10 +34,10 @@ Simulator::Simulator(const Knobs& knobs)
 
 Simulator::~Simulator() {
   // Volumes that never finished closing (a liveness failure already reported) must not
-  // be destroyed: LsmVolume asserts on that. Leak them, as a dying process would.
+  // be destroyed: Volume asserts on that. Leak them, as a dying process would.
   for (auto& w : writers_) {
     if (w->vol && !w->closed) {
-      new std::shared_ptr<volume::LsmVolume>(std::move(w->vol));
+      new std::shared_ptr<volume::Volume>(std::move(w->vol));
       (void)w->store.release();
       (void)w->nbd.release();
     }
@@ -86,8 +86,8 @@ Writer* Simulator::StartOpen() {
   w->damaged = damage_.active;
   opening_ = w;
   Note(fmt::format("open writer {}{}", w->id, trigger));
-  Start(volume::LsmVolume::Open(env_, *w->store, k_.volume),
-        [this, w](Result<std::shared_ptr<volume::LsmVolume>> r) {
+  Start(volume::OpenVolume(env_, *w->store, k_.volume),
+        [this, w](Result<std::shared_ptr<volume::Volume>> r) {
           w->opening = false;
           if (!r.ok()) {
             w->open_status = r.status();

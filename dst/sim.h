@@ -13,7 +13,7 @@
 // Every reply and every reopen is checked as it happens; the first violation ends the
 // run (exit status 1) with the failing step and the command that reproduces it.
 //
-// Writers: an incarnation is one LsmVolume over its own FaultStore (a process). A crash
+// Writers: an incarnation is one Volume over its own FaultStore (a process). A crash
 // kills the incarnation at an instant (its later replies are ignored, its store calls
 // fail) and the next one opens the same objects. A second writer opens while the first
 // still runs; from the moment its Open returns the first is "superseded" and its FLUSH
@@ -37,7 +37,7 @@
 #include "env/sim_env.h"
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
-#include "volume/lsm_volume.h"
+#include "volume/volume.h"
 
 namespace portal::dst {
 
@@ -95,7 +95,7 @@ struct SnapOracle {
 struct Writer {
   int id = 0;
   std::unique_ptr<objstore::FaultStore> store;
-  std::shared_ptr<volume::LsmVolume> vol;
+  std::shared_ptr<volume::Volume> vol;
   std::unique_ptr<NbdClient> nbd;
   Timeline* tl = nullptr;
   uint64_t epoch = 0;

@@ -213,7 +213,7 @@ void Simulator::Issue(Op* op) {
 }
 
 void Simulator::IssueDirect(Op* op) {
-  volume::LsmVolume& v = *op->w->vol;
+  volume::Volume& v = *op->w->vol;
   auto done = [this, op](Status st) { OnDone(op, st); };
   switch (op->type) {
     case OpType::kRead:

@@ -63,7 +63,7 @@ bool Simulator::PickSnapOp(Writer* w, Op* op, bool admin) {
 
 void Simulator::IssueSnap(Op* op) {
   Writer* w = op->w;
-  volume::LsmVolume& v = *w->vol;
+  volume::Volume& v = *w->vol;
   ++snap_ops_;
   std::string armed;
   auto arm = [&](FaultPlan::SnapOp kind) {

@@ -181,11 +181,11 @@ void Simulator::Audit() {
   // The in-memory view must equal a fresh open of a copy of the store.
   objstore::MemoryStore copy;
   CopyStore(mem_, copy);
-  std::shared_ptr<volume::LsmVolume> rebuilt;
+  std::shared_ptr<volume::Volume> rebuilt;
   if (!failed() && !w->dead && Healthy(w)) {
     std::optional<Status> st;
-    Start(volume::LsmVolume::Open(env_, copy, k_.volume),
-          [&](Result<std::shared_ptr<volume::LsmVolume>> r) {
+    Start(volume::OpenVolume(env_, copy, k_.volume),
+          [&](Result<std::shared_ptr<volume::Volume>> r) {
             if (r.ok()) rebuilt = *r;
             st = r.status();
           });

@@ -34,7 +34,7 @@
 #include "trace/replay_targets.h"
 #include "trace/trace_reader.h"
 #include "util/log.h"
-#include "volume/lsm_volume.h"
+#include "volume/volume.h"
 
 namespace {
 
@@ -88,7 +88,7 @@ Result<IterationReport> RunInProcess(portal::RealEnv& env, const Trace& t, const
   if (Status st = portal::BlockOn(store.CheckAccess()); !st.ok()) {
     return st.WithContext("storage " + s.storage);
   }
-  auto vol = portal::BlockOn(portal::volume::LsmVolume::Open(env, store, vo));
+  auto vol = portal::BlockOn(portal::volume::OpenVolume(env, store, vo));
   if (!vol.ok()) return vol.status().WithContext("opening the volume at " + s.storage);
   auto base = store.stats();
   DeviceTarget target(**vol, pattern);

@@ -7,14 +7,14 @@
 #include <string>
 
 #include "nbd/export.h"
-#include "volume/lsm_volume.h"
+#include "volume/volume.h"
 
 namespace portal::daemon {
 
 class VolumeCatalog final : public nbd::ExportCatalog {
  public:
   VolumeCatalog(std::string name, std::string description,
-                std::shared_ptr<volume::LsmVolume> volume)
+                std::shared_ptr<volume::Volume> volume)
       : name_(std::move(name)), description_(std::move(description)), volume_(std::move(volume)) {}
 
   std::vector<nbd::ExportInfo> List() override;
@@ -27,7 +27,7 @@ class VolumeCatalog final : public nbd::ExportCatalog {
 
   std::string name_;
   std::string description_;
-  std::shared_ptr<volume::LsmVolume> volume_;
+  std::shared_ptr<volume::Volume> volume_;
 };
 
 }  // namespace portal::daemon

@@ -15,7 +15,8 @@
 #include <string>
 
 #include "control/server.h"
-#include "volume/lsm_volume.h"
+#include "volume/snapshot.h"  // ValidateSnapshotName
+#include "volume/volume.h"
 
 namespace portal::daemon {
 
@@ -23,7 +24,7 @@ class ControlHandler final : public control::Handler {
  public:
   using StatusFn = std::function<control::DaemonStatus()>;
 
-  void Attach(std::shared_ptr<volume::LsmVolume> volume, StatusFn status) {
+  void Attach(std::shared_ptr<volume::Volume> volume, StatusFn status) {
     volume_ = std::move(volume);
     status_ = std::move(status);
   }
@@ -34,7 +35,7 @@ class ControlHandler final : public control::Handler {
   Task<control::Reply> Dispatch(const control::Request& request);
   Task<control::Reply> Create(std::string name);
 
-  std::shared_ptr<volume::LsmVolume> volume_;
+  std::shared_ptr<volume::Volume> volume_;
   StatusFn status_;
 };
 

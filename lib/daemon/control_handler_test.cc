@@ -42,7 +42,7 @@ TEST_CASE("control requests with an invalid snapshot name are invalid_argument",
 TEST_CASE("control snapshot replies carry the volume's snapshot records", "[control]") {
   SimEnv env;
   objstore::MemoryStore store;
-  auto v = RunSim(env, volume::LsmVolume::Open(env, store, testing::SmallVolumeOptions(1 << 20)));
+  auto v = RunSim(env, volume::OpenVolume(env, store, testing::SmallVolumeOptions(1 << 20)));
   REQUIRE(v.ok());
   std::vector<uint8_t> data(64 * 1024, 7);
   REQUIRE(RunSim(env, (*v)->Write(0, data, {})).ok());

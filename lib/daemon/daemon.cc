@@ -18,7 +18,7 @@
 #include "util/buffer_pool.h"
 #include "util/log.h"
 #include "util/rfc3339.h"
-#include "volume/lsm_volume.h"
+#include "volume/volume.h"
 
 namespace portal::daemon {
 namespace {
@@ -107,7 +107,7 @@ Status Daemon::Start() {
   if (Status st = BlockOn(store_->CheckAccess()); !st.ok()) {
     return st.WithContext("storage " + cfg_.storage_url);
   }
-  auto vol = BlockOn(volume::LsmVolume::Open(*env_, *store_, VolumeOptionsFor(cfg_)));
+  auto vol = BlockOn(volume::OpenVolume(*env_, *store_, VolumeOptionsFor(cfg_)));
   if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
   {
     std::lock_guard lock(summary_mu_);

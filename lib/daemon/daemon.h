@@ -10,7 +10,7 @@
 // Stop() stops accepting control requests and NBD connections, lets both finish what is
 // in flight, finishes the [record] trace (complete JSON), makes everything durable and
 // closes the volume, all within [storage] stop_timeout_ms: at that deadline the volume
-// gives up on what the store has not taken (LsmVolume::GiveUpAt), requests waiting for
+// gives up on what the store has not taken (Volume::GiveUpAt), requests waiting for
 // durability fail, and Stop() returns an error; NotDurableSummary() then says what was
 // left behind. A request or store call that ignores the deadline (one S3 request with
 // its own retries) can keep Stop() a little longer; the process shell bounds that.
@@ -35,7 +35,7 @@ class Server;
 class ExportCatalog;
 }  // namespace nbd
 namespace volume {
-class LsmVolume;
+class Volume;
 struct VolumeOptions;
 }  // namespace volume
 namespace control {
@@ -83,7 +83,7 @@ class Daemon {
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
-  std::shared_ptr<volume::LsmVolume> volume_;
+  std::shared_ptr<volume::Volume> volume_;
   std::mutex summary_mu_;  // volume_ changing (Stop) vs NotDurableSummary()
   std::string left_behind_;  // GUARDED_BY(summary_mu_): NotDurableSummary() after Stop
   std::unique_ptr<nbd::ExportCatalog> catalog_;

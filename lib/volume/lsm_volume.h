@@ -40,6 +40,7 @@
 #include "volume/snapshot.h"
 #include "volume/sqlite_cache.h"
 #include "volume/store_health.h"
+#include "volume/volume.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -51,42 +52,8 @@ using device::StatusExtent;
 using device::WriteFlags;
 using device::ZeroFlags;
 
-struct VolumeStats {
-  std::string storage_url;
-  std::string volume_uuid;
-  uint64_t size_bytes = 0;
-  uint32_t block_size = 0;
-  uint64_t epoch = 0;
-  bool fenced = false;
-  uint64_t manifest_number = 0;
-  uint64_t applied_segment = 0;
-  uint64_t next_segment_id = 0;
-  uint64_t active_buffer_bytes = 0;
-  uint64_t sealed_buffer_bytes = 0;
-  uint64_t memtable_extents = 0;
-  std::vector<uint64_t> ssts_per_level;
-  uint64_t map_bytes = 0;  // sum of SST sizes
-  uint64_t segments = 0;
-  uint64_t segment_bytes = 0;
-  uint64_t live_data_blocks = 0;
-  uint64_t write_stalls = 0;
-  uint64_t snapshots = 0;
-  // Estimated data-block references in SSTs that newer writes shadow (garbage only a
-  // compaction can release), and how many full compactions that estimate triggered.
-  uint64_t shadowed_blocks = 0;
-  uint64_t full_compactions = 0;
-  // Segment uploads failing (and retried; FLUSH and FUA wait meanwhile): since when
-  // (wall clock, ns since the Unix epoch; 0 when not failing), attempts, last error.
-  int64_t store_failing_since_ns = 0;
-  uint64_t store_failed_attempts = 0;
-  std::string store_error;
-  // Object reads whose bytes failed verification and were fetched again (see
-  // objstore::RefetchCorrupt): damage on the way from the store, or in it.
-  uint64_t corrupt_refetches = 0;
-  cache::CacheStats cache;
-};
-
-class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<LsmVolume> {
+// The implementation of Volume (volume.h), private to lib/volume/.
+class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVolume> {
  public:
   // Opens (or creates) the volume in `store`: epoch bump, replay, fence. `env` and
   // `store` must outlive the volume.
@@ -94,21 +61,10 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
                                                        VolumeOptions options);
   ~LsmVolume() override;
 
-  static constexpr uint64_t kNoDeadline = UINT64_MAX;
-  // Makes everything durable and stops background work. Later calls fail. With a
-  // deadline (Env::NowNanos), GiveUpAt(deadline) first. Fails (IOError) when written
-  // data was left that is not durable; the message is NotDurableSummary().
-  Task<Status> Close(uint64_t deadline_ns = kNoDeadline);
-  // Bounds every wait for durability (a stop): once Env time reaches `deadline_ns` the
-  // volume gives up on what is not yet in the store. Segment upload retries and the
-  // background jobs' retries stop at once (even mid-backoff); FLUSH and FUA waiters,
-  // stalled writers and later writes fail with IOError. What was acknowledged durable
-  // stays durable; nothing is acknowledged that is not. The earliest deadline wins; it
-  // cannot be undone (the volume can only be closed after it passed).
-  void GiveUpAt(uint64_t deadline_ns);
-  // "N bytes not durable (store failing since T: error)": written data not yet in the
-  // store and why; "" when there is none. Thread-safe.
-  std::string NotDurableSummary();
+  // Volume (see volume.h for the contract of each).
+  Task<Status> Close(uint64_t deadline_ns = kNoDeadline) override;
+  void GiveUpAt(uint64_t deadline_ns) override;
+  std::string NotDurableSummary() override;
 
   uint64_t size_bytes() const override;
   uint32_t block_size() const override { return block_size_; }
@@ -125,31 +81,20 @@ class LsmVolume final : public BlockDevice, public std::enable_shared_from_this<
                                                        uint32_t max_extents) override;
   Task<Status> Cache(uint64_t offset, uint64_t length) override;
 
-  // Writes the memtable to an L0 SST and commits a manifest (tests, shutdown).
-  Task<Status> FlushMemtable();
-  // Compacts L0 down and then every level over its target (tests, tools).
-  Task<Status> CompactAll();
-  // Runs one round of garbage collection now (tests).
-  Task<Status> RunGc();
+  Task<Status> FlushMemtable() override;
+  Task<Status> CompactAll() override;
+  Task<Status> RunGc() override;
 
-  VolumeStats stats();
-  bool fenced();
-  uint64_t epoch() const { return epoch_; }
+  VolumeStats stats() override;
+  bool fenced() override;
+  uint64_t epoch() const override { return epoch_; }
 
-  // --- snapshots (volume_snapshot.cc) ---
-  // Captures every write acknowledged before the call: a FLUSH, a memtable flush, a
-  // snap/<uuid>.json object and one manifest write. InvalidArgument for a bad or
-  // duplicate name.
-  Task<Result<SnapshotInfo>> CreateSnapshot(std::string name);
-  std::vector<SnapshotInfo> ListSnapshots();
-  Result<SnapshotInfo> GetSnapshot(const std::string& name);
-  // Unpins; GC reclaims what nothing else references. Busy while attached.
-  Task<Status> DeleteSnapshot(std::string name);
-  // Makes the device equal the snapshot, atomically (one manifest write). Every other
-  // snapshot survives. Clients may stay connected but must drop cached blocks.
-  Task<Status> RestoreSnapshot(std::string name);
-  // A read-only device over the snapshot; it counts as attached until destroyed.
-  Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name);
+  Task<Result<SnapshotInfo>> CreateSnapshot(std::string name) override;
+  std::vector<SnapshotInfo> ListSnapshots() override;
+  Result<SnapshotInfo> GetSnapshot(const std::string& name) override;
+  Task<Status> DeleteSnapshot(std::string name) override;
+  Task<Status> RestoreSnapshot(std::string name) override;
+  Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name) override;
 
  private:
   struct Sealed {

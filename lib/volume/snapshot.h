@@ -11,17 +11,9 @@
 #include <vector>
 
 #include "volume/manifest.h"
+#include "volume/volume.h"  // SnapshotInfo
 
 namespace portal::volume {
-
-struct SnapshotInfo {
-  std::string name;
-  std::string id;          // uuid
-  int64_t created_ns = 0;  // wall clock
-  uint64_t size_bytes = 0;  // the device size when it was taken
-  uint64_t data_bytes = 0;  // data the snapshot references (what it pins at most)
-  int attached = 0;         // clients reading it as portalbd@NAME
-};
 
 struct SnapshotObject {
   std::string volume_uuid;

@@ -54,6 +54,7 @@ class CountingStore final : public ObjectStore {
                                              std::string start_after = "") override;
   Task<Status> CheckAccess() override;
   std::string url() const override { return inner_->url(); }
+  bool RetriesTransientErrors() const override { return inner_->RetriesTransientErrors(); }
 
  private:
   struct Counters {

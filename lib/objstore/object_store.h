@@ -113,6 +113,10 @@ class ObjectStore {
 
   // The store's URL without credentials, e.g. "s3://bucket/prefix".
   virtual std::string url() const = 0;
+
+  // Whether every request is retried on transient errors inside the store (S3Store: the
+  // S3 client's retries). A retry layer above then makes one call (objstore/retry.h).
+  virtual bool RetriesTransientErrors() const { return false; }
 };
 
 struct StoreOptions {

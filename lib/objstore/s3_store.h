@@ -36,6 +36,10 @@ class S3Store final : public ObjectStore {
                                              std::string start_after = "") override;
   Task<Status> CheckAccess() override;
   std::string url() const override { return url_; }
+  // s3::Client's RetryPolicy (ClientOptions::retry), unless set to one attempt.
+  bool RetriesTransientErrors() const override {
+    return client_->options().retry.max_attempts > 1;
+  }
 
   s3::Client& client() { return *client_; }
 

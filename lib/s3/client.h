@@ -14,7 +14,9 @@
 //   one attempt only, never across a backoff;
 // - is retried per options.retry when errors.h calls the outcome retryable, with the Env's
 //   clock and randomness, so tests never sleep (retries are logged at debug level; one
-//   warning a minute at most, from a request's third attempt on).
+//   warning a minute at most, from a request's third attempt on). These are the only
+//   retries of the request: the objstore retry layer above makes one call to an S3Store
+//   (objstore/retry.h ForStore), so one failing GET costs at most max_attempts requests.
 //
 // Errors: the Status of the last attempt as errors.h maps it (the message names the
 // request, "PUT s3://bucket/key", and the attempts made); Corruption for 2xx answers we

@@ -34,6 +34,7 @@ class BorrowedStore : public objstore::ObjectStore {
   }
   Task<Status> CheckAccess() override { return inner_.CheckAccess(); }
   std::string url() const override { return inner_.url(); }
+  bool RetriesTransientErrors() const override { return inner_.RetriesTransientErrors(); }
 
  private:
   objstore::ObjectStore& inner_;

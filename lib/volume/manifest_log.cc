@@ -1,9 +1,13 @@
 #include "volume/manifest_log.h"
 
+#include <fmt/format.h>
+
 #include "env/async.h"
 #include "util/log.h"
 
 namespace portal::volume {
+
+using objstore::Retried;
 
 Task<Result<Manifest>> ManifestLog::Read(uint64_t number) {
   const std::string key = ManifestKey(number);
@@ -11,13 +15,12 @@ Task<Result<Manifest>> ManifestLog::Read(uint64_t number) {
   CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
       [&]() -> Task<Status> {
         Result<std::string> bytes = Status::Unavailable("not read");
-        CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-            env_,
-            [&]() -> Task<Status> {
-              bytes = co_await store_.Get(key);
-              co_return bytes.status();
-            },
-            20));
+        Retried got = co_await objstore::Retry(env_, objstore::ForStore(store_, kReadPolicy),
+                                               [&]() -> Task<Status> {
+                                                 bytes = co_await store_.Get(key);
+                                                 co_return bytes.status();
+                                               });
+        CO_RETURN_IF_ERROR(got.status);
         m = DecodeManifest(*bytes, key);
         co_return m.status();
       },
@@ -33,29 +36,35 @@ Task<Result<std::pair<uint64_t, Manifest>>> ManifestLog::ReadLatest(uint64_t hin
   }
   if (n == 0) {
     Result<std::vector<objstore::ObjectInfo>> listed = Status::Unavailable("not listed");
-    CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-        env_,
-        [&]() -> Task<Status> {
-          listed = co_await store_.List("manifest/");
-          co_return listed.status();
-        },
-        20));
+    Retried got = co_await objstore::Retry(env_, objstore::ForStore(store_, kReadPolicy),
+                                           [&]() -> Task<Status> {
+                                             listed = co_await store_.List("manifest/");
+                                             co_return listed.status();
+                                           });
+    CO_RETURN_IF_ERROR(got.status);
     for (const auto& o : *listed) {
       uint64_t num;
       if (ParseManifestKey(o.key, &num) && num > n) n = num;
     }
     if (n == 0) co_return Status::NotFound("no manifest in " + store_.url());
   }
-  // Probe upward: commits made after the hint (or the listing) was taken.
+  // Probe upward: commits made after the hint (or the listing) was taken. A manifest
+  // that does not answer yet is waited for, within kProbePolicy.
   for (;;) {
-    auto next = co_await store_.Head(ManifestKey(n + 1));
-    if (next.ok()) {
+    const std::string key = ManifestKey(n + 1);
+    Retried probe = co_await objstore::Retry(
+        env_, objstore::ForStore(store_, kProbePolicy),
+        [&]() -> Task<Status> { co_return (co_await store_.Head(key)).status(); });
+    if (probe.status.ok()) {
       ++n;
       continue;
     }
-    if (next.status().IsNotFound()) break;
-    if (!next.status().retryable()) co_return next.status();
-    co_await SleepFor(env_, 50 * kNanosPerMilli);
+    if (probe.status.IsNotFound()) break;
+    if (probe.outcome == objstore::RetryOutcome::kGaveUp) {
+      co_return Status::Unavailable(fmt::format("manifest {} did not answer after {} attempts: {}",
+                                                key, probe.attempts, probe.status.message()));
+    }
+    co_return probe.status;
   }
   CO_ASSIGN_OR_RETURN(Manifest m, co_await Read(n));
   co_return std::make_pair(n, std::move(m));
@@ -65,9 +74,10 @@ Task<Status> ManifestLog::Create(uint64_t number, const Manifest& m, Cancellatio
   const std::string key = ManifestKey(number);
   const std::string bytes = EncodeManifest(m);
   // Someone created it: us (an acknowledgement lost on the way back) or another writer.
-  bool existed = false;
-  Status st = co_await objstore::PutIfAbsentOrSame(env_, store_, key, bytes, &existed, cancel);
-  if (st.ok() || !existed) co_return st;
+  auto created =
+      co_await objstore::CreateOrVerify(env_, store_, key, bytes, objstore::kUntilDefinite, cancel);
+  if (!created.ok()) co_return created.status();
+  if (*created != objstore::CreateOutcome::kTakenByOther) co_return Status::Ok();
   co_return Status::PreconditionFailed("manifest " + key +
                                        " was created by another writer: this writer is fenced");
 }

@@ -10,6 +10,11 @@
 // reading the object back (identical bytes: it was our own earlier attempt). A different
 // object means another writer committed n: the caller is fenced (PreconditionFailed).
 //
+// Reads retry transient errors per kReadPolicy (one call on a store that retries by
+// itself). ReadLatest's upward probe waits for a manifest that does not answer yet
+// (HEAD failing transiently) up to kProbePolicy, ~5 s, then fails with Unavailable
+// naming it.
+//
 // Read re-fetches a manifest that does not decode (objstore::RefetchCorrupt): manifests
 // carry no checksum, so a damaged body is caught only where it stops being a manifest.
 //
@@ -23,6 +28,8 @@
 
 #include "env/env.h"
 #include "objstore/object_store.h"
+#include "objstore/conditional_create.h"
+#include "objstore/retry.h"
 #include "objstore/retrying_store.h"
 #include "volume/manifest.h"
 
@@ -41,6 +48,10 @@ class ManifestLog {
   Task<Status> Create(uint64_t number, const Manifest& m, Cancellation* cancel = nullptr);
 
  private:
+  static constexpr objstore::RetryPolicy kReadPolicy{20};
+  // Every 50 ms, 100 times (no jitter: a wait, not a crowd to spread).
+  static constexpr objstore::RetryPolicy kProbePolicy{100, 50, 50, false};
+
   objstore::ObjectStore& store_;
   Env& env_;
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null

@@ -107,7 +107,8 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
   CO_RETURN_IF_ERROR(co_await CheckStillOwner());
   for (uint64_t id : dead) {
     Status st = co_await RetryUnavailable(
-        env_, [&]() -> Task<Status> { co_return co_await store_.Delete(SegmentKey(id)); }, 5);
+        env_, store_,
+        [&]() -> Task<Status> { co_return co_await store_.Delete(SegmentKey(id)); }, 5);
     if (!st.ok()) co_return st.WithContext("deleting a dead segment");
     segments_.Forget(id);
     meta_->Erase(SegmentKey(id));
@@ -233,7 +234,7 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
   CO_RETURN_IF_ERROR(co_await CheckStillOwner());
   for (const auto& key : dead) {
     Status st = co_await RetryUnavailable(
-        env_, [&]() -> Task<Status> { co_return co_await store_.Delete(key); }, 5);
+        env_, store_, [&]() -> Task<Status> { co_return co_await store_.Delete(key); }, 5);
     if (!st.ok()) co_return st.WithContext("deleting a retired map SST");
     cache_.Erase("si/" + key);
     meta_->Erase(key);
@@ -265,7 +266,8 @@ Task<Status> LsmVolume::DeleteOldManifests() {
   CO_RETURN_IF_ERROR(co_await CheckStillOwner());
   for (uint64_t n : doomed) {
     CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-        env_, [&]() -> Task<Status> { co_return co_await store_.Delete(ManifestKey(n)); }, 5));
+        env_, store_,
+        [&]() -> Task<Status> { co_return co_await store_.Delete(ManifestKey(n)); }, 5));
     if (n >= manifest_gc_floor_ && n > opener) manifest_gc_floor_ = n + 1;
   }
   co_return Status::Ok();

@@ -57,21 +57,18 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
 Task<Status> LsmVolume::ProbeConditionalWrites() {
   const std::string key =
       "probe/" + MakeUuid(env_.RandomU64(), env_.RandomU64()) + ".probe";
-  Status first = co_await RetryUnavailable(
-      env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); }, 10);
-  if (first.IsPreconditionFailed()) {
-    // The key is fresh: it can only exist because an earlier attempt of ours succeeded
-    // and its acknowledgement was lost. Check, as every conditional write does.
-    auto existing = co_await reads_.Get(key);
-    if (!existing.ok()) {
-      first = existing.status();  // e.g. still Unavailable: the caller may retry the open
-    } else if (*existing == "probe") {
-      first = Status::Ok();
-    }
+  // The key is fresh: it can only exist because an earlier attempt of ours succeeded and
+  // its acknowledgement was lost. Read back, as every conditional write does.
+  constexpr objstore::RetryPolicy kProbePolicy{10};
+  auto created = co_await objstore::CreateOrVerify(env_, store_, key, "probe", kProbePolicy);
+  Status first = created.status();
+  if (created.ok() && *created == objstore::CreateOutcome::kTakenByOther) {
+    first = Status::PreconditionFailed(key + " exists with other contents");
   }
   CO_RETURN_IF_ERROR(first.WithContext("probing conditional writes"));
   Status second = co_await RetryUnavailable(
-      env_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); }, 10);
+      env_, store_, [&]() -> Task<Status> { co_return co_await store_.PutIfAbsent(key, "probe"); },
+      kProbePolicy.max_attempts);
   (void)co_await store_.Delete(key);
   if (second.IsPreconditionFailed()) co_return Status::Ok();
   if (!second.ok()) co_return second.WithContext("probing conditional writes");
@@ -245,9 +242,9 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
 Task<Result<LsmVolume::ReplayPlan>> LsmVolume::PlanReplay(uint64_t applied) {
   Result<std::vector<objstore::ObjectInfo>> listed = Status::Unavailable("not listed");
   CO_RETURN_IF_ERROR(co_await RetryUnavailable(
-      env_,
+      env_, store_,
       [&]() -> Task<Status> {
-        listed = co_await reads_.List("seg/", SegmentKey(applied));
+        listed = co_await store_.List("seg/", SegmentKey(applied));
         co_return listed.status();
       },
       20));
@@ -392,24 +389,26 @@ Task<Status> LsmVolume::Replay() {
     fence.durable_through = id - 1;  // everything below was replayed
     EncodedSegment enc = EncodeSegment(&fence, "", false);
     const uint64_t size = enc.bytes.size();
-    Status st = co_await RetryUnavailable(
-        env_,
+    // Ours already when an earlier attempt landed with its reply lost: same epoch, same
+    // footer checksum.
+    Result<SegmentFooter> existing = Status::NotFound("not read");
+    bool read_back = false;
+    auto created = co_await objstore::CreateOrVerify(
+        env_, objstore::kUntilDefinite,
         [&]() -> Task<Status> {
           co_return co_await store_.PutIfAbsent(SegmentKey(id), enc.bytes);
         },
-        0);
-    if (st.ok()) {
-      std::lock_guard lock(mu_);
-      segs_[id].fence = true;
-      segs_[id].size = size;
-      next_segment_id_ = id + 1;
-      settled_through_ = id;
-      break;
-    }
-    if (!st.IsPreconditionFailed()) co_return st.WithContext("fencing");
-    uint64_t sum = 0;
-    CO_ASSIGN_OR_RETURN(SegmentFooter existing, co_await segments_.ReadFooter(id, 0, &sum));
-    if (existing.epoch == epoch_ && sum == enc.footer_checksum) {  // our own lost ack
+        [&]() -> Task<Result<bool>> {
+          uint64_t sum = 0;
+          read_back = true;
+          existing = co_await segments_.ReadFooter(id, 0, &sum);
+          if (!existing.ok()) co_return existing.status();
+          co_return existing->epoch == epoch_ && sum == enc.footer_checksum;
+        },
+        1);
+    if (!created.ok() && !read_back) co_return created.status().WithContext("fencing");
+    CO_RETURN_IF_ERROR(created.status());  // the read-back's error, as it came
+    if (*created != objstore::CreateOutcome::kTakenByOther) {
       std::lock_guard lock(mu_);
       segs_[id].fence = true;
       segs_[id].size = size;
@@ -419,7 +418,7 @@ Task<Status> LsmVolume::Replay() {
     }
     // A late segment of an older writer: replay it and fence the next id. A newer
     // epoch fails inside ApplyReplayed.
-    CO_RETURN_IF_ERROR(co_await ApplyReplayed(existing, 0));
+    CO_RETURN_IF_ERROR(co_await ApplyReplayed(*existing, 0));
     ++replayed;
     expect = id + 1;
   }

@@ -131,8 +131,13 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   const std::string bytes = EncodeSnapshotObject(obj);
   // An existing object is our own lost acknowledgement (read back, dst seed 5562) or a
   // uuid collision (PreconditionFailed).
-  Status put = co_await objstore::PutIfAbsentOrSame(env_, store_, ref.key, bytes, nullptr, &give_up_);
-  CO_RETURN_IF_ERROR(put.WithContext("writing snapshot object " + ref.key));
+  auto put = co_await objstore::CreateOrVerify(env_, store_, ref.key, bytes,
+                                               objstore::kUntilDefinite, &give_up_);
+  Status st = put.status();
+  if (put.ok() && *put == objstore::CreateOutcome::kTakenByOther) {
+    st = Status::PreconditionFailed(ref.key + " exists with other contents");
+  }
+  CO_RETURN_IF_ERROR(st.WithContext("writing snapshot object " + ref.key));
 
   Manifest next = current;
   next.snapshots.push_back(ref);

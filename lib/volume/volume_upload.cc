@@ -175,8 +175,15 @@ Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const
       // Someone created this id: our own earlier attempt (acknowledgement lost), or a
       // newer writer's fence. Read it back before concluding anything.
       uint64_t theirs = 0;
-      auto existing = co_await segments_.ReadFooter(id, 0, &theirs);
-      if (existing.ok() && existing->epoch == epoch_ && theirs == checksum) {
+      Result<SegmentFooter> existing = Status::NotFound("not read");
+      auto same = co_await objstore::ReadBack(
+          [&]() -> Task<Result<bool>> {
+            existing = co_await segments_.ReadFooter(id, 0, &theirs);
+            if (!existing.ok()) co_return existing.status();
+            co_return existing->epoch == epoch_ && theirs == checksum;
+          },
+          1);
+      if (same.ok() && *same == objstore::CreateOutcome::kAlreadySame) {
         NoteUpload(Status::Ok(), key);
         co_return Status::Ok();
       }

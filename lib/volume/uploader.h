@@ -156,8 +156,8 @@ class Uploader {
   uint64_t next_segment_id_ = 1;                  // GUARDED_BY(mu_)
   // The highest id such that it and every id below it are settled (stored, confirmed):
   // the fence at open, then each uploaded segment. A new segment's durable_through.
-  uint64_t settled_through_ = 0;                  // GUARDED_BY(mu_)
-  bool stop_ = false;                             // GUARDED_BY(mu_)
+  uint64_t settled_through_ = 0;  // GUARDED_BY(mu_)
+  bool stop_ = false;             // GUARDED_BY(mu_)
   StoreHealth health_{"segment upload", ", and FLUSH/FUA wait until it succeeds"};  // mu_
 };
 

@@ -81,8 +81,8 @@ struct Harness final : UploadSink {
 
 VolumeOptions SmallOptions() {
   VolumeOptions o;
-  o.flush_interval_ms = 0;             // only FLUSH, a full buffer or a stop seal one
-  o.l0_sst_size_bytes = 2 * 4096;      // two blocks fill a buffer
+  o.flush_interval_ms = 0;         // only FLUSH, a full buffer or a stop seal one
+  o.l0_sst_size_bytes = 2 * 4096;  // two blocks fill a buffer
   o.compress = false;
   return o;
 }

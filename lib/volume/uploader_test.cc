@@ -150,7 +150,7 @@ TEST_CASE("Uploader: a newer writer's segment at our id fences and fails the FLU
   CHECK(!h.up.EmptyLocked());  // never acknowledged, never dropped
 }
 
-TEST_CASE("Uploader: a failing store is retried while the FLUSH waits; health says so",
+TEST_CASE("Uploader: a failing store is retried while the FLUSH waits, and health says so",
           "[volume][uploader]") {
   SimEnv env;
   int failures_left = 4;
@@ -184,7 +184,7 @@ TEST_CASE("Uploader: a failing store is retried while the FLUSH waits; health sa
   CHECK(!h.fenced);
 }
 
-TEST_CASE("Uploader: giving up ends the retries without fencing; a stop drains the buffer",
+TEST_CASE("Uploader: giving up ends the retries without fencing, a stop drains the buffer",
           "[volume][uploader]") {
   SECTION("give up") {
     SimEnv env;

@@ -9,8 +9,9 @@
 //   flushes, compactions, GC, snapshots, restore. Holding it for a whole job means no job
 //   started before another can commit after it (DESIGN.md's generation check, by
 //   construction).
-// - One uploader coroutine owns segment uploads (one in flight, strictly in id order) and
-//   applies each uploaded segment to the memtable.
+// - The Uploader (volume/uploader.h) owns the write buffers and segment uploads (one in
+//   flight, strictly in id order); the volume applies each uploaded segment to the
+//   memtable. A FLUSH awaits its write generation (uploader_.durable()).
 // - One maintenance coroutine flushes the memtable, compacts and collects garbage.
 //
 // Thread-safe. Open() it, use it, Close() it before destroying it.
@@ -41,6 +42,7 @@
 #include "volume/sqlite_cache.h"
 #include "volume/store_health.h"
 #include "volume/volume.h"
+#include "volume/uploader.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -53,7 +55,9 @@ using device::WriteFlags;
 using device::ZeroFlags;
 
 // The implementation of Volume (volume.h), private to lib/volume/.
-class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVolume> {
+class LsmVolume final : public Volume,
+                        private UploadSink,
+                        public std::enable_shared_from_this<LsmVolume> {
  public:
   // Opens (or creates) the volume in `store`: epoch bump, replay, fence. `env` and
   // `store` must outlive the volume.
@@ -97,19 +101,6 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name) override;
 
  private:
-  struct Sealed {
-    std::shared_ptr<const WriteBuffer> buf;
-    uint64_t gen = 0;
-    uint64_t segment_id = 0;
-  };
-  // Live blocks copied out of sparse segments by GC, uploaded as a segment of
-  // conditional extents (they apply only where the map still points at the source).
-  struct Relocation {
-    std::vector<SegmentExtent> extents;  // sorted; loc.index into `data`; conditional
-    std::string data;
-    uint64_t data_blocks = 0;
-    std::vector<uint64_t> sources;
-  };
   // The map as committed: immutable, shared by readers.
   struct Version {
     Manifest manifest;
@@ -197,14 +188,13 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   Task<Result<std::vector<StatusExtent>>> StatusOf(uint64_t offset, uint64_t length,
                                                    uint32_t max_extents, const Levels* frozen);
 
-  // --- upload (volume_upload.cc) ---
-  // Moves the active buffer to the end of sealed_ under the next generation (its segment
-  // id is taken when its upload starts; the uploader takes sealed_ before relocations).
-  void SealActiveLocked();
-  Task<void> UploaderLoop();
-  // Encodes (user buffer or relocation) and uploads segment `id`.
-  Task<Status> UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
-                             SegmentFooter* footer, uint64_t* size);
+  // --- the uploader's side of the volume (UploadSink, volume_upload.cc) ---
+  Task<Status> ApplyUploaded(const SegmentFooter& footer, uint64_t size) override;
+  bool FencedLocked() const override { return fenced_; }
+  // Fences (every fencing site): nothing more is acknowledged; FLUSH waiters, stalled
+  // writers, the uploader and the maintenance loop learn of it.
+  void FenceLocked(const std::string& reason) override;
+  void UploadSettled() override;
   void ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm::Extent>& extents,
                           uint64_t size);
   // Estimated data blocks of the committed map (SSTs and a flushing memtable) that a
@@ -228,8 +218,6 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   uint64_t UnflushedBytesLocked() const;
   std::string NotDurableSummaryLocked() const;
   Status GaveUpLocked() const;  // the error waiters get once the volume gave up
-  // Records a segment upload's outcome in store_health_ and logs what it says to.
-  void NoteUpload(const Status& st, const std::string& key);
   std::string NextSstKey();
 
   // --- garbage collection (volume_gc.cc); callers hold jobs_mu_ ---
@@ -252,7 +240,10 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   SegmentReader segments_;
   lsm::SstReader ssts_;
   ManifestLog log_;
-  Notifier changed_;  // buffers, durability, fencing, stop: everything waits on this
+  // Map work, fencing, stop, restore's drain and writes waiting for a restore. A FLUSH
+  // waits on uploader_.durable(), the uploader on its own notifier.
+  Notifier changed_;
+  Notifier room_;  // writers stalled for room: an upload settled, fenced, or gave up
   AsyncMutex jobs_mu_;
   WaitGroup loops_;
 
@@ -261,14 +252,6 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   uint64_t sst_counter_ = 0;  // n in map/<epoch>-<n>.sst
 
   std::mutex mu_;
-  std::shared_ptr<WriteBuffer> active_;                // GUARDED_BY(mu_)
-  uint64_t active_gen_ = 1;                            // GUARDED_BY(mu_)
-  int64_t active_dirty_since_ns_ = -1;                 // GUARDED_BY(mu_)
-  std::deque<Sealed> sealed_;                          // GUARDED_BY(mu_)
-  std::shared_ptr<const Relocation> relocation_;       // GUARDED_BY(mu_): queued, one
-  bool relocating_ = false;                            // GUARDED_BY(mu_): being uploaded
-  uint64_t durable_gen_ = 0;                           // GUARDED_BY(mu_)
-  uint64_t flush_gen_ = 0;                             // GUARDED_BY(mu_)
   std::shared_ptr<lsm::Memtable> mem_;                 // GUARDED_BY(mu_)
   std::shared_ptr<const lsm::Memtable> imm_;           // GUARDED_BY(mu_)
   uint64_t imm_applied_segment_ = 0;                   // GUARDED_BY(mu_)
@@ -280,10 +263,6 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   uint64_t segments_since_mem_flush_ = 0;              // GUARDED_BY(mu_)
   std::shared_ptr<const Version> version_;             // GUARDED_BY(mu_)
   uint64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
-  uint64_t next_segment_id_ = 1;                       // GUARDED_BY(mu_)
-  // The highest id such that it and every id below it are settled (stored, confirmed):
-  // the fence at open, then each uploaded segment. A new segment's durable_through.
-  uint64_t settled_through_ = 0;                       // GUARDED_BY(mu_)
   uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
   bool fenced_ = false;                                // GUARDED_BY(mu_)
@@ -320,9 +299,11 @@ class LsmVolume final : public Volume, public std::enable_shared_from_this<LsmVo
   // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
   Cancellation give_up_{env_};
   uint64_t give_up_deadline_ns_ = kNoDeadline;  // GUARDED_BY(mu_)
-  // Segment uploads (in stats), GUARDED_BY(mu_); map maintenance (its loop's own).
-  StoreHealth store_health_{"segment upload", ", and FLUSH/FUA wait until it succeeds"};
+  // Map maintenance (its loop's own); segment uploads' is the uploader's.
   StoreHealth maintenance_health_{"map maintenance", " every second"};
+  // The write buffers and their uploads; its state is GUARDED_BY(mu_). Last: it refers
+  // to mu_, give_up_, segments_ and options_.
+  Uploader uploader_;
 };
 
 }  // namespace portal::volume

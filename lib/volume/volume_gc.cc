@@ -37,10 +37,7 @@ Task<Status> LsmVolume::CheckStillOwner() {
   if (next.status().IsNotFound()) co_return Status::Ok();
   if (!next.ok()) co_return next.status();
   std::lock_guard lock(mu_);
-  fenced_ = true;
-  fenced_reason_ = fmt::format("manifest {} was committed by another writer", number + 1);
-  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
-  changed_.NotifyAll();
+  FenceLocked(fmt::format("manifest {} was committed by another writer", number + 1));
   co_return Status::PreconditionFailed(fenced_reason_);
 }
 
@@ -123,7 +120,7 @@ Task<Status> LsmVolume::PlanRelocation() {
   std::vector<uint64_t> sources;
   {
     std::lock_guard lock(mu_);
-    if (relocation_ || relocating_ || options_.gc_live_ratio <= 0) co_return Status::Ok();
+    if (uploader_.RelocationPendingLocked() || options_.gc_live_ratio <= 0) co_return Status::Ok();
     const uint64_t applied = version_->manifest.applied_segment;
     std::vector<std::pair<double, uint64_t>> sparse;
     for (const auto& [id, info] : segs_) {
@@ -201,9 +198,8 @@ Task<Status> LsmVolume::PlanRelocation() {
   Log()->debug("relocating live blocks blocks={} sources={}", reloc->data_blocks, sources.size());
   {
     std::lock_guard lock(mu_);
-    relocation_ = std::move(reloc);
+    uploader_.QueueRelocationLocked(std::move(reloc));
   }
-  changed_.NotifyAll();
   co_return Status::Ok();
 }
 

@@ -35,17 +35,14 @@ Task<Status> LsmVolume::Commit(const Manifest& next_in) {
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
     if (give_up_.cancelled()) co_return GaveUpLocked();
     number = version_->number + 1;
-    next.next_segment_id = next_segment_id_;
+    next.next_segment_id = uploader_.NextSegmentIdLocked();
     next.next_seq = next_seq_;
     next.epoch = epoch_;
   }
   Status st = co_await log_.Create(number, next, &give_up_);
   std::lock_guard lock(mu_);
   if (st.IsPreconditionFailed()) {
-    fenced_ = true;
-    fenced_reason_ = st.ToString();
-    Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
-    changed_.NotifyAll();
+    FenceLocked(st.ToString());
     co_return st;
   }
   if (st.ok()) {
@@ -409,9 +406,9 @@ VolumeStats LsmVolume::stats() {
   s.fenced = fenced_;
   s.manifest_number = version_->number;
   s.applied_segment = version_->manifest.applied_segment;
-  s.next_segment_id = next_segment_id_;
-  s.active_buffer_bytes = active_->bytes();
-  for (const auto& x : sealed_) s.sealed_buffer_bytes += x.buf->bytes();
+  s.next_segment_id = uploader_.NextSegmentIdLocked();
+  s.active_buffer_bytes = uploader_.ActiveBytesLocked();
+  s.sealed_buffer_bytes = uploader_.SealedBytesLocked();
   s.memtable_extents = mem_->extent_count() + (imm_ ? imm_->extent_count() : 0);
   for (const auto& level : version_->manifest.levels) {
     s.ssts_per_level.push_back(level.size());
@@ -426,7 +423,7 @@ VolumeStats LsmVolume::stats() {
   s.shadowed_blocks = shadowed_blocks_;
   s.full_compactions = full_compactions_;
   s.snapshots = version_->manifest.snapshots.size();
-  const StoreHealth::State& health = store_health_.state();
+  const StoreHealth::State& health = uploader_.HealthLocked();
   if (health.failing) {
     s.store_failing_since_ns = health.since_wall_ns;
     s.store_failed_attempts = health.failed_attempts;

@@ -26,11 +26,12 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       ssts_(reads_, cache_, meta_.get(), &corrupt_refetches_),
       log_(store, env, &corrupt_refetches_),
       changed_(env),
+      room_(env),
       jobs_mu_(env),
       loops_(env),
-      active_(std::make_shared<WriteBuffer>(options_.block_size, options_.blocks_per_chunk)),
       mem_(std::make_shared<lsm::Memtable>()),
-      stripes_(kStripes, 0) {}
+      stripes_(kStripes, 0),
+      uploader_(env, store, segments_, options_, mu_, give_up_, *this) {}
 
 LsmVolume::~LsmVolume() {
   std::lock_guard lock(mu_);
@@ -49,7 +50,7 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
   }
   if (v->options_.salvage) co_return v;  // read-only: no uploads, no maintenance, no GC
   v->loops_.Add(2);
-  Start(v->UploaderLoop(), [v] { v->loops_.Done(); });
+  Start(v->uploader_.Run(v->epoch_), [v] { v->loops_.Done(); });
   Start(v->MaintenanceLoop(), [v] { v->loops_.Done(); });
   co_return v;
 }
@@ -186,7 +187,7 @@ Task<Status> LsmVolume::DoOpen() {
   {
     std::lock_guard lock(mu_);
     version_ = std::make_shared<const Version>(Version{m, number});
-    next_segment_id_ = m.next_segment_id;
+    uploader_.SetNextSegmentIdLocked(m.next_segment_id);
     next_seq_ = m.next_seq;
     mem_first_segment_ = mem_last_segment_ = m.applied_segment;
     mem_last_seq_ = m.applied_seq;
@@ -202,7 +203,7 @@ Task<Status> LsmVolume::DoOpen() {
   CO_RETURN_IF_ERROR(co_await LoadSnapshots());
   CO_RETURN_IF_ERROR(co_await Replay());
   Log()->info("opened volume uuid={} epoch={} manifest={} next_segment={} url={}", m.volume_uuid,
-              epoch_, number, next_segment_id_, store_.url());
+              epoch_, number, uploader_.NextSegmentIdLocked(), store_.url());
   co_return Status::Ok();
 }
 
@@ -234,7 +235,7 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
   segments_.Remember(f.segment_id, size, f);
   CO_RETURN_IF_ERROR(co_await ApplyFooter(f, size));
   std::lock_guard lock(mu_);
-  next_segment_id_ = f.segment_id + 1;
+  uploader_.SetNextSegmentIdLocked(f.segment_id + 1);
   next_seq_ = std::max(next_seq_, f.last_seq + 1);
   co_return Status::Ok();
 }
@@ -379,7 +380,7 @@ Task<Status> LsmVolume::Replay() {
     {
       std::lock_guard lock(mu_);
       id = expect;
-      next_segment_id_ = id;
+      uploader_.SetNextSegmentIdLocked(id);
     }
     SegmentFooter fence;
     fence.segment_id = id;
@@ -412,8 +413,7 @@ Task<Status> LsmVolume::Replay() {
       std::lock_guard lock(mu_);
       segs_[id].fence = true;
       segs_[id].size = size;
-      next_segment_id_ = id + 1;
-      settled_through_ = id;
+      uploader_.SettledFenceLocked(id);
       break;
     }
     // A late segment of an older writer: replay it and fence the next id. A newer

@@ -62,10 +62,10 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
       });
     };
     if (include_buffers) {
-      cover_buffer(*active_);
-      for (auto it = sealed_.rbegin(); it != sealed_.rend() && !uncovered.empty(); ++it) {
-        cover_buffer(*it->buf);
-      }
+      uploader_.ForEachBufferLocked([&](const WriteBuffer& buf) {  // newest first
+        cover_buffer(buf);
+        return !uncovered.empty();
+      });
     }
     if (!uncovered.empty()) cover_memtable(*mem_);
     if (!uncovered.empty() && imm_) cover_memtable(*imm_);

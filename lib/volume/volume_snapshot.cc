@@ -274,8 +274,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     const uint64_t seen = changed_.epoch();
     {
       std::lock_guard lock(mu_);
-      relocation_.reset();
-      if (!relocating_) break;
+      if (!uploader_.DropRelocationLocked()) break;
       if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
       if (stop_) co_return Status::Shutdown("volume is closing");
     }
@@ -297,7 +296,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     old_levels = next.levels;
     next.levels = d->object.levels;
     // Segments issued so far belong to the abandoned timeline: never replay them.
-    next.applied_segment = next_segment_id_ - 1;
+    next.applied_segment = uploader_.NextSegmentIdLocked() - 1;
     next.applied_seq = next_seq_ - 1;
   }
   CO_RETURN_IF_ERROR(co_await Commit(next));

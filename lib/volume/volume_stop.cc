@@ -35,21 +35,23 @@ void LsmVolume::GiveUpNow() {
   {
     std::lock_guard lock(mu_);
     left = NotDurableSummaryLocked();
+    // FLUSH and FUA waiters: what is not durable now never will be acknowledged.
+    uploader_.durable().Fail(GaveUpLocked());
   }
   if (!left.empty()) Log()->warn("stop deadline passed: giving up on {}", left);
-  changed_.NotifyAll();  // FLUSH waiters, stalled writers, the uploader
+  uploader_.Wake();      // its retries end (give_up_), then it exits
+  room_.NotifyAll();     // stalled writers fail
+  changed_.NotifyAll();  // maintenance exits
 }
 
 uint64_t LsmVolume::UnflushedBytesLocked() const {
-  uint64_t n = active_->bytes();
-  for (const auto& s : sealed_) n += s.buf->bytes();
-  return n;
+  return uploader_.ActiveBytesLocked() + uploader_.SealedBytesLocked();
 }
 
 std::string LsmVolume::NotDurableSummaryLocked() const {
-  if (active_->empty() && sealed_.empty()) return "";
+  if (uploader_.EmptyLocked()) return "";
   std::string why;
-  const StoreHealth::State& h = store_health_.state();
+  const StoreHealth::State& h = uploader_.HealthLocked();
   if (h.failing) {
     why = fmt::format("store failing since {}: {}", FormatRfc3339(h.since_wall_ns), h.error);
   } else if (fenced_) {
@@ -72,21 +74,6 @@ Status LsmVolume::GaveUpLocked() const {
   return Status::IOError("gave up at the stop deadline" + (left.empty() ? "" : ": " + left));
 }
 
-void LsmVolume::NoteUpload(const Status& st, const std::string& key) {
-  std::optional<std::string> line;
-  {
-    std::lock_guard lock(mu_);
-    line = st.ok() ? store_health_.Succeeded(env_.NowNanos())
-                   : store_health_.Failed(st, key, env_.NowNanos(), env_.WallNanos());
-  }
-  if (!line) return;
-  if (st.ok()) {
-    Log()->info("{}", *line);
-  } else {
-    Log()->warn("{}", *line);
-  }
-}
-
 Task<Status> LsmVolume::Close(uint64_t deadline_ns) {
   {
     std::lock_guard lock(mu_);
@@ -98,8 +85,9 @@ Task<Status> LsmVolume::Close(uint64_t deadline_ns) {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    uploader_.StopLocked();  // drains what is buffered, then exits
   }
-  changed_.NotifyAll();
+  changed_.NotifyAll();  // maintenance exits
   co_await loops_.Wait();
   // The uploader drains every buffer before it exits, unless fenced or given up: what is
   // left is written data that will never be durable.

@@ -1,13 +1,9 @@
-// The uploader: seals the active buffer (or takes a GC relocation batch) into the next
-// segment, uploads it (one upload in flight, strictly in id order), then applies its
-// extents to the memtable and releases the FLUSHes waiting for it. User buffers always
-// go first: relocation never delays a FLUSH beyond the upload already in flight.
+// The volume's side of segment uploads (the Uploader, volume/uploader.h, does them):
+// applying an uploaded or replayed segment's extents to the memtable, and fencing.
 #include <algorithm>
 
 #include <fmt/format.h>
 
-#include "env/async.h"
-#include "util/buffer_pool.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -114,216 +110,23 @@ Task<Status> LsmVolume::ApplyFooter(const SegmentFooter& f, uint64_t size) {
   co_return Status::Ok();
 }
 
-Task<Status> LsmVolume::UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
-                                      SegmentFooter* footer, uint64_t* size) {
-  footer->segment_id = id;
-  footer->epoch = epoch_;
-  footer->block_size = block_size_;
-  footer->blocks_per_chunk = options_.blocks_per_chunk;
-  {
-    // Fixed for every attempt: a retry must produce the same bytes (lost-ack read-back).
-    std::lock_guard lock(mu_);
-    footer->durable_through = settled_through_;
-  }
-  const std::string key = SegmentKey(id);
-  uint64_t backoff_ms = 10;
-  // A store that keeps objects in memory takes the buffer's own memory as the segment's
-  // data (a Rope): no copy at all. Others get one string.
-  const bool as_rope = buf && !options_.compress && store_.KeepsRopes();
-  for (uint64_t attempt = 1;; ++attempt) {
-    // Encode off the executor (LZ4 of up to l0_sst_size_bytes). Re-encoding on a retry
-    // gives the same bytes, and saves holding a second copy while the PUT runs.
-    objstore::Rope rope;
-    EncodedSegment enc = co_await RunBlocking(env_, [&] {
-      std::string data;
-      std::vector<uint64_t> sums;
-      if (as_rope) {
-        buf->SealPieces(footer, &rope, &sums);
-        EncodedSegment tail;
-        auto bytes = std::make_shared<std::string>(
-            EncodeRawSegmentTail(footer, sums, &tail.footer_checksum));
-        rope.Append(std::move(bytes));
-        return tail;
-      }
-      if (buf) {
-        // + footer: no regrowth. Pooled: a recycled segment's pages are already mapped.
-        data = BufferPool::Global().Take(buf->bytes() + 64 * 1024);
-        buf->Seal(footer, &data, options_.compress ? nullptr : &sums);
-      } else {
-        footer->extents = reloc->extents;
-        for (auto& se : footer->extents) se.extent.loc.segment = id;
-        footer->data_blocks = reloc->data_blocks;
-        return EncodeSegment(footer, reloc->data, options_.compress);
-      }
-      return EncodeSegmentOwned(footer, std::move(data), options_.compress,
-                                options_.compress ? nullptr : &sums);
-    });
-    const uint64_t checksum = enc.footer_checksum;
-    Status st;
-    if (as_rope) {
-      *size = rope.size();
-      st = co_await store_.PutIfAbsentRope(key, rope);
-    } else {
-      *size = enc.bytes.size();
-      st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
-    }
-    if (st.ok()) {
-      NoteUpload(st, key);
-      co_return st;
-    }
-    if (st.IsPreconditionFailed()) {
-      // Someone created this id: our own earlier attempt (acknowledgement lost), or a
-      // newer writer's fence. Read it back before concluding anything.
-      uint64_t theirs = 0;
-      Result<SegmentFooter> existing = Status::NotFound("not read");
-      auto same = co_await objstore::ReadBack(
-          [&]() -> Task<Result<bool>> {
-            existing = co_await segments_.ReadFooter(id, 0, &theirs);
-            if (!existing.ok()) co_return existing.status();
-            co_return existing->epoch == epoch_ && theirs == checksum;
-          },
-          1);
-      if (same.ok() && *same == objstore::CreateOutcome::kAlreadySame) {
-        NoteUpload(Status::Ok(), key);
-        co_return Status::Ok();
-      }
-      if (existing.ok() && existing->epoch < epoch_) {
-        // Open replayed every segment below our fence and nothing of an older epoch can
-        // land above it (DESIGN.md single writer, step 5): this object is damage or a
-        // bug, not another writer.
-        co_return Status::Corruption(fmt::format(
-            "segment {} already exists with the older epoch {} (ours is {}), above our "
-            "fence: the store holds a segment that open did not replay",
-            key, existing->epoch, epoch_));
-      }
-      if (existing.ok()) {
-        co_return Status::PreconditionFailed(fmt::format(
-            "segment {} already exists with epoch {} (ours is {}): a newer portalbd opened "
-            "this volume",
-            key, existing->epoch, epoch_));
-      }
-      st = existing.status();
-    }
-    // The store is gone for good (a crashed FaultStore in the simulator, or the process
-    // shutting down): retrying cannot help.
-    if (st.code() == Status::Code::kShutdown) co_return st;
-    NoteUpload(st, key);  // since when and why, for status and a rationed log
-    {
-      std::lock_guard lock(mu_);
-      if (stop_ && attempt >= 5) co_return st.WithContext("giving up on " + key + " at close");
-    }
-    // The backoff ends early when a stop's deadline passes (GiveUpAt).
-    if (!give_up_.cancelled()) {
-      co_await give_up_.Sleep((backoff_ms / 2 + env_.RandomBelow(backoff_ms / 2 + 1)) *
-                              kNanosPerMilli);
-    }
-    if (give_up_.cancelled()) {
-      co_return st.WithContext("gave up on " + key + " at the stop deadline");
-    }
-    backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
-  }
+Task<Status> LsmVolume::ApplyUploaded(const SegmentFooter& footer, uint64_t size) {
+  return ApplyFooter(footer, size);  // the caller awaits at once: `footer` outlives it
 }
 
-void LsmVolume::SealActiveLocked() {
-  // The segment id is taken when its upload starts: ids must not run ahead of uploads,
-  // or a crash would leave manifests naming a next_segment_id above the first gap, where
-  // the next writer fences (ids are never skipped: docs/volume.md "Single writer").
-  sealed_.push_back(Sealed{std::move(active_), active_gen_++, 0});
-  active_ = std::make_shared<WriteBuffer>(block_size_, options_.blocks_per_chunk);
-  active_dirty_since_ns_ = -1;
+void LsmVolume::FenceLocked(const std::string& reason) {
+  fenced_ = true;
+  fenced_reason_ = reason;
+  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
+  uploader_.durable().Fail(Status::IOError("volume is fenced: " + fenced_reason_));
+  uploader_.Wake();   // exits
+  room_.NotifyAll();  // stalled writers fail
+  changed_.NotifyAll();  // maintenance exits; a restore stops waiting
 }
 
-Task<void> LsmVolume::UploaderLoop() {
-  for (;;) {
-    const uint64_t seen = changed_.epoch();
-    Sealed s;
-    std::shared_ptr<const Relocation> reloc;
-    uint64_t wait_ns = Notifier::kForever;
-    {
-      std::lock_guard lock(mu_);
-      if (fenced_ || give_up_.cancelled()) co_return;
-      const bool dirty = !active_->empty();
-      if (!dirty && sealed_.empty() && stop_) co_return;
-      bool go = false;
-      if (dirty) {
-        const uint64_t now = env_.NowNanos();
-        const uint64_t due =
-            options_.flush_interval_ms == 0
-                ? UINT64_MAX
-                : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
-                                MillisToNanos(options_.flush_interval_ms));
-        go = stop_ || flush_gen_ >= active_gen_ ||
-             active_->bytes() >= options_.l0_sst_size_bytes || now >= due;
-        if (!go && due != UINT64_MAX) wait_ns = due - now;
-      }
-      if (go && sealed_.empty()) SealActiveLocked();
-      if (!sealed_.empty()) {
-        // Sealed by a writer at full size, or just now.
-        if (sealed_.front().segment_id == 0) sealed_.front().segment_id = next_segment_id_++;
-        s = sealed_.front();
-      } else if (relocation_ && !stop_) {
-        reloc = std::move(relocation_);
-        relocating_ = true;
-        s.segment_id = next_segment_id_++;
-      }
-    }
-    if (!s.buf && !reloc) {
-      co_await changed_.Wait(seen, wait_ns);
-      continue;
-    }
-    SegmentFooter footer;
-    uint64_t size = 0;
-    Status st = co_await UploadSegment(s.segment_id, s.buf.get(), reloc.get(), &footer, &size);
-    if (st.ok()) {
-      segments_.Remember(s.segment_id, size, footer);
-      // Applying a relocation reads the map; its reads retry a bounded number of times.
-      // The segment is stored: keep trying (nothing was applied by a failed attempt)
-      // rather than fence over an error burst (dst swarm seed 9340).
-      (void)co_await RetryUnavailable(
-          env_,
-          [&]() -> Task<Status> {
-            st = co_await ApplyFooter(footer, size);
-            if (!st.retryable()) co_return st;
-            {
-              std::lock_guard lock(mu_);
-              if (stop_ || fenced_ || give_up_.cancelled()) {
-                co_return Status::Ok();  // give up; `st` keeps the error
-              }
-            }
-            Log()->warn("applying segment {} failed, retrying error=\"{}\"", s.segment_id,
-                        st.ToString());
-            co_return st;
-          },
-          0, &give_up_);
-    }
-    if (!st.ok()) {
-      std::lock_guard lock(mu_);
-      if (reloc) relocating_ = false;  // nobody may wait for it any more (a restore does)
-      if (give_up_.cancelled() && !st.IsPreconditionFailed() && !st.IsCorruption()) {
-        // Not fenced: the stop gave up. Close reports what is left; waiters see GaveUp.
-        changed_.NotifyAll();
-        co_return;
-      }
-      fenced_ = true;
-      fenced_reason_ = st.ToString();
-      Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
-      changed_.NotifyAll();
-      co_return;
-    }
-    {
-      std::lock_guard lock(mu_);
-      if (s.buf) {
-        PORTAL_ASSERT(!sealed_.empty() && sealed_.front().gen == s.gen,
-                      "sealed buffers out of order");
-        sealed_.pop_front();
-        durable_gen_ = s.gen;
-      } else {
-        relocating_ = false;
-      }
-      settled_through_ = s.segment_id;
-    }
-    changed_.NotifyAll();  // FLUSH waiters, stalled writers, maintenance
-  }
+void LsmVolume::UploadSettled() {
+  room_.NotifyAll();
+  changed_.NotifyAll();
 }
 
 }  // namespace portal::volume

@@ -41,17 +41,7 @@ Status LsmVolume::CheckWritable() {
   return Status::Ok();
 }
 
-void LsmVolume::NoteDirtyLocked() {
-  if (active_dirty_since_ns_ < 0) {
-    active_dirty_since_ns_ = static_cast<int64_t>(env_.NowNanos());
-    changed_.NotifyAll();  // starts the uploader's flush_interval timer
-  } else if (active_->bytes() >= options_.l0_sst_size_bytes) {
-    // Full: seal it now even while an upload runs, so that segments keep to their size
-    // (and their buffers can be recycled) instead of growing until the uploader is free.
-    SealActiveLocked();
-    changed_.NotifyAll();
-  }
-}
+void LsmVolume::NoteDirtyLocked() { uploader_.NoteWrittenLocked(); }
 
 void LsmVolume::BumpStripesLocked(uint64_t first, uint64_t end) {
   if (end - first >= stripes_.size()) {
@@ -73,7 +63,7 @@ Status LsmVolume::CheckBufferableLocked() const {
 Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n,
                                          const std::shared_ptr<const void>& keep) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  active_->WriteBlocks(first, data, n, next_seq_++, keep);
+  uploader_.ActiveLocked().WriteBlocks(first, data, n, next_seq_++, keep);
   BumpStripesLocked(first, first + n);
   NoteDirtyLocked();
   return Status::Ok();
@@ -81,7 +71,7 @@ Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uin
 
 Status LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  active_->WriteZeroRun(first, end, kind, next_seq_++);
+  uploader_.ActiveLocked().WriteZeroRun(first, end, kind, next_seq_++);
   BumpStripesLocked(first, end);
   NoteDirtyLocked();
   return Status::Ok();
@@ -89,8 +79,8 @@ Status LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind 
 
 Task<Status> LsmVolume::WaitForRoom() {
   // Under the bound: go. Over it: make sure the uploader is draining (seal the active
-  // buffer too), then wait for a change. The epoch is sampled after our own poke, or the
-  // poke itself would wake us at once and we would spin (starving the uploader).
+  // buffer too), then wait for room: an upload settling (or a fence, or a give-up) wakes
+  // room_. The epoch is sampled before the last check, so no wake-up is lost.
   auto check = [&](bool* poke) -> std::optional<Status> {
     std::lock_guard lock(mu_);
     if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
@@ -111,19 +101,16 @@ Task<Status> LsmVolume::WaitForRoom() {
           "slower than the writes)",
           options_.max_unflushed_bytes);
     }
-    if (poke && !active_->empty() && flush_gen_ < active_gen_) {
-      flush_gen_ = active_gen_;
-      *poke = true;
-    }
+    if (poke && uploader_.RequestFlushLocked()) *poke = true;
     return std::nullopt;
   };
   for (;;) {
     bool poke = false;
     if (auto done = check(&poke)) co_return *done;
-    if (poke) changed_.NotifyAll();
-    const uint64_t seen = changed_.epoch();
+    if (poke) uploader_.Wake();
+    const uint64_t seen = room_.epoch();
     if (auto done = check(nullptr)) co_return *done;
-    co_await changed_.Wait(seen);
+    co_await room_.Wait(seen);
   }
 }
 
@@ -223,27 +210,15 @@ Task<Status> LsmVolume::Flush() {
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
-    if (give_up_.cancelled() && (!active_->empty() || !sealed_.empty())) co_return GaveUpLocked();
-    if (!active_->empty()) {
-      target = active_gen_;
-      flush_gen_ = std::max(flush_gen_, target);
-    } else if (!sealed_.empty()) {
-      target = sealed_.back().gen;
-    } else {
-      co_return Status::Ok();  // nothing unflushed
-    }
+    if (give_up_.cancelled() && !uploader_.EmptyLocked()) co_return GaveUpLocked();
+    target = uploader_.FlushTargetLocked();
+    if (target == 0) co_return Status::Ok();  // nothing unflushed
   }
-  changed_.NotifyAll();
-  for (;;) {
-    uint64_t seen = changed_.epoch();
-    {
-      std::lock_guard lock(mu_);
-      if (durable_gen_ >= target) co_return Status::Ok();
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
-      if (give_up_.cancelled()) co_return GaveUpLocked();  // never settles now
-    }
-    co_await changed_.Wait(seen);
-  }
+  uploader_.Wake();
+  // Ok once the uploader settled the segment of `target` and applied it (Uploader::Run
+  // marks it durable); the fence's or the give-up's error once nothing can settle
+  // (FenceLocked, GiveUpNow).
+  co_return co_await uploader_.durable().AwaitDurable(target);
 }
 
 }  // namespace portal::volume

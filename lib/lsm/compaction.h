@@ -24,9 +24,9 @@
 namespace portal::lsm {
 
 struct CompactionOptions {
-  uint64_t l0_compaction_trigger = 4;       // L0 files that call for a compaction
+  uint64_t l0_compaction_trigger = 4;          // L0 files that call for a compaction
   uint64_t level1_target_bytes = 16ull << 20;  // L1's size target; each deeper level 10x
-  uint64_t sst_target_bytes = 2ull << 20;   // outputs are cut at about this size
+  uint64_t sst_target_bytes = 2ull << 20;      // outputs are cut at about this size
   // A full compaction (every level down to the last) is due once the shadowed bytes
   // pass max(full_compaction_min_bytes, full_compaction_ratio * stored bytes).
   uint64_t full_compaction_min_bytes = 256ull << 20;

@@ -65,8 +65,8 @@ TEST_CASE("a level over its size target is compacted one file at a time", "[lsm]
   CHECK_FALSE(FullCompactionDue(100, 1000, CompactionOptions{4, 1, 1, 200, 0.25}));
 }
 
-TEST_CASE("a merge: newer wins, holes at the bottom go, liveness deltas, and an edit on the "
-          "picked version", "[lsm][compaction]") {
+TEST_CASE("a merge: newer wins, holes at the bottom go, liveness deltas, an edit on its base",
+          "[lsm][compaction]") {
   Fixture f;
   // Older: blocks 0-10 in segment 1; newer: 5-8 in segment 2 and a hole over 8-10.
   const SstRef older = f.Put({{0, 10, Loc::Data(1, 0)}});
@@ -74,8 +74,8 @@ TEST_CASE("a merge: newer wins, holes at the bottom go, liveness deltas, and an 
   const Version v{9, {{newer, older}}, 0, 0};
   auto c = PickCompaction(v, CompactionOptions{}, /*force=*/true);
   REQUIRE(c.has_value());
-  auto done = RunSim(f.env, RunCompaction(*c, f.reader, f.env, f.store, 1 << 20, f.next_key,
-                                          nullptr));
+  auto done =
+      RunSim(f.env, RunCompaction(*c, f.reader, f.env, f.store, 1 << 20, f.next_key, nullptr));
   REQUIRE(done.ok());
   REQUIRE(done->outputs.size() == 1);
   CHECK(f.Read(done->outputs[0]) ==
@@ -100,8 +100,8 @@ TEST_CASE("a trivial move reads and writes nothing", "[lsm][compaction]") {
   auto c = PickCompaction(v, CompactionOptions{}, /*force=*/true);
   REQUIRE(c.has_value());
   CHECK(c->trivial_move());
-  auto done = RunSim(f.env, RunCompaction(*c, f.reader, f.env, f.store, 1 << 20, f.next_key,
-                                          nullptr));
+  auto done =
+      RunSim(f.env, RunCompaction(*c, f.reader, f.env, f.store, 1 << 20, f.next_key, nullptr));
   REQUIRE(done.ok());  // "never-read" is not in the store
   CHECK(done->outputs.empty());
   CHECK(done->segment_delta.empty());

@@ -37,8 +37,7 @@ TEST_CASE("an edit against the current version becomes the next version", "[lsm]
   CHECK(v.applied_seq == 30);  // not named by the edit: carried over
 }
 
-TEST_CASE("a stale base is refused and leaves the current version as it was",
-          "[lsm][version]") {
+TEST_CASE("a stale base is refused and leaves the current version as it was", "[lsm][version]") {
   VersionSet set;
   set.Recover(Version{1, {{Ref("a", 0, 10)}}, 0, 0});
   VersionEdit job;  // computed against version 1...

@@ -76,6 +76,11 @@ TEST_CASE("a job started before a restore cannot commit after it", "[volume][com
   CHECK(v->MapVersionForTest()->number == g->number + 1);
   CHECK(Read(env, *v, 8192, gen1.size()) == gen1);
   CHECK_FALSE(v->fenced());
+  // So is a memtable flush computed against G (its log position is the old timeline's).
+  st = RunSim(env, v->CommitForTest(lsm::FlushEdit(g->number, {}, g->applied_segment,
+                                                   g->applied_seq)));
+  CHECK(st.code() == Status::Code::kBusy);
+  CHECK(v->MapVersionForTest()->number == g->number + 1);
 
   // A job computed against the restored version commits, and changes nothing visible.
   REQUIRE(RunSim(env, v->CompactAll()).ok());

@@ -6,9 +6,10 @@
 // - `mu_` (a std::mutex, never held across co_await) guards the in-memory state: the
 //   active and sealed write buffers, the map memtables, the current Version, counters.
 // - `jobs_mu_` (an AsyncMutex) serializes everything that commits a manifest: memtable
-//   flushes, compactions, GC, snapshots, restore. Holding it for a whole job means no job
-//   started before another can commit after it (DESIGN.md's generation check, by
-//   construction).
+//   flushes, compactions, GC, snapshots, restore (two commits in flight would race for
+//   the same manifest number). Every commit is an lsm::VersionEdit against the version
+//   it was computed from, and lsm::VersionSet refuses a stale base (DESIGN.md's
+//   generation check): a job computed before another commit cannot commit after it.
 // - The Uploader (volume/uploader.h) owns the write buffers and segment uploads (one in
 //   flight, strictly in id order); the volume applies each uploaded segment to the
 //   memtable. A FLUSH awaits its write generation (uploader_.durable()).
@@ -32,6 +33,7 @@
 #include "env/env.h"
 #include "lsm/memtable.h"
 #include "lsm/sst_reader.h"
+#include "lsm/version_set.h"
 #include "objstore/object_store.h"
 #include "objstore/retrying_store.h"
 #include "volume/manifest.h"
@@ -89,6 +91,11 @@ class LsmVolume final : public Volume,
   Task<Status> CompactAll() override;
   Task<Status> RunGc() override;
 
+  // Tests: the committed map version, and the commit path every job takes (as a job,
+  // under jobs_mu_). A stale edit.base is refused (Busy).
+  std::shared_ptr<const lsm::Version> MapVersionForTest();
+  Task<Status> CommitForTest(const lsm::VersionEdit& edit);
+
   VolumeStats stats() override;
   bool fenced() override;
   uint64_t epoch() const override { return epoch_; }
@@ -101,11 +108,8 @@ class LsmVolume final : public Volume,
   Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name) override;
 
  private:
-  // The map as committed: immutable, shared by readers.
-  struct Version {
-    Manifest manifest;
-    uint64_t number = 0;
-  };
+  // The map as committed (number = manifest number): immutable, shared by readers.
+  using Version = lsm::Version;
   // A resolved run of blocks (the read path).
   struct Piece {
     uint64_t first;
@@ -213,7 +217,14 @@ class LsmVolume final : public Volume,
   bool FullCompactionDueLocked() const;
   // Flushes the memtable and compacts every level into the next, down to the last.
   Task<Status> CompactToBottomLocked();  // caller holds jobs_mu_
-  Task<Status> Commit(const Manifest& next);  // caller holds jobs_mu_
+  // The one commit path: `edit` (against the version it was computed from) becomes
+  // manifest/<n>.json, then the current version. `snapshots` (computed from the same
+  // version): the manifest's new snapshot list; null keeps it. Busy when the base is
+  // stale; PreconditionFailed (and fenced) when another writer committed <n>.
+  Task<Status> Commit(const lsm::VersionEdit& edit,
+                      const std::vector<SnapshotRef>* snapshots = nullptr);
+  // The manifest of `v`: its map, with head_'s other fields.
+  Manifest ManifestOfLocked(const Version& v) const;
   void GiveUpNow();
   uint64_t UnflushedBytesLocked() const;
   std::string NotDurableSummaryLocked() const;
@@ -261,7 +272,10 @@ class LsmVolume final : public Volume,
   uint64_t mem_last_seq_ = 0;                          // GUARDED_BY(mu_)
   int64_t mem_dirty_since_ns_ = -1;                    // GUARDED_BY(mu_)
   uint64_t segments_since_mem_flush_ = 0;              // GUARDED_BY(mu_)
-  std::shared_ptr<const Version> version_;             // GUARDED_BY(mu_)
+  lsm::VersionSet versions_;                           // GUARDED_BY(mu_): the map
+  // The latest manifest's fields the map does not hold (uuid, geometry, epoch_manifest,
+  // snapshots); its levels stay empty. Set at open and by Commit.
+  Manifest head_;                                      // GUARDED_BY(mu_)
   uint64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
   uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)

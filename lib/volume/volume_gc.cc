@@ -31,7 +31,7 @@ Task<Status> LsmVolume::CheckStillOwner() {
   uint64_t number;
   {
     std::lock_guard lock(mu_);
-    number = version_->number;
+    number = versions_.current()->number;
   }
   auto next = co_await reads_.Head(ManifestKey(number + 1));
   if (next.status().IsNotFound()) co_return Status::Ok();
@@ -46,7 +46,7 @@ Task<Status> LsmVolume::DiscoverSegments() {
   uint64_t applied;
   {
     std::lock_guard lock(mu_);
-    applied = version_->manifest.applied_segment;
+    applied = versions_.current()->applied_segment;
   }
   CO_ASSIGN_OR_RETURN(auto segs, co_await reads_.List("seg/"));
   CO_ASSIGN_OR_RETURN(auto ssts, co_await reads_.List("map/"));
@@ -64,7 +64,7 @@ Task<Status> LsmVolume::DiscoverSegments() {
       if (o.size < 4096) unknown_small.emplace_back(id, o.size);
     }
     std::set<std::string> live;
-    for (const auto& level : version_->manifest.levels) {
+    for (const auto& level : versions_.current()->levels) {
       for (const auto& r : level) live.insert(r.key);
     }
     for (const auto& o : ssts) {
@@ -87,7 +87,7 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
   {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    const uint64_t applied = version_->manifest.applied_segment;
+    const uint64_t applied = versions_.current()->applied_segment;
     const int64_t grace = GraceNanos(options_.gc_grace_ms);
     for (const auto& [id, info] : segs_) {
       if (info.fence || info.live_blocks > 0 || info.unreferenced_since_ns < 0 ||
@@ -121,7 +121,7 @@ Task<Status> LsmVolume::PlanRelocation() {
   {
     std::lock_guard lock(mu_);
     if (uploader_.RelocationPendingLocked() || options_.gc_live_ratio <= 0) co_return Status::Ok();
-    const uint64_t applied = version_->manifest.applied_segment;
+    const uint64_t applied = versions_.current()->applied_segment;
     std::vector<std::pair<double, uint64_t>> sparse;
     for (const auto& [id, info] : segs_) {
       if (info.fence || info.data_blocks == 0 || info.live_blocks == 0 ||
@@ -210,7 +210,7 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     const int64_t grace = GraceNanos(options_.gc_grace_ms);
     std::set<std::string> live;
-    for (const auto& level : version_->manifest.levels) {
+    for (const auto& level : versions_.current()->levels) {
       for (const auto& r : level) live.insert(r.key);
     }
     for (auto it = retired_ssts_.begin(); it != retired_ssts_.end();) {
@@ -244,8 +244,8 @@ Task<Status> LsmVolume::DeleteOldManifests() {
   uint64_t current, opener;
   {
     std::lock_guard lock(mu_);
-    current = version_->number;
-    opener = version_->manifest.epoch_manifest;
+    current = versions_.current()->number;
+    opener = head_.epoch_manifest;
   }
   std::vector<uint64_t> doomed;
   // The previous epoch's manifests between its opener and its last (both kept).

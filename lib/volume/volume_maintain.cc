@@ -1,11 +1,13 @@
-// Map maintenance: memtable flushes to L0 SSTs, leveled compaction, manifest commits and
-// statistics.
+// Map maintenance, the volume's side: when to flush the memtable and compact (lsm/
+// compaction.h picks and merges), committing the edits (lsm/version_set.h checks their
+// base), and statistics.
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
+#include "lsm/compaction.h"
 #include "util/log.h"
-#include "util/range_map.h"
 #include "volume/lsm_volume.h"
 
 namespace portal::volume {
@@ -13,79 +15,70 @@ namespace {
 
 auto Log() { return log::Get("portalbd::volume"); }
 
-uint64_t LevelBytes(const std::vector<SstRef>& level) {
-  uint64_t total = 0;
-  for (const auto& r : level) total += r.size_bytes;
-  return total;
-}
-
-bool Overlaps(const SstRef& r, uint64_t first, uint64_t end) {
-  return r.min_block < end && first < r.end_block;
+lsm::CompactionOptions CompactionOptionsOf(const VolumeOptions& o) {
+  lsm::CompactionOptions c;
+  c.l0_compaction_trigger = o.l0_compaction_trigger;
+  c.level1_target_bytes = o.level1_target_bytes;
+  c.sst_target_bytes = o.sst_target_bytes;
+  c.full_compaction_min_bytes = o.full_compaction_min_bytes;
+  c.full_compaction_ratio = o.full_compaction_ratio;
+  return c;
 }
 
 }  // namespace
 
 std::string LsmVolume::NextSstKey() { return SstKey(epoch_, ++sst_counter_); }
 
-Task<Status> LsmVolume::Commit(const Manifest& next_in) {
-  Manifest next = next_in;
-  uint64_t number;
+Manifest LsmVolume::ManifestOfLocked(const Version& v) const {
+  Manifest m = head_;
+  m.levels = v.levels;
+  m.applied_segment = v.applied_segment;
+  m.applied_seq = v.applied_seq;
+  return m;
+}
+
+Task<Status> LsmVolume::Commit(const lsm::VersionEdit& edit,
+                               const std::vector<SnapshotRef>* snapshots) {
+  std::optional<lsm::PreparedVersion> prepared;
+  Manifest next;
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
     if (give_up_.cancelled()) co_return GaveUpLocked();
-    number = version_->number + 1;
+    Result<lsm::PreparedVersion> p = versions_.Prepare(edit);
+    if (!p.ok()) co_return p.status();
+    prepared.emplace(std::move(*p));
+    next = ManifestOfLocked(prepared->version());
+    if (snapshots) next.snapshots = *snapshots;
     next.next_segment_id = uploader_.NextSegmentIdLocked();
     next.next_seq = next_seq_;
     next.epoch = epoch_;
   }
+  // Persisted before it is installed: nothing reads a map no manifest describes.
+  const uint64_t number = prepared->number();
   Status st = co_await log_.Create(number, next, &give_up_);
   std::lock_guard lock(mu_);
   if (st.IsPreconditionFailed()) {
     FenceLocked(st.ToString());
     co_return st;
   }
+  if (st.ok()) st = versions_.Install(std::move(*prepared));
   if (st.ok()) {
-    version_ = std::make_shared<const Version>(Version{std::move(next), number});
+    head_ = std::move(next);
+    head_.levels.clear();
     meta_->SetLatestManifest(number);
   }
   co_return st;
 }
 
-// Uploads an SST under a fresh name. Names are unique to this epoch, so existing other
-// contents are not a race but corruption.
-static Task<Status> PutSst(Env& env, objstore::ObjectStore& store, const std::string& key,
-                           const std::string& bytes, Cancellation* cancel) {
-  Status st = co_await objstore::PutIfAbsentOrSame(env, store, key, bytes, nullptr, cancel);
-  if (st.IsPreconditionFailed()) {
-    co_return Status::Corruption("map SST " + key + " exists with other contents");
-  }
-  co_return st;
+std::shared_ptr<const lsm::Version> LsmVolume::MapVersionForTest() {
+  std::lock_guard lock(mu_);
+  return versions_.current();
 }
 
-// Writes `extents` (sorted) as SSTs of about `target` bytes each.
-static Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
-    Env& env, objstore::ObjectStore& store, const std::vector<lsm::Extent>& extents,
-    uint64_t target, const std::function<std::string()>& next_key, Cancellation* cancel) {
-  std::vector<std::pair<SstRef, SstIndex>> out;
-  lsm::SstBuilder builder;
-  auto finish = [&]() -> Task<Status> {
-    if (builder.empty()) co_return Status::Ok();
-    SstIndex idx;
-    std::string bytes = builder.Finish(&idx);
-    SstRef ref{next_key(), idx.min_block, idx.end_block, bytes.size(), idx.extent_count,
-               idx.data_blocks};
-    CO_RETURN_IF_ERROR(co_await PutSst(env, store, ref.key, bytes, cancel));
-    out.emplace_back(std::move(ref), std::move(idx));
-    builder = lsm::SstBuilder();
-    co_return Status::Ok();
-  };
-  for (const lsm::Extent& e : extents) {
-    builder.Add(e);
-    if (builder.estimated_size() >= target) CO_RETURN_IF_ERROR(co_await finish());
-  }
-  CO_RETURN_IF_ERROR(co_await finish());
-  co_return out;
+Task<Status> LsmVolume::CommitForTest(const lsm::VersionEdit& edit) {
+  auto guard = co_await jobs_mu_.Lock();
+  co_return co_await Commit(edit);
 }
 
 Task<Status> LsmVolume::FlushMemtable() {
@@ -95,12 +88,12 @@ Task<Status> LsmVolume::FlushMemtable() {
 
 Task<Status> LsmVolume::FlushMemtableLocked() {
   std::shared_ptr<const lsm::Memtable> imm;
-  uint64_t applied_segment, applied_seq;
+  uint64_t applied_segment, applied_seq, base;
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
     if (!imm_) {  // else: a previous flush failed; retry the same immutable memtable
-      if (mem_->empty() && mem_last_segment_ == version_->manifest.applied_segment) {
+      if (mem_->empty() && mem_last_segment_ == versions_.current()->applied_segment) {
         co_return Status::Ok();
       }
       imm_ = mem_;
@@ -113,24 +106,17 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
     imm = imm_;
     applied_segment = imm_applied_segment_;
     applied_seq = imm_applied_seq_;
+    base = versions_.current()->number;  // a restore from here on abandons this flush
   }
   // On failure imm_ stays in the read path (newer than the SSTs, older than mem_).
   CO_ASSIGN_OR_RETURN(auto written,
-                      co_await WriteSsts(env_, store_, imm->Extents(), options_.sst_target_bytes,
-                                         [this] { return NextSstKey(); }, &give_up_));
-  Manifest next;
-  {
-    std::lock_guard lock(mu_);
-    next = version_->manifest;
-  }
-  if (next.levels.empty()) next.levels.emplace_back();
-  auto& l0 = next.levels[0];
+                      co_await lsm::WriteSsts(env_, store_, imm->Extents(),
+                                              options_.sst_target_bytes,
+                                              [this] { return NextSstKey(); }, &give_up_));
   std::vector<SstRef> fresh;
   for (auto& [ref, idx] : written) fresh.push_back(ref);
-  l0.insert(l0.begin(), fresh.begin(), fresh.end());
-  next.applied_segment = applied_segment;
-  next.applied_seq = applied_seq;
-  CO_RETURN_IF_ERROR(co_await Commit(next));
+  CO_RETURN_IF_ERROR(
+      co_await Commit(lsm::FlushEdit(base, std::move(fresh), applied_segment, applied_seq)));
   {
     std::lock_guard lock(mu_);
     imm_.reset();
@@ -141,134 +127,28 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
 
 Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   *did_work = false;
-  Manifest m;
+  std::shared_ptr<const Version> base;
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::Ok();
-    m = version_->manifest;
+    base = versions_.current();
   }
-  // Pick: L0 past its trigger, else the first level over its size target.
-  size_t from = SIZE_MAX;
-  if (level >= 0) {
-    if (size_t(level) < m.levels.size() && !m.levels[level].empty()) from = size_t(level);
-  } else if (!m.levels.empty() && !m.levels[0].empty() &&
-      (force || m.levels[0].size() >= options_.l0_compaction_trigger)) {
-    from = 0;
-  } else {
-    uint64_t target = options_.level1_target_bytes;
-    for (size_t i = 1; i < m.levels.size(); ++i, target *= 10) {
-      if (LevelBytes(m.levels[i]) > target) {
-        from = i;
-        break;
-      }
-    }
-  }
-  if (from == SIZE_MAX) co_return Status::Ok();
-  const size_t to = from + 1;
-  if (m.levels.size() <= to) m.levels.resize(to + 1);
-
-  // Upper inputs: all of L0 (overlapping each other), or one file of a deeper level.
-  std::vector<SstRef> upper = from == 0 ? m.levels[0] : std::vector<SstRef>{m.levels[from][0]};
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (const auto& r : upper) {
-    lo = std::min(lo, r.min_block);
-    hi = std::max(hi, r.end_block);
-  }
-  std::vector<SstRef> lower;
-  for (const auto& r : m.levels[to]) {
-    if (Overlaps(r, lo, hi)) lower.push_back(r);
-  }
-  const bool bottom = [&] {
-    for (size_t i = to + 1; i < m.levels.size(); ++i) {
-      if (!m.levels[i].empty()) return false;
-    }
-    return true;
-  }();
-
-  auto remove = [](std::vector<SstRef>* level, const std::vector<SstRef>& gone) {
-    std::erase_if(*level, [&](const SstRef& r) {
-      return std::any_of(gone.begin(), gone.end(), [&](const SstRef& g) { return g.key == r.key; });
-    });
-  };
-  auto insert_sorted = [](std::vector<SstRef>* level, const std::vector<SstRef>& add) {
-    level->insert(level->end(), add.begin(), add.end());
-    std::sort(level->begin(), level->end(),
-              [](const SstRef& a, const SstRef& b) { return a.min_block < b.min_block; });
-  };
-
-  // Trivial move: one upper file and nothing below it to merge with.
-  if (upper.size() == 1 && lower.empty() && !bottom) {
-    remove(&m.levels[from], upper);
-    insert_sorted(&m.levels[to], upper);
-    CO_RETURN_IF_ERROR(co_await Commit(m));
-    *did_work = true;
-    co_return Status::Ok();
-  }
-
-  // Merge: older (lower) first, then upper files from oldest to newest.
-  RangeMap<lsm::Loc> merged;
-  std::map<uint64_t, int64_t> delta;  // segment -> change in referenced blocks
-  auto account = [&](const SstIndex& idx, int sign) {
-    for (const auto& [seg, blocks] : idx.segment_blocks) delta[seg] += sign * int64_t(blocks);
-  };
-  for (auto it = upper.rbegin(); it != upper.rend(); ++it) {
-    CO_ASSIGN_OR_RETURN(auto idx, co_await ssts_.Index(*it));
-    account(*idx, -1);
-  }
-  // Coverage of the upper inputs: lower files entirely inside it are dropped unread.
-  RangeMap<lsm::Loc> upper_map;
-  for (auto it = upper.rbegin(); it != upper.rend(); ++it) {
-    CO_ASSIGN_OR_RETURN(auto extents, co_await ssts_.ReadAll(*it));
-    for (const auto& e : extents) upper_map.Assign(e.first, e.end, e.loc);
-  }
-  auto covered = [&](const SstRef& r) {
-    uint64_t cur = r.min_block;
-    upper_map.ForEach(r.min_block, r.end_block, [&](uint64_t b, uint64_t e, const lsm::Loc&) {
-      if (b > cur) return false;
-      cur = e;
-      return true;
-    });
-    return cur >= r.end_block;
-  };
-  size_t dropped_unread = 0;
-  for (const auto& r : lower) {
-    CO_ASSIGN_OR_RETURN(auto idx, co_await ssts_.Index(r));
-    account(*idx, -1);
-    if (covered(r)) {
-      ++dropped_unread;
-      continue;
-    }
-    CO_ASSIGN_OR_RETURN(auto extents, co_await ssts_.ReadAll(r));
-    for (const auto& e : extents) merged.Assign(e.first, e.end, e.loc);
-  }
-  for (const auto& [b, r] : upper_map.map()) merged.Assign(b, r.end, r.value);
-  std::vector<lsm::Extent> out;
-  out.reserve(merged.size());
-  for (const auto& [b, r] : merged.map()) {
-    if (bottom && r.value.kind == lsm::LocKind::kHole) continue;  // nothing below to shadow
-    out.push_back(lsm::Extent{b, r.end, r.value});
-  }
-  CO_ASSIGN_OR_RETURN(auto written,
-                      co_await WriteSsts(env_, store_, out, options_.sst_target_bytes,
-                                         [this] { return NextSstKey(); }, &give_up_));
-  std::vector<SstRef> outputs;
-  for (auto& [ref, idx] : written) {
-    outputs.push_back(ref);
-    account(idx, +1);
-  }
-  // Re-read the current manifest: a memtable flush may not have happened meanwhile
-  // (jobs_mu_ is held), but keep the edit minimal and exact anyway.
-  remove(&m.levels[from], upper);
-  remove(&m.levels[to], lower);
-  insert_sorted(&m.levels[to], outputs);
-  while (!m.levels.empty() && m.levels.back().empty() && m.levels.size() > 1) m.levels.pop_back();
-  CO_RETURN_IF_ERROR(co_await Commit(m));
+  const std::optional<lsm::Compaction> job =
+      lsm::PickCompaction(*base, CompactionOptionsOf(options_), force, level);
+  if (!job) co_return Status::Ok();
+  CO_ASSIGN_OR_RETURN(lsm::CompactionResult done,
+                      co_await lsm::RunCompaction(*job, ssts_, env_, store_,
+                                                  options_.sst_target_bytes,
+                                                  [this] { return NextSstKey(); }, &give_up_));
+  CO_RETURN_IF_ERROR(co_await Commit(done.edit));
+  *did_work = true;
+  if (job->trivial_move()) co_return Status::Ok();
   {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    for (const auto& r : upper) retired_ssts_[r.key] = now;
-    for (const auto& r : lower) retired_ssts_[r.key] = now;
-    for (const auto& [seg, d] : delta) {
+    for (const auto& r : job->upper) retired_ssts_[r.key] = now;
+    for (const auto& r : job->lower) retired_ssts_[r.key] = now;
+    for (const auto& [seg, d] : done.segment_delta) {
       auto it = segs_.find(seg);
       if (it == segs_.end()) continue;
       int64_t v = int64_t(it->second.live_blocks) + d;
@@ -278,9 +158,8 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
       }
     }
   }
-  Log()->debug("compacted L{}->L{} inputs={} outputs={} dropped_unread={}", from, to,
-               upper.size() + lower.size(), outputs.size(), dropped_unread);
-  *did_work = true;
+  Log()->debug("compacted L{}->L{} inputs={} outputs={} dropped_unread={}", job->from, job->to,
+               job->upper.size() + job->lower.size(), done.outputs.size(), done.dropped_unread);
   co_return Status::Ok();
 }
 
@@ -296,10 +175,10 @@ Task<Status> LsmVolume::CompactAll() {
 
 bool LsmVolume::FullCompactionDueLocked() const {
   const uint64_t shadowed = shadowed_blocks_ * block_size_;
-  if (shadowed < options_.full_compaction_min_bytes) return false;
+  if (shadowed < options_.full_compaction_min_bytes) return false;  // skips the sum
   uint64_t stored = 0;
   for (const auto& [id, info] : segs_) stored += info.size;
-  return double(shadowed) >= options_.full_compaction_ratio * double(stored);
+  return lsm::FullCompactionDue(shadowed, stored, CompactionOptionsOf(options_));
 }
 
 Task<Status> LsmVolume::CompactToBottomLocked() {
@@ -314,7 +193,7 @@ Task<Status> LsmVolume::CompactToBottomLocked() {
       std::lock_guard lock(mu_);
       if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
       // L0 always goes down (into a new L1 if need be); deeper levels into the last.
-      if (level > 0 && level + 1 >= version_->manifest.levels.size()) break;
+      if (level > 0 && level + 1 >= versions_.current()->levels.size()) break;
     }
     for (bool did = true; did;) {
       CO_RETURN_IF_ERROR(co_await CompactOnce(&did, /*force=*/true, static_cast<int>(level)));
@@ -402,17 +281,17 @@ VolumeStats LsmVolume::stats() {
   s.corrupt_refetches = corrupt_refetches_.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   s.size_bytes = size_bytes_;
-  s.volume_uuid = version_->manifest.volume_uuid;
+  s.volume_uuid = head_.volume_uuid;
   s.fenced = fenced_;
-  s.manifest_number = version_->number;
-  s.applied_segment = version_->manifest.applied_segment;
+  s.manifest_number = versions_.current()->number;
+  s.applied_segment = versions_.current()->applied_segment;
   s.next_segment_id = uploader_.NextSegmentIdLocked();
   s.active_buffer_bytes = uploader_.ActiveBytesLocked();
   s.sealed_buffer_bytes = uploader_.SealedBytesLocked();
   s.memtable_extents = mem_->extent_count() + (imm_ ? imm_->extent_count() : 0);
-  for (const auto& level : version_->manifest.levels) {
+  for (const auto& level : versions_.current()->levels) {
     s.ssts_per_level.push_back(level.size());
-    s.map_bytes += LevelBytes(level);
+    s.map_bytes += lsm::LevelBytes(level);
   }
   for (const auto& [id, info] : segs_) {
     ++s.segments;
@@ -422,7 +301,7 @@ VolumeStats LsmVolume::stats() {
   s.write_stalls = write_stalls_;
   s.shadowed_blocks = shadowed_blocks_;
   s.full_compactions = full_compactions_;
-  s.snapshots = version_->manifest.snapshots.size();
+  s.snapshots = head_.snapshots.size();
   const StoreHealth::State& health = uploader_.HealthLocked();
   if (health.failing) {
     s.store_failing_since_ns = health.since_wall_ns;

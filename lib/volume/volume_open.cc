@@ -35,7 +35,7 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
 
 LsmVolume::~LsmVolume() {
   std::lock_guard lock(mu_);
-  PORTAL_ASSERT(stop_ || version_ == nullptr, "LsmVolume destroyed without Close()");
+  PORTAL_ASSERT(stop_ || versions_.current() == nullptr, "LsmVolume destroyed without Close()");
 }
 
 Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::ObjectStore& store,
@@ -186,7 +186,9 @@ Task<Status> LsmVolume::DoOpen() {
   meta_->SetLatestManifest(number);
   {
     std::lock_guard lock(mu_);
-    version_ = std::make_shared<const Version>(Version{m, number});
+    versions_.Recover(Version{number, m.levels, m.applied_segment, m.applied_seq});
+    head_ = m;
+    head_.levels.clear();
     uploader_.SetNextSegmentIdLocked(m.next_segment_id);
     next_seq_ = m.next_seq;
     mem_first_segment_ = mem_last_segment_ = m.applied_segment;
@@ -334,7 +336,7 @@ Task<Status> LsmVolume::Replay() {
   uint64_t applied;
   {
     std::lock_guard lock(mu_);
-    applied = version_->manifest.applied_segment;
+    applied = versions_.current()->applied_segment;
   }
   ReplayPlan plan;
   for (int attempt = 0;; ++attempt) {

@@ -69,11 +69,11 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
     }
     if (!uncovered.empty()) cover_memtable(*mem_);
     if (!uncovered.empty() && imm_) cover_memtable(*imm_);
-    version = version_;
+    version = versions_.current();
   }
   // The committed map, outside the lock (the Version is immutable and pinned), or the
   // snapshot's frozen levels.
-  const Levels& levels = frozen ? *frozen : version->manifest.levels;
+  const Levels& levels = frozen ? *frozen : version->levels;
   for (const auto& level : levels) {
     for (const SstRef& ref : level) {
       if (uncovered.empty()) break;

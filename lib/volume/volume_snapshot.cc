@@ -34,7 +34,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
   std::vector<SnapshotRef> refs;
   {
     std::lock_guard lock(mu_);
-    refs = version_->manifest.snapshots;
+    refs = head_.snapshots;
   }
   for (const SnapshotRef& ref : refs) {
     Result<SnapshotObject> obj = Status::Corruption("not read");
@@ -106,9 +106,11 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   CO_RETURN_IF_ERROR(co_await FlushMemtableLocked());
 
   Manifest current;
+  lsm::VersionEdit edit;  // the map stays; the snapshot list grows
   {
     std::lock_guard lock(mu_);
-    current = version_->manifest;
+    current = ManifestOfLocked(*versions_.current());
+    edit.base = versions_.current()->number;
   }
   SnapshotObject obj;
   obj.volume_uuid = current.volume_uuid;
@@ -139,9 +141,9 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   }
   CO_RETURN_IF_ERROR(st.WithContext("writing snapshot object " + ref.key));
 
-  Manifest next = current;
-  next.snapshots.push_back(ref);
-  CO_RETURN_IF_ERROR(co_await Commit(next));
+  std::vector<SnapshotRef> snapshots = current.snapshots;
+  snapshots.push_back(ref);
+  CO_RETURN_IF_ERROR(co_await Commit(edit, &snapshots));
   auto d = std::make_shared<SnapDetail>();
   d->ref = ref;
   d->object = std::move(obj);
@@ -156,7 +158,8 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   CO_RETURN_IF_ERROR(CheckNotSalvage());
   auto guard = co_await jobs_mu_.Lock();
   std::shared_ptr<SnapDetail> d;
-  Manifest next;
+  std::vector<SnapshotRef> snapshots;
+  lsm::VersionEdit edit;  // the map stays; the snapshot list shrinks
   {
     std::lock_guard lock(mu_);
     auto it = snaps_.find(name);
@@ -168,10 +171,11 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
           d->attached, name));
     }
     d->deleting = true;  // refuse new attachments while the manifest commits
-    next = version_->manifest;
+    snapshots = head_.snapshots;
+    edit.base = versions_.current()->number;
   }
-  std::erase_if(next.snapshots, [&](const SnapshotRef& r) { return r.name == name; });
-  Status st = co_await Commit(next);
+  std::erase_if(snapshots, [&](const SnapshotRef& r) { return r.name == name; });
+  Status st = co_await Commit(edit, &snapshots);
   if (!st.ok()) {
     std::lock_guard lock(mu_);
     d->deleting = false;
@@ -288,13 +292,14 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
       for (const auto& [seg, blocks] : idx->segment_blocks) live[seg] += blocks;
     }
   }
-  Manifest next;
+  // A new version (a new generation): a job computed against the old map cannot commit.
+  lsm::VersionEdit next;
   Levels old_levels;
   {
     std::lock_guard lock(mu_);
-    next = version_->manifest;
-    old_levels = next.levels;
-    next.levels = d->object.levels;
+    next.base = versions_.current()->number;
+    old_levels = versions_.current()->levels;
+    next.replace_levels = d->object.levels;
     // Segments issued so far belong to the abandoned timeline: never replay them.
     next.applied_segment = uploader_.NextSegmentIdLocked() - 1;
     next.applied_seq = next_seq_ - 1;
@@ -304,8 +309,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     std::lock_guard lock(mu_);
     mem_ = std::make_shared<lsm::Memtable>();
     imm_.reset();
-    mem_last_segment_ = next.applied_segment;
-    mem_last_seq_ = next.applied_seq;
+    mem_last_segment_ = *next.applied_segment;
+    mem_last_seq_ = *next.applied_seq;
     segments_since_mem_flush_ = 0;
     mem_dirty_since_ns_ = -1;
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
@@ -324,7 +329,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     }
   }
   Log()->info("snapshot restored name={} id={} applied_segment={}", name, d->ref.id,
-              next.applied_segment);
+              *next.applied_segment);
   co_return Status::Ok();
 }
 

@@ -47,7 +47,7 @@ uint64_t LsmVolume::ShadowedByLocked(uint64_t first, uint64_t end) const {
   // The committed references a write shadows are not released until a compaction drops
   // them (live counts include them: DESIGN.md never deletes what a manifest references).
   // Estimated per SST from its data density, so a huge TRIM extent counts as ~nothing.
-  const auto& levels = version_->manifest.levels;
+  const auto& levels = versions_.current()->levels;
   auto beneath = [&](uint64_t b, uint64_t e) {
     double n = 0;
     for (size_t i = 0; i < levels.size(); ++i) {

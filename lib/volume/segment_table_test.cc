@@ -49,7 +49,7 @@ TEST_CASE("SegmentTable: unreferenced-since resets on a new reference", "[volume
   CHECK(t.Find(3)->live_blocks == 0);  // never below 0
 }
 
-TEST_CASE("SegmentTable: a pinned segment is never dead; its grace counts from the map",
+TEST_CASE("SegmentTable: a pinned segment is never dead, and its grace counts from the map",
           "[volume][segtab]") {
   SegmentTable t;
   Uploaded(t, 5, 4, 0);

@@ -199,7 +199,10 @@ Task<Status> LsmVolume::DoOpen() {
     for (const auto& ref : level) {
       CO_ASSIGN_OR_RETURN(auto idx, co_await ssts_.Index(ref));
       std::lock_guard lock(mu_);
-      for (const auto& [seg, blocks] : idx->segment_blocks) segs_[seg].live_blocks += blocks;
+      const int64_t now = static_cast<int64_t>(env_.NowNanos());
+      for (const auto& [seg, blocks] : idx->segment_blocks) {
+        seg_table_.AddLive(seg, static_cast<int64_t>(blocks), now);
+      }
     }
   }
   CO_RETURN_IF_ERROR(co_await LoadSnapshots());
@@ -400,8 +403,7 @@ Task<Status> LsmVolume::Replay() {
         0);
     if (st.ok()) {
       std::lock_guard lock(mu_);
-      segs_[id].fence = true;
-      segs_[id].size = size;
+      seg_table_.AddSegment(id, size, 0, /*fence=*/true);
       next_segment_id_ = id + 1;
       settled_through_ = id;
       break;
@@ -411,8 +413,7 @@ Task<Status> LsmVolume::Replay() {
     CO_ASSIGN_OR_RETURN(SegmentFooter existing, co_await segments_.ReadFooter(id, 0, &sum));
     if (existing.epoch == epoch_ && sum == enc.footer_checksum) {  // our own lost ack
       std::lock_guard lock(mu_);
-      segs_[id].fence = true;
-      segs_[id].size = size;
+      seg_table_.AddSegment(id, size, 0, /*fence=*/true);
       next_segment_id_ = id + 1;
       settled_through_ = id;
       break;

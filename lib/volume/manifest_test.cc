@@ -49,8 +49,7 @@ Manifest Example() {
   m.applied_seq = 99120;
   m.levels = {{SstRef{"map/0000000007-0000000003.sst", 0, 262144, 40960, 1200, 9000}},
               {SstRef{"map/0000000006-0000000011.sst", 0, 262144, 1048576, 30000, 200000}}};
-  m.snapshots = {SnapshotRef{"before", "3974b09e-5c0d-42dc-8305-ae77837ee282",
-                             1767755083123456789,
+  m.snapshots = {SnapshotRef{"before", "3974b09e-5c0d-42dc-8305-ae77837ee282", 1767755083123456789,
                              "snap/3974b09e-5c0d-42dc-8305-ae77837ee282.json"}};
   return m;
 }

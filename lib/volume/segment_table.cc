@@ -15,8 +15,7 @@ void SegmentTable::Adjust(Segment& s, int64_t delta_blocks, int64_t now_ns) {
   }
 }
 
-void SegmentTable::AddSegment(uint64_t id, uint64_t size_bytes, uint64_t data_blocks,
-                              bool fence) {
+void SegmentTable::AddSegment(uint64_t id, uint64_t size_bytes, uint64_t data_blocks, bool fence) {
   Segment& s = segs_[id];
   s.size_bytes = size_bytes;
   s.data_blocks = data_blocks;

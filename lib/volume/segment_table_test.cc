@@ -138,8 +138,7 @@ TEST_CASE("SegmentTable: compaction deltas and a restore's counts", "[volume][se
   CHECK(t.Find(9)->unreferenced_since_ns == 400);
 }
 
-TEST_CASE("SegmentTable: relocation sources, sparsest first, within budget",
-          "[volume][segtab]") {
+TEST_CASE("SegmentTable: relocation sources, sparsest first, within budget", "[volume][segtab]") {
   SegmentTable t;
   for (uint64_t id = 1; id <= 6; ++id) Uploaded(t, id, 100, 0);
   t.AddLive(1, -90, 1);  // 0.10

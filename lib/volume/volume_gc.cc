@@ -113,8 +113,8 @@ Task<Status> LsmVolume::PlanRelocation() {
   {
     std::lock_guard lock(mu_);
     if (relocation_ || relocating_ || options_.gc_live_ratio <= 0) co_return Status::Ok();
-    const uint64_t max_id = options_.immediate_segment_free ? UINT64_MAX
-                                                            : version_->manifest.applied_segment;
+    const uint64_t max_id =
+        options_.immediate_segment_free ? UINT64_MAX : version_->manifest.applied_segment;
     sources = seg_table_.RelocationSources(options_.gc_live_ratio, max_id, kMaxRelocationSources,
                                            options_.l0_sst_size_bytes / block_size_);
   }

@@ -27,7 +27,7 @@ void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm
     });
     if (e.loc.is_data()) seg_table_.AddLive(f.segment_id, static_cast<int64_t>(e.length()), now);
   }
-  seg_table_.AddLive(f.segment_id, 0, now);  // no data left in it: unreferenced from now
+  seg_table_.AddLive(f.segment_id, 0, now);  // none of its data live: its clock starts now
   mem_last_segment_ = f.segment_id;
   mem_last_seq_ = std::max(mem_last_seq_, f.last_seq);
   ++segments_since_mem_flush_;

@@ -40,6 +40,7 @@
 #include "volume/manifest_log.h"
 #include "volume/options.h"
 #include "volume/segment_reader.h"
+#include "volume/segment_table.h"
 #include "volume/snapshot.h"
 #include "volume/sqlite_cache.h"
 #include "volume/store_health.h"
@@ -287,17 +288,8 @@ class LsmVolume final : public Volume,
   uint64_t write_stalls_ = 0;                          // GUARDED_BY(mu_)
   uint64_t shadowed_blocks_ = 0;                       // GUARDED_BY(mu_): see stats()
   uint64_t full_compactions_ = 0;                      // GUARDED_BY(mu_)
-  // Per segment: stored size and data blocks the map references (memtable + SSTs).
-  struct SegInfo {
-    uint64_t size = 0;
-    uint64_t data_blocks = 0;
-    uint64_t live_blocks = 0;
-    bool fence = false;
-    bool nothing_to_copy = false;  // GC found only shadowed references: not a relocation source
-    int64_t unreferenced_since_ns = -1;  // -1: referenced
-  };
-  std::map<uint64_t, SegInfo> segs_;                   // GUARDED_BY(mu_)
-  std::set<uint64_t> pinned_segments_;                 // GUARDED_BY(mu_): by snapshots
+  // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
+  SegmentTable seg_table_;                             // GUARDED_BY(mu_)
   std::set<std::string> pinned_ssts_;                  // GUARDED_BY(mu_): by snapshots
   // SSTs dropped from the map, with when: deleted after the grace period.
   std::map<std::string, int64_t> retired_ssts_;        // GUARDED_BY(mu_)

@@ -124,7 +124,6 @@ std::string EncodeManifest(const Manifest& m) {
   j["applied_segment"] = m.applied_segment;
   j["applied_seq"] = m.applied_seq;
   j["levels"] = LevelsJson(m.levels);
-  j["segtab"] = m.segtab_key;
   json snaps = json::array();
   for (const SnapshotRef& s : m.snapshots) {
     snaps.push_back({{"name", s.name},
@@ -134,6 +133,10 @@ std::string EncodeManifest(const Manifest& m) {
                      {"key", s.key}});
   }
   j["snapshots"] = std::move(snaps);
+  // Always "": no segment table object exists (docs/volume.md "Manifest"). Written still
+  // because portalbd before 2026-12-07 requires the field: without it a rollback to an
+  // older binary would refuse the volume as Corruption.
+  j["segtab"] = "";
   j["format_version"] = kManifestFormatVersion;
   return SealedDump(std::move(j));
 }
@@ -162,7 +165,6 @@ Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) 
   RETURN_IF_ERROR(f.U64("next_seq", &m.next_seq));
   RETURN_IF_ERROR(f.U64("applied_segment", &m.applied_segment));
   RETURN_IF_ERROR(f.U64("applied_seq", &m.applied_seq));
-  RETURN_IF_ERROR(f.Str("segtab", &m.segtab_key));
   if (block_size < 512 || block_size > 65536 || (block_size & (block_size - 1)) ||
       m.size_bytes == 0 || m.size_bytes % block_size != 0 ||
       m.applied_segment >= m.next_segment_id) {

@@ -25,6 +25,9 @@ struct SnapshotRef {
 };
 
 // Version 2 adds "checksum" (volume/json_seal.h); version 1 manifests still decode.
+// "segtab" is always "" (a segment table object that was never written): written for
+// older binaries, which require it; ignored on decode like any unknown field, and covered
+// by the checksum.
 constexpr uint64_t kManifestFormatVersion = 2;
 
 struct Manifest {
@@ -39,7 +42,6 @@ struct Manifest {
   uint64_t applied_segment = 0;  // every segment <= this is in `levels` (or abandoned)
   uint64_t applied_seq = 0;
   std::vector<std::vector<SstRef>> levels;  // levels[0] newest first
-  std::string segtab_key;                   // "" until the first segment table
   std::vector<SnapshotRef> snapshots;
   friend bool operator==(const Manifest&, const Manifest&) = default;
 };

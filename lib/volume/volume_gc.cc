@@ -56,10 +56,8 @@ Task<Status> LsmVolume::DiscoverSegments() {
     std::lock_guard lock(mu_);
     for (const auto& o : segs) {
       uint64_t id;
-      if (!ParseSegmentKey(o.key, &id) || id > applied || segs_.count(id)) continue;
-      SegInfo& info = segs_[id];
-      info.size = o.size;
-      info.unreferenced_since_ns = now;
+      if (!ParseSegmentKey(o.key, &id) || id > applied) continue;
+      if (!seg_table_.AddListed(id, o.size, now)) continue;  // known: the map or an upload
       // A tiny segment may be another epoch's fence: find out before it is a candidate.
       if (o.size < 4096) unknown_small.emplace_back(id, o.size);
     }
@@ -76,7 +74,7 @@ Task<Status> LsmVolume::DiscoverSegments() {
   for (auto [id, size] : unknown_small) {
     auto f = co_await segments_.ReadFooter(id, size);
     std::lock_guard lock(mu_);
-    if (!f.ok() || f->is_fence()) segs_[id].fence = true;  // unreadable: keep, to be safe
+    if (!f.ok() || f->is_fence()) seg_table_.MarkFence(id);  // unreadable: keep, to be safe
   }
   discovered_segments_ = true;
   co_return Status::Ok();
@@ -87,18 +85,10 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
   {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    const uint64_t applied = versions_.current()->applied_segment;
-    const int64_t grace = GraceNanos(options_.gc_grace_ms);
-    for (const auto& [id, info] : segs_) {
-      if (info.fence || info.live_blocks > 0 || info.unreferenced_since_ns < 0 ||
-          pinned_segments_.count(id)) {
-        continue;
-      }
-      if (options_.immediate_segment_free ||
-          (id <= applied && now - info.unreferenced_since_ns >= grace)) {
-        dead.push_back(id);
-      }
-    }
+    // memory:// (private to this process): every unreferenced segment, at once.
+    const bool at_once = options_.immediate_segment_free;
+    dead = seg_table_.DeadSegments(now, at_once ? 0 : GraceNanos(options_.gc_grace_ms),
+                                   at_once ? UINT64_MAX : versions_.current()->applied_segment);
   }
   if (dead.empty()) co_return Status::Ok();
   CO_RETURN_IF_ERROR(co_await CheckStillOwner());
@@ -110,7 +100,7 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
     segments_.Forget(id);
     meta_->Erase(SegmentKey(id));
     std::lock_guard lock(mu_);
-    segs_.erase(id);
+    seg_table_.Remove(id);
   }
   Log()->debug("deleted dead segments count={}", dead.size());
   co_return Status::Ok();
@@ -121,24 +111,10 @@ Task<Status> LsmVolume::PlanRelocation() {
   {
     std::lock_guard lock(mu_);
     if (uploader_.RelocationPendingLocked() || options_.gc_live_ratio <= 0) co_return Status::Ok();
-    const uint64_t applied = versions_.current()->applied_segment;
-    std::vector<std::pair<double, uint64_t>> sparse;
-    for (const auto& [id, info] : segs_) {
-      if (info.fence || info.data_blocks == 0 || info.live_blocks == 0 ||
-          info.nothing_to_copy || pinned_segments_.count(id) || (!options_.immediate_segment_free && id > applied)) {
-        continue;
-      }
-      double ratio = double(info.live_blocks) / double(info.data_blocks);
-      if (ratio < options_.gc_live_ratio) sparse.emplace_back(ratio, id);
-    }
-    std::sort(sparse.begin(), sparse.end());
-    uint64_t blocks = 0;
-    const uint64_t budget = options_.l0_sst_size_bytes / block_size_;
-    for (auto [ratio, id] : sparse) {
-      if (sources.size() >= kMaxRelocationSources || blocks >= budget) break;
-      sources.push_back(id);
-      blocks += segs_[id].live_blocks;
-    }
+    const uint64_t max_id =
+        options_.immediate_segment_free ? UINT64_MAX : versions_.current()->applied_segment;
+    sources = seg_table_.RelocationSources(options_.gc_live_ratio, max_id, kMaxRelocationSources,
+                                           options_.l0_sst_size_bytes / block_size_);
   }
   if (sources.empty()) co_return Status::Ok();
 
@@ -177,8 +153,7 @@ Task<Status> LsmVolume::PlanRelocation() {
       // deleting it now would leave the manifest pointing at a missing object. Just stop
       // planning it.
       std::lock_guard lock(mu_);
-      auto it = segs_.find(src);
-      if (it != segs_.end()) it->second.nothing_to_copy = true;
+      seg_table_.MarkNothingToCopy(src);
     }
   }
   if (pieces.empty()) co_return Status::Ok();

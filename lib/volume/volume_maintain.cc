@@ -148,15 +148,7 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     for (const auto& r : job->upper) retired_ssts_[r.key] = now;
     for (const auto& r : job->lower) retired_ssts_[r.key] = now;
-    for (const auto& [seg, d] : done.segment_delta) {
-      auto it = segs_.find(seg);
-      if (it == segs_.end()) continue;
-      int64_t v = int64_t(it->second.live_blocks) + d;
-      it->second.live_blocks = v < 0 ? 0 : uint64_t(v);
-      if (it->second.live_blocks == 0 && it->second.unreferenced_since_ns < 0) {
-        it->second.unreferenced_since_ns = now;
-      }
-    }
+    seg_table_.ApplyLiveDeltas(done.segment_delta, now);
   }
   Log()->debug("compacted L{}->L{} inputs={} outputs={} dropped_unread={}", job->from, job->to,
                job->upper.size() + job->lower.size(), done.outputs.size(), done.dropped_unread);
@@ -176,8 +168,7 @@ Task<Status> LsmVolume::CompactAll() {
 bool LsmVolume::FullCompactionDueLocked() const {
   const uint64_t shadowed = shadowed_blocks_ * block_size_;
   if (shadowed < options_.full_compaction_min_bytes) return false;  // skips the sum
-  uint64_t stored = 0;
-  for (const auto& [id, info] : segs_) stored += info.size;
+  const uint64_t stored = seg_table_.totals().size_bytes;
   return lsm::FullCompactionDue(shadowed, stored, CompactionOptionsOf(options_));
 }
 
@@ -293,11 +284,10 @@ VolumeStats LsmVolume::stats() {
     s.ssts_per_level.push_back(level.size());
     s.map_bytes += lsm::LevelBytes(level);
   }
-  for (const auto& [id, info] : segs_) {
-    ++s.segments;
-    s.segment_bytes += info.size;
-    s.live_data_blocks += info.live_blocks;
-  }
+  const SegmentTable::Totals segs = seg_table_.totals();
+  s.segments = segs.segments;
+  s.segment_bytes = segs.size_bytes;
+  s.live_data_blocks = segs.live_blocks;
   s.write_stalls = write_stalls_;
   s.shadowed_blocks = shadowed_blocks_;
   s.full_compactions = full_compactions_;

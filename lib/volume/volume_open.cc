@@ -199,7 +199,10 @@ Task<Status> LsmVolume::DoOpen() {
     for (const auto& ref : level) {
       CO_ASSIGN_OR_RETURN(auto idx, co_await ssts_.Index(ref));
       std::lock_guard lock(mu_);
-      for (const auto& [seg, blocks] : idx->segment_blocks) segs_[seg].live_blocks += blocks;
+      const int64_t now = static_cast<int64_t>(env_.NowNanos());
+      for (const auto& [seg, blocks] : idx->segment_blocks) {
+        seg_table_.AddLive(seg, static_cast<int64_t>(blocks), now);
+      }
     }
   }
   CO_RETURN_IF_ERROR(co_await LoadSnapshots());
@@ -413,8 +416,7 @@ Task<Status> LsmVolume::Replay() {
     CO_RETURN_IF_ERROR(created.status());  // the read-back's error, as it came
     if (*created != objstore::CreateOutcome::kTakenByOther) {
       std::lock_guard lock(mu_);
-      segs_[id].fence = true;
-      segs_[id].size = size;
+      seg_table_.AddSegment(id, size, 0, /*fence=*/true);
       uploader_.SettledFenceLocked(id);
       break;
     }

@@ -20,14 +20,15 @@ SnapshotInfo LsmVolume::InfoLocked(const SnapDetail& d) const {
 }
 
 void LsmVolume::RecomputePinsLocked() {
-  pinned_segments_.clear();
+  std::set<uint64_t> pinned_segments;
   pinned_ssts_.clear();
   for (const auto& [name, d] : snaps_) {
-    pinned_segments_.insert(d->object.segments.begin(), d->object.segments.end());
+    pinned_segments.insert(d->object.segments.begin(), d->object.segments.end());
     for (const auto& level : d->object.levels) {
       for (const auto& r : level) pinned_ssts_.insert(r.key);
     }
   }
+  seg_table_.SetPins(std::move(pinned_segments));
 }
 
 Task<Status> LsmVolume::LoadSnapshots() {
@@ -190,13 +191,7 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
     for (const auto& level : d->object.levels) {
       for (const auto& r : level) retired_ssts_.emplace(r.key, now);
     }
-    const int64_t now_ns = now;
-    for (uint64_t seg : d->object.segments) {
-      auto it = segs_.find(seg);
-      if (it != segs_.end() && it->second.live_blocks == 0 && it->second.unreferenced_since_ns < 0) {
-        it->second.unreferenced_since_ns = now_ns;
-      }
-    }
+    seg_table_.StartGrace(d->object.segments, now);
   }
   Status del = co_await store_.Delete(d->ref.key);
   if (!del.ok()) {
@@ -314,16 +309,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     segments_since_mem_flush_ = 0;
     mem_dirty_since_ns_ = -1;
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    for (auto& [id, info] : segs_) {
-      auto it = live.find(id);
-      info.live_blocks = it == live.end() ? 0 : it->second;
-      if (info.live_blocks > 0) {
-        info.unreferenced_since_ns = -1;
-      } else if (info.unreferenced_since_ns < 0) {
-        info.unreferenced_since_ns = now;
-      }
-    }
-    for (const auto& [id, blocks] : live) segs_[id].live_blocks = blocks;
+    seg_table_.SetLive(live, now);
     for (const auto& level : old_levels) {
       for (const auto& r : level) retired_ssts_.emplace(r.key, now);  // GC re-checks
     }

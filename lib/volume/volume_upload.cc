@@ -15,28 +15,15 @@ auto Log() { return log::Get("portalbd::volume"); }
 void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm::Extent>& extents,
                                    uint64_t size) {
   const int64_t now = static_cast<int64_t>(env_.NowNanos());
-  auto adjust = [&](uint64_t seg, int64_t delta) {
-    SegInfo& info = segs_[seg];
-    int64_t v = static_cast<int64_t>(info.live_blocks) + delta;
-    info.live_blocks = v < 0 ? 0 : static_cast<uint64_t>(v);
-    if (info.live_blocks == 0) {
-      if (info.unreferenced_since_ns < 0) info.unreferenced_since_ns = now;
-    } else {
-      info.unreferenced_since_ns = -1;
-    }
-  };
-  SegInfo& self = segs_[f.segment_id];
-  self.size = size;
-  self.data_blocks = f.data_blocks;
-  self.fence = f.is_fence();
+  seg_table_.AddSegment(f.segment_id, size, f.data_blocks, f.is_fence());
   for (const lsm::Extent& e : extents) {
     shadowed_blocks_ += ShadowedByLocked(e.first, e.end);
     mem_->Apply(e, [&](const lsm::Extent& replaced) {
-      adjust(replaced.loc.segment, -static_cast<int64_t>(replaced.length()));
+      seg_table_.AddLive(replaced.loc.segment, -static_cast<int64_t>(replaced.length()), now);
     });
-    if (e.loc.is_data()) adjust(f.segment_id, static_cast<int64_t>(e.length()));
+    if (e.loc.is_data()) seg_table_.AddLive(f.segment_id, static_cast<int64_t>(e.length()), now);
   }
-  if (segs_[f.segment_id].live_blocks == 0) adjust(f.segment_id, 0);
+  seg_table_.AddLive(f.segment_id, 0, now);  // none of its data live: its clock starts now
   mem_last_segment_ = f.segment_id;
   mem_last_seq_ = std::max(mem_last_seq_, f.last_seq);
   ++segments_since_mem_flush_;

@@ -12,6 +12,13 @@ ErrorClass ClassifyError(const Status& st) {
   return ErrorClass::kFinal;
 }
 
+ErrorClass ClassifyError(const Status& st, const RetryPolicy& policy) {
+  const ErrorClass c = ClassifyError(st);
+  if (c != ErrorClass::kFinal || !policy.must_land) return c;
+  if (st.ok() || st.IsCorruption() || st.code() == Status::Code::kShutdown) return c;
+  return ErrorClass::kTransient;
+}
+
 std::string_view RetryOutcomeName(RetryOutcome o) {
   switch (o) {
     case RetryOutcome::kDone:
@@ -31,7 +38,7 @@ Task<Retried> Retry(Env& env, const RetryPolicy& policy, std::function<Task<Stat
   for (;;) {
     r.status = co_await op();
     ++r.attempts;
-    switch (ClassifyError(r.status)) {
+    switch (ClassifyError(r.status, policy)) {
       case ErrorClass::kFenced:
         r.outcome = RetryOutcome::kFenced;
         co_return r;

@@ -45,13 +45,23 @@ struct RetryPolicy {
   uint64_t base_delay_ms = 10;
   uint64_t max_delay_ms = 5000;
   bool jitter = true;
+  // A write that must land (segment uploads: FLUSH and FUA wait for them): every error
+  // but a definite one (fenced, Corruption, Shutdown) is tried again, so a file store's
+  // EIO or a full disk that clears, or a read-back that failed, does not end it; only
+  // the Cancellation (a stop's deadline) or `max_attempts` does.
+  bool must_land = false;
 };
 
 // Until the outcome is definite: for writes that must land (bounded by a Cancellation).
 inline constexpr RetryPolicy kUntilDefinite{0};
+// Until the write landed or was refused for good (RetryPolicy::must_land).
+inline constexpr RetryPolicy kUntilLanded{0, 10, 5000, true, true};
 
 enum class ErrorClass : uint8_t { kTransient, kFenced, kFinal };
 ErrorClass ClassifyError(const Status& st);
+// ... under `policy` (RetryPolicy::must_land turns final errors but Corruption and
+// Shutdown into transient ones).
+ErrorClass ClassifyError(const Status& st, const RetryPolicy& policy);
 
 enum class RetryOutcome : uint8_t {
   kDone,    // the last call succeeded or failed for good (a final error): see `status`

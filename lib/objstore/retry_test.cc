@@ -92,6 +92,30 @@ TEST_CASE("Retry: final and fenced errors are not tried again, and are named",
   CHECK(env.NowNanos() == 0);  // never waited
 }
 
+TEST_CASE("Retry: a write that must land is tried again on every error but a definite one",
+          "[objstore][retry]") {
+  SimEnv env;
+  // EIO, a read-back that found nothing, a refused argument: tried again, then it lands.
+  Scripted f{{Status::IOError("EIO"), Status::NotFound("read-back"), Status::Unavailable("503"),
+              Status::Ok()}};
+  Retried r = RunSim(env, Retry(env, kUntilLanded, f.op()));
+  CHECK(r.outcome == RetryOutcome::kDone);
+  CHECK(r.status.ok());
+  CHECK(r.attempts == 4);
+  // Definite: fenced, Corruption, Shutdown end it at once.
+  for (const Status& st : {Status::PreconditionFailed("412"), Status::Corruption("older epoch"),
+                           Status::Shutdown("crashed")}) {
+    Scripted g{{st, Status::Ok()}};
+    Retried d = RunSim(env, Retry(env, kUntilLanded, g.op()));
+    CHECK(d.status == st);
+    CHECK(d.attempts == 1);
+    CHECK(ClassifyError(st, kUntilLanded) == ClassifyError(st));
+  }
+  CHECK(ClassifyError(Status::Ok(), kUntilLanded) == ErrorClass::kFinal);
+  CHECK(ClassifyError(Status::IOError("EIO"), kUntilLanded) == ErrorClass::kTransient);
+  CHECK(ClassifyError(Status::IOError("EIO"), kUntilDefinite) == ErrorClass::kFinal);
+}
+
 TEST_CASE("Retry: a cancellation cuts a backoff short", "[objstore][retry]") {
   SimEnv env;
   Scripted f{{Status::Unavailable("refused")}};

@@ -15,7 +15,7 @@ ErrorClass ClassifyError(const Status& st) {
 ErrorClass ClassifyError(const Status& st, const RetryPolicy& policy) {
   const ErrorClass c = ClassifyError(st);
   if (c != ErrorClass::kFinal || !policy.must_land) return c;
-  if (st.ok() || st.IsCorruption() || st.code() == Status::Code::kShutdown) return c;
+  if (st.ok() || st.code() == Status::Code::kShutdown) return c;
   return ErrorClass::kTransient;
 }
 

@@ -46,9 +46,10 @@ struct RetryPolicy {
   uint64_t max_delay_ms = 5000;
   bool jitter = true;
   // A write that must land (segment uploads: FLUSH and FUA wait for them): every error
-  // but a definite one (fenced, Corruption, Shutdown) is tried again, so a file store's
-  // EIO or a full disk that clears, or a read-back that failed, does not end it; only
-  // the Cancellation (a stop's deadline) or `max_attempts` does.
+  // but fenced and Shutdown is tried again (a file store's EIO or a full disk that
+  // clears, a read-back whose bytes failed verification on the way), until the
+  // Cancellation (a stop's deadline) or `max_attempts` ends it. A verdict the caller
+  // reaches itself (damage it proved) is its to return, not an error of the op.
   bool must_land = false;
 };
 
@@ -59,8 +60,8 @@ inline constexpr RetryPolicy kUntilLanded{0, 10, 5000, true, true};
 
 enum class ErrorClass : uint8_t { kTransient, kFenced, kFinal };
 ErrorClass ClassifyError(const Status& st);
-// ... under `policy` (RetryPolicy::must_land turns final errors but Corruption and
-// Shutdown into transient ones).
+// ... under `policy` (RetryPolicy::must_land turns final errors but Shutdown into
+// transient ones).
 ErrorClass ClassifyError(const Status& st, const RetryPolicy& policy);
 
 enum class RetryOutcome : uint8_t {

@@ -95,16 +95,16 @@ TEST_CASE("Retry: final and fenced errors are not tried again, and are named",
 TEST_CASE("Retry: a write that must land is tried again on every error but a definite one",
           "[objstore][retry]") {
   SimEnv env;
-  // EIO, a read-back that found nothing, a refused argument: tried again, then it lands.
-  Scripted f{{Status::IOError("EIO"), Status::NotFound("read-back"), Status::Unavailable("503"),
-              Status::Ok()}};
+  // EIO, a read-back that found nothing or failed verification, a 503: tried again, then
+  // it lands.
+  Scripted f{{Status::IOError("EIO"), Status::NotFound("read-back"), Status::Corruption("torn"),
+              Status::Unavailable("503"), Status::Ok()}};
   Retried r = RunSim(env, Retry(env, kUntilLanded, f.op()));
   CHECK(r.outcome == RetryOutcome::kDone);
   CHECK(r.status.ok());
-  CHECK(r.attempts == 4);
-  // Definite: fenced, Corruption, Shutdown end it at once.
-  for (const Status& st : {Status::PreconditionFailed("412"), Status::Corruption("older epoch"),
-                           Status::Shutdown("crashed")}) {
+  CHECK(r.attempts == 5);
+  // Definite: fenced and Shutdown end it at once.
+  for (const Status& st : {Status::PreconditionFailed("412"), Status::Shutdown("crashed")}) {
     Scripted g{{st, Status::Ok()}};
     Retried d = RunSim(env, Retry(env, kUntilLanded, g.op()));
     CHECK(d.status == st);

@@ -4,9 +4,9 @@
 // always go first: relocation never delays a FLUSH beyond the upload already in flight.
 #include "volume/uploader.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "objstore/conditional_create.h"
 #include "objstore/retrying_store.h"
@@ -47,102 +47,115 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
     footer->durable_through = settled_through_;
   }
   const std::string key = SegmentKey(id);
-  uint64_t backoff_ms = 10;
   // A store that keeps objects in memory takes the buffer's own memory as the segment's
   // data (a Rope): no copy at all. Others get one string.
   const bool as_rope = buf && !options_.compress && store_.KeepsRopes();
-  for (uint64_t attempt = 1;; ++attempt) {
-    // Encode off the executor (LZ4 of up to l0_sst_size_bytes). Re-encoding on a retry
-    // gives the same bytes, and saves holding a second copy while the PUT runs.
-    objstore::Rope rope;
-    EncodedSegment enc = co_await RunBlocking(env_, [&] {
-      std::string data;
-      std::vector<uint64_t> sums;
-      if (as_rope) {
-        buf->SealPieces(footer, &rope, &sums);
-        EncodedSegment tail;
-        auto bytes = std::make_shared<std::string>(
-            EncodeRawSegmentTail(footer, sums, &tail.footer_checksum));
-        rope.Append(std::move(bytes));
-        return tail;
-      }
-      if (buf) {
-        // + footer: no regrowth. Pooled: a recycled segment's pages are already mapped.
-        data = BufferPool::Global().Take(buf->bytes() + 64 * 1024);
-        buf->Seal(footer, &data, options_.compress ? nullptr : &sums);
-      } else {
-        footer->extents = reloc->extents;
-        for (auto& se : footer->extents) se.extent.loc.segment = id;
-        footer->data_blocks = reloc->data_blocks;
-        return EncodeSegment(footer, reloc->data, options_.compress);
-      }
-      return EncodeSegmentOwned(footer, std::move(data), options_.compress,
-                                options_.compress ? nullptr : &sums);
-    });
-    const uint64_t checksum = enc.footer_checksum;
-    Status st;
-    if (as_rope) {
-      *size = rope.size();
-      st = co_await store_.PutIfAbsentRope(key, rope);
-    } else {
-      *size = enc.bytes.size();
-      st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
-    }
-    if (st.ok()) {
-      NoteUpload(st, key);
-      co_return st;
-    }
-    if (st.IsPreconditionFailed()) {
-      // Someone created this id: our own earlier attempt (acknowledgement lost), or a
-      // newer writer's fence. Read it back before concluding anything.
-      uint64_t theirs = 0;
-      Result<SegmentFooter> existing = Status::NotFound("not read");
-      auto same = co_await objstore::ReadBack(
-          [&]() -> Task<Result<bool>> {
-            existing = co_await segments_.ReadFooter(id, 0, &theirs);
-            if (!existing.ok()) co_return existing.status();
-            co_return existing->epoch == epoch_ && theirs == checksum;
-          },
-          1);
-      if (same.ok() && *same == objstore::CreateOutcome::kAlreadySame) {
-        NoteUpload(Status::Ok(), key);
-        co_return Status::Ok();
-      }
-      if (existing.ok() && existing->epoch < epoch_) {
-        // Open replayed every segment below our fence and nothing of an older epoch can
-        // land above it (DESIGN.md single writer, step 5): this object is damage or a
-        // bug, not another writer.
-        co_return Status::Corruption(fmt::format(
-            "segment {} already exists with the older epoch {} (ours is {}), above our "
-            "fence: the store holds a segment that open did not replay",
-            key, existing->epoch, epoch_));
-      }
-      if (existing.ok()) {
-        co_return Status::PreconditionFailed(fmt::format(
-            "segment {} already exists with epoch {} (ours is {}): a newer portalbd opened "
-            "this volume",
-            key, existing->epoch, epoch_));
-      }
-      st = existing.status();
-    }
-    // The store is gone for good (a crashed FaultStore in the simulator, or the process
-    // shutting down): retrying cannot help.
-    if (st.code() == Status::Code::kShutdown) co_return st;
-    NoteUpload(st, key);  // since when and why, for status and a rationed log
-    {
-      std::lock_guard lock(mu_);
-      if (stop_ && attempt >= 5) co_return st.WithContext("giving up on " + key + " at close");
-    }
-    // The backoff ends early when a stop's deadline passes (GiveUpAt).
-    if (!give_up_.cancelled()) {
-      co_await give_up_.Sleep((backoff_ms / 2 + env_.RandomBelow(backoff_ms / 2 + 1)) *
-                              kNanosPerMilli);
-    }
-    if (give_up_.cancelled()) {
-      co_return st.WithContext("gave up on " + key + " at the stop deadline");
-    }
-    backoff_ms = std::min<uint64_t>(backoff_ms * 2, 5000);
+  uint32_t attempt = 0;
+  Status last;           // the last failed attempt's error
+  Status verdict;        // damage proved by a read-back: no retry can help
+  bool closing = false;  // a close ended the retries (5 attempts)
+  // The one retry layer (objstore/retry.h), as a write that must land: tried until it is
+  // stored, refused for good (a newer writer's segment: fenced) or a stop's deadline
+  // passes (GiveUpAt cancels give_up_, even mid-backoff).
+  objstore::Retried r = co_await objstore::Retry(
+      env_, objstore::kUntilLanded,
+      [&]() -> Task<Status> {
+        ++attempt;
+        // Encode off the executor (LZ4 of up to l0_sst_size_bytes). Re-encoding on a retry
+        // gives the same bytes, and saves holding a second copy while the PUT runs.
+        objstore::Rope rope;
+        EncodedSegment enc = co_await RunBlocking(env_, [&] {
+          std::string data;
+          std::vector<uint64_t> sums;
+          if (as_rope) {
+            buf->SealPieces(footer, &rope, &sums);
+            EncodedSegment tail;
+            auto bytes = std::make_shared<std::string>(
+                EncodeRawSegmentTail(footer, sums, &tail.footer_checksum));
+            rope.Append(std::move(bytes));
+            return tail;
+          }
+          if (buf) {
+            // + footer: no regrowth. Pooled: a recycled segment's pages are already mapped.
+            data = BufferPool::Global().Take(buf->bytes() + 64 * 1024);
+            buf->Seal(footer, &data, options_.compress ? nullptr : &sums);
+          } else {
+            footer->extents = reloc->extents;
+            for (auto& se : footer->extents) se.extent.loc.segment = id;
+            footer->data_blocks = reloc->data_blocks;
+            return EncodeSegment(footer, reloc->data, options_.compress);
+          }
+          return EncodeSegmentOwned(footer, std::move(data), options_.compress,
+                                    options_.compress ? nullptr : &sums);
+        });
+        const uint64_t checksum = enc.footer_checksum;
+        Status st;
+        if (as_rope) {
+          *size = rope.size();
+          st = co_await store_.PutIfAbsentRope(key, rope);
+        } else {
+          *size = enc.bytes.size();
+          st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
+        }
+        if (st.ok()) {
+          NoteUpload(st, key);
+          co_return st;
+        }
+        if (st.IsPreconditionFailed()) {
+          // Someone created this id: our own earlier attempt (acknowledgement lost), or a
+          // newer writer's fence. Read it back before concluding anything.
+          uint64_t theirs = 0;
+          Result<SegmentFooter> existing = Status::NotFound("not read");
+          auto same = co_await objstore::ReadBack(
+              [&]() -> Task<Result<bool>> {
+                existing = co_await segments_.ReadFooter(id, 0, &theirs);
+                if (!existing.ok()) co_return existing.status();
+                co_return existing->epoch == epoch_&& theirs == checksum;
+              },
+              1);
+          if (same.ok() && *same == objstore::CreateOutcome::kAlreadySame) {
+            NoteUpload(Status::Ok(), key);
+            co_return Status::Ok();
+          }
+          if (existing.ok() && existing->epoch < epoch_) {
+            // Open replayed every segment below our fence and nothing of an older epoch can
+            // land above it (DESIGN.md single writer, step 5): this object is damage or a
+            // bug, not another writer.
+            verdict = Status::Corruption(fmt::format(
+                "segment {} already exists with the older epoch {} (ours is {}), above our "
+                "fence: the store holds a segment that open did not replay",
+                key, existing->epoch, epoch_));
+            co_return Status::Ok();  // ends the retries; `verdict` is the outcome
+          }
+          if (existing.ok()) {
+            co_return Status::PreconditionFailed(fmt::format(
+                "segment {} already exists with epoch {} (ours is {}): a newer portalbd opened "
+                "this volume",
+                key, existing->epoch, epoch_));
+          }
+          st = existing.status();
+        }
+        // The store is gone for good (a crashed FaultStore in the simulator, or the process
+        // shutting down): retrying cannot help (Shutdown is definite).
+        if (st.code() == Status::Code::kShutdown) co_return st;
+        NoteUpload(st, key);  // since when and why, for status and a rationed log
+        last = st;
+        {
+          std::lock_guard lock(mu_);
+          if (stop_ && attempt >= 5) {
+            closing = true;
+            co_return Status::Shutdown("closing");  // ends the retries
+          }
+        }
+        co_return st;  // tried again after a backoff (kUntilLanded)
+      },
+      &give_up_);
+  if (!verdict.ok()) co_return verdict;
+  if (closing) co_return last.WithContext("giving up on " + key + " at close");
+  if (r.outcome == objstore::RetryOutcome::kGaveUp) {
+    co_return last.WithContext("gave up on " + key + " at the stop deadline");
   }
+  co_return r.status;  // stored (Ok), fenced (a newer writer's segment) or Shutdown
 }
 
 void Uploader::SealActiveLocked() {
@@ -169,13 +182,12 @@ Task<void> Uploader::Run(uint64_t epoch) {
       bool go = false;
       if (dirty) {
         const uint64_t now = env_.NowNanos();
-        const uint64_t due =
-            options_.flush_interval_ms == 0
-                ? UINT64_MAX
-                : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
-                                MillisToNanos(options_.flush_interval_ms));
-        go = stop_ || flush_gen_ >= active_gen_ ||
-             active_->bytes() >= options_.l0_sst_size_bytes || now >= due;
+        const uint64_t due = options_.flush_interval_ms == 0
+                                 ? UINT64_MAX
+                                 : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
+                                                 MillisToNanos(options_.flush_interval_ms));
+        go = stop_ || flush_gen_ >= active_gen_ || active_->bytes() >= options_.l0_sst_size_bytes ||
+             now >= due;
         if (!go && due != UINT64_MAX) wait_ns = due - now;
       }
       if (go && sealed_.empty()) SealActiveLocked();

@@ -55,31 +55,26 @@ SegmentFooter Footer() {
 
 void BM_SegmentRope(benchmark::State& state) {
   auto buf = Buffer();
+  BufferPool pool;
   for (auto _ : state) {
     SegmentFooter f = Footer();
-    objstore::Rope rope;
-    std::vector<uint64_t> sums;
-    buf->SealPieces(&f, &rope, &sums);
-    uint64_t footer_sum = 0;
-    rope.Append(std::make_shared<std::string>(EncodeRawSegmentTail(&f, sums, &footer_sum)));
-    benchmark::DoNotOptimize(rope.size());
+    EncodedSegment enc = EncodeSegment(&f, buf->Contents(&f), {false, &pool});
+    benchmark::DoNotOptimize(enc.bytes.size());
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf->bytes()));
 }
 BENCHMARK(BM_SegmentRope)->Unit(benchmark::kMillisecond);
 
+// As file:// and s3:// take it: one string from the pool, given back once written.
 void StringSegment(benchmark::State& state, bool compress) {
   auto buf = Buffer();
-  BufferPool& pool = BufferPool::Global();
+  BufferPool pool;
   for (auto _ : state) {
     SegmentFooter f = Footer();
-    std::string data = pool.Take(buf->bytes() + 64 * 1024);
-    std::vector<uint64_t> sums;
-    buf->Seal(&f, &data, compress ? nullptr : &sums);
-    EncodedSegment enc =
-        EncodeSegmentOwned(&f, std::move(data), compress, compress ? nullptr : &sums);
-    benchmark::DoNotOptimize(enc.bytes.data());
-    pool.Give(std::move(enc.bytes));  // as file:// and s3:// do once written
+    EncodedSegment enc = EncodeSegment(&f, buf->Contents(&f), {compress, &pool});
+    std::string bytes = std::move(enc.bytes).Flatten(&pool);
+    benchmark::DoNotOptimize(bytes.data());
+    pool.Give(std::move(bytes));
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf->bytes()));
 }

@@ -390,12 +390,13 @@ Task<Status> LsmVolume::Replay() {
     fence.block_size = block_size_;
     fence.blocks_per_chunk = options_.blocks_per_chunk;
     fence.durable_through = id - 1;  // everything below was replayed
-    EncodedSegment enc = EncodeSegment(&fence, "", false);
-    const uint64_t size = enc.bytes.size();
+    EncodedSegment enc = EncodeSegment(&fence, {}, {});
+    const std::string bytes = std::move(enc.bytes).Flatten();
+    const uint64_t size = bytes.size();
     Status st = co_await RetryUnavailable(
         env_,
         [&]() -> Task<Status> {
-          co_return co_await store_.PutIfAbsent(SegmentKey(id), enc.bytes);
+          co_return co_await store_.PutIfAbsent(SegmentKey(id), bytes);
         },
         0);
     if (st.ok()) {

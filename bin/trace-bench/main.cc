@@ -33,6 +33,7 @@
 #include "trace/bench_report.h"
 #include "trace/replay_targets.h"
 #include "trace/trace_reader.h"
+#include "util/buffer_pool.h"
 #include "util/log.h"
 #include "volume/volume.h"
 
@@ -70,19 +71,25 @@ std::string Describe(const Settings& s) {
 
 // --- one replay ---
 
-Result<IterationReport> RunInProcess(portal::RealEnv& env, const Trace& t, const Settings& s,
+// `pool` (the daemon's buffer pool, kept across iterations as the daemon keeps it across
+// segments) must outlive the call.
+Result<IterationReport> RunInProcess(portal::RealEnv& env, portal::BufferPool& pool,
+                                     const Trace& t, const Settings& s,
                                      const WritePattern& pattern, const ReplayOptions& ro) {
   portal::config::Config cfg;
   cfg.storage_url = s.storage;
   portal::volume::VolumeOptions vo = portal::daemon::VolumeOptionsFor(cfg);
   vo.cache_dir = s.cache_dir;
+  vo.buffer_pool = &pool;
   uint64_t bs = vo.block_size;
   vo.size_bytes = std::max<uint64_t>(bs, (t.device_size_bytes + bs - 1) / bs * bs);
   if (s.storage.starts_with("file://")) {
     std::error_code ec;
     std::filesystem::create_directories(s.storage.substr(7), ec);
   }
-  auto opened = portal::objstore::OpenStore(s.storage, env);
+  portal::objstore::StoreOptions so;
+  so.buffer_pool = &pool;
+  auto opened = portal::objstore::OpenStore(s.storage, env, so);
   if (!opened.ok()) return opened.status().WithContext("--storage " + s.storage);
   portal::objstore::CountingStore store(std::move(*opened));
   if (Status st = portal::BlockOn(store.CheckAccess()); !st.ok()) {
@@ -202,6 +209,7 @@ Result<WorkloadReport> Bench(portal::RealEnv& env, const std::string& path, cons
   std::fflush(stdout);
 
   bool tty = ::isatty(2);
+  portal::BufferPool pool;
   auto run = [&](const std::string& label) -> Result<IterationReport> {
     ReplayOptions ro;
     ro.iodepth = s.iodepth;
@@ -213,7 +221,7 @@ Result<WorkloadReport> Bench(portal::RealEnv& env, const std::string& path, cons
                    static_cast<unsigned long>(total), total ? 100.0 * done / total : 100.0,
                    tty ? "   " : "\n");
     };
-    auto r = s.nbd_uri.empty() ? RunInProcess(env, t, s, pattern, ro)
+    auto r = s.nbd_uri.empty() ? RunInProcess(env, pool, t, s, pattern, ro)
                                : RunNbd(env, t, s, pattern, ro);
     if (tty) std::fprintf(stderr, "\r%60s\r", "");
     return r;

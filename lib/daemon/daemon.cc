@@ -94,20 +94,24 @@ Status Daemon::Start() {
       Log()->info("created storage directory path={}", dir);
     }
   }
-  auto opened = objstore::OpenStore(cfg_.storage_url, *env_);
+  objstore::StoreOptions store_options;
+  store_options.buffer_pool = &buffer_pool_;
+  auto opened = objstore::OpenStore(cfg_.storage_url, *env_, store_options);
   if (!opened.ok()) return opened.status().WithContext("storage.url " + cfg_.storage_url);
   s3_ = dynamic_cast<objstore::S3Store*>(opened->get());
   store_ = std::make_unique<objstore::CountingStore>(std::move(*opened));
-  if (store_->KeepsRopes()) {
+  if (cfg_.storage_url == "memory://") {
     // Segments stay in the write buffer's memory (a Rope) here; the pool only recycles
     // GC relocation segments, whose sizes rarely repeat (4 hits to 13 misses under
     // random overwrites, while holding ~190 MiB).
-    BufferPool::Global().set_budget(kRopeStorePoolBytes);
+    buffer_pool_.set_budget(kRopeStorePoolBytes);
   }
   if (Status st = BlockOn(store_->CheckAccess()); !st.ok()) {
     return st.WithContext("storage " + cfg_.storage_url);
   }
-  auto vol = BlockOn(volume::OpenVolume(*env_, *store_, VolumeOptionsFor(cfg_)));
+  volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
+  volume_options.buffer_pool = &buffer_pool_;
+  auto vol = BlockOn(volume::OpenVolume(*env_, *store_, volume_options));
   if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
   {
     std::lock_guard lock(summary_mu_);
@@ -257,7 +261,7 @@ std::string Daemon::nbd_address() const { return server_ ? server_->bound_addres
 std::string Daemon::StatusLine() {
   if (!volume_) return "volume not open";
   volume::VolumeStats s = volume_->stats();
-  const BufferPool& pool = BufferPool::Global();
+  const BufferPool& pool = buffer_pool_;
   std::string levels;
   for (uint64_t n : s.ssts_per_level) {
     if (!levels.empty()) levels.push_back('/');

@@ -22,6 +22,7 @@
 
 #include "config/config.h"
 #include "control/protocol.h"
+#include "util/buffer_pool.h"
 #include "util/status.h"
 
 namespace portal {
@@ -79,6 +80,9 @@ class Daemon {
   Status FinishRecording();
 
   config::Config cfg_;
+  // Segment and object buffers for reuse, handed to the store and the volume: declared
+  // before them, so it outlives them.
+  BufferPool buffer_pool_;
   std::unique_ptr<RealEnv> env_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;

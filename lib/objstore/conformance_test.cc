@@ -256,6 +256,11 @@ CONFORMANCE_TEST(conditional_create_of_a_rope) {
     CHECK(BlockOn(s.PutIfAbsentRope("rope/one", copy)).IsPreconditionFailed());
     CHECK(*BlockOn(s.Get("rope/one")) == joined);
   }
+  // A rope of one string (a compressed segment) and an empty one.
+  REQUIRE(BlockOn(s.PutIfAbsentRope("rope/whole", Rope(*a))).ok());
+  CHECK(*BlockOn(s.Get("rope/whole")) == *a);
+  REQUIRE(BlockOn(s.PutIfAbsentRope("rope/empty", Rope())).ok());
+  CHECK(BlockOn(s.Head("rope/empty"))->size == 0);
 }
 
 CONFORMANCE_TEST(conditional_create_race_8_threads) {

@@ -80,9 +80,10 @@ Task<Status> CountingStore::PutIfAbsent(std::string key, std::string data) {
   co_return s;
 }
 
-Task<Status> CountingStore::PutIfAbsentRope(std::string key, const Rope& data) {
-  Status s = co_await inner_->PutIfAbsentRope(std::move(key), data);
-  Record(OpKind::kPutIfAbsent, s.ok(), s.ok() ? data.size() : 0);
+Task<Status> CountingStore::PutIfAbsentRope(std::string key, Rope data) {
+  uint64_t n = data.size();
+  Status s = co_await inner_->PutIfAbsentRope(std::move(key), std::move(data));
+  Record(OpKind::kPutIfAbsent, s.ok(), s.ok() ? n : 0);
   co_return s;
 }
 

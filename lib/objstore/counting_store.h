@@ -47,8 +47,7 @@ class CountingStore final : public ObjectStore {
   Task<Result<ObjectInfo>> Head(std::string key) override;
   Task<Status> Put(std::string key, std::string data) override;
   Task<Status> PutIfAbsent(std::string key, std::string data) override;
-  Task<Status> PutIfAbsentRope(std::string key, const Rope& data) override;
-  bool KeepsRopes() const override { return inner_->KeepsRopes(); }
+  Task<Status> PutIfAbsentRope(std::string key, Rope data) override;
   Task<Status> Delete(std::string key) override;
   Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                              std::string start_after = "") override;

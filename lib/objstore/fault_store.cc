@@ -123,10 +123,10 @@ Task<Status> FaultStore::PutIfAbsent(std::string key, std::string data) {
   co_return s;
 }
 
-Task<Status> FaultStore::PutIfAbsentRope(std::string key, const Rope& data) {
+Task<Status> FaultStore::PutIfAbsentRope(std::string key, Rope data) {
   FaultDecision d = Decide(OpKind::kPutIfAbsent, key);
   CO_RETURN_IF_ERROR(co_await Before(d));
-  Status s = co_await inner_->PutIfAbsentRope(std::move(key), data);
+  Status s = co_await inner_->PutIfAbsentRope(std::move(key), std::move(data));
   CO_RETURN_IF_ERROR(After(d));
   co_return s;
 }

@@ -327,15 +327,21 @@ Task<Result<ObjectInfo>> FileStore::Head(std::string key) {
 Task<Status> FileStore::Put(std::string key, std::string data) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
   Status st = co_await RunBlocking(env_, [&] { return SyncWrite(key, data, false); });
-  BufferPool::Global().Give(std::move(data));
+  if (options_.buffer_pool) options_.buffer_pool->Give(std::move(data));
   co_return st;
 }
 
 Task<Status> FileStore::PutIfAbsent(std::string key, std::string data) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
   Status st = co_await RunBlocking(env_, [&] { return SyncWrite(key, data, true); });
-  BufferPool::Global().Give(std::move(data));
+  if (options_.buffer_pool) options_.buffer_pool->Give(std::move(data));
   co_return st;
+}
+
+Task<Status> FileStore::PutIfAbsentRope(std::string key, Rope data) {
+  // Joined into a pooled string (written as one file, given back after), unless the rope
+  // is one string already.
+  co_return co_await PutIfAbsent(std::move(key), std::move(data).Flatten(options_.buffer_pool));
 }
 
 Task<Status> FileStore::Delete(std::string key) {

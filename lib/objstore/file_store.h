@@ -42,6 +42,9 @@ class FileStore final : public ObjectStore {
     // Called at each WriteStep; returning true abandons the write right there, leaving
     // every file as a process killed at that point would (the call returns Shutdown).
     std::function<bool(WriteStep step, std::string_view key)> crash_hook;
+    // Written-out buffers go back here; joined ropes come from here. Null: no pooling.
+    // Must outlive the store.
+    BufferPool* buffer_pool = nullptr;
   };
 
   // `root`: an absolute path; it must exist (CheckAccess says so clearly if not).
@@ -58,6 +61,7 @@ class FileStore final : public ObjectStore {
   Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                              std::string start_after = "") override;
   Task<Status> CheckAccess() override;
+  Task<Status> PutIfAbsentRope(std::string key, Rope data) override;
   std::string url() const override { return "file://" + root_; }
 
   const std::string& root() const { return root_; }

@@ -14,7 +14,7 @@ std::string Etag(uint64_t version) { return fmt::format("v{}", version); }
 
 void MemoryStore::Recycle(std::shared_ptr<Object> obj) {
   // Out of the map, so no new reference can appear: a count of 1 means no Get holds it.
-  if (obj && obj.use_count() == 1) BufferPool::Global().Give(std::move(obj->data));
+  if (pool_ && obj && obj.use_count() == 1) pool_->Give(std::move(obj->data));
 }
 
 Task<Result<std::string>> MemoryStore::Get(std::string key, std::optional<GetRange> range) {
@@ -67,8 +67,11 @@ Task<Status> MemoryStore::PutIfAbsent(std::string key, std::string data) {
   co_return Store(std::move(key), Object{std::move(data), {}, 0}, true);
 }
 
-Task<Status> MemoryStore::PutIfAbsentRope(std::string key, const Rope& data) {
-  co_return Store(std::move(key), Object{{}, data, 0}, true);
+Task<Status> MemoryStore::PutIfAbsentRope(std::string key, Rope data) {
+  if (data.is_one_string()) {
+    co_return Store(std::move(key), Object{std::move(data).Flatten(), {}, 0}, true);
+  }
+  co_return Store(std::move(key), Object{{}, std::move(data), 0}, true);
 }
 
 Task<Status> MemoryStore::Delete(std::string key) {

@@ -5,9 +5,9 @@
 // Every call completes without suspending (no I/O); callers that want interleaving or
 // latency wrap the store in a FaultStore. Thread-safe: one mutex guards the map; object
 // bytes are immutable and shared, so copying a large object out happens outside the lock.
-// A replaced or deleted object's bytes go to the BufferPool (util/buffer_pool.h).
+// A replaced or deleted object's bytes go to the BufferPool given (util/buffer_pool.h).
 // Objects written with PutIfAbsentRope keep their pieces (a segment's blocks stay in the
-// write buffer's memory: no copy).
+// write buffer's memory: no copy); a rope of one string is kept as that string.
 // Etags are a store-wide version number: a new one for every Put.
 #pragma once
 
@@ -21,7 +21,8 @@ namespace portal::objstore {
 
 class MemoryStore final : public ObjectStore {
  public:
-  MemoryStore() = default;
+  // `pool`: where dropped objects' bytes go (null: freed). Must outlive the store.
+  explicit MemoryStore(BufferPool* pool = nullptr) : pool_(pool) {}
   MemoryStore(const MemoryStore&) = delete;
   MemoryStore& operator=(const MemoryStore&) = delete;
 
@@ -33,8 +34,7 @@ class MemoryStore final : public ObjectStore {
   Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                              std::string start_after = "") override;
   Task<Status> CheckAccess() override;
-  Task<Status> PutIfAbsentRope(std::string key, const Rope& data) override;
-  bool KeepsRopes() const override { return true; }
+  Task<Status> PutIfAbsentRope(std::string key, Rope data) override;
   std::string url() const override { return "memory://"; }
 
   // Number of objects and their total size (tests, simulator bookkeeping).
@@ -50,8 +50,9 @@ class MemoryStore final : public ObjectStore {
   };
   Status Store(std::string key, Object obj, bool if_absent);
   // Gives a dropped object's bytes to the BufferPool unless a Get still holds them.
-  static void Recycle(std::shared_ptr<Object> obj);
+  void Recycle(std::shared_ptr<Object> obj);
 
+  BufferPool* const pool_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Object>> objects_;    // GUARDED_BY(mu_)
   uint64_t next_version_ = 1;                                     // GUARDED_BY(mu_)

@@ -6,13 +6,13 @@
 
 namespace portal::objstore {
 
-Task<Status> ObjectStore::PutIfAbsentRope(std::string key, const Rope& data) {
-  co_return co_await PutIfAbsent(std::move(key), data.Flatten());
+Task<Status> ObjectStore::PutIfAbsentRope(std::string key, Rope data) {
+  co_return co_await PutIfAbsent(std::move(key), std::move(data).Flatten());
 }
 
 Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url, Env& env,
                                                const StoreOptions& options) {
-  if (url == "memory://") return std::unique_ptr<ObjectStore>(new MemoryStore());
+  if (url == "memory://") return std::unique_ptr<ObjectStore>(new MemoryStore(options.buffer_pool));
 
   if (url.starts_with("file://")) {
     std::string path = url.substr(7);
@@ -21,7 +21,9 @@ Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url, Env& env,
                                      ": file:// needs an absolute path (file:///dir)");
     }
     while (path.size() > 1 && path.back() == '/') path.pop_back();
-    return std::unique_ptr<ObjectStore>(new FileStore(env, std::move(path)));
+    FileStore::Options file_options;
+    file_options.buffer_pool = options.buffer_pool;
+    return std::unique_ptr<ObjectStore>(new FileStore(env, std::move(path), file_options));
   }
 
   if (url.starts_with("s3://")) {
@@ -39,6 +41,7 @@ Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url, Env& env,
       if (!from_env.ok()) return from_env.status();
       client_options = std::move(*from_env);
     }
+    client_options.buffer_pool = options.buffer_pool;
     auto client = s3::Client::Create(env, bucket, std::move(client_options), options.s3_transport);
     if (!client.ok()) return client.status().WithContext("storage URL " + url);
     return std::unique_ptr<ObjectStore>(new S3Store(std::move(*client), std::move(prefix), url));

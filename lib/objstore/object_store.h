@@ -67,6 +67,10 @@
 #include "s3/options.h"
 #include "util/status.h"
 
+namespace portal {
+class BufferPool;
+}
+
 namespace portal::s3 {
 class HttpTransport;
 }
@@ -106,10 +110,10 @@ class ObjectStore {
                                                      std::string start_after = "") = 0;
   virtual Task<Status> CheckAccess() = 0;
 
-  // PutIfAbsent of bytes in pieces; `data` must outlive the call. A store that holds
-  // objects in memory keeps the pieces (KeepsRopes(): no copy); the default joins them.
-  virtual Task<Status> PutIfAbsentRope(std::string key, const Rope& data);
-  virtual bool KeepsRopes() const { return false; }
+  // PutIfAbsent of bytes in pieces (a segment: the write buffer's memory and a footer).
+  // Every store takes it: memory:// keeps the pieces (no copy), the others join them
+  // (the default) unless the rope is one string (Rope::Flatten: no copy either).
+  virtual Task<Status> PutIfAbsentRope(std::string key, Rope data);
 
   // The store's URL without credentials, e.g. "s3://bucket/prefix".
   virtual std::string url() const = 0;
@@ -124,6 +128,9 @@ struct StoreOptions {
   std::optional<s3::ClientOptions> s3;
   // s3:// only: the HTTP layer. Null: libcurl. Tests inject a fault-injecting fake.
   std::shared_ptr<s3::HttpTransport> s3_transport;
+  // Where written-out object buffers go back to and joined ropes come from (see
+  // util/buffer_pool.h). Null: no pooling. Must outlive the store.
+  BufferPool* buffer_pool = nullptr;
 };
 
 // Opens a store by URL: "memory://", "file:///absolute/dir", "s3://bucket[/prefix]".

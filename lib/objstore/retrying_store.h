@@ -30,10 +30,9 @@ class RetryingReadStore final : public ObjectStore {
   Task<Status> PutIfAbsent(std::string key, std::string data) override {
     return inner_.PutIfAbsent(std::move(key), std::move(data));
   }
-  Task<Status> PutIfAbsentRope(std::string key, const Rope& data) override {
-    return inner_.PutIfAbsentRope(std::move(key), data);
+  Task<Status> PutIfAbsentRope(std::string key, Rope data) override {
+    return inner_.PutIfAbsentRope(std::move(key), std::move(data));
   }
-  bool KeepsRopes() const override { return inner_.KeepsRopes(); }
   Task<Status> Delete(std::string key) override { return inner_.Delete(std::move(key)); }
   Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                              std::string start_after = "") override;

@@ -42,5 +42,29 @@ TEST_CASE("rope merges contiguous pieces of one owner only", "[objstore]") {
   CHECK(a.use_count() == 3);  // two pieces hold it
 }
 
+TEST_CASE("a rope of one string gives it back without a copy, unless shared", "[objstore]") {
+  std::string s(3 << 20, 'x');
+  const char* storage = s.data();
+  Rope whole(std::move(s));
+  CHECK(whole.is_one_string());
+  CHECK(whole.size() == (3u << 20));
+  {
+    const Rope copy = whole;  // shares the string: flattening must copy
+    std::string joined = Rope(copy).Flatten();
+    CHECK(joined.data() != storage);
+    std::string from_shared = Rope(whole).Flatten();
+    CHECK(from_shared.data() != storage);
+    CHECK(from_shared == joined);
+  }
+  std::string back = std::move(whole).Flatten();
+  CHECK(back.data() == storage);
+  CHECK(whole.empty());  // NOLINT(bugprone-use-after-move): left empty, as documented
+
+  Rope appended(std::string("abc"));
+  appended.Append(std::make_shared<const std::string>("def"));
+  CHECK_FALSE(appended.is_one_string());
+  CHECK(std::move(appended).Flatten() == "abcdef");
+}
+
 }  // namespace
 }  // namespace portal::objstore

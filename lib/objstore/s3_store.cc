@@ -75,6 +75,12 @@ Task<Status> S3Store::PutIfAbsent(std::string key, std::string data) {
   co_return co_await client_->PutObject(prefix_ + key, std::move(data), true);
 }
 
+Task<Status> S3Store::PutIfAbsentRope(std::string key, Rope data) {
+  // One body, from the pool the client gives it back to after sending.
+  co_return co_await PutIfAbsent(std::move(key),
+                                 std::move(data).Flatten(client_->options().buffer_pool));
+}
+
 Task<Status> S3Store::Delete(std::string key) {
   CO_RETURN_IF_ERROR(ValidateKey(key));
   co_return co_await client_->DeleteObject(prefix_ + key);

@@ -35,6 +35,7 @@ class S3Store final : public ObjectStore {
   Task<Result<std::vector<ObjectInfo>>> List(std::string prefix,
                                              std::string start_after = "") override;
   Task<Status> CheckAccess() override;
+  Task<Status> PutIfAbsentRope(std::string key, Rope data) override;
   std::string url() const override { return url_; }
   // s3::Client's RetryPolicy (ClientOptions::retry), unless set to one attempt.
   bool RetriesTransientErrors() const override {

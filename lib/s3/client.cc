@@ -247,7 +247,7 @@ Task<Status> Client::PutObject(const std::string& key, std::string body, bool if
   req.body = std::move(body);
   req.max_response_bytes = kErrorBodySlack;
   auto r = co_await Execute(req, "PUT " + Describe(key), options_.retry.max_attempts, false);
-  BufferPool::Global().Give(std::move(req.body));
+  if (options_.buffer_pool) options_.buffer_pool->Give(std::move(req.body));
   co_return r.ok() ? Status::Ok() : r.status();
 }
 

@@ -12,6 +12,10 @@
 
 #include "util/status.h"
 
+namespace portal {
+class BufferPool;
+}
+
 namespace portal::s3 {
 
 // Bounded retries with jittered exponential backoff. Attempt n (n >= 1) that failed with a
@@ -54,6 +58,10 @@ struct ClientOptions {
   // fails start-up quickly with one line.
   uint32_t check_access_attempts = 2;
   uint64_t check_access_connect_timeout_ms = 5'000;
+
+  // Not from the environment: where a PUT's body goes once sent (util/buffer_pool.h),
+  // set by whoever owns the pool. Null: freed. Must outlive the client.
+  BufferPool* buffer_pool = nullptr;
 };
 
 // getenv-like lookup: the value, or nullopt when unset.

@@ -23,10 +23,9 @@ class BorrowedStore : public objstore::ObjectStore {
   Task<Status> PutIfAbsent(std::string key, std::string data) override {
     return inner_.PutIfAbsent(std::move(key), std::move(data));
   }
-  Task<Status> PutIfAbsentRope(std::string key, const objstore::Rope& data) override {
-    return inner_.PutIfAbsentRope(std::move(key), data);
+  Task<Status> PutIfAbsentRope(std::string key, objstore::Rope data) override {
+    return inner_.PutIfAbsentRope(std::move(key), std::move(data));
   }
-  bool KeepsRopes() const override { return inner_.KeepsRopes(); }
   Task<Status> Delete(std::string key) override { return inner_.Delete(std::move(key)); }
   Task<Result<std::vector<objstore::ObjectInfo>>> List(std::string prefix,
                                                        std::string start_after = "") override {

@@ -4,11 +4,6 @@
 
 namespace portal {
 
-BufferPool& BufferPool::Global() {
-  static BufferPool* pool = new BufferPool();  // never destroyed: stores may give at exit
-  return *pool;
-}
-
 std::string BufferPool::Take(size_t min_capacity) {
   std::string out;
   if (min_capacity < kMinBytes) {
@@ -33,6 +28,13 @@ std::string BufferPool::Take(size_t min_capacity) {
     ++misses_;
   }
   out.reserve((min_capacity + kGranule - 1) / kGranule * kGranule);
+  return out;
+}
+
+std::string TakeFrom(BufferPool* pool, size_t min_capacity) {
+  if (pool) return pool->Take(min_capacity);
+  std::string out;
+  out.reserve(min_capacity);
   return out;
 }
 

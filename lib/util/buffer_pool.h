@@ -4,7 +4,11 @@
 //
 // Producers of large objects Take() a string; whoever consumes it last (a store after
 // writing it out, memory:// when it drops an object) Give()s it back. Both are optional:
-// a string that is never given back is simply freed. The pool holds at most budget()
+// a string that is never given back is simply freed.
+//
+// There is no process-wide pool: whoever owns the lifetime (the daemon) makes one and
+// hands a pointer to the stores and the volume it opens, and it must outlive them; a null
+// BufferPool* everywhere means "no pooling" (tests, dst). The pool holds at most budget()
 // bytes of capacity, evicting the oldest strings to take a new one; strings under
 // kMinBytes are not kept.
 //
@@ -30,9 +34,6 @@ class BufferPool {
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
-  // The process-wide pool.
-  static BufferPool& Global();
-
   // An empty string with capacity() >= min_capacity: a pooled one whose capacity is at
   // most 1/8 more than needed (best fit), or a fresh one.
   std::string Take(size_t min_capacity);
@@ -56,5 +57,8 @@ class BufferPool {
   uint64_t hits_ = 0;              // GUARDED_BY(mu_)
   uint64_t misses_ = 0;            // GUARDED_BY(mu_)
 };
+
+// pool->Take(min_capacity), or with no pool a fresh string of that capacity.
+std::string TakeFrom(BufferPool* pool, size_t min_capacity);
 
 }  // namespace portal

@@ -4,6 +4,10 @@
 #include <cstdint>
 #include <string>
 
+namespace portal {
+class BufferPool;
+}
+
 namespace portal::volume {
 
 struct VolumeOptions {
@@ -48,6 +52,9 @@ struct VolumeOptions {
   double full_compaction_ratio = 0.25;
   uint64_t manifests_kept = 8;          // recent manifests kept besides epoch openers
   bool immediate_segment_free = false;  // memory://: free unreferenced segments at once
+  // Where segments built in one string come from (util/buffer_pool.h); null: no pooling.
+  // Not owned: the daemon's, and it must outlive the volume.
+  BufferPool* buffer_pool = nullptr;
 };
 
 }  // namespace portal::volume

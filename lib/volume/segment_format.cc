@@ -52,78 +52,97 @@ bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
 // footer's checksum.
 static uint64_t AppendFooter(const SegmentFooter* f, std::string* s);
 
-// The chunk table of a raw (uncompressed) data area of f->data_blocks blocks.
-static void FillRawChunks(SegmentFooter* f, const std::vector<uint64_t>& chunk_sums) {
-  const uint64_t data_bytes = f->data_blocks * f->block_size;
-  const uint64_t chunk_bytes = uint64_t{f->blocks_per_chunk} * f->block_size;
-  PORTAL_ASSERT(chunk_sums.size() == (data_bytes + chunk_bytes - 1) / chunk_bytes,
-                "chunk checksum count");
-  f->chunks.clear();
-  f->chunks.reserve(chunk_sums.size());
-  for (uint64_t pos = 0; pos < data_bytes; pos += chunk_bytes) {
-    ChunkInfo c;
-    c.offset = pos;
-    c.stored_len = std::min(chunk_bytes, data_bytes - pos);
-    c.raw_blocks = c.stored_len / f->block_size;
-    c.checksum = chunk_sums[pos / chunk_bytes];
-    c.codec = ChunkCodec::kRaw;
-    f->chunks.push_back(c);
-  }
-}
-
-std::string EncodeRawSegmentTail(SegmentFooter* f, const std::vector<uint64_t>& chunk_sums,
-                                 uint64_t* footer_checksum) {
-  FillRawChunks(f, chunk_sums);
-  std::string tail;
-  *footer_checksum = AppendFooter(f, &tail);
-  return tail;
-}
-
-EncodedSegment EncodeSegmentOwned(SegmentFooter* f, std::string data, bool compress,
-                                  const std::vector<uint64_t>* chunk_sums) {
-  if (compress) {
-    EncodedSegment out = EncodeSegment(f, data, true);
-    BufferPool::Global().Give(std::move(data));
-    return out;
-  }
-  // Raw chunks are the data itself: no copy of it (a segment is up to l0_sst_size_bytes).
-  PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
-  PORTAL_ASSERT(chunk_sums, "raw segment without its chunk checksums");
-  EncodedSegment out;
-  out.bytes = std::move(data);
-  out.bytes += EncodeRawSegmentTail(f, *chunk_sums, &out.footer_checksum);
-  return out;
-}
-
-EncodedSegment EncodeSegment(SegmentFooter* f, std::string_view data, bool compress) {
-  PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
-  EncodedSegment out;
-  std::string& s = out.bytes;
-  s = BufferPool::Global().Take(data.size() + 4096);
-  const size_t chunk_bytes = static_cast<size_t>(f->blocks_per_chunk) * f->block_size;
-  f->chunks.clear();
+// Calls fn(index, bytes) for each chunk of `data` (chunk_bytes each, the last one maybe
+// shorter), in order. `bytes` points into the piece holding the chunk, or into a scratch
+// copy where the chunk spans pieces; it is empty where skip(index) says the bytes are not
+// needed (fn still learns the chunk's length from `len`).
+template <typename Skip, typename Fn>
+static void ForEachChunk(const objstore::Rope& data, uint64_t chunk_bytes, Skip&& skip, Fn&& fn) {
+  const auto& pieces = data.pieces();
   std::string scratch;
-  for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
-    std::string_view raw = data.substr(pos, chunk_bytes);
-    ChunkInfo c;
-    c.offset = s.size();
-    c.raw_blocks = raw.size() / f->block_size;
-    c.checksum = Checksum64(raw);
-    c.codec = ChunkCodec::kRaw;
-    if (compress) {
-      scratch.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
-      int n = LZ4_compress_default(raw.data(), scratch.data(), static_cast<int>(raw.size()),
-                                   static_cast<int>(scratch.size()));
+  size_t i = 0;
+  uint64_t piece_start = 0;
+  for (uint64_t pos = 0, index = 0; pos < data.size(); pos += chunk_bytes, ++index) {
+    const uint64_t len = std::min(chunk_bytes, data.size() - pos);
+    if (skip(index)) {
+      fn(index, len, std::string_view());
+      continue;
+    }
+    while (piece_start + pieces[i].bytes.size() <= pos) piece_start += pieces[i++].bytes.size();
+    if (pos + len <= piece_start + pieces[i].bytes.size()) {
+      fn(index, len, pieces[i].bytes.substr(pos - piece_start, len));
+      continue;
+    }
+    scratch.clear();
+    uint64_t at = pos - piece_start;
+    for (size_t j = i; scratch.size() < len; ++j, at = 0) {
+      scratch.append(pieces[j].bytes.substr(at, len - scratch.size()));
+    }
+    fn(index, len, std::string_view(scratch));
+  }
+}
+
+EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
+                             const EncodeOptions& options) {
+  objstore::Rope& data = contents.data;
+  PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
+  const uint64_t chunk_bytes = uint64_t{f->blocks_per_chunk} * f->block_size;
+  auto known = [&](uint64_t index) {
+    return index < contents.chunk_sums.size() && contents.chunk_sums[index].has_value();
+  };
+  f->chunks.clear();
+  f->chunks.reserve((data.size() + chunk_bytes - 1) / chunk_bytes);
+  EncodedSegment out;
+
+  if (options.compress) {
+    std::string s = TakeFrom(options.pool, data.size() + 4096);
+    std::string packed;
+    ForEachChunk(data, chunk_bytes, [](uint64_t) { return false; },
+                 [&](uint64_t index, uint64_t, std::string_view raw) {
+      ChunkInfo c;
+      c.offset = s.size();
+      c.raw_blocks = raw.size() / f->block_size;
+      c.checksum = known(index) ? *contents.chunk_sums[index] : Checksum64(raw);
+      c.codec = ChunkCodec::kRaw;
+      packed.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+      int n = LZ4_compress_default(raw.data(), packed.data(), static_cast<int>(raw.size()),
+                                   static_cast<int>(packed.size()));
       if (n > 0 && static_cast<size_t>(n) <= raw.size() - raw.size() / 8) {
         c.codec = ChunkCodec::kLz4;
-        s.append(scratch.data(), static_cast<size_t>(n));
+        s.append(packed.data(), static_cast<size_t>(n));
+      } else {
+        s.append(raw);
       }
-    }
-    if (c.codec == ChunkCodec::kRaw) s.append(raw);
-    c.stored_len = s.size() - c.offset;
-    f->chunks.push_back(c);
+      c.stored_len = s.size() - c.offset;
+      f->chunks.push_back(c);
+    });
+    out.footer_checksum = AppendFooter(f, &s);
+    out.bytes = objstore::Rope(std::move(s));
+    return out;
   }
-  out.footer_checksum = AppendFooter(f, &out.bytes);
+
+  // Raw chunks are the data itself: only their checksums are computed (where not known).
+  ForEachChunk(data, chunk_bytes, known, [&](uint64_t index, uint64_t len, std::string_view raw) {
+    ChunkInfo c;
+    c.offset = index * chunk_bytes;
+    c.stored_len = len;
+    c.raw_blocks = len / f->block_size;
+    c.checksum = known(index) ? *contents.chunk_sums[index] : Checksum64(raw);
+    c.codec = ChunkCodec::kRaw;
+    f->chunks.push_back(c);
+  });
+  if (data.empty() || data.is_one_string()) {
+    // One string (a fence, a relocation): the footer goes at its end.
+    std::string s = std::move(data).Flatten(options.pool);
+    out.footer_checksum = AppendFooter(f, &s);
+    out.bytes = objstore::Rope(std::move(s));
+  } else {
+    // Pieces (a write buffer's memory): referenced, not copied; the footer is one more.
+    auto tail = std::make_shared<std::string>();
+    out.footer_checksum = AppendFooter(f, tail.get());
+    out.bytes = std::move(data);
+    out.bytes.Append(std::move(tail));
+  }
   return out;
 }
 

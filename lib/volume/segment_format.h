@@ -6,12 +6,18 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "lsm/extent.h"
+#include "objstore/rope.h"
 #include "util/status.h"
+
+namespace portal {
+class BufferPool;
+}
 
 namespace portal::volume {
 
@@ -60,28 +66,36 @@ constexpr size_t kSegmentTrailerSize = 20;
 // Version 2 appends durable_through; version 1 footers still decode.
 constexpr uint32_t kSegmentFormatVersion = 2;
 
+// A segment's data area as its producer hands it over: a user write buffer
+// (WriteBuffer::Contents), a GC relocation, nothing (a fence).
+struct SegmentContents {
+  // footer.data_blocks blocks in stream order, in pieces their owners keep alive, or one
+  // string (objstore::Rope(std::string)).
+  objstore::Rope data;
+  // Checksum64 of chunk i of `data` where the producer knows it already (a WriteBuffer
+  // hashes large writes as they arrive); unset or past the end: computed here.
+  std::vector<std::optional<uint64_t>> chunk_sums;
+};
+
+struct EncodeOptions {
+  bool compress = false;  // LZ4 per chunk, kept only where it saves at least 1/8
+  // Where a string the encoder builds comes from (null: allocated).
+  BufferPool* pool = nullptr;
+};
+
 struct EncodedSegment {
-  std::string bytes;
+  // The object. Raw: the data's own pieces plus one for the footer (no copy), or, when the
+  // data is one string, that string with the footer appended. Compressed: one string.
+  objstore::Rope bytes;
   uint64_t footer_checksum = 0;  // identifies this exact object (lost-ack read-back)
 };
 
-// Encodes a segment. `footer` supplies ids, sequence range, sizes and extents (chunks
-// are filled in); `data` holds footer.data_blocks blocks in stream order. Data extents
-// must reference stream indexes < data_blocks. Compression is per chunk, kept only
-// when it saves at least 1/8.
-EncodedSegment EncodeSegment(SegmentFooter* footer, std::string_view data, bool compress);
-// The same bytes, built in `data`'s own storage when uncompressed (no copy of the data).
-// Uncompressed, `chunk_sums` must be the chunks' Checksum64s (WriteBuffer::Seal computes
-// them while copying); compressed, it is ignored.
-EncodedSegment EncodeSegmentOwned(SegmentFooter* footer, std::string data, bool compress,
-                                  const std::vector<uint64_t>* chunk_sums);
-
-// The footer and trailer of an uncompressed segment whose data area (f->data_blocks
-// blocks, kept elsewhere: a Rope of the write buffer's memory) has the given chunk
-// checksums; fills f->chunks. Data area + this = the bytes EncodeSegment(f, data, false)
-// gives.
-std::string EncodeRawSegmentTail(SegmentFooter* footer, const std::vector<uint64_t>& chunk_sums,
-                                 uint64_t* footer_checksum);
+// The one segment encoder: every segment object is built here. `footer` supplies ids,
+// sequence range, sizes and extents (chunks are filled in); data extents must reference
+// stream indexes < data_blocks. The same footer and data always give the same bytes,
+// whatever pieces the data comes in.
+EncodedSegment EncodeSegment(SegmentFooter* footer, SegmentContents contents,
+                             const EncodeOptions& options);
 
 // Parses the fixed trailer (the object's last kSegmentTrailerSize bytes): returns the
 // footer length; the footer is the `footer_len` bytes before the trailer.

@@ -36,24 +36,74 @@ std::string Data(uint64_t blocks, bool compressible) {
   return d;
 }
 
-TEST_CASE("EncodeSegmentOwned writes the same bytes as EncodeSegment", "[volume][format]") {
+struct Encoded {
+  std::string bytes;
+  uint64_t footer_checksum = 0;
+};
+
+Encoded Encode(SegmentFooter* f, objstore::Rope data, bool compress,
+               std::vector<std::optional<uint64_t>> sums = {}) {
+  EncodedSegment e = EncodeSegment(f, SegmentContents{std::move(data), std::move(sums)},
+                                   EncodeOptions{compress, nullptr});
+  return Encoded{std::move(e.bytes).Flatten(), e.footer_checksum};
+}
+
+Encoded Encode(SegmentFooter* f, std::string_view data, bool compress) {
+  return Encode(f, objstore::Rope(std::string(data)), compress);
+}
+
+TEST_CASE("a segment's bytes do not depend on the pieces its data comes in",
+          "[volume][format]") {
+  // One string; pieces cut at odd places (chunks span pieces); pieces with some chunk
+  // checksums given (as a write buffer gives those of adopted writes).
   for (bool compress : {false, true}) {
     for (uint64_t blocks : {1ull, 16ull, 17ull, 100ull}) {
+      INFO("compress " << compress << " blocks " << blocks);
+      const std::string data = Data(blocks, false);
       SegmentFooter f1 = Sample(blocks);
-      SegmentFooter f2 = Sample(blocks);
-      std::string data = Data(blocks, false);
-      EncodedSegment a = EncodeSegment(&f1, data, compress);
-      const size_t chunk_bytes = size_t{f2.blocks_per_chunk} * f2.block_size;
-      std::vector<uint64_t> sums;
-      for (size_t pos = 0; pos < data.size(); pos += chunk_bytes) {
-        sums.push_back(Checksum64(std::string_view(data).substr(pos, chunk_bytes)));
+      const Encoded a = Encode(&f1, data, compress);
+      objstore::Rope pieces;
+      for (size_t at = 0, n = 1; at < data.size(); at += n, n = n * 7 + 4093) {
+        pieces.Append(std::make_shared<const std::string>(data.substr(at, n)));
       }
-      EncodedSegment b = EncodeSegmentOwned(&f2, data, compress, &sums);
+      REQUIRE(pieces.pieces().size() > 1);
+      SegmentFooter f2 = Sample(blocks);
+      const Encoded b = Encode(&f2, pieces, compress);
+      std::vector<std::optional<uint64_t>> sums;
+      const size_t chunk_bytes = size_t{f2.blocks_per_chunk} * f2.block_size;
+      for (size_t pos = 0; pos < data.size(); pos += 2 * chunk_bytes) {
+        sums.push_back(Checksum64(std::string_view(data).substr(pos, chunk_bytes)));
+        sums.push_back(std::nullopt);
+      }
+      SegmentFooter f3 = Sample(blocks);
+      const Encoded c = Encode(&f3, pieces, compress, sums);
       CHECK(a.bytes == b.bytes);
+      CHECK(a.bytes == c.bytes);
       CHECK(a.footer_checksum == b.footer_checksum);
+      CHECK(a.footer_checksum == c.footer_checksum);
       CHECK(f1.chunks.size() == f2.chunks.size());
     }
   }
+}
+
+TEST_CASE("raw segments keep the data's pieces, compressed ones are one string",
+          "[volume][format]") {
+  const std::string data = Data(40, true);
+  auto owner = std::make_shared<const std::string>(data);
+  objstore::Rope pieces;
+  pieces.Append(owner, std::string_view(*owner).substr(0, 5000));
+  pieces.Append(std::make_shared<const std::string>(data.substr(5000)));
+  SegmentFooter f = Sample(40);
+  EncodedSegment raw = EncodeSegment(&f, SegmentContents{pieces, {}}, {});
+  CHECK_FALSE(raw.bytes.is_one_string());
+  CHECK(raw.bytes.pieces().front().owner == owner);  // the caller's memory, not a copy
+  CHECK(raw.bytes.pieces().size() == 3);             // + the footer
+  EncodedSegment lz4 = EncodeSegment(&f, SegmentContents{pieces, {}}, {true, nullptr});
+  CHECK(lz4.bytes.is_one_string());
+  // Data in one string: the footer is appended to it, still one string.
+  EncodedSegment flat = EncodeSegment(&f, SegmentContents{objstore::Rope(data), {}}, {});
+  CHECK(flat.bytes.is_one_string());
+  CHECK(std::move(flat.bytes).Flatten() == raw.bytes.Flatten());
 }
 
 TEST_CASE("segments round-trip, compressed and raw, and chunks verify", "[volume][format]") {
@@ -61,7 +111,7 @@ TEST_CASE("segments round-trip, compressed and raw, and chunks verify", "[volume
     for (uint64_t blocks : {1ull, 16ull, 17ull, 100ull}) {
       SegmentFooter f = Sample(blocks);
       std::string data = Data(blocks, compressible);
-      EncodedSegment enc = EncodeSegment(&f, data, true);
+      Encoded enc = Encode(&f, data, true);
       uint64_t sum = 0;
       auto dec = DecodeSegmentFooter(enc.bytes, enc.bytes.size(), "seg/42", &sum);
       REQUIRE(dec.ok());
@@ -87,7 +137,7 @@ TEST_CASE("a fence segment has no chunks and no extents", "[volume][format]") {
   SegmentFooter f;
   f.segment_id = 9;
   f.epoch = 5;
-  EncodedSegment enc = EncodeSegment(&f, "", true);
+  Encoded enc = Encode(&f, "", true);
   auto dec = DecodeSegmentFooter(enc.bytes, enc.bytes.size(), "seg/9");
   REQUIRE(dec.ok());
   CHECK(dec->is_fence());
@@ -97,7 +147,7 @@ TEST_CASE("a fence segment has no chunks and no extents", "[volume][format]") {
 TEST_CASE("every corrupted byte of a segment is detected, never crashes", "[volume][format]") {
   SegmentFooter f = Sample(20);
   std::string data = Data(20, true);
-  EncodedSegment enc = EncodeSegment(&f, data, true);
+  Encoded enc = Encode(&f, data, true);
   for (size_t i = 0; i < enc.bytes.size(); ++i) {
     std::string bad = enc.bytes;
     bad[i] ^= 0x41;

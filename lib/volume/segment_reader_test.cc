@@ -37,9 +37,10 @@ struct Fixture {
     footer.blocks_per_chunk = 16;
     footer.data_blocks = kBlocks;
     footer.extents.push_back({{0, kBlocks, lsm::Loc::Data(kId, 0)}, false, {}});
-    EncodedSegment enc = EncodeSegment(&footer, data, compress);
+    EncodedSegment enc =
+        EncodeSegment(&footer, SegmentContents{objstore::Rope(data), {}}, {compress, nullptr});
     size = enc.bytes.size();
-    REQUIRE(RunSim(env, memory.Put(SegmentKey(kId), std::move(enc.bytes))).ok());
+    REQUIRE(RunSim(env, memory.Put(SegmentKey(kId), std::move(enc.bytes).Flatten())).ok());
   }
   std::string Read(uint64_t index, uint64_t n, Status* st) {
     std::string out(n * 4096, '\0');

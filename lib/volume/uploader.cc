@@ -47,9 +47,6 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
     footer->durable_through = settled_through_;
   }
   const std::string key = SegmentKey(id);
-  // A store that keeps objects in memory takes the buffer's own memory as the segment's
-  // data (a Rope): no copy at all. Others get one string.
-  const bool as_rope = buf && !options_.compress && store_.KeepsRopes();
   uint32_t attempt = 0;
   Status last;           // the last failed attempt's error
   Status verdict;        // damage proved by a read-back: no retry can help
@@ -62,41 +59,23 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
       [&]() -> Task<Status> {
         ++attempt;
         // Encode off the executor (LZ4 of up to l0_sst_size_bytes). Re-encoding on a retry
-        // gives the same bytes, and saves holding a second copy while the PUT runs.
-        objstore::Rope rope;
+        // gives the same bytes, and saves holding a second copy while the PUT runs. A user
+        // buffer's raw segment is the buffer's own memory (a Rope): memory:// keeps it with
+        // no copy at all, file:// and s3:// join it into one pooled string.
         EncodedSegment enc = co_await RunBlocking(env_, [&] {
-          std::string data;
-          std::vector<uint64_t> sums;
-          if (as_rope) {
-            buf->SealPieces(footer, &rope, &sums);
-            EncodedSegment tail;
-            auto bytes = std::make_shared<std::string>(
-                EncodeRawSegmentTail(footer, sums, &tail.footer_checksum));
-            rope.Append(std::move(bytes));
-            return tail;
-          }
-          if (buf) {
-            // + footer: no regrowth. Pooled: a recycled segment's pages are already mapped.
-            data = BufferPool::Global().Take(buf->bytes() + 64 * 1024);
-            buf->Seal(footer, &data, options_.compress ? nullptr : &sums);
-          } else {
-            footer->extents = reloc->extents;
-            for (auto& se : footer->extents) se.extent.loc.segment = id;
-            footer->data_blocks = reloc->data_blocks;
-            return EncodeSegment(footer, reloc->data, options_.compress);
-          }
-          return EncodeSegmentOwned(footer, std::move(data), options_.compress,
-                                    options_.compress ? nullptr : &sums);
+          const EncodeOptions eo{options_.compress, options_.buffer_pool};
+          if (buf) return EncodeSegment(footer, buf->Contents(footer), eo);
+          footer->extents = reloc->extents;
+          for (auto& se : footer->extents) se.extent.loc.segment = id;
+          footer->data_blocks = reloc->data_blocks;
+          // A pooled copy: memory:// keeps the object as this string and recycles it.
+          std::string data = TakeFrom(options_.buffer_pool, reloc->data.size() + 4096);
+          data.append(reloc->data);
+          return EncodeSegment(footer, SegmentContents{objstore::Rope(std::move(data)), {}}, eo);
         });
         const uint64_t checksum = enc.footer_checksum;
-        Status st;
-        if (as_rope) {
-          *size = rope.size();
-          st = co_await store_.PutIfAbsentRope(key, rope);
-        } else {
-          *size = enc.bytes.size();
-          st = co_await store_.PutIfAbsent(key, std::move(enc.bytes));
-        }
+        *size = enc.bytes.size();
+        Status st = co_await store_.PutIfAbsentRope(key, std::move(enc.bytes));
         if (st.ok()) {
           NoteUpload(st, key);
           co_return st;

@@ -134,7 +134,7 @@ TEST_CASE("Uploader: a newer writer's segment at our id fences and fails the FLU
   theirs.epoch = kEpoch + 1;
   theirs.block_size = 4096;
   theirs.blocks_per_chunk = 16;
-  REQUIRE(RunSim(env, store.Put(SegmentKey(2), EncodeSegment(&theirs, "", false).bytes)).ok());
+  REQUIRE(RunSim(env, store.Put(SegmentKey(2), EncodeSegment(&theirs, {}, {}).bytes.Flatten())).ok());
   Harness h(env, store, SmallOptions());
   h.Write(0, 7);
   const uint64_t target = h.FlushTarget();

@@ -393,8 +393,9 @@ Task<Status> LsmVolume::Replay() {
     fence.block_size = block_size_;
     fence.blocks_per_chunk = options_.blocks_per_chunk;
     fence.durable_through = id - 1;  // everything below was replayed
-    EncodedSegment enc = EncodeSegment(&fence, "", false);
-    const uint64_t size = enc.bytes.size();
+    EncodedSegment enc = EncodeSegment(&fence, {}, {});
+    const std::string bytes = std::move(enc.bytes).Flatten();
+    const uint64_t size = bytes.size();
     // Ours already when an earlier attempt landed with its reply lost: same epoch, same
     // footer checksum.
     Result<SegmentFooter> existing = Status::NotFound("not read");
@@ -402,7 +403,7 @@ Task<Status> LsmVolume::Replay() {
     auto created = co_await objstore::CreateOrVerify(
         env_, objstore::kUntilDefinite,
         [&]() -> Task<Status> {
-          co_return co_await store_.PutIfAbsent(SegmentKey(id), enc.bytes);
+          co_return co_await store_.PutIfAbsent(SegmentKey(id), bytes);
         },
         [&]() -> Task<Result<bool>> {
           uint64_t sum = 0;

@@ -30,32 +30,25 @@ struct SummedRun {
   uint64_t write_offset;              // bytes into the write
 };
 
-// Appends the Checksum64 of each chunk of `data`: from `runs` where a chunk lies inside
-// one at a chunk boundary of its write (with `use_runs`), else computed, in place or
-// through a copy for the few chunks that span pieces.
-void SumChunks(const objstore::Rope& data, uint64_t chunk_bytes, bool use_runs,
-               const std::vector<SummedRun>& runs, std::vector<uint64_t>* out) {
-  const auto& pieces = data.pieces();
-  size_t i = 0, r = 0;
-  uint64_t piece_start = 0;
-  for (uint64_t pos = 0; pos < data.size(); pos += chunk_bytes) {
-    const uint64_t n = std::min(chunk_bytes, data.size() - pos);
+// The checksum of each whole chunk of a stream of `stream_bytes` that lies inside one
+// of `runs` at a chunk boundary of its write; the others are left for the encoder.
+std::vector<std::optional<uint64_t>> KnownChunkSums(uint64_t stream_bytes, uint64_t chunk_bytes,
+                                                    const std::vector<SummedRun>& runs) {
+  std::vector<std::optional<uint64_t>> out;
+  if (runs.empty()) return out;
+  out.resize((stream_bytes + chunk_bytes - 1) / chunk_bytes);
+  size_t r = 0;
+  for (uint64_t pos = 0; pos + chunk_bytes <= stream_bytes; pos += chunk_bytes) {
     while (r < runs.size() && runs[r].stream_pos + runs[r].len <= pos) ++r;
-    if (use_runs && n == chunk_bytes && r < runs.size() && runs[r].stream_pos <= pos &&
-        pos + n <= runs[r].stream_pos + runs[r].len) {
+    if (r == runs.size()) break;
+    if (runs[r].stream_pos <= pos && pos + chunk_bytes <= runs[r].stream_pos + runs[r].len) {
       const uint64_t at = runs[r].write_offset + (pos - runs[r].stream_pos);
       if (at % chunk_bytes == 0 && at / chunk_bytes < runs[r].sums->size()) {
-        out->push_back((*runs[r].sums)[at / chunk_bytes]);
-        continue;
+        out[pos / chunk_bytes] = (*runs[r].sums)[at / chunk_bytes];
       }
     }
-    while (piece_start + pieces[i].bytes.size() <= pos) piece_start += pieces[i++].bytes.size();
-    if (pos + n <= piece_start + pieces[i].bytes.size()) {
-      out->push_back(Checksum64(pieces[i].bytes.substr(pos - piece_start, n)));
-    } else {
-      out->push_back(Checksum64(data.Read(pos, n)));
-    }
   }
+  return out;
 }
 
 }  // namespace
@@ -211,27 +204,9 @@ void WriteBuffer::BuildStream(SegmentFooter* footer, Emit&& emit) const {
   footer->data_blocks = index;
 }
 
-void WriteBuffer::Seal(SegmentFooter* footer, std::string* data,
-                       std::vector<uint64_t>* chunk_sums) const {
-  const size_t chunk_bytes = size_t{footer->blocks_per_chunk} * block_size_;
-  size_t summed = data->size();  // the stream up to here is checksummed
-  auto sum_chunks = [&](bool last) {
-    if (!chunk_sums) return;
-    while (data->size() - summed >= chunk_bytes || (last && data->size() > summed)) {
-      const size_t n = std::min(chunk_bytes, data->size() - summed);
-      chunk_sums->push_back(Checksum64(std::string_view(*data).substr(summed, n)));
-      summed += n;
-    }
-  };
-  BuildStream(footer, [&](const Slab&, const uint8_t* p, size_t n) {
-    data->append(reinterpret_cast<const char*>(p), n);
-    sum_chunks(false);  // while the bytes are still in cache
-  });
-  sum_chunks(true);
-}
-
-void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
-                             std::vector<uint64_t>* chunk_sums) const {
+SegmentContents WriteBuffer::Contents(SegmentFooter* footer) const {
+  SegmentContents out;
+  objstore::Rope* data = &out.data;
   // Live bytes per memory owner (a slab, or an adopted write), against its size.
   struct Use {
     uint64_t live = 0;
@@ -270,8 +245,11 @@ void WriteBuffer::SealPieces(SegmentFooter* footer, objstore::Rope* data,
     }
   });
   PORTAL_ASSERT(compact->size() == copied, "compacted bytes miscounted");
-  SumChunks(*data, uint64_t{footer->blocks_per_chunk} * block_size_,
-            footer->blocks_per_chunk == chunk_blocks_, summed, chunk_sums);
+  if (footer->blocks_per_chunk == chunk_blocks_) {
+    out.chunk_sums =
+        KnownChunkSums(data->size(), uint64_t{footer->blocks_per_chunk} * block_size_, summed);
+  }
+  return out;
 }
 
 }  // namespace portal::volume

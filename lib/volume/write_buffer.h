@@ -29,7 +29,7 @@ namespace portal::volume {
 class WriteBuffer {
  public:
   // With `blocks_per_chunk`, adopted writes get their chunk checksums as they arrive (in
-  // cache), and SealPieces uses them where the stream's chunks line up with the writes.
+  // cache), and Contents passes them on where the stream's chunks line up with the writes.
   explicit WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk = 0);
   WriteBuffer(const WriteBuffer&) = delete;
   WriteBuffer& operator=(const WriteBuffer&) = delete;
@@ -57,20 +57,14 @@ class WriteBuffer {
   // blocks this buffer never wrote. Stops when fn returns false.
   void ForEach(uint64_t first, uint64_t end, const std::function<bool(const Piece&)>& fn) const;
 
-  // The segment this buffer becomes: fills footer (ids come from the caller: segment_id,
-  // epoch, block_size, blocks_per_chunk must be set) extents, data_blocks and sequence
-  // range, and appends the data stream (live blocks in ascending block order) to `data`.
-  // With `chunk_sums`, also appends the Checksum64 of each footer->blocks_per_chunk
-  // blocks of the stream as it is written (one pass over the data instead of two; pass
-  // them to EncodeSegmentOwned).
-  void Seal(SegmentFooter* footer, std::string* data,
-            std::vector<uint64_t>* chunk_sums = nullptr) const;
-  // The same segment without copying its data: the stream as a Rope of this buffer's
-  // slabs and adopted writes (kept alive by the rope), plus the checksum of each chunk.
+  // The segment this buffer becomes, for EncodeSegment: fills footer's extents,
+  // data_blocks and sequence range (ids come from the caller: segment_id, epoch,
+  // block_size, blocks_per_chunk must be set) and returns the data stream (live blocks in
+  // ascending block order) as a Rope of this buffer's slabs and adopted writes (kept alive
+  // by the rope: no copy), with the chunk checksums the adopted writes already have.
   // Memory that is mostly garbage (live under 3/4) is copied out instead, so that a
   // store keeping the rope does not keep dead blocks.
-  void SealPieces(SegmentFooter* footer, objstore::Rope* data,
-                  std::vector<uint64_t>* chunk_sums) const;
+  SegmentContents Contents(SegmentFooter* footer) const;
 
   bool empty() const { return map_.empty(); }
   // Memory held: allocated slots (live or garbage) times the block size, plus what the

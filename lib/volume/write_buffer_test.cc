@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "util/checksum.h"
+
 namespace portal::volume {
 namespace {
 
@@ -73,40 +75,34 @@ TEST_CASE("WriteBuffer matches a block model and seals into a consistent segment
     });
     RC_ASSERT(seen == model);
     for (const auto& [owned, copy] : adopted) RC_ASSERT(*owned == copy);
-    // The sealed segment decodes to the same content.
+    // The sealed segment: the buffer's memory as a rope, with the chunk checksums of the
+    // adopted writes (when the chunk sizes agree), which must be the stream's.
     SegmentFooter f;
     f.segment_id = 7;
     f.block_size = kBs;
-    f.blocks_per_chunk = 16;
-    std::string data;
-    buf.Seal(&f, &data);
+    f.blocks_per_chunk = *rc::gen::element(1u, 3u, 16u);
+    SegmentContents contents = buf.Contents(&f);
+    const std::string data = contents.data.Flatten();
     RC_ASSERT(data.size() == f.data_blocks * kBs);
-    auto enc = EncodeSegment(&f, data, false);
-    // Checksumming chunks while sealing gives the very same object.
-    SegmentFooter f2;
-    f2.segment_id = 7;
-    f2.block_size = kBs;
-    f2.blocks_per_chunk = *rc::gen::element(1u, 3u, 16u);
-    f.blocks_per_chunk = f2.blocks_per_chunk;
-    enc = EncodeSegment(&f, data, false);
-    std::string data2;
-    std::vector<uint64_t> sums;
-    buf.Seal(&f2, &data2, &sums);
-    RC_ASSERT(data2 == data);
-    // Sealed as a rope of the buffer's memory: the same stream, checksums and object.
-    SegmentFooter f3 = f2;
-    objstore::Rope rope;
-    std::vector<uint64_t> rope_sums;
-    buf.SealPieces(&f3, &rope, &rope_sums);
-    RC_ASSERT(rope.Flatten() == data);
-    RC_ASSERT(rope_sums == sums);
-    uint64_t tail_sum = 0;
-    const std::string tail = EncodeRawSegmentTail(&f3, rope_sums, &tail_sum);
-    RC_ASSERT(EncodeSegmentOwned(&f2, std::move(data2), false, &sums).bytes == enc.bytes);
-    RC_ASSERT(rope.Flatten() + tail == enc.bytes);
-    RC_ASSERT(tail_sum == enc.footer_checksum);
-    auto dec = DecodeSegmentFooter(enc.bytes, enc.bytes.size(), "s");
+    const size_t chunk_bytes = size_t{f.blocks_per_chunk} * kBs;
+    for (size_t i = 0; i < contents.chunk_sums.size(); ++i) {
+      if (!contents.chunk_sums[i]) continue;
+      RC_ASSERT(*contents.chunk_sums[i] ==
+                Checksum64(std::string_view(data).substr(i * chunk_bytes, chunk_bytes)));
+    }
+    // Encoded from the rope or from one string: the very same object.
+    SegmentFooter f2 = f;
+    EncodedSegment enc = EncodeSegment(&f, std::move(contents), {});
+    EncodedSegment flat = EncodeSegment(&f2, SegmentContents{objstore::Rope(data), {}}, {});
+    const std::string bytes = std::move(enc.bytes).Flatten();
+    RC_ASSERT(bytes == std::move(flat.bytes).Flatten());
+    RC_ASSERT(enc.footer_checksum == flat.footer_checksum);
+    auto dec = DecodeSegmentFooter(bytes, bytes.size(), "s");
     RC_ASSERT(dec.ok());
+    for (const ChunkInfo& c : dec->chunks) {
+      RC_ASSERT(DecodeChunk(std::string_view(bytes).substr(c.offset, c.stored_len), c, kBs, "s")
+                    .ok());
+    }
     std::vector<int> sealed(kBlocks, -1);
     uint64_t prev_end = 0;
     for (const auto& se : dec->extents) {
@@ -168,9 +164,7 @@ TEST_CASE("a large write with an owner is kept by reference, never written to", 
     f.segment_id = 1;
     f.block_size = kBs;
     f.blocks_per_chunk = 16;
-    objstore::Rope rope;
-    std::vector<uint64_t> sums;
-    buf.SealPieces(&f, &rope, &sums);
+    const objstore::Rope rope = buf.Contents(&f).data;
     bool references_owned = false;
     for (const auto& piece : rope.pieces()) {
       if (piece.owner == owned) references_owned = true;

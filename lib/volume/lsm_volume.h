@@ -38,6 +38,7 @@
 #include "objstore/retrying_store.h"
 #include "volume/manifest.h"
 #include "volume/manifest_log.h"
+#include "volume/map_memtables.h"
 #include "volume/options.h"
 #include "volume/segment_reader.h"
 #include "volume/segment_table.h"
@@ -264,20 +265,11 @@ class LsmVolume final : public Volume,
   uint64_t sst_counter_ = 0;  // n in map/<epoch>-<n>.sst
 
   std::mutex mu_;
-  std::shared_ptr<lsm::Memtable> mem_;                 // GUARDED_BY(mu_)
-  std::shared_ptr<const lsm::Memtable> imm_;           // GUARDED_BY(mu_)
-  uint64_t imm_applied_segment_ = 0;                   // GUARDED_BY(mu_)
-  uint64_t imm_applied_seq_ = 0;                       // GUARDED_BY(mu_)
-  uint64_t mem_first_segment_ = 0;                     // GUARDED_BY(mu_)
-  uint64_t mem_last_segment_ = 0;                      // GUARDED_BY(mu_)
-  uint64_t mem_last_seq_ = 0;                          // GUARDED_BY(mu_)
-  int64_t mem_dirty_since_ns_ = -1;                    // GUARDED_BY(mu_)
-  uint64_t segments_since_mem_flush_ = 0;              // GUARDED_BY(mu_)
+  MapMemtables map_;                                   // GUARDED_BY(mu_)
   lsm::VersionSet versions_;                           // GUARDED_BY(mu_): the map
   // The latest manifest's fields the map does not hold (uuid, geometry, epoch_manifest,
   // snapshots); its levels stay empty. Set at open and by Commit.
   Manifest head_;                                      // GUARDED_BY(mu_)
-  uint64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
   uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
   bool fenced_ = false;                                // GUARDED_BY(mu_)

@@ -51,7 +51,7 @@ Task<Status> LsmVolume::Commit(const lsm::VersionEdit& edit,
     next = ManifestOfLocked(prepared->version());
     if (snapshots) next.snapshots = *snapshots;
     next.next_segment_id = uploader_.NextSegmentIdLocked();
-    next.next_seq = next_seq_;
+    next.next_seq = map_.next_seq;
     next.epoch = epoch_;
   }
   // Persisted before it is installed: nothing reads a map no manifest describes.
@@ -92,23 +92,18 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
   {
     std::lock_guard lock(mu_);
     if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
-    if (!imm_) {  // else: a previous flush failed; retry the same immutable memtable
-      if (mem_->empty() && mem_last_segment_ == versions_.current()->applied_segment) {
+    if (!map_.imm) {  // else: a previous flush failed; retry the same immutable memtable
+      if (map_.mem->empty() && map_.mem_last_segment == versions_.current()->applied_segment) {
         co_return Status::Ok();
       }
-      imm_ = mem_;
-      imm_applied_segment_ = mem_last_segment_;
-      imm_applied_seq_ = mem_last_seq_;
-      mem_ = std::make_shared<lsm::Memtable>();
-      segments_since_mem_flush_ = 0;
-      mem_dirty_since_ns_ = -1;
+      map_.SwapToImmutable();
     }
-    imm = imm_;
-    applied_segment = imm_applied_segment_;
-    applied_seq = imm_applied_seq_;
+    imm = map_.imm;
+    applied_segment = map_.imm_applied_segment;
+    applied_seq = map_.imm_applied_seq;
     base = versions_.current()->number;  // a restore from here on abandons this flush
   }
-  // On failure imm_ stays in the read path (newer than the SSTs, older than mem_).
+  // On failure map_.imm stays in the read path (newer than the SSTs, older than mem).
   CO_ASSIGN_OR_RETURN(auto written,
                       co_await lsm::WriteSsts(env_, store_, imm->Extents(),
                                               options_.sst_target_bytes,
@@ -119,7 +114,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
       co_await Commit(lsm::FlushEdit(base, std::move(fresh), applied_segment, applied_seq)));
   {
     std::lock_guard lock(mu_);
-    imm_.reset();
+    map_.imm.reset();
   }
   changed_.NotifyAll();
   co_return Status::Ok();
@@ -211,14 +206,14 @@ Task<void> LsmVolume::MaintenanceLoop() {
       std::lock_guard lock(mu_);
       if (stop_ || fenced_ || give_up_.cancelled()) co_return;
       const uint64_t now = env_.NowNanos();
-      const bool dirty = mem_dirty_since_ns_ >= 0;
+      const bool dirty = map_.mem_dirty_since_ns >= 0;
       const uint64_t due =
-          dirty ? SaturatingAdd(static_cast<uint64_t>(mem_dirty_since_ns_),
+          dirty ? SaturatingAdd(static_cast<uint64_t>(map_.mem_dirty_since_ns),
                                 MillisToNanos(options_.memtable_flush_interval_ms))
                 : UINT64_MAX;
-      flush = segments_since_mem_flush_ >= options_.memtable_flush_segments ||
-              mem_->extent_count() >= options_.memtable_max_extents ||
-              mem_->approximate_bytes() >= options_.l0_sst_size_bytes || (dirty && now >= due);
+      flush = map_.segments_since_mem_flush >= options_.memtable_flush_segments ||
+              map_.mem->extent_count() >= options_.memtable_max_extents ||
+              map_.mem->approximate_bytes() >= options_.l0_sst_size_bytes || (dirty && now >= due);
       if (!flush && due != UINT64_MAX) wait_ns = due - now;
       const uint64_t gc_due =
           last_gc_ns_ < 0 ? now
@@ -279,7 +274,7 @@ VolumeStats LsmVolume::stats() {
   s.next_segment_id = uploader_.NextSegmentIdLocked();
   s.active_buffer_bytes = uploader_.ActiveBytesLocked();
   s.sealed_buffer_bytes = uploader_.SealedBytesLocked();
-  s.memtable_extents = mem_->extent_count() + (imm_ ? imm_->extent_count() : 0);
+  s.memtable_extents = map_.mem->extent_count() + (map_.imm ? map_.imm->extent_count() : 0);
   for (const auto& level : versions_.current()->levels) {
     s.ssts_per_level.push_back(level.size());
     s.map_bytes += lsm::LevelBytes(level);

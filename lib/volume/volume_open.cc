@@ -29,7 +29,6 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       room_(env),
       jobs_mu_(env),
       loops_(env),
-      mem_(std::make_shared<lsm::Memtable>()),
       stripes_(kStripes, 0),
       uploader_(env, store, segments_, options_, mu_, give_up_, *this) {}
 
@@ -190,9 +189,9 @@ Task<Status> LsmVolume::DoOpen() {
     head_ = m;
     head_.levels.clear();
     uploader_.SetNextSegmentIdLocked(m.next_segment_id);
-    next_seq_ = m.next_seq;
-    mem_first_segment_ = mem_last_segment_ = m.applied_segment;
-    mem_last_seq_ = m.applied_seq;
+    map_.next_seq = m.next_seq;
+    map_.mem_first_segment = map_.mem_last_segment = m.applied_segment;
+    map_.mem_last_seq = m.applied_seq;
   }
   // Account the committed map's references (GC liveness).
   for (const auto& level : m.levels) {
@@ -241,7 +240,7 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
   CO_RETURN_IF_ERROR(co_await ApplyFooter(f, size));
   std::lock_guard lock(mu_);
   uploader_.SetNextSegmentIdLocked(f.segment_id + 1);
-  next_seq_ = std::max(next_seq_, f.last_seq + 1);
+  map_.next_seq = std::max(map_.next_seq, f.last_seq + 1);
   co_return Status::Ok();
 }
 

@@ -297,17 +297,12 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     next.replace_levels = d->object.levels;
     // Segments issued so far belong to the abandoned timeline: never replay them.
     next.applied_segment = uploader_.NextSegmentIdLocked() - 1;
-    next.applied_seq = next_seq_ - 1;
+    next.applied_seq = map_.next_seq - 1;
   }
   CO_RETURN_IF_ERROR(co_await Commit(next));
   {
     std::lock_guard lock(mu_);
-    mem_ = std::make_shared<lsm::Memtable>();
-    imm_.reset();
-    mem_last_segment_ = *next.applied_segment;
-    mem_last_seq_ = *next.applied_seq;
-    segments_since_mem_flush_ = 0;
-    mem_dirty_since_ns_ = -1;
+    map_.ResetForRestore(*next.applied_segment, *next.applied_seq);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     seg_table_.SetLive(live, now);
     for (const auto& level : old_levels) {

@@ -63,7 +63,7 @@ Status LsmVolume::CheckBufferableLocked() const {
 Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n,
                                          const std::shared_ptr<const void>& keep) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  uploader_.ActiveLocked().WriteBlocks(first, data, n, next_seq_++, keep);
+  uploader_.ActiveLocked().WriteBlocks(first, data, n, map_.next_seq++, keep);
   BumpStripesLocked(first, first + n);
   NoteDirtyLocked();
   return Status::Ok();
@@ -71,7 +71,7 @@ Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uin
 
 Status LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  uploader_.ActiveLocked().WriteZeroRun(first, end, kind, next_seq_++);
+  uploader_.ActiveLocked().WriteZeroRun(first, end, kind, map_.next_seq++);
   BumpStripesLocked(first, end);
   NoteDirtyLocked();
   return Status::Ok();

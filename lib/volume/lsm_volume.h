@@ -47,6 +47,7 @@
 #include "volume/store_health.h"
 #include "volume/volume.h"
 #include "volume/uploader.h"
+#include "volume/volume_lifecycle.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -196,7 +197,7 @@ class LsmVolume final : public Volume,
 
   // --- the uploader's side of the volume (UploadSink, volume_upload.cc) ---
   Task<Status> ApplyUploaded(const SegmentFooter& footer, uint64_t size) override;
-  bool FencedLocked() const override { return fenced_; }
+  bool FencedLocked() const override { return lifecycle_.fenced; }
   // Fences (every fencing site): nothing more is acknowledged; FLUSH waiters, stalled
   // writers, the uploader and the maintenance loop learn of it.
   void FenceLocked(const std::string& reason) override;
@@ -272,12 +273,7 @@ class LsmVolume final : public Volume,
   Manifest head_;                                      // GUARDED_BY(mu_)
   uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
-  bool fenced_ = false;                                // GUARDED_BY(mu_)
-  std::string fenced_reason_;                          // GUARDED_BY(mu_)
-  bool closing_ = false;                               // GUARDED_BY(mu_)
-  bool stop_ = false;                                  // GUARDED_BY(mu_)
-  bool stalled_ = false;                               // GUARDED_BY(mu_)
-  uint64_t write_stalls_ = 0;                          // GUARDED_BY(mu_)
+  VolumeLifecycle lifecycle_;                          // GUARDED_BY(mu_)
   uint64_t shadowed_blocks_ = 0;                       // GUARDED_BY(mu_): see stats()
   uint64_t full_compactions_ = 0;                      // GUARDED_BY(mu_)
   // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
@@ -296,7 +292,6 @@ class LsmVolume final : public Volume,
   int64_t last_gc_ns_ = -1;
   // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
   Cancellation give_up_{env_};
-  uint64_t give_up_deadline_ns_ = kNoDeadline;  // GUARDED_BY(mu_)
   // Map maintenance (its loop's own); segment uploads' is the uploader's.
   StoreHealth maintenance_health_{"map maintenance", " every second"};
   // The write buffers and their uploads; its state is GUARDED_BY(mu_). Last: it refers

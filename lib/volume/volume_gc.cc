@@ -38,7 +38,7 @@ Task<Status> LsmVolume::CheckStillOwner() {
   if (!next.ok()) co_return next.status();
   std::lock_guard lock(mu_);
   FenceLocked(fmt::format("manifest {} was committed by another writer", number + 1));
-  co_return Status::PreconditionFailed(fenced_reason_);
+  co_return Status::PreconditionFailed(lifecycle_.fenced_reason);
 }
 
 Task<Status> LsmVolume::DiscoverSegments() {
@@ -250,7 +250,7 @@ Task<Status> LsmVolume::CollectGarbage() {
     // Counts as a round even when skipped: the maintenance loop would otherwise find GC
     // still due and spin without ever suspending (dst seed 5261, while gc_blocked_).
     last_gc_ns_ = static_cast<int64_t>(env_.NowNanos());
-    if (fenced_ || stop_ || gc_blocked_) co_return Status::Ok();
+    if (lifecycle_.fenced || lifecycle_.stop || gc_blocked_) co_return Status::Ok();
   }
   CO_RETURN_IF_ERROR(co_await DiscoverSegments());
   CO_RETURN_IF_ERROR(co_await DeleteDeadSegments());

@@ -43,7 +43,7 @@ Task<Status> LsmVolume::Commit(const lsm::VersionEdit& edit,
   Manifest next;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (give_up_.cancelled()) co_return GaveUpLocked();
     Result<lsm::PreparedVersion> p = versions_.Prepare(edit);
     if (!p.ok()) co_return p.status();
@@ -91,7 +91,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
   uint64_t applied_segment, applied_seq, base;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (!map_.imm) {  // else: a previous flush failed; retry the same immutable memtable
       if (map_.mem->empty() && map_.mem_last_segment == versions_.current()->applied_segment) {
         co_return Status::Ok();
@@ -125,7 +125,7 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   std::shared_ptr<const Version> base;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::Ok();
+    if (lifecycle_.fenced) co_return Status::Ok();
     base = versions_.current();
   }
   const std::optional<lsm::Compaction> job =
@@ -177,7 +177,7 @@ Task<Status> LsmVolume::CompactToBottomLocked() {
   for (size_t level = 0;; ++level) {
     {
       std::lock_guard lock(mu_);
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
       // L0 always goes down (into a new L1 if need be); deeper levels into the last.
       if (level > 0 && level + 1 >= versions_.current()->levels.size()) break;
     }
@@ -204,7 +204,7 @@ Task<void> LsmVolume::MaintenanceLoop() {
     uint64_t wait_ns = Notifier::kForever;
     {
       std::lock_guard lock(mu_);
-      if (stop_ || fenced_ || give_up_.cancelled()) co_return;
+      if (lifecycle_.stop || lifecycle_.fenced || give_up_.cancelled()) co_return;
       const uint64_t now = env_.NowNanos();
       const bool dirty = map_.mem_dirty_since_ns >= 0;
       const uint64_t due =
@@ -255,7 +255,7 @@ Task<void> LsmVolume::MaintenanceLoop() {
 
 bool LsmVolume::fenced() {
   std::lock_guard lock(mu_);
-  return fenced_;
+  return lifecycle_.fenced;
 }
 
 VolumeStats LsmVolume::stats() {
@@ -268,7 +268,7 @@ VolumeStats LsmVolume::stats() {
   std::lock_guard lock(mu_);
   s.size_bytes = size_bytes_;
   s.volume_uuid = head_.volume_uuid;
-  s.fenced = fenced_;
+  s.fenced = lifecycle_.fenced;
   s.manifest_number = versions_.current()->number;
   s.applied_segment = versions_.current()->applied_segment;
   s.next_segment_id = uploader_.NextSegmentIdLocked();
@@ -283,7 +283,7 @@ VolumeStats LsmVolume::stats() {
   s.segments = segs.segments;
   s.segment_bytes = segs.size_bytes;
   s.live_data_blocks = segs.live_blocks;
-  s.write_stalls = write_stalls_;
+  s.write_stalls = lifecycle_.write_stalls;
   s.shadowed_blocks = shadowed_blocks_;
   s.full_compactions = full_compactions_;
   s.snapshots = head_.snapshots.size();

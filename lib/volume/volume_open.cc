@@ -34,7 +34,8 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
 
 LsmVolume::~LsmVolume() {
   std::lock_guard lock(mu_);
-  PORTAL_ASSERT(stop_ || versions_.current() == nullptr, "LsmVolume destroyed without Close()");
+  PORTAL_ASSERT(lifecycle_.stop || versions_.current() == nullptr,
+                "LsmVolume destroyed without Close()");
 }
 
 Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::ObjectStore& store,
@@ -44,7 +45,7 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
   if (!st.ok()) {
     // Nothing runs yet; mark stopped so the destructor's check passes.
     std::lock_guard lock(v->mu_);
-    v->stop_ = true;
+    v->lifecycle_.stop = true;
     co_return st;
   }
   if (v->options_.salvage) co_return v;  // read-only: no uploads, no maintenance, no GC
@@ -223,7 +224,7 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
   }
   if (f.epoch > epoch_) {
     std::lock_guard lock(mu_);
-    fenced_ = true;
+    lifecycle_.fenced = true;
     co_return Status::PreconditionFailed(fmt::format(
         "segment {} was written by epoch {}, newer than ours ({}): another portalbd owns "
         "this volume",

@@ -232,7 +232,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     auto it = snaps_.find(name);
     if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
     if (restoring_) co_return Status::Busy("a restore is already running");
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (!it->second->damage.ok()) co_return it->second->damage;
     d = it->second;
     restoring_ = true;  // new writes wait from here on
@@ -253,7 +253,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     {
       std::lock_guard lock(mu_);
       if (writes_inflight_ == 0) break;
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     }
     co_await changed_.Wait(seen);
   }
@@ -274,8 +274,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     {
       std::lock_guard lock(mu_);
       if (!uploader_.DropRelocationLocked()) break;
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
-      if (stop_) co_return Status::Shutdown("volume is closing");
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
+      if (lifecycle_.stop) co_return Status::Shutdown("volume is closing");
     }
     co_await changed_.Wait(seen);
   }

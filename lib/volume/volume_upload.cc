@@ -99,10 +99,10 @@ Task<Status> LsmVolume::ApplyUploaded(const SegmentFooter& footer, uint64_t size
 }
 
 void LsmVolume::FenceLocked(const std::string& reason) {
-  fenced_ = true;
-  fenced_reason_ = reason;
-  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
-  uploader_.durable().Fail(Status::IOError("volume is fenced: " + fenced_reason_));
+  lifecycle_.fenced = true;
+  lifecycle_.fenced_reason = reason;
+  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", lifecycle_.fenced_reason);
+  uploader_.durable().Fail(lifecycle_.FencedError());
   uploader_.Wake();   // exits
   room_.NotifyAll();  // stalled writers fail
   changed_.NotifyAll();  // maintenance exits; a restore stops waiting

@@ -36,6 +36,7 @@
 #include "lsm/version_set.h"
 #include "objstore/object_store.h"
 #include "objstore/retrying_store.h"
+#include "volume/gc_state.h"
 #include "volume/manifest.h"
 #include "volume/manifest_log.h"
 #include "volume/map_memtables.h"
@@ -278,18 +279,11 @@ class LsmVolume final : public Volume,
   uint64_t full_compactions_ = 0;                      // GUARDED_BY(mu_)
   // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
   SegmentTable seg_table_;                             // GUARDED_BY(mu_)
-  std::set<std::string> pinned_ssts_;                  // GUARDED_BY(mu_): by snapshots
-  // SSTs dropped from the map, with when: deleted after the grace period.
-  std::map<std::string, int64_t> retired_ssts_;        // GUARDED_BY(mu_)
-  uint64_t prev_epoch_manifest_ = 0;  // previous epoch's opener (for manifest GC)
-  uint64_t prev_latest_manifest_ = 0;
-  uint64_t manifest_gc_floor_ = 0;    // manifests below this (in our epoch) are gone
-  bool discovered_segments_ = false;
+  GcState gc_;  // partly GUARDED_BY(mu_): see gc_state.h
   std::map<std::string, std::shared_ptr<SnapDetail>> snaps_;  // GUARDED_BY(mu_): by name
   bool gc_blocked_ = false;       // GUARDED_BY(mu_): a snapshot's pins are unknown
   bool restoring_ = false;        // GUARDED_BY(mu_)
   uint64_t writes_inflight_ = 0;  // GUARDED_BY(mu_)
-  int64_t last_gc_ns_ = -1;
   // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
   Cancellation give_up_{env_};
   // Map maintenance (its loop's own); segment uploads' is the uploader's.

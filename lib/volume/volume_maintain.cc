@@ -141,8 +141,8 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    for (const auto& r : job->upper) retired_ssts_[r.key] = now;
-    for (const auto& r : job->lower) retired_ssts_[r.key] = now;
+    for (const auto& r : job->upper) gc_.retired_ssts[r.key] = now;
+    for (const auto& r : job->lower) gc_.retired_ssts[r.key] = now;
     seg_table_.ApplyLiveDeltas(done.segment_delta, now);
   }
   Log()->debug("compacted L{}->L{} inputs={} outputs={} dropped_unread={}", job->from, job->to,
@@ -215,10 +215,10 @@ Task<void> LsmVolume::MaintenanceLoop() {
               map_.mem->extent_count() >= options_.memtable_max_extents ||
               map_.mem->approximate_bytes() >= options_.l0_sst_size_bytes || (dirty && now >= due);
       if (!flush && due != UINT64_MAX) wait_ns = due - now;
-      const uint64_t gc_due =
-          last_gc_ns_ < 0 ? now
-                          : SaturatingAdd(static_cast<uint64_t>(last_gc_ns_),
-                                          MillisToNanos(options_.gc_interval_ms));
+      const uint64_t gc_due = gc_.last_gc_ns < 0
+                                  ? now
+                                  : SaturatingAdd(static_cast<uint64_t>(gc_.last_gc_ns),
+                                                  MillisToNanos(options_.gc_interval_ms));
       gc = now >= gc_due;
       if (!gc && gc_due != UINT64_MAX) wait_ns = std::min(wait_ns, gc_due - now);
       full = FullCompactionDueLocked();

@@ -145,8 +145,8 @@ Task<Status> LsmVolume::DoOpen() {
       if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
       CO_RETURN_IF_ERROR(damage);
     }
-    prev_epoch_manifest_ = m.epoch_manifest;
-    prev_latest_manifest_ = number;
+    gc_.prev_epoch_manifest = m.epoch_manifest;
+    gc_.prev_latest_manifest = number;
     Manifest next = m;
     next.size_bytes = want;  // growing is safe: new blocks are holes
     next.epoch = m.epoch + 1;

@@ -21,11 +21,11 @@ SnapshotInfo LsmVolume::InfoLocked(const SnapDetail& d) const {
 
 void LsmVolume::RecomputePinsLocked() {
   std::set<uint64_t> pinned_segments;
-  pinned_ssts_.clear();
+  gc_.pinned_ssts.clear();
   for (const auto& [name, d] : snaps_) {
     pinned_segments.insert(d->object.segments.begin(), d->object.segments.end());
     for (const auto& level : d->object.levels) {
-      for (const auto& r : level) pinned_ssts_.insert(r.key);
+      for (const auto& r : level) gc_.pinned_ssts.insert(r.key);
     }
   }
   seg_table_.SetPins(std::move(pinned_segments));
@@ -189,7 +189,7 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
     // Its SSTs that the live map no longer uses become garbage (GC checks again).
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     for (const auto& level : d->object.levels) {
-      for (const auto& r : level) retired_ssts_.emplace(r.key, now);
+      for (const auto& r : level) gc_.retired_ssts.emplace(r.key, now);
     }
     seg_table_.StartGrace(d->object.segments, now);
   }
@@ -306,7 +306,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     seg_table_.SetLive(live, now);
     for (const auto& level : old_levels) {
-      for (const auto& r : level) retired_ssts_.emplace(r.key, now);  // GC re-checks
+      for (const auto& r : level) gc_.retired_ssts.emplace(r.key, now);  // GC re-checks
     }
   }
   Log()->info("snapshot restored name={} id={} applied_segment={}", name, d->ref.id,

@@ -44,6 +44,7 @@
 #include "volume/segment_reader.h"
 #include "volume/segment_table.h"
 #include "volume/snapshot.h"
+#include "volume/snapshot_set.h"
 #include "volume/sqlite_cache.h"
 #include "volume/store_health.h"
 #include "volume/volume.h"
@@ -127,13 +128,7 @@ class LsmVolume final : public Volume,
   LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions options);
   friend class SnapshotDevice;
 
-  struct SnapDetail {
-    SnapshotRef ref;
-    SnapshotObject object;
-    Status damage;  // not Ok: the object is missing or corrupt (opening it fails so)
-    int attached = 0;
-    bool deleting = false;
-  };
+  using SnapDetail = volume::SnapDetail;  // snapshot_set.h
   Task<Status> LoadSnapshots();
   void RecomputePinsLocked();
   SnapshotInfo InfoLocked(const SnapDetail& d) const;
@@ -280,10 +275,7 @@ class LsmVolume final : public Volume,
   // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
   SegmentTable seg_table_;                             // GUARDED_BY(mu_)
   GcState gc_;  // partly GUARDED_BY(mu_): see gc_state.h
-  std::map<std::string, std::shared_ptr<SnapDetail>> snaps_;  // GUARDED_BY(mu_): by name
-  bool gc_blocked_ = false;       // GUARDED_BY(mu_): a snapshot's pins are unknown
-  bool restoring_ = false;        // GUARDED_BY(mu_)
-  uint64_t writes_inflight_ = 0;  // GUARDED_BY(mu_)
+  SnapshotSet snaps_;  // GUARDED_BY(mu_)
   // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
   Cancellation give_up_{env_};
   // Map maintenance (its loop's own); segment uploads' is the uploader's.

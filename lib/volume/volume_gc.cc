@@ -249,9 +249,9 @@ Task<Status> LsmVolume::CollectGarbage() {
   {
     std::lock_guard lock(mu_);
     // Counts as a round even when skipped: the maintenance loop would otherwise find GC
-    // still due and spin without ever suspending (dst seed 5261, while gc_blocked_).
+    // still due and spin without ever suspending (dst seed 5261, while snaps_.gc_blocked).
     gc_.last_gc_ns = static_cast<int64_t>(env_.NowNanos());
-    if (lifecycle_.fenced || lifecycle_.stop || gc_blocked_) co_return Status::Ok();
+    if (lifecycle_.fenced || lifecycle_.stop || snaps_.gc_blocked) co_return Status::Ok();
   }
   CO_RETURN_IF_ERROR(co_await DiscoverSegments());
   CO_RETURN_IF_ERROR(co_await DeleteDeadSegments());

@@ -22,7 +22,7 @@ SnapshotInfo LsmVolume::InfoLocked(const SnapDetail& d) const {
 void LsmVolume::RecomputePinsLocked() {
   std::set<uint64_t> pinned_segments;
   gc_.pinned_ssts.clear();
-  for (const auto& [name, d] : snaps_) {
+  for (const auto& [name, d] : snaps_.by_name) {
     pinned_segments.insert(d->object.segments.begin(), d->object.segments.end());
     for (const auto& level : d->object.levels) {
       for (const auto& r : level) gc_.pinned_ssts.insert(r.key);
@@ -60,7 +60,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
       // Damaged or missing for good. It stays listed, and opening or restoring it fails
       // naming the object (never an empty or older device). Without its pins GC could
       // delete what the snapshot needs: stop deleting.
-      gc_blocked_ = true;
+      snaps_.gc_blocked = true;
       d->damage = obj.status().WithContext(
           fmt::format("snapshot '{}' is unreadable ({})", ref.name, ref.key));
       Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
@@ -68,7 +68,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
     } else {
       d->object = std::move(*obj);
     }
-    snaps_[ref.name] = std::move(d);
+    snaps_.by_name[ref.name] = std::move(d);
   }
   std::lock_guard lock(mu_);
   RecomputePinsLocked();
@@ -78,7 +78,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
 std::vector<SnapshotInfo> LsmVolume::ListSnapshots() {
   std::lock_guard lock(mu_);
   std::vector<SnapshotInfo> out;
-  for (const auto& [name, d] : snaps_) out.push_back(InfoLocked(*d));
+  for (const auto& [name, d] : snaps_.by_name) out.push_back(InfoLocked(*d));
   std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
     return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
   });
@@ -87,8 +87,8 @@ std::vector<SnapshotInfo> LsmVolume::ListSnapshots() {
 
 Result<SnapshotInfo> LsmVolume::GetSnapshot(const std::string& name) {
   std::lock_guard lock(mu_);
-  auto it = snaps_.find(name);
-  if (it == snaps_.end()) return Status::NotFound("no snapshot named '" + name + "'");
+  auto it = snaps_.by_name.find(name);
+  if (it == snaps_.by_name.end()) return Status::NotFound("no snapshot named '" + name + "'");
   return InfoLocked(*it->second);
 }
 
@@ -97,7 +97,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   CO_RETURN_IF_ERROR(ValidateSnapshotName(name));
   auto exists = [&] {
     std::lock_guard lock(mu_);
-    return snaps_.count(name) > 0;
+    return snaps_.by_name.count(name) > 0;
   };
   if (exists()) co_return Status::InvalidArgument("a snapshot named '" + name + "' already exists");
   // Every write acknowledged before now becomes durable and reaches the map.
@@ -149,7 +149,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   d->ref = ref;
   d->object = std::move(obj);
   std::lock_guard lock(mu_);
-  snaps_[name] = d;
+  snaps_.by_name[name] = d;
   RecomputePinsLocked();
   Log()->info("snapshot created name={} id={} data_bytes={}", name, ref.id, d->object.data_bytes);
   co_return InfoLocked(*d);
@@ -163,8 +163,8 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   lsm::VersionEdit edit;  // the map stays; the snapshot list shrinks
   {
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
     d = it->second;
     if (d->attached > 0) {
       co_return Status::Busy(fmt::format(
@@ -184,7 +184,7 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   }
   {
     std::lock_guard lock(mu_);
-    snaps_.erase(name);
+    snaps_.by_name.erase(name);
     RecomputePinsLocked();
     // Its SSTs that the live map no longer uses become garbage (GC checks again).
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
@@ -206,8 +206,8 @@ Task<Status> LsmVolume::EnterWrite() {
     const uint64_t seen = changed_.epoch();
     {
       std::lock_guard lock(mu_);
-      if (!restoring_) {
-        ++writes_inflight_;
+      if (!snaps_.restoring) {
+        ++snaps_.writes_inflight;
         co_return Status::Ok();
       }
     }
@@ -219,7 +219,7 @@ void LsmVolume::LeaveWrite() {
   bool wake;
   {
     std::lock_guard lock(mu_);
-    wake = --writes_inflight_ == 0 && restoring_;
+    wake = --snaps_.writes_inflight == 0 && snaps_.restoring;
   }
   if (wake) changed_.NotifyAll();
 }
@@ -229,20 +229,20 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
   std::shared_ptr<SnapDetail> d;
   {
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
-    if (restoring_) co_return Status::Busy("a restore is already running");
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
+    if (snaps_.restoring) co_return Status::Busy("a restore is already running");
     if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (!it->second->damage.ok()) co_return it->second->damage;
     d = it->second;
-    restoring_ = true;  // new writes wait from here on
+    snaps_.restoring = true;  // new writes wait from here on
   }
   struct Done {
     LsmVolume* v;
     ~Done() {
       {
         std::lock_guard lock(v->mu_);
-        v->restoring_ = false;
+        v->snaps_.restoring = false;
       }
       v->changed_.NotifyAll();
     }
@@ -252,7 +252,7 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     const uint64_t seen = changed_.epoch();
     {
       std::lock_guard lock(mu_);
-      if (writes_inflight_ == 0) break;
+      if (snaps_.writes_inflight == 0) break;
       if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     }
     co_await changed_.Wait(seen);
@@ -263,8 +263,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     // A delete may have committed while we waited; GC may then have collected what only
     // the snapshot referenced. Under jobs_mu_ neither can happen any more.
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end() || it->second != d) {
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end() || it->second != d) {
       co_return Status::NotFound("no snapshot named '" + name +
                                  "' (deleted while the restore waited)");
     }
@@ -318,8 +318,8 @@ Result<std::shared_ptr<BlockDevice>> LsmVolume::OpenSnapshot(const std::string& 
   std::shared_ptr<SnapDetail> d;
   {
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end() || it->second->deleting) {
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end() || it->second->deleting) {
       return Status::NotFound("no snapshot named '" + name + "'");
     }
     if (!it->second->damage.ok()) return it->second->damage;

@@ -36,6 +36,7 @@
 #include "lsm/version_set.h"
 #include "objstore/object_store.h"
 #include "objstore/retrying_store.h"
+#include "volume/compaction_accounts.h"
 #include "volume/gc_state.h"
 #include "volume/manifest.h"
 #include "volume/manifest_log.h"
@@ -259,7 +260,6 @@ class LsmVolume final : public Volume,
 
   uint64_t epoch_ = 0;
   uint64_t size_bytes_ = 0;   // fixed once open
-  uint64_t sst_counter_ = 0;  // n in map/<epoch>-<n>.sst
 
   std::mutex mu_;
   MapMemtables map_;                                   // GUARDED_BY(mu_)
@@ -270,8 +270,7 @@ class LsmVolume final : public Volume,
   uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
   VolumeLifecycle lifecycle_;                          // GUARDED_BY(mu_)
-  uint64_t shadowed_blocks_ = 0;                       // GUARDED_BY(mu_): see stats()
-  uint64_t full_compactions_ = 0;                      // GUARDED_BY(mu_)
+  CompactionAccounts compaction_;  // partly GUARDED_BY(mu_): see compaction_accounts.h
   // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
   SegmentTable seg_table_;                             // GUARDED_BY(mu_)
   GcState gc_;  // partly GUARDED_BY(mu_): see gc_state.h

@@ -27,7 +27,7 @@ lsm::CompactionOptions CompactionOptionsOf(const VolumeOptions& o) {
 
 }  // namespace
 
-std::string LsmVolume::NextSstKey() { return SstKey(epoch_, ++sst_counter_); }
+std::string LsmVolume::NextSstKey() { return SstKey(epoch_, ++compaction_.sst_counter); }
 
 Manifest LsmVolume::ManifestOfLocked(const Version& v) const {
   Manifest m = head_;
@@ -161,7 +161,7 @@ Task<Status> LsmVolume::CompactAll() {
 }
 
 bool LsmVolume::FullCompactionDueLocked() const {
-  const uint64_t shadowed = shadowed_blocks_ * block_size_;
+  const uint64_t shadowed = compaction_.shadowed_blocks * block_size_;
   if (shadowed < options_.full_compaction_min_bytes) return false;  // skips the sum
   const uint64_t stored = seg_table_.totals().size_bytes;
   return lsm::FullCompactionDue(shadowed, stored, CompactionOptionsOf(options_));
@@ -171,7 +171,7 @@ Task<Status> LsmVolume::CompactToBottomLocked() {
   uint64_t shadowed;
   {
     std::lock_guard lock(mu_);
-    shadowed = shadowed_blocks_;
+    shadowed = compaction_.shadowed_blocks;
   }
   CO_RETURN_IF_ERROR(co_await FlushMemtableLocked());
   for (size_t level = 0;; ++level) {
@@ -186,8 +186,7 @@ Task<Status> LsmVolume::CompactToBottomLocked() {
     }
   }
   std::lock_guard lock(mu_);
-  shadowed_blocks_ -= std::min(shadowed, shadowed_blocks_);
-  ++full_compactions_;
+  compaction_.NoteFullCompaction(shadowed);
   Log()->debug("full compaction released shadowed_blocks={}", shadowed);
   co_return Status::Ok();
 }
@@ -284,8 +283,8 @@ VolumeStats LsmVolume::stats() {
   s.segment_bytes = segs.size_bytes;
   s.live_data_blocks = segs.live_blocks;
   s.write_stalls = lifecycle_.write_stalls;
-  s.shadowed_blocks = shadowed_blocks_;
-  s.full_compactions = full_compactions_;
+  s.shadowed_blocks = compaction_.shadowed_blocks;
+  s.full_compactions = compaction_.full_compactions;
   s.snapshots = head_.snapshots.size();
   const StoreHealth::State& health = uploader_.HealthLocked();
   if (health.failing) {

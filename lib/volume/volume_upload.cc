@@ -17,7 +17,7 @@ void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm
   const int64_t now = static_cast<int64_t>(env_.NowNanos());
   seg_table_.AddSegment(f.segment_id, size, f.data_blocks, f.is_fence());
   for (const lsm::Extent& e : extents) {
-    shadowed_blocks_ += ShadowedByLocked(e.first, e.end);
+    compaction_.shadowed_blocks += ShadowedByLocked(e.first, e.end);
     map_.mem->Apply(e, [&](const lsm::Extent& replaced) {
       seg_table_.AddLive(replaced.loc.segment, -static_cast<int64_t>(replaced.length()), now);
     });

@@ -41,6 +41,7 @@
 #include "volume/manifest.h"
 #include "volume/manifest_log.h"
 #include "volume/map_memtables.h"
+#include "volume/open_facts.h"
 #include "volume/options.h"
 #include "volume/segment_reader.h"
 #include "volume/segment_table.h"
@@ -104,7 +105,7 @@ class LsmVolume final : public Volume,
 
   VolumeStats stats() override;
   bool fenced() override;
-  uint64_t epoch() const override { return epoch_; }
+  uint64_t epoch() const override { return opened_.epoch; }
 
   Task<Result<SnapshotInfo>> CreateSnapshot(std::string name) override;
   std::vector<SnapshotInfo> ListSnapshots() override;
@@ -258,8 +259,7 @@ class LsmVolume final : public Volume,
   AsyncMutex jobs_mu_;
   WaitGroup loops_;
 
-  uint64_t epoch_ = 0;
-  uint64_t size_bytes_ = 0;   // fixed once open
+  OpenFacts opened_;  // fixed once open: see open_facts.h
 
   std::mutex mu_;
   MapMemtables map_;                                   // GUARDED_BY(mu_)
@@ -267,7 +267,6 @@ class LsmVolume final : public Volume,
   // The latest manifest's fields the map does not hold (uuid, geometry, epoch_manifest,
   // snapshots); its levels stay empty. Set at open and by Commit.
   Manifest head_;                                      // GUARDED_BY(mu_)
-  uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
   std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
   VolumeLifecycle lifecycle_;                          // GUARDED_BY(mu_)
   CompactionAccounts compaction_;  // partly GUARDED_BY(mu_): see compaction_accounts.h

@@ -27,7 +27,7 @@ lsm::CompactionOptions CompactionOptionsOf(const VolumeOptions& o) {
 
 }  // namespace
 
-std::string LsmVolume::NextSstKey() { return SstKey(epoch_, ++compaction_.sst_counter); }
+std::string LsmVolume::NextSstKey() { return SstKey(opened_.epoch, ++compaction_.sst_counter); }
 
 Manifest LsmVolume::ManifestOfLocked(const Version& v) const {
   Manifest m = head_;
@@ -52,7 +52,7 @@ Task<Status> LsmVolume::Commit(const lsm::VersionEdit& edit,
     if (snapshots) next.snapshots = *snapshots;
     next.next_segment_id = uploader_.NextSegmentIdLocked();
     next.next_seq = map_.next_seq;
-    next.epoch = epoch_;
+    next.epoch = opened_.epoch;
   }
   // Persisted before it is installed: nothing reads a map no manifest describes.
   const uint64_t number = prepared->number();
@@ -261,11 +261,11 @@ VolumeStats LsmVolume::stats() {
   VolumeStats s;
   s.storage_url = store_.url();
   s.block_size = block_size_;
-  s.epoch = epoch_;
+  s.epoch = opened_.epoch;
   s.cache = cache_.stats();
   s.corrupt_refetches = corrupt_refetches_.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
-  s.size_bytes = size_bytes_;
+  s.size_bytes = opened_.size_bytes;
   s.volume_uuid = head_.volume_uuid;
   s.fenced = lifecycle_.fenced;
   s.manifest_number = versions_.current()->number;

@@ -24,12 +24,12 @@ std::vector<uint64_t> EdgeBlocks(uint64_t offset, uint64_t end, uint64_t bs) {
 }
 }  // namespace
 
-uint64_t LsmVolume::size_bytes() const { return size_bytes_; }
+uint64_t LsmVolume::size_bytes() const { return opened_.size_bytes; }
 
 Status LsmVolume::CheckNotSalvage() const {
   if (!options_.salvage) return Status::Ok();
   return Status::PermissionDenied(fmt::format(
-      "the volume is open read-only for salvage (segment {} is missing)", salvage_gap_));
+      "the volume is open read-only for salvage (segment {} is missing)", opened_.salvage_gap));
 }
 
 Status LsmVolume::CheckWritable() {

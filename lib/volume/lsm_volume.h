@@ -262,18 +262,18 @@ class LsmVolume final : public Volume,
   OpenFacts opened_;  // fixed once open: see open_facts.h
 
   std::mutex mu_;
-  MapMemtables map_;                                   // GUARDED_BY(mu_)
-  lsm::VersionSet versions_;                           // GUARDED_BY(mu_): the map
+  MapMemtables map_;          // GUARDED_BY(mu_)
+  lsm::VersionSet versions_;  // GUARDED_BY(mu_): the map
   // The latest manifest's fields the map does not hold (uuid, geometry, epoch_manifest,
   // snapshots); its levels stay empty. Set at open and by Commit.
-  Manifest head_;                                      // GUARDED_BY(mu_)
-  std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
-  VolumeLifecycle lifecycle_;                          // GUARDED_BY(mu_)
+  Manifest head_;                  // GUARDED_BY(mu_)
+  std::vector<uint64_t> stripes_;  // GUARDED_BY(mu_)
+  VolumeLifecycle lifecycle_;      // GUARDED_BY(mu_)
   CompactionAccounts compaction_;  // partly GUARDED_BY(mu_): see compaction_accounts.h
   // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
-  SegmentTable seg_table_;                             // GUARDED_BY(mu_)
-  GcState gc_;  // partly GUARDED_BY(mu_): see gc_state.h
-  SnapshotSet snaps_;  // GUARDED_BY(mu_)
+  SegmentTable seg_table_;  // GUARDED_BY(mu_)
+  GcState gc_;              // partly GUARDED_BY(mu_): see gc_state.h
+  SnapshotSet snaps_;       // GUARDED_BY(mu_)
   // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
   Cancellation give_up_{env_};
   // Map maintenance (its loop's own); segment uploads' is the uploader's.

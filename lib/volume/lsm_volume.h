@@ -36,16 +36,22 @@
 #include "lsm/version_set.h"
 #include "objstore/object_store.h"
 #include "objstore/retrying_store.h"
+#include "volume/compaction_accounts.h"
+#include "volume/gc_state.h"
 #include "volume/manifest.h"
 #include "volume/manifest_log.h"
+#include "volume/map_memtables.h"
+#include "volume/open_facts.h"
 #include "volume/options.h"
 #include "volume/segment_reader.h"
 #include "volume/segment_table.h"
 #include "volume/snapshot.h"
+#include "volume/snapshot_set.h"
 #include "volume/sqlite_cache.h"
 #include "volume/store_health.h"
 #include "volume/volume.h"
 #include "volume/uploader.h"
+#include "volume/volume_lifecycle.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -99,7 +105,7 @@ class LsmVolume final : public Volume,
 
   VolumeStats stats() override;
   bool fenced() override;
-  uint64_t epoch() const override { return epoch_; }
+  uint64_t epoch() const override { return opened_.epoch; }
 
   Task<Result<SnapshotInfo>> CreateSnapshot(std::string name) override;
   std::vector<SnapshotInfo> ListSnapshots() override;
@@ -124,13 +130,7 @@ class LsmVolume final : public Volume,
   LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions options);
   friend class SnapshotDevice;
 
-  struct SnapDetail {
-    SnapshotRef ref;
-    SnapshotObject object;
-    Status damage;  // not Ok: the object is missing or corrupt (opening it fails so)
-    int attached = 0;
-    bool deleting = false;
-  };
+  using SnapDetail = volume::SnapDetail;  // snapshot_set.h
   Task<Status> LoadSnapshots();
   void RecomputePinsLocked();
   SnapshotInfo InfoLocked(const SnapDetail& d) const;
@@ -195,7 +195,7 @@ class LsmVolume final : public Volume,
 
   // --- the uploader's side of the volume (UploadSink, volume_upload.cc) ---
   Task<Status> ApplyUploaded(const SegmentFooter& footer, uint64_t size) override;
-  bool FencedLocked() const override { return fenced_; }
+  bool FencedLocked() const override { return lifecycle_.fenced; }
   // Fences (every fencing site): nothing more is acknowledged; FLUSH waiters, stalled
   // writers, the uploader and the maintenance loop learn of it.
   void FenceLocked(const std::string& reason) override;
@@ -259,52 +259,23 @@ class LsmVolume final : public Volume,
   AsyncMutex jobs_mu_;
   WaitGroup loops_;
 
-  uint64_t epoch_ = 0;
-  uint64_t size_bytes_ = 0;   // fixed once open
-  uint64_t sst_counter_ = 0;  // n in map/<epoch>-<n>.sst
+  OpenFacts opened_;  // fixed once open: see open_facts.h
 
   std::mutex mu_;
-  std::shared_ptr<lsm::Memtable> mem_;                 // GUARDED_BY(mu_)
-  std::shared_ptr<const lsm::Memtable> imm_;           // GUARDED_BY(mu_)
-  uint64_t imm_applied_segment_ = 0;                   // GUARDED_BY(mu_)
-  uint64_t imm_applied_seq_ = 0;                       // GUARDED_BY(mu_)
-  uint64_t mem_first_segment_ = 0;                     // GUARDED_BY(mu_)
-  uint64_t mem_last_segment_ = 0;                      // GUARDED_BY(mu_)
-  uint64_t mem_last_seq_ = 0;                          // GUARDED_BY(mu_)
-  int64_t mem_dirty_since_ns_ = -1;                    // GUARDED_BY(mu_)
-  uint64_t segments_since_mem_flush_ = 0;              // GUARDED_BY(mu_)
-  lsm::VersionSet versions_;                           // GUARDED_BY(mu_): the map
+  MapMemtables map_;          // GUARDED_BY(mu_)
+  lsm::VersionSet versions_;  // GUARDED_BY(mu_): the map
   // The latest manifest's fields the map does not hold (uuid, geometry, epoch_manifest,
   // snapshots); its levels stay empty. Set at open and by Commit.
-  Manifest head_;                                      // GUARDED_BY(mu_)
-  uint64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
-  uint64_t salvage_gap_ = 0;  // salvage: the missing segment replay stopped at
-  std::vector<uint64_t> stripes_;                      // GUARDED_BY(mu_)
-  bool fenced_ = false;                                // GUARDED_BY(mu_)
-  std::string fenced_reason_;                          // GUARDED_BY(mu_)
-  bool closing_ = false;                               // GUARDED_BY(mu_)
-  bool stop_ = false;                                  // GUARDED_BY(mu_)
-  bool stalled_ = false;                               // GUARDED_BY(mu_)
-  uint64_t write_stalls_ = 0;                          // GUARDED_BY(mu_)
-  uint64_t shadowed_blocks_ = 0;                       // GUARDED_BY(mu_): see stats()
-  uint64_t full_compactions_ = 0;                      // GUARDED_BY(mu_)
+  Manifest head_;                  // GUARDED_BY(mu_)
+  std::vector<uint64_t> stripes_;  // GUARDED_BY(mu_)
+  VolumeLifecycle lifecycle_;      // GUARDED_BY(mu_)
+  CompactionAccounts compaction_;  // partly GUARDED_BY(mu_): see compaction_accounts.h
   // Per segment: size, data blocks the map references, snapshot pins (GC, stats).
-  SegmentTable seg_table_;                             // GUARDED_BY(mu_)
-  std::set<std::string> pinned_ssts_;                  // GUARDED_BY(mu_): by snapshots
-  // SSTs dropped from the map, with when: deleted after the grace period.
-  std::map<std::string, int64_t> retired_ssts_;        // GUARDED_BY(mu_)
-  uint64_t prev_epoch_manifest_ = 0;  // previous epoch's opener (for manifest GC)
-  uint64_t prev_latest_manifest_ = 0;
-  uint64_t manifest_gc_floor_ = 0;    // manifests below this (in our epoch) are gone
-  bool discovered_segments_ = false;
-  std::map<std::string, std::shared_ptr<SnapDetail>> snaps_;  // GUARDED_BY(mu_): by name
-  bool gc_blocked_ = false;       // GUARDED_BY(mu_): a snapshot's pins are unknown
-  bool restoring_ = false;        // GUARDED_BY(mu_)
-  uint64_t writes_inflight_ = 0;  // GUARDED_BY(mu_)
-  int64_t last_gc_ns_ = -1;
+  SegmentTable seg_table_;  // GUARDED_BY(mu_)
+  GcState gc_;              // partly GUARDED_BY(mu_): see gc_state.h
+  SnapshotSet snaps_;       // GUARDED_BY(mu_)
   // Stopping (volume_stop.cc): cancelled when the deadline of GiveUpAt passes.
   Cancellation give_up_{env_};
-  uint64_t give_up_deadline_ns_ = kNoDeadline;  // GUARDED_BY(mu_)
   // Map maintenance (its loop's own); segment uploads' is the uploader's.
   StoreHealth maintenance_health_{"map maintenance", " every second"};
   // The write buffers and their uploads; its state is GUARDED_BY(mu_). Last: it refers

@@ -38,11 +38,11 @@ Task<Status> LsmVolume::CheckStillOwner() {
   if (!next.ok()) co_return next.status();
   std::lock_guard lock(mu_);
   FenceLocked(fmt::format("manifest {} was committed by another writer", number + 1));
-  co_return Status::PreconditionFailed(fenced_reason_);
+  co_return Status::PreconditionFailed(lifecycle_.fenced_reason);
 }
 
 Task<Status> LsmVolume::DiscoverSegments() {
-  if (discovered_segments_ || options_.immediate_segment_free) co_return Status::Ok();
+  if (gc_.discovered_segments || options_.immediate_segment_free) co_return Status::Ok();
   uint64_t applied;
   {
     std::lock_guard lock(mu_);
@@ -66,8 +66,8 @@ Task<Status> LsmVolume::DiscoverSegments() {
       for (const auto& r : level) live.insert(r.key);
     }
     for (const auto& o : ssts) {
-      if (!live.count(o.key) && !pinned_ssts_.count(o.key) && !retired_ssts_.count(o.key)) {
-        retired_ssts_[o.key] = now;  // an orphan of a crashed or fenced writer
+      if (!live.count(o.key) && !gc_.pinned_ssts.count(o.key) && !gc_.retired_ssts.count(o.key)) {
+        gc_.retired_ssts[o.key] = now;  // an orphan of a crashed or fenced writer
       }
     }
   }
@@ -76,7 +76,7 @@ Task<Status> LsmVolume::DiscoverSegments() {
     std::lock_guard lock(mu_);
     if (!f.ok() || f->is_fence()) seg_table_.MarkFence(id);  // unreadable: keep, to be safe
   }
-  discovered_segments_ = true;
+  gc_.discovered_segments = true;
   co_return Status::Ok();
 }
 
@@ -188,12 +188,12 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
     for (const auto& level : versions_.current()->levels) {
       for (const auto& r : level) live.insert(r.key);
     }
-    for (auto it = retired_ssts_.begin(); it != retired_ssts_.end();) {
+    for (auto it = gc_.retired_ssts.begin(); it != gc_.retired_ssts.end();) {
       if (live.count(it->first)) {
-        it = retired_ssts_.erase(it);  // in the map again (restore): not garbage
+        it = gc_.retired_ssts.erase(it);  // in the map again (restore): not garbage
         continue;
       }
-      if (pinned_ssts_.count(it->first)) {  // a snapshot holds it: wait for its delete
+      if (gc_.pinned_ssts.count(it->first)) {  // a snapshot holds it: wait for its delete
         ++it;
         continue;
       }
@@ -210,7 +210,7 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
     cache_.Erase("si/" + key);
     meta_->Erase(key);
     std::lock_guard lock(mu_);
-    retired_ssts_.erase(key);
+    gc_.retired_ssts.erase(key);
   }
   co_return Status::Ok();
 }
@@ -224,12 +224,13 @@ Task<Status> LsmVolume::DeleteOldManifests() {
   }
   std::vector<uint64_t> doomed;
   // The previous epoch's manifests between its opener and its last (both kept).
-  for (uint64_t n = prev_epoch_manifest_ + 1; prev_epoch_manifest_ && n < prev_latest_manifest_; ++n) {
+  for (uint64_t n = gc_.prev_epoch_manifest + 1;
+       gc_.prev_epoch_manifest && n < gc_.prev_latest_manifest; ++n) {
     doomed.push_back(n);
   }
-  prev_epoch_manifest_ = prev_latest_manifest_ = 0;
+  gc_.prev_epoch_manifest = gc_.prev_latest_manifest = 0;
   // Ours, between our opener and the most recent few.
-  for (uint64_t n = std::max(opener + 1, manifest_gc_floor_);
+  for (uint64_t n = std::max(opener + 1, gc_.manifest_gc_floor);
        n + options_.manifests_kept <= current; ++n) {
     doomed.push_back(n);
   }
@@ -239,7 +240,7 @@ Task<Status> LsmVolume::DeleteOldManifests() {
     CO_RETURN_IF_ERROR(co_await RetryUnavailable(
         env_, store_,
         [&]() -> Task<Status> { co_return co_await store_.Delete(ManifestKey(n)); }, 5));
-    if (n >= manifest_gc_floor_ && n > opener) manifest_gc_floor_ = n + 1;
+    if (n >= gc_.manifest_gc_floor && n > opener) gc_.manifest_gc_floor = n + 1;
   }
   co_return Status::Ok();
 }
@@ -248,9 +249,9 @@ Task<Status> LsmVolume::CollectGarbage() {
   {
     std::lock_guard lock(mu_);
     // Counts as a round even when skipped: the maintenance loop would otherwise find GC
-    // still due and spin without ever suspending (dst seed 5261, while gc_blocked_).
-    last_gc_ns_ = static_cast<int64_t>(env_.NowNanos());
-    if (fenced_ || stop_ || gc_blocked_) co_return Status::Ok();
+    // still due and spin without ever suspending (dst seed 5261, while snaps_.gc_blocked).
+    gc_.last_gc_ns = static_cast<int64_t>(env_.NowNanos());
+    if (lifecycle_.fenced || lifecycle_.stop || snaps_.gc_blocked) co_return Status::Ok();
   }
   CO_RETURN_IF_ERROR(co_await DiscoverSegments());
   CO_RETURN_IF_ERROR(co_await DeleteDeadSegments());

@@ -27,7 +27,7 @@ lsm::CompactionOptions CompactionOptionsOf(const VolumeOptions& o) {
 
 }  // namespace
 
-std::string LsmVolume::NextSstKey() { return SstKey(epoch_, ++sst_counter_); }
+std::string LsmVolume::NextSstKey() { return SstKey(opened_.epoch, ++compaction_.sst_counter); }
 
 Manifest LsmVolume::ManifestOfLocked(const Version& v) const {
   Manifest m = head_;
@@ -43,7 +43,7 @@ Task<Status> LsmVolume::Commit(const lsm::VersionEdit& edit,
   Manifest next;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (give_up_.cancelled()) co_return GaveUpLocked();
     Result<lsm::PreparedVersion> p = versions_.Prepare(edit);
     if (!p.ok()) co_return p.status();
@@ -51,8 +51,8 @@ Task<Status> LsmVolume::Commit(const lsm::VersionEdit& edit,
     next = ManifestOfLocked(prepared->version());
     if (snapshots) next.snapshots = *snapshots;
     next.next_segment_id = uploader_.NextSegmentIdLocked();
-    next.next_seq = next_seq_;
-    next.epoch = epoch_;
+    next.next_seq = map_.next_seq;
+    next.epoch = opened_.epoch;
   }
   // Persisted before it is installed: nothing reads a map no manifest describes.
   const uint64_t number = prepared->number();
@@ -91,24 +91,19 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
   uint64_t applied_segment, applied_seq, base;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
-    if (!imm_) {  // else: a previous flush failed; retry the same immutable memtable
-      if (mem_->empty() && mem_last_segment_ == versions_.current()->applied_segment) {
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
+    if (!map_.imm) {  // else: a previous flush failed; retry the same immutable memtable
+      if (map_.mem->empty() && map_.mem_last_segment == versions_.current()->applied_segment) {
         co_return Status::Ok();
       }
-      imm_ = mem_;
-      imm_applied_segment_ = mem_last_segment_;
-      imm_applied_seq_ = mem_last_seq_;
-      mem_ = std::make_shared<lsm::Memtable>();
-      segments_since_mem_flush_ = 0;
-      mem_dirty_since_ns_ = -1;
+      map_.SwapToImmutable();
     }
-    imm = imm_;
-    applied_segment = imm_applied_segment_;
-    applied_seq = imm_applied_seq_;
+    imm = map_.imm;
+    applied_segment = map_.imm_applied_segment;
+    applied_seq = map_.imm_applied_seq;
     base = versions_.current()->number;  // a restore from here on abandons this flush
   }
-  // On failure imm_ stays in the read path (newer than the SSTs, older than mem_).
+  // On failure map_.imm stays in the read path (newer than the SSTs, older than mem).
   CO_ASSIGN_OR_RETURN(auto written,
                       co_await lsm::WriteSsts(env_, store_, imm->Extents(),
                                               options_.sst_target_bytes,
@@ -119,7 +114,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
       co_await Commit(lsm::FlushEdit(base, std::move(fresh), applied_segment, applied_seq)));
   {
     std::lock_guard lock(mu_);
-    imm_.reset();
+    map_.imm.reset();
   }
   changed_.NotifyAll();
   co_return Status::Ok();
@@ -130,7 +125,7 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   std::shared_ptr<const Version> base;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::Ok();
+    if (lifecycle_.fenced) co_return Status::Ok();
     base = versions_.current();
   }
   const std::optional<lsm::Compaction> job =
@@ -146,8 +141,8 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
   {
     std::lock_guard lock(mu_);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
-    for (const auto& r : job->upper) retired_ssts_[r.key] = now;
-    for (const auto& r : job->lower) retired_ssts_[r.key] = now;
+    for (const auto& r : job->upper) gc_.retired_ssts[r.key] = now;
+    for (const auto& r : job->lower) gc_.retired_ssts[r.key] = now;
     seg_table_.ApplyLiveDeltas(done.segment_delta, now);
   }
   Log()->debug("compacted L{}->L{} inputs={} outputs={} dropped_unread={}", job->from, job->to,
@@ -166,7 +161,7 @@ Task<Status> LsmVolume::CompactAll() {
 }
 
 bool LsmVolume::FullCompactionDueLocked() const {
-  const uint64_t shadowed = shadowed_blocks_ * block_size_;
+  const uint64_t shadowed = compaction_.shadowed_blocks * block_size_;
   if (shadowed < options_.full_compaction_min_bytes) return false;  // skips the sum
   const uint64_t stored = seg_table_.totals().size_bytes;
   return lsm::FullCompactionDue(shadowed, stored, CompactionOptionsOf(options_));
@@ -176,13 +171,13 @@ Task<Status> LsmVolume::CompactToBottomLocked() {
   uint64_t shadowed;
   {
     std::lock_guard lock(mu_);
-    shadowed = shadowed_blocks_;
+    shadowed = compaction_.shadowed_blocks;
   }
   CO_RETURN_IF_ERROR(co_await FlushMemtableLocked());
   for (size_t level = 0;; ++level) {
     {
       std::lock_guard lock(mu_);
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
       // L0 always goes down (into a new L1 if need be); deeper levels into the last.
       if (level > 0 && level + 1 >= versions_.current()->levels.size()) break;
     }
@@ -191,8 +186,7 @@ Task<Status> LsmVolume::CompactToBottomLocked() {
     }
   }
   std::lock_guard lock(mu_);
-  shadowed_blocks_ -= std::min(shadowed, shadowed_blocks_);
-  ++full_compactions_;
+  compaction_.NoteFullCompaction(shadowed);
   Log()->debug("full compaction released shadowed_blocks={}", shadowed);
   co_return Status::Ok();
 }
@@ -209,21 +203,21 @@ Task<void> LsmVolume::MaintenanceLoop() {
     uint64_t wait_ns = Notifier::kForever;
     {
       std::lock_guard lock(mu_);
-      if (stop_ || fenced_ || give_up_.cancelled()) co_return;
+      if (lifecycle_.stop || lifecycle_.fenced || give_up_.cancelled()) co_return;
       const uint64_t now = env_.NowNanos();
-      const bool dirty = mem_dirty_since_ns_ >= 0;
+      const bool dirty = map_.mem_dirty_since_ns >= 0;
       const uint64_t due =
-          dirty ? SaturatingAdd(static_cast<uint64_t>(mem_dirty_since_ns_),
+          dirty ? SaturatingAdd(static_cast<uint64_t>(map_.mem_dirty_since_ns),
                                 MillisToNanos(options_.memtable_flush_interval_ms))
                 : UINT64_MAX;
-      flush = segments_since_mem_flush_ >= options_.memtable_flush_segments ||
-              mem_->extent_count() >= options_.memtable_max_extents ||
-              mem_->approximate_bytes() >= options_.l0_sst_size_bytes || (dirty && now >= due);
+      flush = map_.segments_since_mem_flush >= options_.memtable_flush_segments ||
+              map_.mem->extent_count() >= options_.memtable_max_extents ||
+              map_.mem->approximate_bytes() >= options_.l0_sst_size_bytes || (dirty && now >= due);
       if (!flush && due != UINT64_MAX) wait_ns = due - now;
-      const uint64_t gc_due =
-          last_gc_ns_ < 0 ? now
-                          : SaturatingAdd(static_cast<uint64_t>(last_gc_ns_),
-                                          MillisToNanos(options_.gc_interval_ms));
+      const uint64_t gc_due = gc_.last_gc_ns < 0
+                                  ? now
+                                  : SaturatingAdd(static_cast<uint64_t>(gc_.last_gc_ns),
+                                                  MillisToNanos(options_.gc_interval_ms));
       gc = now >= gc_due;
       if (!gc && gc_due != UINT64_MAX) wait_ns = std::min(wait_ns, gc_due - now);
       full = FullCompactionDueLocked();
@@ -260,26 +254,26 @@ Task<void> LsmVolume::MaintenanceLoop() {
 
 bool LsmVolume::fenced() {
   std::lock_guard lock(mu_);
-  return fenced_;
+  return lifecycle_.fenced;
 }
 
 VolumeStats LsmVolume::stats() {
   VolumeStats s;
   s.storage_url = store_.url();
   s.block_size = block_size_;
-  s.epoch = epoch_;
+  s.epoch = opened_.epoch;
   s.cache = cache_.stats();
   s.corrupt_refetches = corrupt_refetches_.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
-  s.size_bytes = size_bytes_;
+  s.size_bytes = opened_.size_bytes;
   s.volume_uuid = head_.volume_uuid;
-  s.fenced = fenced_;
+  s.fenced = lifecycle_.fenced;
   s.manifest_number = versions_.current()->number;
   s.applied_segment = versions_.current()->applied_segment;
   s.next_segment_id = uploader_.NextSegmentIdLocked();
   s.active_buffer_bytes = uploader_.ActiveBytesLocked();
   s.sealed_buffer_bytes = uploader_.SealedBytesLocked();
-  s.memtable_extents = mem_->extent_count() + (imm_ ? imm_->extent_count() : 0);
+  s.memtable_extents = map_.mem->extent_count() + (map_.imm ? map_.imm->extent_count() : 0);
   for (const auto& level : versions_.current()->levels) {
     s.ssts_per_level.push_back(level.size());
     s.map_bytes += lsm::LevelBytes(level);
@@ -288,9 +282,9 @@ VolumeStats LsmVolume::stats() {
   s.segments = segs.segments;
   s.segment_bytes = segs.size_bytes;
   s.live_data_blocks = segs.live_blocks;
-  s.write_stalls = write_stalls_;
-  s.shadowed_blocks = shadowed_blocks_;
-  s.full_compactions = full_compactions_;
+  s.write_stalls = lifecycle_.write_stalls;
+  s.shadowed_blocks = compaction_.shadowed_blocks;
+  s.full_compactions = compaction_.full_compactions;
   s.snapshots = head_.snapshots.size();
   const StoreHealth::State& health = uploader_.HealthLocked();
   if (health.failing) {

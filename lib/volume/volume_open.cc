@@ -29,13 +29,13 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       room_(env),
       jobs_mu_(env),
       loops_(env),
-      mem_(std::make_shared<lsm::Memtable>()),
       stripes_(kStripes, 0),
       uploader_(env, store, segments_, options_, mu_, give_up_, *this) {}
 
 LsmVolume::~LsmVolume() {
   std::lock_guard lock(mu_);
-  PORTAL_ASSERT(stop_ || versions_.current() == nullptr, "LsmVolume destroyed without Close()");
+  PORTAL_ASSERT(lifecycle_.stop || versions_.current() == nullptr,
+                "LsmVolume destroyed without Close()");
 }
 
 Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::ObjectStore& store,
@@ -45,12 +45,12 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
   if (!st.ok()) {
     // Nothing runs yet; mark stopped so the destructor's check passes.
     std::lock_guard lock(v->mu_);
-    v->stop_ = true;
+    v->lifecycle_.stop = true;
     co_return st;
   }
   if (v->options_.salvage) co_return v;  // read-only: no uploads, no maintenance, no GC
   v->loops_.Add(2);
-  Start(v->uploader_.Run(v->epoch_), [v] { v->loops_.Done(); });
+  Start(v->uploader_.Run(v->opened_.epoch), [v] { v->loops_.Done(); });
   Start(v->MaintenanceLoop(), [v] { v->loops_.Done(); });
   co_return v;
 }
@@ -145,8 +145,8 @@ Task<Status> LsmVolume::DoOpen() {
       if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
       CO_RETURN_IF_ERROR(damage);
     }
-    prev_epoch_manifest_ = m.epoch_manifest;
-    prev_latest_manifest_ = number;
+    gc_.prev_epoch_manifest = m.epoch_manifest;
+    gc_.prev_latest_manifest = number;
     Manifest next = m;
     next.size_bytes = want;  // growing is safe: new blocks are holes
     next.epoch = m.epoch + 1;
@@ -180,8 +180,8 @@ Task<Status> LsmVolume::DoOpen() {
     if (st.IsPreconditionFailed() && attempt < 10) continue;  // another writer moved: re-read
     co_return st;
   }
-  epoch_ = m.epoch;
-  size_bytes_ = m.size_bytes;
+  opened_.epoch = m.epoch;
+  opened_.size_bytes = m.size_bytes;
   meta_->SetVolume(m.volume_uuid);
   meta_->SetLatestManifest(number);
   {
@@ -190,9 +190,9 @@ Task<Status> LsmVolume::DoOpen() {
     head_ = m;
     head_.levels.clear();
     uploader_.SetNextSegmentIdLocked(m.next_segment_id);
-    next_seq_ = m.next_seq;
-    mem_first_segment_ = mem_last_segment_ = m.applied_segment;
-    mem_last_seq_ = m.applied_seq;
+    map_.next_seq = m.next_seq;
+    map_.mem_first_segment = map_.mem_last_segment = m.applied_segment;
+    map_.mem_last_seq = m.applied_seq;
   }
   // Account the committed map's references (GC liveness).
   for (const auto& level : m.levels) {
@@ -208,12 +208,12 @@ Task<Status> LsmVolume::DoOpen() {
   CO_RETURN_IF_ERROR(co_await LoadSnapshots());
   CO_RETURN_IF_ERROR(co_await Replay());
   Log()->info("opened volume uuid={} epoch={} manifest={} next_segment={} url={}", m.volume_uuid,
-              epoch_, number, uploader_.NextSegmentIdLocked(), store_.url());
+              opened_.epoch, number, uploader_.NextSegmentIdLocked(), store_.url());
   co_return Status::Ok();
 }
 
 Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
-  if (f.epoch == epoch_ && !options_.salvage) {
+  if (f.epoch == opened_.epoch && !options_.salvage) {
     // Our epoch is unique (our opener manifest was created exclusively) and we have not
     // uploaded yet: the manifest that opened this epoch before was lost (see
     // CheckNewestEpoch, which usually refuses before our opener is written).
@@ -222,13 +222,13 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
         "this volume is missing",
         SegmentKey(f.segment_id), f.epoch));
   }
-  if (f.epoch > epoch_) {
+  if (f.epoch > opened_.epoch) {
     std::lock_guard lock(mu_);
-    fenced_ = true;
+    lifecycle_.fenced = true;
     co_return Status::PreconditionFailed(fmt::format(
         "segment {} was written by epoch {}, newer than ours ({}): another portalbd owns "
         "this volume",
-        f.segment_id, f.epoch, epoch_));
+        f.segment_id, f.epoch, opened_.epoch));
   }
   for (const auto& se : f.extents) {
     if (se.extent.end > size_bytes() / block_size_) {
@@ -241,7 +241,7 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
   CO_RETURN_IF_ERROR(co_await ApplyFooter(f, size));
   std::lock_guard lock(mu_);
   uploader_.SetNextSegmentIdLocked(f.segment_id + 1);
-  next_seq_ = std::max(next_seq_, f.last_seq + 1);
+  map_.next_seq = std::max(map_.next_seq, f.last_seq + 1);
   co_return Status::Ok();
 }
 
@@ -347,7 +347,7 @@ Task<Status> LsmVolume::Replay() {
     Status damage = co_await CheckGap(plan);
     if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: list again
     if (damage.IsCorruption() && options_.salvage) {
-      salvage_gap_ = plan.gap;
+      opened_.salvage_gap = plan.gap;
       Log()->error("SALVAGE: {}", damage.message());
       Log()->error("SALVAGE: serving the volume read-only as of segment {}; writes are refused",
                    plan.gap - 1);
@@ -389,7 +389,7 @@ Task<Status> LsmVolume::Replay() {
     }
     SegmentFooter fence;
     fence.segment_id = id;
-    fence.epoch = epoch_;
+    fence.epoch = opened_.epoch;
     fence.block_size = block_size_;
     fence.blocks_per_chunk = options_.blocks_per_chunk;
     fence.durable_through = id - 1;  // everything below was replayed
@@ -410,7 +410,7 @@ Task<Status> LsmVolume::Replay() {
           read_back = true;
           existing = co_await segments_.ReadFooter(id, 0, &sum);
           if (!existing.ok()) co_return existing.status();
-          co_return existing->epoch == epoch_ && sum == enc.footer_checksum;
+          co_return existing->epoch == opened_.epoch && sum == enc.footer_checksum;
         },
         1);
     if (!created.ok() && !read_back) co_return created.status().WithContext("fencing");

@@ -67,8 +67,8 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
         return !uncovered.empty();
       });
     }
-    if (!uncovered.empty()) cover_memtable(*mem_);
-    if (!uncovered.empty() && imm_) cover_memtable(*imm_);
+    if (!uncovered.empty()) cover_memtable(*map_.mem);
+    if (!uncovered.empty() && map_.imm) cover_memtable(*map_.imm);
     version = versions_.current();
   }
   // The committed map, outside the lock (the Version is immutable and pinned), or the

@@ -21,11 +21,11 @@ SnapshotInfo LsmVolume::InfoLocked(const SnapDetail& d) const {
 
 void LsmVolume::RecomputePinsLocked() {
   std::set<uint64_t> pinned_segments;
-  pinned_ssts_.clear();
-  for (const auto& [name, d] : snaps_) {
+  gc_.pinned_ssts.clear();
+  for (const auto& [name, d] : snaps_.by_name) {
     pinned_segments.insert(d->object.segments.begin(), d->object.segments.end());
     for (const auto& level : d->object.levels) {
-      for (const auto& r : level) pinned_ssts_.insert(r.key);
+      for (const auto& r : level) gc_.pinned_ssts.insert(r.key);
     }
   }
   seg_table_.SetPins(std::move(pinned_segments));
@@ -60,7 +60,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
       // Damaged or missing for good. It stays listed, and opening or restoring it fails
       // naming the object (never an empty or older device). Without its pins GC could
       // delete what the snapshot needs: stop deleting.
-      gc_blocked_ = true;
+      snaps_.gc_blocked = true;
       d->damage = obj.status().WithContext(
           fmt::format("snapshot '{}' is unreadable ({})", ref.name, ref.key));
       Log()->error("snapshot unreadable; garbage collection disabled name={} key={} error=\"{}\"",
@@ -68,7 +68,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
     } else {
       d->object = std::move(*obj);
     }
-    snaps_[ref.name] = std::move(d);
+    snaps_.by_name[ref.name] = std::move(d);
   }
   std::lock_guard lock(mu_);
   RecomputePinsLocked();
@@ -78,7 +78,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
 std::vector<SnapshotInfo> LsmVolume::ListSnapshots() {
   std::lock_guard lock(mu_);
   std::vector<SnapshotInfo> out;
-  for (const auto& [name, d] : snaps_) out.push_back(InfoLocked(*d));
+  for (const auto& [name, d] : snaps_.by_name) out.push_back(InfoLocked(*d));
   std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
     return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
   });
@@ -87,8 +87,8 @@ std::vector<SnapshotInfo> LsmVolume::ListSnapshots() {
 
 Result<SnapshotInfo> LsmVolume::GetSnapshot(const std::string& name) {
   std::lock_guard lock(mu_);
-  auto it = snaps_.find(name);
-  if (it == snaps_.end()) return Status::NotFound("no snapshot named '" + name + "'");
+  auto it = snaps_.by_name.find(name);
+  if (it == snaps_.by_name.end()) return Status::NotFound("no snapshot named '" + name + "'");
   return InfoLocked(*it->second);
 }
 
@@ -97,7 +97,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   CO_RETURN_IF_ERROR(ValidateSnapshotName(name));
   auto exists = [&] {
     std::lock_guard lock(mu_);
-    return snaps_.count(name) > 0;
+    return snaps_.by_name.count(name) > 0;
   };
   if (exists()) co_return Status::InvalidArgument("a snapshot named '" + name + "' already exists");
   // Every write acknowledged before now becomes durable and reaches the map.
@@ -149,7 +149,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   d->ref = ref;
   d->object = std::move(obj);
   std::lock_guard lock(mu_);
-  snaps_[name] = d;
+  snaps_.by_name[name] = d;
   RecomputePinsLocked();
   Log()->info("snapshot created name={} id={} data_bytes={}", name, ref.id, d->object.data_bytes);
   co_return InfoLocked(*d);
@@ -163,8 +163,8 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   lsm::VersionEdit edit;  // the map stays; the snapshot list shrinks
   {
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
     d = it->second;
     if (d->attached > 0) {
       co_return Status::Busy(fmt::format(
@@ -184,12 +184,12 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   }
   {
     std::lock_guard lock(mu_);
-    snaps_.erase(name);
+    snaps_.by_name.erase(name);
     RecomputePinsLocked();
     // Its SSTs that the live map no longer uses become garbage (GC checks again).
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     for (const auto& level : d->object.levels) {
-      for (const auto& r : level) retired_ssts_.emplace(r.key, now);
+      for (const auto& r : level) gc_.retired_ssts.emplace(r.key, now);
     }
     seg_table_.StartGrace(d->object.segments, now);
   }
@@ -206,8 +206,8 @@ Task<Status> LsmVolume::EnterWrite() {
     const uint64_t seen = changed_.epoch();
     {
       std::lock_guard lock(mu_);
-      if (!restoring_) {
-        ++writes_inflight_;
+      if (!snaps_.restoring) {
+        ++snaps_.writes_inflight;
         co_return Status::Ok();
       }
     }
@@ -219,7 +219,7 @@ void LsmVolume::LeaveWrite() {
   bool wake;
   {
     std::lock_guard lock(mu_);
-    wake = --writes_inflight_ == 0 && restoring_;
+    wake = --snaps_.writes_inflight == 0 && snaps_.restoring;
   }
   if (wake) changed_.NotifyAll();
 }
@@ -229,20 +229,20 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
   std::shared_ptr<SnapDetail> d;
   {
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
-    if (restoring_) co_return Status::Busy("a restore is already running");
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end()) co_return Status::NotFound("no snapshot named '" + name + "'");
+    if (snaps_.restoring) co_return Status::Busy("a restore is already running");
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (!it->second->damage.ok()) co_return it->second->damage;
     d = it->second;
-    restoring_ = true;  // new writes wait from here on
+    snaps_.restoring = true;  // new writes wait from here on
   }
   struct Done {
     LsmVolume* v;
     ~Done() {
       {
         std::lock_guard lock(v->mu_);
-        v->restoring_ = false;
+        v->snaps_.restoring = false;
       }
       v->changed_.NotifyAll();
     }
@@ -252,8 +252,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     const uint64_t seen = changed_.epoch();
     {
       std::lock_guard lock(mu_);
-      if (writes_inflight_ == 0) break;
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+      if (snaps_.writes_inflight == 0) break;
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     }
     co_await changed_.Wait(seen);
   }
@@ -263,8 +263,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     // A delete may have committed while we waited; GC may then have collected what only
     // the snapshot referenced. Under jobs_mu_ neither can happen any more.
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end() || it->second != d) {
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end() || it->second != d) {
       co_return Status::NotFound("no snapshot named '" + name +
                                  "' (deleted while the restore waited)");
     }
@@ -274,8 +274,8 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     {
       std::lock_guard lock(mu_);
       if (!uploader_.DropRelocationLocked()) break;
-      if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
-      if (stop_) co_return Status::Shutdown("volume is closing");
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
+      if (lifecycle_.stop) co_return Status::Shutdown("volume is closing");
     }
     co_await changed_.Wait(seen);
   }
@@ -297,21 +297,16 @@ Task<Status> LsmVolume::RestoreSnapshot(std::string name) {
     next.replace_levels = d->object.levels;
     // Segments issued so far belong to the abandoned timeline: never replay them.
     next.applied_segment = uploader_.NextSegmentIdLocked() - 1;
-    next.applied_seq = next_seq_ - 1;
+    next.applied_seq = map_.next_seq - 1;
   }
   CO_RETURN_IF_ERROR(co_await Commit(next));
   {
     std::lock_guard lock(mu_);
-    mem_ = std::make_shared<lsm::Memtable>();
-    imm_.reset();
-    mem_last_segment_ = *next.applied_segment;
-    mem_last_seq_ = *next.applied_seq;
-    segments_since_mem_flush_ = 0;
-    mem_dirty_since_ns_ = -1;
+    map_.ResetForRestore(*next.applied_segment, *next.applied_seq);
     const int64_t now = static_cast<int64_t>(env_.NowNanos());
     seg_table_.SetLive(live, now);
     for (const auto& level : old_levels) {
-      for (const auto& r : level) retired_ssts_.emplace(r.key, now);  // GC re-checks
+      for (const auto& r : level) gc_.retired_ssts.emplace(r.key, now);  // GC re-checks
     }
   }
   Log()->info("snapshot restored name={} id={} applied_segment={}", name, d->ref.id,
@@ -323,8 +318,8 @@ Result<std::shared_ptr<BlockDevice>> LsmVolume::OpenSnapshot(const std::string& 
   std::shared_ptr<SnapDetail> d;
   {
     std::lock_guard lock(mu_);
-    auto it = snaps_.find(name);
-    if (it == snaps_.end() || it->second->deleting) {
+    auto it = snaps_.by_name.find(name);
+    if (it == snaps_.by_name.end() || it->second->deleting) {
       return Status::NotFound("no snapshot named '" + name + "'");
     }
     if (!it->second->damage.ok()) return it->second->damage;

@@ -18,8 +18,8 @@ void LsmVolume::GiveUpAt(uint64_t deadline_ns) {
   const uint64_t now = env_.NowNanos();
   {
     std::lock_guard lock(mu_);
-    if (deadline_ns >= give_up_deadline_ns_) return;
-    give_up_deadline_ns_ = deadline_ns;
+    if (deadline_ns >= lifecycle_.give_up_deadline_ns) return;
+    lifecycle_.give_up_deadline_ns = deadline_ns;
   }
   if (deadline_ns <= now) return GiveUpNow();
   // A weak reference: a volume closed in time is destroyed without waiting for this.
@@ -54,8 +54,8 @@ std::string LsmVolume::NotDurableSummaryLocked() const {
   const StoreHealth::State& h = uploader_.HealthLocked();
   if (h.failing) {
     why = fmt::format("store failing since {}: {}", FormatRfc3339(h.since_wall_ns), h.error);
-  } else if (fenced_) {
-    why = "volume fenced: " + fenced_reason_;
+  } else if (lifecycle_.fenced) {
+    why = "volume fenced: " + lifecycle_.fenced_reason;
   } else if (give_up_.cancelled()) {
     why = "the stop deadline passed before they were uploaded";
   } else {
@@ -77,14 +77,14 @@ Status LsmVolume::GaveUpLocked() const {
 Task<Status> LsmVolume::Close(uint64_t deadline_ns) {
   {
     std::lock_guard lock(mu_);
-    if (closing_) co_return Status::Shutdown("volume already closed");
-    closing_ = true;
+    if (lifecycle_.closing) co_return Status::Shutdown("volume already closed");
+    lifecycle_.closing = true;
   }
   GiveUpAt(deadline_ns);
   Status st = co_await Flush();
   {
     std::lock_guard lock(mu_);
-    stop_ = true;
+    lifecycle_.stop = true;
     uploader_.StopLocked();  // drains what is buffered, then exits
   }
   changed_.NotifyAll();  // maintenance exits

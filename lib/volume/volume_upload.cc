@@ -17,17 +17,14 @@ void LsmVolume::ApplyExtentsLocked(const SegmentFooter& f, const std::vector<lsm
   const int64_t now = static_cast<int64_t>(env_.NowNanos());
   seg_table_.AddSegment(f.segment_id, size, f.data_blocks, f.is_fence());
   for (const lsm::Extent& e : extents) {
-    shadowed_blocks_ += ShadowedByLocked(e.first, e.end);
-    mem_->Apply(e, [&](const lsm::Extent& replaced) {
+    compaction_.shadowed_blocks += ShadowedByLocked(e.first, e.end);
+    map_.mem->Apply(e, [&](const lsm::Extent& replaced) {
       seg_table_.AddLive(replaced.loc.segment, -static_cast<int64_t>(replaced.length()), now);
     });
     if (e.loc.is_data()) seg_table_.AddLive(f.segment_id, static_cast<int64_t>(e.length()), now);
   }
   seg_table_.AddLive(f.segment_id, 0, now);  // none of its data live: its clock starts now
-  mem_last_segment_ = f.segment_id;
-  mem_last_seq_ = std::max(mem_last_seq_, f.last_seq);
-  ++segments_since_mem_flush_;
-  if (mem_dirty_since_ns_ < 0) mem_dirty_since_ns_ = now;
+  map_.NoteApplied(f.segment_id, f.last_seq, now);
 }
 
 uint64_t LsmVolume::ShadowedByLocked(uint64_t first, uint64_t end) const {
@@ -52,8 +49,8 @@ uint64_t LsmVolume::ShadowedByLocked(uint64_t first, uint64_t end) const {
         n += double(hi - lo) * double(it->data_blocks) / double(it->end_block - it->min_block);
       }
     }
-    if (imm_) {
-      imm_->ForEach(b, e, [&](const lsm::Extent& x) {
+    if (map_.imm) {
+      map_.imm->ForEach(b, e, [&](const lsm::Extent& x) {
         if (x.loc.is_data()) n += double(x.length());
         return true;
       });
@@ -61,7 +58,7 @@ uint64_t LsmVolume::ShadowedByLocked(uint64_t first, uint64_t end) const {
     return static_cast<uint64_t>(n);
   };
   uint64_t total = 0, cur = first;
-  mem_->ForEach(first, end, [&](const lsm::Extent& x) {
+  map_.mem->ForEach(first, end, [&](const lsm::Extent& x) {
     if (x.first > cur) total += beneath(cur, x.first);
     cur = x.end;
     return true;
@@ -102,10 +99,10 @@ Task<Status> LsmVolume::ApplyUploaded(const SegmentFooter& footer, uint64_t size
 }
 
 void LsmVolume::FenceLocked(const std::string& reason) {
-  fenced_ = true;
-  fenced_reason_ = reason;
-  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", fenced_reason_);
-  uploader_.durable().Fail(Status::IOError("volume is fenced: " + fenced_reason_));
+  lifecycle_.fenced = true;
+  lifecycle_.fenced_reason = reason;
+  Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", lifecycle_.fenced_reason);
+  uploader_.durable().Fail(lifecycle_.FencedError());
   uploader_.Wake();   // exits
   room_.NotifyAll();  // stalled writers fail
   changed_.NotifyAll();  // maintenance exits; a restore stops waiting

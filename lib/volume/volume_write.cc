@@ -24,20 +24,20 @@ std::vector<uint64_t> EdgeBlocks(uint64_t offset, uint64_t end, uint64_t bs) {
 }
 }  // namespace
 
-uint64_t LsmVolume::size_bytes() const { return size_bytes_; }
+uint64_t LsmVolume::size_bytes() const { return opened_.size_bytes; }
 
 Status LsmVolume::CheckNotSalvage() const {
   if (!options_.salvage) return Status::Ok();
   return Status::PermissionDenied(fmt::format(
-      "the volume is open read-only for salvage (segment {} is missing)", salvage_gap_));
+      "the volume is open read-only for salvage (segment {} is missing)", opened_.salvage_gap));
 }
 
 Status LsmVolume::CheckWritable() {
   RETURN_IF_ERROR(CheckNotSalvage());
   std::lock_guard lock(mu_);
-  if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+  if (lifecycle_.fenced) return lifecycle_.FencedError();
   if (give_up_.cancelled()) return GaveUpLocked();
-  if (closing_) return Status::Shutdown("volume is closing");
+  if (lifecycle_.closing) return Status::Shutdown("volume is closing");
   return Status::Ok();
 }
 
@@ -52,18 +52,18 @@ void LsmVolume::BumpStripesLocked(uint64_t first, uint64_t end) {
 }
 
 Status LsmVolume::CheckBufferableLocked() const {
-  if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+  if (lifecycle_.fenced) return lifecycle_.FencedError();
   if (give_up_.cancelled()) return GaveUpLocked();  // nothing uploads it any more
-  // The uploader drains what is buffered when stop_ is set and then exits: nothing may
+  // The uploader drains what is buffered when stop is set and then exits: nothing may
   // land after that, or a FUA or FLUSH would wait for it forever (dst seeds 5431, 5435).
-  if (stop_) return Status::Shutdown("volume is closed");
+  if (lifecycle_.stop) return Status::Shutdown("volume is closed");
   return Status::Ok();
 }
 
 Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uint64_t n,
                                          const std::shared_ptr<const void>& keep) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  uploader_.ActiveLocked().WriteBlocks(first, data, n, next_seq_++, keep);
+  uploader_.ActiveLocked().WriteBlocks(first, data, n, map_.next_seq++, keep);
   BumpStripesLocked(first, first + n);
   NoteDirtyLocked();
   return Status::Ok();
@@ -71,7 +71,7 @@ Status LsmVolume::WriteFullBlocksLocked(uint64_t first, const uint8_t* data, uin
 
 Status LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind kind) {
   RETURN_IF_ERROR(CheckBufferableLocked());
-  uploader_.ActiveLocked().WriteZeroRun(first, end, kind, next_seq_++);
+  uploader_.ActiveLocked().WriteZeroRun(first, end, kind, map_.next_seq++);
   BumpStripesLocked(first, end);
   NoteDirtyLocked();
   return Status::Ok();
@@ -83,19 +83,19 @@ Task<Status> LsmVolume::WaitForRoom() {
   // room_. The epoch is sampled before the last check, so no wake-up is lost.
   auto check = [&](bool* poke) -> std::optional<Status> {
     std::lock_guard lock(mu_);
-    if (fenced_) return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (lifecycle_.fenced) return lifecycle_.FencedError();
     if (give_up_.cancelled()) return GaveUpLocked();
     const uint64_t unflushed = UnflushedBytesLocked();
     if (unflushed < options_.max_unflushed_bytes) {
-      if (stalled_) {
-        stalled_ = false;
+      if (lifecycle_.stalled) {
+        lifecycle_.stalled = false;
         Log()->info("write stall over unflushed_bytes={}", unflushed);
       }
       return Status::Ok();
     }
-    if (!stalled_) {
-      stalled_ = true;
-      ++write_stalls_;
+    if (!lifecycle_.stalled) {
+      lifecycle_.stalled = true;
+      ++lifecycle_.write_stalls;
       Log()->warn(
           "writes stalled: unflushed data reached max_unflushed_bytes={} (the store is "
           "slower than the writes)",
@@ -209,7 +209,7 @@ Task<Status> LsmVolume::Flush() {
   uint64_t target;
   {
     std::lock_guard lock(mu_);
-    if (fenced_) co_return Status::IOError("volume is fenced: " + fenced_reason_);
+    if (lifecycle_.fenced) co_return lifecycle_.FencedError();
     if (give_up_.cancelled() && !uploader_.EmptyLocked()) co_return GaveUpLocked();
     target = uploader_.FlushTargetLocked();
     if (target == 0) co_return Status::Ok();  // nothing unflushed

@@ -158,6 +158,10 @@ class LsmVolume final : public Volume,
   // Corruption when the newest segment's epoch is above the latest manifest's `epoch`
   // (manifest `number`): a newer manifest was lost. Unavailable when one appeared.
   Task<Status> CheckNewestEpoch(const ReplayPlan& plan, uint64_t number, uint64_t epoch);
+  // Open found no manifest: Corruption naming manifest 1 when segments exist (every
+  // manifest was lost; a new volume there would read as zeroes over the old data);
+  // Unavailable "relist" when a manifest appeared meanwhile (another writer created it).
+  Task<Status> CheckNoManifestLeft();
   Task<Status> ApplyReplayed(const SegmentFooter& f, uint64_t size);
   // Applies a segment's extents to the memtable. Conditional extents are first cut to
   // where the committed map (memtables + SSTs) still holds their expected location;

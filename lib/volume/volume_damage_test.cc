@@ -162,6 +162,31 @@ TEST_CASE("a lost latest manifest of a newer epoch refuses the open, names it, w
   CHECK(Keys(env, mem) == before);
 }
 
+TEST_CASE("segments with no manifest left refuse the open, name manifest 1, write nothing",
+          "[volume][damage]") {
+  // dst seed 394565855: the only manifest deleted; the open took the store for a new
+  // volume, wrote manifest 1 again and only then tripped over the old epoch-1 segments.
+  objstore::MemoryStore mem;
+  WriteSixSegments(mem);
+  SimEnv env;
+  for (const auto& key : Keys(env, mem)) {
+    if (key.rfind("manifest/", 0) == 0) REQUIRE(RunSim(env, mem.Delete(key)).ok());
+  }
+  const auto before = Keys(env, mem);
+  auto v = RunSim(env, LsmVolume::Open(env, mem, DamageOptions()));
+  REQUIRE_FALSE(v.ok());
+  INFO(v.status().ToString());
+  CHECK(v.status().IsCorruption());
+  CHECK_THAT(v.status().message(), Catch::Contains(ManifestKey(1)));
+  CHECK_THAT(v.status().message(), Catch::Contains("no manifest"));
+  CHECK(Keys(env, mem) == before);  // no manifest 1 written over the old data
+
+  objstore::MemoryStore fresh;  // an empty store is still a new volume
+  auto n = RunSim(env, LsmVolume::Open(env, fresh, DamageOptions()));
+  REQUIRE(n.ok());
+  REQUIRE(RunSim(env, (*n)->Close()).ok());
+}
+
 TEST_CASE("a v1 footer above a gap is evidence too (id - 1 was stored before it)",
           "[volume][damage]") {
   // Version-1 footers carry no durable_through; they decode as id - 1, exact for the

@@ -106,7 +106,10 @@ Task<Status> LsmVolume::DoOpen() {
       break;
     }
     if (latest.status().IsNotFound()) {
-      // A new volume: manifest 1, epoch 1.
+      // A new volume: manifest 1, epoch 1 (unless segments say it is a damaged one).
+      Status damage = co_await CheckNoManifestLeft();
+      if (damage.IsUnavailable() && attempt < 10) continue;  // created meanwhile: re-read
+      CO_RETURN_IF_ERROR(damage);
       m = Manifest{};
       m.volume_uuid = MakeUuid(env_.RandomU64(), env_.RandomU64());
       m.size_bytes = options_.size_bytes != 0 ? options_.size_bytes : (1ull << 30);
@@ -333,6 +336,29 @@ Task<Status> LsmVolume::CheckNewestEpoch(const ReplayPlan& plan, uint64_t number
       "older state of the volume. Nothing was written.",
       ManifestKey(number + 1), store_.url(), ManifestKey(number), epoch, SegmentKey(newest),
       f->epoch));
+}
+
+Task<Status> LsmVolume::CheckNoManifestLeft() {
+  auto listed = co_await reads_.List("seg/");
+  if (!listed.ok()) co_return listed.status().WithContext("listing segments");
+  uint64_t count = 0, first = UINT64_MAX, last = 0;
+  for (const auto& o : *listed) {
+    uint64_t id;
+    if (!ParseSegmentKey(o.key, &id)) continue;
+    ++count;
+    first = std::min(first, id);
+    last = std::max(last, id);
+  }
+  if (count == 0) co_return Status::Ok();  // a new volume
+  // A writer that created the volume after we looked also fits: look again first.
+  auto again = co_await log_.ReadLatest(0);
+  if (again.ok()) co_return Status::Unavailable("relist: a manifest appeared");
+  if (!again.status().IsNotFound()) co_return again.status();
+  co_return Status::Corruption(fmt::format(
+      "{} holds {} segment(s) ({} to {}) but no manifest: {} and every later manifest are "
+      "missing. This is a damaged volume, not a new one; creating a volume here would read "
+      "as zeroes over that data. Nothing was written.",
+      store_.url(), count, SegmentKey(first), SegmentKey(last), ManifestKey(1)));
 }
 
 Task<Status> LsmVolume::Replay() {

@@ -68,24 +68,37 @@ uint64_t LsmVolume::ShadowedByLocked(uint64_t first, uint64_t end) const {
 }
 
 Task<Status> LsmVolume::ApplyFooter(const SegmentFooter& f, uint64_t size) {
+  // Resolving a conditional extent reads map SSTs. Compaction may retire one and GC
+  // collect it (after gc_grace_ms) under a slow lookup: the map's contents did not change,
+  // only where they live, so resolve again as reads do (dst swarm seed 394565878, where
+  // NotFound fenced the volume and failed a FLUSH).
+  constexpr int kResolveAttempts = 4;
   std::vector<lsm::Extent> extents;
-  extents.reserve(f.extents.size());
-  for (const SegmentExtent& se : f.extents) {
-    if (!se.conditional) {
-      extents.push_back(se.extent);
-      continue;
+  for (int attempt = 1;; ++attempt) {
+    extents.clear();
+    extents.reserve(f.extents.size());
+    Status st;
+    for (const SegmentExtent& se : f.extents) {
+      if (!se.conditional) {
+        extents.push_back(se.extent);
+        continue;
+      }
+      // Apply only where the map still points at the expected location (sliced along).
+      const lsm::Extent& e = se.extent;
+      st = co_await Resolve(
+          e.first, e.end,
+          [&](const Piece& p) {
+            lsm::Loc want = se.expected.Slice(p.first - e.first);
+            if (p.loc.is_data() && p.loc == want) {
+              extents.push_back(lsm::Extent{p.first, p.end, e.loc.Slice(p.first - e.first)});
+            }
+          },
+          /*include_buffers=*/false);
+      if (!st.ok()) break;
     }
-    // Apply only where the map still points at the expected location (sliced along).
-    const lsm::Extent& e = se.extent;
-    CO_RETURN_IF_ERROR(co_await Resolve(
-        e.first, e.end,
-        [&](const Piece& p) {
-          lsm::Loc want = se.expected.Slice(p.first - e.first);
-          if (p.loc.is_data() && p.loc == want) {
-            extents.push_back(lsm::Extent{p.first, p.end, e.loc.Slice(p.first - e.first)});
-          }
-        },
-        /*include_buffers=*/false));
+    if (st.IsNotFound() && attempt < kResolveAttempts) continue;
+    CO_RETURN_IF_ERROR(st);
+    break;
   }
   std::sort(extents.begin(), extents.end(),
             [](const lsm::Extent& a, const lsm::Extent& b) { return a.first < b.first; });

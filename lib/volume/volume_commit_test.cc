@@ -8,6 +8,7 @@
 #include "env/sim_env.h"
 #include "lsm/compaction.h"
 #include "objstore/memory_store.h"
+#include "testing/read_device.h"
 #include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 
@@ -30,10 +31,7 @@ std::vector<uint8_t> Gen(uint8_t g, size_t n = 64 * 1024) {
 }
 
 std::vector<uint8_t> Read(SimEnv& env, BlockDevice& dev, uint64_t off, size_t n) {
-  std::vector<uint8_t> out(n);
-  auto st = RunSim(env, dev.Read(off, out, nullptr));
-  if (!st.ok()) FAIL("read failed: " << st.ToString());
-  return out;
+  return testing::ReadDevice(env, dev, off, n);
 }
 
 TEST_CASE("a job started before a restore cannot commit after it", "[volume][commit]") {

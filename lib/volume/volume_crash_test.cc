@@ -15,6 +15,7 @@
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
+#include "testing/read_device.h"
 #include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 #include "volume/manifest_log.h"
@@ -143,10 +144,7 @@ Task<Status> CreateStatus(LsmVolume& v, std::string name) {
 }
 
 std::vector<uint8_t> Read(SimEnv& env, BlockDevice& dev, uint64_t off, size_t n) {
-  std::vector<uint8_t> out(n);
-  auto st = RunSim(env, dev.Read(off, out, nullptr));
-  if (!st.ok()) FAIL("read failed: " << st.ToString());
-  return out;
+  return testing::ReadDevice(env, dev, off, n);
 }
 
 void Write(SimEnv& env, LsmVolume& v, uint64_t off, const std::vector<uint8_t>& d) {

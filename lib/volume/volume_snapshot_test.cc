@@ -10,6 +10,7 @@
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
+#include "testing/read_device.h"
 #include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 
@@ -43,10 +44,7 @@ std::vector<uint8_t> Noise(uint64_t seed, size_t n) {  // incompressible
 }
 
 std::vector<uint8_t> Read(SimEnv& env, BlockDevice& dev, uint64_t off, size_t n) {
-  std::vector<uint8_t> out(n);
-  auto st = RunSim(env, dev.Read(off, out, nullptr));
-  if (!st.ok()) FAIL("read failed: " << st.ToString());
-  return out;
+  return testing::ReadDevice(env, dev, off, n);
 }
 
 TEST_CASE("the original's scenario: gen1, snap1, gen2, snap2, restores, delete, restart",

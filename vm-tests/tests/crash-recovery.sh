@@ -101,10 +101,18 @@ check "kill -9 portalbd during the dd ($rounds syncs done, $big bytes written, $
 
 # The writers now fail with EIO; the old mount and connection are abandoned (detached and
 # disconnected), the volume comes back on /dev/nbd1.
+# Disconnect before waiting for the killed writers: a writer in uninterruptible sleep on
+# I/O queued to the dead connection exits only once that I/O fails (a full run once hung
+# here for 300 s with the wait first). The wait is bounded too.
 kill -KILL "$big_pid" "$syncer_pid" 2>/dev/null || true
-wait "$big_pid" "$syncer_pid" 2>/dev/null || true
-umount -l /mnt 2>/dev/null || true
 nbd-client -d /dev/nbd0 >/dev/null 2>&1 || true
+n=0
+while { kill -0 "$big_pid" || kill -0 "$syncer_pid"; } 2>/dev/null && [ $n -lt 300 ]; do
+  sleep 0.1
+  n=$((n + 1))
+done
+[ $n -lt 300 ] || echo "## the killed writers are still there after 30 s; going on"
+umount -l /mnt 2>/dev/null || true
 last=$(tail -n 1 /tmp/synced)
 rounds=${last%% *}
 big_synced=${last#* }

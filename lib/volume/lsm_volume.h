@@ -115,6 +115,10 @@ class LsmVolume final : public Volume,
   Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name) override;
 
  private:
+  // Lookups that meet NotFound resolve again this many times: compaction retires an SST
+  // and GC collects it, or GC frees a segment, under a slow lookup (the map's contents
+  // did not change, only where they live). Reads, BLOCK_STATUS and ApplyFooter.
+  static constexpr int kReadRetries = 3;
   // The map as committed (number = manifest number): immutable, shared by readers.
   using Version = lsm::Version;
   // A resolved run of blocks (the read path).

@@ -20,7 +20,6 @@ struct MapMemtables {
   std::shared_ptr<const lsm::Memtable> imm;  // flushing; null when none
   uint64_t imm_applied_segment = 0;          // what imm covers, up to and including
   uint64_t imm_applied_seq = 0;
-  uint64_t mem_first_segment = 0;
   uint64_t mem_last_segment = 0;  // the last segment applied to mem (or committed)
   uint64_t mem_last_seq = 0;
   int64_t mem_dirty_since_ns = -1;  // when mem first took a segment since a flush; -1 none

@@ -194,7 +194,7 @@ Task<Status> LsmVolume::DoOpen() {
     head_.levels.clear();
     uploader_.SetNextSegmentIdLocked(m.next_segment_id);
     map_.next_seq = m.next_seq;
-    map_.mem_first_segment = map_.mem_last_segment = m.applied_segment;
+    map_.mem_last_segment = m.applied_segment;
     map_.mem_last_seq = m.applied_seq;
   }
   // Account the committed map's references (GC liveness).

@@ -10,7 +10,6 @@
 namespace portal::volume {
 namespace {
 
-constexpr int kReadRetries = 3;  // a segment freed by GC under a read: resolve again
 constexpr uint64_t kStatusWindowBlocks = 64 * 1024;
 constexpr uint64_t kCacheMaxBytes = 64ull << 20;
 

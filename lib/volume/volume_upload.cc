@@ -72,9 +72,8 @@ Task<Status> LsmVolume::ApplyFooter(const SegmentFooter& f, uint64_t size) {
   // collect it (after gc_grace_ms) under a slow lookup: the map's contents did not change,
   // only where they live, so resolve again as reads do (dst swarm seed 394565878, where
   // NotFound fenced the volume and failed a FLUSH).
-  constexpr int kResolveAttempts = 4;
   std::vector<lsm::Extent> extents;
-  for (int attempt = 1;; ++attempt) {
+  for (int attempt = 0;; ++attempt) {
     extents.clear();
     extents.reserve(f.extents.size());
     Status st;
@@ -96,7 +95,7 @@ Task<Status> LsmVolume::ApplyFooter(const SegmentFooter& f, uint64_t size) {
           /*include_buffers=*/false);
       if (!st.ok()) break;
     }
-    if (st.IsNotFound() && attempt < kResolveAttempts) continue;
+    if (st.IsNotFound() && attempt < kReadRetries) continue;
     CO_RETURN_IF_ERROR(st);
     break;
   }

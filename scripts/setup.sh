@@ -19,8 +19,9 @@ packages=(
   libnbd-bin python3-libnbd nbdkit qemu-utils fio python3 python3-botocore
   # misc used by tests and benchmarks
   curl procps util-linux
-  # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI
-  fuse2fs e2fsprogs sqlite3
+  # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI,
+  # PostgreSQL's pgbench, a game server (minetest-server) generating a world
+  fuse2fs e2fsprogs sqlite3 postgresql minetest-server
 )
 
 missing=()

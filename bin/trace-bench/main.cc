@@ -325,7 +325,13 @@ int main(int argc, char** argv) {
     reports.push_back(std::move(*w));
   }
   env.Stop();
-  if (!reports.empty()) std::printf("\n=== comparison ===\n%s", FormatTable(reports).c_str());
+  if (!reports.empty()) {
+    std::printf("\n=== comparison ===\n%s", FormatTable(reports).c_str());
+    std::printf("\n=== latency per op kind ===\n%s", FormatLatencyTable(reports).c_str());
+    if (s.nbd_uri.empty()) {
+      std::printf("\n=== store requests per op ===\n%s", FormatRequestsTable(reports).c_str());
+    }
+  }
 
   if (!s.json_path.empty()) {
     nlohmann::json j;

@@ -1,5 +1,7 @@
 #include "trace/bench_report.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace portal::trace {
@@ -75,6 +77,20 @@ std::optional<double> WorkloadReport::WriteAmplification() const {
   return static_cast<double>(PutBytes(*store)) / static_cast<double>(m.bytes_written);
 }
 
+std::optional<StoreRequestsPerOp> WorkloadReport::RequestsPerOp() const {
+  auto store = MergedStore();
+  if (!store) return std::nullopt;
+  StoreRequestsPerOp r;
+  r.ops = Merged().ops;
+  r.requests = store->Total().calls;
+  double ops = static_cast<double>(r.ops);
+  for (size_t k = 0; k < objstore::kNumOpKinds; ++k) {
+    r.per_kind[k] = r.ops ? static_cast<double>(store->ops[k].calls) / ops : 0.0;
+  }
+  r.total = r.ops ? static_cast<double>(r.requests) / ops : 0.0;
+  return r;
+}
+
 std::string FormatIteration(size_t number, const IterationReport& it) {
   const ReplayResult& r = it.result;
   double ns = static_cast<double>(r.duration_ns);
@@ -120,6 +136,15 @@ std::string FormatWorkload(const WorkloadReport& w) {
     }
     if (!any) add(" no requests");
     add("\n");
+    auto per_op = *w.RequestsPerOp();
+    add("  store requests per op:");
+    for (size_t k = 0; k < objstore::kNumOpKinds; ++k) {
+      if (store->ops[k].calls == 0) continue;
+      add(fmt::format(" {} {:.4f}", objstore::OpKindName(static_cast<objstore::OpKind>(k)),
+                      per_op.per_kind[k]));
+    }
+    add(fmt::format(" all {:.4f} ({} requests / {} ops)\n", per_op.total, per_op.requests,
+                    per_op.ops));
     if (auto wa = w.WriteAmplification()) {
       add(fmt::format("  write amplification {:.2f} (PUT {:.1f} MB / written {:.1f} MB)\n", *wa,
                       static_cast<double>(PutBytes(*store)) / 1e6,
@@ -144,6 +169,67 @@ std::string FormatTable(const std::vector<WorkloadReport>& ws) {
                        w.name.substr(0, 24), w.trace_ops, w.MeanDurationNs() / 1e6, w.OpsPerSec(),
                        w.ReadMBps(), w.WriteMBps(), Us(all.Percentile(0.5)),
                        Us(all.Percentile(0.99)), wa ? fmt::format("{:.2f}", *wa) : "-");
+  }
+  return out;
+}
+
+std::string FormatLatencyTable(const std::vector<WorkloadReport>& ws) {
+  std::vector<ReplayResult> merged;
+  std::array<bool, kNumOpTypes> present{};
+  for (const auto& w : ws) {
+    merged.push_back(w.Merged());
+    for (size_t t = 0; t < kNumOpTypes; ++t) present[t] |= merged.back().latency[t].count() > 0;
+  }
+  std::string out = fmt::format("{:<24}", "latency (ms)");
+  std::vector<size_t> widths;
+  for (size_t t = 0; t < kNumOpTypes; ++t) {
+    if (!present[t]) continue;
+    for (const char* p : {"p50", "p99"}) {
+      std::string h = fmt::format("{} {}", OpTypeName(static_cast<OpType>(t)), p);
+      widths.push_back(std::max<size_t>(h.size(), 9));
+      out += fmt::format(" {:>{}}", h, widths.back());
+    }
+  }
+  out += "\n";
+  for (size_t i = 0; i < ws.size(); ++i) {
+    out += fmt::format("{:<24}", ws[i].name.substr(0, 24));
+    size_t col = 0;
+    for (size_t t = 0; t < kNumOpTypes; ++t) {
+      if (!present[t]) continue;
+      const LatencyHistogram& h = merged[i].latency[t];
+      for (double q : {0.5, 0.99}) {
+        std::string v = h.count() ? fmt::format("{:.3f}", static_cast<double>(h.Percentile(q)) / 1e6)
+                                  : "-";
+        out += fmt::format(" {:>{}}", v, widths[col++]);
+      }
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string FormatRequestsTable(const std::vector<WorkloadReport>& ws) {
+  std::array<bool, objstore::kNumOpKinds> present{};
+  for (const auto& w : ws) {
+    if (auto store = w.MergedStore()) {
+      for (size_t k = 0; k < objstore::kNumOpKinds; ++k) present[k] |= store->ops[k].calls > 0;
+    }
+  }
+  std::string out = fmt::format("{:<24} {:>9} {:>9} {:>9}", "store requests per op", "ops",
+                                "requests", "all");
+  for (size_t k = 0; k < objstore::kNumOpKinds; ++k) {
+    if (present[k]) out += fmt::format(" {:>13}", objstore::OpKindName(static_cast<objstore::OpKind>(k)));
+  }
+  out += "\n";
+  for (const auto& w : ws) {
+    auto r = w.RequestsPerOp();
+    out += fmt::format("{:<24} {:>9} {:>9} {:>9}", w.name.substr(0, 24), w.Merged().ops,
+                       r ? std::to_string(r->requests) : "-",
+                       r ? fmt::format("{:.4f}", r->total) : "-");
+    for (size_t k = 0; k < objstore::kNumOpKinds; ++k) {
+      if (present[k]) out += fmt::format(" {:>13}", r ? fmt::format("{:.4f}", r->per_kind[k]) : "-");
+    }
+    out += "\n";
   }
   return out;
 }
@@ -198,6 +284,14 @@ nlohmann::json WorkloadJson(const WorkloadReport& w) {
           {"calls", op.calls}, {"errors", op.errors}, {"bytes", op.bytes}};
     }
     j["object_store"] = s;
+    auto per_op = *w.RequestsPerOp();
+    json r = {{"total", per_op.total}};
+    for (size_t k = 0; k < objstore::kNumOpKinds; ++k) {
+      if (store->ops[k].calls == 0) continue;
+      r[std::string(objstore::OpKindName(static_cast<objstore::OpKind>(k)))] = per_op.per_kind[k];
+    }
+    j["store_requests"] = per_op.requests;
+    j["requests_per_op"] = r;
     auto wa = w.WriteAmplification();
     j["write_amplification"] = wa ? json(*wa) : json(nullptr);
   }

@@ -42,8 +42,18 @@ def check_replayed(doc, trace, what, in_process):
         check(store.get("PUT_IF_ABSENT", {}).get("calls", 0) > 0, f"{what}: segments uploaded")
         check(w["write_amplification"] is not None and w["write_amplification"] > 0.5,
               f"{what}: write amplification {w['write_amplification']}")
+        # Requests per op: the store's calls over the ops replayed, kind by kind and in all.
+        calls = {k: v["calls"] for k, v in store.items()}
+        check_eq(w["store_requests"], sum(calls.values()), f"{what}: store requests")
+        per_op = w["requests_per_op"]
+        check_eq(set(per_op), set(calls) | {"total"}, f"{what}: kinds per op")
+        for k, n in calls.items():
+            check(abs(per_op[k] * w["ops"] - n) < 1e-6 * n + 1e-9, f"{what}: {k} per op {per_op}")
+        check(abs(per_op["total"] * w["ops"] - w["store_requests"]) < 1e-6 * w["store_requests"],
+              f"{what}: requests per op {per_op}")
     else:
         check("object_store" not in w, f"{what}: no store numbers for a remote server")
+        check("requests_per_op" not in w, f"{what}: no requests per op for a remote server")
 
 
 def check_percentiles(w, what):
@@ -101,7 +111,8 @@ def case_output_parsed(tmp):
     out = r.stdout
     sections = re.split(r"^=== ", out, flags=re.M)[1:]
     names = [s.split(" ", 1)[0] for s in sections]
-    check_eq(names, ["mkfs-ext4", "fio-randrw-fsync", "comparison"], "report sections")
+    check_eq(names, ["mkfs-ext4", "fio-randrw-fsync", "comparison", "latency", "store"],
+             "report sections")
     for s in sections[:2]:
         check("latency (us)" in s and "p50" in s and "p99.9" in s, f"latency header:\n{s}")
         header = next(l for l in s.splitlines() if "latency (us)" in l).split()
@@ -118,13 +129,30 @@ def case_output_parsed(tmp):
         check(re.search(r"^  write amplification [\d.]+ ", s, re.M), f"write amplification:\n{s}")
         check(re.search(r"^  object store \(all iterations\): .*PUT_IF_ABSENT \d+", s, re.M),
               f"object store line:\n{s}")
+        m = re.search(r"^  store requests per op: .*PUT_IF_ABSENT [\d.]+ all ([\d.]+) "
+                      r"\((\d+) requests / (\d+) ops\)$", s, re.M)
+        check(m, f"requests per op line:\n{s}")
+        check(abs(float(m.group(1)) - int(m.group(2)) / int(m.group(3))) < 1e-4,
+              f"requests per op: {m.group(0)}")
     table = sections[2].splitlines()
     check(table[1].split()[:2] == ["workload", "ops"], f"comparison header: {table[1]}")
     check_eq([l.split()[0] for l in table[2:] if l.strip()], ["mkfs-ext4", "fio-randrw-fsync"],
              "comparison rows")
-    for w in doc["workloads"]:
+    # p50 and p99 in ms per op kind; requests per op by store request kind.
+    lat = [l.split() for l in sections[3].splitlines()[1:] if l.strip()]
+    kinds = ["Read", "Write", "Trim", "WriteZeroes", "Flush"]  # what mkfs-ext4 has, in order
+    check_eq(lat[0], ["latency", "(ms)"] + [x for k in kinds for x in [k, "p50", k, "p99"]],
+             "latency header")
+    for row in lat[1:]:
+        check(all(v == "-" or float(v) >= 0 for v in row[1:]), f"latency row: {row}")
+    check_eq([l[0] for l in lat[1:]], ["mkfs-ext4", "fio-randrw-fsync"], "latency rows")
+    req = [l.split() for l in sections[4].splitlines()[1:] if l.strip()]
+    check(req[0][4:7] == ["ops", "requests", "all"], f"requests header: {req[0]}")
+    for w, row in zip(doc["workloads"], req[1:]):
+        check_eq(row[:3], [w["name"], str(w["ops"]), str(w["store_requests"])], "requests row")
         check_percentiles(w, w["name"])
         check_eq(len(w["iterations"]), 2, "iterations in JSON")
+    check_eq(len(req), 3, "requests rows")
 
 
 def bad_trace(tmp, name, mutate):

@@ -52,6 +52,7 @@ struct Settings {
   uint32_t iodepth = 32;
   std::string storage = "memory://";
   std::string cache_dir;  // "" = in-memory SQLite cache
+  bool unsafe_no_fencing = false;
   std::string nbd_uri;
   std::string pace = "fast";
   std::string json_path;
@@ -69,34 +70,46 @@ std::string Describe(const Settings& s) {
                            : "NBD server " + s.nbd_uri;
 }
 
+// --storage with "{workload}" replaced by the workload's name: one volume per trace.
+std::string StorageFor(const Settings& s, const std::string& workload) {
+  std::string url = s.storage;
+  static constexpr std::string_view kVar = "{workload}";
+  for (size_t at = url.find(kVar); at != std::string::npos; at = url.find(kVar, at + workload.size())) {
+    url.replace(at, kVar.size(), workload);
+  }
+  return url;
+}
+
 // --- one replay ---
 
 // `pool` (the daemon's buffer pool, kept across iterations as the daemon keeps it across
 // segments) must outlive the call.
 Result<IterationReport> RunInProcess(portal::RealEnv& env, portal::BufferPool& pool,
-                                     const Trace& t, const Settings& s,
-                                     const WritePattern& pattern, const ReplayOptions& ro) {
+                                     const Trace& t, const std::string& storage,
+                                     const Settings& s, const WritePattern& pattern,
+                                     const ReplayOptions& ro) {
   portal::config::Config cfg;
-  cfg.storage_url = s.storage;
+  cfg.storage_url = storage;
+  cfg.unsafe_no_fencing = s.unsafe_no_fencing;
   portal::volume::VolumeOptions vo = portal::daemon::VolumeOptionsFor(cfg);
   vo.cache_dir = s.cache_dir;
   vo.buffer_pool = &pool;
   uint64_t bs = vo.block_size;
   vo.size_bytes = std::max<uint64_t>(bs, (t.device_size_bytes + bs - 1) / bs * bs);
-  if (s.storage.starts_with("file://")) {
+  if (storage.starts_with("file://")) {
     std::error_code ec;
-    std::filesystem::create_directories(s.storage.substr(7), ec);
+    std::filesystem::create_directories(storage.substr(7), ec);
   }
   portal::objstore::StoreOptions so;
   so.buffer_pool = &pool;
-  auto opened = portal::objstore::OpenStore(s.storage, env, so);
-  if (!opened.ok()) return opened.status().WithContext("--storage " + s.storage);
+  auto opened = portal::objstore::OpenStore(storage, env, so);
+  if (!opened.ok()) return opened.status().WithContext("--storage " + storage);
   portal::objstore::CountingStore store(std::move(*opened));
   if (Status st = portal::BlockOn(store.CheckAccess()); !st.ok()) {
-    return st.WithContext("storage " + s.storage);
+    return st.WithContext("storage " + storage);
   }
   auto vol = portal::BlockOn(portal::volume::OpenVolume(env, store, vo));
-  if (!vol.ok()) return vol.status().WithContext("opening the volume at " + s.storage);
+  if (!vol.ok()) return vol.status().WithContext("opening the volume at " + storage);
   auto base = store.stats();
   DeviceTarget target(**vol, pattern);
   IterationReport it;
@@ -221,7 +234,7 @@ Result<WorkloadReport> Bench(portal::RealEnv& env, const std::string& path, cons
                    static_cast<unsigned long>(total), total ? 100.0 * done / total : 100.0,
                    tty ? "   " : "\n");
     };
-    auto r = s.nbd_uri.empty() ? RunInProcess(env, pool, t, s, pattern, ro)
+    auto r = s.nbd_uri.empty() ? RunInProcess(env, pool, t, StorageFor(s, w.name), s, pattern, ro)
                                : RunNbd(env, t, s, pattern, ro);
     if (tty) std::fprintf(stderr, "\r%60s\r", "");
     return r;
@@ -274,8 +287,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 256u));
   app.add_option("--iodepth", s.iodepth, "requests in flight at most")->check(CLI::Range(1u, 4096u));
   auto* storage = app.add_option("--storage", s.storage,
-                                 "in-process volume storage: memory://, file:///dir, s3://bucket/prefix");
+                                 "in-process volume storage: memory://, file:///dir, s3://bucket/prefix; "
+                                 "{workload} in it is replaced by the workload's name");
   app.add_option("--cache-dir", s.cache_dir, "in-process volume's cache directory (default: in memory)");
+  app.add_flag("--unsafe-no-fencing", s.unsafe_no_fencing,
+               "in-process: run on a store without conditional writes (s3rver), as "
+               "[storage] unsafe_no_fencing");
   auto* nbd = app.add_option("--nbd", s.nbd_uri, "replay against a live server: nbd://HOST:PORT/EXPORT "
                                                  "or nbd+unix:///EXPORT?socket=PATH");
   storage->excludes(nbd);

@@ -73,10 +73,11 @@ def case_round_trip(tmp):
     _, doc = tt.bench(tmp, path, "--iterations", "2", "--warmup", "1")
     check_replayed(doc, trace, "in-process memory://", True)
     check_eq(doc["target"], {"kind": "in-process", "storage": "memory://"}, "target")
-    store = f"file://{tmp}/volume"
+    store = f"file://{tmp}/volume-{{workload}}"  # {workload}: a volume per trace
     _, doc = tt.bench(tmp, path, "--iterations", "1", "--warmup", "0", "--storage", store)
     check_replayed(doc, trace, "in-process file://", True)
-    check(os.listdir(os.path.join(tmp, "volume")), "the file:// volume holds objects")
+    name = doc["workloads"][0]["name"]
+    check(os.listdir(os.path.join(tmp, f"volume-{name}")), "the file:// volume holds objects")
     _, doc = tt.bench(tmp, path, "--iterations", "1", "--warmup", "0", "--nbd", up.uri,
                       "--connections", "2")
     check_replayed(doc, trace, "nbdkit", False)

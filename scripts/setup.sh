@@ -21,6 +21,8 @@ packages=(
   curl procps util-linux
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI
   fuse2fs e2fsprogs sqlite3
+  # the peer in scripts/bench-s3-peers.sh: s3backer 1.5.4 on FUSE (fusermount)
+  s3backer fuse
 )
 
 missing=()

@@ -27,7 +27,8 @@
 #      it, a restart, then c and d again. Skipped, with a message, by a portalbd that
 #      rejects the keys.
 # s3backer 1.5.4: 1 MiB blocks, 256-block (256 MiB) cache, its default 20 write-back
-# threads and read-ahead. portalbd: default settings ([storage] unsafe_no_fencing, as
+# threads and read-ahead, --listBlocks (one LIST at mount, so that it does not GET a block
+# never written before its first partial write: FUSE hands it 128 KiB at a time). portalbd: default settings ([storage] unsafe_no_fencing, as
 # s3rver ignores If-None-Match).
 # Ceilings, in the same run: 8 connections of 1 MiB PUTs and GETs straight to s3rver and
 # through a front with no latency and no cap (the front must not be the bottleneck), and

@@ -193,7 +193,8 @@ class S3backer:
         self.proc = harness.spawn(
             ["s3backer", "--accessId=S3RVER", "--accessKey=S3RVER",
              f"--baseURL={self.front.endpoint}/", "--blockSize=1m", f"--size={SPAN}",
-             "--blockCacheSize=256", "--prefix=s3backer/", "--quiet", "-f", "bench", self.mnt],
+             "--blockCacheSize=256", "--listBlocks", "--prefix=s3backer/", "--quiet", "-f",
+             "bench", self.mnt],
             stdout=open(os.path.join(self.tmp, "s3backer.log"), "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not os.path.exists(os.path.join(self.mnt, "stats")):
@@ -371,7 +372,32 @@ def report(results, ceil, warm):
     for name, r in list(results.items()) + ([("portalbd, disk cache", warm)] if warm else []):
         for key in "abcd":
             if key in r:
-                print(f"  {name:9s} {key}  {fmt_cost(r[key][1])}")
+                print(f"  {name:20s} {key}  {fmt_cost(r[key][1])}")
+    if p and s:
+        targets(p, s, ceil, warm)
+
+
+def targets(p, s, ceil, warm):
+    """Issue 15's targets, met or not by this run."""
+    def r(key, metric):
+        return p[key][0][metric] / s[key][0][metric] if s[key][0][metric] else float("inf")
+
+    c = p["c"][0]
+    rows = [("d cold sequential read >= 1x s3backer", r("d", "MB/s"), r("d", "MB/s") >= 1),
+            ("a sequential write >= 1.2x s3backer", r("a", "MB/s"), r("a", "MB/s") >= 1.2),
+            ("a sequential write >= 0.8x large-PUT ceiling",
+             p["a"][0]["MB/s"] / ceil["large PUTs"], p["a"][0]["MB/s"] >= 0.8 * ceil["large PUTs"]),
+            ("c cold random read >= 1x s3backer", r("c", "IOPS"), r("c", "IOPS") >= 1),
+            ("c p99 < 3x p50", c["p99 ms"] / c["p50 ms"], c["p99 ms"] < 3 * c["p50 ms"]),
+            ("b random write >= 10x s3backer", r("b", "IOPS"), r("b", "IOPS") >= 10)]
+    if warm:
+        for key, metric in (("c", "IOPS"), ("d", "MB/s")):
+            x = warm[key][0][metric] / p[key][0][metric]
+            rows.append((f"e warm {key} >= 10x cold", x, x >= 10))
+    print()
+    print("issue 15 targets:")
+    for title, value, ok in rows:
+        print(f"  {title:46s} {value:8.3g}  {'met' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":

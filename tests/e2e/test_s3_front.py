@@ -129,9 +129,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def object_server():
+def object_server(handler=Handler):
     Handler.objects = {}
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -244,6 +244,26 @@ def case_bandwidth_cap(tmp):
     print(f"  3 GETs in parallel: {wall:.2f} s ({' '.join(f'{t:.2f}' for t in times)})")
     check(min(times) >= (size - 256 * 1024) / (10 * MB), "a parallel GET beat the cap")
     check(wall < 2 * size / (10 * MB), f"3 connections took {wall:.2f} s: the cap is shared")
+
+
+class IdleClosingHandler(Handler):
+    timeout = 0.2  # closes a connection idle for 0.2 s, as s3rver does after 5 s
+
+
+def case_upstream_idle_close(tmp):
+    """The server closing an idle connection does not close the client's: the front
+    opens a new one for the next request (which may already be waiting out its latency
+    when the server closes)."""
+    srv = object_server(IdleClosingHandler)
+    Handler.objects["/b/x"] = b"abc"
+    for latency_ms in (0, 150):
+        f = Front(srv.server_port, latency_ms=latency_ms)
+        c = f.conn()
+        for pause in (0, 0.5, 0.1, 0.5):
+            time.sleep(pause)
+            status, data, _ = request(c, "GET", "/b/x")
+            check_eq((status, data), (200, b"abc"), f"GET after {pause} s idle")
+        check_eq(f.stats()["connections"], 2, "client connections (1 + the stats one)")
 
 
 def curl_sigv4(user, region, *args):

@@ -1,6 +1,7 @@
 """The body of scripts/bench-s3-peers.sh (read its header): portalbd beside s3backer on one
 s3rver behind s3-front."""
 
+import atexit
 import hashlib
 import json
 import os
@@ -188,6 +189,10 @@ class S3backer:
         self.mnt = os.path.join(tmp, "s3backer-mnt")
         os.makedirs(self.mnt, exist_ok=True)
         self.proc = None
+        # Runs before the harness kills s3backer and removes tmp (atexit is LIFO), so an
+        # interrupted run leaves no dead FUSE mount behind.
+        atexit.register(lambda: subprocess.run(["fusermount", "-u", "-z", self.mnt],
+                                               capture_output=True))
 
     def start(self):
         self.proc = harness.spawn(

@@ -267,7 +267,8 @@ def run_phases(peer, front, label="", write=True):
                 "p99 ms": pct_ms(lat, 99)}
 
     def seq_read():
-        job, _ = fio(peer.target(1), "--rw=read", "--bs=1M", f"--size={SPAN}", f"--runtime={PHASE_S}")
+        job, _ = fio(peer.target(1), "--rw=read", "--bs=1M", f"--size={SPAN}",
+                     f"--runtime={PHASE_S}")
         return {"MB/s": job["read"]["bw_bytes"] / 1e6}
 
     if write:

@@ -174,9 +174,6 @@ class Portalbd:
     def target(self, inflight):
         return ["--ioengine=nbd", f"--uri={self.d.uri()}", f"--iodepth={inflight}"]
 
-    def flush_arg(self):
-        return []
-
     def until_durable(self):
         return 0.0  # FLUSHes are acknowledged once durable
 
@@ -241,15 +238,15 @@ def run_phases(peer, front, label="", write=True):
             f"{k} {v:.1f}" for k, v in r.items()) + f" [{fmt_cost(res[key][1])}]")
 
     def seq_write():
-        job, wall = fio(peer.target(8 if peer.name == "portalbd" else 1), "--rw=write",
-                        "--bs=1M", f"--size={SPAN}", "--end_fsync=1", "--refill_buffers")
+        _, wall = fio(peer.target(8 if peer.name == "portalbd" else 1), "--rw=write",
+                      "--bs=1M", f"--size={SPAN}", "--end_fsync=1", "--refill_buffers")
         wall += peer.until_durable()
         return {"MB/s": SPAN / wall / 1e6, "s": wall}
 
     def rand_write():
-        job, wall = fio(peer.target(1), "--rw=randwrite", "--bs=4k", f"--size={SPAN}",
-                        "--fsync=32", "--end_fsync=1", "--time_based", f"--runtime={PHASE_S}",
-                        "--refill_buffers")
+        job, _ = fio(peer.target(1), "--rw=randwrite", "--bs=4k", f"--size={SPAN}",
+                     "--fsync=32", "--end_fsync=1", "--time_based", f"--runtime={PHASE_S}",
+                     "--refill_buffers")
         drain = peer.until_durable()
         ios = job["write"]["total_ios"]
         return {"IOPS": ios / (job["job_runtime"] / 1e3 + drain),

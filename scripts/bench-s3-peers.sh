@@ -24,8 +24,9 @@
 #      psync jobs: FUSE serialises libaio), PHASE_S s: IOPS, p50, p99;
 #   d. after a restart: sequential 1 MiB reads, 1 in flight, PHASE_S s (or the span);
 #   e. portalbd with its disk cache ([cache] dir, disk_size_bytes): c and d once to warm
-#      it, a restart, then c and d again. Skipped, with a message, by a portalbd that
-#      rejects the keys.
+#      it, then, each after a restart, the same reads again (the same random offsets and
+#      as many; the same bytes). Skipped, with a message, by a portalbd that rejects the
+#      keys.
 # s3backer 1.5.4: 1 MiB blocks, 256-block (256 MiB) cache, its default 20 write-back
 # threads and read-ahead, --listBlocks (one LIST at mount, so that it does not GET a block
 # never written before its first partial write: FUSE hands it 128 KiB at a time). portalbd: default settings ([storage] unsafe_no_fencing, as

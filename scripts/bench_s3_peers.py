@@ -226,8 +226,11 @@ class S3backer:
         return time.monotonic() - t0
 
 
-def run_phases(peer, front, label="", write=True):
-    """Phases a-d (c-d without `write`) on `peer`, started; returns {phase: (result, cost)}."""
+def run_phases(peer, front, label="", write=True, repeat=None):
+    """Phases a-d (c-d without `write`) on `peer`, started; returns {phase: (result, cost)}.
+    `repeat`: the results of an earlier pass, whose reads c and d repeat exactly (the same
+    random offsets, as --randseed is fixed, and as many; the same bytes) instead of
+    running PHASE_S seconds."""
     res = {}
 
     def measured(key, fn):
@@ -235,7 +238,7 @@ def run_phases(peer, front, label="", write=True):
         r = fn()
         res[key] = (r, cost(s0, front.stats()))
         log(f"{peer.name}{label} {key}: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in r.items()) + f" [{fmt_cost(res[key][1])}]")
+            f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()) + f" [{fmt_cost(res[key][1])}]")
 
     def seq_write():
         _, wall = fio(peer.target(8 if peer.name == "portalbd" else 1), "--rw=write",
@@ -257,16 +260,18 @@ def run_phases(peer, front, label="", write=True):
         peer.start()
 
     def rand_read():
-        job, _ = fio(peer.target(8), "--rw=randread", "--bs=4k", f"--size={SPAN}",
-                     "--time_based", f"--runtime={PHASE_S}")
+        limit = ([f"--number_ios={repeat['c'][0]['reads']}"] if repeat else
+                 ["--time_based", f"--runtime={PHASE_S}"])
+        job, _ = fio(peer.target(8), "--rw=randread", "--bs=4k", f"--size={SPAN}", *limit)
         lat = job["read"]["clat_ns"]
         return {"IOPS": job["read"]["iops"], "p50 ms": pct_ms(lat, 50),
-                "p99 ms": pct_ms(lat, 99)}
+                "p99 ms": pct_ms(lat, 99), "reads": job["read"]["total_ios"]}
 
     def seq_read():
-        job, _ = fio(peer.target(1), "--rw=read", "--bs=1M", f"--size={SPAN}",
-                     f"--runtime={PHASE_S}")
-        return {"MB/s": job["read"]["bw_bytes"] / 1e6}
+        limit = ([f"--size={repeat['d'][0]['MiB']}M"] if repeat else
+                 [f"--size={SPAN}", f"--runtime={PHASE_S}"])
+        job, _ = fio(peer.target(1), "--rw=read", "--bs=1M", *limit)
+        return {"MB/s": job["read"]["bw_bytes"] / 1e6, "MiB": job["read"]["io_bytes"] // MiB}
 
     if write:
         measured("a", seq_write)
@@ -304,8 +309,7 @@ def main():
 
 def warm_cache_phases(tmp, s3, front):
     """e: portalbd restarted with its disk cache on the volume a-b wrote: c-d to warm the
-    cache (fio's random offsets repeat: --randseed), then c-d again; None if this portalbd
-    has no disk cache."""
+    cache, then the same reads again; None if this portalbd has no disk cache."""
     cache_cfg = (f'[cache]\ndir = "{tmp}/pbd-disk-cache"\n'
                  f"disk_size_bytes = {2 * SPAN}\n")
     peer = Portalbd(tmp, s3, front, cache_cfg)
@@ -316,9 +320,10 @@ def warm_cache_phases(tmp, s3, front):
             log("e skipped: this portalbd rejects [cache] dir / disk_size_bytes")
             return None
         raise
-    log("e: portalbd with [cache] dir and disk_size_bytes: c and d to warm it, then again")
+    log("e: portalbd with [cache] dir and disk_size_bytes: c and d to warm it, then the "
+        "same reads again")
     first = run_phases(peer, front, " (disk cache, warming)", write=False)
-    again = run_phases(peer, front, " (disk cache warm)", write=False)
+    again = run_phases(peer, front, " (disk cache warm)", write=False, repeat=first)
     peer.stop()
     return {"c": again["c"], "d": again["d"], "warming": first}
 

@@ -4,7 +4,7 @@
 # Prints a table of the phases below with ratios portalbd / s3backer, the requests and
 # bytes each phase cost, and the ceilings of the server and the front. Not pass/fail.
 #
-#   scripts/bench-s3-peers.sh                              # 1 GiB, 30 s phases (~8 min)
+#   scripts/bench-s3-peers.sh                              # 1 GiB, 30 s phases (6-9 min)
 #   BENCH_MIB=256 PHASE_S=5 scripts/bench-s3-peers.sh      # a quick run
 #   PEERS=portalbd LATENCY_MS=10 scripts/bench-s3-peers.sh
 #

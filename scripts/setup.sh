@@ -22,6 +22,8 @@ packages=(
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI,
   # PostgreSQL's pgbench, a game server (minetest-server) generating a world
   fuse2fs e2fsprogs sqlite3 postgresql minetest-server
+  # the peer in scripts/bench-s3-peers.sh: s3backer 1.5.4 on FUSE (fusermount)
+  s3backer fuse
 )
 
 missing=()

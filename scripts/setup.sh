@@ -21,6 +21,8 @@ packages=(
   curl procps util-linux
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI
   fuse2fs e2fsprogs sqlite3
+  # installing it (tests/package/): man pages from --help, the .deb, the unit, the NixOS files
+  help2man dpkg-dev systemd nix-bin
 )
 
 missing=()

@@ -15,11 +15,19 @@ install(TARGETS ${PORTAL_INSTALL_PROGRAMS} RUNTIME DESTINATION ${CMAKE_INSTALL_B
 
 set(PORTAL_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
     "Where the systemd unit is installed (relative to the prefix, or absolute)")
-# ExecStart names the installed binary: the unit is configured for the install prefix.
-configure_file(${CMAKE_SOURCE_DIR}/systemd/portalbd@.service.in
-               ${CMAKE_BINARY_DIR}/systemd/portalbd@.service @ONLY)
-install(FILES ${CMAKE_BINARY_DIR}/systemd/portalbd@.service
-        DESTINATION ${PORTAL_SYSTEMD_UNIT_DIR})
+# ExecStart names the installed binary, so the unit is written at install time, for the
+# prefix installed to (cmake --install --prefix, or /usr under cpack).
+install(CODE "
+  set(CMAKE_INSTALL_FULL_BINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
+  if(IS_ABSOLUTE \"${PORTAL_SYSTEMD_UNIT_DIR}\")
+    set(unit_dir \"\$ENV{DESTDIR}${PORTAL_SYSTEMD_UNIT_DIR}\")
+  else()
+    set(unit_dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${PORTAL_SYSTEMD_UNIT_DIR}\")
+  endif()
+  message(STATUS \"Installing: \${unit_dir}/portalbd@.service\")
+  configure_file(${CMAKE_SOURCE_DIR}/systemd/portalbd@.service.in
+                 \"\${unit_dir}/portalbd@.service\" @ONLY)
+")
 install(FILES ${CMAKE_SOURCE_DIR}/packaging/example.toml ${CMAKE_SOURCE_DIR}/packaging/example.env
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -23,6 +23,7 @@
 #include "common/cli.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "portalbd/sd_notify.h"
 #include "util/log.h"
 
 namespace {
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
     (void)daemon.Stop();
     return Fail(st.ToString());
   }
+  portal::daemon::SdNotify("READY=1");  // serving: units ordered after this one may start
   int sig = 0;
   for (;;) {
     sigwait(&signals, &sig);
@@ -138,6 +140,7 @@ int main(int argc, char** argv) {
   }
   log->info("Received {}: stopping within stop_timeout_ms={} (send it again to exit at once)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.stop_timeout_ms);
+  portal::daemon::SdNotify("STOPPING=1");
 
   // Stop() on its own thread, so that this one keeps taking signals.
   std::atomic<bool> stopped{false};

@@ -10,9 +10,10 @@ set -euo pipefail
 build=$1 src=$3
 command -v systemd-analyze >/dev/null || { echo "SKIP: systemd-analyze not found"; exit 77; }
 tmp=$(mktemp -d /tmp/portalbd-unit.XXXXXX)
-pid=
+pid= listener=
 cleanup() {
   if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+  if [ -n "$listener" ]; then kill "$listener" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -55,20 +56,42 @@ cache_dir = "$tmp/cache"
 address = "unix:$tmp/nbd.sock"
 TOML
 mkdir "$tmp/store"
+# Type=notify: systemd's notification socket, played by a datagram socket that writes down
+# what portalbd sends.
+/usr/bin/python3 - "$tmp/notify" "$tmp/notified" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+with open(sys.argv[2], "a") as out:
+    try:
+        while True:
+            out.write(s.recv(4096).decode() + "\n")
+            out.flush()
+    except socket.timeout:
+        pass
+PY
+listener=$!
+for _ in $(seq 50); do [ -S "$tmp/notify" ] && break; sleep 0.1; done
 echo "running: $cmd"
-$cmd 2>"$tmp/portalbd.log" &
+NOTIFY_SOCKET="$tmp/notify" $cmd 2>"$tmp/portalbd.log" &
 pid=$!
 for _ in $(seq 100); do
   [ -S "$tmp/check.sock" ] && break
   sleep 0.1
 done
 check "control socket $tmp/check.sock" test -S "$tmp/check.sock"
+for _ in $(seq 50); do grep -qx READY=1 "$tmp/notified" 2>/dev/null && break; sleep 0.1; done
+check "Type=notify" has 'Type=notify'
+check "READY=1 sent to \$NOTIFY_SOCKET" grep -qx READY=1 "$tmp/notified"
 check "portalctl status answers" sh -c "'$build/portalctl' -s '$tmp/check.sock' status >/dev/null"
 kill -TERM "$pid" 2>/dev/null || true
 status=0
 wait "$pid" || status=$?
 pid=
 check "exit status 0 after SIGTERM (got $status)" test "$status" = 0
+check "STOPPING=1 sent at SIGTERM" grep -qx STOPPING=1 "$tmp/notified"
+kill "$listener" 2>/dev/null || true
 [ $fail = 0 ] || cat "$tmp/portalbd.log"
 [ $fail = 0 ] && echo "PASS: portalbd@.service"
 exit $fail

@@ -2,7 +2,7 @@
 # Debian build (README "Installing"). The tests need network servers and NBD tools, so
 # the build does not run them: CI runs them (scripts/test.sh).
 { lib, stdenv, cmake, pkg-config, help2man, asio, curl, openssl, sqlite, nlohmann_json
-, cli11, toml-plus-plus, pugixml, spdlog, fmt, catch2, rapidcheck, lz4, xxHash
+, cli11, tomlplusplus, pugixml, spdlog, catch2, rapidcheck, lz4, xxHash
 }:
 
 stdenv.mkDerivation {
@@ -18,10 +18,11 @@ stdenv.mkDerivation {
 
   nativeBuildInputs = [ cmake pkg-config help2man ];
   buildInputs = [
-    asio curl openssl sqlite nlohmann_json cli11 toml-plus-plus pugixml spdlog fmt
-    catch2 rapidcheck lz4 xxHash
+    asio curl openssl sqlite nlohmann_json cli11 tomlplusplus pugixml spdlog catch2
+    rapidcheck lz4 xxHash  # fmt: spdlog propagates the one it was built with
   ];
-  cmakeFlags = [ "-DCMAKE_BUILD_TYPE=Release" ];
+  # Another compiler than Debian 12's GCC 12 may warn anew: warnings stay warnings here.
+  cmakeFlags = [ "-DCMAKE_BUILD_TYPE=Release" "-DPORTAL_WERROR=OFF" ];
   doCheck = false;
 
   meta = {

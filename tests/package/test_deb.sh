@@ -49,7 +49,7 @@ done
 
 installed=1
 dpkg -i "$deb" >"$out/dpkg.log" 2>&1 || { cat "$out/dpkg.log"; exit 1; }
-check "dpkg says installed" dpkg-query -W -f='${Status}' portalbd
+check "dpkg says installed" sh -c "dpkg-query -W -f='\${Status}' portalbd | grep -qx 'install ok installed'"
 got=$(/usr/bin/portalbd --version)
 check "/usr/bin/portalbd --version prints 'portalbd $version' (got '$got')" \
   test "$got" = "portalbd $version"

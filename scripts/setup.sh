@@ -24,6 +24,8 @@ packages=(
   fuse2fs e2fsprogs sqlite3 postgresql minetest-server
   # the peer in scripts/bench-s3-peers.sh: s3backer 1.5.4 on FUSE (fusermount)
   s3backer fuse
+  # installing it (tests/package/): man pages from --help, the .deb, the unit, the NixOS files
+  help2man dpkg-dev systemd nix-bin
 )
 
 missing=()

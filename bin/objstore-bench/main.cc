@@ -72,6 +72,7 @@ Task<Status> RunPhase(ObjectStore& store, const std::string& op, const std::stri
 
 int main(int argc, char** argv) {
   CLI::App app{"objstore-bench: object store PUT/GET throughput by requests in flight"};
+  app.set_version_flag("-V,--version", std::string("objstore-bench ") + PORTALBD_VERSION);
   std::string url, label, inflight_list = "1,8,32";
   int size_mib = 8, count = 24;
   app.add_option("--url", url, "storage URL (memory://, file:///dir, s3://bucket/prefix)")

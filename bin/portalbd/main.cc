@@ -23,14 +23,38 @@
 #include "common/cli.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "portalbd/sd_notify.h"
 #include "util/log.h"
 
 namespace {
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "portalbd: error: %s\n", message.c_str());
-  return 1;
+// "text" unless "json" (both checked already: the flag by CLI11, the file by Validate).
+portal::log::Format LogFormat(const std::string& name) {
+  return portal::log::ParseFormat(name).value_or(portal::log::Format::kText);
 }
+
+// The lines portalbd writes to stderr outside the log ("portalbd: error: ...", "portalbd:
+// stopped with ..."). With --log-format json they are log records too, so that every
+// stderr line is one JSON object.
+class Stderr {
+ public:
+  void set_json(bool json) { json_ = json; }
+  void Line(spdlog::level::level_enum level, const std::string& text) const {
+    if (json_) {
+      portal::log::Get("portalbd")->log(level, "{}", text);
+    } else {
+      std::fprintf(stderr, "portalbd: %s\n", text.c_str());
+    }
+    std::fflush(stderr);
+  }
+  int Fail(const std::string& message) const {
+    Line(spdlog::level::err, "error: " + message);
+    return 1;
+  }
+
+ private:
+  bool json_ = false;
+};
 
 // Past the stop deadline, Daemon::Stop() still writes the replies of requests that failed
 // at it and joins its threads; a store call that ignores the deadline (one S3 request
@@ -38,15 +62,15 @@ int Fail(const std::string& message) {
 constexpr uint64_t kStopOverrunMs = 10'000;
 
 // Ends the process now, from the main thread, while Stop() may still run on another.
-[[noreturn]] void ExitNow(portal::daemon::Daemon& daemon, const std::string& why) {
+[[noreturn]] void ExitNow(const Stderr& out, portal::daemon::Daemon& daemon,
+                          const std::string& why) {
   const std::string left = daemon.NotDurableSummary();
   if (left.empty()) {
-    std::fprintf(stderr, "portalbd: stopped %s, before the stop finished (no written data was "
-                 "left to make durable)\n", why.c_str());
+    out.Line(spdlog::level::err, "stopped " + why + ", before the stop finished (no written "
+             "data was left to make durable)");
   } else {
-    std::fprintf(stderr, "portalbd: stopped with %s, %s\n", left.c_str(), why.c_str());
+    out.Line(spdlog::level::err, "stopped with " + left + ", " + why);
   }
-  std::fflush(stderr);
   std::_Exit(1);  // no destructors: Stop() is still running on its thread
 }
 
@@ -78,12 +102,22 @@ int main(int argc, char** argv) {
                "what is left (nothing is written to the store)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  std::string log_format;
+  auto* log_format_opt =
+      app.add_option("--log-format", log_format,
+                     "text (the default) or json: one JSON object per line, for log shippers; "
+                     "overrides [log] format")
+          ->check(CLI::IsMember({"text", "json"}));
   // An empty value is refused like in the file: `--storage "$URL"` with $URL unset used to
   // mean "not given", i.e. memory://, whose acknowledged FLUSHes are lost at exit.
   portal::cli::RefuseEmptyValues(app);
   if (auto code = portal::cli::Parse(app, argc, argv)) return *code;
 
-  portal::log::Init(log_level);
+  // Until the file is read, the flag's format (or text) applies: an error reading the
+  // file is written in it.
+  Stderr out;
+  out.set_json(log_format == "json");
+  portal::log::Init(log_level, LogFormat(log_format));
   auto log = portal::log::Get("portalbd");
 
   Config cfg;
@@ -91,14 +125,14 @@ int main(int argc, char** argv) {
   // "Given" is the option's count, never a non-empty value.
   if (config_opt->count()) {
     auto loaded = portal::config::LoadFile(config_path, cfg, &warnings);
-    if (!loaded.ok()) return Fail(loaded.status().message());
+    if (!loaded.ok()) return out.Fail(loaded.status().message());
     cfg = *loaded;
   }
   if (disk_size_opt->count()) {
     uint64_t gb = 0;
     auto [p, ec] = std::from_chars(disk_size.data(), disk_size.data() + disk_size.size(), gb);
     if (ec != std::errc() || p != disk_size.data() + disk_size.size()) {
-      return Fail("--disk-size-gb must be a whole number of GiB (got '" + disk_size + "')");
+      return out.Fail("--disk-size-gb must be a whole number of GiB (got '" + disk_size + "')");
     }
     cfg.disk_size_gb = gb;
     cfg.disk_size_set = true;
@@ -109,10 +143,15 @@ int main(int argc, char** argv) {
   if (socket_opt->count()) cfg.socket = socket_path;
   if (record_opt->count()) cfg.record_path = record_path;
   if (record_workload_opt->count()) {
-    if (cfg.record_path.empty()) return Fail("--record-workload needs --record or [record] path");
+    if (cfg.record_path.empty()) {
+      return out.Fail("--record-workload needs --record or [record] path");
+    }
     cfg.record_workload = record_workload;
   }
-  if (auto st = portal::config::Validate(cfg); !st.ok()) return Fail(st.message());
+  if (log_format_opt->count()) cfg.log_format = log_format;
+  if (auto st = portal::config::Validate(cfg); !st.ok()) return out.Fail(st.message());
+  out.set_json(cfg.log_format == "json");
+  portal::log::Init(log_level, LogFormat(cfg.log_format));
   for (const auto& w : warnings) log->warn("{}", w);
 
   // Signals are taken synchronously by the main thread; block them before any thread
@@ -128,8 +167,9 @@ int main(int argc, char** argv) {
   portal::daemon::Daemon daemon(cfg);
   if (auto st = daemon.Start(); !st.ok()) {
     (void)daemon.Stop();
-    return Fail(st.ToString());
+    return out.Fail(st.ToString());
   }
+  portal::daemon::SdNotify("READY=1");  // serving: units ordered after this one may start
   int sig = 0;
   for (;;) {
     sigwait(&signals, &sig);
@@ -138,6 +178,7 @@ int main(int argc, char** argv) {
   }
   log->info("Received {}: stopping within stop_timeout_ms={} (send it again to exit at once)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.stop_timeout_ms);
+  portal::daemon::SdNotify("STOPPING=1");
 
   // Stop() on its own thread, so that this one keeps taking signals.
   std::atomic<bool> stopped{false};
@@ -154,16 +195,16 @@ int main(int argc, char** argv) {
     if (got == SIGUSR1) {
       log->info("{}", daemon.StatusLine());
     } else if (got == SIGINT || got == SIGTERM) {
-      ExitNow(daemon, got == SIGINT ? "at a second SIGINT" : "at a second SIGTERM");
+      ExitNow(out, daemon, got == SIGINT ? "at a second SIGINT" : "at a second SIGTERM");
     } else if (std::chrono::steady_clock::now() >= overrun) {
-      ExitNow(daemon, "as the stop overran stop_timeout_ms");
+      ExitNow(out, daemon, "as the stop overran stop_timeout_ms");
     }
   }
   stopper.join();
   if (!result.ok()) {
     const std::string left = daemon.NotDurableSummary();
     if (!left.empty()) {
-      std::fprintf(stderr, "portalbd: stopped with %s\n", left.c_str());
+      out.Line(spdlog::level::err, "stopped with " + left);
     } else {
       log->error("shutdown did not complete cleanly error=\"{}\"", result.ToString());
     }

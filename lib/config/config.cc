@@ -149,7 +149,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
 
   Config c = base;
   Reader r(root, source);
-  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record"};
+  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record",
+                                                "log"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
       {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
@@ -158,6 +159,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms"}},
       {"record", {"path", "workload"}},
+      {"log", {"format"}},
   };
 
   // Unknown keys first, so a typo is reported even if other values are fine.
@@ -231,6 +233,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   if (root.contains("record") && c.record_path.empty()) {
     return r.Error("record.path", "is required when [record] is present");
   }
+  RETURN_IF_ERROR(r.Str(table("log"), "log", "format", &c.log_format));
   return c;
 }
 
@@ -317,6 +320,9 @@ Status Validate(const Config& c) {
                             kMaxIntervalMs, "1 day"));
   }
   if (c.cache_dir.empty()) return Bad("storage.cache_dir", "must not be empty");
+  if (c.log_format != "text" && c.log_format != "json") {
+    return Bad("log.format", fmt::format("must be \"text\" or \"json\", got \"{}\"", c.log_format));
+  }
   RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
                           kMaxStopTimeoutMs, "1 hour"));
   return Status::Ok();

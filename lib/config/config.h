@@ -9,6 +9,7 @@
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
 //   [record]  path, workload
+//   [log]     format ("text" | "json": one JSON object per line, util/log.h)
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
 // integer key takes integers only.
@@ -61,6 +62,8 @@ struct Config {
   // [record]
   std::string record_path;  // empty: not recording
   std::string record_workload = "unnamed";
+  // [log]: "text" (the original's lines) or "json" (for log shippers); --log-format wins.
+  std::string log_format = "text";
 
   // disk_size_gb in bytes; exact once Validate() has passed (disk_size_gb <= kMaxDiskSizeGb).
   uint64_t size_bytes() const { return disk_size_gb << 30; }

@@ -179,5 +179,32 @@ TEST_CASE("[storage] stop_timeout_ms: default 60 s, bounded 1 s to 1 h", "[confi
   CHECK(Check("[storage]\nstop_timeout_ms = \"60s\"\n").code() == Status::Code::kInvalidArgument);
 }
 
+TEST_CASE("[log] format: text by default, json, anything else an error naming the key",
+          "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->log_format == "text");
+  c = ParseToml("[log]\nformat = \"json\"\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->log_format == "json");
+  CHECK(Validate(*c).ok());
+  CHECK(Mentions(Check("[log]\nformat = \"JSON\"\n"),
+                 "log.format must be \"text\" or \"json\", got \"JSON\""));
+  CHECK(Mentions(Check("[log]\nformat = \"\"\n"), "log.format must not be empty"));
+  CHECK(Mentions(Check("[log]\nlevel = \"debug\"\n"), "log.level is not a known"));
+}
+
+TEST_CASE("the installed example configuration parses and validates", "[config]") {
+  // packaging/example.toml goes to /usr/share/doc/portalbd/examples/ (cmake/packaging.cmake).
+  std::vector<std::string> warnings;
+  auto c = LoadFile(testing::SourceDir() + "/packaging/example.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(Validate(*c).ok());
+  CHECK(warnings.empty());
+  CHECK(c->storage_url == "s3://my-bucket/volumes/vol1");
+  CHECK(c->log_format == "text");
+}
+
 }  // namespace
 }  // namespace portal::config

@@ -47,6 +47,17 @@ TEST_CASE("HTTP statuses map to Status: only transient ones retry", "[s3client]"
   CHECK(Code(418) == C::kIOError);
 }
 
+TEST_CASE("an error body without a Message (Ceph RGW's) leaves no empty ': '", "[s3client]") {
+  // RGW 16.2 answers <Error><Code>SignatureDoesNotMatch</Code><RequestId>...: no Message.
+  const std::string rgw =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>"
+      "<RequestId>tx0000</RequestId><HostId>1-default</HostId></Error>";
+  auto denied = StatusFromResponse(HttpReply(403, rgw), "LIST s3://b/");
+  CHECK(denied.message().starts_with("LIST s3://b/: HTTP 403 SignatureDoesNotMatch (check "));
+  auto failed = StatusFromResponse(HttpReply(412, S3ErrorXml("PreconditionFailed", "")), "PUT x");
+  CHECK(failed.message() == "PUT x: HTTP 412 PreconditionFailed");
+}
+
 TEST_CASE("error messages say what to do", "[s3client]") {
   auto denied = StatusFromResponse(HttpReply(403, S3ErrorXml("InvalidAccessKeyId", "no such key")),
                                    "LIST s3://b/");

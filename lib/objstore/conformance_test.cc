@@ -158,8 +158,8 @@ class ExternalS3Fixture final : public StoreFixture {
  private:
   ExternalS3Fixture(s3::ClientOptions options, const std::string& bucket)
       : options_(std::move(options)),
-        url_(fmt::format("s3://{}/conformance-{:016x}", bucket, std::random_device{}() *
-                                                                     0x9e3779b97f4a7c15ULL)) {
+        url_(fmt::format("s3://{}/conformance-{:016x}", bucket,
+                         std::random_device{}() * 0x9e3779b97f4a7c15ULL)) {
     options_.retry.base_delay_ms = 10;
     options_.retry.max_delay_ms = 200;
     store_ = Open();

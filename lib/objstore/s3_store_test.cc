@@ -141,7 +141,8 @@ TEST_CASE("s3 store: a 500 on a conditional PUT is an unknown outcome, settled b
     const std::string key = r.url.substr(r.url.rfind('/') + 1);
     if (r.method == "GET") {
       auto it = objects.find(key);
-      return it == objects.end() ? HttpReply(404, S3ErrorXml("NoSuchKey")) : HttpReply(200, it->second);
+      return it == objects.end() ? HttpReply(404, S3ErrorXml("NoSuchKey"))
+                                 : HttpReply(200, it->second);
     }
     ++puts;
     if (objects.contains(key)) return HttpReply(412, S3ErrorXml("PreconditionFailed"));

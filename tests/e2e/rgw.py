@@ -26,7 +26,8 @@ As an S3 server (what tests meet, and docs/objstore.md):
 - PUT with If-None-Match: * is atomic: exactly one of racing creates wins, the others get
   412.
 - If-Match matches only an unquoted ETag (a quoted one, as S3 and RFC 7232 write it,
-  always fails with 412); racing If-Match PUTs may answer 500 instead of 412.
+  always fails with 412); racing If-Match PUTs may answer 500 instead of 412 (seen in
+  the first trial, not since). portalbd sends no If-Match.
 - CompleteMultipartUpload ignores If-None-Match (portalbd uses no multipart upload).
 
 Command line: runs a command with a gateway up and PORTALBD_TEST_S3_* set (the C++
@@ -165,9 +166,11 @@ class Rgw:
         osd_uuid = str(uuid.uuid4())
         mkfs = self._start_run(["ceph-osd", "-i", "0", "--mkfs", "--no-mon-config",
                                 "--osd-uuid", osd_uuid])
-        osd_id = self._run(["ceph", "--connect-timeout", "20", "osd", "new", osd_uuid],
-                           deadline).strip()
-        self._finish_run(mkfs, deadline)
+        try:
+            osd_id = self._run(["ceph", "--connect-timeout", "20", "osd", "new", osd_uuid],
+                               deadline).strip()
+        finally:
+            self._finish_run(mkfs, deadline)  # before a retry removes its directory
         if osd_id != "0":
             raise AssertionError(f"`ceph osd new` gave id {osd_id!r}, expected 0")
         self._daemon(["ceph-osd", "-f", "-i", "0"], "osd.0")

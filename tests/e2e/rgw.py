@@ -9,8 +9,8 @@ nothing on disk, so there is nothing to shut down cleanly. A user with fixed key
 requested buckets are created before the constructor returns.
 
 Start-up, in order: ceph-mon --mkfs and ceph-mon (quorum); `ceph osd new` while
-ceph-osd --mkfs runs; ceph-osd (boots, joins); radosgw (creates its pools, then listens)
-while radosgw-admin creates the user; the buckets. On the 2-core development machine
+ceph-osd --mkfs runs; ceph-osd (boots, joins); radosgw (creates its pools, then listens);
+radosgw-admin creates the user; the buckets. On the 2-core development machine
 that took 5.0 s at best and up to 14 s while other builds ran; the constructor prints it.
 
 What the trial that chose these settings found:
@@ -141,7 +141,6 @@ class Rgw:
                 self.stop()
                 if attempt == 2:
                     raise AssertionError(f"RGW did not start: {e}") from None
-        self.client = s3_client(self.endpoint, self.ACCESS_KEY, self.SECRET_KEY, self.REGION)
         for b in buckets:
             self.client.create_bucket(Bucket=b)
         self.start_seconds = time.monotonic() - t0
@@ -175,11 +174,9 @@ class Rgw:
             raise AssertionError(f"`ceph osd new` gave id {osd_id!r}, expected 0")
         self._daemon(["ceph-osd", "-f", "-i", "0"], "osd.0")
         self._daemon(["radosgw", "-f", "-n", "client.rgw"], "client.rgw")
-        # radosgw-admin creates the pools it needs itself, in parallel with radosgw.
-        self._run(["radosgw-admin", "user", "create", "--uid", "test", "--display-name",
-                   "portalbd tests", "--access-key", self.ACCESS_KEY, "--secret",
-                   self.SECRET_KEY], deadline)
-        while not _port_open(self.port, 0.2):
+        # botocore takes a while to import: meanwhile radosgw creates its pools.
+        self.client = s3_client(self.endpoint, self.ACCESS_KEY, self.SECRET_KEY, self.REGION)
+        while not _port_open(self.port, 0.1):
             for name, p in self.procs:
                 if p.poll() is not None:
                     log = self.log(name)
@@ -189,6 +186,11 @@ class Rgw:
             if time.monotonic() > deadline:
                 raise AssertionError(f"radosgw does not listen after {timeout_s} s:\n"
                                      + self.log("client.rgw")[-3000:])
+        # Only now: run while radosgw started, radosgw-admin took up to 8 s (its notice of
+        # the new user to radosgw's watchers waited out a timeout); after, well under 1 s.
+        self._run(["radosgw-admin", "user", "create", "--uid", "test", "--display-name",
+                   "portalbd tests", "--access-key", self.ACCESS_KEY, "--secret",
+                   self.SECRET_KEY], deadline)
 
     def _run(self, argv, deadline):
         return self._finish_run(self._start_run(argv), deadline)

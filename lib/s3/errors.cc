@@ -107,6 +107,12 @@ Status StatusFromResponse(const HttpResponse& response, std::string_view what) {
       return Status::Unavailable(std::move(m));
     case 400:
       if (code == "RequestTimeout") return Status::Unavailable(std::move(m));
+      // The body arrived damaged (x-amz-content-sha256 or Content-MD5 does not match: a
+      // proxy or NIC flipped bits); nothing was stored and a resend can succeed. RGW
+      // checks the SHA-256 as S3 does.
+      if (code == "XAmzContentSHA256Mismatch" || code == "BadDigest") {
+        return Status::Unavailable(std::move(m));
+      }
       return Status::InvalidArgument(std::move(m));
     case 409:
       if (code == "ConditionalRequestConflict" || code == "OperationAborted") {

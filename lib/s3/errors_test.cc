@@ -30,6 +30,10 @@ TEST_CASE("HTTP statuses map to Status: only transient ones retry", "[s3client]"
   CHECK(Code(429) == C::kUnavailable);
   CHECK(Code(408) == C::kUnavailable);
   CHECK(Code(400, "RequestTimeout") == C::kUnavailable);
+  // The body arrived damaged (its SHA-256 or MD5 does not match; RGW and S3 store
+  // nothing then): sending it again can succeed.
+  CHECK(Code(400, "XAmzContentSHA256Mismatch") == C::kUnavailable);
+  CHECK(Code(400, "BadDigest") == C::kUnavailable);
   CHECK(Code(409, "ConditionalRequestConflict") == C::kUnavailable);
   // Final.
   CHECK(Code(404, "NoSuchKey") == C::kNotFound);

@@ -127,8 +127,8 @@ TEST_CASE("s3 store: List follows tokens, strips the prefix and refuses loops",
   CHECK((*sorted)[0].key == "a/b");
 }
 
-// Ceph RGW (16.2) can answer 500 to a conditional PUT racing another; whether the object
-// was stored is then unknown. The 500 is retried, the retry meets our own object (412),
+// Ceph RGW (16.2) answered 500 to conditional PUTs racing each other in a trial; whether
+// the object was stored is then unknown. The 500 is retried, the retry meets our own object (412),
 // and the read-back -- not the 412 -- decides: ours. With another writer's object in
 // place, the same 500 then 412 is "taken". (tests/e2e/rgw.py; docs/objstore.md.)
 TEST_CASE("s3 store: a 500 on a conditional PUT is an unknown outcome, settled by reading back",

@@ -76,11 +76,12 @@ Status StatusFromResponse(const HttpResponse& response, std::string_view what) {
   if (http >= 200 && http < 300) return Status::Ok();
   auto body = ParseErrorBody(response.body);
   std::string code = body ? OneLine(body->code) : "";
-  // Ceph RGW's error bodies carry no Message: then no empty ": " either.
+  // Ceph RGW's error bodies carry no Message, or an empty one: then no empty ": " either.
   std::string detail = fmt::format("HTTP {}", http);
   if (body) detail = fmt::format("{} {}", detail, code);
-  if (body && !body->message.empty())
+  if (body && !body->message.empty()) {
     detail = fmt::format("{}: {}", detail, OneLine(body->message));
+  }
   std::string m = fmt::format("{}: {}", what, detail);
 
   if (http == 301 || http == 307 || code == "AuthorizationHeaderMalformed" ||

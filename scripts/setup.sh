@@ -17,6 +17,8 @@ packages=(
   catch2 librapidcheck-dev libbenchmark-dev
   # NBD test clients and tools
   libnbd-bin python3-libnbd nbdkit qemu-utils fio python3 python3-botocore
+  # Ceph's RADOS Gateway, the real S3 server of the rgw tests (tests/e2e/rgw.py)
+  ceph-mon ceph-osd radosgw ceph-common
   # misc used by tests and benchmarks
   curl procps util-linux
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI,

@@ -1,15 +1,20 @@
 // The ObjectStore conformance suite: every case below runs unchanged against memory://,
-// file:// and s3:// (s3rver on 127.0.0.1, tagged [s3]). object_store.h is the contract.
+// file:// and s3:// (s3rver on 127.0.0.1, tagged [s3]), and against a real S3 server
+// named by PORTALBD_TEST_S3_* (tagged [.rgw]: hidden, run only when asked for; ctest's
+// rgw.conformance starts Ceph RGW with tests/e2e/rgw.py and runs them on it).
+// object_store.h is the contract.
 //
-// s3rver ignores If-None-Match, so on s3 the conditional-create cases assert only that
+// s3rver ignores If-None-Match, so on s3rver the conditional-create cases assert only that
 // the calls complete with OK or PreconditionFailed and that one writer's bytes are stored
-// (StoreFixture::strict_conditional_create); real S3 honours the header.
+// (StoreFixture::strict_conditional_create); RGW, like S3, honours the header.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <random>
 #include <thread>
 
 #include "env/block_on.h"
@@ -110,6 +115,68 @@ class S3Fixture final : public StoreFixture {
   std::vector<std::unique_ptr<ObjectStore>> handles_;
 };
 
+// An S3 server that is already running, named by the environment (rgw.py sets it):
+// PORTALBD_TEST_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY, _REGION and _BUCKET. Each case
+// gets a prefix of its own in the bucket, so cases never see each other's objects.
+class ExternalS3Fixture final : public StoreFixture {
+ public:
+  // Null (after FAIL, or WARN with PORTALBD_ALLOW_SKIP=1) without PORTALBD_TEST_S3_*.
+  static std::unique_ptr<ExternalS3Fixture> Make() {
+    auto env = [](const char* name) -> std::string {
+      const char* v = std::getenv(name);
+      return v ? v : "";
+    };
+    s3::ClientOptions o;
+    o.endpoint = env("PORTALBD_TEST_S3_ENDPOINT");
+    o.access_key_id = env("PORTALBD_TEST_S3_ACCESS_KEY");
+    o.secret_access_key = env("PORTALBD_TEST_S3_SECRET_KEY");
+    o.region = env("PORTALBD_TEST_S3_REGION");
+    std::string bucket = env("PORTALBD_TEST_S3_BUCKET");
+    if (o.endpoint.empty() || bucket.empty()) {
+      const char* why =
+          "PORTALBD_TEST_S3_ENDPOINT and _BUCKET are not set (run these cases through "
+          "tests/e2e/rgw.py: ctest -R rgw.conformance)";
+      if (testing::AllowSkip()) {
+        WARN("SKIPPED (PORTALBD_ALLOW_SKIP=1): " << why);
+      } else {
+        FAIL(why << " (set PORTALBD_ALLOW_SKIP=1 to skip)");
+      }
+      return nullptr;
+    }
+    if (o.region.empty()) o.region = "us-east-1";
+    o.allow_http = true;
+    o.path_style = true;
+    return std::unique_ptr<ExternalS3Fixture>(new ExternalS3Fixture(std::move(o), bucket));
+  }
+  ObjectStore& store() override { return *store_; }
+  ObjectStore& handle(int i) override {
+    while (handles_.size() <= static_cast<size_t>(i)) handles_.push_back(Open());
+    return *handles_[i];
+  }
+  bool strict_conditional_create() const override { return true; }
+
+ private:
+  ExternalS3Fixture(s3::ClientOptions options, const std::string& bucket)
+      : options_(std::move(options)),
+        url_(fmt::format("s3://{}/conformance-{:016x}", bucket,
+                         std::random_device{}() * 0x9e3779b97f4a7c15ULL)) {
+    options_.retry.base_delay_ms = 10;
+    options_.retry.max_delay_ms = 200;
+    store_ = Open();
+  }
+  std::unique_ptr<ObjectStore> Open() {
+    StoreOptions options;
+    options.s3 = options_;
+    auto store = OpenStore(url_, env_, options);
+    REQUIRE(store.ok());
+    return std::move(*store);
+  }
+  s3::ClientOptions options_;
+  const std::string url_;
+  std::unique_ptr<ObjectStore> store_;
+  std::vector<std::unique_ptr<ObjectStore>> handles_;
+};
+
 #define CONFORMANCE_TEST(name)                                             \
   void Conformance_##name(StoreFixture& f);                                \
   TEST_CASE("memory store: " #name, "[objstore][conformance]") {           \
@@ -122,6 +189,9 @@ class S3Fixture final : public StoreFixture {
   }                                                                        \
   TEST_CASE("s3 store on s3rver: " #name, "[objstore][conformance][s3]") { \
     if (auto f = S3Fixture::Make()) Conformance_##name(*f);                \
+  }                                                                        \
+  TEST_CASE("s3 store on RGW: " #name, "[objstore][conformance][.rgw]") {  \
+    if (auto f = ExternalS3Fixture::Make()) Conformance_##name(*f);        \
   }                                                                        \
   void Conformance_##name(StoreFixture& f)
 

@@ -6,10 +6,13 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <map>
+#include <utility>
 
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "env/sim_env.h"
+#include "objstore/conditional_create.h"
 #include "testing/fake_http.h"
 #include "testing/s3rver.h"
 #include "testing/testing.h"
@@ -122,6 +125,50 @@ TEST_CASE("s3 store: List follows tokens, strips the prefix and refuses loops",
   auto sorted = RunSim(env, s->List("a/"));
   REQUIRE(sorted.ok());
   CHECK((*sorted)[0].key == "a/b");
+}
+
+// Ceph RGW (16.2) answered 500 to conditional PUTs racing each other in a trial; whether
+// the object was stored is then unknown. The 500 is retried, the retry meets our own object (412),
+// and the read-back -- not the 412 -- decides: ours. With another writer's object in
+// place, the same 500 then 412 is "taken". (tests/e2e/rgw.py; docs/objstore.md.)
+TEST_CASE("s3 store: a 500 on a conditional PUT is an unknown outcome, settled by reading back",
+          "[objstore][s3store]") {
+  SimEnv env;
+  std::map<std::string, std::string> objects;
+  int puts = 0;
+  bool store_then_500 = true;  // the first PUT lands, its answer is a 500
+  auto fake = std::make_shared<FakeHttp>([&](const s3::HttpRequest& r) {
+    const std::string key = r.url.substr(r.url.rfind('/') + 1);
+    if (r.method == "GET") {
+      auto it = objects.find(key);
+      return it == objects.end() ? HttpReply(404, S3ErrorXml("NoSuchKey"))
+                                 : HttpReply(200, it->second);
+    }
+    ++puts;
+    if (objects.contains(key)) return HttpReply(412, S3ErrorXml("PreconditionFailed"));
+    objects[key] = r.body;
+    if (std::exchange(store_then_500, false)) return HttpReply(500, S3ErrorXml("UnknownError"));
+    return HttpReply(200);
+  });
+  auto s = Open(env, fake);
+  auto mine = RunSim(env, CreateOrVerify(env, *s, "seg", "our bytes"));
+  REQUIRE(mine.ok());
+  CHECK(*mine == CreateOutcome::kAlreadySame);
+  CHECK(puts == 2);
+
+  objects["other"] = "their bytes";
+  store_then_500 = true;
+  fake->set_handler([&](const s3::HttpRequest& r) {
+    if (r.method == "GET") return HttpReply(200, objects["other"]);
+    ++puts;
+    // Lost the race: RGW's 500, then the 412 on the retry.
+    return std::exchange(store_then_500, false) ? HttpReply(500, S3ErrorXml("UnknownError"))
+                                                : HttpReply(412, S3ErrorXml("PreconditionFailed"));
+  });
+  auto theirs = RunSim(env, CreateOrVerify(env, *s, "other", "our bytes"));
+  REQUIRE(theirs.ok());
+  CHECK(*theirs == CreateOutcome::kTakenByOther);
+  CHECK(objects["other"] == "their bytes");
 }
 
 TEST_CASE("s3 store: CheckAccess gives one clear line without a stack of retries",

@@ -76,8 +76,12 @@ Status StatusFromResponse(const HttpResponse& response, std::string_view what) {
   if (http >= 200 && http < 300) return Status::Ok();
   auto body = ParseErrorBody(response.body);
   std::string code = body ? OneLine(body->code) : "";
-  std::string detail = body ? fmt::format("HTTP {} {}: {}", http, code, OneLine(body->message))
-                            : fmt::format("HTTP {}", http);
+  // Ceph RGW's error bodies carry no Message, or an empty one: then no empty ": " either.
+  std::string detail = fmt::format("HTTP {}", http);
+  if (body) detail = fmt::format("{} {}", detail, code);
+  if (body && !body->message.empty()) {
+    detail = fmt::format("{}: {}", detail, OneLine(body->message));
+  }
   std::string m = fmt::format("{}: {}", what, detail);
 
   if (http == 301 || http == 307 || code == "AuthorizationHeaderMalformed" ||
@@ -104,6 +108,12 @@ Status StatusFromResponse(const HttpResponse& response, std::string_view what) {
       return Status::Unavailable(std::move(m));
     case 400:
       if (code == "RequestTimeout") return Status::Unavailable(std::move(m));
+      // The body arrived damaged (x-amz-content-sha256 or Content-MD5 does not match: a
+      // proxy or NIC flipped bits); nothing was stored and a resend can succeed. RGW
+      // checks the SHA-256 as S3 does.
+      if (code == "XAmzContentSHA256Mismatch" || code == "BadDigest") {
+        return Status::Unavailable(std::move(m));
+      }
       return Status::InvalidArgument(std::move(m));
     case 409:
       if (code == "ConditionalRequestConflict" || code == "OperationAborted") {

@@ -3,8 +3,10 @@
 //
 //   Unavailable (retried): connection refused/reset, DNS failure, timeouts, TLS handshake
 //     failures, 5xx (except 501), 429 and 503 SlowDown, 408, 400 RequestTimeout (S3's "your
-//     socket was idle too long", which AWS SDKs retry too), 409 ConditionalRequestConflict
-//     (a racing conditional write: retrying resolves it to 200 or 412).
+//     socket was idle too long", which AWS SDKs retry too), 400 XAmzContentSHA256Mismatch
+//     and BadDigest (the body was damaged on the way; nothing stored), 409
+//     ConditionalRequestConflict (a racing conditional write: retrying resolves it to 200
+//     or 412).
 //   Final: 404 NotFound (NoSuchBucket says so), 412 PreconditionFailed, 401/403 and expired
 //     tokens PermissionDenied (message points at the credentials), 416 and other 400s
 //     InvalidArgument, 301 (bucket in another region) InvalidArgument naming the region,

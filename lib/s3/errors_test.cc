@@ -30,6 +30,10 @@ TEST_CASE("HTTP statuses map to Status: only transient ones retry", "[s3client]"
   CHECK(Code(429) == C::kUnavailable);
   CHECK(Code(408) == C::kUnavailable);
   CHECK(Code(400, "RequestTimeout") == C::kUnavailable);
+  // The body arrived damaged (its SHA-256 or MD5 does not match; RGW and S3 store
+  // nothing then): sending it again can succeed.
+  CHECK(Code(400, "XAmzContentSHA256Mismatch") == C::kUnavailable);
+  CHECK(Code(400, "BadDigest") == C::kUnavailable);
   CHECK(Code(409, "ConditionalRequestConflict") == C::kUnavailable);
   // Final.
   CHECK(Code(404, "NoSuchKey") == C::kNotFound);
@@ -45,6 +49,17 @@ TEST_CASE("HTTP statuses map to Status: only transient ones retry", "[s3client]"
   CHECK(Code(501, "NotImplemented") == C::kNotSupported);
   CHECK(Code(409, "BucketAlreadyExists") == C::kIOError);
   CHECK(Code(418) == C::kIOError);
+}
+
+TEST_CASE("an error body without a Message (Ceph RGW's) leaves no empty ': '", "[s3client]") {
+  // RGW 16.2 answers <Error><Code>SignatureDoesNotMatch</Code><RequestId>...: no Message.
+  const std::string rgw =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>"
+      "<RequestId>tx0000</RequestId><HostId>1-default</HostId></Error>";
+  auto denied = StatusFromResponse(HttpReply(403, rgw), "LIST s3://b/");
+  CHECK(denied.message().starts_with("LIST s3://b/: HTTP 403 SignatureDoesNotMatch (check "));
+  auto failed = StatusFromResponse(HttpReply(412, S3ErrorXml("PreconditionFailed", "")), "PUT x");
+  CHECK(failed.message() == "PUT x: HTTP 412 PreconditionFailed");
 }
 
 TEST_CASE("error messages say what to do", "[s3client]") {

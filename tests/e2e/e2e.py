@@ -7,7 +7,10 @@ selection, exit codes 0/1/77). Servers started here:
 - s3rver (.deps/s3rver, installed by scripts/setup.sh; $PORTALBD_S3RVER overrides): a real
   S3 server in Node that ignores If-None-Match, so portalbd needs unsafe_no_fencing on it;
 - lib/s3/sigv4_check_server.py: a small in-memory S3 look-alike that verifies every SigV4
-  signature with botocore and honours If-None-Match (so portalbd fences on it).
+  signature with botocore and honours If-None-Match (so portalbd fences on it);
+- Ceph's RADOS Gateway (rgw.py: one monitor, one memstore OSD and radosgw, started here
+  in a few seconds): a real S3 implementation that verifies signatures and payload hashes
+  and honours If-None-Match atomically (fencing on).
 
 Both listen on 127.0.0.1 with a free port; missing tools make the script exit 77.
 """
@@ -26,6 +29,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "interop"))
 
 import harness  # noqa: E402
 from harness import check, check_eq, skip, spawn  # noqa: E402,F401
+from rgw import Rgw  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(os.path.join(HERE, "..", ".."))
 BLOCK = 4096
@@ -187,8 +191,8 @@ class SigV4Server:
 class Storage:
     """Where a test's volume lives, and how to start portalbd on it.
 
-    kind: "file" (file:// in tmp), "s3rver" (s3rver, unsafe_no_fencing) or "sigv4"
-    (sigv4_check_server.py, fencing on)."""
+    kind: "file" (file:// in tmp), "s3rver" (s3rver, unsafe_no_fencing), "sigv4"
+    (sigv4_check_server.py, fencing on) or "rgw" (Ceph RGW, fencing on)."""
 
     def __init__(self, tmp, kind):
         self.tmp, self.kind = tmp, kind
@@ -204,6 +208,10 @@ class Storage:
             self.unsafe = True
         elif kind == "sigv4":
             self.server = SigV4Server(tmp)
+            self.url = "s3://vol/e2e"
+            self.env = self.server.env()
+        elif kind == "rgw":
+            self.server = Rgw(tmp)
             self.url = "s3://vol/e2e"
             self.env = self.server.env()
         else:

@@ -1,6 +1,6 @@
 """End-to-end crash consistency: real portalbd processes, a real NBD client (libnbd),
 kill -9 and restarts, on file:// and on s3:// (s3rver with unsafe_no_fencing; the
-signature-checking sigv4 server with fencing on).
+signature-checking sigv4 server and Ceph RGW with fencing on).
 
 The rule checked after every crash (DESIGN.md "Durability contract"): every byte
 acknowledged before the last completed FLUSH (or written with FUA) is there; a block
@@ -8,7 +8,7 @@ written since holds its flushed content or one of the versions written to it sin
 never anything else (no torn blocks, no invented data, never zero unless written so).
 After a clean SIGTERM nothing at all is lost, FLUSH or not.
 
-Cases are generated per storage kind: `file_*`, `s3rver_*`, `sigv4_*`.
+Cases are generated per storage kind: `file_*`, `s3rver_*`, `sigv4_*`, `rgw_*`.
 PORTALBD_SEED=N replays the random operations of a run (each case prints its seed).
 """
 
@@ -251,7 +251,7 @@ CASES = {
     "restart_cycles": restart_cycles,
 }
 
-for _kind in ("file", "s3rver", "sigv4"):
+for _kind in ("file", "s3rver", "sigv4", "rgw"):
     for _name, _fn in CASES.items():
         globals()[f"case_{_kind}_{_name}"] = (lambda fn, kind: lambda tmp: fn(tmp, kind))(
             _fn, _kind)

@@ -1,5 +1,6 @@
 """End-to-end damaged stores (DESIGN.md "Single-writer protocol", step 7): objects deleted
-or altered behind portalbd's back, on file:// and on s3rver (unsafe_no_fencing). The rule:
+or altered behind portalbd's back, on file://, on s3rver (unsafe_no_fencing) and on Ceph
+RGW (fencing on). The rule:
 a damaged store is refused or fails the read naming what is wrong, and is never served as
 if it were whole (no old data where newer data was acknowledged, no invented data).
 
@@ -13,8 +14,8 @@ if it were whole (no old data where newer data was acknowledged, no invented dat
 - missing_sst: a map SST the manifest references deleted. Start exits 1 naming it.
 
 Objects are deleted and altered through the store's own interface: files under the
-file:// directory (lib/objstore/file_key.h), S3 requests (botocore) to s3rver.
-Cases: `file_*`, `s3rver_*`.
+file:// directory (lib/objstore/file_key.h), S3 requests (botocore) to s3rver or RGW.
+Cases: `file_*`, `s3rver_*`, `rgw_*`.
 """
 
 import hashlib
@@ -49,6 +50,9 @@ class Objects:
         self.kind = st.kind
         if st.kind == "file":
             self.root = st.url[len("file://"):]
+        elif st.kind == "rgw":
+            self.bucket, self.prefix = "vol", st.url[len("s3://vol/"):] + "/"
+            self.s3 = st.server.client
         else:
             import botocore.session  # noqa: PLC0415
             from botocore.config import Config  # noqa: PLC0415
@@ -459,7 +463,7 @@ def missing_sst(tmp, kind):
     h.shutdown()
 
 
-for _kind in ("file", "s3rver"):
+for _kind in ("file", "s3rver", "rgw"):
     for _fn in (missing_segment, flipped_segment, corrupt_manifest, missing_sst):
         globals()[f"case_{_kind}_{_fn.__name__}"] = (
             lambda tmp, fn=_fn, kind=_kind: fn(tmp, kind))

@@ -4,8 +4,8 @@ acknowledge no FLUSH or FUA write that needs the store (the client gets EIO), A'
 status say it is fenced, and B serves every byte A acknowledged as flushed -- and none of
 the bytes A accepted after B had started.
 
-Cases run on file:// (`file_*`) and on the signature-checking S3 look-alike, which honours
-If-None-Match (`sigv4_*`). s3rver ignores conditional writes, so fencing cannot work
+Cases run on file:// (`file_*`), on the signature-checking S3 look-alike, which honours
+If-None-Match (`sigv4_*`), and on Ceph RGW, a real S3 server (`rgw_*`). s3rver ignores conditional writes, so fencing cannot work
 there (portalbd refuses it without unsafe_no_fencing: test_s3_startup.py).
 """
 
@@ -250,7 +250,7 @@ CASES = {
     "clean_flush": clean_flush_after_takeover,
 }
 
-for _kind in ("file", "sigv4"):
+for _kind in ("file", "sigv4", "rgw"):
     for _name, _fn in CASES.items():
         globals()[f"case_{_kind}_{_name}"] = (lambda fn, kind: lambda tmp: fn(tmp, kind))(
             _fn, _kind)

@@ -9,7 +9,8 @@
 
 Credentials: s3rver checks only that the access key id exists, so a wrong key id is
 tested on s3rver; a wrong secret (and a wrong session token) on sigv4_check_server.py,
-which verifies every signature with botocore, beside a control with the right ones.
+which verifies every signature with botocore, beside a control with the right ones; and
+all three on Ceph RGW, a real S3 server (`rgw_*`).
 """
 
 import os
@@ -185,6 +186,31 @@ def case_sigv4_right_credentials(tmp):
     h.shutdown()
     d.stop()
     st.check_server()
+
+
+# --- on a real S3 server (Ceph RGW) ----------------------------------------------------------
+
+
+def case_rgw_errors_are_one_line(tmp):
+    """Ceph RGW's own answers to a wrong secret, an unknown key and a missing bucket: one
+    line each, naming what to fix; then the right settings start with fencing on."""
+    gw = e2e.Rgw(tmp)
+    # RGW's error documents have no Message: no empty ": " before the hint (errors.cc).
+    line, secs = start_fails(tmp, gw.env(AWS_SECRET_ACCESS_KEY="not-the-secret"))
+    expect_in(line, "PermissionDenied", "HTTP 403 SignatureDoesNotMatch (check",
+              "AWS_SECRET_ACCESS_KEY")
+    check(secs < 10, f"took {secs:.1f} s")
+    line, secs = start_fails(tmp, gw.env(AWS_ACCESS_KEY_ID="AKIDNOSUCHKEY"))
+    expect_in(line, "PermissionDenied", "HTTP 403 InvalidAccessKeyId (check", "AWS_ACCESS_KEY_ID")
+    check(secs < 10, f"took {secs:.1f} s")
+    line, secs = start_fails(tmp, gw.env(), url="s3://no-such-bucket/e2e")
+    expect_in(line, "NotFound", "no-such-bucket", "the bucket does not exist")
+    check(secs < 10, f"took {secs:.1f} s")
+    check(gw.keys("vol") == [], f"refused starts left objects behind: {gw.keys('vol')}")
+    config = f'[storage]\nurl = "s3://vol/e2e"\ncache_dir = "{tmp}/cache"\n'
+    d = harness.Daemon(tmp, config=config, env=gw.env(), ready_timeout=30)
+    check("WITHOUT FENCING" not in d.log(), "warned on a store that fences")
+    d.stop()
 
 
 if __name__ == "__main__":

@@ -1,21 +1,24 @@
 #!/usr/bin/python3
-"""Snapshots end to end, on memory://, file:// and s3:// (s3rver): the real portalbd,
+"""Snapshots end to end, on memory://, file:// and s3:// (s3rver; Ceph RGW): the real portalbd,
 python3-libnbd as the NBD client, portalctl as the user types it.
 
 Every check compares data against a model of the device, byte for byte; after each
 restore the whole 1 GiB device is read and compared.
 
-Cases are named BACKEND_what: `memory_*`, `file_*`, `s3_*` (ctest runs the s3 ones as
-their own entry, labelled s3, since they need s3rver).
+Cases are named BACKEND_what: `memory_*`, `file_*`, `s3_*` and `rgw_*` (ctest runs the s3
+ones as their own entry, labelled s3, since they need s3rver; the rgw ones, labelled rgw,
+on a Ceph RADOS Gateway started by tests/e2e/rgw.py, with fencing on).
 """
 
 import errno
 import functools
 import hashlib
+import os
 import random
 import re
 import struct
 import threading
+import sys
 import time
 
 from harness import (S3rver, Daemon, check, check_eq, import_nbd, portalctl, run_cases)
@@ -23,7 +26,7 @@ from harness import (S3rver, Daemon, check, check_eq, import_nbd, portalctl, run
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 SIZE = GIB
 CHUNK = 32 * MIB
-BACKENDS = ("memory", "file", "s3")
+BACKENDS = ("memory", "file", "s3", "rgw")
 
 nbd = None  # imported by main(), so that a missing module is a skip
 
@@ -139,12 +142,18 @@ def start(tmp, backend, env=None):
     elif backend == "file":
         config = f'[storage]\nurl = "file://{tmp}/store"\ncache_dir = "{tmp}/cache"\n'
     else:
-        config = (f'[storage]\nurl = "s3://{env["bucket"]}/volume"\ncache_dir = "{tmp}/cache"\n'
-                  "unsafe_no_fencing = true\n")
+        config = f'[storage]\nurl = "s3://{env["bucket"]}/volume"\ncache_dir = "{tmp}/cache"\n'
+        if backend == "s3":  # s3rver ignores If-None-Match; RGW honours it: fencing on
+            config += "unsafe_no_fencing = true\n"
     return Daemon(tmp, config=config, args=args, env=env and env["env"])
 
 
 def backend_env(tmp, backend):
+    if backend == "rgw":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+        from rgw import Rgw  # noqa: PLC0415
+        gw = Rgw(tmp, buckets=("snapshots",))
+        return {"bucket": "snapshots", "env": gw.env(), "rgw": gw}
     if backend != "s3":
         return None
     s3 = S3rver(tmp)

@@ -149,7 +149,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
 
   Config c = base;
   Reader r(root, source);
-  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record"};
+  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record",
+                                                   "cache"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
       {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
@@ -158,6 +159,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms"}},
       {"record", {"path", "workload"}},
+      {"cache", {"dir", "disk_size_bytes"}},
   };
 
   // Unknown keys first, so a typo is reported even if other values are fine.
@@ -226,6 +228,9 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
     RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", name, &v));
     if (v != UINT64_MAX) *out = v;
   }
+  RETURN_IF_ERROR(r.Str(table("cache"), "cache", "dir", &c.disk_cache_dir));
+  RETURN_IF_ERROR(r.U64(table("cache"), "cache", "disk_size_bytes", &c.disk_cache_size_bytes,
+                        Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));
   if (root.contains("record") && c.record_path.empty()) {
@@ -317,6 +322,13 @@ Status Validate(const Config& c) {
                             kMaxIntervalMs, "1 day"));
   }
   if (c.cache_dir.empty()) return Bad("storage.cache_dir", "must not be empty");
+  RETURN_IF_ERROR(InRange("cache.disk_size_bytes", c.disk_cache_size_bytes, 0,
+                          kMaxDiskCacheSizeBytes, "1 PiB"));
+  if (c.disk_cache_size_bytes > 0 && c.disk_cache_size_bytes < kMinBufferBytes) {
+    return Bad("cache.disk_size_bytes",
+               fmt::format("must be 0 (off) or at least {}, got {}", kMinBufferBytes,
+                           c.disk_cache_size_bytes));
+  }
   RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
                           kMaxStopTimeoutMs, "1 hour"));
   return Status::Ok();

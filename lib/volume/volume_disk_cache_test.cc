@@ -68,7 +68,7 @@ struct Rig {
   }
 };
 
-TEST_CASE("a restart with a warm disk cache reads without GETs; without it, still correct",
+TEST_CASE("a restart with a warm disk cache reads without GETs, and without it still correct",
           "[volume][disk_cache]") {
   Rig rig;
   std::vector<uint8_t> want(1 << 20);

@@ -28,10 +28,11 @@ class MemoryCacheFiles final : public cache::CacheFiles {
     uint64_t reads = 0, writes = 0;
     // Damages a read in place (the simulator's fault hook); null: reads are clean.
     std::function<void(const std::string& name, std::string* bytes)> on_read;
-    uint64_t used() const {
-      uint64_t n = 0;
-      for (const auto& [name, f] : files) n += f.first.size();
-      return n;
+    uint64_t used_bytes = 0;  // the files' total size
+    uint64_t used() const { return used_bytes; }
+    void Clear() {
+      files.clear();
+      used_bytes = 0;
     }
   };
 
@@ -61,12 +62,17 @@ class MemoryCacheFiles final : public cache::CacheFiles {
     if (it != disk_->files.end()) used -= it->second.first.size();
     if (used + data.size() > disk_->disk_bytes) return Status::NoSpace("no space left on device");
     ++disk_->writes;
-    disk_->files[name] = {std::string(data), ++disk_->clock};
+    auto& f = disk_->files[name];
+    disk_->used_bytes += data.size() - f.first.size();
+    f = {std::string(data), ++disk_->clock};
     return Status::Ok();
   }
   Status Remove(const std::string& name) override {
     std::lock_guard lock(disk_->mu);
-    disk_->files.erase(name);
+    auto it = disk_->files.find(name);
+    if (it == disk_->files.end()) return Status::Ok();
+    disk_->used_bytes -= it->second.first.size();
+    disk_->files.erase(it);
     return Status::Ok();
   }
   std::string Describe() const override { return "memory"; }

@@ -96,7 +96,7 @@ TEST_CASE("a restart with a warm disk cache reads without GETs, and without it s
     CHECK(dc->stats().damaged == 0);
   }
   SECTION("the cache directory deleted: GETs, the same data, and the cache refilled") {
-    rig.disk->files.clear();
+    rig.disk->Clear();
     auto dc = rig.StartCache();
     CHECK(rig.ReopenAndRead(dc.get(), want) > 0);
     CHECK(rig.ReopenAndRead(dc.get(), want) == 0);
@@ -109,7 +109,7 @@ TEST_CASE("a restart with a warm disk cache reads without GETs, and without it s
     CHECK(dc->stats().hits == 0);
   }
   SECTION("a full cache disk: off, GETs, the same data") {
-    rig.disk->files.clear();
+    rig.disk->Clear();
     rig.disk->disk_bytes = 100000;
     auto dc = rig.StartCache();
     CHECK(rig.ReopenAndRead(dc.get(), want) > 0);

@@ -132,7 +132,8 @@ class DirectoryFilesImpl final : public CacheFiles {
 
   Status Remove(const std::string& name) override {
     const std::string path = dir_ + "/" + name;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return FromErrno(errno, "cannot remove " + path);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return FromErrno(errno, "cannot remove " + path);
     return Status::Ok();
   }
 

@@ -72,7 +72,7 @@ struct DiskCache::State {
   enum Phase { kLoading, kOn, kOff };
   struct Entry {
     std::string name;
-    uint64_t size = 0;  // of the file
+    uint64_t size = 0;     // of the file
     bool written = false;  // false while its write is queued
   };
 
@@ -84,8 +84,8 @@ struct DiskCache::State {
   mutable std::mutex mu;
   std::list<Entry> lru;  // GUARDED_BY(mu); front: most recent
   std::unordered_map<std::string, std::list<Entry>::iterator> index;  // GUARDED_BY(mu)
-  uint64_t usage = 0;          // GUARDED_BY(mu): file bytes, queued writes included
-  uint64_t pending = 0;        // GUARDED_BY(mu): payload bytes queued for writing
+  uint64_t usage = 0;    // GUARDED_BY(mu): file bytes, queued writes included
+  uint64_t pending = 0;  // GUARDED_BY(mu): payload bytes queued for writing
 
   std::atomic<uint64_t> hits{0}, misses{0}, damaged{0}, inserts{0}, dropped{0}, evictions{0};
 
@@ -184,8 +184,7 @@ Task<void> DiskCache::Load() {
   }
 }
 
-Task<std::optional<std::string>> DiskCache::Get(std::string key, uint64_t checksum,
-                                                 uint64_t size) {
+Task<std::optional<std::string>> DiskCache::Get(std::string key, uint64_t checksum, uint64_t size) {
   State* st = state_.get();  // see Load
   if (!st->on()) co_return std::nullopt;
   std::string name = NameOf(key);
@@ -199,7 +198,8 @@ Task<std::optional<std::string>> DiskCache::Get(std::string key, uint64_t checks
     st->lru.splice(st->lru.begin(), st->lru, it->second);
   }
   st->jobs.fetch_add(1);
-  Result<std::string> file = co_await RunBlocking(env_, [st, &name] { return st->files->Read(name); });
+  Result<std::string> file =
+      co_await RunBlocking(env_, [st, &name] { return st->files->Read(name); });
   st->jobs.fetch_sub(1);
   if (file.ok() && Verify(*file, key, checksum, size)) {
     st->hits.fetch_add(1, std::memory_order_relaxed);

@@ -36,9 +36,9 @@ struct DiskCacheStats {
   bool enabled = false;
   uint64_t hits = 0;
   uint64_t misses = 0;
-  uint64_t damaged = 0;   // entries that failed verification on a Get, dropped
-  uint64_t inserts = 0;   // entries written
-  uint64_t dropped = 0;   // puts not written: over the pending bound, or already present
+  uint64_t damaged = 0;  // entries that failed verification on a Get, dropped
+  uint64_t inserts = 0;  // entries written
+  uint64_t dropped = 0;  // puts not written: over the pending bound, or already present
   uint64_t evictions = 0;
   uint64_t usage_bytes = 0;
   uint64_t capacity_bytes = 0;

@@ -2,9 +2,9 @@
 // off (with one log line) when its disk is full or read-only.
 #include "cache/disk_cache.h"
 
-#include <catch2/catch.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 

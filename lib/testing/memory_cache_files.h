@@ -22,7 +22,7 @@ class MemoryCacheFiles final : public cache::CacheFiles {
   struct Disk {
     std::mutex mu;
     std::map<std::string, std::pair<std::string, int64_t>> files;  // name -> bytes, mtime
-    int64_t clock = 0;           // mtimes: a write counter
+    int64_t clock = 0;                                             // mtimes: a write counter
     uint64_t disk_bytes = UINT64_MAX;  // writes past this many stored bytes fail (full)
     bool read_only = false;
     uint64_t reads = 0, writes = 0;

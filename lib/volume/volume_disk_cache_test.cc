@@ -46,8 +46,8 @@ struct Rig {
 
   // A daemon's start: a new DiskCache over the same files.
   std::unique_ptr<cache::DiskCache> StartCache(uint64_t capacity = 64 << 20) {
-    auto c = std::make_unique<cache::DiskCache>(env, std::make_unique<MemoryCacheFiles>(disk),
-                                                capacity);
+    auto c =
+        std::make_unique<cache::DiskCache>(env, std::make_unique<MemoryCacheFiles>(disk), capacity);
     RunSim(env, c->Load());
     return c;
   }
@@ -74,7 +74,8 @@ TEST_CASE("a restart with a warm disk cache reads without GETs, and without it s
   std::vector<uint8_t> want(1 << 20);
   {
     auto dc = rig.StartCache();
-    auto v = RunSim(rig.env, LsmVolume::Open(rig.env, rig.store, Options(rig.dir.Join("meta"), dc.get())));
+    auto v = RunSim(rig.env,
+                    LsmVolume::Open(rig.env, rig.store, Options(rig.dir.Join("meta"), dc.get())));
     REQUIRE(v.ok());
     for (int i = 0; i < 8; ++i) {
       auto part = Pattern(want.size() / 8, static_cast<uint8_t>(i));
@@ -130,8 +131,8 @@ TEST_CASE("a disk cache entry of another volume in the same store is never serve
     auto all = RunSim(rig.env, rig.mem.List(""));  // the bucket wiped
     REQUIRE(all.ok());
     for (const auto& o : *all) REQUIRE(RunSim(rig.env, rig.mem.Delete(o.key)).ok());
-    auto v = RunSim(rig.env, LsmVolume::Open(rig.env, rig.store,
-                                             Options(rig.dir.Join("meta"), dc.get())));
+    auto v = RunSim(rig.env,
+                    LsmVolume::Open(rig.env, rig.store, Options(rig.dir.Join("meta"), dc.get())));
     REQUIRE(v.ok());
     REQUIRE(RunSim(rig.env, (*v)->Write(0, *data, {})).ok());
     REQUIRE(RunSim(rig.env, (*v)->Flush()).ok());

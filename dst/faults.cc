@@ -42,6 +42,7 @@ std::function<FaultDecision(OpKind, std::string_view)> FaultPlan::HookFor(
     int id, std::function<void(const std::string&)> on_crash) {
   Incarnation& inc = incs_[id];
   inc.rng = Prng(seed_ * 0x9e3779b97f4a7c15ULL + uint64_t(id) * 7919 + 17);
+  inc.body_rng = Prng(seed_ * 0x2545f4914f6cdd1dULL + uint64_t(id) * 104729 + 3);
   inc.on_crash = std::move(on_crash);
   return [this, id](OpKind kind, std::string_view key) { return Decide(incs_.at(id), kind, key); };
 }
@@ -122,6 +123,18 @@ FaultDecision FaultPlan::Decide(Incarnation& inc, OpKind kind, std::string_view 
   } else if (fault_roll < err + lost) {
     d.action = FaultDecision::Action::kLoseAck;
     d.error = Status::Unavailable("dst: connection reset before the reply");
+  }
+  if (kind == OpKind::kGet) {
+    // Three draws per GET from the body stream, whatever is enabled.
+    const uint64_t body_roll = inc.body_rng.Below(kPpm), how = inc.body_rng.Below(3);
+    const uint64_t where = inc.body_rng.Next();
+    if (d.action == FaultDecision::Action::kPass && body_roll < k_.get_damage_ppm) {
+      static constexpr FaultDecision::Action kHow[] = {FaultDecision::Action::kFlipBit,
+                                                       FaultDecision::Action::kTornBody,
+                                                       FaultDecision::Action::kShortBody};
+      d.action = kHow[how];
+      d.corrupt_from_end = where;
+    }
   }
   return d;
 }

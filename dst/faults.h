@@ -7,6 +7,8 @@
 //   errors      kFail with a retryable 5xx / SlowDown / timeout, plus error bursts
 //   latency     small delays and rare stragglers: concurrent requests land reordered
 //   lost acks   kLoseAck on writes: the object changed, the caller hears Unavailable
+//   bodies      GET bodies with a flipped bit, torn (zeros from some byte) or short,
+//               drawn from a stream of their own (older seeds keep their other faults)
 //   crashes     a trigger armed on the n-th call of one kind (segment PUT, SST PUT,
 //               manifest PUT, GC DELETE, footer GET, LIST, manifest HEAD), before the
 //               call reaches the store or after it took effect; the incarnation dies at
@@ -62,6 +64,7 @@ class FaultPlan {
  private:
   struct Incarnation {
     Prng rng{1};
+    Prng body_rng{1};
     std::function<void(const std::string&)> on_crash;
     bool has_trigger = false;
     CrashTrigger trigger;

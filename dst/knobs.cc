@@ -126,6 +126,18 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
   // Damage between incarnations (appended last, as above): off in half the seeds.
   f.damage_permille = uint32_t(Pick(r, {0, 0, 200, 500}));
   if (swarm && r.Below(2) == 0) f.damage_permille = 0;
+  // Damaged GET bodies and the disk cache (appended last, as above). A read fails (a
+  // violation here) only after kVerifiedReadAttempts damaged bodies in a row: at 2%
+  // that was a few in 10^5 reads, often enough to end a run (regression seed
+  // 310158700459); at 0.3% it is about 3 in 10^8.
+  f.get_damage_ppm = uint32_t(Pick(r, {0, 300, 1000, 3000}));
+  f.disk_cache_bytes = Pick(r, {0ull, 16ull << 10, 256ull << 10, 16ull << 20});
+  f.cache_damage_ppm = uint32_t(Pick(r, {0, 5000, 50000}));
+  f.cache_disk_bytes = Pick(r, {0ull, 0ull, 0ull, 1ull << 20});
+  f.cache_read_only = r.Below(10) == 0;
+  if (swarm && r.Below(2) == 0) f.get_damage_ppm = 0;
+  if (swarm && r.Below(2) == 0) f.disk_cache_bytes = 0;
+  if (v.read_partial_raw_chunks) f.get_damage_ppm = f.disk_cache_bytes = 0;
   return k;
 }
 
@@ -147,7 +159,8 @@ std::string Knobs::Describe() const {
       "fua_permille={} nbd_permille={} crash_per_kop={} second_writer_per_kop={} "
       "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={} w_snap={} "
       "w_snap_read={} snap_trigger_permille={} full_compaction_min_bytes={} "
-      "full_compaction_ratio={} damage_permille={}",
+      "full_compaction_ratio={} damage_permille={} get_damage_ppm={} disk_cache_bytes={} "
+      "cache_damage_ppm={} cache_disk_bytes={} cache_read_only={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -160,7 +173,8 @@ std::string Knobs::Describe() const {
       w.w_status, w.w_cache, w.w_admin, w.w_sleep, w.fua_permille, w.nbd_permille,
       w.crash_per_kop, w.second_writer_per_kop, w.old_writer_ops, w.audit_every, w.check_every,
       w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille,
-      v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille);
+      v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille, f.get_damage_ppm,
+      f.disk_cache_bytes, f.cache_damage_ppm, f.cache_disk_bytes, f.cache_read_only ? 1 : 0);
 }
 
 std::string Knobs::Command() const {

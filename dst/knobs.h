@@ -29,6 +29,16 @@ struct FaultKnobs {
   // once every writer has crashed or closed, one object is deleted, truncated or
   // bit-flipped before the next open.
   uint32_t damage_permille = 0;
+  // GET bodies damaged on the way (drawn last): one bit flipped, torn (zeros from some
+  // byte on) or short. 0 with read_partial_raw_chunks: raw block reads carry no checksum
+  // (memory:// only, a documented limit).
+  uint32_t get_damage_ppm = 0;
+  // The disk cache (drawn last): its capacity (0: none), reads of its files damaged the
+  // same three ways, the disk's size (it fills up; 0: unbounded) and read-only.
+  uint64_t disk_cache_bytes = 0;
+  uint32_t cache_damage_ppm = 0;
+  uint64_t cache_disk_bytes = 0;
+  bool cache_read_only = false;
 };
 
 struct WorkloadKnobs {

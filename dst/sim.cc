@@ -27,7 +27,22 @@ Simulator::Simulator(const Knobs& knobs)
       env_(SimEnv::Options{.seed = knobs.seed, .shuffle_ready = knobs.shuffle_ready}),
       rng_(knobs.seed ^ 0x776f726b6c6f6164ULL),
       plan_(env_, knobs.faults, knobs.seed),
+      cache_disk_(std::make_shared<testing::MemoryCacheFiles::Disk>()),
+      cache_rng_(knobs.seed ^ 0x6361636865ULL),
       damage_rng_(knobs.seed ^ 0x64616d616765ULL) {
+  if (k_.faults.cache_disk_bytes > 0) cache_disk_->disk_bytes = k_.faults.cache_disk_bytes;
+  cache_disk_->read_only = k_.faults.cache_read_only;
+  cache_disk_->on_read = [this](const std::string&, std::string* bytes) {
+    // Three draws per read, as for the store's GETs.
+    const uint64_t roll = cache_rng_.Below(1'000'000), how = cache_rng_.Below(3);
+    const uint64_t where = cache_rng_.Next();
+    if (roll >= k_.faults.cache_damage_ppm || bytes->empty()) return;
+    ++cache_damages_;
+    const uint64_t at = where % bytes->size();
+    if (how == 0) (*bytes)[at] = static_cast<char>((*bytes)[at] ^ (1 << ((where >> 32) % 8)));
+    if (how == 1) std::fill(bytes->begin() + static_cast<ptrdiff_t>(at), bytes->end(), '\0');
+    if (how == 2) bytes->resize(at);
+  };
   const uint64_t blocks = k_.volume.size_bytes / k_.volume.block_size;
   for (uint32_t i = 0; i < k_.work.hot_regions; ++i) hot_.push_back(rng_.Below(blocks - 256));
 }
@@ -86,7 +101,15 @@ Writer* Simulator::StartOpen() {
   w->damaged = damage_.active;
   opening_ = w;
   Note(fmt::format("open writer {}{}", w->id, trigger));
-  Start(volume::OpenVolume(env_, *w->store, k_.volume),
+  volume::VolumeOptions options = k_.volume;
+  if (k_.faults.disk_cache_bytes > 0) {
+    disk_caches_.push_back(std::make_unique<cache::DiskCache>(
+        env_, std::make_unique<testing::MemoryCacheFiles>(cache_disk_),
+        k_.faults.disk_cache_bytes));
+    options.disk_cache = disk_caches_.back().get();
+    Start(options.disk_cache->Load(), [] {});
+  }
+  Start(volume::OpenVolume(env_, *w->store, options),
         [this, w](Result<std::shared_ptr<volume::Volume>> r) {
           w->opening = false;
           if (!r.ok()) {
@@ -313,12 +336,26 @@ int Simulator::Run() {
     for (auto& w : writers_) full += w->vol ? w->vol->stats().full_compactions : 0;
     std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu"
                 " full_compactions=%llu damage=%llu damage_refused=%llu damage_opened=%llu"
-                " damage_read_errors=%llu\n",
+                " damage_read_errors=%llu",
                 (unsigned long long)snap_ops_, (unsigned long long)restores_,
                 (unsigned long long)snap_reads_, (unsigned long long)snap_verified_,
                 (unsigned long long)inconclusive, (unsigned long long)full,
                 (unsigned long long)damages_, (unsigned long long)damage_refused_,
                 (unsigned long long)damage_opened_, (unsigned long long)damage_errors_);
+    cache::DiskCacheStats dc;
+    for (auto& c : disk_caches_) {
+      const cache::DiskCacheStats s = c->stats();
+      dc.hits += s.hits;
+      dc.damaged += s.damaged;
+      dc.inserts += s.inserts;
+    }
+    uint64_t bodies = 0;  // store GET bodies damaged
+    for (auto& w : writers_) bodies += w->store ? w->store->counts().corrupted : 0;
+    std::printf(" damaged_bodies=%llu disk_cache_hits=%llu disk_cache_inserts=%llu"
+                " disk_cache_damaged_reads=%llu disk_cache_dropped=%llu\n",
+                (unsigned long long)bodies, (unsigned long long)dc.hits,
+                (unsigned long long)dc.inserts, (unsigned long long)cache_damages_,
+                (unsigned long long)dc.damaged);
   }
   std::printf("fingerprint=%016llx\n", (unsigned long long)fp);
   std::fflush(stdout);

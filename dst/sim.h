@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/disk_cache.h"
 #include "dst/faults.h"
 #include "dst/history.h"
 #include "dst/knobs.h"
@@ -37,6 +38,7 @@
 #include "env/sim_env.h"
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
+#include "testing/memory_cache_files.h"
 #include "volume/volume.h"
 
 namespace portal::dst {
@@ -208,6 +210,13 @@ class Simulator {
   Prng rng_;
   objstore::MemoryStore mem_;
   FaultPlan plan_;
+  // The disk cache (knob disk_cache_bytes): one local disk for every incarnation (a
+  // machine's across restarts and second writers), damaging reads, filling up, read-only;
+  // each incarnation's DiskCache over it, kept to the end (zombies still read).
+  std::shared_ptr<testing::MemoryCacheFiles::Disk> cache_disk_;
+  Prng cache_rng_;
+  uint64_t cache_damages_ = 0;
+  std::vector<std::unique_ptr<cache::DiskCache>> disk_caches_;
   History history_;
   StoreFacts facts_;
   std::vector<std::unique_ptr<Writer>> writers_;

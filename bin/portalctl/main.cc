@@ -108,6 +108,13 @@ void PrintStatus(const DaemonStatus& s) {
                    FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));
   line("Cache", fmt::format("{} of {}, {} hits, {} misses", FormatSize(s.cache_bytes),
                             FormatSize(s.cache_capacity_bytes), s.cache_hits, s.cache_misses));
+  if (s.disk_cache_capacity_bytes > 0) {
+    line("Disk cache",
+         fmt::format("{} of {}, {} hits, {} misses, {} dropped as damaged{}",
+                     FormatSize(s.disk_cache_bytes), FormatSize(s.disk_cache_capacity_bytes),
+                     s.disk_cache_hits, s.disk_cache_misses, s.disk_cache_damaged,
+                     s.disk_cache_enabled ? "" : " (off)"));
+  }
   line("Integrity", fmt::format("{} fetched again after failing verification",
                                 Count(s.corrupt_refetches, "object read")));
   if (s.requests.empty()) {

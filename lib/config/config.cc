@@ -150,7 +150,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   Config c = base;
   Reader r(root, source);
   static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record",
-                                                "log"};
+                                                "log", "cache"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
       {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
@@ -160,6 +160,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms"}},
       {"record", {"path", "workload"}},
       {"log", {"format"}},
+      {"cache", {"dir", "disk_size_bytes"}},
   };
 
   // Unknown keys first, so a typo is reported even if other values are fine.
@@ -228,6 +229,9 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
     RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", name, &v));
     if (v != UINT64_MAX) *out = v;
   }
+  RETURN_IF_ERROR(r.Str(table("cache"), "cache", "dir", &c.disk_cache_dir));
+  RETURN_IF_ERROR(r.U64(table("cache"), "cache", "disk_size_bytes", &c.disk_cache_size_bytes,
+                        Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));
   if (root.contains("record") && c.record_path.empty()) {
@@ -322,6 +326,13 @@ Status Validate(const Config& c) {
   if (c.cache_dir.empty()) return Bad("storage.cache_dir", "must not be empty");
   if (c.log_format != "text" && c.log_format != "json") {
     return Bad("log.format", fmt::format("must be \"text\" or \"json\", got \"{}\"", c.log_format));
+  }
+  RETURN_IF_ERROR(InRange("cache.disk_size_bytes", c.disk_cache_size_bytes, 0,
+                          kMaxDiskCacheSizeBytes, "1 PiB"));
+  if (c.disk_cache_size_bytes > 0 && c.disk_cache_size_bytes < kMinBufferBytes) {
+    return Bad("cache.disk_size_bytes",
+               fmt::format("must be 0 (off) or at least {}, got {}", kMinBufferBytes,
+                           c.disk_cache_size_bytes));
   }
   RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
                           kMaxStopTimeoutMs, "1 hour"));

@@ -10,6 +10,8 @@
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
 //   [record]  path, workload
 //   [log]     format ("text" | "json": one JSON object per line, util/log.h)
+//   [cache]   dir, disk_size_bytes (the local disk cache of chunks: off while
+//             disk_size_bytes is 0, the default; dir defaults to <storage.cache_dir>/chunks)
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
 // integer key takes integers only.
@@ -59,6 +61,11 @@ struct Config {
   std::optional<uint64_t> gc_interval_ms;
   // --salvage only (never from the file): open a damaged volume read-only.
   bool salvage = false;
+  // [cache]: chunks on local disk (cache/disk_cache.h), off while disk_cache_size_bytes
+  // is 0 (an explicit budget: a default would quietly take gigabytes of a disk whose size
+  // we do not know). disk_cache_dir "" means <cache_dir>/chunks. Unused on memory://.
+  std::string disk_cache_dir;
+  uint64_t disk_cache_size_bytes = 0;
   // [record]
   std::string record_path;  // empty: not recording
   std::string record_workload = "unnamed";
@@ -93,6 +100,8 @@ constexpr uint64_t kMaxL0SstSizeBytes = 1ull << 30;
 constexpr uint64_t kMaxUnflushedBytes = 64ull << 30;
 // block_cache_size_bytes: 1 TiB.
 constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
+// cache.disk_size_bytes: 0 (off) or 1 MiB to 1 PiB.
+constexpr uint64_t kMaxDiskCacheSizeBytes = 1ull << 50;
 // stop_timeout_ms: 1 s to 1 h.
 constexpr uint64_t kMinStopTimeoutMs = 1000;
 constexpr uint64_t kMaxStopTimeoutMs = 3600'000;

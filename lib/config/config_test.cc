@@ -208,3 +208,27 @@ TEST_CASE("the installed example configuration parses and validates", "[config]"
 
 }  // namespace
 }  // namespace portal::config
+
+namespace portal::config {
+namespace {
+
+TEST_CASE("[cache] dir and disk_size_bytes: off by default, sizes with units, bounded",
+          "[config][disk_cache]") {
+  std::vector<std::string> warnings;
+  auto d = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(d.ok());
+  CHECK(d->disk_cache_size_bytes == 0);
+  CHECK(d->disk_cache_dir.empty());
+  auto c = ParseToml("[cache]\ndir = \"/var/cache/portalbd\"\ndisk_size_bytes = \"10GiB\"\n",
+                     "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->disk_cache_dir == "/var/cache/portalbd");
+  CHECK(c->disk_cache_size_bytes == 10ull << 30);
+  CHECK(Validate(*c).ok());
+  CHECK(Mentions(Check("[cache]\ndisk_size_bytes = 4096\n"), "cache.disk_size_bytes"));
+  CHECK(Mentions(Check("[cache]\ndisk_size_bytes = \"2PiB\"\n"), "cache.disk_size_bytes"));
+  CHECK(Mentions(Check("[cache]\nsize = 1\n"), "cache.size"));
+}
+
+}  // namespace
+}  // namespace portal::config

@@ -78,6 +78,12 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["store_failing_since"] = s.store_failing_since;
   j["store_failed_attempts"] = s.store_failed_attempts;
   j["store_error"] = s.store_error;
+  j["disk_cache_enabled"] = s.disk_cache_enabled;
+  j["disk_cache_bytes"] = s.disk_cache_bytes;
+  j["disk_cache_capacity_bytes"] = s.disk_cache_capacity_bytes;
+  j["disk_cache_hits"] = s.disk_cache_hits;
+  j["disk_cache_misses"] = s.disk_cache_misses;
+  j["disk_cache_damaged"] = s.disk_cache_damaged;
   ordered_json requests = ordered_json::object();
   for (const auto& r : s.requests) {
     ordered_json one;
@@ -184,6 +190,14 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
     RETURN_IF_ERROR(f.Str("store_failing_since", &s.store_failing_since));
     RETURN_IF_ERROR(f.U64("store_failed_attempts", &s.store_failed_attempts));
     RETURN_IF_ERROR(f.Str("store_error", &s.store_error));
+  }
+  if (j.contains("disk_cache_enabled")) {
+    RETURN_IF_ERROR(f.Bool("disk_cache_enabled", &s.disk_cache_enabled));
+    RETURN_IF_ERROR(f.U64("disk_cache_bytes", &s.disk_cache_bytes));
+    RETURN_IF_ERROR(f.U64("disk_cache_capacity_bytes", &s.disk_cache_capacity_bytes));
+    RETURN_IF_ERROR(f.U64("disk_cache_hits", &s.disk_cache_hits));
+    RETURN_IF_ERROR(f.U64("disk_cache_misses", &s.disk_cache_misses));
+    RETURN_IF_ERROR(f.U64("disk_cache_damaged", &s.disk_cache_damaged));
   }
   auto reqs = j.find("requests");
   if (reqs == j.end() || !reqs->is_object()) {

@@ -119,6 +119,13 @@ struct DaemonStatus {
   std::string store_failing_since;
   uint64_t store_failed_attempts = 0;
   std::string store_error;
+  // The local disk cache ([cache] disk_size_bytes; all 0 when there is none).
+  bool disk_cache_enabled = false;
+  uint64_t disk_cache_bytes = 0;
+  uint64_t disk_cache_capacity_bytes = 0;
+  uint64_t disk_cache_hits = 0;
+  uint64_t disk_cache_misses = 0;
+  uint64_t disk_cache_damaged = 0;  // entries that failed verification (dropped, fetched again)
   std::vector<RequestCount> requests;  // kinds with at least one call
   friend bool operator==(const DaemonStatus&, const DaemonStatus&) = default;
 };

@@ -157,6 +157,12 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.store_failing_since = "2026-01-07T02:58:02.656272Z";
   s.store_failed_attempts = 9;
   s.store_error = "Unavailable: no space left on device";
+  s.disk_cache_enabled = true;
+  s.disk_cache_bytes = 11;
+  s.disk_cache_capacity_bytes = 21;
+  s.disk_cache_hits = 31;
+  s.disk_cache_misses = 41;
+  s.disk_cache_damaged = 1;
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
   const std::string line = EncodeReply(StatusReply{s});
   CHECK(
@@ -171,6 +177,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("nbd_connections":1,)"
       R"("store_failing_since":"2026-01-07T02:58:02.656272Z","store_failed_attempts":9,)"
       R"("store_error":"Unavailable: no space left on device",)"
+      R"("disk_cache_enabled":true,"disk_cache_bytes":11,"disk_cache_capacity_bytes":21,)"
+      R"("disk_cache_hits":31,"disk_cache_misses":41,"disk_cache_damaged":1,)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
       R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
       "\n");

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "cache/disk_cache.h"
 #include "control/server.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
@@ -111,6 +112,14 @@ Status Daemon::Start() {
   }
   volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
   volume_options.buffer_pool = &buffer_pool_;
+  if (cfg_.disk_cache_size_bytes > 0 && cfg_.storage_url != "memory://") {
+    const std::string dir =
+        cfg_.disk_cache_dir.empty() ? cfg_.cache_dir + "/chunks" : cfg_.disk_cache_dir;
+    disk_cache_ = std::make_unique<cache::DiskCache>(*env_, cache::DirectoryFiles(dir),
+                                                     cfg_.disk_cache_size_bytes);
+    BlockOn(disk_cache_->Load());  // a cache that cannot start is off; portalbd goes on
+    volume_options.disk_cache = disk_cache_.get();
+  }
   auto vol = BlockOn(volume::OpenVolume(*env_, *store_, volume_options));
   if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
   {
@@ -244,6 +253,15 @@ control::DaemonStatus Daemon::StatusReport() {
     d.store_failed_attempts = s.store_failed_attempts;
     d.store_error = s.store_error;
   }
+  if (disk_cache_) {
+    cache::DiskCacheStats dc = disk_cache_->stats();
+    d.disk_cache_enabled = dc.enabled;
+    d.disk_cache_bytes = dc.usage_bytes;
+    d.disk_cache_capacity_bytes = dc.capacity_bytes;
+    d.disk_cache_hits = dc.hits;
+    d.disk_cache_misses = dc.misses;
+    d.disk_cache_damaged = dc.damaged;
+  }
   if (store_) {
     objstore::StoreStats st = store_->stats();
     for (size_t i = 0; i < objstore::kNumOpKinds; ++i) {
@@ -271,17 +289,26 @@ std::string Daemon::StatusLine() {
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
       "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
-      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={} requests=\"{}\"{}{}",
+      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={}{} requests=\"{}\"{}{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
       s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
       s.full_compactions, s.corrupt_refetches, pool.pooled_bytes(), pool.hits(), pool.misses(),
+      DiskCacheCounts(),
       store_ ? store_->stats().ToString() : "", HttpCounts(),
       s.store_failing_since_ns == 0
           ? ""
           : fmt::format(" store_failing_since={} store_error=\"{}\"",
                         FormatRfc3339(s.store_failing_since_ns), s.store_error));
+}
+
+std::string Daemon::DiskCacheCounts() const {
+  if (!disk_cache_) return "";
+  cache::DiskCacheStats dc = disk_cache_->stats();
+  return fmt::format(" disk_cache_enabled={} disk_cache_bytes={} disk_cache_hits={} "
+                     "disk_cache_misses={} disk_cache_damaged={} disk_cache_inserts={}",
+                     dc.enabled, dc.usage_bytes, dc.hits, dc.misses, dc.damaged, dc.inserts);
 }
 
 std::string Daemon::HttpCounts() const {

@@ -27,6 +27,9 @@
 
 namespace portal {
 class RealEnv;
+namespace cache {
+class DiskCache;
+}  // namespace cache
 namespace objstore {
 class CountingStore;
 class S3Store;
@@ -76,6 +79,7 @@ class Daemon {
 
  private:
   std::string HttpCounts() const;
+  std::string DiskCacheCounts() const;
   // Ends the [record] trace (after the NBD server stopped) and logs what it holds.
   Status FinishRecording();
 
@@ -84,6 +88,9 @@ class Daemon {
   // before them, so it outlives them.
   BufferPool buffer_pool_;
   std::unique_ptr<RealEnv> env_;
+  // [cache] disk_size_bytes > 0 (not on memory://): chunks on local disk, shared by the
+  // volumes; declared before them, so it outlives them.
+  std::unique_ptr<cache::DiskCache> disk_cache_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://

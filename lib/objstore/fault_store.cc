@@ -1,5 +1,7 @@
 #include "objstore/fault_store.h"
 
+#include <algorithm>
+
 #include "env/async.h"
 #include "util/log.h"
 
@@ -90,9 +92,19 @@ Task<Result<std::string>> FaultStore::Get(std::string key, std::optional<GetRang
   CO_RETURN_IF_ERROR(co_await Before(d));
   auto r = co_await inner_->Get(std::move(key), range);
   CO_RETURN_IF_ERROR(After(d));
-  if (d.action == FaultDecision::Action::kCorruptBody && r.ok() && !r->empty()) {
+  using Action = FaultDecision::Action;
+  const bool damages = d.action == Action::kCorruptBody || d.action == Action::kFlipBit ||
+                       d.action == Action::kTornBody || d.action == Action::kShortBody;
+  if (damages && r.ok() && !r->empty()) {
     std::string& body = *r;
-    body[body.size() - 1 - d.corrupt_from_end % body.size()] ^= 0xff;
+    const uint64_t at = d.corrupt_from_end % body.size();
+    if (d.action == Action::kCorruptBody) body[body.size() - 1 - at] ^= 0xff;
+    if (d.action == Action::kFlipBit) {
+      const uint64_t bit = d.corrupt_from_end % (uint64_t{body.size()} * 8);
+      body[bit / 8] = static_cast<char>(body[bit / 8] ^ (1 << (bit % 8)));
+    }
+    if (d.action == Action::kTornBody) std::fill(body.begin() + static_cast<ptrdiff_t>(at), body.end(), '\0');
+    if (d.action == Action::kShortBody) body.resize(at);
     std::lock_guard lock(mu_);
     ++counts_.corrupted;
   }

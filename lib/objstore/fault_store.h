@@ -36,6 +36,11 @@ struct FaultDecision {
     kFail,         // return `error` without calling the inner store (request never arrived)
     kLoseAck,      // call the inner store, then return `error` instead of its result
     kCorruptBody,  // GET only: call the inner store, then flip one byte of the body
+    // GET only, as a faulty disk, NIC or proxy does, or a connection cut mid-body that
+    // the client did not notice (the simulator's body faults):
+    kFlipBit,    // one bit flipped, at bit `corrupt_from_end` (modulo the body's bits)
+    kTornBody,   // zeros from byte `corrupt_from_end` (modulo the size) to the end
+    kShortBody,  // the body cut to `corrupt_from_end` (modulo the size) bytes
   };
   Action action = Action::kPass;
   uint64_t latency_ns = 0;  // waited before the call
@@ -52,7 +57,7 @@ struct FaultOptions {
   double latency_probability = 0;   // latency uniform in [min_latency_ns, max_latency_ns]
   uint64_t min_latency_ns = 0;
   uint64_t max_latency_ns = 0;
-  // The only source of kCorruptBody (the probabilities never damage bodies).
+  // The only source of damaged bodies (the probabilities never damage bodies).
   std::function<FaultDecision(OpKind kind, std::string_view key)> decide;
 };
 

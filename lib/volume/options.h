@@ -7,6 +7,9 @@
 namespace portal {
 class BufferPool;
 }
+namespace portal::cache {
+class DiskCache;
+}
 
 namespace portal::volume {
 
@@ -55,6 +58,10 @@ struct VolumeOptions {
   // Where segments built in one string come from (util/buffer_pool.h); null: no pooling.
   // Not owned: the daemon's, and it must outlive the volume.
   BufferPool* buffer_pool = nullptr;
+  // Chunks on local disk ([cache] dir, cache/disk_cache.h), shared by the daemon's volumes;
+  // null: none. Not owned: the daemon's, and it must outlive the volume. Unused with
+  // read_partial_raw_chunks (memory://: the bytes are in this process already).
+  cache::DiskCache* disk_cache = nullptr;
 };
 
 }  // namespace portal::volume

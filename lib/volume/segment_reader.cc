@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "cache/disk_cache.h"
 #include "objstore/retrying_store.h"
 #include "util/coding.h"
 #include "volume/manifest.h"
@@ -117,6 +118,46 @@ Task<Result<std::shared_ptr<const SegmentFooter>>> SegmentReader::Chunks(uint64_
   co_return std::shared_ptr<const SegmentFooter>(*v, &(*v)->value);
 }
 
+void SegmentReader::SetDiskCacheScope(const std::string& store_url,
+                                      const std::string& volume_uuid) {
+  if (!options_.disk_cache || options_.read_partial_raw_chunks) return;
+  std::lock_guard lock(mu_);
+  disk_scope_ = store_url + "\n" + volume_uuid;
+}
+
+std::string SegmentReader::DiskKey(const SegmentFooter& footer, size_t chunk) {
+  std::lock_guard lock(mu_);
+  if (disk_scope_.empty()) return "";
+  // Everything that names these bytes for good. The epoch and the checksum make a dead
+  // writer's chunk at a reused id (a store restored from a backup, a wiped bucket) a
+  // different key, and Get checks the checksum again against the bytes it reads.
+  const ChunkInfo& c = footer.chunks[chunk];
+  return fmt::format("{}\nseg/{} chunk {} epoch {} sum {:016x} blocks {}x{}", disk_scope_,
+                     footer.segment_id, chunk, footer.epoch, c.checksum, c.raw_blocks,
+                     footer.block_size);
+}
+
+void SegmentReader::KeepWritten(const SegmentFooter& footer,
+                                std::function<objstore::Rope()> data) {
+  if (footer.chunks.empty() || DiskKey(footer, 0).empty()) return;
+  std::vector<cache::DiskCache::PutItem> items;
+  std::vector<uint64_t> starts;  // of each chunk in the data stream
+  const uint64_t chunk_bytes = uint64_t{footer.blocks_per_chunk} * footer.block_size;
+  for (size_t c = 0; c < footer.chunks.size(); ++c) {
+    const ChunkInfo& chunk = footer.chunks[c];
+    items.push_back({DiskKey(footer, c), chunk.checksum, chunk.raw_blocks * footer.block_size});
+    starts.push_back(c * chunk_bytes);
+  }
+  // The stream is made once, on the blocking pool, by the first payload asked for.
+  auto stream = std::make_shared<std::optional<objstore::Rope>>();
+  options_.disk_cache->Put(
+      std::move(items), [stream, data = std::move(data), starts = std::move(starts),
+                         chunk_bytes](size_t i) {
+        if (!*stream) *stream = data();
+        return (*stream)->Read(starts[i], chunk_bytes);
+      });
+}
+
 Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest) {
   CO_ASSIGN_OR_RETURN(auto footer, co_await Chunks(id));
   const std::string key = SegmentKey(id);
@@ -148,16 +189,29 @@ Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, 
       auto decoded = co_await cache::GetTyped<std::string>(
           cache_, ChunkKey(id, c), [&]() -> Task<Result<std::pair<std::string, uint64_t>>> {
             std::string raw;
-            CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
-                [&]() -> Task<Status> {
-                  CO_ASSIGN_OR_RETURN(
-                      std::string stored,
-                      co_await store_.Get(key, objstore::GetRange{chunk.offset, chunk.stored_len}));
-                  CO_ASSIGN_OR_RETURN(raw, DecodeChunk(stored, chunk, static_cast<uint32_t>(bs),
-                                                       fmt::format("{} (chunk {})", key, c)));
-                  co_return Status::Ok();
-                },
-                corrupt_refetches_));
+            // The disk cache, right before the GET and right after it (verified bytes only).
+            const std::string disk_key = DiskKey(*footer, c);
+            std::optional<std::string> kept;
+            if (!disk_key.empty()) {
+              kept = co_await options_.disk_cache->Get(disk_key, chunk.checksum,
+                                                       chunk.raw_blocks * bs);
+            }
+            if (kept) {
+              raw = std::move(*kept);
+            } else {
+              CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
+                  [&]() -> Task<Status> {
+                    CO_ASSIGN_OR_RETURN(std::string stored,
+                                        co_await store_.Get(key, objstore::GetRange{
+                                                                     chunk.offset, chunk.stored_len}));
+                    CO_ASSIGN_OR_RETURN(raw,
+                                        DecodeChunk(stored, chunk, static_cast<uint32_t>(bs),
+                                                    fmt::format("{} (chunk {})", key, c)));
+                    co_return Status::Ok();
+                  },
+                  corrupt_refetches_));
+              if (!disk_key.empty()) options_.disk_cache->Put(disk_key, chunk.checksum, raw);
+            }
             uint64_t charge = raw.size() + 64;
             co_return std::make_pair(std::move(raw), charge);
           });

@@ -3,12 +3,17 @@
 // block instead (read_partial_raw_chunks), since the bytes are already in this process.
 // Bytes that fail verification are fetched again (objstore::RefetchCorrupt) before a read
 // fails with Corruption naming the segment; only verified bytes reach a cache.
+// With a disk cache (VolumeOptions::disk_cache) a chunk is looked up there right before
+// its GET and kept there right after it; settled segments' chunks are kept there too
+// (KeepWritten). Disk entries are keyed by store, volume, segment id, chunk, epoch and
+// the footer's checksum of the chunk, and verified against that checksum on every hit.
 //
 // Thread-safe. The store, cache and `corrupt_refetches` counter must outlive it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -47,7 +52,16 @@ class SegmentReader {
   // Reads `n` blocks of segment `id`'s data stream from `index` into `dest`.
   Task<Status> ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest);
 
+  // What the disk cache's keys start with: the store's URL and the volume's uuid (set at
+  // open once the uuid is known; until then the disk cache is not used).
+  void SetDiskCacheScope(const std::string& store_url, const std::string& volume_uuid);
+  // A settled segment (its PUT confirmed): its chunks go to the disk cache, so that data
+  // just written never costs a GET. `data` makes the segment's data stream; it runs on
+  // the blocking pool, later, and must keep what it reads alive itself.
+  void KeepWritten(const SegmentFooter& footer, std::function<objstore::Rope()> data);
+
  private:
+  std::string DiskKey(const SegmentFooter& footer, size_t chunk);
   objstore::ObjectStore& store_;
   cache::BlockCache& cache_;
   const VolumeOptions& options_;
@@ -55,6 +69,7 @@ class SegmentReader {
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
   std::mutex mu_;
   std::unordered_map<uint64_t, uint64_t> sizes_;  // GUARDED_BY(mu_)
+  std::string disk_scope_;                        // GUARDED_BY(mu_); "": no disk cache
 };
 
 }  // namespace portal::volume

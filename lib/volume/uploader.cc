@@ -189,6 +189,11 @@ Task<void> Uploader::Run(uint64_t epoch) {
     Status st = co_await UploadSegment(s.segment_id, s.buf.get(), reloc.get(), &footer, &size);
     if (st.ok()) {
       segments_.Remember(s.segment_id, size, footer);
+      // Settled: its chunks may go to the disk cache (read back from the buffer, later).
+      segments_.KeepWritten(footer, [buf = s.buf, reloc, f = footer]() mutable {
+        if (!buf) return objstore::Rope(reloc->data);
+        return buf->Contents(&f).data;
+      });
       // Applying a relocation reads the map; its reads retry a bounded number of times.
       // The segment is stored: keep trying (nothing was applied by a failed attempt)
       // rather than fence over an error burst (dst swarm seed 9340).

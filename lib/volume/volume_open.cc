@@ -186,6 +186,7 @@ Task<Status> LsmVolume::DoOpen() {
   opened_.epoch = m.epoch;
   opened_.size_bytes = m.size_bytes;
   meta_->SetVolume(m.volume_uuid);
+  segments_.SetDiskCacheScope(store_.url(), m.volume_uuid);
   meta_->SetLatestManifest(number);
   {
     std::lock_guard lock(mu_);

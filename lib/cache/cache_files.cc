@@ -1,0 +1,153 @@
+// DirectoryFiles: the disk cache's files in a local directory. This file is the only
+// place the disk cache's errno values become Status.
+#include "cache/cache_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace portal::cache {
+namespace {
+
+constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr const char* kLockName = "LOCK";
+
+Status FromErrno(int err, const std::string& what) {
+  std::string msg = what + ": " + std::strerror(err);
+  if (err == ENOENT) return Status::NotFound(msg);
+  if (err == ENOSPC || err == EDQUOT) return Status::NoSpace(msg);
+  if (err == EROFS || err == EACCES || err == EPERM) return Status::PermissionDenied(msg);
+  return Status::IOError(msg);
+}
+
+class DirectoryFilesImpl final : public CacheFiles {
+ public:
+  explicit DirectoryFilesImpl(std::string dir) : dir_(std::move(dir)) {}
+  ~DirectoryFilesImpl() override {
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  }
+
+  Status Open() override {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) return Status::IOError("cannot create " + dir_ + ": " + ec.message());
+    const std::string lock = dir_ + "/" + kLockName;
+    lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) return FromErrno(errno, "cannot open " + lock);
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      if (err == EWOULDBLOCK) return Status::IOError(dir_ + " is in use by another portalbd");
+      return FromErrno(err, "cannot lock " + lock);
+    }
+    // Half-written entries of a crash.
+    DIR* d = ::opendir(dir_.c_str());
+    if (d == nullptr) return FromErrno(errno, "cannot list " + dir_);
+    while (dirent* e = ::readdir(d)) {
+      std::string_view name = e->d_name;
+      if (name.ends_with(kTmpSuffix)) (void)::unlink((dir_ + "/" + std::string(name)).c_str());
+    }
+    ::closedir(d);
+    return Status::Ok();
+  }
+
+  Result<std::vector<FileInfo>> List() override {
+    DIR* d = ::opendir(dir_.c_str());
+    if (d == nullptr) return FromErrno(errno, "cannot list " + dir_);
+    std::vector<FileInfo> out;
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name == "." || name == ".." || name == kLockName || name.ends_with(kTmpSuffix)) continue;
+      struct stat st;
+      if (::stat((dir_ + "/" + name).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      out.push_back(FileInfo{std::move(name), static_cast<uint64_t>(st.st_size),
+                             int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec});
+    }
+    ::closedir(d);
+    return out;
+  }
+
+  Result<std::string> Read(const std::string& name) override {
+    const std::string path = dir_ + "/" + name;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return FromErrno(errno, "cannot open " + path);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return FromErrno(err, "cannot stat " + path);
+    }
+    std::string out(static_cast<size_t>(st.st_size), '\0');
+    size_t got = 0;
+    while (got < out.size()) {
+      ssize_t n = ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        ::close(fd);
+        return FromErrno(err, "cannot read " + path);
+      }
+      if (n == 0) break;  // shrank meanwhile: the caller's checks see a short entry
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    out.resize(got);
+    return out;
+  }
+
+  Status Write(const std::string& name, std::string_view data) override {
+    const std::string path = dir_ + "/" + name;
+    const std::string tmp = path + std::string(kTmpSuffix);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return FromErrno(errno, "cannot create " + tmp);
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = n < 0 ? errno : ENOSPC;
+        ::close(fd);
+        (void)::unlink(tmp.c_str());
+        return FromErrno(err, "cannot write " + tmp);
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::close(fd) != 0) {
+      int err = errno;
+      (void)::unlink(tmp.c_str());
+      return FromErrno(err, "cannot write " + tmp);
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      int err = errno;
+      (void)::unlink(tmp.c_str());
+      return FromErrno(err, "cannot rename " + tmp);
+    }
+    return Status::Ok();
+  }
+
+  Status Remove(const std::string& name) override {
+    const std::string path = dir_ + "/" + name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return FromErrno(errno, "cannot remove " + path);
+    return Status::Ok();
+  }
+
+  std::string Describe() const override { return dir_; }
+
+ private:
+  const std::string dir_;
+  int lock_fd_ = -1;
+};
+
+}  // namespace
+
+std::unique_ptr<CacheFiles> DirectoryFiles(std::string dir) {
+  return std::make_unique<DirectoryFilesImpl>(std::move(dir));
+}
+
+}  // namespace portal::cache

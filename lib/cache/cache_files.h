@@ -1,0 +1,48 @@
+// CacheFiles: where the disk cache (disk_cache.h) keeps its entries: named files in one
+// directory, each written whole. DirectoryFiles is the real one (a local directory);
+// the simulator has its own (dst/sim_cache_files.h) that damages reads and fills up.
+//
+// Every method may block: the disk cache calls them on the Env's blocking pool, never on
+// the executor. Implementations are thread-safe. Nothing here is authoritative: any
+// error costs a GET later, never data.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/status.h"
+
+namespace portal::cache {
+
+class CacheFiles {
+ public:
+  struct FileInfo {
+    std::string name;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;  // orders the index rebuilt at start (oldest evicted first)
+  };
+  virtual ~CacheFiles() = default;
+
+  // Makes the directory ready for use by this process alone (creates it, takes its lock)
+  // and removes what a crash left half written. An error leaves the cache off.
+  virtual Status Open() = 0;
+  // Every complete entry.
+  virtual Result<std::vector<FileInfo>> List() = 0;
+  // The whole file; NotFound when it is not there.
+  virtual Result<std::string> Read(const std::string& name) = 0;
+  // Creates or replaces `name` with `data`, atomically for readers (no reader sees a
+  // half-written file). Not synced: a crash may lose or tear it, which a read detects.
+  virtual Status Write(const std::string& name, std::string_view data) = 0;
+  virtual Status Remove(const std::string& name) = 0;
+  // For log lines ("/var/lib/portalbd/chunks").
+  virtual std::string Describe() const = 0;
+};
+
+// The files of `dir` (created if missing), locked against a second portalbd with flock
+// on dir/LOCK. Entries are written as NAME.tmp and renamed.
+std::unique_ptr<CacheFiles> DirectoryFiles(std::string dir);
+
+}  // namespace portal::cache

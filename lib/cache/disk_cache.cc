@@ -1,0 +1,318 @@
+// The disk cache. One entry file per key, named by Checksum64 of the key in hex:
+//
+//   +----------+-----------+---------------+------------------+-----+---------+
+//   | "PBDCHNK1" | key_len u32 | payload_len u64 | payload_sum u64 | key | payload |
+//   +----------+-----------+---------------+------------------+-----+---------+
+//   (integers little-endian; payload_sum = Checksum64(payload), XXH3-64)
+//
+// A Get accepts an entry only if the file is exactly that long, holds the key asked for
+// (a name collision or a stale file is a miss), and its payload hashes to the checksum
+// the caller expects. The local format is private to one machine and not versioned
+// beyond the magic: a file that does not parse is dropped like a damaged one.
+#include "cache/disk_cache.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "env/async.h"
+#include "util/checksum.h"
+#include "util/coding.h"
+#include "util/log.h"
+
+namespace portal::cache {
+namespace {
+
+auto Log() { return log::Get("portalbd::cache"); }
+
+constexpr std::string_view kMagic = "PBDCHNK1";
+constexpr size_t kHeaderSize = 8 + 4 + 8 + 8;
+
+std::string NameOf(const std::string& key) { return fmt::format("{:016x}", Checksum64(key)); }
+
+uint64_t FileSize(const std::string& key, uint64_t payload) {
+  return kHeaderSize + key.size() + payload;
+}
+
+std::string Encode(const std::string& key, uint64_t checksum, std::string_view payload) {
+  std::string out;
+  out.reserve(FileSize(key, payload.size()));
+  out.append(kMagic);
+  PutFixed32(&out, static_cast<uint32_t>(key.size()));
+  PutFixed64(&out, payload.size());
+  PutFixed64(&out, checksum);
+  out.append(key);
+  out.append(payload);
+  return out;
+}
+
+// The payload of `file` if it is a whole, undamaged entry for `key` with `checksum`.
+bool Verify(std::string& file, const std::string& key, uint64_t checksum, uint64_t size) {
+  if (file.size() < kHeaderSize || std::string_view(file).substr(0, 8) != kMagic) return false;
+  const auto* p = reinterpret_cast<const uint8_t*>(file.data());
+  const uint32_t key_len = LoadLE32(p + 8);
+  const uint64_t payload_len = LoadLE64(p + 12);
+  const uint64_t sum = LoadLE64(p + 20);
+  if (key_len != key.size() || payload_len != size || sum != checksum) return false;
+  if (file.size() != FileSize(key, size)) return false;
+  if (std::string_view(file).substr(kHeaderSize, key_len) != key) return false;
+  std::string_view payload = std::string_view(file).substr(kHeaderSize + key_len);
+  // The footer's checksum, checked on every hit: what makes the cache safe to trust.
+  if (Checksum64(payload) != checksum) return false;
+  file.erase(0, kHeaderSize + key_len);
+  return true;
+}
+
+}  // namespace
+
+struct DiskCache::State {
+  enum Phase { kLoading, kOn, kOff };
+  struct Entry {
+    std::string name;
+    uint64_t size = 0;     // of the file
+    bool written = false;  // false while its write is queued
+  };
+
+  std::unique_ptr<CacheFiles> files;
+  uint64_t capacity = 0;
+  std::atomic<int> phase{kLoading};
+  std::atomic<int64_t> jobs{0};  // blocking work queued or running
+
+  mutable std::mutex mu;
+  std::list<Entry> lru;  // GUARDED_BY(mu); front: most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index;  // GUARDED_BY(mu)
+  uint64_t usage = 0;    // GUARDED_BY(mu): file bytes, queued writes included
+  uint64_t pending = 0;  // GUARDED_BY(mu): payload bytes queued for writing
+
+  std::atomic<uint64_t> hits{0}, misses{0}, damaged{0}, inserts{0}, dropped{0}, evictions{0};
+
+  bool on() const { return phase.load(std::memory_order_acquire) == kOn; }
+
+  // Off for good, said once.
+  void TurnOff(const std::string& why) {
+    if (phase.exchange(kOff) != kOff) {
+      Log()->warn("disk cache off, reads go to the store path={} error=\"{}\"", files->Describe(),
+                  why);
+    }
+  }
+
+  // Drops `name` from the index (its file is removed by the caller).
+  void ForgetLocked(const std::string& name) {
+    auto it = index.find(name);
+    if (it == index.end()) return;
+    usage -= it->second->size;
+    lru.erase(it->second);
+    index.erase(it);
+  }
+
+  // Written entries to remove, least recent first, until usage fits the capacity.
+  std::vector<std::string> EvictLocked() {
+    std::vector<std::string> victims;
+    auto it = lru.end();
+    while (usage > capacity && it != lru.begin()) {
+      --it;
+      if (!it->written) continue;  // its write is queued; it is the newest anyway
+      victims.push_back(it->name);
+      usage -= it->size;
+      index.erase(it->name);
+      it = lru.erase(it);
+    }
+    evictions.fetch_add(victims.size(), std::memory_order_relaxed);
+    return victims;
+  }
+
+  void RemoveAll(const std::vector<std::string>& names) {
+    for (const auto& n : names) (void)files->Remove(n);  // a leftover is found by Load
+  }
+};
+
+DiskCache::DiskCache(Env& env, std::unique_ptr<CacheFiles> files, uint64_t capacity_bytes)
+    : env_(env), state_(std::make_shared<State>()) {
+  state_->files = std::move(files);
+  state_->capacity = capacity_bytes;
+}
+
+DiskCache::~DiskCache() = default;
+
+bool DiskCache::enabled() const { return state_->on(); }
+
+Task<void> DiskCache::Load() {
+  // A raw pointer across the await, as in volume/sqlite_cache.cc: this object outlives it.
+  State* st = state_.get();
+  if (st->phase.load() != State::kLoading) co_return;
+  st->jobs.fetch_add(1);
+  Status opened = co_await RunBlocking(env_, [st] { return st->files->Open(); });
+  Result<std::vector<CacheFiles::FileInfo>> listed = Status::Shutdown("not listed");
+  if (opened.ok()) {
+    listed = co_await RunBlocking(env_, [st] { return st->files->List(); });
+  } else {
+    listed = opened;
+  }
+  st->jobs.fetch_sub(1);
+  if (!listed.ok()) {
+    st->TurnOff(listed.status().ToString());
+    co_return;
+  }
+  std::vector<CacheFiles::FileInfo>& files = *listed;
+  std::sort(files.begin(), files.end(),
+            [](const auto& a, const auto& b) { return a.mtime_ns < b.mtime_ns; });
+  std::vector<std::string> victims;
+  uint64_t usage = 0;
+  {
+    std::lock_guard lock(st->mu);
+    for (auto& f : files) {  // oldest first: the newest ends at the front
+      st->lru.push_front(State::Entry{f.name, f.size, true});
+      st->index[f.name] = st->lru.begin();
+      st->usage += f.size;
+    }
+    victims = st->EvictLocked();
+    usage = st->usage;
+    int expected = State::kLoading;
+    st->phase.compare_exchange_strong(expected, State::kOn);
+  }
+  Log()->info("disk cache ready path={} entries={} bytes={} capacity_bytes={}",
+              st->files->Describe(), files.size() - victims.size(), usage, st->capacity);
+  if (!victims.empty()) {
+    st->jobs.fetch_add(1);
+    env_.PostBlocking([s = state_, victims = std::move(victims)] {
+      s->RemoveAll(victims);
+      s->jobs.fetch_sub(1);
+    });
+  }
+}
+
+Task<std::optional<std::string>> DiskCache::Get(std::string key, uint64_t checksum, uint64_t size) {
+  State* st = state_.get();  // see Load
+  if (!st->on()) co_return std::nullopt;
+  std::string name = NameOf(key);
+  {
+    std::lock_guard lock(st->mu);
+    auto it = st->index.find(name);
+    if (it == st->index.end() || !it->second->written) {
+      st->misses.fetch_add(1, std::memory_order_relaxed);
+      co_return std::nullopt;
+    }
+    st->lru.splice(st->lru.begin(), st->lru, it->second);
+  }
+  st->jobs.fetch_add(1);
+  Result<std::string> file =
+      co_await RunBlocking(env_, [st, &name] { return st->files->Read(name); });
+  st->jobs.fetch_sub(1);
+  if (file.ok() && Verify(*file, key, checksum, size)) {
+    st->hits.fetch_add(1, std::memory_order_relaxed);
+    co_return std::move(*file);
+  }
+  // Gone (the directory was cleaned under us) or damaged: drop it either way; a
+  // NotFound is not damage.
+  st->misses.fetch_add(1, std::memory_order_relaxed);
+  if (file.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(st->mu);
+    st->ForgetLocked(name);
+  }
+  if (file.ok() || !file.status().IsNotFound()) {
+    Log()->debug("disk cache entry dropped name={} error=\"{}\"", name,
+                 file.ok() ? "failed verification" : file.status().ToString());
+    st->jobs.fetch_add(1);
+    env_.PostBlocking([s = state_, name] {
+      (void)s->files->Remove(name);
+      s->jobs.fetch_sub(1);
+    });
+  }
+  co_return std::nullopt;
+}
+
+void DiskCache::Put(std::string key, uint64_t checksum, std::string bytes) {
+  const uint64_t size = bytes.size();
+  std::vector<PutItem> items;
+  items.push_back(PutItem{std::move(key), checksum, size});
+  auto shared = std::make_shared<std::string>(std::move(bytes));
+  Put(std::move(items), [shared](size_t) { return std::move(*shared); });
+}
+
+void DiskCache::Put(std::vector<PutItem> items, std::function<std::string(size_t)> payload) {
+  State* st = state_.get();
+  if (!st->on()) return;
+  // Reserve now (a second Put of the same key is dropped; usage counts queued writes).
+  std::vector<size_t> chosen;
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(st->mu);
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string name = NameOf(items[i].key);
+      const uint64_t fsize = FileSize(items[i].key, items[i].size);
+      if (st->index.count(name) || fsize > st->capacity ||
+          st->pending + items[i].size > kMaxPendingBytes) {
+        st->dropped.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      st->lru.push_front(State::Entry{name, fsize, false});
+      st->index[name] = st->lru.begin();
+      st->usage += fsize;
+      st->pending += items[i].size;
+      chosen.push_back(i);
+      names.push_back(std::move(name));
+    }
+  }
+  if (chosen.empty()) return;
+  st->jobs.fetch_add(1);
+  env_.PostBlocking([s = state_, items = std::move(items), chosen = std::move(chosen),
+                     names = std::move(names), payload = std::move(payload)] {
+    for (size_t j = 0; j < chosen.size(); ++j) {
+      const PutItem& item = items[chosen[j]];
+      Status written = Status::Shutdown("the disk cache is off");
+      if (s->on()) {
+        std::string bytes = payload(chosen[j]);
+        if (bytes.size() == item.size && Checksum64(bytes) == item.checksum) {
+          written = s->files->Write(names[j], Encode(item.key, item.checksum, bytes));
+          if (!written.ok()) s->TurnOff(written.ToString());
+        } else {
+          written = Status::Corruption("payload does not match its checksum");
+        }
+      }
+      std::vector<std::string> victims;
+      {
+        std::lock_guard lock(s->mu);
+        s->pending -= item.size;
+        auto it = s->index.find(names[j]);
+        if (it != s->index.end() && !it->second->written) {
+          if (written.ok()) {
+            it->second->written = true;
+          } else {
+            s->ForgetLocked(names[j]);
+          }
+        }
+        if (written.ok()) victims = s->EvictLocked();
+      }
+      if (written.ok()) s->inserts.fetch_add(1, std::memory_order_relaxed);
+      s->RemoveAll(victims);
+    }
+    s->jobs.fetch_sub(1);
+  });
+}
+
+DiskCacheStats DiskCache::stats() const {
+  const State& st = *state_;
+  DiskCacheStats s;
+  s.enabled = st.on();
+  s.hits = st.hits.load();
+  s.misses = st.misses.load();
+  s.damaged = st.damaged.load();
+  s.inserts = st.inserts.load();
+  s.dropped = st.dropped.load();
+  s.evictions = st.evictions.load();
+  s.capacity_bytes = st.capacity;
+  std::lock_guard lock(st.mu);
+  s.usage_bytes = st.usage;
+  s.entries = st.index.size();
+  return s;
+}
+
+Task<void> DiskCache::Drain() {
+  while (state_->jobs.load() > 0) co_await SleepFor(env_, kNanosPerMilli);
+}
+
+}  // namespace portal::cache

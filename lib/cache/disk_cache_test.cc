@@ -1,0 +1,224 @@
+// The disk cache: bounded, kept across restarts, checksummed, never authoritative, and
+// off (with one log line) when its disk is full or read-only.
+#include "cache/disk_cache.h"
+
+#include <spdlog/sinks/ringbuffer_sink.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "env/block_on.h"
+#include "env/sim_env.h"
+#include "testing/memory_cache_files.h"
+#include "testing/testing.h"
+#include "util/checksum.h"
+#include "util/log.h"
+
+namespace portal::cache {
+namespace {
+
+using testing::MemoryCacheFiles;
+
+std::string Bytes(size_t n, char seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7);
+  return s;
+}
+
+std::optional<std::string> Get(SimEnv& env, DiskCache& c, const std::string& key,
+                               const std::string& want) {
+  return RunSim(env, c.Get(key, Checksum64(want), want.size()));
+}
+
+void Put(SimEnv& env, DiskCache& c, const std::string& key, const std::string& bytes) {
+  c.Put(key, Checksum64(bytes), bytes);
+  RunSim(env, c.Drain());
+}
+
+// Lines of the portalbd::cache log containing `what`, while alive.
+class CacheLog {
+ public:
+  CacheLog() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)) {
+    log::Get("portalbd::cache")->sinks().push_back(sink_);
+  }
+  ~CacheLog() {
+    auto& sinks = log::Get("portalbd::cache")->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  int Count(const std::string& what) const {
+    int n = 0;
+    for (const auto& line : sink_->last_formatted()) n += line.find(what) != std::string::npos;
+    return n;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+TEST_CASE("DiskCache returns what was put, only for the checksum it was put with",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  auto disk = std::make_shared<MemoryCacheFiles::Disk>();
+  DiskCache c(env, std::make_unique<MemoryCacheFiles>(disk), 1 << 20);
+  CHECK_FALSE(Get(env, c, "k", "v").has_value());  // not loaded yet: a miss, no I/O
+  RunSim(env, c.Load());
+  REQUIRE(c.enabled());
+  const std::string a = Bytes(4096, 1);
+  Put(env, c, "k", a);
+  CHECK(Get(env, c, "k", a) == a);
+  // Another writer's bytes under the same key (another epoch's chunk, a store restored
+  // from a backup): the caller's checksum is not theirs, so it is never served.
+  const std::string b = Bytes(4096, 2);
+  CHECK_FALSE(Get(env, c, "k", b).has_value());
+  CHECK(c.stats().hits == 1);
+}
+
+TEST_CASE("DiskCache stays within its capacity, evicting the least recently used",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  auto disk = std::make_shared<MemoryCacheFiles::Disk>();
+  const uint64_t entry = 1000 + 28 + 2;  // payload + header + key ("kN")
+  DiskCache c(env, std::make_unique<MemoryCacheFiles>(disk), 5 * entry);
+  RunSim(env, c.Load());
+  std::vector<std::string> data;
+  for (int i = 0; i < 10; ++i) {
+    data.push_back(Bytes(1000, char(i)));
+    Put(env, c, fmt::format("k{}", i), data.back());
+    CHECK(c.stats().usage_bytes <= 5 * entry);
+    CHECK(disk->used() <= 5 * entry);
+  }
+  CHECK(c.stats().entries == 5);
+  CHECK(c.stats().evictions == 5);
+  for (int i = 0; i < 5; ++i) CHECK_FALSE(Get(env, c, fmt::format("k{}", i), data[i]).has_value());
+  REQUIRE(Get(env, c, "k5", data[5]).has_value());  // k5 is now the most recent
+  data.push_back(Bytes(1000, 10));
+  Put(env, c, "k10", data[10]);
+  CHECK(Get(env, c, "k5", data[5]).has_value());
+  CHECK_FALSE(Get(env, c, "k6", data[6]).has_value());
+  CHECK(disk->used() <= 5 * entry);
+}
+
+TEST_CASE("DiskCache keeps its entries across a restart, in a real directory",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  testing::TempDir dir;
+  const std::string path = dir.Join("chunks");
+  const std::string a = Bytes(65536, 3), b = Bytes(65536, 4);
+  {
+    DiskCache c(env, DirectoryFiles(path), 1 << 20);
+    RunSim(env, c.Load());
+    Put(env, c, "a", a);
+    Put(env, c, "b", b);
+  }
+  {
+    DiskCache c(env, DirectoryFiles(path), 1 << 20);
+    RunSim(env, c.Load());
+    CHECK(c.stats().entries == 2);
+    CHECK(Get(env, c, "a", a) == a);
+    CHECK(Get(env, c, "b", b) == b);
+  }
+  // A smaller capacity at the next start evicts down to it (the oldest file goes).
+  DiskCache smaller(env, DirectoryFiles(path), 70000);
+  RunSim(env, smaller.Load());
+  CHECK(smaller.stats().entries == 1);
+  RunSim(env, smaller.Drain());
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(path)) {
+    files += e.path().filename() != "LOCK";
+  }
+  CHECK(files == 1);
+}
+
+TEST_CASE("DiskCache drops a damaged entry, never serves it, and takes it again",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  testing::TempDir dir;
+  DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+  RunSim(env, c.Load());
+  const std::string a = Bytes(8192, 5);
+  Put(env, c, "a", a);
+  std::string file;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    if (e.path().filename() != "LOCK") file = e.path();
+  }
+  REQUIRE(!file.empty());
+  SECTION("a flipped bit in the payload") {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5000);
+    char ch = 0;
+    f.read(&ch, 1);
+    ch ^= 0x10;
+    f.seekp(5000);
+    f.write(&ch, 1);
+  }
+  SECTION("a torn (short) file") { std::filesystem::resize_file(file, 4000); }
+  CHECK_FALSE(Get(env, c, "a", a).has_value());
+  CHECK(c.stats().damaged == 1);
+  RunSim(env, c.Drain());
+  CHECK_FALSE(std::filesystem::exists(file));
+  Put(env, c, "a", a);  // fetched again, kept again
+  CHECK(Get(env, c, "a", a) == a);
+}
+
+TEST_CASE("DiskCache checks the payload itself, not only the checksum its header claims",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  auto disk = std::make_shared<MemoryCacheFiles::Disk>();
+  DiskCache c(env, std::make_unique<MemoryCacheFiles>(disk), 1 << 20);
+  RunSim(env, c.Load());
+  const std::string a = Bytes(4096, 6);
+  Put(env, c, "a", a);
+  // One flipped bit in the payload: header, key and length all still match.
+  disk->on_read = [](const std::string&, std::string* bytes) { (*bytes)[bytes->size() - 7] ^= 4; };
+  CHECK_FALSE(Get(env, c, "a", a).has_value());
+  CHECK(c.stats().damaged == 1);
+  CHECK(c.stats().entries == 0);
+}
+
+TEST_CASE("DiskCache turns itself off with one log line when its disk is full or read-only",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  CacheLog log;
+  auto disk = std::make_shared<MemoryCacheFiles::Disk>();
+  SECTION("full") { disk->disk_bytes = 3 * 4200; }
+  SECTION("read-only") { disk->read_only = true; }
+  DiskCache c(env, std::make_unique<MemoryCacheFiles>(disk), 1 << 20);
+  RunSim(env, c.Load());
+  std::vector<std::string> data;
+  for (int i = 0; i < 10; ++i) {
+    data.push_back(Bytes(4096, char(i)));
+    Put(env, c, fmt::format("k{}", i), data.back());
+  }
+  CHECK_FALSE(c.enabled());
+  CHECK(log.Count("disk cache off") == 1);
+  const uint64_t reads = disk->reads;
+  CHECK_FALSE(Get(env, c, "k0", data[0]).has_value());  // off: no more disk I/O
+  CHECK(disk->reads == reads);
+  CHECK(disk->writes <= 3);
+}
+
+TEST_CASE("DiskCache is off when its directory cannot be used or is in use",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  CacheLog log;
+  testing::TempDir dir;
+  SECTION("a file where the directory should be") {
+    std::ofstream(dir.Join("file")) << "x";
+    DiskCache c(env, DirectoryFiles(dir.Join("file")), 1 << 20);
+    RunSim(env, c.Load());
+    CHECK_FALSE(c.enabled());
+  }
+  SECTION("another portalbd holds it") {
+    DiskCache first(env, DirectoryFiles(dir.path()), 1 << 20);
+    RunSim(env, first.Load());
+    CHECK(first.enabled());
+    DiskCache second(env, DirectoryFiles(dir.path()), 1 << 20);
+    RunSim(env, second.Load());
+    CHECK_FALSE(second.enabled());
+  }
+  CHECK(log.Count("disk cache off") == 1);
+}
+
+}  // namespace
+}  // namespace portal::cache

@@ -10,6 +10,7 @@
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
 //   [record]  path, workload
 //   [log]     format ("text" | "json": one JSON object per line, util/log.h)
+//   [metrics] address (HOST:PORT: Prometheus text format at /metrics; unset: off)
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
 // integer key takes integers only.
@@ -64,6 +65,8 @@ struct Config {
   std::string record_workload = "unnamed";
   // [log]: "text" (the original's lines) or "json" (for log shippers); --log-format wins.
   std::string log_format = "text";
+  // [metrics]: "HOST:PORT" serving Prometheus metrics at /metrics; empty: no metrics server.
+  std::string metrics_address;
 
   // disk_size_gb in bytes; exact once Validate() has passed (disk_size_gb <= kMaxDiskSizeGb).
   uint64_t size_bytes() const { return disk_size_gb << 30; }

@@ -5,6 +5,8 @@ NBD traffic driven by libnbd: requests and bytes by op, the FLUSH latency histog
 object store's PUTs once a FLUSH made the writes durable. Unset, nothing listens.
 """
 
+import json
+import os
 import re
 import subprocess
 import time
@@ -114,6 +116,32 @@ def case_scrape_passes_promtool_and_moves_with_traffic(tmp):
         check(value(after, "portalbd_write_buffer_bytes", **check_volume) == 0,
               "the buffer is empty after FLUSH")
         d.stop()
+
+
+def case_with_recording_both_see_every_request(tmp):
+    """[record] and [metrics] together: the metrics observer chains to the recorder's; both
+    count every request, and the trace keeps its own timings (pipelined requests)."""
+    nbd = import_nbd()
+    trace_path = os.path.join(tmp, "trace.json")
+    with Daemon(tmp, config=CONFIG + f'[record]\npath = "{trace_path}"\n') as d:
+        url = metrics_url(d)
+        h = nbd.NBD()
+        h.connect_uri(d.uri())
+        for i in range(8):  # in flight at once
+            h.aio_pwrite(b"\x01" * 4096, i * 4096)
+        while h.aio_in_flight() > 0:
+            h.poll(-1)
+        h.flush()
+        h.shutdown()
+        after = parse(scrape(url))
+        d.stop()
+    labels = {"volume": "portalbd", "export": "portalbd"}
+    check(value(after, "portalbd_nbd_requests_total", op="write", **labels) == 8, "8 WRITEs")
+    with open(trace_path) as f:
+        ops = json.load(f)["ops"]
+    check([op["op"]["type"] for op in ops].count("Write") == 8, f"8 WRITEs traced: {ops}")
+    for op in ops:
+        check(op["success"] and 0 <= op["duration_ns"] < 10**10, f"traced timing: {op}")
 
 
 def case_off_when_unset(tmp):

@@ -13,6 +13,7 @@ packages=(
   g++ cmake make pkg-config git
   # libraries
   libasio-dev libcurl4-openssl-dev libssl-dev liblz4-dev libxxhash-dev libsqlite3-dev
+  prometheus-cpp-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpugixml-dev libspdlog-dev
   catch2 librapidcheck-dev libbenchmark-dev
   # NBD test clients and tools
@@ -28,6 +29,8 @@ packages=(
   s3backer fuse
   # installing it (tests/package/): man pages from --help, the .deb, the unit, the NixOS files
   help2man dpkg-dev systemd nix-bin
+  # promtool checks a live /metrics scrape (tests/interop/test_metrics.py)
+  prometheus
 )
 
 missing=()

@@ -5,8 +5,12 @@
 //   portalctl [-s|--socket PATH] [--json] status
 //
 // Output follows the original portalbd's README; --json prints the daemon's reply line.
-// Every error goes to stderr as "Error: ..." and exits 1.
+// Every error goes to stderr as "Error: ..." and exits 1. Snapshot create, delete and
+// restore show a progress line on stderr after a second when it is a terminal (not with
+// --quiet or --json; progress.h).
 #include <fmt/format.h>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -17,6 +21,7 @@
 #include "common/cli.h"
 #include "control/client.h"
 #include "control/protocol.h"
+#include "portalctl/progress.h"
 #include "util/rfc3339.h"
 #include "volume/snapshot.h"
 
@@ -152,12 +157,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("-V,--version", std::string("portalctl ") + PORTALBD_VERSION);
   std::string socket_path = "/run/portalbd/portalbd.sock";
   bool json = false;
+  bool quiet = false;
   int timeout_s = 0;
   auto* socket_opt = app.add_option("-s,--socket", socket_path, "portalbd's control socket")
       ->envname("PORTALBD_SOCKET")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
   app.add_flag("--json", json, "print the daemon's JSON reply instead of text");
+  app.add_flag("-q,--quiet", quiet, "no progress line on a terminal while waiting");
   app.add_option("--timeout", timeout_s, "seconds to wait for the reply (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(0, 24 * 3600));
@@ -203,8 +210,18 @@ int main(int argc, char** argv) {
   auto client = Client::Connect(socket_path);
   if (!client.ok()) return FailStatus(client.status(), json);
   (*client)->set_timeout_ms(timeout_s * 1000);
+  std::unique_ptr<Progress> progress;
+  const bool may_take_long = request.op == Op::kSnapshotCreate ||
+                             request.op == Op::kSnapshotDelete ||
+                             request.op == Op::kSnapshotRestore;
+  if (may_take_long && !json && !quiet && ::isatty(STDERR_FILENO)) {
+    progress = std::make_unique<Progress>(
+        fmt::format("snapshot {} {}", OpName(request.op).substr(9), name), socket_path);
+    (*client)->set_wait_tick(500, [p = progress.get()] { p->Tick(); });
+  }
   if (Status st = (*client)->Send(EncodeRequest(request)); !st.ok()) return FailStatus(st, json);
   auto line = (*client)->ReadLine();
+  if (progress) progress->Done();
   if (!line.ok()) return FailStatus(line.status(), json);
   auto reply = DecodeReply(*line);
   if (!reply.ok()) return FailStatus(reply.status().WithContext("bad reply from portalbd"), json);

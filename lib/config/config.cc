@@ -150,7 +150,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   Config c = base;
   Reader r(root, source);
   static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record",
-                                                "log", "cache"};
+                                                "log", "cache", "metrics"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
       {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
@@ -161,6 +161,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       {"record", {"path", "workload"}},
       {"log", {"format"}},
       {"cache", {"dir", "disk_size_bytes"}},
+      {"metrics", {"address"}},
   };
 
   // Unknown keys first, so a typo is reported even if other values are fine.
@@ -238,6 +239,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
     return r.Error("record.path", "is required when [record] is present");
   }
   RETURN_IF_ERROR(r.Str(table("log"), "log", "format", &c.log_format));
+  RETURN_IF_ERROR(r.Str(table("metrics"), "metrics", "address", &c.metrics_address));
   return c;
 }
 
@@ -336,6 +338,13 @@ Status Validate(const Config& c) {
   }
   RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
                           kMaxStopTimeoutMs, "1 hour"));
+  if (!c.metrics_address.empty()) {  // HTTP: an IP address and port, not a unix socket
+    auto a = nbd::ParseListenAddress(c.metrics_address);
+    if (!a.ok() || a->is_unix) {
+      return Bad("metrics.address",
+                 "must be IP:PORT (e.g. \"127.0.0.1:9109\"), got '" + c.metrics_address + "'");
+    }
+  }
   return Status::Ok();
 }
 

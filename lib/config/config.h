@@ -12,6 +12,7 @@
 //   [log]     format ("text" | "json": one JSON object per line, util/log.h)
 //   [cache]   dir, disk_size_bytes (the local disk cache of chunks: off while
 //             disk_size_bytes is 0, the default; dir defaults to <storage.cache_dir>/chunks)
+//   [metrics] address (HOST:PORT: Prometheus text format at /metrics; unset: off)
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
 // integer key takes integers only.
@@ -71,6 +72,8 @@ struct Config {
   std::string record_workload = "unnamed";
   // [log]: "text" (the original's lines) or "json" (for log shippers); --log-format wins.
   std::string log_format = "text";
+  // [metrics]: "HOST:PORT" serving Prometheus metrics at /metrics; empty: no metrics server.
+  std::string metrics_address;
 
   // disk_size_gb in bytes; exact once Validate() has passed (disk_size_gb <= kMaxDiskSizeGb).
   uint64_t size_bytes() const { return disk_size_gb << 30; }

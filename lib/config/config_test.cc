@@ -195,6 +195,21 @@ TEST_CASE("[log] format: text by default, json, anything else an error naming th
   CHECK(Mentions(Check("[log]\nlevel = \"debug\"\n"), "log.level is not a known"));
 }
 
+TEST_CASE("[metrics] address: off when unset, IP:PORT, a unix path an error", "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->metrics_address.empty());
+  c = ParseToml("[metrics]\naddress = \"127.0.0.1:9109\"\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->metrics_address == "127.0.0.1:9109");
+  CHECK(Validate(*c).ok());
+  CHECK(Mentions(Check("[metrics]\naddress = \"unix:/run/m.sock\"\n"),
+                 "metrics.address must be IP:PORT"));
+  CHECK(Mentions(Check("[metrics]\naddress = \"9109\"\n"), "metrics.address must be IP:PORT"));
+  CHECK(Mentions(Check("[metrics]\nport = 9109\n"), "metrics.port is not a known"));
+}
+
 TEST_CASE("the installed example configuration parses and validates", "[config]") {
   // packaging/example.toml goes to /usr/share/doc/portalbd/examples/ (cmake/packaging.cmake).
   std::vector<std::string> warnings;

@@ -96,13 +96,17 @@ Result<std::string> Client::ReadLine() {
       }
       wait_ms = static_cast<int>(left.count());
     }
+    if (tick_ && tick_ms_ > 0 && (wait_ms < 0 || wait_ms > tick_ms_)) wait_ms = tick_ms_;
     pollfd p{fd_, POLLIN, 0};
     int r = ::poll(&p, 1, wait_ms);
     if (r < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus(errno, "poll");
     }
-    if (r == 0) continue;  // the deadline check above reports it
+    if (r == 0) {  // the deadline check above reports a timeout
+      if (tick_) tick_();
+      continue;
+    }
     char chunk[65536];
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n < 0) {

@@ -4,6 +4,7 @@
 // Not thread-safe. The only file where the client's errno values become a Status.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +26,11 @@ class Client {
 
   // Waits at most this long for each reply (0: forever, the default).
   void set_timeout_ms(int timeout_ms) { timeout_ms_ = timeout_ms; }
+  // While waiting for a reply, calls `tick` every `tick_ms` (portalctl's progress line).
+  void set_wait_tick(int tick_ms, std::function<void()> tick) {
+    tick_ms_ = tick_ms;
+    tick_ = std::move(tick);
+  }
 
   // Sends a request and waits for its reply. A reply that is not valid is Corruption; a
   // daemon that closes the connection first is Unavailable.
@@ -38,6 +44,8 @@ class Client {
   int fd_;
   std::string path_;
   int timeout_ms_ = 0;
+  int tick_ms_ = 0;
+  std::function<void()> tick_;
   std::string buf_;  // received bytes not yet returned as a line
 };
 

@@ -49,6 +49,11 @@ namespace trace {
 class Recorder;
 class RecordingCatalog;
 }  // namespace trace
+namespace metrics {
+class MetricsServer;
+class NbdMetrics;
+struct VolumeSample;
+}  // namespace metrics
 }  // namespace portal
 
 namespace portal::daemon {
@@ -80,6 +85,10 @@ class Daemon {
  private:
   std::string HttpCounts() const;
   std::string DiskCacheCounts() const;
+  // [metrics] address set: serves /metrics, NBD requests counted through catalog_.
+  Status StartMetrics();
+  // The volume's and the store's counters as the metrics server shows them.
+  metrics::VolumeSample MetricsSample();
   // Ends the [record] trace (after the NBD server stopped) and logs what it holds.
   Status FinishRecording();
 
@@ -99,6 +108,8 @@ class Daemon {
   std::string left_behind_;  // GUARDED_BY(summary_mu_): NotDurableSummary() after Stop
   std::unique_ptr<nbd::ExportCatalog> catalog_;
   trace::RecordingCatalog* recording_ = nullptr;  // catalog_ itself when recording
+  std::unique_ptr<metrics::MetricsServer> metrics_;  // [metrics] address set
+  std::unique_ptr<metrics::NbdMetrics> nbd_metrics_;
   std::unique_ptr<nbd::Server> server_;
   std::unique_ptr<ControlHandler> control_handler_;
   std::unique_ptr<control::Server> control_;

@@ -1,7 +1,8 @@
 // GcState: what LsmVolume's garbage collection (volume_gc.cc) remembers between rounds,
 // private to the volume.
 //
-// Guards: retired_ssts, pinned_ssts and last_gc_ns are GUARDED_BY(LsmVolume::mu_) (the
+// Guards: retired_ssts, pinned_ssts, last_gc_ns and reclaimed_bytes are
+// GUARDED_BY(LsmVolume::mu_) (stats() reads reclaimed_bytes; the
 // commit path, restore and snapshot pins change them too). The rest is the GC job's own:
 // set once at open (before the maintenance loop starts), then read and written only by
 // GC, which runs under jobs_mu_.
@@ -23,6 +24,7 @@ struct GcState {
   uint64_t prev_latest_manifest = 0;  // previous epoch's last manifest
   uint64_t manifest_gc_floor = 0;     // manifests below this (in our epoch) are gone
   bool discovered_segments = false;   // DiscoverSegments ran (once per open)
+  uint64_t reclaimed_bytes = 0;       // dead segments deleted since open (their sizes)
 };
 
 }  // namespace portal::volume

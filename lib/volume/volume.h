@@ -50,6 +50,7 @@ struct VolumeStats {
   // compaction can release), and how many full compactions that estimate triggered.
   uint64_t shadowed_blocks = 0;
   uint64_t full_compactions = 0;
+  uint64_t gc_reclaimed_bytes = 0;  // stored bytes of the dead segments GC deleted
   // Segment uploads failing (and retried; FLUSH and FUA wait meanwhile): since when
   // (wall clock, ns since the Unix epoch; 0 when not failing), attempts, last error.
   int64_t store_failing_since_ns = 0;

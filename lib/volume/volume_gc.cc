@@ -100,6 +100,7 @@ Task<Status> LsmVolume::DeleteDeadSegments() {
     segments_.Forget(id);
     meta_->Erase(SegmentKey(id));
     std::lock_guard lock(mu_);
+    if (const SegmentTable::Segment* s = seg_table_.Find(id)) gc_.reclaimed_bytes += s->size_bytes;
     seg_table_.Remove(id);
   }
   Log()->debug("deleted dead segments count={}", dead.size());

@@ -285,6 +285,7 @@ VolumeStats LsmVolume::stats() {
   s.write_stalls = lifecycle_.write_stalls;
   s.shadowed_blocks = compaction_.shadowed_blocks;
   s.full_compactions = compaction_.full_compactions;
+  s.gc_reclaimed_bytes = gc_.reclaimed_bytes;
   s.snapshots = head_.snapshots.size();
   const StoreHealth::State& health = uploader_.HealthLocked();
   if (health.failing) {

@@ -157,10 +157,12 @@ TEST_CASE("deleting a snapshot lets GC reclaim what only it referenced", "[volum
   REQUIRE(RunSim(env, v->CompactAll()).ok());
   REQUIRE(RunSim(env, v->RunGc()).ok());
   const uint64_t pinned = store.total_bytes();
+  const uint64_t reclaimed = v->stats().gc_reclaimed_bytes;
   REQUIRE(RunSim(env, v->DeleteSnapshot("old")).ok());
   REQUIRE(RunSim(env, v->RunGc()).ok());
   INFO("before " << pinned << " after " << store.total_bytes());
   CHECK(store.total_bytes() + 400 * 1024 < pinned);  // gen1's ~512 KiB are gone
+  CHECK(v->stats().gc_reclaimed_bytes >= reclaimed + 400 * 1024);  // and counted
   CHECK(Read(env, *v, 0, 512 * 1024) == Noise(5, 512 * 1024));
   REQUIRE(RunSim(env, v->Close()).ok());
 }

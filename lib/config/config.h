@@ -7,7 +7,11 @@
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
-//             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
+//             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms,
+//             upload_window (segment uploads in flight, 1 to 64, default 8: ids are
+//             uploaded in a window of this many past the last settled one and
+//             acknowledged in id order; 1 = one at a time. No multipart uploads: Ceph RGW
+//             16.2's completion ignores If-None-Match, so a part upload could not be fenced)
 //   [record]  path, workload
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
@@ -51,6 +55,7 @@ struct Config {
   uint64_t l0_sst_size_bytes = 64ull << 20;
   uint64_t max_unflushed_bytes = 256ull << 20;
   uint64_t block_cache_size_bytes = 256ull << 20;
+  uint64_t upload_window = 8;  // segment uploads in flight (see above)
   double gc_live_ratio = 0.5;
   // Unset: the volume's defaults (10 min and 10 s; on memory:// segments are freed at once
   // and GC runs every second).
@@ -88,6 +93,8 @@ constexpr uint64_t kMinBufferBytes = 1ull << 20;
 constexpr uint64_t kMaxL0SstSizeBytes = 1ull << 30;
 // max_unflushed_bytes: memory held for writes not yet uploaded: 64 GiB.
 constexpr uint64_t kMaxUnflushedBytes = 64ull << 30;
+// upload_window: 64 segment uploads in flight (each id a new opener's fence reserves).
+constexpr uint64_t kMaxUploadWindow = 64;
 // block_cache_size_bytes: 1 TiB.
 constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
 // stop_timeout_ms: 1 s to 1 h.

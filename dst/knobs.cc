@@ -126,6 +126,12 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
   // Damage between incarnations (appended last, as above): off in half the seeds.
   f.damage_permille = uint32_t(Pick(r, {0, 0, 200, 500}));
   if (swarm && r.Below(2) == 0) f.damage_permille = 0;
+  // Uploads in flight (appended last, as above): a window above 1 in most seeds, and
+  // segment PUTs that land late (after a retry, a crash, the next writer's open).
+  v.upload_window = uint32_t(Pick(r, {1u, 2u, 4u, 8u, 8u, 16u}));
+  f.late_ppm = uint32_t(Pick(r, {0, 5000, 30000, 100000}));
+  f.late_max_ns = Pick(r, {200'000'000ull, 5'000'000'000ull, 60'000'000'000ull});
+  if (swarm && r.Below(2) == 0) f.late_ppm = 0;
   return k;
 }
 
@@ -147,7 +153,7 @@ std::string Knobs::Describe() const {
       "fua_permille={} nbd_permille={} crash_per_kop={} second_writer_per_kop={} "
       "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={} w_snap={} "
       "w_snap_read={} snap_trigger_permille={} full_compaction_min_bytes={} "
-      "full_compaction_ratio={} damage_permille={}",
+      "full_compaction_ratio={} damage_permille={} upload_window={} late_ppm={} late_max_ns={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -160,7 +166,8 @@ std::string Knobs::Describe() const {
       w.w_status, w.w_cache, w.w_admin, w.w_sleep, w.fua_permille, w.nbd_permille,
       w.crash_per_kop, w.second_writer_per_kop, w.old_writer_ops, w.audit_every, w.check_every,
       w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille,
-      v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille);
+      v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille, v.upload_window,
+      f.late_ppm, f.late_max_ns);
 }
 
 std::string Knobs::Command() const {

@@ -29,6 +29,10 @@ struct FaultKnobs {
   // once every writer has crashed or closed, one object is deleted, truncated or
   // bit-flipped before the next open.
   uint32_t damage_permille = 0;
+  // Segment PUTs that land late (dst/late_store.h): the caller hears a timeout, the
+  // object appears up to late_max_ns later, whatever became of its writer.
+  uint32_t late_ppm = 0;
+  uint64_t late_max_ns = 0;
 };
 
 struct WorkloadKnobs {

@@ -3,11 +3,14 @@
 // after the next writer opened, are never applied; the fence reserves their window.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <optional>
 #include <set>
 #include <string>
 
+#include "env/async.h"
 #include "env/block_on.h"
+#include "env/real_env.h"
 #include "env/sim_env.h"
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
@@ -114,6 +117,61 @@ TEST_CASE("an old writer's segments above its first gap are never applied, lande
   // The manifest's window is never lowered: C's fence reserves 4 ids too.
   CHECK(c->stats().next_segment_id == 11 + 4);
   REQUIRE(RunSim(env, c->Close()).ok());
+}
+
+// A store as far away as real S3 in-region: every PUT waits 25 ms plus its bytes at
+// 150 MB/s (one connection each), in real time.
+class SlowStore final : public testing::BorrowedStore {
+ public:
+  SlowStore(objstore::ObjectStore& inner, Env& env) : BorrowedStore(inner), env_(env) {}
+  Task<Status> PutIfAbsentRope(std::string key, objstore::Rope data) override {
+    co_await SleepFor(env_, Delay(data.size()));
+    co_return co_await BorrowedStore::PutIfAbsentRope(std::move(key), std::move(data));
+  }
+  Task<Status> PutIfAbsent(std::string key, std::string data) override {
+    co_await SleepFor(env_, Delay(data.size()));
+    co_return co_await BorrowedStore::PutIfAbsent(std::move(key), std::move(data));
+  }
+
+ private:
+  static uint64_t Delay(uint64_t bytes) { return 25'000'000 + bytes * 1000 / 150; }
+  Env& env_;
+};
+
+// Not run by default: build/portal_tests "[.bench][window]" -s. Sequential 1 MiB writes
+// until durable (one FLUSH at the end) through SlowStore, with 1 and 8 uploads in flight.
+TEST_CASE("bench: sequential writes through a 25 ms, 150 MB/s store by upload window",
+          "[.bench][window]") {
+  constexpr uint64_t kTotal = 256ull << 20, kWrite = 1 << 20;
+  for (uint64_t segment : {8ull << 20, 2ull << 20})
+  for (uint32_t window : {1u, 2u, 4u, 8u}) {
+    RealEnv env(RealEnv::Options{.executor_threads = 2, .blocking_threads = 2});
+    env.Start();
+    objstore::MemoryStore mem;
+    SlowStore store(mem, env);
+    VolumeOptions o = WindowOptions(window);
+    o.size_bytes = 1ull << 30;
+    o.l0_sst_size_bytes = segment;
+    o.max_unflushed_bytes = 128 << 20;
+    o.compress = false;
+    o.blocks_per_chunk = 16;
+    auto v = *BlockOn(LsmVolume::Open(env, store, o));
+    std::vector<uint8_t> data(kWrite);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t off = 0; off < kTotal; off += kWrite) {
+      for (size_t i = 0; i < data.size(); i += 8) data[i] = uint8_t(1 + (off >> 20) + i / 4096);
+      REQUIRE(BlockOn(v->Write(off, data, {})).ok());
+    }
+    REQUIRE(BlockOn(v->Flush()).ok());
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const VolumeStats st = v->stats();
+    std::printf("segments of %llu MiB, upload_window=%u: %llu MiB sequential until durable in %.2f s = %.0f MB/s, "
+                "%llu segments, %.1f MiB stored\n",
+                (unsigned long long)(segment >> 20), window, (unsigned long long)(kTotal >> 20), s, double(kTotal) / s / 1e6,
+                (unsigned long long)st.segments, double(st.segment_bytes) / (1 << 20));
+    REQUIRE(BlockOn(v->Close()).ok());
+    env.Stop();
+  }
 }
 
 }  // namespace

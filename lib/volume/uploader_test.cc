@@ -333,7 +333,7 @@ TEST_CASE("Uploader: id i starts only once every id <= i - K is settled",
   h.up.StopLocked();
 }
 
-TEST_CASE("Uploader: a failed upload above others in flight fences; none is acknowledged",
+TEST_CASE("Uploader: a failed upload above others in flight fences, and none is acknowledged",
           "[volume][uploader]") {
   SimEnv env;
   HeldStore hs(env);

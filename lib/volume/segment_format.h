@@ -53,7 +53,8 @@ struct SegmentFooter {
   // The writer's settled prefix when this segment's upload first started: every id up
   // to it was stored before this object was (DESIGN.md, single writer, step 7: a gap at
   // or below it is damage, not a crash). Version-1 footers did not carry it; they
-  // decode as segment_id - 1, exact for writers with one upload in flight.
+  // decode as segment_id - 1, exact for writers with one upload in flight (with K in
+  // flight it is a lower bound: the settled prefix at the first attempt, never changed).
   uint64_t durable_through = 0;
   // Fences only: the first id the fencing writer uploads itself. The ids between the
   // fence and `resume` are the window an older writer may still land in; replay skips

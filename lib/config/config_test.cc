@@ -118,6 +118,8 @@ TEST_CASE("every number in the file has an upper bound named in the error", "[co
        "lsm.block_cache_size_bytes must be at most 1099511627776 (1 TiB)"},
       {"[lsm]\ngc_live_ratio = 1.0\n", "[lsm]\ngc_live_ratio = inf\n", "lsm.gc_live_ratio must be"},
       {"[lsm]\ngc_live_ratio = 0\n", "[lsm]\ngc_live_ratio = nan\n", "lsm.gc_live_ratio must be"},
+      {"[lsm]\nupload_window = 64\n", "[lsm]\nupload_window = 65\n",
+       "lsm.upload_window must be at most 64, got 65"},
   };
   for (const Case& c : cases) {
     INFO(c.at_max);
@@ -177,6 +179,20 @@ TEST_CASE("[storage] stop_timeout_ms: default 60 s, bounded 1 s to 1 h", "[confi
   st = Check("[storage]\nstop_timeout_ms = 3600001\n");
   CHECK(Mentions(st, "storage.stop_timeout_ms must be at most 3600000 (1 hour), got 3600001"));
   CHECK(Check("[storage]\nstop_timeout_ms = \"60s\"\n").code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("[lsm] upload_window: default 8, 1 keeps one upload in flight, 0 is refused",
+          "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->upload_window == 8);
+  c = ParseToml("[lsm]\nupload_window = 1\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->upload_window == 1);
+  CHECK(Validate(*c).ok());
+  CHECK(warnings.empty());
+  CHECK(Mentions(Check("[lsm]\nupload_window = 0\n"), "lsm.upload_window must be at least 1"));
 }
 
 }  // namespace

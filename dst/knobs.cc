@@ -138,6 +138,12 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
   if (swarm && r.Below(2) == 0) f.get_damage_ppm = 0;
   if (swarm && r.Below(2) == 0) f.disk_cache_bytes = 0;
   if (v.read_partial_raw_chunks) f.get_damage_ppm = f.disk_cache_bytes = 0;
+  // Uploads in flight (appended last, as above): a window above 1 in most seeds, and
+  // segment PUTs that land late (after a retry, a crash, the next writer's open).
+  v.upload_window = uint32_t(Pick(r, {1u, 2u, 4u, 8u, 8u, 16u}));
+  f.late_ppm = uint32_t(Pick(r, {0, 5000, 30000, 100000}));
+  f.late_max_ns = Pick(r, {200'000'000ull, 5'000'000'000ull, 60'000'000'000ull});
+  if (swarm && r.Below(2) == 0) f.late_ppm = 0;
   return k;
 }
 
@@ -160,7 +166,8 @@ std::string Knobs::Describe() const {
       "old_writer_ops={} audit_every={} check_every={} hot_regions={} steps_per_op={} w_snap={} "
       "w_snap_read={} snap_trigger_permille={} full_compaction_min_bytes={} "
       "full_compaction_ratio={} damage_permille={} get_damage_ppm={} disk_cache_bytes={} "
-      "cache_damage_ppm={} cache_disk_bytes={} cache_read_only={}",
+      "cache_damage_ppm={} cache_disk_bytes={} cache_read_only={} upload_window={} late_ppm={} "
+      "late_max_ns={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -174,7 +181,8 @@ std::string Knobs::Describe() const {
       w.crash_per_kop, w.second_writer_per_kop, w.old_writer_ops, w.audit_every, w.check_every,
       w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille,
       v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille, f.get_damage_ppm,
-      f.disk_cache_bytes, f.cache_damage_ppm, f.cache_disk_bytes, f.cache_read_only ? 1 : 0);
+      f.disk_cache_bytes, f.cache_damage_ppm, f.cache_disk_bytes, f.cache_read_only ? 1 : 0,
+      v.upload_window, f.late_ppm, f.late_max_ns);
 }
 
 std::string Knobs::Command() const {

@@ -39,6 +39,10 @@ struct FaultKnobs {
   uint32_t cache_damage_ppm = 0;
   uint64_t cache_disk_bytes = 0;
   bool cache_read_only = false;
+  // Segment PUTs that land late (dst/late_store.h): the caller hears a timeout, the
+  // object appears up to late_max_ns later, whatever became of its writer.
+  uint32_t late_ppm = 0;
+  uint64_t late_max_ns = 0;
 };
 
 struct WorkloadKnobs {

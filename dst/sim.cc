@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "dst/late_store.h"
 #include "testing/borrowed_store.h"
 
 namespace portal::dst {
@@ -87,8 +88,18 @@ Writer* Simulator::StartOpen() {
     w->dead = true;
     w->death = why;
   });
-  w->store = std::make_unique<objstore::FaultStore>(
-      std::make_unique<testing::BorrowedStore>(mem_), env_, std::move(fo));
+  // Late landings draw from their own stream per incarnation.
+  auto late = std::make_unique<LateLandingStore>(
+      mem_, env_, k_.seed * 0x2545f4914f6cdd1dULL + uint64_t(w->id) * 104729,
+      k_.faults.late_ppm, k_.faults.late_max_ns, [this] { return plan_.enabled(); },
+      [this, w](const std::string& key, bool landed) {
+        const bool gone = w->dead || w->superseded || w->contested || !w->vol;
+        ++(landed ? (gone ? late_after_writer_ : late_landed_) : late_taken_);
+        Note(fmt::format("late PUT of writer {} {} {}{}", w->id, key,
+                         landed ? "landed" : "found the id taken",
+                         gone ? " (its writer crashed or was superseded)" : ""));
+      });
+  w->store = std::make_unique<objstore::FaultStore>(std::move(late), env_, std::move(fo));
   std::string trigger;
   if (plan_.enabled() && rng_.Below(1000) < k_.faults.trigger_permille) {
     trigger = " armed: " + plan_.ArmRandomTrigger(w->id, rng_);
@@ -336,12 +347,15 @@ int Simulator::Run() {
     for (auto& w : writers_) full += w->vol ? w->vol->stats().full_compactions : 0;
     std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu"
                 " full_compactions=%llu damage=%llu damage_refused=%llu damage_opened=%llu"
-                " damage_read_errors=%llu",
+                " damage_read_errors=%llu late_landed=%llu late_after_writer=%llu"
+                " late_taken=%llu",
                 (unsigned long long)snap_ops_, (unsigned long long)restores_,
                 (unsigned long long)snap_reads_, (unsigned long long)snap_verified_,
                 (unsigned long long)inconclusive, (unsigned long long)full,
                 (unsigned long long)damages_, (unsigned long long)damage_refused_,
-                (unsigned long long)damage_opened_, (unsigned long long)damage_errors_);
+                (unsigned long long)damage_opened_, (unsigned long long)damage_errors_,
+                (unsigned long long)late_landed_, (unsigned long long)late_after_writer_,
+                (unsigned long long)late_taken_);
     cache::DiskCacheStats dc;
     for (auto& c : disk_caches_) {
       const cache::DiskCacheStats s = c->stats();

@@ -254,6 +254,9 @@ class Simulator {
   DamageState damage_;
   Prng damage_rng_;
   uint64_t damages_ = 0, damage_refused_ = 0, damage_opened_ = 0, damage_errors_ = 0;
+  // Late segment PUTs (dst/late_store.h): landed while their writer ran, landed after it
+  // crashed or was superseded, found their id taken.
+  uint64_t late_landed_ = 0, late_after_writer_ = 0, late_taken_ = 0;
   std::string failure_;
   std::string phase_ = "setup";
   // Fencing claims by superseded writers made before their successor was verified.

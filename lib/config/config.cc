@@ -157,7 +157,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       {"nbd", {"address", "socket", "max_connections"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
-        "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms"}},
+        "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms",
+        "upload_window"}},
       {"record", {"path", "workload"}},
       {"log", {"format"}},
       {"cache", {"dir", "disk_size_bytes"}},
@@ -224,6 +225,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "block_cache_size_bytes", &c.block_cache_size_bytes,
                         Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Double(table("lsm"), "lsm", "gc_live_ratio", &c.gc_live_ratio));
+  RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", "upload_window", &c.upload_window));
   for (auto [name, out] : {std::pair{"gc_grace_ms", &c.gc_grace_ms},
                            std::pair{"gc_interval_ms", &c.gc_interval_ms}}) {
     uint64_t v = UINT64_MAX;
@@ -309,6 +311,7 @@ Status Validate(const Config& c) {
   if (c.max_unflushed_bytes < c.l0_sst_size_bytes) {
     return Bad("lsm.max_unflushed_bytes", "must be >= lsm.l0_sst_size_bytes");
   }
+  RETURN_IF_ERROR(InRange("lsm.upload_window", c.upload_window, 1, kMaxUploadWindow, ""));
   RETURN_IF_ERROR(InRange("lsm.block_cache_size_bytes", c.block_cache_size_bytes,
                           kMinBufferBytes, kMaxBlockCacheSizeBytes, "1 TiB"));
   if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {  // NaN too

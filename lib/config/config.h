@@ -7,7 +7,11 @@
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
-//             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
+//             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms,
+//             upload_window (segment uploads in flight, 1 to 64, default 8: ids are
+//             uploaded in a window of this many past the last settled one and
+//             acknowledged in id order; 1 = one at a time. No multipart uploads: Ceph RGW
+//             16.2's completion ignores If-None-Match, so a part upload could not be fenced)
 //   [record]  path, workload
 //   [log]     format ("text" | "json": one JSON object per line, util/log.h)
 //   [cache]   dir, disk_size_bytes (the local disk cache of chunks: off while
@@ -55,6 +59,7 @@ struct Config {
   uint64_t l0_sst_size_bytes = 64ull << 20;
   uint64_t max_unflushed_bytes = 256ull << 20;
   uint64_t block_cache_size_bytes = 256ull << 20;
+  uint64_t upload_window = 8;  // segment uploads in flight (see above)
   double gc_live_ratio = 0.5;
   // Unset: the volume's defaults (10 min and 10 s; on memory:// segments are freed at once
   // and GC runs every second).
@@ -101,6 +106,8 @@ constexpr uint64_t kMinBufferBytes = 1ull << 20;
 constexpr uint64_t kMaxL0SstSizeBytes = 1ull << 30;
 // max_unflushed_bytes: memory held for writes not yet uploaded: 64 GiB.
 constexpr uint64_t kMaxUnflushedBytes = 64ull << 30;
+// upload_window: 64 segment uploads in flight (each id a new opener's fence reserves).
+constexpr uint64_t kMaxUploadWindow = 64;
 // block_cache_size_bytes: 1 TiB.
 constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
 // cache.disk_size_bytes: 0 (off) or 1 MiB to 1 PiB.

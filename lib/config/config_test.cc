@@ -210,6 +210,20 @@ TEST_CASE("[metrics] address: off when unset, IP:PORT, a unix path an error", "[
   CHECK(Mentions(Check("[metrics]\nport = 9109\n"), "metrics.port is not a known"));
 }
 
+TEST_CASE("[lsm] upload_window: default 8, 1 keeps one upload in flight, 0 is refused",
+          "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->upload_window == 8);
+  c = ParseToml("[lsm]\nupload_window = 1\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->upload_window == 1);
+  CHECK(Validate(*c).ok());
+  CHECK(warnings.empty());
+  CHECK(Mentions(Check("[lsm]\nupload_window = 0\n"), "lsm.upload_window must be at least 1"));
+}
+
 TEST_CASE("the installed example configuration parses and validates", "[config]") {
   // packaging/example.toml goes to /usr/share/doc/portalbd/examples/ (cmake/packaging.cmake).
   std::vector<std::string> warnings;

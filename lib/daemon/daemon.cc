@@ -41,6 +41,7 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
   o.flush_interval_ms = cfg.flush_interval_ms;
   o.l0_sst_size_bytes = cfg.l0_sst_size_bytes;
   o.max_unflushed_bytes = cfg.max_unflushed_bytes;
+  o.upload_window = static_cast<uint32_t>(cfg.upload_window);
   o.block_cache_size_bytes = cfg.block_cache_size_bytes;
   o.gc_live_ratio = cfg.gc_live_ratio;
   o.unsafe_no_fencing = cfg.unsafe_no_fencing;

@@ -149,8 +149,12 @@ class LsmVolume final : public Volume,
   Task<Status> Replay();
   // What replay found above applied_segment: the contiguous run to apply, the first
   // missing id after it, and the ids present above that gap.
+  // What replay applies: the walk from applied_segment + 1 in id order, over present
+  // ids, jumping from each fence to its resume (DESIGN.md single writer, step 5), up to
+  // the first missing id (the gap); `above` lists the present ids past it.
   struct ReplayPlan {
     std::vector<std::pair<uint64_t, uint64_t>> todo;  // (id, size)
+    std::vector<SegmentFooter> footers;               // todo's, read while walking
     uint64_t gap = 0;
     std::vector<uint64_t> above;  // ascending
   };

@@ -123,6 +123,7 @@ std::string EncodeManifest(const Manifest& m) {
   j["next_seq"] = m.next_seq;
   j["applied_segment"] = m.applied_segment;
   j["applied_seq"] = m.applied_seq;
+  if (m.upload_window > 1) j["upload_window"] = m.upload_window;
   j["levels"] = LevelsJson(m.levels);
   json snaps = json::array();
   for (const SnapshotRef& s : m.snapshots) {
@@ -165,6 +166,13 @@ Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) 
   RETURN_IF_ERROR(f.U64("next_seq", &m.next_seq));
   RETURN_IF_ERROR(f.U64("applied_segment", &m.applied_segment));
   RETURN_IF_ERROR(f.U64("applied_seq", &m.applied_seq));
+  if (j.contains("upload_window")) {
+    RETURN_IF_ERROR(f.U64("upload_window", &m.upload_window));
+    if (m.upload_window == 0 || m.upload_window > kMaxUploadWindow) {
+      return Status::Corruption(fmt::format("manifest {}: upload_window {} out of range", name,
+                                            m.upload_window));
+    }
+  }
   if (block_size < 512 || block_size > 65536 || (block_size & (block_size - 1)) ||
       m.size_bytes == 0 || m.size_bytes % block_size != 0 ||
       m.applied_segment >= m.next_segment_id) {

@@ -29,6 +29,8 @@ struct SnapshotRef {
 // older binaries, which require it; ignored on decode like any unknown field, and covered
 // by the checksum.
 constexpr uint64_t kManifestFormatVersion = 2;
+// Bound on Manifest::upload_window (and the configured window): ids a fence reserves.
+constexpr uint64_t kMaxUploadWindow = 1024;
 
 struct Manifest {
   uint64_t format_version = 2;  // as read; always written as kManifestFormatVersion
@@ -41,6 +43,12 @@ struct Manifest {
   uint64_t next_seq = 1;
   uint64_t applied_segment = 0;  // every segment <= this is in `levels` (or abandoned)
   uint64_t applied_seq = 0;
+  // The largest id window any writer of this volume may upload in (DESIGN.md single
+  // writer, step 5): a writer PUTs only ids <= settled prefix + upload_window, so a fence
+  // at the first gap F reserves (F, F + upload_window). Raised by an opener (never
+  // lowered) before its first upload. Absent (volumes written before it): 1, one upload
+  // in flight. Written only when above 1, so such manifests stay byte for byte as before.
+  uint64_t upload_window = 1;
   std::vector<std::vector<SstRef>> levels;  // levels[0] newest first
   std::vector<SnapshotRef> snapshots;
   friend bool operator==(const Manifest&, const Manifest&) = default;

@@ -115,5 +115,20 @@ TEST_CASE("the manifest example in docs/volume.md is what the encoder writes, an
   CHECK(json::parse(EncodeManifest(*m)) == j);
 }
 
+TEST_CASE("upload_window: absent reads as 1, written only above 1, out of range is Corruption",
+          "[volume][manifest]") {
+  auto old = DecodeManifest(kWithEmptySegtab, "old");
+  REQUIRE(old.ok());
+  CHECK(old->upload_window == 1);
+  Manifest m = Example();
+  CHECK(EncodeManifest(m).find("upload_window") == std::string::npos);  // bytes as before
+  m.upload_window = 8;
+  auto back = DecodeManifest(EncodeManifest(m), "m");
+  REQUIRE(back.ok());
+  CHECK(back->upload_window == 8);
+  m.upload_window = kMaxUploadWindow + 1;
+  CHECK(DecodeManifest(EncodeManifest(m), "m").status().IsCorruption());
+}
+
 }  // namespace
 }  // namespace portal::volume

@@ -28,6 +28,10 @@ struct VolumeOptions {
   uint64_t block_cache_size_bytes = 256ull << 20;
   // Segments with less live data than this ratio are rewritten by GC.
   double gc_live_ratio = 0.5;
+  // Segment uploads in flight: ids are uploaded in a window of this many past the
+  // settled prefix (DESIGN.md write path, "Uploads in flight"); 1 = one at a time. The
+  // daemon's default is config's [lsm] upload_window; the library keeps 1.
+  uint32_t upload_window = 1;
   // Refuse stores that ignore conditional writes unless set.
   bool unsafe_no_fencing = false;
   // Directory for the SQLite cache ("" = in-memory database).

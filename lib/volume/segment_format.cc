@@ -14,6 +14,7 @@
 //   |     data: index varint; conditional: expected kind u8,            |
 //   |     [expected segment, expected index varints if data]            |
 //   |   durable_through varint                      (format version >= 2) |
+//   |   resume varint       (version 2, fences only, when above id + 1)   |
 //   +--------------------------------------------------------------------+
 //   | trailer: footer_len u32 | xxh3(footer) u64 | magic u64 "PBDSEG01" |
 //   +--------------------------------------------------------------------+
@@ -186,6 +187,7 @@ static uint64_t AppendFooter(const SegmentFooter* f, std::string* out) {
     prev_end = e.end;
   }
   PutVarint64(&footer, f->durable_through);
+  if (f->is_fence() && f->resume > f->segment_id + 1) PutVarint64(&footer, f->resume);
   const uint64_t checksum = Checksum64(footer);
   s.append(footer);
   PutFixed32(&s, static_cast<uint32_t>(footer.size()));
@@ -311,6 +313,12 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
   } else if (!r.GetVarint64(&f.durable_through) ||
              (f.segment_id > 0 && f.durable_through >= f.segment_id)) {
     return Bad(name, "missing or bad durable_through");
+  }
+  f.resume = f.segment_id + 1;
+  if (version >= 2 && f.is_fence() && !r.empty() &&
+      (!r.GetVarint64(&f.resume) || f.resume <= f.segment_id + 1 ||
+       f.resume - f.segment_id > kMaxFenceWindow)) {
+    return Bad(name, "bad resume");
   }
   if (!r.empty()) return Bad(name, "trailing bytes in footer");
   return f;

@@ -53,8 +53,14 @@ struct SegmentFooter {
   // The writer's settled prefix when this segment's upload first started: every id up
   // to it was stored before this object was (DESIGN.md, single writer, step 7: a gap at
   // or below it is damage, not a crash). Version-1 footers did not carry it; they
-  // decode as segment_id - 1, exact for writers with one upload in flight.
+  // decode as segment_id - 1, exact for writers with one upload in flight (with K in
+  // flight it is a lower bound: the settled prefix at the first attempt, never changed).
   uint64_t durable_through = 0;
+  // Fences only: the first id the fencing writer uploads itself. The ids between the
+  // fence and `resume` are the window an older writer may still land in; replay skips
+  // them (DESIGN.md single writer, step 5). Stored only when above segment_id + 1;
+  // absent it reads as segment_id + 1 (every fence written before windows existed).
+  uint64_t resume = 0;
 
   // A fence segment carries no data and no extents (see docs/volume.md).
   bool is_fence() const { return data_blocks == 0 && extents.empty(); }
@@ -63,7 +69,10 @@ struct SegmentFooter {
 };
 
 constexpr size_t kSegmentTrailerSize = 20;
-// Version 2 appends durable_through; version 1 footers still decode.
+// Bound on a fence's resume - segment_id when decoding (Manifest's kMaxUploadWindow + 1).
+constexpr uint64_t kMaxFenceWindow = 1025;
+// Version 2 appends durable_through, then on a fence whose resume is above id + 1, resume;
+// version 1 footers still decode.
 constexpr uint32_t kSegmentFormatVersion = 2;
 
 // A segment's data area as its producer hands it over: a user write buffer

@@ -144,6 +144,31 @@ TEST_CASE("a fence segment has no chunks and no extents", "[volume][format]") {
   CHECK(dec->epoch == 5);
 }
 
+TEST_CASE("a fence's resume: stored only above id + 1, absent reads as id + 1",
+          "[volume][format]") {
+  SegmentFooter f;
+  f.segment_id = 9;
+  f.epoch = 5;
+  f.durable_through = 8;
+  Encoded plain = Encode(&f, "", true);  // resume unset: the bytes of a fence before windows
+  auto dec = DecodeSegmentFooter(plain.bytes, plain.bytes.size(), "seg/9");
+  REQUIRE(dec.ok());
+  CHECK(dec->resume == 10);
+  f.resume = 10;
+  CHECK(Encode(&f, "", true).bytes == plain.bytes);
+  f.resume = 17;
+  Encoded windowed = Encode(&f, "", true);
+  CHECK(windowed.bytes.size() == plain.bytes.size() + 1);
+  dec = DecodeSegmentFooter(windowed.bytes, windowed.bytes.size(), "seg/9");
+  REQUIRE(dec.ok());
+  CHECK(dec->is_fence());
+  CHECK(dec->resume == 17);
+  CHECK(dec->durable_through == 8);
+  f.resume = 9 + kMaxFenceWindow + 1;  // past any window a manifest allows
+  Encoded far = Encode(&f, "", true);
+  CHECK(DecodeSegmentFooter(far.bytes, far.bytes.size(), "seg/9").status().IsCorruption());
+}
+
 TEST_CASE("every corrupted byte of a segment is detected, never crashes", "[volume][format]") {
   SegmentFooter f = Sample(20);
   std::string data = Data(20, true);

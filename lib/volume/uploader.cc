@@ -1,7 +1,8 @@
 // The uploader: seals the active buffer (or takes a GC relocation batch) into the next
-// segment, uploads it (one upload in flight, strictly in id order), then has the volume
-// apply its extents to the memtable and releases the FLUSHes waiting for it. User buffers
-// always go first: relocation never delays a FLUSH beyond the upload already in flight.
+// segment, uploads up to `window_` ids past the settled prefix at once, and as that prefix
+// advances (in id order, whatever order the PUTs complete in) has the volume apply each
+// footer to the memtable and releases the FLUSHes waiting for it. User buffers always go
+// first: relocation never delays a FLUSH beyond the uploads already in flight.
 #include "volume/uploader.h"
 
 #include <fmt/format.h>
@@ -125,6 +126,9 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
             closing = true;
             co_return Status::Shutdown("closing");  // ends the retries
           }
+          // Another upload failed for good and fenced the volume: nothing of ours can be
+          // acknowledged any more, so stop retrying (Run waits for every upload to end).
+          if (sink_.FencedLocked()) co_return Status::Shutdown("the volume is fenced");
         }
         co_return st;  // tried again after a backoff (kUntilLanded)
       },
@@ -146,101 +150,186 @@ void Uploader::SealActiveLocked() {
   active_dirty_since_ns_ = -1;
 }
 
+Uploader::Sealed* Uploader::UnstartedLocked() {
+  // Started buffers are a prefix of sealed_ (ids are taken in seal order).
+  for (auto it = sealed_.begin(); it != sealed_.end(); ++it) {
+    if (it->segment_id == 0) return &*it;
+  }
+  return nullptr;
+}
+
+bool Uploader::StartNextLocked(uint64_t* id) {
+  if (!WindowOpenLocked()) return false;
+  Sealed* s = UnstartedLocked();
+  if (!s && !active_->empty()) {
+    // Seal the active buffer only when its upload can start now: while the window is
+    // full it keeps growing, and FLUSHes keep joining it (fewer, larger segments).
+    const uint64_t now = env_.NowNanos();
+    const uint64_t due = options_.flush_interval_ms == 0
+                             ? UINT64_MAX
+                             : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
+                                             MillisToNanos(options_.flush_interval_ms));
+    if (stop_ || flush_gen_ >= active_gen_ || active_->bytes() >= options_.l0_sst_size_bytes ||
+        now >= due) {
+      SealActiveLocked();
+      s = &sealed_.back();
+    }
+  }
+  Flight f;
+  if (s) {
+    s->segment_id = next_segment_id_;
+    f.buf = s->buf;
+  } else if (relocation_ && !stop_) {
+    f.reloc = std::move(relocation_);
+    relocating_ = true;
+  } else {
+    return false;
+  }
+  *id = next_segment_id_++;
+  flights_.emplace(*id, std::move(f));
+  return true;
+}
+
+Task<void> Uploader::UploadOne(uint64_t id) {
+  std::shared_ptr<const WriteBuffer> buf;
+  std::shared_ptr<const Relocation> reloc;
+  {
+    std::lock_guard lock(mu_);
+    const Flight& f = flights_.at(id);
+    buf = f.buf;
+    reloc = f.reloc;
+  }
+  SegmentFooter footer;
+  uint64_t size = 0;
+  Status st = co_await UploadSegment(id, buf.get(), reloc.get(), &footer, &size);
+  std::lock_guard lock(mu_);
+  Flight& f = flights_.at(id);
+  f.done = true;
+  f.status = std::move(st);
+  f.footer = std::move(footer);
+  f.size = size;
+  // Under `mu_`: once `done` is seen, Run may return and the uploader go away; this
+  // coroutine touches nothing of it after the lock is released.
+  wake_.NotifyAll();
+}
+
+Task<Status> Uploader::SettleNext(uint64_t id, Flight f) {
+  segments_.Remember(id, f.size, f.footer);
+  // Settled: its chunks may go to the disk cache (read back from the buffer, later).
+  segments_.KeepWritten(f.footer, [buf = f.buf, reloc = f.reloc, footer = f.footer]() mutable {
+    if (!buf) return objstore::Rope(reloc->data);
+    return buf->Contents(&footer).data;
+  });
+  // Applying a relocation reads the map; its reads retry a bounded number of times.
+  // The segment is stored: keep trying (nothing was applied by a failed attempt)
+  // rather than fence over an error burst (dst swarm seed 9340).
+  Status st;
+  (void)co_await RetryUnavailable(
+      env_,
+      [&]() -> Task<Status> {
+        st = co_await sink_.ApplyUploaded(f.footer, f.size);
+        if (!st.retryable()) co_return st;
+        {
+          std::lock_guard lock(mu_);
+          if (stop_ || sink_.FencedLocked() || give_up_.cancelled()) {
+            co_return Status::Ok();  // give up; `st` keeps the error
+          }
+        }
+        Log()->warn("applying segment {} failed, retrying error=\"{}\"", id, st.ToString());
+        co_return st;
+      },
+      0, &give_up_);
+  if (!st.ok()) co_return st;
+  {
+    std::lock_guard lock(mu_);
+    if (f.buf) {
+      PORTAL_ASSERT(!sealed_.empty() && sealed_.front().segment_id == id,
+                    "sealed buffers settled out of order");
+      const uint64_t gen = sealed_.front().gen;
+      sealed_.pop_front();  // leaves the read path: the memtable maps it now
+      durable_.MarkDurable(gen);  // the FLUSHes waiting for it (resumed after `mu_`)
+    } else {
+      relocating_ = false;
+    }
+    settled_through_ = id;
+    wake_.NotifyAll();  // the window moved
+  }
+  sink_.UploadSettled();  // stalled writers, maintenance, a restore
+  co_return Status::Ok();
+}
+
 Task<void> Uploader::Run(uint64_t epoch) {
   epoch_ = epoch;
+  Status failed;  // an upload or apply that failed for good: drain, then return
   for (;;) {
     const uint64_t seen = wake_.epoch();
-    Sealed s;
-    std::shared_ptr<const Relocation> reloc;
+    std::vector<uint64_t> started;
+    std::optional<std::pair<uint64_t, Flight>> next;
     uint64_t wait_ns = Notifier::kForever;
     {
       std::lock_guard lock(mu_);
-      if (sink_.FencedLocked() || give_up_.cancelled()) co_return;
-      const bool dirty = !active_->empty();
-      if (!dirty && sealed_.empty() && stop_) co_return;
-      bool go = false;
-      if (dirty) {
-        const uint64_t now = env_.NowNanos();
-        const uint64_t due = options_.flush_interval_ms == 0
-                                 ? UINT64_MAX
-                                 : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
-                                                 MillisToNanos(options_.flush_interval_ms));
-        go = stop_ || flush_gen_ >= active_gen_ || active_->bytes() >= options_.l0_sst_size_bytes ||
-             now >= due;
-        if (!go && due != UINT64_MAX) wait_ns = due - now;
+      // A failed upload, in any position: nothing above the settled prefix can be
+      // acknowledged any more, so fence at once (the other uploads stop retrying).
+      if (failed.ok()) {
+        for (auto& [id, f] : flights_) {
+          if (f.done && !f.status.ok()) {
+            failed = f.status;
+            break;
+          }
+        }
+        if (!failed.ok()) {
+          // Not fenced when the stop gave up: Close reports what is left; FLUSH waiters
+          // already failed (GiveUpNow).
+          if (!give_up_.cancelled() || failed.IsPreconditionFailed() || failed.IsCorruption()) {
+            sink_.FenceLocked(failed.ToString());
+          }
+        }
       }
-      if (go && sealed_.empty()) SealActiveLocked();
-      if (!sealed_.empty()) {
-        // Sealed by a writer at full size, or just now.
-        if (sealed_.front().segment_id == 0) sealed_.front().segment_id = next_segment_id_++;
-        s = sealed_.front();
-      } else if (relocation_ && !stop_) {
-        reloc = std::move(relocation_);
-        relocating_ = true;
-        s.segment_id = next_segment_id_++;
+      const bool quit = !failed.ok() || sink_.FencedLocked() || give_up_.cancelled();
+      if (quit) {
+        bool busy = false;
+        for (auto& [id, f] : flights_) busy |= !f.done;
+        if (!busy) {
+          if (relocating_) relocating_ = false;  // nobody may wait for it any more
+          break;
+        }
+      } else {
+        if (!flights_.empty() && flights_.begin()->second.done) {
+          PORTAL_ASSERT(flights_.begin()->first == settled_through_ + 1, "settled prefix gap");
+          next.emplace(flights_.begin()->first, std::move(flights_.begin()->second));
+          flights_.erase(flights_.begin());
+        } else {
+          uint64_t id;
+          while (StartNextLocked(&id)) started.push_back(id);
+          if (stop_ && active_->empty() && sealed_.empty() && flights_.empty()) break;
+          if (started.empty() && !active_->empty() && options_.flush_interval_ms != 0 &&
+              WindowOpenLocked()) {
+            // The active buffer is dirty but not due: wake when its flush interval ends.
+            const uint64_t now = env_.NowNanos();
+            const uint64_t due =
+                SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
+                              MillisToNanos(options_.flush_interval_ms));
+            if (due > now) wait_ns = due - now;
+          }
+        }
       }
     }
-    if (!s.buf && !reloc) {
-      co_await wake_.Wait(seen, wait_ns);
-      continue;
-    }
-    SegmentFooter footer;
-    uint64_t size = 0;
-    Status st = co_await UploadSegment(s.segment_id, s.buf.get(), reloc.get(), &footer, &size);
-    if (st.ok()) {
-      segments_.Remember(s.segment_id, size, footer);
-      // Settled: its chunks may go to the disk cache (read back from the buffer, later).
-      segments_.KeepWritten(footer, [buf = s.buf, reloc, f = footer]() mutable {
-        if (!buf) return objstore::Rope(reloc->data);
-        return buf->Contents(&f).data;
-      });
-      // Applying a relocation reads the map; its reads retry a bounded number of times.
-      // The segment is stored: keep trying (nothing was applied by a failed attempt)
-      // rather than fence over an error burst (dst swarm seed 9340).
-      (void)co_await RetryUnavailable(
-          env_,
-          [&]() -> Task<Status> {
-            st = co_await sink_.ApplyUploaded(footer, size);
-            if (!st.retryable()) co_return st;
-            {
-              std::lock_guard lock(mu_);
-              if (stop_ || sink_.FencedLocked() || give_up_.cancelled()) {
-                co_return Status::Ok();  // give up; `st` keeps the error
-              }
-            }
-            Log()->warn("applying segment {} failed, retrying error=\"{}\"", s.segment_id,
-                        st.ToString());
-            co_return st;
-          },
-          0, &give_up_);
-    }
-    if (!st.ok()) {
-      {
+    for (uint64_t id : started) Start(UploadOne(id), [] {});
+    if (next) {
+      Status st = co_await SettleNext(next->first, std::move(next->second));
+      if (!st.ok()) {
         std::lock_guard lock(mu_);
-        if (reloc) relocating_ = false;  // nobody may wait for it any more (a restore does)
-        // Not fenced when the stop gave up: Close reports what is left; FLUSH waiters
-        // already failed (GiveUpNow).
+        failed = st;
         if (!give_up_.cancelled() || st.IsPreconditionFailed() || st.IsCorruption()) {
           sink_.FenceLocked(st.ToString());
         }
       }
-      sink_.UploadSettled();
-      co_return;
+      continue;
     }
-    {
-      std::lock_guard lock(mu_);
-      if (s.buf) {
-        PORTAL_ASSERT(!sealed_.empty() && sealed_.front().gen == s.gen,
-                      "sealed buffers out of order");
-        sealed_.pop_front();
-        durable_.MarkDurable(s.gen);  // the FLUSHes waiting for it (resumed after `mu_`)
-      } else {
-        relocating_ = false;
-      }
-      settled_through_ = s.segment_id;
-    }
-    sink_.UploadSettled();  // stalled writers, maintenance, a restore
+    if (!started.empty()) continue;
+    co_await wake_.Wait(seen, wait_ns);
   }
+  sink_.UploadSettled();
 }
 
 void Uploader::StopLocked() {
@@ -298,9 +387,9 @@ bool Uploader::DropRelocationLocked() {
   return relocating_;
 }
 
-void Uploader::SettledFenceLocked(uint64_t id) {
-  next_segment_id_ = id + 1;
-  settled_through_ = id;
+void Uploader::SettledFenceLocked(uint64_t resume) {
+  next_segment_id_ = resume;
+  settled_through_ = resume - 1;
 }
 
 void Uploader::NoteUpload(const Status& st, const std::string& key) {

@@ -1,13 +1,18 @@
 // Uploader: the volume's write buffers on their way to the store. Writes fill the active
 // buffer; it is sealed (full, due after flush_interval_ms, asked for by a FLUSH, or at a
-// stop) under the next write generation, and one coroutine (Run) uploads the sealed
-// buffers as segments: one upload in flight, strictly in segment id order, user buffers
-// before a GC relocation (which never delays a FLUSH beyond the upload in flight). Once
-// a segment is stored the volume applies its footer to the map (UploadSink), and only
-// then is its generation durable (DESIGN.md write path). Who wakes a FLUSH:
+// stop) under the next write generation, and takes the next segment id when its upload
+// starts. Uploads run in an id window (DESIGN.md write path, "Uploads in flight"): id i
+// starts only once every id <= i - K is settled (K = window, never above the manifest's
+// upload_window), and they complete in any order. One coroutine (Run) starts them and
+// settles them strictly in id order: only when the settled prefix reaches a segment is
+// its footer applied to the map (UploadSink), its sealed buffer released from the read
+// path and its generation durable. A segment stored above an unsettled id stays a
+// readable sealed buffer. User buffers go before a GC relocation (which never delays a
+// FLUSH beyond the uploads already in flight). Who wakes a FLUSH:
 //
 //   LsmVolume::Flush -> FlushTargetLocked() = g -> durable().AwaitDurable(g)
-//   Run -> UploadSegment(id) -> UploadSink::ApplyUploaded -> durable().MarkDurable(g)
+//   Run -> UploadOne(id) ... settled prefix reaches id -> UploadSink::ApplyUploaded
+//       -> durable().MarkDurable(g)
 //   an upload that fails for good -> UploadSink::FenceLocked -> durable().Fail(fenced)
 //   (a stop's deadline: LsmVolume::GiveUpNow -> durable().Fail(gave up))
 //
@@ -20,6 +25,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -111,9 +117,14 @@ class Uploader {
   // --- segment ids (set while opening; taken by uploads after) ---
   uint64_t NextSegmentIdLocked() const { return next_segment_id_; }
   void SetNextSegmentIdLocked(uint64_t id) { next_segment_id_ = id; }
-  // Open's fence segment `id` is stored: every id through it is settled, uploads go on
-  // above it.
-  void SettledFenceLocked(uint64_t id);
+  // Open's fence is stored: every id below `resume` is settled (replayed, the fence, or
+  // in its window), uploads go on at `resume`.
+  void SettledFenceLocked(uint64_t resume);
+  // Open: at most `window` ids in flight past the settled prefix (>= 1; the caller keeps
+  // it at or below the manifest's upload_window).
+  void SetWindowLocked(uint64_t window) { window_ = std::max<uint64_t>(window, 1); }
+  uint64_t SettledThroughLocked() const { return settled_through_; }
+  size_t InFlightLocked() const { return flights_.size(); }  // for tests
 
   // Segment uploads failing (and retried) since when and why.
   const StoreHealth::State& HealthLocked() const { return health_.state(); }
@@ -125,9 +136,31 @@ class Uploader {
     uint64_t segment_id = 0;
   };
 
+  // One segment upload started and not yet settled in id order.
+  struct Flight {
+    std::shared_ptr<const WriteBuffer> buf;  // a user buffer (in sealed_), or
+    std::shared_ptr<const Relocation> reloc;  // a GC relocation
+    bool done = false;  // UploadSegment returned: `status`, `footer`, `size` are set
+    Status status;
+    SegmentFooter footer;
+    uint64_t size = 0;
+  };
+
   // Moves the active buffer to the end of sealed_ under the next generation (its segment
   // id is taken when its upload starts; the uploader takes sealed_ before relocations).
   void SealActiveLocked();
+  // The first sealed buffer whose upload has not started (null: none).
+  Sealed* UnstartedLocked();
+  // Whether the next id may start: every id <= next - window is settled.
+  bool WindowOpenLocked() const { return next_segment_id_ <= settled_through_ + window_; }
+  // Takes the next id for a sealed buffer or the queued relocation if the window and
+  // the state allow; false when nothing starts.
+  bool StartNextLocked(uint64_t* id);
+  // Uploads flights_[id] and records its outcome (the task Run starts per id).
+  Task<void> UploadOne(uint64_t id);
+  // Applies the settled prefix's next segment (flights_[settled_through_ + 1], done and
+  // stored) and releases what waited for it.
+  Task<Status> SettleNext(uint64_t id, Flight f);
   // Encodes (user buffer or relocation) and uploads segment `id`.
   Task<Status> UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
                              SegmentFooter* footer, uint64_t* size);
@@ -149,13 +182,16 @@ class Uploader {
   std::shared_ptr<WriteBuffer> active_;           // GUARDED_BY(mu_)
   uint64_t active_gen_ = 1;                       // GUARDED_BY(mu_)
   int64_t active_dirty_since_ns_ = -1;            // GUARDED_BY(mu_)
-  std::deque<Sealed> sealed_;                     // GUARDED_BY(mu_)
+  std::deque<Sealed> sealed_;                     // GUARDED_BY(mu_): in gen and id order
+  std::map<uint64_t, Flight> flights_;            // GUARDED_BY(mu_): started, by id
+  uint64_t window_ = 1;                           // GUARDED_BY(mu_): K
   uint64_t flush_gen_ = 0;                        // GUARDED_BY(mu_): asked to upload through
   std::shared_ptr<const Relocation> relocation_;  // GUARDED_BY(mu_): queued, one
   bool relocating_ = false;                       // GUARDED_BY(mu_): being uploaded
   uint64_t next_segment_id_ = 1;                  // GUARDED_BY(mu_)
-  // The highest id such that it and every id below it are settled (stored, confirmed):
-  // the fence at open, then each uploaded segment. A new segment's durable_through.
+  // The settled prefix: the highest id such that it and every id below it are settled
+  // (settled at open, or stored, confirmed and applied here in id order). A new
+  // segment's durable_through; the window counts from it.
   uint64_t settled_through_ = 0;  // GUARDED_BY(mu_)
   bool stop_ = false;             // GUARDED_BY(mu_)
   StoreHealth health_{"segment upload", ", and FLUSH/FUA wait until it succeeds"};  // mu_

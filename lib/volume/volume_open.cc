@@ -1,5 +1,6 @@
 // Opening a volume: the single-writer protocol of DESIGN.md and docs/volume.md.
 #include <algorithm>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -116,6 +117,7 @@ Task<Status> LsmVolume::DoOpen() {
       m.block_size = options_.block_size;
       m.epoch = 1;
       m.epoch_manifest = 1;
+      m.upload_window = std::max<uint64_t>(1, options_.upload_window);
       number = 1;
       Status st = co_await log_.Create(number, m);
       if (st.ok()) {
@@ -142,9 +144,10 @@ Task<Status> LsmVolume::DoOpen() {
     // A damaged store refuses before anything is written: no new epoch, no fence.
     // (Replay checks again, after our opener manifest: segments may land meanwhile.)
     {
-      CO_ASSIGN_OR_RETURN(ReplayPlan plan, co_await PlanReplay(m.applied_segment));
-      Status damage = co_await CheckGap(plan);
-      if (damage.ok()) damage = co_await CheckNewestEpoch(plan, number, m.epoch);
+      Result<ReplayPlan> plan = co_await PlanReplay(m.applied_segment);
+      Status damage = plan.status();
+      if (damage.ok()) damage = co_await CheckGap(*plan);
+      if (damage.ok()) damage = co_await CheckNewestEpoch(*plan, number, m.epoch);
       if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
       CO_RETURN_IF_ERROR(damage);
     }
@@ -154,6 +157,9 @@ Task<Status> LsmVolume::DoOpen() {
     next.size_bytes = want;  // growing is safe: new blocks are holes
     next.epoch = m.epoch + 1;
     next.epoch_manifest = number + 1;
+    // Raised before our first upload, never lowered: a later opener's fence must reserve
+    // the window of every writer before it (DESIGN.md single writer, step 5).
+    next.upload_window = std::max<uint64_t>(m.upload_window, options_.upload_window);
     Status st = co_await log_.Create(number + 1, next);
     if (st.ok()) {
       // A writer deletes its own older manifests, so ReadLatest's upward probe can stop
@@ -194,6 +200,7 @@ Task<Status> LsmVolume::DoOpen() {
     head_ = m;
     head_.levels.clear();
     uploader_.SetNextSegmentIdLocked(m.next_segment_id);
+    uploader_.SetWindowLocked(std::min<uint64_t>(options_.upload_window, m.upload_window));
     map_.next_seq = m.next_seq;
     map_.mem_last_segment = m.applied_segment;
     map_.mem_last_seq = m.applied_seq;
@@ -244,7 +251,12 @@ Task<Status> LsmVolume::ApplyReplayed(const SegmentFooter& f, uint64_t size) {
   segments_.Remember(f.segment_id, size, f);
   CO_RETURN_IF_ERROR(co_await ApplyFooter(f, size));
   std::lock_guard lock(mu_);
-  uploader_.SetNextSegmentIdLocked(f.segment_id + 1);
+  // A fence's window counts as applied: applied_segment never lies inside it, so a later
+  // replay starts at the fence or past its window, never among an older writer's late
+  // segments there (DESIGN.md single writer, step 5).
+  const uint64_t next = f.is_fence() ? std::max(f.resume, f.segment_id + 1) : f.segment_id + 1;
+  uploader_.SetNextSegmentIdLocked(next);
+  map_.mem_last_segment = std::max(map_.mem_last_segment, next - 1);
   map_.next_seq = std::max(map_.next_seq, f.last_seq + 1);
   co_return Status::Ok();
 }
@@ -258,20 +270,60 @@ Task<Result<LsmVolume::ReplayPlan>> LsmVolume::PlanReplay(uint64_t applied) {
         co_return listed.status();
       },
       20));
-  // Contiguous ids above applied_segment up to the first gap; then what lies beyond it.
-  ReplayPlan plan;
-  plan.gap = applied + 1;
+  std::map<uint64_t, uint64_t> present;  // id -> size, above applied_segment
   for (const auto& o : *listed) {
     uint64_t id;
-    if (!ParseSegmentKey(o.key, &id) || id <= applied) continue;
-    if (id == plan.gap && plan.above.empty()) {
-      plan.todo.emplace_back(id, o.size);
-      ++plan.gap;
-    } else if (id > plan.gap) {
-      plan.above.push_back(id);
+    if (ParseSegmentKey(o.key, &id) && id > applied) present.emplace(id, o.size);
+  }
+  // Walk in id order up to the first gap. A fence continues at its resume, whatever lies
+  // in its window (an older writer's late segments: none holds an acknowledged write),
+  // and after a fence of epoch e no segment of an older epoch may follow (none can be
+  // written there: DESIGN.md single writer, step 5).
+  ReplayPlan plan;
+  plan.gap = applied + 1;
+  uint64_t fence_epoch = 0;
+  uint64_t fence_id = 0;
+  for (;;) {
+    std::vector<std::pair<uint64_t, uint64_t>> run;
+    for (uint64_t id = plan.gap; run.size() < kReplayBatch; ++id) {
+      auto it = present.find(id);
+      if (it == present.end()) break;
+      run.emplace_back(id, it->second);
+    }
+    if (run.empty()) break;
+    std::vector<Task<Result<SegmentFooter>>> batch;
+    for (const auto& [id, size] : run) batch.push_back(segments_.ReadFooter(id, size));
+    auto footers = co_await WhenAll(std::move(batch));
+    for (size_t j = 0; j < footers.size(); ++j) {
+      const uint64_t id = run[j].first;
+      if (footers[j].status().IsNotFound()) {
+        // Listed, then gone: collected by a writer that is still running. List again.
+        co_return Status::Unavailable("relist: " + SegmentKey(id) + " disappeared");
+      }
+      if (!footers[j].ok()) co_return footers[j].status().WithContext("replaying");
+      const SegmentFooter& f = *footers[j];
+      if (f.epoch < fence_epoch) {
+        co_return Status::Corruption(fmt::format(
+            "{} carries epoch {}, but the fence {} of epoch {} precedes it and no older "
+            "writer can write past a fence's window: the store is damaged",
+            SegmentKey(id), f.epoch, SegmentKey(fence_id), fence_epoch));
+      }
+      plan.todo.push_back(run[j]);
+      plan.footers.push_back(f);
+      plan.gap = id + 1;
+      if (f.is_fence()) {
+        fence_epoch = std::max(fence_epoch, f.epoch);
+        fence_id = id;
+        if (f.resume > id + 1) {
+          plan.gap = f.resume;
+          break;  // the rest of this batch lies in the window (or was read for nothing)
+        }
+      }
     }
   }
-  std::sort(plan.above.begin(), plan.above.end());
+  for (auto it = present.upper_bound(plan.gap); it != present.end(); ++it) {
+    plan.above.push_back(it->first);
+  }
   co_return plan;
 }
 
@@ -383,20 +435,11 @@ Task<Status> LsmVolume::Replay() {
     CO_RETURN_IF_ERROR(damage);
     break;
   }
-  const auto& todo = plan.todo;
   uint64_t expect = plan.gap;
   uint64_t replayed = 0;
-  for (size_t i = 0; i < todo.size(); i += kReplayBatch) {
-    std::vector<Task<Result<SegmentFooter>>> batch;
-    for (size_t j = i; j < std::min(todo.size(), i + kReplayBatch); ++j) {
-      batch.push_back(segments_.ReadFooter(todo[j].first, todo[j].second));
-    }
-    auto footers = co_await WhenAll(std::move(batch));
-    for (size_t j = 0; j < footers.size(); ++j) {
-      if (!footers[j].ok()) co_return footers[j].status().WithContext("replaying");
-      CO_RETURN_IF_ERROR(co_await ApplyReplayed(*footers[j], todo[i + j].second));
-      ++replayed;
-    }
+  for (size_t i = 0; i < plan.todo.size(); ++i) {
+    CO_RETURN_IF_ERROR(co_await ApplyReplayed(plan.footers[i], plan.todo[i].second));
+    ++replayed;
   }
   if (options_.salvage) {
     if (replayed > 0) Log()->info("replayed segments count={} from={}", replayed, applied + 1);
@@ -407,11 +450,16 @@ Task<Status> LsmVolume::Replay() {
   // allocated that id's predecessor, failed to upload it yet, and committed a manifest
   // meanwhile; fencing above it would let its retry land after we opened (ids are never
   // skipped).
+  uint64_t floor_epoch = 0;  // the newest fence's epoch: nothing older may follow it
+  for (const SegmentFooter& f : plan.footers) {
+    if (f.is_fence()) floor_epoch = std::max(floor_epoch, f.epoch);
+  }
   for (;;) {
-    uint64_t id;
+    uint64_t id, window;
     {
       std::lock_guard lock(mu_);
       id = expect;
+      window = head_.upload_window;
       uploader_.SetNextSegmentIdLocked(id);
     }
     SegmentFooter fence;
@@ -420,6 +468,9 @@ Task<Status> LsmVolume::Replay() {
     fence.block_size = block_size_;
     fence.blocks_per_chunk = options_.blocks_per_chunk;
     fence.durable_through = id - 1;  // everything below was replayed
+    // Our first own id: an older writer may still land ids up to its settled prefix
+    // (below `id`) plus its window (at most upload_window): the window is theirs.
+    fence.resume = id + window;
     EncodedSegment enc = EncodeSegment(&fence, {}, {});
     const std::string bytes = std::move(enc.bytes).Flatten();
     const uint64_t size = bytes.size();
@@ -445,14 +496,22 @@ Task<Status> LsmVolume::Replay() {
     if (*created != objstore::CreateOutcome::kTakenByOther) {
       std::lock_guard lock(mu_);
       seg_table_.AddSegment(id, size, 0, /*fence=*/true);
-      uploader_.SettledFenceLocked(id);
+      uploader_.SettledFenceLocked(fence.resume);
+      map_.mem_last_segment = std::max(map_.mem_last_segment, fence.resume - 1);
       break;
     }
-    // A late segment of an older writer: replay it and fence the next id. A newer
-    // epoch fails inside ApplyReplayed.
+    // A late segment of an older writer, contiguous with what we replayed: replay it and
+    // fence the next id, or, if it is an older opener's fence, the id its window ends at.
+    // A newer epoch fails inside ApplyReplayed.
+    if (existing->epoch < floor_epoch) {
+      co_return Status::Corruption(fmt::format(
+          "{} carries epoch {}, past a fence of epoch {}: no older writer can write there",
+          SegmentKey(id), existing->epoch, floor_epoch));
+    }
+    if (existing->is_fence()) floor_epoch = std::max(floor_epoch, existing->epoch);
     CO_RETURN_IF_ERROR(co_await ApplyReplayed(*existing, 0));
     ++replayed;
-    expect = id + 1;
+    expect = existing->is_fence() ? std::max(existing->resume, id + 1) : id + 1;
   }
   if (replayed > 0) Log()->info("replayed segments count={} from={}", replayed, applied + 1);
   co_return Status::Ok();

@@ -108,6 +108,10 @@ void PrintStatus(const DaemonStatus& s) {
                    FormatSize(s.max_unflushed_bytes), Count(s.write_stalls, "write stall")));
   line("Cache", fmt::format("{} of {}, {} hits, {} misses", FormatSize(s.cache_bytes),
                             FormatSize(s.cache_capacity_bytes), s.cache_hits, s.cache_misses));
+  line("Read-ahead",
+       fmt::format("{}, {}, {} chunks used, {} evicted unused, {} failed",
+                   Count(s.read_ahead_gets, "GET"), FormatSize(s.read_ahead_bytes),
+                   s.read_ahead_hits, s.read_ahead_wasted, s.read_ahead_failed));
   line("Integrity", fmt::format("{} fetched again after failing verification",
                                 Count(s.corrupt_refetches, "object read")));
   if (s.requests.empty()) {

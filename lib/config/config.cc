@@ -149,7 +149,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
 
   Config c = base;
   Reader r(root, source);
-  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record"};
+  static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "cache",
+                                                 "record"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
       {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
@@ -157,6 +158,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms"}},
+      {"cache", {"read_ahead_max_bytes"}},
       {"record", {"path", "workload"}},
   };
 
@@ -226,6 +228,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
     RETURN_IF_ERROR(r.U64(table("lsm"), "lsm", name, &v));
     if (v != UINT64_MAX) *out = v;
   }
+  RETURN_IF_ERROR(r.U64(table("cache"), "cache", "read_ahead_max_bytes", &c.read_ahead_max_bytes,
+                        Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));
   if (root.contains("record") && c.record_path.empty()) {
@@ -302,6 +306,8 @@ Status Validate(const Config& c) {
   }
   RETURN_IF_ERROR(InRange("lsm.block_cache_size_bytes", c.block_cache_size_bytes,
                           kMinBufferBytes, kMaxBlockCacheSizeBytes, "1 TiB"));
+  RETURN_IF_ERROR(InRange("cache.read_ahead_max_bytes", c.read_ahead_max_bytes, 0,
+                          kMaxReadAheadBytes, "16 GiB"));
   if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {  // NaN too
     return Bad("lsm.gc_live_ratio",
                fmt::format("must be between 0 and 1, got {}", c.gc_live_ratio));

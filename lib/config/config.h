@@ -8,6 +8,7 @@
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms
+//   [cache]   read_ahead_max_bytes (read-ahead GET bytes in flight at once; 0: none)
 //   [record]  path, workload
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
@@ -56,6 +57,9 @@ struct Config {
   // and GC runs every second).
   std::optional<uint64_t> gc_grace_ms;
   std::optional<uint64_t> gc_interval_ms;
+  // [cache]
+  // Read-ahead of sequential reads: GET bytes in flight at most (0: no read-ahead).
+  uint64_t read_ahead_max_bytes = 64ull << 20;
   // --salvage only (never from the file): open a damaged volume read-only.
   bool salvage = false;
   // [record]
@@ -90,6 +94,8 @@ constexpr uint64_t kMaxL0SstSizeBytes = 1ull << 30;
 constexpr uint64_t kMaxUnflushedBytes = 64ull << 30;
 // block_cache_size_bytes: 1 TiB.
 constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
+// read_ahead_max_bytes: 16 GiB.
+constexpr uint64_t kMaxReadAheadBytes = 16ull << 30;
 // stop_timeout_ms: 1 s to 1 h.
 constexpr uint64_t kMinStopTimeoutMs = 1000;
 constexpr uint64_t kMaxStopTimeoutMs = 3600'000;

@@ -78,6 +78,11 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["store_failing_since"] = s.store_failing_since;
   j["store_failed_attempts"] = s.store_failed_attempts;
   j["store_error"] = s.store_error;
+  j["read_ahead_gets"] = s.read_ahead_gets;
+  j["read_ahead_bytes"] = s.read_ahead_bytes;
+  j["read_ahead_hits"] = s.read_ahead_hits;
+  j["read_ahead_wasted"] = s.read_ahead_wasted;
+  j["read_ahead_failed"] = s.read_ahead_failed;
   ordered_json requests = ordered_json::object();
   for (const auto& r : s.requests) {
     ordered_json one;
@@ -184,6 +189,13 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
     RETURN_IF_ERROR(f.Str("store_failing_since", &s.store_failing_since));
     RETURN_IF_ERROR(f.U64("store_failed_attempts", &s.store_failed_attempts));
     RETURN_IF_ERROR(f.Str("store_error", &s.store_error));
+  }
+  if (j.contains("read_ahead_gets")) {
+    RETURN_IF_ERROR(f.U64("read_ahead_gets", &s.read_ahead_gets));
+    RETURN_IF_ERROR(f.U64("read_ahead_bytes", &s.read_ahead_bytes));
+    RETURN_IF_ERROR(f.U64("read_ahead_hits", &s.read_ahead_hits));
+    RETURN_IF_ERROR(f.U64("read_ahead_wasted", &s.read_ahead_wasted));
+    RETURN_IF_ERROR(f.U64("read_ahead_failed", &s.read_ahead_failed));
   }
   auto reqs = j.find("requests");
   if (reqs == j.end() || !reqs->is_object()) {

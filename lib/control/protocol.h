@@ -119,6 +119,13 @@ struct DaemonStatus {
   std::string store_failing_since;
   uint64_t store_failed_attempts = 0;
   std::string store_error;
+  // Read-ahead (volume.h VolumeStats::read_ahead_*): GETs, their bytes, chunks used,
+  // chunks evicted unused, failed read-aheads. 0 from daemons before them.
+  uint64_t read_ahead_gets = 0;
+  uint64_t read_ahead_bytes = 0;
+  uint64_t read_ahead_hits = 0;
+  uint64_t read_ahead_wasted = 0;
+  uint64_t read_ahead_failed = 0;
   std::vector<RequestCount> requests;  // kinds with at least one call
   friend bool operator==(const DaemonStatus&, const DaemonStatus&) = default;
 };

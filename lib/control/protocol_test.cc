@@ -157,6 +157,11 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.store_failing_since = "2026-01-07T02:58:02.656272Z";
   s.store_failed_attempts = 9;
   s.store_error = "Unavailable: no space left on device";
+  s.read_ahead_gets = 5;
+  s.read_ahead_bytes = 40 << 20;
+  s.read_ahead_hits = 600;
+  s.read_ahead_wasted = 4;
+  s.read_ahead_failed = 1;
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
   const std::string line = EncodeReply(StatusReply{s});
   CHECK(
@@ -171,6 +176,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("nbd_connections":1,)"
       R"("store_failing_since":"2026-01-07T02:58:02.656272Z","store_failed_attempts":9,)"
       R"("store_error":"Unavailable: no space left on device",)"
+      R"("read_ahead_gets":5,"read_ahead_bytes":41943040,"read_ahead_hits":600,)"
+      R"("read_ahead_wasted":4,"read_ahead_failed":1,)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
       R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
       "\n");
@@ -191,6 +198,7 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   CHECK(o.store_failing_since.empty());
   CHECK(o.store_error.empty());
   CHECK(o.nbd_connections == 1);
+  CHECK(o.read_ahead_gets == 0);  // nor read_ahead_*
 }
 
 TEST_CASE("control replies decode, and bad replies are Corruption", "[control]") {

@@ -8,7 +8,7 @@ ReadAheadOptions ReadAheadOptionsFor(const VolumeOptions& options) {
   ReadAheadOptions o;
   o.max_bytes = options.read_partial_raw_chunks ? 0 : options.read_ahead_max_bytes;
   o.max_window_bytes = std::min<uint64_t>(32ull << 20, options.block_cache_size_bytes / 4);
-  o.max_get_bytes = std::min<uint64_t>(8ull << 20, o.max_window_bytes);
+  o.max_get_bytes = std::min<uint64_t>(4ull << 20, o.max_window_bytes / 4);
   return o;
 }
 
@@ -54,8 +54,11 @@ std::optional<std::pair<uint64_t, uint64_t>> ReadAhead::OnRead(uint64_t first, u
     s->window = std::min(max_window, std::max(kMinWindowBytes / block_size_, 2 * len));
   }
   const uint64_t from = std::max(s->ahead, s->next);
-  // Less than half a window left ahead of the reader: read the next part of the window.
-  if (from >= device_blocks || from - s->next >= s->window / 2) return std::nullopt;
+  // Refill the window once one GET's worth of it (at most half of it) was read: several
+  // GETs stay in flight all the time, not in bursts.
+  const uint64_t step = std::min(s->window / 2, std::max<uint64_t>(1, options_.max_get_bytes /
+                                                                         block_size_));
+  if (from >= device_blocks || from - s->next > s->window - step) return std::nullopt;
   const uint64_t to = std::min(device_blocks, s->next + s->window);
   s->ahead = to;
   s->window = std::min(max_window, 2 * s->window);

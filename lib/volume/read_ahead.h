@@ -5,10 +5,10 @@
 // reads ended. A read that starts at (or within one read's length of) a stream's end
 // continues it; the second read of a stream starts read-ahead. Each stream has a window
 // that starts at kMinWindowBytes (or two reads' length) and doubles with every read-ahead it
-// triggers up to max_window_bytes; a new read-ahead is issued when less than half a window
-// is left ahead of the reader (Linux's asynchronous read-ahead). So a 4 KiB random read never
-// triggers any, and one stream of 1 MiB reads soon keeps a window of several large ranged
-// GETs in flight (SegmentReader::Prefetch: GETs of at most max_get_bytes).
+// triggers up to max_window_bytes; the window is refilled as soon as the reader has used
+// one GET's worth of it (max_get_bytes, at most half the window), so several GETs stay in
+// flight all along. A 4 KiB random read never triggers any, and one stream of 1 MiB reads
+// soon keeps a window of several large ranged GETs in flight (SegmentReader::Prefetch).
 //
 // Budget: read-ahead GETs in flight hold at most max_bytes (their decoded chunk bytes);
 // what does not fit is not fetched (Reserve fails; the reader's own GETs catch up). What
@@ -44,13 +44,15 @@ struct ReadAheadCounters {
 struct ReadAheadOptions {
   uint64_t max_bytes = 64ull << 20;  // in flight at once; 0: no read-ahead
   uint64_t max_window_bytes = 32ull << 20;
-  uint64_t max_get_bytes = 8ull << 20;
+  uint64_t max_get_bytes = 4ull << 20;
 };
 
 // From the volume's options: read_ahead_max_bytes; a window of at most 32 MiB and a quarter
 // of the block cache (what is read ahead must still be there when the reader arrives); GETs
-// of at most 8 MiB (AWS's guidance for ranged GETs is 8-16 MB). None on memory://
-// (read_partial_raw_chunks: there is no chunk to fetch).
+// of at most 4 MiB, a quarter of the window, so that 8 are in flight in a full window (AWS
+// suggests 8-16 MB ranged GETs on parallel connections; s3rver and S3 clones move far less
+// per connection than S3, so parallel GETs matter more than their size). None on
+// memory:// (read_partial_raw_chunks: there is no chunk to fetch).
 ReadAheadOptions ReadAheadOptionsFor(const VolumeOptions& options);
 
 class ReadAhead {

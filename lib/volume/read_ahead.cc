@@ -56,8 +56,8 @@ std::optional<std::pair<uint64_t, uint64_t>> ReadAhead::OnRead(uint64_t first, u
   const uint64_t from = std::max(s->ahead, s->next);
   // Refill the window once one GET's worth of it (at most half of it) was read: several
   // GETs stay in flight all the time, not in bursts.
-  const uint64_t step = std::min(s->window / 2, std::max<uint64_t>(1, options_.max_get_bytes /
-                                                                         block_size_));
+  const uint64_t step =
+      std::min(s->window / 2, std::max<uint64_t>(1, options_.max_get_bytes / block_size_));
   if (from >= device_blocks || from - s->next > s->window - step) return std::nullopt;
   const uint64_t to = std::min(device_blocks, s->next + s->window);
   s->ahead = to;

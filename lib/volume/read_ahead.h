@@ -33,11 +33,11 @@ namespace portal::volume {
 // Read-ahead counters (shown as VolumeStats::read_ahead_*). They must outlive every cached
 // chunk that points at them.
 struct ReadAheadCounters {
-  std::atomic<uint64_t> gets{0};    // read-ahead GETs that succeeded
-  std::atomic<uint64_t> bytes{0};   // bytes those GETs returned
-  std::atomic<uint64_t> hits{0};    // chunks read ahead that a read then used
-  std::atomic<uint64_t> wasted{0};  // chunks read ahead and evicted (or replaced) unread
-  std::atomic<uint64_t> failed{0};  // read-aheads that failed (dropped, never retried)
+  std::atomic<uint64_t> gets{0};         // read-ahead GETs that succeeded
+  std::atomic<uint64_t> bytes{0};        // bytes those GETs returned
+  std::atomic<uint64_t> hits{0};         // chunks read ahead that a read then used
+  std::atomic<uint64_t> wasted{0};       // chunks read ahead and evicted (or replaced) unread
+  std::atomic<uint64_t> failed{0};       // read-aheads that failed (dropped, never retried)
   std::atomic<uint64_t> over_budget{0};  // read-aheads cut short by the in-flight bound
 };
 
@@ -94,7 +94,7 @@ class ReadAhead {
     uint64_t window = 0;         // blocks
     uint64_t last_len = 0;
     uint64_t reads = 0;
-    uint64_t used = 0;           // recency tick
+    uint64_t used = 0;  // recency tick
   };
 
   Env& env_;

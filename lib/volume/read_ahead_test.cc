@@ -2,17 +2,15 @@
 // chunk GETs, single flight over ranges, the in-flight bound, and a failing store.
 // Everything runs on the simulated Env behind a store that charges each GET a latency and
 // a transfer time, so time and GETs are exact.
-#include "volume/lsm_volume.h"
-
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <map>
 
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
 #include "testing/volume_options.h"
+#include "volume/lsm_volume.h"
 
 namespace portal::volume {
 namespace {
@@ -221,8 +219,7 @@ uint64_t StartStream(Written& w, LsmVolume& v) {
   return off;
 }
 
-TEST_CASE("a read never waits behind a read-ahead GET that fails slowly",
-          "[volume][readahead]") {
+TEST_CASE("a read never waits behind a read-ahead GET that fails slowly", "[volume][readahead]") {
   Written w(8 * kMiB);
   auto v = w.Reopen();
   // From now on every large GET (a read-ahead's) takes 10 s more and then fails, as one
@@ -312,8 +309,8 @@ TEST_CASE("read costs by chunk size (modelled S3)", "[.][readahead-bench]") {
     }
     uint64_t stored = 0;
     for (const auto& [key, size] : w.model.sizes) stored += size;
-    WARN("chunk " << per_chunk * 4 << " KiB: sequential 1 MiB reads " << seq_mib_s
-                  << " MiB/s in " << seq_gets << " GETs; cold random 4 KiB read "
+    WARN("chunk " << per_chunk * 4 << " KiB: sequential 1 MiB reads " << seq_mib_s << " MiB/s in "
+                  << seq_gets << " GETs; cold random 4 KiB read "
                   << total_ns / std::max<uint64_t>(1, cold) / 1000 << " us each (" << cold
                   << " of 64 cold); footers " << (stored - 64 * kMiB) / 16
                   << " bytes per 4 MiB segment");

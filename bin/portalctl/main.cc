@@ -120,6 +120,10 @@ void PrintStatus(const DaemonStatus& s) {
                      s.disk_cache_hits, s.disk_cache_misses, s.disk_cache_damaged,
                      s.disk_cache_enabled ? "" : " (off)"));
   }
+  line("Read-ahead",
+       fmt::format("{}, {}, {} chunks used, {} evicted unused, {} failed",
+                   Count(s.read_ahead_gets, "GET"), FormatSize(s.read_ahead_bytes),
+                   s.read_ahead_hits, s.read_ahead_wasted, s.read_ahead_failed));
   line("Integrity", fmt::format("{} fetched again after failing verification",
                                 Count(s.corrupt_refetches, "object read")));
   if (s.requests.empty()) {

@@ -161,7 +161,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
         "upload_window"}},
       {"record", {"path", "workload"}},
       {"log", {"format"}},
-      {"cache", {"dir", "disk_size_bytes"}},
+      {"cache", {"dir", "disk_size_bytes", "read_ahead_max_bytes"}},
       {"metrics", {"address"}},
   };
 
@@ -234,6 +234,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   }
   RETURN_IF_ERROR(r.Str(table("cache"), "cache", "dir", &c.disk_cache_dir));
   RETURN_IF_ERROR(r.U64(table("cache"), "cache", "disk_size_bytes", &c.disk_cache_size_bytes,
+                        Reader::Unit::kBytes));
+  RETURN_IF_ERROR(r.U64(table("cache"), "cache", "read_ahead_max_bytes", &c.read_ahead_max_bytes,
                         Reader::Unit::kBytes));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "path", &c.record_path));
   RETURN_IF_ERROR(r.Str(table("record"), "record", "workload", &c.record_workload));
@@ -314,6 +316,8 @@ Status Validate(const Config& c) {
   RETURN_IF_ERROR(InRange("lsm.upload_window", c.upload_window, 1, kMaxUploadWindow, ""));
   RETURN_IF_ERROR(InRange("lsm.block_cache_size_bytes", c.block_cache_size_bytes,
                           kMinBufferBytes, kMaxBlockCacheSizeBytes, "1 TiB"));
+  RETURN_IF_ERROR(InRange("cache.read_ahead_max_bytes", c.read_ahead_max_bytes, 0,
+                          kMaxReadAheadBytes, "16 GiB"));
   if (!(c.gc_live_ratio >= 0.0 && c.gc_live_ratio <= 1.0)) {  // NaN too
     return Bad("lsm.gc_live_ratio",
                fmt::format("must be between 0 and 1, got {}", c.gc_live_ratio));

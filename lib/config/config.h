@@ -15,7 +15,8 @@
 //   [record]  path, workload
 //   [log]     format ("text" | "json": one JSON object per line, util/log.h)
 //   [cache]   dir, disk_size_bytes (the local disk cache of chunks: off while
-//             disk_size_bytes is 0, the default; dir defaults to <storage.cache_dir>/chunks)
+//             disk_size_bytes is 0, the default; dir defaults to <storage.cache_dir>/chunks),
+//             read_ahead_max_bytes (read-ahead GET bytes in flight at once; 0: none)
 //   [metrics] address (HOST:PORT: Prometheus text format at /metrics; unset: off)
 //
 // Byte-valued keys (block_size, *_bytes) also take size strings ("64MiB"); every other
@@ -65,6 +66,9 @@ struct Config {
   // and GC runs every second).
   std::optional<uint64_t> gc_grace_ms;
   std::optional<uint64_t> gc_interval_ms;
+  // [cache]
+  // Read-ahead of sequential reads: GET bytes in flight at most (0: no read-ahead).
+  uint64_t read_ahead_max_bytes = 64ull << 20;
   // --salvage only (never from the file): open a damaged volume read-only.
   bool salvage = false;
   // [cache]: chunks on local disk (cache/disk_cache.h), off while disk_cache_size_bytes
@@ -112,6 +116,8 @@ constexpr uint64_t kMaxUploadWindow = 64;
 constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
 // cache.disk_size_bytes: 0 (off) or 1 MiB to 1 PiB.
 constexpr uint64_t kMaxDiskCacheSizeBytes = 1ull << 50;
+// read_ahead_max_bytes: 16 GiB.
+constexpr uint64_t kMaxReadAheadBytes = 16ull << 30;
 // stop_timeout_ms: 1 s to 1 h.
 constexpr uint64_t kMinStopTimeoutMs = 1000;
 constexpr uint64_t kMaxStopTimeoutMs = 3600'000;

@@ -84,6 +84,11 @@ ordered_json StatusJson(const DaemonStatus& s) {
   j["disk_cache_hits"] = s.disk_cache_hits;
   j["disk_cache_misses"] = s.disk_cache_misses;
   j["disk_cache_damaged"] = s.disk_cache_damaged;
+  j["read_ahead_gets"] = s.read_ahead_gets;
+  j["read_ahead_bytes"] = s.read_ahead_bytes;
+  j["read_ahead_hits"] = s.read_ahead_hits;
+  j["read_ahead_wasted"] = s.read_ahead_wasted;
+  j["read_ahead_failed"] = s.read_ahead_failed;
   ordered_json requests = ordered_json::object();
   for (const auto& r : s.requests) {
     ordered_json one;
@@ -198,6 +203,12 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
     RETURN_IF_ERROR(f.U64("disk_cache_hits", &s.disk_cache_hits));
     RETURN_IF_ERROR(f.U64("disk_cache_misses", &s.disk_cache_misses));
     RETURN_IF_ERROR(f.U64("disk_cache_damaged", &s.disk_cache_damaged));
+  if (j.contains("read_ahead_gets")) {
+    RETURN_IF_ERROR(f.U64("read_ahead_gets", &s.read_ahead_gets));
+    RETURN_IF_ERROR(f.U64("read_ahead_bytes", &s.read_ahead_bytes));
+    RETURN_IF_ERROR(f.U64("read_ahead_hits", &s.read_ahead_hits));
+    RETURN_IF_ERROR(f.U64("read_ahead_wasted", &s.read_ahead_wasted));
+    RETURN_IF_ERROR(f.U64("read_ahead_failed", &s.read_ahead_failed));
   }
   auto reqs = j.find("requests");
   if (reqs == j.end() || !reqs->is_object()) {

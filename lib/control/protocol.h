@@ -126,6 +126,13 @@ struct DaemonStatus {
   uint64_t disk_cache_hits = 0;
   uint64_t disk_cache_misses = 0;
   uint64_t disk_cache_damaged = 0;  // entries that failed verification (dropped, fetched again)
+  // Read-ahead (volume.h VolumeStats::read_ahead_*): GETs, their bytes, chunks used,
+  // chunks evicted unused, failed read-aheads. 0 from daemons before them.
+  uint64_t read_ahead_gets = 0;
+  uint64_t read_ahead_bytes = 0;
+  uint64_t read_ahead_hits = 0;
+  uint64_t read_ahead_wasted = 0;
+  uint64_t read_ahead_failed = 0;
   std::vector<RequestCount> requests;  // kinds with at least one call
   friend bool operator==(const DaemonStatus&, const DaemonStatus&) = default;
 };

@@ -163,6 +163,11 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   s.disk_cache_hits = 31;
   s.disk_cache_misses = 41;
   s.disk_cache_damaged = 1;
+  s.read_ahead_gets = 5;
+  s.read_ahead_bytes = 40 << 20;
+  s.read_ahead_hits = 600;
+  s.read_ahead_wasted = 4;
+  s.read_ahead_failed = 1;
   s.requests = {{"PUT_IF_ABSENT", 6, 1, 1016}, {"GET", 3, 0, 12}};
   const std::string line = EncodeReply(StatusReply{s});
   CHECK(
@@ -179,6 +184,8 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
       R"("store_error":"Unavailable: no space left on device",)"
       R"("disk_cache_enabled":true,"disk_cache_bytes":11,"disk_cache_capacity_bytes":21,)"
       R"("disk_cache_hits":31,"disk_cache_misses":41,"disk_cache_damaged":1,)"
+      R"("read_ahead_gets":5,"read_ahead_bytes":41943040,"read_ahead_hits":600,)"
+      R"("read_ahead_wasted":4,"read_ahead_failed":1,)"
       R"("requests":{"PUT_IF_ABSENT":{"calls":6,"errors":1,"bytes":1016},)"
       R"("GET":{"calls":3,"errors":0,"bytes":12}}}})"
       "\n");
@@ -199,6 +206,7 @@ TEST_CASE("the control status reply encodes every field and decodes back", "[con
   CHECK(o.store_failing_since.empty());
   CHECK(o.store_error.empty());
   CHECK(o.nbd_connections == 1);
+  CHECK(o.read_ahead_gets == 0);  // nor read_ahead_*
 }
 
 TEST_CASE("control replies decode, and bad replies are Corruption", "[control]") {

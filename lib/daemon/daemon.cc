@@ -43,6 +43,7 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
   o.max_unflushed_bytes = cfg.max_unflushed_bytes;
   o.upload_window = static_cast<uint32_t>(cfg.upload_window);
   o.block_cache_size_bytes = cfg.block_cache_size_bytes;
+  o.read_ahead_max_bytes = cfg.read_ahead_max_bytes;
   o.gc_live_ratio = cfg.gc_live_ratio;
   o.unsafe_no_fencing = cfg.unsafe_no_fencing;
   o.cache_dir = cfg.cache_dir;
@@ -253,6 +254,11 @@ control::DaemonStatus Daemon::StatusReport() {
   d.shadowed_bytes = s.shadowed_blocks * s.block_size;
   d.full_compactions = s.full_compactions;
   d.corrupt_refetches = s.corrupt_refetches;
+  d.read_ahead_gets = s.read_ahead_gets;
+  d.read_ahead_bytes = s.read_ahead_bytes;
+  d.read_ahead_hits = s.read_ahead_hits;
+  d.read_ahead_wasted = s.read_ahead_wasted;
+  d.read_ahead_failed = s.read_ahead_failed;
   d.snapshots = s.snapshots;
   d.nbd_connections = server_ ? server_->connection_count() : 0;
   if (s.store_failing_since_ns != 0) {
@@ -357,13 +363,16 @@ std::string Daemon::StatusLine() {
       "status size_bytes={} storage=\"{}\" epoch={} fenced={} manifest={} segments={} "
       "segment_bytes={} ssts={} map_bytes={} buffer_bytes={} cache_bytes={} cache_hits={} "
       "cache_misses={} write_stalls={} snapshots={} shadowed_bytes={} full_compactions={} "
-      "corrupt_refetches={} pool_bytes={} pool_hits={} pool_misses={}{} requests=\"{}\"{}{}",
+      "corrupt_refetches={} read_ahead_gets={} read_ahead_bytes={} read_ahead_hits={} "
+      "read_ahead_wasted={} read_ahead_failed={} pool_bytes={} pool_hits={} pool_misses={}{} "
+      "requests=\"{}\"{}{}",
       s.size_bytes, s.storage_url, s.epoch, s.fenced, s.manifest_number, s.segments,
       s.segment_bytes, levels.empty() ? "0" : levels, s.map_bytes,
       s.active_buffer_bytes + s.sealed_buffer_bytes, s.cache.usage_bytes, s.cache.hits,
       s.cache.misses, s.write_stalls, s.snapshots, s.shadowed_blocks * s.block_size,
-      s.full_compactions, s.corrupt_refetches, pool.pooled_bytes(), pool.hits(), pool.misses(),
-      DiskCacheCounts(),
+      s.full_compactions, s.corrupt_refetches, s.read_ahead_gets, s.read_ahead_bytes,
+      s.read_ahead_hits, s.read_ahead_wasted, s.read_ahead_failed, pool.pooled_bytes(),
+      pool.hits(), pool.misses(), DiskCacheCounts(),
       store_ ? store_->stats().ToString() : "", HttpCounts(),
       s.store_failing_since_ns == 0
           ? ""

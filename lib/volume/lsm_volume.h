@@ -43,6 +43,7 @@
 #include "volume/map_memtables.h"
 #include "volume/open_facts.h"
 #include "volume/options.h"
+#include "volume/read_ahead.h"
 #include "volume/segment_reader.h"
 #include "volume/segment_table.h"
 #include "volume/snapshot.h"
@@ -204,6 +205,10 @@ class LsmVolume final : public Volume,
                              const Levels* frozen = nullptr);
   Task<Result<std::vector<StatusExtent>>> StatusOf(uint64_t offset, uint64_t length,
                                                    uint32_t max_extents, const Levels* frozen);
+  // Starts reading ahead of a client read of blocks [first, end) if it continues a
+  // sequential stream (read_ahead.h). Runs in the background; Close waits for it.
+  void MaybeReadAhead(uint64_t first, uint64_t end);
+  Task<void> ReadAheadBlocks(uint64_t first, uint64_t end);
 
   // --- the uploader's side of the volume (UploadSink, volume_upload.cc) ---
   Task<Status> ApplyUploaded(const SegmentFooter& footer, uint64_t size) override;
@@ -259,6 +264,9 @@ class LsmVolume final : public Volume,
   std::atomic<uint64_t> corrupt_refetches_{0};  // by segments_, ssts_, log_, LoadSnapshots
   VolumeOptions options_;
   uint32_t block_size_;
+  // Sequential streams and the read-ahead budget; before cache_, whose read-ahead chunks
+  // count into its counters until they are evicted.
+  ReadAhead read_ahead_{env_, block_size_, ReadAheadOptionsFor(options_)};
   std::unique_ptr<SqliteCache> meta_;  // local metadata cache (never authoritative)
   cache::BlockCache cache_;
   SegmentReader segments_;

@@ -26,6 +26,9 @@ struct VolumeOptions {
   uint64_t max_unflushed_bytes = 256ull << 20;
   // Decompressed chunks, SST indexes and blocks, segment footers.
   uint64_t block_cache_size_bytes = 256ull << 20;
+  // Read-ahead of sequential streams: GET bytes in flight at most (0: no read-ahead).
+  // Read-ahead lands in the block cache; a stream's window is at most a quarter of it.
+  uint64_t read_ahead_max_bytes = 64ull << 20;
   // Segments with less live data than this ratio are rewritten by GC.
   double gc_live_ratio = 0.5;
   // Segment uploads in flight: ids are uploaded in a window of this many past the

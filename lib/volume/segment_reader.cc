@@ -1,5 +1,6 @@
 #include "volume/segment_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -19,6 +20,32 @@ std::string FooterKey(uint64_t id) { return fmt::format("sf/{}", id); }
 uint64_t FooterCharge(const SegmentFooter& f) {
   return sizeof(f) + f.chunks.size() * sizeof(ChunkInfo);
 }
+
+// A decoded, verified chunk as the block cache holds it ("c/<segment>/<chunk>").
+struct ChunkEntry final : cache::CacheEntry {
+  // `read_ahead`: the chunk was read ahead; its counters learn whether a read used it.
+  ChunkEntry(std::string b, ReadAheadCounters* read_ahead)
+      : bytes(std::move(b)), read_ahead_(read_ahead), unread_(read_ahead != nullptr) {}
+  ~ChunkEntry() override {
+    if (unread_.load(std::memory_order_relaxed)) {
+      read_ahead_->wasted.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  // A read used the chunk: the first use of one read ahead is a read-ahead hit.
+  void NoteRead() const {
+    if (unread_.load(std::memory_order_relaxed) && unread_.exchange(false)) {
+      read_ahead_->hits.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  const std::string bytes;
+
+ private:
+  ReadAheadCounters* const read_ahead_;  // null: fetched for a read
+  mutable std::atomic<bool> unread_;
+};
+
+uint64_t Charge(const ChunkEntry& e) { return e.bytes.size() + 64; }
 }  // namespace
 
 uint64_t SegmentReader::KnownSize(uint64_t id) {
@@ -158,13 +185,18 @@ void SegmentReader::KeepWritten(const SegmentFooter& footer,
       });
 }
 
-Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest) {
+Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest,
+                                       ReadAhead* ra) {
   CO_ASSIGN_OR_RETURN(auto footer, co_await Chunks(id));
   const std::string key = SegmentKey(id);
   if (index > footer->data_blocks || n > footer->data_blocks - index) {
     co_return Status::Corruption(fmt::format(
         "map points at blocks [{}, {}) of segment {}, which holds {}", index, index + n, key,
         footer->data_blocks));
+  }
+  if (n == 0) co_return Status::Ok();
+  if (!options_.read_partial_raw_chunks) {
+    co_return co_await ReadCached(id, *footer, index, n, dest, ra);
   }
   const uint64_t bs = footer->block_size;
   const uint64_t per_chunk = footer->blocks_per_chunk;
@@ -173,7 +205,7 @@ Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, 
     const ChunkInfo& chunk = footer->chunks[c];
     const uint64_t off = index - c * per_chunk;
     const uint64_t take = std::min(n, chunk.raw_blocks - off);
-    if (chunk.codec == ChunkCodec::kRaw && options_.read_partial_raw_chunks) {
+    if (chunk.codec == ChunkCodec::kRaw) {
       // Only the length can be checked here: the chunk's checksum covers all of it.
       CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
           [&]() -> Task<Status> {
@@ -186,43 +218,252 @@ Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, 
           },
           corrupt_refetches_));
     } else {
-      auto decoded = co_await cache::GetTyped<std::string>(
-          cache_, ChunkKey(id, c), [&]() -> Task<Result<std::pair<std::string, uint64_t>>> {
-            std::string raw;
-            // The disk cache, right before the GET and right after it (verified bytes only).
-            const std::string disk_key = DiskKey(*footer, c);
-            std::optional<std::string> kept;
-            if (!disk_key.empty()) {
-              kept = co_await options_.disk_cache->Get(disk_key, chunk.checksum,
-                                                       chunk.raw_blocks * bs);
-            }
-            if (kept) {
-              raw = std::move(*kept);
-            } else {
-              CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
-                  [&]() -> Task<Status> {
-                    CO_ASSIGN_OR_RETURN(std::string stored,
-                                        co_await store_.Get(key, objstore::GetRange{
-                                                                     chunk.offset, chunk.stored_len}));
-                    CO_ASSIGN_OR_RETURN(raw,
-                                        DecodeChunk(stored, chunk, static_cast<uint32_t>(bs),
-                                                    fmt::format("{} (chunk {})", key, c)));
-                    co_return Status::Ok();
-                  },
-                  corrupt_refetches_));
-              if (!disk_key.empty()) options_.disk_cache->Put(disk_key, chunk.checksum, raw);
-            }
-            uint64_t charge = raw.size() + 64;
-            co_return std::make_pair(std::move(raw), charge);
-          });
-      if (!decoded.ok()) co_return decoded.status();
-      std::memcpy(dest, (*decoded)->value.data() + off * bs, take * bs);
+      CO_RETURN_IF_ERROR(co_await ReadCached(id, *footer, index, take, dest, ra));
     }
     dest += take * bs;
     index += take;
     n -= take;
   }
   co_return Status::Ok();
+}
+
+Task<Status> SegmentReader::ReadCached(uint64_t id, const SegmentFooter& footer, uint64_t index,
+                                       uint64_t n, uint8_t* dest, ReadAhead* ra) {
+  using Flight = cache::BlockCache::Flight;
+  const uint64_t bs = footer.block_size;
+  const uint64_t per_chunk = footer.blocks_per_chunk;
+  const size_t c0 = footer.chunk_of(index);
+  const size_t count = footer.chunk_of(index + n - 1) + 1 - c0;
+  std::vector<std::shared_ptr<const ChunkEntry>> got(count);
+  std::vector<std::shared_ptr<Flight>> flights(count);
+  std::vector<bool> lead(count, false);
+  for (size_t i = 0; i < count; ++i) {
+    cache::BlockCache::Claimed c = cache_.Claim(ChunkKey(id, c0 + i));
+    if (c.hit) {
+      got[i] = std::static_pointer_cast<const ChunkEntry>(c.hit);
+    } else if (c.lead) {
+      lead[i] = true;
+    } else {
+      flights[i] = std::move(c.flight);
+    }
+  }
+  // Our own chunks first, each run of adjacent ones in one GET; then the ones others fetch
+  // (ours finished first: two reads each waiting for the other's chunks cannot deadlock).
+  // Every claimed chunk is finished, failed or not, or its waiters would wait forever.
+  Status st;
+  for (size_t i = 0; i < count;) {
+    if (!lead[i]) {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < count && lead[j]) ++j;
+    std::vector<std::string> chunks;
+    if (st.ok()) {
+      auto fetched = co_await FetchChunks(store_, id, footer, c0 + i, j - i, true);
+      if (fetched.ok()) {
+        chunks = std::move(*fetched);
+      } else {
+        st = fetched.status();
+      }
+    }
+    for (size_t k = i; k < j; ++k) {
+      const std::string ck = ChunkKey(id, c0 + k);
+      if (!st.ok()) {
+        cache_.Finish(ck, st, 0);
+        continue;
+      }
+      auto e = std::make_shared<const ChunkEntry>(std::move(chunks[k - i]), nullptr);
+      cache_.Finish(ck, std::shared_ptr<const cache::CacheEntry>(e), Charge(*e));
+      got[k] = std::move(e);
+    }
+    i = j;
+  }
+  CO_RETURN_IF_ERROR(st);
+  // A read-ahead GET that failed, or that takes longer than a GET should (its store may be
+  // retrying inside the call): its chunks are fetched here rather than waited for. One
+  // deadline for all of them, so a read never waits more than one hedge in all.
+  std::vector<bool> own(count, false);
+  uint64_t deadline_ns = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (!flights[i]) continue;
+    const bool tentative = flights[i]->tentative();
+    uint64_t wait_ns = UINT64_MAX;
+    if (tentative) {
+      const uint64_t now = cache_.env().NowNanos();
+      if (deadline_ns == 0) deadline_ns = now + (ra ? ra->HedgeNs() : ReadAhead::kMinHedgeNs);
+      wait_ns = deadline_ns > now ? deadline_ns - now : 0;
+    }
+    std::optional<Result<cache::BlockCache::Ptr>> r =
+        co_await cache_.Await(std::move(flights[i]), wait_ns);
+    if (r && r->ok()) {
+      got[i] = std::static_pointer_cast<const ChunkEntry>(**r);
+    } else if (r && !tentative) {
+      co_return r->status();
+    } else {
+      own[i] = true;
+    }
+  }
+  for (size_t i = 0; i < count;) {
+    if (!own[i]) {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < count && own[j]) ++j;
+    CO_ASSIGN_OR_RETURN(auto chunks, co_await FetchChunks(store_, id, footer, c0 + i, j - i, true));
+    for (size_t k = i; k < j; ++k) {
+      auto e = std::make_shared<const ChunkEntry>(std::move(chunks[k - i]), nullptr);
+      cache_.Insert(ChunkKey(id, c0 + k), e, Charge(*e));  // the read-ahead may still finish
+      got[k] = std::move(e);
+    }
+    i = j;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const uint64_t chunk_first = (c0 + i) * per_chunk;
+    const uint64_t from = std::max(index, chunk_first);
+    const uint64_t to = std::min(index + n, chunk_first + footer.chunks[c0 + i].raw_blocks);
+    got[i]->NoteRead();
+    std::memcpy(dest + (from - index) * bs, got[i]->bytes.data() + (from - chunk_first) * bs,
+                (to - from) * bs);
+  }
+  co_return Status::Ok();
+}
+
+Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::ObjectStore& store,
+                                                                  uint64_t id,
+                                                                  const SegmentFooter& footer,
+                                                                  size_t first, size_t n,
+                                                                  bool refetch_corrupt) {
+  const std::string key = SegmentKey(id);
+  // The disk cache first (every hit verified against the footer's checksum): only the
+  // span from the first to the last chunk it lacks is fetched, still one GET.
+  std::vector<std::optional<std::string>> kept(n);
+  size_t lo = n, hi = 0;  // the chunks to fetch: [first + lo, first + hi)
+  for (size_t i = 0; i < n; ++i) {
+    const ChunkInfo& chunk = footer.chunks[first + i];
+    const std::string disk_key = DiskKey(footer, first + i);
+    if (!disk_key.empty()) {
+      kept[i] = co_await options_.disk_cache->Get(disk_key, chunk.checksum,
+                                                  chunk.raw_blocks * footer.block_size);
+    }
+    if (!kept[i]) lo = std::min(lo, i), hi = i + 1;
+  }
+  std::vector<std::string> out;
+  if (lo == n) {  // every chunk from the disk cache
+    for (auto& k : kept) out.push_back(std::move(*k));
+    co_return out;
+  }
+  const uint64_t begin = footer.chunks[first + lo].offset;
+  const ChunkInfo& last = footer.chunks[first + hi - 1];
+  const uint64_t length = last.offset + last.stored_len - begin;  // chunks are contiguous
+  auto fetch = [&]() -> Task<Status> {
+    out.clear();
+    CO_ASSIGN_OR_RETURN(std::string stored,
+                        co_await store.Get(key, objstore::GetRange{begin, length}));
+    if (stored.size() != length) co_return Status::Corruption("short read of " + key);
+    for (size_t c = first + lo; c < first + hi; ++c) {
+      const ChunkInfo& chunk = footer.chunks[c];
+      CO_ASSIGN_OR_RETURN(
+          std::string raw,
+          DecodeChunk(std::string_view(stored).substr(chunk.offset - begin, chunk.stored_len),
+                      chunk, footer.block_size, fmt::format("{} (chunk {})", key, c)));
+      out.push_back(std::move(raw));
+    }
+    co_return Status::Ok();
+  };
+  if (refetch_corrupt) {
+    CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(fetch, corrupt_refetches_));
+  } else {
+    CO_RETURN_IF_ERROR(co_await fetch());
+  }
+  std::vector<std::string> all;  // verified bytes only reach the disk cache
+  for (size_t i = 0; i < n; ++i) {
+    if (i < lo || i >= hi) {
+      all.push_back(std::move(*kept[i]));
+      continue;
+    }
+    std::string& raw = out[i - lo];  // fetched (a kept chunk between two lacking ones too)
+    if (const std::string disk_key = DiskKey(footer, first + i); !kept[i] && !disk_key.empty()) {
+      options_.disk_cache->Put(disk_key, footer.chunks[first + i].checksum, raw);
+    }
+    all.push_back(std::move(raw));
+  }
+  co_return all;
+}
+
+Task<bool> SegmentReader::Prefetch(objstore::ObjectStore& once, ReadAhead& ra, uint64_t id,
+                                   uint64_t index, uint64_t n) {
+  if (options_.read_partial_raw_chunks || n == 0) co_return true;
+  auto footer = co_await Chunks(id);
+  if (!footer.ok()) {
+    ra.counters().failed.fetch_add(1, std::memory_order_relaxed);
+    co_return false;
+  }
+  const SegmentFooter& f = **footer;
+  if (index >= f.data_blocks) co_return true;
+  n = std::min(n, f.data_blocks - index);
+  const size_t c1 = f.chunk_of(index + n - 1) + 1;
+  const uint64_t max_get = std::max<uint64_t>(1, ra.options().max_get_bytes);
+  std::vector<Task<bool>> gets;
+  bool over_budget = false;
+  // Claims runs of adjacent chunks nobody has or fetches, each run at most max_get bytes
+  // and within the budget, taken before a chunk is claimed (a claim is a promise to fetch).
+  for (size_t c = f.chunk_of(index); c < c1 && !over_budget;) {
+    const size_t first = c;
+    uint64_t bytes = 0;
+    bool skip = false;  // the chunk at c is cached or on its way
+    while (c < c1) {
+      const uint64_t raw = f.chunks[c].raw_blocks * f.block_size;
+      if (bytes > 0 && bytes + raw > max_get) break;
+      if (!ra.Reserve(raw)) {
+        over_budget = true;
+        break;
+      }
+      if (!cache_.Claim(ChunkKey(id, c), /*tentative=*/true).lead) {
+        ra.Release(raw);
+        skip = true;
+        break;
+      }
+      bytes += raw;
+      ++c;
+    }
+    if (c > first) gets.push_back(PrefetchRun(once, ra, id, *footer, first, c - first, bytes));
+    if (skip) ++c;
+  }
+  if (over_budget) ra.counters().over_budget.fetch_add(1, std::memory_order_relaxed);
+  std::vector<bool> done = co_await WhenAll(std::move(gets));
+  co_return std::find(done.begin(), done.end(), false) == done.end();
+}
+
+Task<bool> SegmentReader::PrefetchRun(objstore::ObjectStore& once, ReadAhead& ra, uint64_t id,
+                                      std::shared_ptr<const SegmentFooter> footer, size_t first,
+                                      size_t n, uint64_t reserved) {
+  const uint64_t start_ns = ra.env().NowNanos();
+  auto fetched = co_await FetchChunks(once, id, *footer, first, n, /*refetch_corrupt=*/false);
+  ReadAheadCounters& counters = ra.counters();
+  if (fetched.ok()) {
+    ra.NoteGetNanos(ra.env().NowNanos() - start_ns);
+    counters.gets.fetch_add(1, std::memory_order_relaxed);
+    const ChunkInfo& last = footer->chunks[first + n - 1];
+    counters.bytes.fetch_add(last.offset + last.stored_len - footer->chunks[first].offset,
+                             std::memory_order_relaxed);
+  } else {
+    counters.failed.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const std::string ck = ChunkKey(id, first + i);
+    if (!fetched.ok()) {
+      // Its waiters (tentative flight) fetch the chunk themselves.
+      cache_.Finish(ck, fetched.status(), 0);
+      continue;
+    }
+    auto e = std::make_shared<const ChunkEntry>(std::move((*fetched)[i]), &counters);
+    const uint64_t charge = Charge(*e);
+    cache_.Finish(ck, std::shared_ptr<const cache::CacheEntry>(std::move(e)), charge);
+  }
+  ra.Release(reserved);
+  co_return fetched.ok();
 }
 
 }  // namespace portal::volume

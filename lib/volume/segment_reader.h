@@ -8,6 +8,13 @@
 // (KeepWritten). Disk entries are keyed by store, volume, segment id, chunk, epoch and
 // the footer's checksum of the chunk, and verified against that checksum on every hit.
 //
+// Chunk GETs: adjacent chunks one read (or one read-ahead) needs become one ranged GET,
+// split into chunks each verified by its own checksum (FetchChunks, the one place chunk
+// bytes come from the store). No chunk is fetched twice at once: every chunk is claimed in
+// the block cache first (LruCache::Claim), and a chunk another read or a read-ahead is
+// fetching is awaited. A read-ahead GET is tried once; a client read waiting for one that
+// failed, or that takes longer than ReadAhead::HedgeNs(), fetches the chunk itself.
+//
 // Thread-safe. The store, cache and `corrupt_refetches` counter must outlive it.
 #pragma once
 
@@ -17,11 +24,13 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "cache/block_cache.h"
 #include "cache/persistent_cache.h"
 #include "objstore/object_store.h"
 #include "volume/options.h"
+#include "volume/read_ahead.h"
 #include "volume/segment_format.h"
 
 namespace portal::volume {
@@ -49,8 +58,19 @@ class SegmentReader {
   uint64_t KnownSize(uint64_t id);
   void Forget(uint64_t id);
 
-  // Reads `n` blocks of segment `id`'s data stream from `index` into `dest`.
-  Task<Status> ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest);
+  // Reads `n` blocks of segment `id`'s data stream from `index` into `dest`. `ra`: the
+  // volume's read-ahead (counts hits, bounds the wait for its GETs); may be null.
+  Task<Status> ReadBlocks(uint64_t id, uint64_t index, uint64_t n, uint8_t* dest,
+                          ReadAhead* ra = nullptr);
+
+  // Read-ahead: loads the chunks holding blocks [index, index + n) of segment `id` into
+  // the block cache, in GETs of at most ra.options().max_get_bytes that run concurrently,
+  // each tried once on `once` (a store without a retry layer) and each within ra's
+  // in-flight budget (what does not fit is skipped). Chunks cached or being fetched are
+  // skipped. Never fails: a failure is counted (ra.counters()) and dropped; the result says
+  // whether there was none. memory:// (read_partial_raw_chunks) has nothing to read ahead.
+  Task<bool> Prefetch(objstore::ObjectStore& once, ReadAhead& ra, uint64_t id, uint64_t index,
+                      uint64_t n);
 
   // What the disk cache's keys start with: the store's URL and the volume's uuid (set at
   // open once the uuid is known; until then the disk cache is not used).
@@ -62,6 +82,24 @@ class SegmentReader {
 
  private:
   std::string DiskKey(const SegmentFooter& footer, size_t chunk);
+  // The one place a chunk's verified bytes come from the store: one ranged GET of chunks
+  // [first, first + n) of segment `id` (whose chunk table is `footer`), split into the
+  // chunks' decoded bytes, each verified by its own checksum. `refetch_corrupt`: bytes
+  // that fail verification are fetched again (RefetchCorrupt) before Corruption; a
+  // read-ahead passes false (it never retries). The disk cache is looked up first (only
+  // the span of chunks it lacks is fetched) and filled with verified fetched chunks.
+  Task<Result<std::vector<std::string>>> FetchChunks(objstore::ObjectStore& store, uint64_t id,
+                                                     const SegmentFooter& footer, size_t first,
+                                                     size_t n, bool refetch_corrupt);
+  // One read-ahead GET of chunks [first, first + n), claimed by the caller (it finishes
+  // them); `reserved` bytes of ra's budget are released at the end.
+  Task<bool> PrefetchRun(objstore::ObjectStore& once, ReadAhead& ra, uint64_t id,
+                         std::shared_ptr<const SegmentFooter> footer, size_t first, size_t n,
+                         uint64_t reserved);
+  // Blocks [index, index + n) through the block cache's chunks.
+  Task<Status> ReadCached(uint64_t id, const SegmentFooter& footer, uint64_t index, uint64_t n,
+                          uint8_t* dest, ReadAhead* ra);
+
   objstore::ObjectStore& store_;
   cache::BlockCache& cache_;
   const VolumeOptions& options_;

@@ -59,6 +59,14 @@ struct VolumeStats {
   // Object reads whose bytes failed verification and were fetched again (see
   // objstore::RefetchCorrupt): damage on the way from the store, or in it.
   uint64_t corrupt_refetches = 0;
+  // Read-ahead (read_ahead_max_bytes): GETs that succeeded and their bytes; chunks read
+  // ahead that a read used (hits) or that left the cache unread (wasted); read-aheads that
+  // failed (dropped; the reads that needed them fetched their own).
+  uint64_t read_ahead_gets = 0;
+  uint64_t read_ahead_bytes = 0;
+  uint64_t read_ahead_hits = 0;
+  uint64_t read_ahead_wasted = 0;
+  uint64_t read_ahead_failed = 0;
   cache::CacheStats cache;
 };
 

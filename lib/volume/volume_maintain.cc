@@ -264,6 +264,12 @@ VolumeStats LsmVolume::stats() {
   s.epoch = opened_.epoch;
   s.cache = cache_.stats();
   s.corrupt_refetches = corrupt_refetches_.load(std::memory_order_relaxed);
+  const ReadAheadCounters& ra = read_ahead_.counters();
+  s.read_ahead_gets = ra.gets.load(std::memory_order_relaxed);
+  s.read_ahead_bytes = ra.bytes.load(std::memory_order_relaxed);
+  s.read_ahead_hits = ra.hits.load(std::memory_order_relaxed);
+  s.read_ahead_wasted = ra.wasted.load(std::memory_order_relaxed);
+  s.read_ahead_failed = ra.failed.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   s.size_bytes = opened_.size_bytes;
   s.volume_uuid = head_.volume_uuid;

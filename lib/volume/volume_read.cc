@@ -142,7 +142,7 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
         scratch.resize(n * bs);
         dest = scratch.data();
       }
-      st = co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, n, dest);
+      st = co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, n, dest, &read_ahead_);
       if (!st.ok()) break;
       if (!direct) copy(p.first, p.end, scratch.data());
     }
@@ -170,8 +170,55 @@ Task<Status> LsmVolume::Read(uint64_t offset, std::span<uint8_t> out,
                              std::vector<ByteRange>* zeroes) {
   if (out.empty()) co_return Status::Ok();
   const uint64_t bs = block_size_;
-  co_return co_await ReadBlocksRaw(offset / bs, (offset + out.size() + bs - 1) / bs, offset, out,
-                                   zeroes);
+  const uint64_t first = offset / bs, end = (offset + out.size() + bs - 1) / bs;
+  MaybeReadAhead(first, end);  // before our own GETs: its GETs go out alongside them
+  co_return co_await ReadBlocksRaw(first, end, offset, out, zeroes);
+}
+
+void LsmVolume::MaybeReadAhead(uint64_t first, uint64_t end) {
+  auto range = read_ahead_.OnRead(first, end, size_bytes() / block_size_);
+  if (!range) return;
+  {
+    std::lock_guard lock(mu_);
+    if (lifecycle_.closing || lifecycle_.stop) return;
+    loops_.Add(1);  // Close waits for it
+  }
+  Start(ReadAheadBlocks(range->first, range->second),
+        [v = shared_from_this()] { v->loops_.Done(); });
+}
+
+Task<void> LsmVolume::ReadAheadBlocks(uint64_t first, uint64_t end) {
+  struct Run {
+    uint64_t segment, index, n;
+  };
+  std::vector<Run> runs;
+  Status st = co_await Resolve(first, end, [&](const Piece& p) {
+    if (!p.bytes && p.loc.is_data()) runs.push_back({p.loc.segment, p.loc.index, p.end - p.first});
+  });
+  if (!st.ok()) {  // an SST retired meanwhile, or the store failing: a read-ahead is a hint
+    read_ahead_.counters().failed.fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  }
+  // One prefetch per segment run: pieces adjacent (or nearly: within a chunk) in one
+  // segment's data stream are fetched together, as sequential writes laid them out.
+  std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) {
+    return a.segment != b.segment ? a.segment < b.segment : a.index < b.index;
+  });
+  std::vector<Run> merged;
+  for (const Run& r : runs) {
+    if (!merged.empty() && merged.back().segment == r.segment &&
+        r.index <= merged.back().index + merged.back().n + options_.blocks_per_chunk) {
+      Run& m = merged.back();
+      m.n = std::max(m.index + m.n, r.index + r.n) - m.index;
+    } else {
+      merged.push_back(r);
+    }
+  }
+  std::vector<Task<bool>> prefetches;
+  for (const Run& r : merged) {
+    prefetches.push_back(segments_.Prefetch(store_, read_ahead_, r.segment, r.index, r.n));
+  }
+  co_await WhenAll(std::move(prefetches));
 }
 
 Task<Result<std::vector<StatusExtent>>> LsmVolume::BlockStatus(uint64_t offset, uint64_t length,

@@ -203,6 +203,7 @@ Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
     RETURN_IF_ERROR(f.U64("disk_cache_hits", &s.disk_cache_hits));
     RETURN_IF_ERROR(f.U64("disk_cache_misses", &s.disk_cache_misses));
     RETURN_IF_ERROR(f.U64("disk_cache_damaged", &s.disk_cache_damaged));
+  }
   if (j.contains("read_ahead_gets")) {
     RETURN_IF_ERROR(f.U64("read_ahead_gets", &s.read_ahead_gets));
     RETURN_IF_ERROR(f.U64("read_ahead_bytes", &s.read_ahead_bytes));

@@ -9,6 +9,7 @@
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
+#include "testing/borrowed_store.h"
 #include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 
@@ -20,13 +21,14 @@ constexpr uint64_t kMiB = 1 << 20;
 // A store over a MemoryStore that delays each GET (latency + bytes * ns_per_byte), records
 // the segment GETs, tracks the data bytes in flight, and fails or holds the GETs `fail`
 // names (after the delay and `fail_delay_ns`).
-class ModelStore final : public objstore::ObjectStore {
+class ModelStore final : public testing::BorrowedStore {
  public:
   struct Fetch {
     std::string key;
     uint64_t offset, length;
   };
-  ModelStore(SimEnv& env, objstore::MemoryStore& inner) : env_(env), inner_(inner) {}
+  ModelStore(SimEnv& env, objstore::MemoryStore& inner)
+      : BorrowedStore(inner), env_(env), inner_(inner) {}
 
   uint64_t latency_ns = 0;
   uint64_t ns_per_byte = 0;
@@ -76,24 +78,6 @@ class ModelStore final : public objstore::ObjectStore {
     if (!st.ok()) co_return st;
     co_return co_await inner_.Get(std::move(key), range);
   }
-  Task<Result<objstore::ObjectInfo>> Head(std::string key) override {
-    return inner_.Head(std::move(key));
-  }
-  Task<Status> Put(std::string key, std::string data) override {
-    return inner_.Put(std::move(key), std::move(data));
-  }
-  Task<Status> PutIfAbsent(std::string key, std::string data) override {
-    return inner_.PutIfAbsent(std::move(key), std::move(data));
-  }
-  Task<Status> PutIfAbsentRope(std::string key, objstore::Rope data) override {
-    return inner_.PutIfAbsentRope(std::move(key), std::move(data));
-  }
-  Task<Status> Delete(std::string key) override { return inner_.Delete(std::move(key)); }
-  Task<Result<std::vector<objstore::ObjectInfo>>> List(std::string prefix,
-                                                       std::string start_after = "") override {
-    return inner_.List(std::move(prefix), std::move(start_after));
-  }
-  Task<Status> CheckAccess() override { return inner_.CheckAccess(); }
   std::string url() const override { return "model://"; }
 
  private:

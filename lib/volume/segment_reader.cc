@@ -166,15 +166,17 @@ std::string SegmentReader::DiskKey(const SegmentFooter& footer, size_t chunk) {
 
 void SegmentReader::KeepWritten(const SegmentFooter& footer,
                                 std::function<objstore::Rope()> data) {
-  if (footer.chunks.empty() || DiskKey(footer, 0).empty()) return;
   std::vector<cache::DiskCache::PutItem> items;
   std::vector<uint64_t> starts;  // of each chunk in the data stream
   const uint64_t chunk_bytes = uint64_t{footer.blocks_per_chunk} * footer.block_size;
   for (size_t c = 0; c < footer.chunks.size(); ++c) {
     const ChunkInfo& chunk = footer.chunks[c];
-    items.push_back({DiskKey(footer, c), chunk.checksum, chunk.raw_blocks * footer.block_size});
+    std::string key = DiskKey(footer, c);
+    if (key.empty()) return;  // no disk cache (or not yet scoped)
+    items.push_back({std::move(key), chunk.checksum, chunk.raw_blocks * footer.block_size});
     starts.push_back(c * chunk_bytes);
   }
+  if (items.empty()) return;  // an empty segment (a fence)
   // The stream is made once, on the blocking pool, by the first payload asked for.
   auto stream = std::make_shared<std::optional<objstore::Rope>>();
   options_.disk_cache->Put(
@@ -338,13 +340,14 @@ Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::Obje
   const std::string key = SegmentKey(id);
   // The disk cache first (every hit verified against the footer's checksum): only the
   // span from the first to the last chunk it lacks is fetched, still one GET.
+  std::vector<std::string> disk_keys(n);  // empty: no disk cache
   std::vector<std::optional<std::string>> kept(n);
   size_t lo = n, hi = 0;  // the chunks to fetch: [first + lo, first + hi)
   for (size_t i = 0; i < n; ++i) {
     const ChunkInfo& chunk = footer.chunks[first + i];
-    const std::string disk_key = DiskKey(footer, first + i);
-    if (!disk_key.empty()) {
-      kept[i] = co_await options_.disk_cache->Get(disk_key, chunk.checksum,
+    disk_keys[i] = DiskKey(footer, first + i);
+    if (!disk_keys[i].empty()) {
+      kept[i] = co_await options_.disk_cache->Get(disk_keys[i], chunk.checksum,
                                                   chunk.raw_blocks * footer.block_size);
     }
     if (!kept[i]) lo = std::min(lo, i), hi = i + 1;
@@ -384,8 +387,8 @@ Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::Obje
       continue;
     }
     std::string& raw = out[i - lo];  // fetched (a kept chunk between two lacking ones too)
-    if (const std::string disk_key = DiskKey(footer, first + i); !kept[i] && !disk_key.empty()) {
-      options_.disk_cache->Put(disk_key, footer.chunks[first + i].checksum, raw);
+    if (!kept[i] && !disk_keys[i].empty()) {
+      options_.disk_cache->Put(disk_keys[i], footer.chunks[first + i].checksum, raw);
     }
     all.push_back(std::move(raw));
   }

@@ -164,13 +164,8 @@ bool Uploader::StartNextLocked(uint64_t* id) {
   if (!s && !active_->empty()) {
     // Seal the active buffer only when its upload can start now: while the window is
     // full it keeps growing, and FLUSHes keep joining it (fewer, larger segments).
-    const uint64_t now = env_.NowNanos();
-    const uint64_t due = options_.flush_interval_ms == 0
-                             ? UINT64_MAX
-                             : SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
-                                             MillisToNanos(options_.flush_interval_ms));
     if (stop_ || flush_gen_ >= active_gen_ || active_->bytes() >= options_.l0_sst_size_bytes ||
-        now >= due) {
+        env_.NowNanos() >= ActiveDueLocked()) {
       SealActiveLocked();
       s = &sealed_.back();
     }
@@ -188,6 +183,20 @@ bool Uploader::StartNextLocked(uint64_t* id) {
   *id = next_segment_id_++;
   flights_.emplace(*id, std::move(f));
   return true;
+}
+
+uint64_t Uploader::ActiveDueLocked() const {
+  if (options_.flush_interval_ms == 0) return UINT64_MAX;
+  return SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
+                       MillisToNanos(options_.flush_interval_ms));
+}
+
+void Uploader::FenceOnFailureLocked(const Status& st) {
+  // Not fenced when the stop gave up: Close reports what is left; FLUSH waiters already
+  // failed (GiveUpNow).
+  if (!give_up_.cancelled() || st.IsPreconditionFailed() || st.IsCorruption()) {
+    sink_.FenceLocked(st.ToString());
+  }
 }
 
 Task<void> Uploader::UploadOne(uint64_t id) {
@@ -277,13 +286,7 @@ Task<void> Uploader::Run(uint64_t epoch) {
             break;
           }
         }
-        if (!failed.ok()) {
-          // Not fenced when the stop gave up: Close reports what is left; FLUSH waiters
-          // already failed (GiveUpNow).
-          if (!give_up_.cancelled() || failed.IsPreconditionFailed() || failed.IsCorruption()) {
-            sink_.FenceLocked(failed.ToString());
-          }
-        }
+        if (!failed.ok()) FenceOnFailureLocked(failed);
       }
       const bool quit = !failed.ok() || sink_.FencedLocked() || give_up_.cancelled();
       if (quit) {
@@ -302,14 +305,11 @@ Task<void> Uploader::Run(uint64_t epoch) {
           uint64_t id;
           while (StartNextLocked(&id)) started.push_back(id);
           if (stop_ && active_->empty() && sealed_.empty() && flights_.empty()) break;
-          if (started.empty() && !active_->empty() && options_.flush_interval_ms != 0 &&
-              WindowOpenLocked()) {
+          if (started.empty() && !active_->empty() && WindowOpenLocked()) {
             // The active buffer is dirty but not due: wake when its flush interval ends.
             const uint64_t now = env_.NowNanos();
-            const uint64_t due =
-                SaturatingAdd(static_cast<uint64_t>(active_dirty_since_ns_),
-                              MillisToNanos(options_.flush_interval_ms));
-            if (due > now) wait_ns = due - now;
+            const uint64_t due = ActiveDueLocked();
+            if (due != UINT64_MAX && due > now) wait_ns = due - now;
           }
         }
       }
@@ -320,9 +320,7 @@ Task<void> Uploader::Run(uint64_t epoch) {
       if (!st.ok()) {
         std::lock_guard lock(mu_);
         failed = st;
-        if (!give_up_.cancelled() || st.IsPreconditionFailed() || st.IsCorruption()) {
-          sink_.FenceLocked(st.ToString());
-        }
+        FenceOnFailureLocked(st);
       }
       continue;
     }

@@ -153,6 +153,10 @@ class Uploader {
   Sealed* UnstartedLocked();
   // Whether the next id may start: every id <= next - window is settled.
   bool WindowOpenLocked() const { return next_segment_id_ <= settled_through_ + window_; }
+  // When the dirty active buffer is due by flush_interval_ms (UINT64_MAX: never).
+  uint64_t ActiveDueLocked() const;
+  // An upload or apply that failed for good: fence, unless the stop gave up on it.
+  void FenceOnFailureLocked(const Status& st);
   // Takes the next id for a sealed buffer or the queued relocation if the window and
   // the state allow; false when nothing starts.
   bool StartNextLocked(uint64_t* id);

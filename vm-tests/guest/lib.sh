@@ -13,11 +13,13 @@
 #   run CMD...               a preparation step: silent unless it fails (then FAIL, stop)
 #   skip DESC WHY            a check that cannot run yet; say why
 #   portalbd_start ARGS...   start the daemon (storage ${PORTALBD_STORAGE:-$STORAGE_URL})
+#   portalbd_start_plain ARGS...  start `portalbd ARGS...` on its own defaults
 #   portalbd_stop            SIGTERM; the daemon must exit 0
 #   portalbd_kill9           SIGKILL, no goodbye
 #   nbd_connect DEV [EXPORT [PORT]] / nbd_disconnect DEV
 #   listening PORT           is something listening on 127.0.0.1:PORT?
 #   export_file NAME PATH    copy PATH out to the host (when the runner asked for it)
+#   load_modules SET         insmod a module set the init does not load (e.g. btrfs)
 #   dev_size DEV, random_file PATH MIB, sha PATH, drop_caches, have CMD
 
 NBD_HOST=127.0.0.1
@@ -123,6 +125,19 @@ portalbd_start() {
   portalbd --address "$NBD_HOST:$NBD_PORT" --storage "${PORTALBD_STORAGE:-$STORAGE_URL}" \
     --socket "$PORTALBD_SOCKET" --log-level info "$@" >>"$PORTALBD_LOG" 2>&1 &
   PORTALBD_PID=$!
+  _portalbd_wait_listening
+}
+
+# Starts `portalbd ARGS...` with nothing added: its own defaults (127.0.0.1:10809,
+# /run/portalbd/portalbd.sock, memory://, 1 GiB), as a user types it.
+portalbd_start_plain() {
+  echo "## portalbd $*" >>"$PORTALBD_LOG"
+  portalbd "$@" >>"$PORTALBD_LOG" 2>&1 &
+  PORTALBD_PID=$!
+  _portalbd_wait_listening
+}
+
+_portalbd_wait_listening() {
   i=0
   while ! _nbd_listening; do
     if ! kill -0 "$PORTALBD_PID" 2>/dev/null; then
@@ -179,6 +194,17 @@ nbd_disconnect() {
 }
 
 dev_size() { blockdev --getsize64 "$1"; }
+
+# Loads module set $1 (host/setup.sh VM_MODULE_SETS): the modules listed, in order, in
+# /lib/modules/VERSION/modules.$1.load; one that is already loaded is left alone.
+load_modules() {
+  dir=/lib/modules/$(uname -r)
+  [ -s "$dir/modules.$1.load" ] || { echo "no module set $1 in $dir"; return 1; }
+  while read -r mod; do
+    name=$(echo "${mod%.ko}" | tr - _)
+    [ -d "/sys/module/$name" ] || insmod "$dir/$mod" || return 1
+  done <"$dir/modules.$1.load"
+}
 
 random_file() {
   dd if=/dev/urandom of="$1" bs=1M count="$2" status=none

@@ -2,9 +2,10 @@
 # Host side, part 2: the guest's initramfs, as two uncompressed newc cpio archives that
 # the kernel unpacks one after the other (decompressing under TCG would cost boot time):
 #
-#   base-<key>.cpio     busybox, nbd-client, e2fsprogs, util-linux tools, GNU dd, kernel
-#                       modules, their shared libraries. Cached: rebuilt only when one of
-#                       those files (or this script) changes.
+#   base-<key>.cpio     busybox, nbd-client, e2fsprogs, btrfs-progs, util-linux tools, GNU
+#                       dd and df, kernel modules (the boot's and the sets tests load),
+#                       their shared libraries. Cached: rebuilt only when one of those
+#                       files (or this script) changes.
 #   overlay-<key>.cpio  /init, the guest library and tests, and the freshly built portalbd
 #                       binaries with their shared libraries (ldd). Rebuilt whenever any
 #                       of them changes, which is every rebuild of portalbd.
@@ -14,7 +15,8 @@
 
 # Host binaries that go into the guest's /sbin (the real tools; busybox's applets, in
 # /bin, come later in PATH, so e.g. e2fsprogs' mke2fs is the one that runs).
-VM_GUEST_TOOLS=(nbd-client mke2fs e2fsck tune2fs dumpe2fs blkdiscard fstrim blockdev dd)
+VM_GUEST_TOOLS=(nbd-client mke2fs e2fsck tune2fs dumpe2fs blkdiscard fstrim blockdev dd df
+  mkfs.btrfs btrfs)
 
 # Prints the shared libraries (absolute paths, the loader included) that $1 needs.
 vm_libs_of() {
@@ -70,9 +72,11 @@ vm_build_base() {
     libs=$(vm_libs_of "$path") || exit 1
     for lib in $libs; do files+=("$lib"); done
   done
-  local m
-  while read -r m; do files+=("$VM_KERNEL_DIR/modules/$m"); done <"$VM_KERNEL_DIR/modules.load"
-  files+=("$VM_KERNEL_DIR/modules.load")
+  local m lists=("$VM_KERNEL_DIR"/modules*.load) list
+  for list in "${lists[@]}"; do
+    while read -r m; do files+=("$VM_KERNEL_DIR/modules/$m"); done <"$list"
+    files+=("$list")
+  done
   local key
   key=$(vm_key_of_files "${files[@]}")
   VM_BASE_CPIO="$VM_CACHE/base-$key.cpio"
@@ -93,8 +97,10 @@ vm_build_base() {
   vm_stage /etc/mke2fs.conf "$root"
   local moddir="$root/lib/modules/$VM_KERNEL_VERSION"
   mkdir -p "$moddir"
-  while read -r m; do cp "$VM_KERNEL_DIR/modules/$m" "$moddir/"; done <"$VM_KERNEL_DIR/modules.load"
-  cp "$VM_KERNEL_DIR/modules.load" "$moddir/"
+  for list in "${lists[@]}"; do
+    while read -r m; do cp "$VM_KERNEL_DIR/modules/$m" "$moddir/"; done <"$list"
+    cp "$list" "$moddir/"
+  done
   rm -f "$VM_CACHE"/base-*.cpio
   vm_pack "$root" "$VM_BASE_CPIO"
   rm -rf "$root"

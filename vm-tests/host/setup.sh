@@ -4,18 +4,20 @@
 #
 # What comes from where:
 #   apt-get install   qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux
-#                     coreutils (host tools, and guest binaries copied with their ldd libs)
+#                     coreutils btrfs-progs (host tools, and guest binaries copied with
+#                     their ldd libs)
 #   apt-get download  linux-image-<version>-amd64 (never installed on the host) and
 #                     busybox-static (static, so the guest needs nothing else for it),
 #                     unpacked with dpkg-deb -x into $VM_CACHE.
 
 # Host packages. Besides qemu, cpio (archive), kmod (depmod/modprobe --show-depends) and
 # xz-utils (kernel payload), these provide the guest's binaries: nbd-client, mke2fs,
-# e2fsck, blkdiscard, fstrim, blockdev, GNU dd.
-VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux coreutils)
+# e2fsck, blkdiscard, fstrim, blockdev, GNU dd and df, mkfs.btrfs and btrfs.
+VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux coreutils
+  btrfs-progs)
 # Host commands that must exist once the packages are installed.
 VM_HOST_COMMANDS=(qemu-system-x86_64 cpio depmod modprobe xz nbd-client mke2fs e2fsck blkdiscard
-  fstrim blockdev dd ldd dpkg-deb sha256sum setpriv flock)
+  fstrim blockdev dd df mkfs.btrfs btrfs ldd dpkg-deb sha256sum setpriv flock)
 
 vm_sudo=()
 
@@ -106,6 +108,51 @@ vm_fetch_deb() {
   echo "$deb"
 }
 
+# Module sets that tests load on demand (guest/lib.sh load_modules SET): set name ->
+# the modules modprobe resolves it from. A cached kernel directory without one of these
+# sets' load files is rebuilt.
+declare -A VM_MODULE_SETS=([btrfs]="btrfs")
+
+vm_module_sets_cached() {
+  local set
+  for set in "${!VM_MODULE_SETS[@]}"; do
+    [ -s "$VM_KERNEL_DIR/modules.$set.load" ] || return 1
+  done
+}
+
+# Writes load list $2: the modules (dependencies and softdeps first, as modprobe orders
+# them) that modules $3... need from the unpacked kernel package at $1, uncompressed into
+# the modules/ directory next to $2. A module already in an earlier list
+# ($VM_MODULES_SEEN) is not repeated.
+vm_module_order() {
+  local x=$1 list=$2 m line path name
+  shift 2
+  : >"$list"
+  for m in "$@"; do
+    modprobe -C /dev/null -d "$x" -S "$VM_KERNEL_VERSION" --show-depends "$m" |
+      while read -r line; do
+        case $line in insmod\ *) ;; *) continue ;; esac
+        path=${line#insmod }
+        path=${path%% *}
+        echo "$path"
+      done >"$x/order.$m" || die "modprobe --show-depends $m failed"
+    [ -s "$x/order.$m" ] || die "module $m not found in the kernel package"
+    while read -r path; do
+      name=$(basename "$path")
+      case $VM_MODULES_SEEN in *" $name "*) continue ;; esac
+      VM_MODULES_SEEN="$VM_MODULES_SEEN$name "
+      case $name in
+        *.ko) cp "$path" "$(dirname "$list")/modules/$name" ;;
+        *.ko.xz) xz -dc "$path" >"$(dirname "$list")/modules/${name%.xz}"; name=${name%.xz} ;;
+        *.ko.zst) zstd -qdc "$path" >"$(dirname "$list")/modules/${name%.zst}"; name=${name%.zst} ;;
+        *.ko.gz) gzip -dc "$path" >"$(dirname "$list")/modules/${name%.gz}"; name=${name%.gz} ;;
+        *) die "unexpected module file $path" ;;
+      esac
+      echo "$name" >>"$list"
+    done <"$x/order.$m"
+  done
+}
+
 # The kernel: resolves the linux-image-amd64 metapackage to its linux-image-<ver>-amd64
 # package, downloads it and keeps, in $VM_CACHE/kernel-<ver>/, the uncompressed vmlinux
 # (microvm boots the ELF directly; decompressing the bzImage under TCG costs ~3 s per boot)
@@ -129,7 +176,7 @@ vm_prepare_kernel() {
   local deb
   deb=$(vm_fetch_deb "$pkg") || exit $?
   VM_KERNEL_DIR="$VM_CACHE/kernel-$(basename "$deb" .deb)"
-  if [ -s "$VM_KERNEL_DIR/vmlinux" ] && [ -s "$VM_KERNEL_DIR/modules.load" ]; then
+  if [ -s "$VM_KERNEL_DIR/vmlinux" ] && [ -s "$VM_KERNEL_DIR/modules.load" ] && vm_module_sets_cached; then
     VM_KERNEL_VERSION=$(cat "$VM_KERNEL_DIR/version")
     return 0
   fi
@@ -145,34 +192,19 @@ vm_prepare_kernel() {
   vm_extract_vmlinux "$vmlinuz" "$VM_KERNEL_DIR.tmp/vmlinux"
 
   # The package ships no modules.dep: generate it, then let modprobe order the loads
-  # (dependencies and softdeps first; crc32c is only a softdep of ext4).
+  # (dependencies and softdeps first; crc32c is only a softdep of ext4). modules.load is
+  # what the init loads at every boot; modules.SET.load are the extra modules a test loads
+  # itself (guest/lib.sh load_modules SET), so that the boots that do not need them do not
+  # pay for them (raid6_pq and xor benchmark their algorithms when they load: the btrfs
+  # set took 0.8-1.7 s to load under TCG).
   depmod -b "$x" "$VM_KERNEL_VERSION"
-  local mods="$VM_KERNEL_DIR.tmp/modules" m line path seen=" "
-  mkdir -p "$mods"
-  : >"$VM_KERNEL_DIR.tmp/modules.load"
-  for m in nbd ext4 crc32c_generic; do
-    modprobe -C /dev/null -d "$x" -S "$VM_KERNEL_VERSION" --show-depends "$m" |
-      while read -r line; do
-        case $line in insmod\ *) ;; *) continue ;; esac
-        path=${line#insmod }
-        path=${path%% *}
-        echo "$path"
-      done >"$x/order.$m" || die "modprobe --show-depends $m failed"
-    [ -s "$x/order.$m" ] || die "module $m not found in $deb"
-    while read -r path; do
-      local name
-      name=$(basename "$path")
-      case $seen in *" $name "*) continue ;; esac
-      seen="$seen$name "
-      case $name in
-        *.ko) cp "$path" "$mods/$name" ;;
-        *.ko.xz) xz -dc "$path" >"$mods/${name%.xz}"; name=${name%.xz} ;;
-        *.ko.zst) zstd -qdc "$path" >"$mods/${name%.zst}"; name=${name%.zst} ;;
-        *.ko.gz) gzip -dc "$path" >"$mods/${name%.gz}"; name=${name%.gz} ;;
-        *) die "unexpected module file $path" ;;
-      esac
-      echo "$name" >>"$VM_KERNEL_DIR.tmp/modules.load"
-    done <"$x/order.$m"
+  mkdir -p "$VM_KERNEL_DIR.tmp/modules"
+  VM_MODULES_SEEN=" "
+  vm_module_order "$x" "$VM_KERNEL_DIR.tmp/modules.load" nbd ext4 crc32c_generic
+  local set
+  for set in "${!VM_MODULE_SETS[@]}"; do
+    # shellcheck disable=SC2086 # a list of module names
+    vm_module_order "$x" "$VM_KERNEL_DIR.tmp/modules.$set.load" ${VM_MODULE_SETS[$set]}
   done
   echo "$VM_KERNEL_VERSION" >"$VM_KERNEL_DIR.tmp/version"
   rm -rf "$x" "$VM_KERNEL_DIR"

@@ -336,6 +336,23 @@ metrics::VolumeSample Daemon::MetricsSample() {
   m.cache_misses = s.cache.misses;
   m.cache_bytes = s.cache.usage_bytes;
   m.cache_capacity_bytes = s.cache.capacity_bytes;
+  if (disk_cache_) {
+    cache::DiskCacheStats dc = disk_cache_->stats();
+    m.disk_cache = metrics::DiskCacheSample{.hits = dc.hits,
+                                            .misses = dc.misses,
+                                            .damaged = dc.damaged,
+                                            .inserts = dc.inserts,
+                                            .dropped = dc.dropped,
+                                            .evictions = dc.evictions,
+                                            .bytes = dc.usage_bytes,
+                                            .capacity_bytes = dc.capacity_bytes,
+                                            .entries = dc.entries};
+  }
+  m.read_ahead = {.gets = s.read_ahead_gets,
+                  .bytes = s.read_ahead_bytes,
+                  .hits = s.read_ahead_hits,
+                  .wasted = s.read_ahead_wasted,
+                  .failed = s.read_ahead_failed};
   m.segments = s.segments;
   m.segment_bytes = s.segment_bytes;
   for (uint64_t n : s.ssts_per_level) m.map_ssts += n;

@@ -89,6 +89,37 @@ std::vector<MetricFamily> VolumeCollector::Families(const std::vector<VolumeSamp
     b.Add("portalbd_cache_bytes", kGauge, "Block cache usage", v, D(s.cache_bytes));
     b.Add("portalbd_cache_capacity_bytes", kGauge, "Block cache capacity", v,
           D(s.cache_capacity_bytes));
+    if (s.disk_cache) {
+      const DiskCacheSample& dc = *s.disk_cache;
+      b.Add("portalbd_disk_cache_hits_total", kCounter, "Chunk reads served by the disk cache", v,
+            D(dc.hits));
+      b.Add("portalbd_disk_cache_misses_total", kCounter,
+            "Chunk reads the disk cache could not serve", v, D(dc.misses));
+      b.Add("portalbd_disk_cache_damaged_total", kCounter,
+            "Disk cache entries that failed verification, dropped", v, D(dc.damaged));
+      b.Add("portalbd_disk_cache_inserts_total", kCounter, "Chunks written to the disk cache", v,
+            D(dc.inserts));
+      b.Add("portalbd_disk_cache_dropped_total", kCounter,
+            "Chunks not written to the disk cache: over the pending bound or already there", v,
+            D(dc.dropped));
+      b.Add("portalbd_disk_cache_evictions_total", kCounter, "Disk cache entries evicted", v,
+            D(dc.evictions));
+      b.Add("portalbd_disk_cache_bytes", kGauge, "Disk cache usage", v, D(dc.bytes));
+      b.Add("portalbd_disk_cache_capacity_bytes", kGauge, "Disk cache capacity", v,
+            D(dc.capacity_bytes));
+      b.Add("portalbd_disk_cache_entries", kGauge, "Chunks in the disk cache", v, D(dc.entries));
+    }
+    const ReadAheadSample& ra = s.read_ahead;
+    b.Add("portalbd_read_ahead_requests_total", kCounter,
+          "Read-ahead GETs of sequential reads that succeeded", v, D(ra.gets));
+    b.Add("portalbd_read_ahead_bytes_total", kCounter, "Bytes those read-ahead GETs fetched", v,
+          D(ra.bytes));
+    b.Add("portalbd_read_ahead_hits_total", kCounter, "Chunks read ahead that a read then used", v,
+          D(ra.hits));
+    b.Add("portalbd_read_ahead_wasted_total", kCounter,
+          "Chunks read ahead that left the cache unread", v, D(ra.wasted));
+    b.Add("portalbd_read_ahead_failures_total", kCounter, "Read-aheads that failed, dropped", v,
+          D(ra.failed));
     b.Add("portalbd_segments", kGauge, "Data segments in the store", v, D(s.segments));
     b.Add("portalbd_segment_bytes", kGauge, "Stored size of the data segments", v,
           D(s.segment_bytes));

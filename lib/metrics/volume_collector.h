@@ -11,6 +11,9 @@
 //   portalbd_store_failing                1 while segment uploads fail (and are retried)
 //   portalbd_write_buffer_bytes / _limit_bytes, portalbd_write_stalls_total
 //   portalbd_cache_hits_total, _misses_total, portalbd_cache_bytes, _capacity_bytes
+//   portalbd_disk_cache_{hits,misses,damaged,inserts,dropped,evictions}_total,
+//     portalbd_disk_cache_bytes, _capacity_bytes, _entries   only while [cache] is on
+//   portalbd_read_ahead_{requests,bytes,hits,wasted,failures}_total
 //   portalbd_segments, portalbd_segment_bytes, portalbd_map_ssts, portalbd_map_bytes,
 //   portalbd_live_bytes, portalbd_garbage_bytes, portalbd_shadowed_bytes,
 //   portalbd_gc_reclaimed_bytes_total, portalbd_full_compactions_total
@@ -37,6 +40,28 @@ struct StoreKindSample {
   std::optional<uint64_t> bytes;  // unset: the kind counts no bytes (LIST)
 };
 
+// The local disk cache (cache/disk_cache.h DiskCacheStats).
+struct DiskCacheSample {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t damaged = 0;
+  uint64_t inserts = 0;
+  uint64_t dropped = 0;
+  uint64_t evictions = 0;
+  uint64_t bytes = 0;
+  uint64_t capacity_bytes = 0;
+  uint64_t entries = 0;
+};
+
+// Read-ahead of sequential reads (volume/volume.h VolumeStats read_ahead_*).
+struct ReadAheadSample {
+  uint64_t gets = 0;  // GETs that succeeded, and their bytes
+  uint64_t bytes = 0;
+  uint64_t hits = 0;    // chunks read ahead that a read used
+  uint64_t wasted = 0;  // chunks read ahead that left the cache unread
+  uint64_t failed = 0;  // read-aheads that failed (dropped)
+};
+
 struct VolumeSample {
   std::string volume;  // the volume label
   uint64_t size_bytes = 0;
@@ -55,6 +80,8 @@ struct VolumeSample {
   uint64_t cache_misses = 0;
   uint64_t cache_bytes = 0;
   uint64_t cache_capacity_bytes = 0;
+  std::optional<DiskCacheSample> disk_cache;  // unset: no disk cache
+  ReadAheadSample read_ahead;
   uint64_t segments = 0;
   uint64_t segment_bytes = 0;
   uint64_t map_ssts = 0;

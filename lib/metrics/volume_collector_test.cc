@@ -59,5 +59,43 @@ TEST_CASE("VolumeCollector renders a sample per volume, read at collection", "[m
   CHECK(helps == 1);
 }
 
+TEST_CASE("VolumeCollector renders the disk cache while it is on, and read-ahead", "[metrics]") {
+  VolumeSample a;
+  a.volume = "a";
+  a.disk_cache = DiskCacheSample{.hits = 7,
+                                 .misses = 3,
+                                 .damaged = 1,
+                                 .inserts = 5,
+                                 .dropped = 2,
+                                 .evictions = 4,
+                                 .bytes = 65536,
+                                 .capacity_bytes = 1 << 20,
+                                 .entries = 1};
+  a.read_ahead = {.gets = 2, .bytes = 131072, .hits = 9, .wasted = 6, .failed = 8};
+  VolumeSample b;  // no disk cache
+  b.volume = "b";
+  const std::string text =
+      prometheus::TextSerializer().Serialize(VolumeCollector::Families({a, b}));
+  CHECK(Has(text, "# TYPE portalbd_disk_cache_hits_total counter"));
+  CHECK(Has(text, R"(portalbd_disk_cache_hits_total{volume="a"} 7)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_misses_total{volume="a"} 3)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_damaged_total{volume="a"} 1)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_inserts_total{volume="a"} 5)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_dropped_total{volume="a"} 2)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_evictions_total{volume="a"} 4)"));
+  CHECK(Has(text, "# TYPE portalbd_disk_cache_bytes gauge"));
+  CHECK(Has(text, R"(portalbd_disk_cache_bytes{volume="a"} 65536)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_capacity_bytes{volume="a"} 1048576)"));
+  CHECK(Has(text, R"(portalbd_disk_cache_entries{volume="a"} 1)"));
+  CHECK(text.find(R"(portalbd_disk_cache_hits_total{volume="b"})") == std::string::npos);
+  CHECK(Has(text, "# TYPE portalbd_read_ahead_requests_total counter"));
+  CHECK(Has(text, R"(portalbd_read_ahead_requests_total{volume="a"} 2)"));
+  CHECK(Has(text, R"(portalbd_read_ahead_bytes_total{volume="a"} 131072)"));
+  CHECK(Has(text, R"(portalbd_read_ahead_hits_total{volume="a"} 9)"));
+  CHECK(Has(text, R"(portalbd_read_ahead_wasted_total{volume="a"} 6)"));
+  CHECK(Has(text, R"(portalbd_read_ahead_failures_total{volume="a"} 8)"));
+  CHECK(Has(text, R"(portalbd_read_ahead_requests_total{volume="b"} 0)"));
+}
+
 }  // namespace
 }  // namespace portal::metrics

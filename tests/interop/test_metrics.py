@@ -150,6 +150,81 @@ def case_off_when_unset(tmp):
         d.stop()
 
 
+def read_all(h, size, step=1 << 20):
+    out = bytearray()
+    for off in range(0, size, step):
+        out += h.pread(step, off)
+    return bytes(out)
+
+
+def case_disk_cache_and_read_ahead_move_with_traffic(tmp):
+    """file:// storage. With [cache] on and a 1 MiB block cache: 8 MiB written and
+    flushed go into the disk cache (inserts, bytes, entries), and reading them back is
+    served by it (hits). A second portalbd without [cache] on the same store (and the
+    default block cache, which keeps what is read ahead until it is used) has no
+    portalbd_disk_cache_* series, and its sequential 1 MiB reads are read ahead (GETs,
+    bytes, chunks used)."""
+    nbd = import_nbd()
+    size = 8 << 20
+    data = os.urandom(size)  # random: the chunks do not compress
+    base = "\n".join([
+        CONFIG, "[storage]", f'url = "file://{tmp}/store"', f'cache_dir = "{tmp}/meta"']) + "\n"
+    labels = {"volume": "portalbd"}
+    small_block_cache = '[lsm]\nblock_cache_size_bytes = "1MiB"\n'
+    disk_cache = f'[cache]\ndir = "{tmp}/chunks"\ndisk_size_bytes = "64MiB"\n'
+    with Daemon(tmp, config=base + small_block_cache + disk_cache, ready_timeout=30) as d:
+        url = metrics_url(d)
+        before = parse(scrape(url))
+        check(value(before, "portalbd_disk_cache_capacity_bytes", **labels) == 64 << 20,
+              "disk cache capacity")
+        h = nbd.NBD()
+        h.connect_uri(d.uri())
+        for off in range(0, size, 1 << 20):
+            h.pwrite(data[off:off + (1 << 20)], off)
+        h.flush()
+        # The uploaded chunks are written to the disk cache in the background.
+        deadline = time.monotonic() + 30
+        while True:
+            written = parse(scrape(url))
+            if value(written, "portalbd_disk_cache_bytes", **labels) >= size:
+                break
+            check(time.monotonic() < deadline, f"disk cache not filled: {written}")
+            time.sleep(0.1)
+        check(read_all(h, size) == data, "read back")
+        text = scrape(url)
+        h.shutdown()
+        d.stop()
+    promtool_check(text)
+    after = parse(text)
+    for name in ("inserts", "hits"):
+        n0 = value(before, f"portalbd_disk_cache_{name}_total", **labels)
+        n1 = value(after, f"portalbd_disk_cache_{name}_total", **labels)
+        print(f"  disk cache {name}: {n0:.0f} -> {n1:.0f}", flush=True)
+        check(n1 > n0, f"portalbd_disk_cache_{name}_total moved: {n0} -> {n1}")
+    check(value(after, "portalbd_disk_cache_entries", **labels) >= 1, "disk cache entries")
+    check(value(after, "portalbd_disk_cache_damaged_total", **labels) == 0, "nothing damaged")
+
+    with Daemon(tmp, config=base, ready_timeout=30) as d:
+        url = metrics_url(d)
+        before = parse(scrape(url))
+        check(not any(n.startswith("portalbd_disk_cache_") for n, _ in before),
+              "no disk cache series while [cache] is off")
+        h = nbd.NBD()
+        h.connect_uri(d.uri())
+        check(read_all(h, size) == data, "read back from the store")
+        text = scrape(url)
+        h.shutdown()
+        d.stop()
+    promtool_check(text)
+    after = parse(text)
+    for name in ("requests", "bytes", "hits"):
+        n0 = value(before, f"portalbd_read_ahead_{name}_total", **labels)
+        n1 = value(after, f"portalbd_read_ahead_{name}_total", **labels)
+        print(f"  read-ahead {name}: {n0:.0f} -> {n1:.0f}", flush=True)
+        check(n1 > n0, f"portalbd_read_ahead_{name}_total moved: {n0} -> {n1}")
+    check(value(after, "portalbd_read_ahead_failures_total", **labels) == 0, "no failures")
+
+
 def case_unbindable_address_fails_start(tmp):
     with Daemon(tmp, config=CONFIG) as d:
         taken = LISTENING.search(d.log()).group(1)

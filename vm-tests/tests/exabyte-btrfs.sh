@@ -13,7 +13,8 @@
 # `zpool create` on the 1 EiB device. Debian's main archive has no ZFS, so this is btrfs
 # (16 EiB limit), the other copy-on-write filesystem with snapshots that Debian's kernel
 # ships. Not XFS: mkfs.xfs writes the headers of every allocation group, and at most 1 TiB
-# per group makes 1 EiB at least 2^20 groups, gigabytes of headers written through TCG.
+# per group makes 1 EiB 2^20 groups (`mkfs.xfs -N` of 1 EiB: agcount=1048577), gigabytes
+# of headers written through TCG.
 # mkfs.btrfs writes a few MiB (superblock copies at 64 KiB, 64 MiB and 256 GiB, the first
 # chunks), and allocates block groups only as data arrives.
 #

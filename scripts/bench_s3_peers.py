@@ -138,7 +138,10 @@ def fio(target, *args, timeout=3600, seed=42):
     """Runs one fio job against `target` (a list of fio arguments naming the device);
     returns (job JSON, wall seconds)."""
     t0 = time.monotonic()
-    r = harness.run(["fio", "--name=bench", "--output-format=json", f"--randseed={seed}",
+    # fio 3.33 draws random offsets from `--randseed` only with `--randrepeat=0`; with
+    # the default, every seed gives the same offsets.
+    r = harness.run(["fio", "--name=bench", "--output-format=json", "--randrepeat=0",
+                     f"--randseed={seed}",
                      "--group_reporting", *target, *args], timeout=timeout)
     wall = time.monotonic() - t0
     job = json.loads(r.stdout[r.stdout.index("{"):])["jobs"][0]

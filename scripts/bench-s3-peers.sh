@@ -21,7 +21,8 @@
 #   b. random 4 KiB writes, a FLUSH every 32 writes, 1 in flight, PHASE_S s, then until
 #      durable as in a (IOPS counts that wait; FLUSH p50 is fio's fsync latency);
 #   c. after a restart: random 4 KiB reads, 8 in flight (portalbd iodepth 8; s3backer 8
-#      psync jobs: FUSE serialises libaio), PHASE_S s: IOPS, p50, p99;
+#      psync jobs: FUSE serialises libaio), PHASE_S s: IOPS, p50, p99; other random
+#      offsets than b's (b's seed would read b's blocks back in the order b wrote them);
 #   d. after a restart: sequential 1 MiB reads, 1 in flight, PHASE_S s (or the span);
 #   e. portalbd with its disk cache ([cache] dir, disk_size_bytes): c and d once to warm
 #      it, then, each after a restart, the same reads again (the same random offsets and

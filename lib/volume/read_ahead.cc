@@ -8,7 +8,7 @@ ReadAheadOptions ReadAheadOptionsFor(const VolumeOptions& options) {
   ReadAheadOptions o;
   o.max_bytes = options.read_partial_raw_chunks ? 0 : options.read_ahead_max_bytes;
   o.max_window_bytes = std::min<uint64_t>(32ull << 20, options.block_cache_size_bytes / 4);
-  o.max_get_bytes = std::min<uint64_t>(4ull << 20, o.max_window_bytes / 4);
+  o.max_get_bytes = std::min<uint64_t>(8ull << 20, o.max_window_bytes / 4);
   return o;
 }
 

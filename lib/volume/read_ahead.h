@@ -44,15 +44,16 @@ struct ReadAheadCounters {
 struct ReadAheadOptions {
   uint64_t max_bytes = 64ull << 20;  // in flight at once; 0: no read-ahead
   uint64_t max_window_bytes = 32ull << 20;
-  uint64_t max_get_bytes = 4ull << 20;
+  uint64_t max_get_bytes = 8ull << 20;
 };
 
 // From the volume's options: read_ahead_max_bytes; a window of at most 32 MiB and a quarter
 // of the block cache (what is read ahead must still be there when the reader arrives); GETs
-// of at most 4 MiB, a quarter of the window, so that 8 are in flight in a full window (AWS
-// suggests 8-16 MB ranged GETs on parallel connections; s3rver and S3 clones move far less
-// per connection than S3, so parallel GETs matter more than their size). None on
-// memory:// (read_partial_raw_chunks: there is no chunk to fetch).
+// of at most 8 MiB (AWS suggests 8-16 MB ranged GETs on parallel connections) and a quarter
+// of the window, so that 4 are in flight in a full window besides the small GETs of
+// segments overwritten data lies in; each request costs the server too (s3rver on a busy
+// machine is bound by requests, not bytes). None on memory:// (read_partial_raw_chunks:
+// there is no chunk to fetch).
 ReadAheadOptions ReadAheadOptionsFor(const VolumeOptions& options);
 
 class ReadAhead {

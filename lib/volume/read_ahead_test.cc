@@ -10,6 +10,7 @@
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
+#include "testing/testing.h"
 #include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
 
@@ -78,7 +79,13 @@ class ModelStore final : public testing::BorrowedStore {
     if (!st.ok()) co_return st;
     co_return co_await inner_.Get(std::move(key), range);
   }
+  Task<Result<objstore::ObjectInfo>> Head(std::string key) override {
+    if (key.starts_with("seg/")) ++seg_heads;
+    co_await SleepFor(env_, latency_ns);
+    co_return co_await inner_.Head(std::move(key));
+  }
   std::string url() const override { return "model://"; }
+  size_t seg_heads = 0;
 
  private:
   SimEnv& env_;
@@ -267,6 +274,118 @@ TEST_CASE("read-ahead holds at most read_ahead_max_bytes in flight", "[volume][r
   for (uint64_t off = 0; off < 4 * kMiB; off += 256 * 1024) w.ReadChecked(*v, off, 256 * 1024);
   CHECK(v->stats().read_ahead_gets == 0);
   CHECK(w.model.MaxDataGet() <= 256 * 1024);
+  REQUIRE(RunSim(w.env, v->Close()).ok());
+}
+
+// Overwrites the blocks at `offsets` with the same bytes, `per_flush` blocks per FLUSH:
+// small segments, as random writes with FLUSHes make them.
+void OverwriteScattered(Written& w, LsmVolume& v, const std::vector<uint64_t>& offsets,
+                        size_t per_flush) {
+  std::vector<uint8_t> block(4096);
+  for (size_t k = 0; k < offsets.size(); ++k) {
+    for (uint64_t i = 0; i < 4096; ++i) block[i] = PatternByte(offsets[k] + i);
+    REQUIRE(RunSim(w.env, v.Write(offsets[k], block, {})).ok());
+    if (k % per_flush == per_flush - 1) REQUIRE(RunSim(w.env, v.Flush()).ok());
+  }
+}
+
+TEST_CASE("a read over data overwritten here and there waits about one GET, not one per piece",
+          "[volume][readahead]") {
+  Written w(4 * kMiB);
+  VolumeOptions o = w.options;
+  o.read_ahead_max_bytes = 0;  // the read's own GETs only
+  {
+    auto v = w.Reopen(o);
+    std::vector<uint64_t> offsets;  // block 3 of each of the first 16 chunks
+    for (uint64_t k = 0; k < 16; ++k) offsets.push_back((16 * k + 3) * 4096);
+    OverwriteScattered(w, *v, offsets, 2);  // 8 small segments
+    REQUIRE(RunSim(w.env, v->Close()).ok());
+  }
+  w.model.LearnSizes();
+  auto v = w.Reopen(o);
+  w.ReadChecked(*v, 2 * kMiB, 4096);  // the big segment's footer and the map
+  w.model.gets.clear();
+  // 32 pieces: 16 of the big segment (one in each chunk), 16 of 8 small segments. Each
+  // segment's pieces are one read, and all segments are read at once: a footer (HEAD and
+  // GET) and a GET for each small segment, side by side with one GET of 1 MiB.
+  const uint64_t t = w.ReadChecked(*v, 0, kMiB);
+  const size_t big = std::count_if(w.model.gets.begin(), w.model.gets.end(), [&](const auto& g) {
+    return w.model.IsData(g) && g.length >= 512 * 1024;
+  });
+  INFO("read took " << t / kNanosPerMilli << " ms, " << w.model.gets.size() << " GETs");
+  CHECK(big == 1);
+  CHECK(t < 200 * kNanosPerMilli);  // one piece at a time: 16 x (25 ms + 75 ms) and more
+  REQUIRE(RunSim(w.env, v->Close()).ok());
+}
+
+TEST_CASE("the footers of segments written here are read locally after a restart",
+          "[volume][readahead]") {
+  testing::TempDir dir;
+  VolumeOptions o = Options();
+  o.cache_dir = dir.path();  // where footers persist across restarts
+  Written w(16 * kMiB, o);
+  auto v = w.Reopen();
+  w.model.seg_heads = 0;
+  // One block of each 4 MiB segment: its chunk's GET and nothing else (no HEAD for the
+  // object's size, no GET of its footer).
+  for (uint64_t off = 0; off < 16 * kMiB; off += 4 * kMiB) w.ReadChecked(*v, off + 8192, 4096);
+  // (A fence, 32 bytes, is read whole by GC's look at tiny segments: not a footer read.)
+  const size_t footer_gets = std::count_if(w.model.gets.begin(), w.model.gets.end(), [&](const auto& g) {
+    return !w.model.IsData(g) && w.model.sizes[g.key] > 4096;
+  });
+  INFO(w.model.gets.size() << " segment GETs, " << w.model.seg_heads << " HEADs");
+  CHECK(w.model.seg_heads == 0);
+  CHECK(footer_gets == 0);
+  CHECK(w.model.DataGets() == 4);
+  REQUIRE(RunSim(w.env, v->Close()).ok());
+}
+
+TEST_CASE("read-ahead over large segments issues 8 MiB GETs, a few at once, within its bound",
+          "[volume][readahead]") {
+  VolumeOptions o = Options();
+  o.l0_sst_size_bytes = 16 * kMiB;
+  o.max_unflushed_bytes = 64 * kMiB;
+  o.block_cache_size_bytes = 256 * kMiB;  // a window of 32 MiB, as the daemon's default
+  o.size_bytes = 128 * kMiB;
+  Written w(96 * kMiB, o);
+  auto v = w.Reopen();
+  const uint64_t t0 = w.env.NowNanos();
+  for (uint64_t off = 0; off < 96 * kMiB; off += kMiB) w.ReadChecked(*v, off, kMiB);
+  const double secs = static_cast<double>(w.env.NowNanos() - t0) / kNanosPerSecond;
+  INFO(w.model.DataGets() << " data GETs, largest " << w.model.MaxDataGet() << ", at most "
+                          << w.model.max_in_flight << " bytes in flight, " << 96 / secs
+                          << " MiB/s modelled");
+  CHECK(w.model.MaxDataGet() == 8 * kMiB);
+  CHECK(w.model.DataGets() < 96 / 4);  // 4 MiB GETs would take more than this
+  CHECK(w.model.max_in_flight <= o.read_ahead_max_bytes + kMiB);
+  CHECK(w.model.max_in_flight >= 16 * kMiB);  // several GETs out at once
+  auto s = v->stats();
+  CHECK(s.read_ahead_wasted == 0);
+  REQUIRE(RunSim(w.env, v->Close()).ok());
+}
+
+TEST_CASE("read-ahead reads a small segment whole, one GET for all its chunks",
+          "[volume][readahead]") {
+  Written w(64 * kMiB);  // a read-ahead window of 16 MiB (a quarter of the block cache)
+  {
+    auto v = w.Reopen();
+    // One segment of 30 blocks (2 chunks) spread 2 MiB apart: its second chunk is first
+    // needed 32 MiB after its first, further than a window reaches.
+    std::vector<uint64_t> offsets;
+    for (uint64_t k = 0; k < 30; ++k) offsets.push_back(4 * kMiB + 2 * k * kMiB + 12288);
+    OverwriteScattered(w, *v, offsets, offsets.size());
+    REQUIRE(RunSim(w.env, v->Close()).ok());
+  }
+  w.model.LearnSizes();
+  auto v = w.Reopen();
+  for (uint64_t off = 0; off < 64 * kMiB; off += kMiB) w.ReadChecked(*v, off, kMiB);
+  std::map<std::string, int> small_gets;  // data GETs of segments under 1 MiB
+  for (const auto& g : w.model.gets) {
+    if (w.model.IsData(g) && w.model.sizes[g.key] < kMiB) ++small_gets[g.key];
+  }
+  REQUIRE(small_gets.size() == 1);
+  CHECK(small_gets.begin()->second == 1);
+  CHECK(v->stats().read_ahead_wasted == 0);
   REQUIRE(RunSim(w.env, v->Close()).ok());
 }
 

@@ -78,6 +78,26 @@ void SegmentReader::Remember(uint64_t id, uint64_t size, const SegmentFooter& fo
                 charge);
 }
 
+std::string SegmentReader::FooterEntry(const objstore::Rope& object) const {
+  // memory:// reads footers from this process already; no cache, nothing to keep.
+  if (!footers_ || options_.read_partial_raw_chunks) return "";
+  const uint64_t size = object.size();
+  if (size < kSegmentTrailerSize) return "";
+  auto footer_len =
+      ParseSegmentTrailer(object.Read(size - kSegmentTrailerSize, kSegmentTrailerSize), "");
+  if (!footer_len.ok()) return "";
+  const uint64_t need = uint64_t{*footer_len} + kSegmentTrailerSize;
+  if (need > size) return "";
+  std::string entry;  // as ReadFooter keeps it: object size (8 bytes, LE) + the tail
+  PutFixed64(&entry, size);
+  entry += object.Read(size - need, need);
+  return entry;
+}
+
+void SegmentReader::KeepFooter(uint64_t id, std::string entry) {
+  if (footers_ && !entry.empty()) footers_->Put(SegmentKey(id), std::move(entry));
+}
+
 Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size,
                                                       uint64_t* footer_checksum) {
   const std::string key = SegmentKey(id);
@@ -406,13 +426,20 @@ Task<bool> SegmentReader::Prefetch(objstore::ObjectStore& once, ReadAhead& ra, u
   const SegmentFooter& f = **footer;
   if (index >= f.data_blocks) co_return true;
   n = std::min(n, f.data_blocks - index);
-  const size_t c1 = f.chunk_of(index + n - 1) + 1;
+  size_t c0 = f.chunk_of(index), c1 = f.chunk_of(index + n - 1) + 1;
+  if (f.data_blocks * f.block_size <= kWholeSegmentBytes) {
+    // A small segment (a FLUSH's worth of scattered writes) is read ahead whole: a
+    // sequential reader meets its other blocks further on, and one GET of all its chunks
+    // costs about what a GET of one does (latency, not bytes).
+    c0 = 0;
+    c1 = f.chunks.size();
+  }
   const uint64_t max_get = std::max<uint64_t>(1, ra.options().max_get_bytes);
   std::vector<Task<bool>> gets;
   bool over_budget = false;
   // Claims runs of adjacent chunks nobody has or fetches, each run at most max_get bytes
   // and within the budget, taken before a chunk is claimed (a claim is a promise to fetch).
-  for (size_t c = f.chunk_of(index); c < c1 && !over_budget;) {
+  for (size_t c = c0; c < c1 && !over_budget;) {
     const size_t first = c;
     uint64_t bytes = 0;
     bool skip = false;  // the chunk at c is cached or on its way

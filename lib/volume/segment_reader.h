@@ -57,6 +57,12 @@ class SegmentReader {
   // The object's size if known (0 otherwise).
   uint64_t KnownSize(uint64_t id);
   void Forget(uint64_t id);
+  // A segment this writer stored (its PUT succeeded), whose bytes are `object`: its footer
+  // goes to the persistent footer cache, as ReadFooter would keep it, so that reading it
+  // after a restart costs neither a HEAD nor a footer GET. The tail is copied out before
+  // the PUT takes the bytes (FooterEntry), kept once the PUT succeeded (KeepFooter).
+  std::string FooterEntry(const objstore::Rope& object) const;
+  void KeepFooter(uint64_t id, std::string entry);
 
   // Reads `n` blocks of segment `id`'s data stream from `index` into `dest`. `ra`: the
   // volume's read-ahead (counts hits, bounds the wait for its GETs); may be null.
@@ -69,8 +75,10 @@ class SegmentReader {
   // in-flight budget (what does not fit is skipped). Chunks cached or being fetched are
   // skipped. Never fails: a failure is counted (ra.counters()) and dropped; the result says
   // whether there was none. memory:// (read_partial_raw_chunks) has nothing to read ahead.
+  // A segment whose data is at most kWholeSegmentBytes is read ahead whole.
   Task<bool> Prefetch(objstore::ObjectStore& once, ReadAhead& ra, uint64_t id, uint64_t index,
                       uint64_t n);
+  static constexpr uint64_t kWholeSegmentBytes = 1 << 20;
 
   // What the disk cache's keys start with: the store's URL and the volume's uuid (set at
   // open once the uuid is known; until then the disk cache is not used).

@@ -76,9 +76,12 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
         });
         const uint64_t checksum = enc.footer_checksum;
         *size = enc.bytes.size();
+        std::string footer_entry = segments_.FooterEntry(enc.bytes);
         Status st = co_await store_.PutIfAbsentRope(key, std::move(enc.bytes));
         if (st.ok()) {
           NoteUpload(st, key);
+          // Stored for good under this id: a restart reads its footer locally.
+          segments_.KeepFooter(id, std::move(footer_entry));
           co_return st;
         }
         if (st.IsPreconditionFailed()) {

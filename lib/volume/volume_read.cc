@@ -131,22 +131,59 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
         /*include_buffers=*/true, frozen);
     if (st.IsNotFound() && attempt < kReadRetries) continue;  // an SST retired under us
     CO_RETURN_IF_ERROR(st);
-    std::vector<uint8_t> scratch;
-    for (const Piece& p : fetch) {
-      const uint64_t n = p.end - p.first;
-      const bool direct = p.first * bs >= offset && p.end * bs <= out_end;
-      uint8_t* dest;
-      if (direct) {
-        dest = out.data() + (p.first * bs - offset);
+    // The pieces of one segment lying close together in its data stream (within a chunk
+    // of each other, as a sequential write laid them out between later overwrites) are
+    // one read of the span that covers them: one GET of adjacent chunks, not one per
+    // piece. Every segment's span is read at once: a read over data overwritten here
+    // and there waits about one GET, not one per piece.
+    std::sort(fetch.begin(), fetch.end(), [](const Piece& a, const Piece& b) {
+      return a.loc.segment != b.loc.segment ? a.loc.segment < b.loc.segment
+                                            : a.loc.index < b.loc.index;
+    });
+    struct Span {
+      uint64_t segment, index, n;
+      size_t first_piece, end_piece;  // in `fetch`
+    };
+    std::vector<Span> spans;
+    for (size_t i = 0; i < fetch.size(); ++i) {
+      const lsm::Loc& loc = fetch[i].loc;
+      const uint64_t n = fetch[i].end - fetch[i].first;
+      if (!spans.empty() && spans.back().segment == loc.segment &&
+          loc.index <= spans.back().index + spans.back().n + options_.blocks_per_chunk) {
+        Span& sp = spans.back();
+        sp.n = std::max(sp.index + sp.n, loc.index + n) - sp.index;
+        sp.end_piece = i + 1;
       } else {
-        scratch.resize(n * bs);
-        dest = scratch.data();
+        spans.push_back({loc.segment, loc.index, n, i, i + 1});
       }
-      st = co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, n, dest, &read_ahead_);
-      if (!st.ok()) break;
-      if (!direct) copy(p.first, p.end, scratch.data());
+    }
+    std::vector<std::vector<uint8_t>> scratch(spans.size());
+    std::vector<Task<Status>> reads;
+    for (size_t k = 0; k < spans.size(); ++k) {
+      const Span& sp = spans[k];
+      const Piece& p = fetch[sp.first_piece];
+      uint8_t* dest;
+      if (sp.end_piece == sp.first_piece + 1 && p.first * bs >= offset && p.end * bs <= out_end) {
+        dest = out.data() + (p.first * bs - offset);  // one piece, wholly inside `out`
+      } else {
+        scratch[k].resize(sp.n * bs);
+        dest = scratch[k].data();
+      }
+      reads.push_back(segments_.ReadBlocks(sp.segment, sp.index, sp.n, dest, &read_ahead_));
+    }
+    for (const Status& r : co_await WhenAll(std::move(reads))) {
+      if (st.ok() || (st.IsNotFound() && !r.ok() && !r.IsNotFound())) st = r;
     }
     if (st.IsNotFound() && attempt < kReadRetries) continue;  // GC raced us: resolve again
+    if (st.ok()) {
+      for (size_t k = 0; k < spans.size(); ++k) {
+        if (scratch[k].empty()) continue;
+        for (size_t i = spans[k].first_piece; i < spans[k].end_piece; ++i) {
+          const Piece& p = fetch[i];
+          copy(p.first, p.end, scratch[k].data() + (p.loc.index - spans[k].index) * bs);
+        }
+      }
+    }
     CO_RETURN_IF_ERROR(st);
     break;
   }

@@ -19,6 +19,7 @@
 // track per key beyond GCM's own (2^32 pieces per object key: far above any object).
 #include "crypto/aead.h"
 
+#include <fmt/format.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -29,8 +30,6 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-
-#include <fmt/format.h>
 
 #include "util/checksum.h"
 #include "util/coding.h"
@@ -60,8 +59,8 @@ void Hkdf(std::string_view ikm, std::string_view salt, std::string_view info, ui
   *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()),
                                            info.size());
   if (!salt.empty()) {
-    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                             const_cast<char*>(salt.data()), salt.size());
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<char*>(salt.data()),
+                                             salt.size());
   }
   *p = OSSL_PARAM_construct_end();
   const int ok = EVP_KDF_derive(ctx, out, out_len, params);
@@ -134,8 +133,8 @@ Result<std::string> ObjectKey::Open(uint64_t slot, std::string_view sealed,
                           reinterpret_cast<const uint8_t*>(sealed.data()), static_cast<int>(n));
   ok &= EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes,
                             const_cast<char*>(sealed.data() + n));
-  if (ok != 1 || EVP_DecryptFinal_ex(c.ctx, reinterpret_cast<uint8_t*>(plain.data()) + len,
-                                     &fin) != 1) {
+  if (ok != 1 ||
+      EVP_DecryptFinal_ex(c.ctx, reinterpret_cast<uint8_t*>(plain.data()) + len, &fin) != 1) {
     return Status::Corruption(what + ": fails authentication (damaged or altered)");
   }
   return plain;
@@ -225,9 +224,11 @@ std::shared_ptr<const ObjectKey> Keyring::NewObjectKey(Purpose purpose) const {
 
 // Validates a header: Corruption if it is damaged.
 static Status CheckHeader(std::string_view header, const std::string& what) {
-  if (header.size() < kHeaderBytes) return Status::Corruption(what + ": encryption header truncated");
+  if (header.size() < kHeaderBytes)
+    return Status::Corruption(what + ": encryption header truncated");
   const auto* p = reinterpret_cast<const uint8_t*>(header.data());
-  if (LoadLE64(p) != MagicValue()) return Status::Corruption(what + ": bad encryption header magic");
+  if (LoadLE64(p) != MagicValue())
+    return Status::Corruption(what + ": bad encryption header magic");
   if (LoadLE64(p + kHeaderBytes - 8) != Checksum64(header.substr(8, kKeyIdBytes + kSaltBytes))) {
     return Status::Corruption(what + ": encryption header checksum mismatch");
   }
@@ -274,7 +275,8 @@ std::string Keyring::key_ids() const {
 }
 
 bool IsSealed(std::string_view bytes) {
-  return bytes.size() >= 8 && LoadLE64(reinterpret_cast<const uint8_t*>(bytes.data())) == MagicValue();
+  return bytes.size() >= 8 &&
+         LoadLE64(reinterpret_cast<const uint8_t*>(bytes.data())) == MagicValue();
 }
 
 std::string HeaderKeyId(std::string_view header) {
@@ -283,9 +285,9 @@ std::string HeaderKeyId(std::string_view header) {
 }
 
 Status NoKeyError(std::string_view header, const std::string& what) {
-  return Status::InvalidArgument(fmt::format(
-      "{} is encrypted (key id {}) and no [storage] encryption_key_file is configured", what,
-      HeaderKeyId(header)));
+  return Status::InvalidArgument(
+      fmt::format("{} is encrypted (key id {}) and no [storage] encryption_key_file is configured",
+                  what, HeaderKeyId(header)));
 }
 
 Result<std::string> OpenWholeObject(const Keyring* keyring, Purpose purpose, std::string_view bytes,

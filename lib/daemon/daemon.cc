@@ -6,6 +6,7 @@
 
 #include "cache/disk_cache.h"
 #include "control/server.h"
+#include "crypto/aead.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
 #include "env/block_on.h"
@@ -19,7 +20,6 @@
 #include "objstore/s3_store.h"
 #include "trace/recorder.h"
 #include "trace/recording_catalog.h"
-#include "crypto/aead.h"
 #include "util/buffer_pool.h"
 #include "util/log.h"
 #include "util/rfc3339.h"
@@ -96,8 +96,7 @@ Status Daemon::Start() {
     auto keys = crypto::Keyring::Load(cfg_.encryption_key_file, cfg_.encryption_old_key_files);
     if (!keys.ok()) return keys.status().WithContext("storage.encryption_key_file");
     keyring_ = std::move(*keys);
-    Log()->info("encryption at rest on key_id={} keys={}", keyring_->key_id(),
-                keyring_->key_ids());
+    Log()->info("encryption at rest on key_id={} keys={}", keyring_->key_id(), keyring_->key_ids());
   }
   if (cfg_.storage_url.starts_with("file://")) {
     // Like the original: a missing storage directory is created (and said so).

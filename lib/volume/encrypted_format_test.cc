@@ -42,9 +42,9 @@ struct Stored {
 
 Stored Encode(const crypto::Keyring& ring, bool compress) {
   SegmentFooter f = Footer();
-  EncodedSegment e = EncodeSegment(&f, SegmentContents{objstore::Rope(Plain()), {}},
-                                   EncodeOptions{compress, nullptr},
-                                   ring.NewObjectKey(crypto::Purpose::kSegment));
+  EncodedSegment e =
+      EncodeSegment(&f, SegmentContents{objstore::Rope(Plain()), {}},
+                    EncodeOptions{compress, nullptr}, ring.NewObjectKey(crypto::Purpose::kSegment));
   return {std::move(e.bytes).Flatten(), e.footer_checksum};
 }
 
@@ -88,8 +88,7 @@ TEST_CASE("encrypted segment: without the key or under another it names the key 
   Stored s = Encode(*ring, true);
   auto none = DecodeSegmentFooter(s.bytes, s.bytes.size(), "seg/9", nullptr, nullptr);
   CHECK(none.status().code() == Status::Code::kInvalidArgument);
-  CHECK_THAT(none.status().message(), Catch::Contains(ring->key_id()) &&
-                                          Catch::Contains("seg/9"));
+  CHECK_THAT(none.status().message(), Catch::Contains(ring->key_id()) && Catch::Contains("seg/9"));
   auto other = Ring('o');
   auto wrong = DecodeSegmentFooter(s.bytes, s.bytes.size(), "seg/9", nullptr, other.get());
   CHECK(wrong.status().code() == Status::Code::kInvalidArgument);

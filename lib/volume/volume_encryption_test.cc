@@ -1,7 +1,6 @@
 // Encryption at rest through the volume: every object it writes is sealed, a missing or
 // wrong key stops open with a message saying so, rotation keeps old objects readable.
 #include <catch2/catch.hpp>
-
 #include <map>
 
 #include "crypto/aead.h"
@@ -137,8 +136,8 @@ TEST_CASE("encrypted volume: reopens with its key, and without it or with anothe
   auto wrong = TryOpen(env, store, Options(other.get()));
   REQUIRE(!wrong.ok());
   CHECK(wrong.status().code() == Status::Code::kInvalidArgument);
-  CHECK_THAT(wrong.status().message(), Catch::Contains("wrong encryption_key_file") &&
-                                           Catch::Contains(ring->key_id()));
+  CHECK_THAT(wrong.status().message(),
+             Catch::Contains("wrong encryption_key_file") && Catch::Contains(ring->key_id()));
   // Neither failed open wrote anything: the right key still opens the same data.
   auto v = Open(env, store, Options(ring.get()));
   Verify(env, *v, model);

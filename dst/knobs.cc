@@ -144,6 +144,8 @@ Knobs Knobs::Draw(uint64_t seed, uint64_t ops, bool swarm) {
   f.late_ppm = uint32_t(Pick(r, {0, 5000, 30000, 100000}));
   f.late_max_ns = Pick(r, {200'000'000ull, 5'000'000'000ull, 60'000'000'000ull});
   if (swarm && r.Below(2) == 0) f.late_ppm = 0;
+  // Encryption at rest (appended last, as above): on in half the seeds.
+  k.encrypt = r.Below(2) == 0;
   return k;
 }
 
@@ -167,7 +169,7 @@ std::string Knobs::Describe() const {
       "w_snap_read={} snap_trigger_permille={} full_compaction_min_bytes={} "
       "full_compaction_ratio={} damage_permille={} get_damage_ppm={} disk_cache_bytes={} "
       "cache_damage_ppm={} cache_disk_bytes={} cache_read_only={} upload_window={} late_ppm={} "
-      "late_max_ns={}",
+      "late_max_ns={} encrypt={}",
       seed, ops, swarm ? 1 : 0, shuffle_ready ? 1 : 0, v.block_size, v.size_bytes,
       v.flush_interval_ms, v.l0_sst_size_bytes, v.max_unflushed_bytes, v.block_cache_size_bytes,
       v.blocks_per_chunk, v.compress ? 1 : 0, v.read_partial_raw_chunks ? 1 : 0,
@@ -182,7 +184,7 @@ std::string Knobs::Describe() const {
       w.hot_regions, w.steps_per_op, w.w_snap, w.w_snap_read, w.snap_trigger_permille,
       v.full_compaction_min_bytes, v.full_compaction_ratio, f.damage_permille, f.get_damage_ppm,
       f.disk_cache_bytes, f.cache_damage_ppm, f.cache_disk_bytes, f.cache_read_only ? 1 : 0,
-      v.upload_window, f.late_ppm, f.late_max_ns);
+      v.upload_window, f.late_ppm, f.late_max_ns, encrypt ? 1 : 0);
 }
 
 std::string Knobs::Command() const {

@@ -74,6 +74,9 @@ struct Knobs {
   volume::VolumeOptions volume;
   FaultKnobs faults;
   WorkloadKnobs work;
+  // Encryption at rest (VolumeOptions::keyring, set by the Simulator from a key and salts
+  // drawn from the seed, so a seed still replays exactly).
+  bool encrypt = false;
 
   static Knobs Draw(uint64_t seed, uint64_t ops, bool swarm);
   // One line: "seed=... ops=... block_size=... ...".

@@ -25,12 +25,21 @@ const char* OpName(OpType t) {
 
 Simulator::Simulator(const Knobs& knobs)
     : k_(knobs),
+      key_rng_(knobs.seed ^ 0x6b65797372ULL),
       env_(SimEnv::Options{.seed = knobs.seed, .shuffle_ready = knobs.shuffle_ready}),
       rng_(knobs.seed ^ 0x776f726b6c6f6164ULL),
       plan_(env_, knobs.faults, knobs.seed),
       cache_disk_(std::make_shared<testing::MemoryCacheFiles::Disk>()),
       cache_rng_(knobs.seed ^ 0x6361636865ULL),
       damage_rng_(knobs.seed ^ 0x64616d616765ULL) {
+  if (k_.encrypt) {
+    std::string key(crypto::kKeyBytes, '\0');
+    for (char& c : key) c = static_cast<char>(key_rng_.Next());
+    keyring_ = *crypto::Keyring::FromKeys({key}, [this](uint8_t* out, size_t n) {
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(key_rng_.Next());
+    });
+    k_.volume.keyring = keyring_.get();
+  }
   if (k_.faults.cache_disk_bytes > 0) cache_disk_->disk_bytes = k_.faults.cache_disk_bytes;
   cache_disk_->read_only = k_.faults.cache_read_only;
   cache_disk_->on_read = [this](const std::string&, std::string* bytes) {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cache/disk_cache.h"
+#include "crypto/aead.h"
 #include "dst/faults.h"
 #include "dst/history.h"
 #include "dst/knobs.h"
@@ -206,6 +207,9 @@ class Simulator {
   void RecordOpen(Writer* w);
 
   Knobs k_;
+  // k_.encrypt: the volumes' keys (k_.volume.keyring points here); outlives every volume.
+  std::shared_ptr<const crypto::Keyring> keyring_;
+  Prng key_rng_;  // the keyring's salts
   SimEnv env_;
   Prng rng_;
   objstore::MemoryStore mem_;

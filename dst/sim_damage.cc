@@ -45,7 +45,7 @@ void Simulator::MaybeDamage() {
   }
   if (damage_rng_.Below(1000) >= k_.faults.damage_permille) return;
 
-  auto [number, m] = LatestManifest(mem_);
+  auto [number, m] = LatestManifest(mem_, k_.volume.keyring);
   if (number == 0) return;
   std::vector<uint64_t> segs;
   for (const auto& key : ListKeys(mem_, "seg/")) {
@@ -56,7 +56,7 @@ void Simulator::MaybeDamage() {
   // The open's evidence: the highest footer's durable_through (never damaged itself).
   uint64_t evidence = 0;
   if (!segs.empty()) {
-    if (auto f = SegmentFooterOf(mem_, segs.back())) evidence = f->durable_through;
+    if (auto f = SegmentFooterOf(mem_, segs.back(), k_.volume.keyring)) evidence = f->durable_through;
   }
   enum Class { kReplayLog, kMapped, kSst, kManifest, kSnapshot, kClasses };
   std::vector<std::string> pool[kClasses];

@@ -40,10 +40,10 @@ void Simulator::RecordOpen(Writer* w) {
   facts_.max_open_epoch = s.epoch;
   // Background work started inside Open may already have committed manifests and
   // uploaded segments: find this epoch's opener and fence in the store itself.
-  auto [number, m] = LatestManifest(mem_);
+  auto [number, m] = LatestManifest(mem_, k_.volume.keyring);
   if (m.epoch == s.epoch) facts_.openers.insert(m.epoch_manifest);
   for (uint64_t id = s.next_segment_id; id-- > 0;) {
-    auto f = SegmentFooterOf(mem_, id);
+    auto f = SegmentFooterOf(mem_, id, k_.volume.keyring);
     if (f && f->is_fence() && f->epoch == s.epoch) {
       facts_.fences[id] = s.epoch;
       break;
@@ -237,7 +237,8 @@ void Simulator::CheckInvariants(const char* when) {
   ++checks_;
   std::string summary;
   std::string err =
-      CheckStore(mem_, &facts_, k_.volume.block_size, k_.volume.size_bytes, &summary);
+      CheckStore(mem_, &facts_, k_.volume.block_size, k_.volume.size_bytes, &summary,
+                 k_.volume.keyring);
   if (!err.empty()) return Fail(fmt::format("store invariant ({}): {}", when, err));
   if (Healthy(primary_) && primary_->vol->fenced()) {
     return Fail(fmt::format("writer {} fenced itself with no other writer", primary_->id));

@@ -31,7 +31,8 @@ std::optional<std::string> GetObject(objstore::MemoryStore& mem, const std::stri
 
 }  // namespace
 
-std::pair<uint64_t, volume::Manifest> LatestManifest(objstore::MemoryStore& mem) {
+std::pair<uint64_t, volume::Manifest> LatestManifest(objstore::MemoryStore& mem,
+                                                     const crypto::Keyring* keyring) {
   auto listed = Inline(mem.List("manifest/"));
   PORTAL_ASSERT(listed.ok(), "listing a MemoryStore failed");
   uint64_t latest = 0;
@@ -41,16 +42,17 @@ std::pair<uint64_t, volume::Manifest> LatestManifest(objstore::MemoryStore& mem)
   }
   if (latest == 0) return {0, {}};
   auto bytes = GetObject(mem, volume::ManifestKey(latest));
-  auto m = volume::DecodeManifest(bytes ? *bytes : "", volume::ManifestKey(latest));
+  auto m = volume::DecodeManifest(bytes ? *bytes : "", volume::ManifestKey(latest), keyring);
   if (!m.ok()) return {latest, {}};
   return {latest, std::move(*m)};
 }
 
-std::optional<volume::SegmentFooter> SegmentFooterOf(objstore::MemoryStore& mem, uint64_t id) {
+std::optional<volume::SegmentFooter> SegmentFooterOf(objstore::MemoryStore& mem, uint64_t id,
+                                                     const crypto::Keyring* keyring) {
   const std::string key = volume::SegmentKey(id);
   auto bytes = GetObject(mem, key);
   if (!bytes) return std::nullopt;
-  auto f = volume::DecodeSegmentFooter(*bytes, bytes->size(), key);
+  auto f = volume::DecodeSegmentFooter(*bytes, bytes->size(), key, nullptr, keyring);
   if (!f.ok()) return std::nullopt;
   return std::move(*f);
 }
@@ -85,7 +87,8 @@ void CopyStore(objstore::MemoryStore& from, objstore::MemoryStore& to) {
 }
 
 std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t block_size,
-                       uint64_t size_bytes, std::string* summary) {
+                       uint64_t size_bytes, std::string* summary,
+                       const crypto::Keyring* keyring) {
   auto listed = Inline(mem.List("manifest/"));
   PORTAL_ASSERT(listed.ok(), "listing a MemoryStore failed");
   uint64_t latest = 0;
@@ -97,7 +100,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
   const std::string mkey = volume::ManifestKey(latest);
   auto mbytes = GetObject(mem, mkey);
   if (!mbytes) return mkey + " listed but unreadable";
-  auto decoded = volume::DecodeManifest(*mbytes, mkey);
+  auto decoded = volume::DecodeManifest(*mbytes, mkey, keyring);
   if (!decoded.ok()) return "latest manifest: " + decoded.status().ToString();
   const volume::Manifest& m = *decoded;
 
@@ -136,7 +139,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
     const std::string key = volume::SegmentKey(id);
     auto bytes = GetObject(mem, key);
     if (!bytes) return fmt::format("fence segment {} (epoch {}) was deleted", key, epoch);
-    auto f = volume::DecodeSegmentFooter(*bytes, bytes->size(), key);
+    auto f = volume::DecodeSegmentFooter(*bytes, bytes->size(), key, nullptr, keyring);
     if (!f.ok()) return "fence segment: " + f.status().ToString();
     if (!f->is_fence() || f->epoch != epoch) {
       return fmt::format("{} is not epoch {}'s fence (epoch {}, {} extents)", key, epoch,
@@ -169,7 +172,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
         return fmt::format("SST {} is {} bytes, manifest says {}", ref.key, bytes->size(),
                            ref.size_bytes);
       }
-      auto idx = lsm::DecodeSstIndex(*bytes, bytes->size(), ref.key);
+      auto idx = lsm::DecodeSstIndex(*bytes, bytes->size(), ref.key, keyring);
       if (!idx.ok()) return idx.status().ToString();
       if (idx->min_block != ref.min_block || idx->end_block != ref.end_block ||
           idx->extent_count != ref.extent_count || idx->data_blocks != ref.data_blocks) {
@@ -179,7 +182,8 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
       std::map<uint64_t, uint64_t> summary_seen;
       for (const auto& entry : idx->blocks) {
         auto extents = lsm::DecodeSstBlock(
-            std::string_view(*bytes).substr(entry.offset, entry.length), entry, ref.key);
+            std::string_view(*bytes).substr(entry.offset, entry.length), entry, ref.key,
+            idx->key.get());
         if (!extents.ok()) return extents.status().ToString();
         for (const lsm::Extent& e : *extents) {
           if (e.first < prev_end || e.end <= e.first || e.end > ref.end_block) {
@@ -201,7 +205,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
             const std::string skey = volume::SegmentKey(e.loc.segment);
             auto sb = GetObject(mem, skey);
             if (sb) {
-              auto f = volume::DecodeSegmentFooter(*sb, sb->size(), skey);
+              auto f = volume::DecodeSegmentFooter(*sb, sb->size(), skey, nullptr, keyring);
               if (!f.ok()) return f.status().ToString();
               it->second = std::move(*f);
             }
@@ -252,7 +256,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
       return fmt::format("{} lists snapshot '{}' whose object {} is missing", mkey, snap.name,
                          snap.key);
     }
-    auto obj = volume::DecodeSnapshotObject(*sbytes, snap.key);
+    auto obj = volume::DecodeSnapshotObject(*sbytes, snap.key, keyring);
     if (!obj.ok()) return "snapshot object: " + obj.status().ToString();
     if (obj->name != snap.name || obj->id != snap.id || obj->size_bytes != size_bytes ||
         obj->block_size != block_size) {
@@ -266,7 +270,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
         if (!bytes) {
           return fmt::format("snapshot '{}' pins SST {}, which is missing", snap.name, ref.key);
         }
-        auto idx = lsm::DecodeSstIndex(*bytes, bytes->size(), ref.key);
+        auto idx = lsm::DecodeSstIndex(*bytes, bytes->size(), ref.key, keyring);
         if (!idx.ok()) return idx.status().ToString();
         for (const auto& [seg, n] : idx->segment_blocks) {
           if (!pinned.count(seg)) {
@@ -278,7 +282,7 @@ std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t b
             const std::string skey = volume::SegmentKey(seg);
             auto sb = GetObject(mem, skey);
             if (sb) {
-              auto f = volume::DecodeSegmentFooter(*sb, sb->size(), skey);
+              auto f = volume::DecodeSegmentFooter(*sb, sb->size(), skey, nullptr, keyring);
               if (!f.ok()) return f.status().ToString();
               it->second = std::move(*f);
             }

@@ -38,14 +38,18 @@ struct StoreFacts {
 
 // Returns "" or the first violation found. `checked` (optional) receives a short
 // summary for the history ("m=12 ssts=4 segs=9").
+// `keyring`: the volume's keys when it is encrypted (null: not).
 std::string CheckStore(objstore::MemoryStore& mem, StoreFacts* facts, uint32_t block_size,
-                       uint64_t size_bytes, std::string* summary);
+                       uint64_t size_bytes, std::string* summary,
+                       const crypto::Keyring* keyring = nullptr);
 
 // Reads the latest manifest (number 0 if none).
-std::pair<uint64_t, volume::Manifest> LatestManifest(objstore::MemoryStore& mem);
+std::pair<uint64_t, volume::Manifest> LatestManifest(objstore::MemoryStore& mem,
+                                                     const crypto::Keyring* keyring = nullptr);
 
 // The footer of segment `id`, if it exists and decodes.
-std::optional<volume::SegmentFooter> SegmentFooterOf(objstore::MemoryStore& mem, uint64_t id);
+std::optional<volume::SegmentFooter> SegmentFooterOf(objstore::MemoryStore& mem, uint64_t id,
+                                                     const crypto::Keyring* keyring = nullptr);
 
 // Direct object access (no faults): the damage step (sim_damage.cc).
 std::optional<std::string> ReadObject(objstore::MemoryStore& mem, const std::string& key);

@@ -4,6 +4,8 @@
 #
 #   scripts/bench-s3.sh
 #   IDLE_S=30 PUT_SAMPLES=128 scripts/bench-s3.sh
+#   ENCRYPT=both scripts/bench-s3.sh   # the workload without, then with encryption at
+#                                      # rest (ENCRYPT=on: with only), and both ratios
 #
 # Workload, against one portalbd with default [lsm] settings on a 2 GiB device:
 #   A. 256 MiB sequential writes, fio --ioengine=nbd, 1 MiB blocks, iodepth 32, fsync at
@@ -27,6 +29,18 @@ for tool in fio curl node /usr/bin/python3; do
 done
 [ -x "$PORTALBD_BUILD_DIR/portalbd" ] || { echo "bench-s3: $PORTALBD_BUILD_DIR/portalbd not built"; exit 1; }
 export PYTHONPATH="$root/tests/e2e:$root/tests/interop" PYTHONDONTWRITEBYTECODE=1
+if [ "${ENCRYPT:-off}" = both ]; then
+  out=$(mktemp)
+  trap 'rm -f "$out"' EXIT
+  for e in off on; do
+    echo "=== ENCRYPT=$e"
+    ENCRYPT=$e "$0" "$@" | tee -a "$out"
+  done
+  echo
+  echo "=== bytes uploaded / bytes written, encryption off then on (same workload):"
+  grep -E "^(encryption|bytes uploaded / written)" "$out"
+  exit 0
+fi
 exec /usr/bin/python3 - "$@" <<'PY'
 import hashlib
 import json
@@ -57,9 +71,14 @@ except harness.Skip as e:
     sys.exit(f"bench-s3: {e}")
 nbd = harness.import_nbd()
 cfg = os.path.join(tmp, "portalbd.toml")
+ENCRYPT = os.environ.get("ENCRYPT", "off") == "on"
 with open(cfg, "w") as f:
     f.write(f'[device]\ndisk_size_gb = 2\n[storage]\nurl = "s3://bench/vol"\n'
             f'cache_dir = "{tmp}/cache"\nunsafe_no_fencing = true\n')
+    if ENCRYPT:  # a random key, raw 32 bytes (docs/volume.md "Encryption")
+        with open(os.path.join(tmp, "volume.key"), "wb") as k:
+            k.write(os.urandom(32))
+        f.write(f'encryption_key_file = "{tmp}/volume.key"\n')
 d = harness.Daemon(tmp, config=open(cfg).read(), env=s3.env(), ready_timeout=30)
 
 STATUS_RE = re.compile(r"(\w+) calls=(\d+) errors=(\d+) bytes=(\d+)")
@@ -242,6 +261,7 @@ def verdict(ok):
     return "ok" if ok else "MISSED"
 
 
+print(f"encryption at rest          {'on (AES-256-GCM)' if ENCRYPT else 'off'}")
 print(f"bytes written {written / MiB:.0f} MiB; uploaded {whole['put_bytes'] / MiB:.1f} MiB")
 print(f"PUTs per GiB written        {puts_per_gib:8.1f}   (target <= 320)  {verdict(puts_per_gib <= 320)}")
 print(f"bytes uploaded / written    {amp:8.2f}   (target <= 2)    {verdict(amp <= 2)}")

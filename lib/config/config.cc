@@ -78,6 +78,21 @@ class Reader {
     return Status::Ok();
   }
 
+  Status StrArray(const toml::table& t, const std::string& table, const char* name,
+                  std::vector<std::string>* out) {
+    const toml::node* n = t.get(name);
+    if (!n) return Status::Ok();
+    const toml::array* a = n->as_array();
+    if (!a) return Error(Qualified(table, name), "must be an array of strings");
+    out->clear();
+    for (const toml::node& e : *a) {
+      auto v = e.value_exact<std::string>();
+      if (!v || v->empty()) return Error(Qualified(table, name), "must hold non-empty strings");
+      out->push_back(*v);
+    }
+    return Status::Ok();
+  }
+
   Status Bool(const toml::table& t, const std::string& table, const char* name, bool* out) {
     const toml::node* n = t.get(name);
     if (!n) return Status::Ok();
@@ -153,7 +168,9 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
                                                 "log", "cache", "metrics"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
-      {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
+      {"storage",
+       {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms", "encryption_key_file",
+        "encryption_old_key_files"}},
       {"nbd", {"address", "socket", "max_connections"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
@@ -206,6 +223,10 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(
       r.Bool(table("storage"), "storage", "unsafe_no_fencing", &c.unsafe_no_fencing));
   RETURN_IF_ERROR(r.U64(table("storage"), "storage", "stop_timeout_ms", &c.stop_timeout_ms));
+  RETURN_IF_ERROR(
+      r.Str(table("storage"), "storage", "encryption_key_file", &c.encryption_key_file));
+  RETURN_IF_ERROR(r.StrArray(table("storage"), "storage", "encryption_old_key_files",
+                             &c.encryption_old_key_files));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
   RETURN_IF_ERROR(
       r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
@@ -333,6 +354,9 @@ Status Validate(const Config& c) {
                             kMaxIntervalMs, "1 day"));
   }
   if (c.cache_dir.empty()) return Bad("storage.cache_dir", "must not be empty");
+  if (c.encryption_key_file.empty() && !c.encryption_old_key_files.empty()) {
+    return Bad("storage.encryption_old_key_files", "needs storage.encryption_key_file");
+  }
   if (c.log_format != "text" && c.log_format != "json") {
     return Bad("log.format", fmt::format("must be \"text\" or \"json\", got \"{}\"", c.log_format));
   }

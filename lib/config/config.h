@@ -3,7 +3,10 @@
 //
 //   [device]  disk_size_gb (GiB = 2^30 bytes), block_size
 //   [storage] url (memory:// | file:///path | s3://bucket/prefix), cache_dir,
-//             unsafe_no_fencing, stop_timeout_ms
+//             unsafe_no_fencing, stop_timeout_ms, encryption_key_file (a file holding a
+//             32-byte key, raw or as 64 hex digits: every object holding block data or
+//             block addresses is encrypted with AES-256-GCM; docs/volume.md "Encryption"),
+//             encryption_old_key_files (array: keys that only decrypt, for rotation)
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
@@ -48,6 +51,10 @@ struct Config {
   std::string storage_url = "memory://";
   std::string cache_dir = "/var/lib/portalbd";
   bool unsafe_no_fencing = false;
+  // Encryption at rest: "" = off. Old key files only decrypt (objects written before a
+  // rotation stay readable until GC or compaction rewrites them).
+  std::string encryption_key_file;
+  std::vector<std::string> encryption_old_key_files;
   // How long SIGTERM/SIGINT waits for in-flight requests and the final FLUSH before
   // giving up on what is not yet durable (and exiting 1).
   uint64_t stop_timeout_ms = 60'000;

@@ -259,5 +259,23 @@ TEST_CASE("[cache] dir and disk_size_bytes: off by default, sizes with units, bo
   CHECK(Mentions(Check("[cache]\nsize = 1\n"), "cache.size"));
 }
 
+TEST_CASE("storage encryption keys: a key file, old key files for rotation", "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml(
+      "[storage]\nencryption_key_file = \"/k/new\"\n"
+      "encryption_old_key_files = [\"/k/old1\", \"/k/old2\"]\n",
+      "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->encryption_key_file == "/k/new");
+  CHECK(c->encryption_old_key_files == std::vector<std::string>{"/k/old1", "/k/old2"});
+  CHECK(Validate(*c).ok());
+  CHECK(Mentions(Check("[storage]\nencryption_old_key_files = [\"/k/old\"]\n"),
+                 "storage.encryption_old_key_files"));
+  CHECK(Mentions(Check("[storage]\nencryption_key_file = \"/k\"\n"
+                       "encryption_old_key_files = \"/k/old\"\n"),
+                 "must be an array of strings"));
+  CHECK(Mentions(Check("[storage]\nencryption_key_file = 7\n"), "storage.encryption_key_file"));
+}
+
 }  // namespace
 }  // namespace portal::config

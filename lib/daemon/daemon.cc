@@ -6,6 +6,7 @@
 
 #include "cache/disk_cache.h"
 #include "control/server.h"
+#include "crypto/aead.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
 #include "env/block_on.h"
@@ -90,6 +91,13 @@ Status Daemon::Start() {
     if (!rec.ok()) return rec.status().WithContext("record.path");
     recorder_ = std::move(*rec);
   }
+  // The keys next: a bad key file stops us before the store is touched.
+  if (!cfg_.encryption_key_file.empty()) {
+    auto keys = crypto::Keyring::Load(cfg_.encryption_key_file, cfg_.encryption_old_key_files);
+    if (!keys.ok()) return keys.status().WithContext("storage.encryption_key_file");
+    keyring_ = std::move(*keys);
+    Log()->info("encryption at rest on key_id={} keys={}", keyring_->key_id(), keyring_->key_ids());
+  }
   if (cfg_.storage_url.starts_with("file://")) {
     // Like the original: a missing storage directory is created (and said so).
     std::string dir = cfg_.storage_url.substr(7);
@@ -117,6 +125,7 @@ Status Daemon::Start() {
   }
   volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
   volume_options.buffer_pool = &buffer_pool_;
+  volume_options.keyring = keyring_.get();
   if (cfg_.disk_cache_size_bytes > 0 && cfg_.storage_url != "memory://") {
     const std::string dir =
         cfg_.disk_cache_dir.empty() ? cfg_.cache_dir + "/chunks" : cfg_.disk_cache_dir;

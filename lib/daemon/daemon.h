@@ -30,6 +30,9 @@ class RealEnv;
 namespace cache {
 class DiskCache;
 }  // namespace cache
+namespace crypto {
+class Keyring;
+}  // namespace crypto
 namespace objstore {
 class CountingStore;
 class S3Store;
@@ -100,6 +103,9 @@ class Daemon {
   // [cache] disk_size_bytes > 0 (not on memory://): chunks on local disk, shared by the
   // volumes; declared before them, so it outlives them.
   std::unique_ptr<cache::DiskCache> disk_cache_;
+  // [storage] encryption_key_file set: the volumes' keys; declared before them, so it
+  // outlives them.
+  std::shared_ptr<const crypto::Keyring> keyring_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://

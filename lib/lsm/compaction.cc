@@ -82,9 +82,10 @@ bool FullCompactionDue(uint64_t shadowed_bytes, uint64_t stored_bytes,
 
 Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     Env& env, objstore::ObjectStore& store, const std::vector<Extent>& extents,
-    uint64_t target_bytes, const SstKeyFn& next_key, Cancellation* cancel) {
+    uint64_t target_bytes, const SstKeyFn& next_key, Cancellation* cancel,
+    const crypto::Keyring* keyring) {
   std::vector<std::pair<SstRef, SstIndex>> out;
-  SstBuilder builder;
+  SstBuilder builder(4096, keyring);
   auto finish = [&]() -> Task<Status> {
     if (builder.empty()) co_return Status::Ok();
     SstIndex idx;
@@ -93,7 +94,7 @@ Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
                idx.data_blocks};
     CO_RETURN_IF_ERROR(co_await PutSst(env, store, ref.key, bytes, cancel));
     out.emplace_back(std::move(ref), std::move(idx));
-    builder = SstBuilder();
+    builder = SstBuilder(4096, keyring);
     co_return Status::Ok();
   };
   for (const Extent& e : extents) {
@@ -171,7 +172,8 @@ Task<Result<CompactionResult>> RunCompaction(const Compaction& c, SstReader& sst
     out.push_back(Extent{b, r.end, r.value});
   }
   CO_ASSIGN_OR_RETURN(auto written,
-                      co_await WriteSsts(env, store, out, sst_target_bytes, next_key, cancel));
+                      co_await WriteSsts(env, store, out, sst_target_bytes, next_key, cancel,
+                                         ssts.keyring()));
   for (auto& [ref, idx] : written) {
     result.outputs.push_back(ref);
     account(idx, +1);

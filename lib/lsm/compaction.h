@@ -77,9 +77,11 @@ Task<Result<CompactionResult>> RunCompaction(const Compaction& c, SstReader& sst
 
 // Writes `extents` (sorted, disjoint) as SSTs of about `target_bytes` each, under keys
 // from `next_key`. An existing object under a fresh key is Corruption (keys are unique).
+// `keyring`: encrypt them (null: unencrypted).
 Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     Env& env, objstore::ObjectStore& store, const std::vector<Extent>& extents,
-    uint64_t target_bytes, const SstKeyFn& next_key, Cancellation* cancel);
+    uint64_t target_bytes, const SstKeyFn& next_key, Cancellation* cancel,
+    const crypto::Keyring* keyring = nullptr);
 
 // The edit of a memtable flush: `fresh` in front of L0 (at least an empty L0), and the
 // log position the map now includes.

@@ -14,6 +14,11 @@
 //   +-----------------------------------------------------------------------+
 //   | trailer: meta_len u32 | xxh3(meta) u64 | magic u64 "PBDSST01"         |
 //   +-----------------------------------------------------------------------+
+//
+// Encrypted SSTs (crypto/aead.cc): each data block is sealed at the slot of its offset
+// (index lengths and checksums are of the stored, sealed bytes: 16 more per block), the
+// meta is replaced by crypto header (56 bytes) | sealed meta, and the trailer's magic is
+// "PBDSSTE1". Unencrypted SSTs are unchanged.
 #include "lsm/sst_format.h"
 
 #include <fmt/format.h>
@@ -25,6 +30,7 @@ namespace portal::lsm {
 namespace {
 
 constexpr uint64_t kMagic = 0x3130545353444250ULL;  // "PBDSST01"
+constexpr uint64_t kSealedMagic = 0x3145545353444250ULL;  // "PBDSSTE1"
 
 Status Bad(const std::string& name, const std::string& what) {
   return Status::Corruption(fmt::format("map SST {}: {}", name, what));
@@ -62,6 +68,11 @@ void SstBuilder::FlushBlock() {
   std::string b;
   PutVarint64(&b, block_count_);
   b += block_;
+  if (key_) {
+    std::string sealed;
+    key_->Seal(out_.size(), b, &sealed);
+    b = std::move(sealed);
+  }
   SstIndexEntry entry{block_first_, prev_end_, out_.size(), b.size(), Checksum64(b)};
   out_ += b;
   index_.blocks.push_back(entry);
@@ -93,11 +104,17 @@ std::string SstBuilder::Finish(SstIndex* index) {
     PutVarint64(&meta, b.length);
     PutFixed64(&meta, b.checksum);
   }
+  if (key_) {
+    std::string sealed = key_->header();
+    key_->Seal(crypto::kWholeObject, meta, &sealed);
+    meta = std::move(sealed);
+  }
   std::string out = std::move(out_);
   out += meta;
   PutFixed32(&out, static_cast<uint32_t>(meta.size()));
   PutFixed64(&out, Checksum64(meta));
-  PutFixed64(&out, kMagic);
+  PutFixed64(&out, key_ ? kSealedMagic : kMagic);
+  index_.key = key_;
   if (index) *index = index_;
   return out;
 }
@@ -106,11 +123,13 @@ Result<uint64_t> ParseSstTrailer(std::string_view trailer, const std::string& na
   if (trailer.size() < kSstTrailerSize) return Bad(name, "object shorter than its trailer");
   const auto* p =
       reinterpret_cast<const uint8_t*>(trailer.data() + trailer.size() - kSstTrailerSize);
-  if (LoadLE64(p + 12) != kMagic) return Bad(name, "bad magic (not a map SST)");
+  const uint64_t magic = LoadLE64(p + 12);
+  if (magic != kMagic && magic != kSealedMagic) return Bad(name, "bad magic (not a map SST)");
   return LoadLE32(p);
 }
 
-Result<SstIndex> DecodeSstIndex(std::string_view tail, uint64_t size, const std::string& name) {
+Result<SstIndex> DecodeSstIndex(std::string_view tail, uint64_t size, const std::string& name,
+                                const crypto::Keyring* keyring) {
   ASSIGN_OR_RETURN(uint64_t meta_len, ParseSstTrailer(tail, name));
   if (tail.size() < kSstTrailerSize + meta_len || size < kSstTrailerSize + meta_len) {
     return Bad(name, "index length exceeds the object");
@@ -120,6 +139,16 @@ Result<SstIndex> DecodeSstIndex(std::string_view tail, uint64_t size, const std:
   if (Checksum64(meta) != LoadLE64(tp + 4)) return Bad(name, "index checksum mismatch");
   SstIndex idx;
   idx.index_offset = size - kSstTrailerSize - meta_len;
+  std::string opened;  // the decrypted meta
+  if (LoadLE64(tp + 12) == kSealedMagic) {
+    if (!keyring) return crypto::NoKeyError(meta, "map SST " + name);
+    ASSIGN_OR_RETURN(idx.key, keyring->KeyFor(meta, crypto::Purpose::kMapSst, "map SST " + name));
+    ASSIGN_OR_RETURN(opened, idx.key->Open(crypto::kWholeObject, meta.substr(crypto::kHeaderBytes),
+                                           "map SST " + name + " index"));
+    meta = opened;
+  } else if (keyring) {
+    return Bad(name, "not encrypted, in a volume that is");
+  }
   ByteReader r(meta);
   uint64_t version, nsummary, nblocks;
   if (!r.GetVarint64(&version) || !r.GetVarint64(&idx.min_block) ||
@@ -168,10 +197,17 @@ Result<SstIndex> DecodeSstIndex(std::string_view tail, uint64_t size, const std:
 }
 
 Result<std::vector<Extent>> DecodeSstBlock(std::string_view bytes, const SstIndexEntry& entry,
-                                           const std::string& name) {
+                                           const std::string& name, const crypto::ObjectKey* key) {
   if (bytes.size() != entry.length) return Bad(name, "block read returned the wrong length");
   if (Checksum64(bytes) != entry.checksum) {
     return Bad(name, fmt::format("block at offset {} fails its checksum", entry.offset));
+  }
+  std::string opened;
+  if (key) {
+    ASSIGN_OR_RETURN(opened, key->Open(entry.offset, bytes,
+                                       fmt::format("map SST {}: block at offset {}", name,
+                                                   entry.offset)));
+    bytes = opened;
   }
   ByteReader r(bytes);
   uint64_t count;

@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "crypto/aead.h"
 #include "lsm/extent.h"
 #include "util/status.h"
 
@@ -48,6 +50,8 @@ struct SstIndex {
   std::map<uint64_t, uint64_t> segment_blocks;    // segment id -> data blocks referenced
   std::vector<SstIndexEntry> blocks;
   uint64_t index_offset = 0;  // where the index starts in the object (= data area size)
+  // Encrypted SSTs only (not stored: made from the sealed meta's header): opens blocks.
+  std::shared_ptr<const crypto::ObjectKey> key;
   // Bytes of memory the decoded index takes (cache charge).
   uint64_t memory_bytes() const {
     return sizeof(*this) + blocks.size() * sizeof(SstIndexEntry) + segment_blocks.size() * 48;
@@ -57,7 +61,10 @@ struct SstIndex {
 // Builds an SST from extents added in ascending, non-overlapping order.
 class SstBuilder {
  public:
-  explicit SstBuilder(size_t block_bytes = 4096) : block_bytes_(block_bytes) {}
+  // `keyring`: encrypt (docs/volume.md "Encryption") under a key drawn for this object.
+  explicit SstBuilder(size_t block_bytes = 4096, const crypto::Keyring* keyring = nullptr)
+      : block_bytes_(block_bytes),
+        key_(keyring ? keyring->NewObjectKey(crypto::Purpose::kMapSst) : nullptr) {}
   void Add(const Extent& e);
   bool empty() const { return count_ == 0; }
   uint64_t extent_count() const { return count_; }
@@ -70,6 +77,7 @@ class SstBuilder {
   void FlushBlock();
 
   size_t block_bytes_;
+  std::shared_ptr<const crypto::ObjectKey> key_;  // null: unencrypted
   std::string out_;
   std::string block_;
   uint64_t block_count_ = 0;  // extents in the current block
@@ -84,9 +92,14 @@ class SstBuilder {
 // which precede the trailer.
 Result<uint64_t> ParseSstTrailer(std::string_view trailer, const std::string& name);
 // Decodes the tail (at least trailer + footer + index bytes) of an object of `size` bytes.
-Result<SstIndex> DecodeSstIndex(std::string_view tail, uint64_t size, const std::string& name);
+// An encrypted SST needs `keyring` (InvalidArgument naming its key id without it); with a
+// keyring, an unencrypted SST is Corruption.
+Result<SstIndex> DecodeSstIndex(std::string_view tail, uint64_t size, const std::string& name,
+                                const crypto::Keyring* keyring = nullptr);
 // Decodes one data block, verifying its checksum and that it matches its index entry.
+// `key`: the index's key (null for an unencrypted SST).
 Result<std::vector<Extent>> DecodeSstBlock(std::string_view bytes, const SstIndexEntry& entry,
-                                           const std::string& name);
+                                           const std::string& name,
+                                           const crypto::ObjectKey* key = nullptr);
 
 }  // namespace portal::lsm

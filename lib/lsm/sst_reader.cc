@@ -19,7 +19,7 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
         if (tails_) {  // a verified local copy saves the GET; a bad one costs only the GET
           std::optional<std::string> cached = co_await tails_->Get(ref.key);
           if (cached) {
-            auto idx = DecodeSstIndex(*cached, ref.size_bytes, ref.key);
+            auto idx = DecodeSstIndex(*cached, ref.size_bytes, ref.key, keyring_);
             if (idx.ok() && matches(*idx)) {
               uint64_t charge = idx->memory_bytes();
               co_return std::make_pair(std::move(*idx), charge);
@@ -45,7 +45,7 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
                 if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
                 tail = std::move(*got);
               }
-              decoded = DecodeSstIndex(tail, ref.size_bytes, ref.key);
+              decoded = DecodeSstIndex(tail, ref.size_bytes, ref.key, keyring_);
               co_return decoded.status();
             },
             corrupt_refetches_));
@@ -65,7 +65,7 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
 }
 
 Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
-    const SstRef& ref, const SstIndexEntry& entry) {
+    const SstRef& ref, const SstIndexEntry& entry, const crypto::ObjectKey* key) {
   auto v = co_await cache::GetTyped<std::vector<Extent>>(
       cache_, "sb/" + ref.key + "/" + std::to_string(entry.offset),
       [&]() -> Task<Result<std::pair<std::vector<Extent>, uint64_t>>> {
@@ -75,7 +75,7 @@ Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
               CO_ASSIGN_OR_RETURN(
                   std::string bytes,
                   co_await store_.Get(ref.key, objstore::GetRange{entry.offset, entry.length}));
-              CO_ASSIGN_OR_RETURN(extents, DecodeSstBlock(bytes, entry, ref.key));
+              CO_ASSIGN_OR_RETURN(extents, DecodeSstBlock(bytes, entry, ref.key, key));
               co_return Status::Ok();
             },
             corrupt_refetches_));
@@ -94,7 +94,7 @@ Task<Status> SstReader::ForEach(const SstRef& ref, uint64_t first, uint64_t end,
   auto it = std::partition_point(idx->blocks.begin(), idx->blocks.end(),
                                  [&](const SstIndexEntry& b) { return b.end_block <= first; });
   for (; it != idx->blocks.end() && it->first_block < end; ++it) {
-    CO_ASSIGN_OR_RETURN(auto block, co_await Block(ref, *it));
+    CO_ASSIGN_OR_RETURN(auto block, co_await Block(ref, *it, idx->key.get()));
     auto e = std::partition_point(block->begin(), block->end(),
                                   [&](const Extent& x) { return x.end <= first; });
     for (; e != block->end() && e->first < end; ++e) {

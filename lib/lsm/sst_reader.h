@@ -23,14 +23,24 @@ namespace portal::lsm {
 
 class SstReader {
  public:
+  // `keyring`: the volume's encryption keys (null: unencrypted); must outlive the reader.
   SstReader(objstore::ObjectStore& store, cache::BlockCache& cache,
             cache::PersistentCache* tails = nullptr,
-            std::atomic<uint64_t>* corrupt_refetches = nullptr)
-      : store_(store), cache_(cache), tails_(tails), corrupt_refetches_(corrupt_refetches) {}
+            std::atomic<uint64_t>* corrupt_refetches = nullptr,
+            const crypto::Keyring* keyring = nullptr)
+      : store_(store),
+        cache_(cache),
+        tails_(tails),
+        corrupt_refetches_(corrupt_refetches),
+        keyring_(keyring) {}
+
+  // What SSTs are written with (RunCompaction's outputs): this reader's keyring.
+  const crypto::Keyring* keyring() const { return keyring_; }
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
-  Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(const SstRef& ref,
-                                                                 const SstIndexEntry& entry);
+  // `key`: the SST's index's key (SstIndex::key; null when unencrypted).
+  Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(
+      const SstRef& ref, const SstIndexEntry& entry, const crypto::ObjectKey* key = nullptr);
   // Calls fn for every extent of `ref` overlapping [first, end), clipped, in order; stops
   // early when fn returns false.
   Task<Status> ForEach(const SstRef& ref, uint64_t first, uint64_t end,
@@ -43,6 +53,7 @@ class SstReader {
   cache::BlockCache& cache_;
   cache::PersistentCache* tails_;  // may be null
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
+  const crypto::Keyring* keyring_;            // may be null
 };
 
 }  // namespace portal::lsm

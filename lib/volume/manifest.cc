@@ -111,7 +111,7 @@ Result<std::vector<std::vector<SstRef>>> DecodeLevels(std::string_view text,
   return LevelsFromJson(j, name);
 }
 
-std::string EncodeManifest(const Manifest& m) {
+std::string EncodeManifest(const Manifest& m, const crypto::Keyring* keyring) {
   json j;
   j["format_version"] = m.format_version;
   j["volume_uuid"] = m.volume_uuid;
@@ -139,10 +139,14 @@ std::string EncodeManifest(const Manifest& m) {
   // older binary would refuse the volume as Corruption.
   j["segtab"] = "";
   j["format_version"] = kManifestFormatVersion;
+  if (keyring) return keyring->SealObject(crypto::Purpose::kJson, SealedDump(std::move(j)));
   return SealedDump(std::move(j));
 }
 
-Result<Manifest> DecodeManifest(std::string_view text, const std::string& name) {
+Result<Manifest> DecodeManifest(std::string_view sealed, const std::string& name,
+                                const crypto::Keyring* keyring) {
+  ASSIGN_OR_RETURN(std::string text, crypto::OpenWholeObject(keyring, crypto::Purpose::kJson,
+                                                             sealed, '{', "manifest " + name));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return Status::Corruption("manifest " + name + " is not a JSON object");

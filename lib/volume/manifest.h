@@ -54,12 +54,17 @@ struct Manifest {
   friend bool operator==(const Manifest&, const Manifest&) = default;
 };
 
-std::string EncodeManifest(const Manifest& m);
+// `keyring`: seal the manifest (docs/volume.md "Encryption"; its header names the key id
+// the volume is written under). Null: plain JSON, unchanged.
+std::string EncodeManifest(const Manifest& m, const crypto::Keyring* keyring = nullptr);
 // The "levels" array alone (snapshot objects carry the same structure).
 std::string EncodeLevels(const std::vector<std::vector<SstRef>>& levels);
 Result<std::vector<std::vector<SstRef>>> DecodeLevels(std::string_view json_array,
                                                       const std::string& name);
-Result<Manifest> DecodeManifest(std::string_view json, const std::string& name);
+// A sealed manifest needs `keyring`, and with one a plain manifest is refused: both are
+// InvalidArgument saying so (a missing or wrong key, an unencrypted volume).
+Result<Manifest> DecodeManifest(std::string_view json, const std::string& name,
+                                const crypto::Keyring* keyring = nullptr);
 
 // Object names.
 std::string ManifestKey(uint64_t number);

@@ -21,7 +21,7 @@ Task<Result<Manifest>> ManifestLog::Read(uint64_t number) {
                                                  co_return bytes.status();
                                                });
         CO_RETURN_IF_ERROR(got.status);
-        m = DecodeManifest(*bytes, key);
+        m = DecodeManifest(*bytes, key, keyring_);
         co_return m.status();
       },
       corrupt_refetches_));
@@ -72,7 +72,7 @@ Task<Result<std::pair<uint64_t, Manifest>>> ManifestLog::ReadLatest(uint64_t hin
 
 Task<Status> ManifestLog::Create(uint64_t number, const Manifest& m, Cancellation* cancel) {
   const std::string key = ManifestKey(number);
-  const std::string bytes = EncodeManifest(m);
+  const std::string bytes = EncodeManifest(m, keyring_);
   // Someone created it: us (an acknowledgement lost on the way back) or another writer.
   auto created =
       co_await objstore::CreateOrVerify(env_, store_, key, bytes, objstore::kUntilDefinite, cancel);

@@ -37,9 +37,11 @@ namespace portal::volume {
 
 class ManifestLog {
  public:
+  // `keyring`: seal and open manifests with it (null: plain); must outlive the log.
   ManifestLog(objstore::ObjectStore& store, Env& env,
-              std::atomic<uint64_t>* corrupt_refetches = nullptr)
-      : store_(store), env_(env), corrupt_refetches_(corrupt_refetches) {}
+              std::atomic<uint64_t>* corrupt_refetches = nullptr,
+              const crypto::Keyring* keyring = nullptr)
+      : store_(store), env_(env), corrupt_refetches_(corrupt_refetches), keyring_(keyring) {}
 
   // NotFound if the store holds no manifest (a new volume).
   Task<Result<std::pair<uint64_t, Manifest>>> ReadLatest(uint64_t hint);
@@ -55,6 +57,7 @@ class ManifestLog {
   objstore::ObjectStore& store_;
   Env& env_;
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null
+  const crypto::Keyring* keyring_;            // may be null
 };
 
 using objstore::RetryUnavailable;

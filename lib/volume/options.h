@@ -10,6 +10,9 @@ class BufferPool;
 namespace portal::cache {
 class DiskCache;
 }
+namespace portal::crypto {
+class Keyring;
+}
 
 namespace portal::volume {
 
@@ -43,6 +46,13 @@ struct VolumeOptions {
   // replay stops at the first missing segment, nothing is written to the store (no new
   // epoch, no fence, no GC), and every write is refused. See docs/volume.md "Damage".
   bool salvage = false;
+
+  // Encryption at rest ([storage] encryption_key_file, docs/volume.md "Encryption"): every
+  // segment, map SST, manifest and snapshot object this volume writes is sealed under the
+  // keyring's first key, and every one it reads must be sealed under one of its keys. Null:
+  // an unencrypted volume (an encrypted one then fails to open, naming its key id). Not
+  // owned: the daemon's, and it must outlive the volume.
+  const crypto::Keyring* keyring = nullptr;
 
   // Internal knobs (not in the config file).
   uint32_t blocks_per_chunk = 16;

@@ -18,6 +18,13 @@
 //   +--------------------------------------------------------------------+
 //   | trailer: footer_len u32 | xxh3(footer) u64 | magic u64 "PBDSEG01" |
 //   +--------------------------------------------------------------------+
+//
+// Encrypted segments (EncodeOptions::key; crypto/aead.cc has the sealing and the nonce
+// argument) keep this layout with three changes: each chunk's stored bytes (LZ4 or raw,
+// as above) are sealed at the slot of their offset, so stored_len counts a 16-byte tag
+// and every chunk still decrypts alone from a ranged GET; the footer is replaced by
+// crypto header (56 bytes) | sealed footer; the trailer's checksum covers those bytes and
+// its magic is "PBDSEGE1". Unencrypted segments are unchanged, byte for byte.
 #include "volume/segment_format.h"
 
 #include <lz4.h>
@@ -32,6 +39,7 @@ namespace portal::volume {
 namespace {
 
 constexpr uint64_t kMagic = 0x3130474553444250ULL;  // "PBDSEG01" little-endian
+constexpr uint64_t kSealedMagic = 0x3145474553444250ULL;  // "PBDSEGE1"
 constexpr uint8_t kConditionalBit = 0x80;
 
 Status Bad(const std::string& name, const std::string& what) {
@@ -51,7 +59,9 @@ bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
 
 // Appends the footer and trailer of `f` (its chunks filled in) to `s`; returns the
 // footer's checksum.
-static uint64_t AppendFooter(const SegmentFooter* f, std::string* s);
+// Encrypted when `key` is set.
+static uint64_t AppendFooter(const SegmentFooter* f, std::string* s,
+                             const crypto::ObjectKey* key = nullptr);
 
 // Calls fn(index, bytes) for each chunk of `data` (chunk_bytes each, the last one maybe
 // shorter), in order. `bytes` points into the piece holding the chunk, or into a scratch
@@ -84,7 +94,8 @@ static void ForEachChunk(const objstore::Rope& data, uint64_t chunk_bytes, Skip&
 }
 
 EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
-                             const EncodeOptions& options) {
+                             const EncodeOptions& options,
+                             std::shared_ptr<const crypto::ObjectKey> object_key) {
   objstore::Rope& data = contents.data;
   PORTAL_ASSERT(data.size() == f->data_blocks * f->block_size, "data size mismatch");
   const uint64_t chunk_bytes = uint64_t{f->blocks_per_chunk} * f->block_size;
@@ -95,8 +106,11 @@ EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
   f->chunks.reserve((data.size() + chunk_bytes - 1) / chunk_bytes);
   EncodedSegment out;
 
-  if (options.compress) {
-    std::string s = TakeFrom(options.pool, data.size() + 4096);
+  const crypto::ObjectKey* key = object_key.get();
+  f->key = std::move(object_key);
+  if (options.compress || key) {
+    // One new string: chunks compressed (where it pays) and sealed (when encrypting).
+    std::string s = TakeFrom(options.pool, data.size() + data.size() / 512 + 4096);
     std::string packed;
     ForEachChunk(data, chunk_bytes, [](uint64_t) { return false; },
                  [&](uint64_t index, uint64_t, std::string_view raw) {
@@ -106,18 +120,24 @@ EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
       c.checksum = known(index) ? *contents.chunk_sums[index] : Checksum64(raw);
       c.codec = ChunkCodec::kRaw;
       packed.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
-      int n = LZ4_compress_default(raw.data(), packed.data(), static_cast<int>(raw.size()),
-                                   static_cast<int>(packed.size()));
+      int n = options.compress ? LZ4_compress_default(raw.data(), packed.data(),
+                                                      static_cast<int>(raw.size()),
+                                                      static_cast<int>(packed.size()))
+                               : 0;
+      std::string_view piece = raw;
       if (n > 0 && static_cast<size_t>(n) <= raw.size() - raw.size() / 8) {
         c.codec = ChunkCodec::kLz4;
-        s.append(packed.data(), static_cast<size_t>(n));
+        piece = std::string_view(packed.data(), static_cast<size_t>(n));
+      }
+      if (key) {
+        key->Seal(c.offset, piece, &s);
       } else {
-        s.append(raw);
+        s.append(piece);
       }
       c.stored_len = s.size() - c.offset;
       f->chunks.push_back(c);
     });
-    out.footer_checksum = AppendFooter(f, &s);
+    out.footer_checksum = AppendFooter(f, &s, key);
     out.bytes = objstore::Rope(std::move(s));
     return out;
   }
@@ -147,7 +167,8 @@ EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
   return out;
 }
 
-static uint64_t AppendFooter(const SegmentFooter* f, std::string* out) {
+static uint64_t AppendFooter(const SegmentFooter* f, std::string* out,
+                             const crypto::ObjectKey* key) {
   std::string& s = *out;
   std::string footer;
   PutVarint64(&footer, kSegmentFormatVersion);
@@ -188,11 +209,16 @@ static uint64_t AppendFooter(const SegmentFooter* f, std::string* out) {
   }
   PutVarint64(&footer, f->durable_through);
   if (f->is_fence() && f->resume > f->segment_id + 1) PutVarint64(&footer, f->resume);
+  if (key) {
+    std::string sealed = key->header();
+    key->Seal(crypto::kWholeObject, footer, &sealed);
+    footer = std::move(sealed);
+  }
   const uint64_t checksum = Checksum64(footer);
   s.append(footer);
   PutFixed32(&s, static_cast<uint32_t>(footer.size()));
   PutFixed64(&s, checksum);
-  PutFixed64(&s, kMagic);
+  PutFixed64(&s, key ? kSealedMagic : kMagic);
   return checksum;
 }
 
@@ -200,12 +226,14 @@ Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string
   if (trailer.size() < kSegmentTrailerSize) return Bad(name, "object shorter than its trailer");
   trailer = trailer.substr(trailer.size() - kSegmentTrailerSize);
   const auto* p = reinterpret_cast<const uint8_t*>(trailer.data());
-  if (LoadLE64(p + 12) != kMagic) return Bad(name, "bad magic (not a segment)");
+  const uint64_t magic = LoadLE64(p + 12);
+  if (magic != kMagic && magic != kSealedMagic) return Bad(name, "bad magic (not a segment)");
   return LoadLE32(p);
 }
 
 Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object_size,
-                                          const std::string& name, uint64_t* footer_checksum) {
+                                          const std::string& name, uint64_t* footer_checksum,
+                                          const crypto::Keyring* keyring) {
   ASSIGN_OR_RETURN(uint32_t footer_len, ParseSegmentTrailer(tail, name));
   if (tail.size() < kSegmentTrailerSize + footer_len ||
       object_size < kSegmentTrailerSize + footer_len) {
@@ -220,6 +248,18 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
   const uint64_t data_area = object_size - kSegmentTrailerSize - footer_len;
 
   SegmentFooter f;
+  const bool sealed = LoadLE64(tp + 12) == kSealedMagic;
+  std::string opened;  // the decrypted footer
+  if (sealed) {
+    if (!keyring) return crypto::NoKeyError(footer, "segment " + name);
+    ASSIGN_OR_RETURN(f.key, keyring->KeyFor(footer, crypto::Purpose::kSegment, "segment " + name));
+    ASSIGN_OR_RETURN(opened, f.key->Open(crypto::kWholeObject, footer.substr(crypto::kHeaderBytes),
+                                         "segment " + name + " footer"));
+    footer = opened;
+  } else if (keyring) {
+    return Bad(name, "not encrypted, in a volume that is");
+  }
+  const uint64_t tag = sealed ? crypto::kTagBytes : 0;
   ByteReader r(footer);
   uint64_t version, block_size, per_chunk, nchunks;
   if (!r.GetVarint64(&version) || !r.GetVarint64(&f.segment_id) || !r.GetVarint64(&f.epoch) ||
@@ -251,12 +291,12 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
     codec = static_cast<uint8_t>(codec_byte[0]);
     if (codec > 1) return Bad(name, fmt::format("unknown chunk codec {}", codec));
     c.codec = static_cast<ChunkCodec>(codec);
-    if (c.offset != expect_offset || c.stored_len == 0 || c.stored_len > data_area - c.offset ||
+    if (c.offset != expect_offset || c.stored_len <= tag || c.stored_len > data_area - c.offset ||
         c.raw_blocks == 0 || c.raw_blocks > per_chunk ||
         (i + 1 < nchunks && c.raw_blocks != per_chunk)) {
       return Bad(name, fmt::format("chunk {} has inconsistent offset or size", i));
     }
-    if (c.codec == ChunkCodec::kRaw && c.stored_len != c.raw_blocks * block_size) {
+    if (c.codec == ChunkCodec::kRaw && c.stored_len != c.raw_blocks * block_size + tag) {
       return Bad(name, fmt::format("raw chunk {} has the wrong length", i));
     }
     expect_offset += c.stored_len;
@@ -325,12 +365,20 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
 }
 
 Result<std::string> DecodeChunk(std::string_view stored, const ChunkInfo& c,
-                                uint32_t block_size, const std::string& name) {
+                                uint32_t block_size, const std::string& name,
+                                const crypto::ObjectKey* key) {
   const size_t raw_len = c.raw_blocks * block_size;
   if (stored.size() != c.stored_len) return Bad(name, "chunk read returned the wrong length");
+  std::string opened;
+  if (key) {
+    ASSIGN_OR_RETURN(opened, key->Open(c.offset, stored,
+                                       fmt::format("segment {}: chunk at offset {}", name,
+                                                   c.offset)));
+    stored = opened;
+  }
   std::string raw;
   if (c.codec == ChunkCodec::kRaw) {
-    raw.assign(stored);
+    raw = key ? std::move(opened) : std::string(stored);
   } else {
     raw.resize(raw_len);
     int n = LZ4_decompress_safe(stored.data(), raw.data(), static_cast<int>(stored.size()),

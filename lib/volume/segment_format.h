@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "crypto/aead.h"
 #include "lsm/extent.h"
 #include "objstore/rope.h"
 #include "util/status.h"
@@ -61,6 +63,9 @@ struct SegmentFooter {
   // them (DESIGN.md single writer, step 5). Stored only when above segment_id + 1;
   // absent it reads as segment_id + 1 (every fence written before windows existed).
   uint64_t resume = 0;
+  // Encrypted segments only (not stored: made from the footer's header when decoded, or
+  // the encoder's key): the object's key, which opens its chunks. Null: not encrypted.
+  std::shared_ptr<const crypto::ObjectKey> key;
 
   // A fence segment carries no data and no extents (see docs/volume.md).
   bool is_fence() const { return data_blocks == 0 && extents.empty(); }
@@ -103,21 +108,32 @@ struct EncodedSegment {
 // sequence range, sizes and extents (chunks are filled in); data extents must reference
 // stream indexes < data_blocks. The same footer and data always give the same bytes,
 // whatever pieces the data comes in.
+//
+// `key`: encrypt (docs/volume.md "Encryption"): every chunk and the footer sealed under
+// this object's key (crypto::Keyring::NewObjectKey(kSegment)), drawn once per segment so
+// a re-encode on a retry gives the same bytes. Null: the unencrypted format, unchanged.
 EncodedSegment EncodeSegment(SegmentFooter* footer, SegmentContents contents,
-                             const EncodeOptions& options);
+                             const EncodeOptions& options,
+                             std::shared_ptr<const crypto::ObjectKey> key = nullptr);
 
 // Parses the fixed trailer (the object's last kSegmentTrailerSize bytes): returns the
-// footer length; the footer is the `footer_len` bytes before the trailer.
+// footer length; the footer (sealed, when encrypted) is the `footer_len` bytes before the
+// trailer.
 Result<uint32_t> ParseSegmentTrailer(std::string_view trailer, const std::string& name);
 
 // Decodes a footer given the object's tail (at least trailer + footer bytes; more in
-// front is fine). Validates everything against `object_size`.
+// front is fine). Validates everything against `object_size`. An encrypted segment needs
+// `keyring` (InvalidArgument naming the key id without it, or under a key it lacks); with a
+// keyring, an unencrypted segment is Corruption (volumes are encrypted whole).
 Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object_size,
                                           const std::string& name,
-                                          uint64_t* footer_checksum = nullptr);
+                                          uint64_t* footer_checksum = nullptr,
+                                          const crypto::Keyring* keyring = nullptr);
 
-// Decodes one chunk's stored bytes into raw blocks, verifying its checksum.
+// Decodes one chunk's stored bytes into raw blocks, verifying its checksum. `key`: the
+// footer's key (null for an unencrypted segment).
 Result<std::string> DecodeChunk(std::string_view stored, const ChunkInfo& chunk,
-                                uint32_t block_size, const std::string& name);
+                                uint32_t block_size, const std::string& name,
+                                const crypto::ObjectKey* key = nullptr);
 
 }  // namespace portal::volume

@@ -107,7 +107,7 @@ Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size
     if (cached && cached->size() > 8) {
       uint64_t cached_size = LoadLE64(reinterpret_cast<const uint8_t*>(cached->data()));
       auto f = DecodeSegmentFooter(std::string_view(*cached).substr(8), cached_size, key,
-                                   footer_checksum);
+                                   footer_checksum, options_.keyring);
       if (f.ok() && f->segment_id == id && (size == 0 || size == cached_size)) {
         NoteSize(id, cached_size);
         co_return std::move(*f);
@@ -134,7 +134,7 @@ Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size
           CO_ASSIGN_OR_RETURN(tail,
                               co_await store_.Get(key, objstore::GetRange{size - need, need}));
         }
-        decoded = DecodeSegmentFooter(tail, size, key, footer_checksum);
+        decoded = DecodeSegmentFooter(tail, size, key, footer_checksum, options_.keyring);
         co_return decoded.status();
       },
       corrupt_refetches_));
@@ -227,7 +227,7 @@ Task<Status> SegmentReader::ReadBlocks(uint64_t id, uint64_t index, uint64_t n, 
     const ChunkInfo& chunk = footer->chunks[c];
     const uint64_t off = index - c * per_chunk;
     const uint64_t take = std::min(n, chunk.raw_blocks - off);
-    if (chunk.codec == ChunkCodec::kRaw) {
+    if (chunk.codec == ChunkCodec::kRaw && !footer->key) {  // sealed: whole chunks only
       // Only the length can be checked here: the chunk's checksum covers all of it.
       CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
           [&]() -> Task<Status> {
@@ -390,7 +390,8 @@ Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::Obje
       CO_ASSIGN_OR_RETURN(
           std::string raw,
           DecodeChunk(std::string_view(stored).substr(chunk.offset - begin, chunk.stored_len),
-                      chunk, footer.block_size, fmt::format("{} (chunk {})", key, c)));
+                      chunk, footer.block_size, fmt::format("{} (chunk {})", key, c),
+                      footer.key.get()));
       out.push_back(std::move(raw));
     }
     co_return Status::Ok();

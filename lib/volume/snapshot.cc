@@ -10,7 +10,7 @@ namespace portal::volume {
 
 using nlohmann::json;
 
-std::string EncodeSnapshotObject(const SnapshotObject& s) {
+std::string EncodeSnapshotObject(const SnapshotObject& s, const crypto::Keyring* keyring) {
   json j;
   j["format_version"] = 2;
   j["volume_uuid"] = s.volume_uuid;
@@ -23,10 +23,15 @@ std::string EncodeSnapshotObject(const SnapshotObject& s) {
   j["data_bytes"] = s.data_bytes;
   j["levels"] = json::parse(EncodeLevels(s.levels));
   j["segments"] = s.segments;
+  if (keyring) return keyring->SealObject(crypto::Purpose::kJson, SealedDump(std::move(j)));
   return SealedDump(std::move(j));
 }
 
-Result<SnapshotObject> DecodeSnapshotObject(std::string_view text, const std::string& name) {
+Result<SnapshotObject> DecodeSnapshotObject(std::string_view sealed, const std::string& name,
+                                            const crypto::Keyring* keyring) {
+  ASSIGN_OR_RETURN(std::string text, crypto::OpenWholeObject(keyring, crypto::Purpose::kJson,
+                                                             sealed, '{',
+                                                             "snapshot object " + name));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   auto bad = [&](const std::string& what) {
     return Status::Corruption(fmt::format("snapshot object {}: {}", name, what));

@@ -27,8 +27,11 @@ struct SnapshotObject {
   std::vector<uint64_t> segments;  // every segment the levels reference (sorted)
 };
 
-std::string EncodeSnapshotObject(const SnapshotObject& s);
-Result<SnapshotObject> DecodeSnapshotObject(std::string_view json, const std::string& name);
+// `keyring`: sealed as manifests are (EncodeManifest, DecodeManifest).
+std::string EncodeSnapshotObject(const SnapshotObject& s,
+                                 const crypto::Keyring* keyring = nullptr);
+Result<SnapshotObject> DecodeSnapshotObject(std::string_view json, const std::string& name,
+                                            const crypto::Keyring* keyring = nullptr);
 
 // Names: 1..128 bytes of printable ASCII without '/', '@' or whitespace (they appear in
 // export names "portalbd@NAME" and in object keys). InvalidArgument says what is wrong.

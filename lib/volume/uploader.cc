@@ -52,6 +52,10 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
   Status last;           // the last failed attempt's error
   Status verdict;        // damage proved by a read-back: no retry can help
   bool closing = false;  // a close ended the retries (5 attempts)
+  // Drawn once: every attempt seals under the same object key, so a re-encode gives the
+  // same bytes (and never a new plaintext under a used nonce).
+  std::shared_ptr<const crypto::ObjectKey> object_key =
+      options_.keyring ? options_.keyring->NewObjectKey(crypto::Purpose::kSegment) : nullptr;
   // The one retry layer (objstore/retry.h), as a write that must land: tried until it is
   // stored, refused for good (a newer writer's segment: fenced) or a stop's deadline
   // passes (GiveUpAt cancels give_up_, even mid-backoff).
@@ -65,14 +69,15 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
         // no copy at all, file:// and s3:// join it into one pooled string.
         EncodedSegment enc = co_await RunBlocking(env_, [&] {
           const EncodeOptions eo{options_.compress, options_.buffer_pool};
-          if (buf) return EncodeSegment(footer, buf->Contents(footer), eo);
+          if (buf) return EncodeSegment(footer, buf->Contents(footer), eo, object_key);
           footer->extents = reloc->extents;
           for (auto& se : footer->extents) se.extent.loc.segment = id;
           footer->data_blocks = reloc->data_blocks;
           // A pooled copy: memory:// keeps the object as this string and recycles it.
           std::string data = TakeFrom(options_.buffer_pool, reloc->data.size() + 4096);
           data.append(reloc->data);
-          return EncodeSegment(footer, SegmentContents{objstore::Rope(std::move(data)), {}}, eo);
+          return EncodeSegment(footer, SegmentContents{objstore::Rope(std::move(data)), {}}, eo,
+                               object_key);
         });
         const uint64_t checksum = enc.footer_checksum;
         *size = enc.bytes.size();

@@ -24,8 +24,8 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       meta_(SqliteCache::Open(env, options_.cache_dir, store.url())),
       cache_(env, options_.block_cache_size_bytes),
       segments_(reads_, cache_, options_, meta_.get(), &corrupt_refetches_),
-      ssts_(reads_, cache_, meta_.get(), &corrupt_refetches_),
-      log_(store, env, &corrupt_refetches_),
+      ssts_(reads_, cache_, meta_.get(), &corrupt_refetches_, options_.keyring),
+      log_(store, env, &corrupt_refetches_, options_.keyring),
       changed_(env),
       room_(env),
       jobs_mu_(env),
@@ -471,7 +471,9 @@ Task<Status> LsmVolume::Replay() {
     // Our first own id: an older writer may still land ids up to its settled prefix
     // (below `id`) plus its window (at most upload_window): the window is theirs.
     fence.resume = id + window;
-    EncodedSegment enc = EncodeSegment(&fence, {}, {});
+    EncodedSegment enc = EncodeSegment(
+        &fence, {}, {},
+        options_.keyring ? options_.keyring->NewObjectKey(crypto::Purpose::kSegment) : nullptr);
     const std::string bytes = std::move(enc.bytes).Flatten();
     const uint64_t size = bytes.size();
     // Ours already when an earlier attempt landed with its reply lost: same epoch, same

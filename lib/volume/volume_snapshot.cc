@@ -42,7 +42,7 @@ Task<Status> LsmVolume::LoadSnapshots() {
     Status read = co_await objstore::RefetchCorrupt(
         [&]() -> Task<Status> {
           auto bytes = co_await reads_.Get(ref.key);
-          obj = bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key)
+          obj = bytes.ok() ? DecodeSnapshotObject(*bytes, ref.key, options_.keyring)
                            : Result<SnapshotObject>(bytes.status());
           co_return obj.status();
         },
@@ -131,7 +131,7 @@ Task<Result<SnapshotInfo>> LsmVolume::CreateSnapshot(std::string name) {
   }
   obj.segments.assign(segments.begin(), segments.end());
   const SnapshotRef ref{name, obj.id, obj.created_ns, SnapshotKey(obj.id)};
-  const std::string bytes = EncodeSnapshotObject(obj);
+  const std::string bytes = EncodeSnapshotObject(obj, options_.keyring);
   // An existing object is our own lost acknowledgement (read back, dst seed 5562) or a
   // uuid collision (PreconditionFailed).
   auto put = co_await objstore::CreateOrVerify(env_, store_, ref.key, bytes,

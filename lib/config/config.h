@@ -4,7 +4,10 @@
 //   [device]  disk_size_gb (GiB = 2^30 bytes), block_size
 //   [storage] url (memory:// | file:///path | s3://bucket/prefix), cache_dir,
 //             unsafe_no_fencing, stop_timeout_ms
-//   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
+//   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections,
+//             tls ("off" | "on" | "require": NBD_OPT_STARTTLS, nbd/handshake.h), tls_cert,
+//             tls_key (PEM), tls_ca (clients must present a certificate it signed),
+//             tls_psk_file (psktool's identity:hexkey lines); see nbd/tls.h
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms,
@@ -55,6 +58,13 @@ struct Config {
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";
   uint32_t max_connections = 64;
+  // "off", "on" (STARTTLS offered, plaintext allowed) or "require" (no option but
+  // STARTTLS before TLS). The files are checked when portalbd starts (nbd/tls.h).
+  std::string tls = "off";
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  std::string tls_psk_file;
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t l0_sst_size_bytes = 64ull << 20;

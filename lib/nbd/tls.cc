@@ -173,11 +173,12 @@ Result<std::unique_ptr<TlsContext>> TlsContext::CreateServer(const TlsOptions& o
   if (!o.ca_file.empty() && !x509) {
     return Status::InvalidArgument("tls_ca needs tls_cert and tls_key (the server's own)");
   }
-  if (x509 && !o.psk_file.empty() && o.ca_file.empty()) {
-    // Any TLS client would get in by certificate, making the PSKs pointless.
+  if (x509 && !o.psk_file.empty()) {
+    // One or the other, as in nbdkit. Both at once would let a certificate-less TLS client
+    // in without tls_ca; and with tls_ca OpenSSL asks PSK clients for a certificate too
+    // (GnuTLS clients then fail: "Insufficient credentials").
     return Status::InvalidArgument(
-        "tls_psk_file with tls_cert needs tls_ca: without it any client could connect "
-        "with TLS and no key");
+        "tls_psk_file and tls_cert/tls_key exclude each other: use PSK or certificates");
   }
   auto impl = std::make_unique<Impl>();
   SSL_CTX* ctx = impl->ctx.native_handle();

@@ -38,8 +38,8 @@ class TlsContext {
  public:
   // Server credentials. Every file must be readable, the key must match the certificate
   // and every PSK line parse; errors name the option (tls_cert, tls_key, tls_ca,
-  // tls_psk_file), the file and what is wrong. Needs a certificate and key, a PSK file,
-  // or both; a CA needs a certificate.
+  // tls_psk_file), the file and what is wrong. Needs a certificate and key or a PSK file
+  // (not both); a CA needs a certificate.
   static Result<std::unique_ptr<TlsContext>> CreateServer(const TlsOptions& options);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;

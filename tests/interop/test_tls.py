@@ -170,6 +170,12 @@ def case_psk(tmp):
         check_eq(h.pread(len(data), 0), data, "read back over TLS-PSK")
         h.shutdown()
         check('psk_identity="alice"' in d.log(), f"no PSK session line:\n{d.log()}")
+        # qemu's own GnuTLS client: tls-creds-psk reads DIR/keys.psk.
+        r = run(["qemu-img", "info", "--output=json", "--object",
+                 f"tls-creds-psk,id=tls0,dir={tmp},username=alice,endpoint=client",
+                 "--image-opts", f"driver=nbd,host=127.0.0.1,port={d.port},"
+                 "export=portalbd,tls-creds=tls0"])
+        check_eq(json.loads(r.stdout)["virtual-size"], 1 << 30, "qemu-img over TLS-PSK")
         # Another identity, or the right one with another key: nothing.
         os.makedirs(os.path.join(tmp, "other"))
         other = make_psk(os.path.join(tmp, "other"), user="alice")
@@ -362,6 +368,8 @@ def case_config_errors(tmp):
     start_fails(tmp, f'[nbd]\ntls = "on"\ntls_cert = "{s}/server-key.pem"\n'
                 f'tls_key = "{s}/server-key.pem"\n', "not a PEM certificate")
     start_fails(tmp, '[nbd]\ntls = "on"\n', "tls_cert and tls_key, or tls_psk_file")
+    psk = make_psk(tmp)
+    start_fails(tmp, pki.config(extra=f'tls_psk_file = "{psk}"\n'), "exclude each other")
     start_fails(tmp, '[nbd]\ntls = "maybe"\n', "nbd.tls")
     start_fails(tmp, f'[nbd]\ntls_cert = "{s}/server-cert.pem"\n', "nbd.tls_cert", '"off"')
     bad_psk = os.path.join(tmp, "bad.psk")

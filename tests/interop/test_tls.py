@@ -335,6 +335,18 @@ def case_injected_plaintext_after_starttls(tmp):
         check("data sent after STARTTLS" in d.log(), f"not logged:\n{d.log()}")
 
 
+def case_stalled_tls_handshake_is_dropped(tmp):
+    """A client that sends STARTTLS and then nothing holds its connection slot only until
+    the handshake timeout (10 s), TLS handshake included."""
+    pki = Pki(tmp)
+    with Daemon(tmp, config=pki.config()) as d:
+        with w.Conn(d.connect(), timeout=20) as c:
+            c.start()
+            check_eq(c.option(w.OPT_STARTTLS), [(w.REP_ACK, b"")], "STARTTLS")
+            c.expect_closed(timeout=15)
+        check("handshake timed out" in d.log(), f"timeout not logged:\n{d.log()}")
+
+
 # --- Configuration ---------------------------------------------------------------------------
 
 

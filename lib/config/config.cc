@@ -309,12 +309,13 @@ Status Validate(const Config& c) {
   auto tls = nbd::ParseTlsMode(c.tls);
   if (!tls.ok()) return Bad("nbd.tls", tls.status().message());
   if (*tls == nbd::TlsMode::kOff) {
-    for (auto [key, value] : {std::pair{"nbd.tls_cert", &c.tls_cert},
-                              std::pair{"nbd.tls_key", &c.tls_key},
-                              std::pair{"nbd.tls_ca", &c.tls_ca},
-                              std::pair{"nbd.tls_psk_file", &c.tls_psk_file}}) {
+    for (auto [key, value] :
+         {std::pair{"nbd.tls_cert", &c.tls_cert}, std::pair{"nbd.tls_key", &c.tls_key},
+          std::pair{"nbd.tls_ca", &c.tls_ca}, std::pair{"nbd.tls_psk_file", &c.tls_psk_file}}) {
       // Credentials with TLS off would read as protected and be plaintext.
-      if (!value->empty()) return Bad(key, "is set but nbd.tls is \"off\" (set tls = \"on\" or \"require\")");
+      if (!value->empty()) {
+        return Bad(key, "is set but nbd.tls is \"off\" (set tls = \"on\" or \"require\")");
+      }
     }
   }
   if (c.socket.empty() || c.socket[0] != '/') {

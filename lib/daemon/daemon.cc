@@ -191,9 +191,10 @@ Status Daemon::Start() {
     Log()->info("NBD TLS tls={} client_certs={} psk_identities={}", cfg_.tls,
                 tls_->verifies_peer() ? "required" : "unchecked", tls_->psk_identities());
   } else if (!LocalOnly(server_->bound_address())) {
-    Log()->warn("NBD address {} is reachable from the network and TLS is off: anyone who can "
-                "connect can read and write the volume ([nbd] tls)",
-                server_->bound_address());
+    Log()->warn(
+        "NBD address {} is reachable from the network and TLS is off: anyone who can "
+        "connect can read and write the volume ([nbd] tls)",
+        server_->bound_address());
   }
   Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
               volume_->size_bytes());

@@ -41,7 +41,8 @@ Result<TlsMode> ParseTlsMode(std::string_view name) {
   if (name == "off") return TlsMode::kOff;
   if (name == "on") return TlsMode::kOn;
   if (name == "require") return TlsMode::kRequire;
-  return Status::InvalidArgument(fmt::format("must be \"off\", \"on\" or \"require\", got \"{}\"", name));
+  return Status::InvalidArgument(
+      fmt::format("must be \"off\", \"on\" or \"require\", got \"{}\"", name));
 }
 
 std::string_view TlsModeName(TlsMode mode) {

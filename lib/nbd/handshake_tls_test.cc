@@ -101,8 +101,7 @@ TEST_CASE("STARTTLS is acknowledged, then no input is read until the upgrade", "
     // Under TLS nothing is TLS_REQD; a second STARTTLS is INVALID.
     d.Feed(Option(NBD_OPT_STARTTLS, "") + Option(NBD_OPT_LIST, ""));
     auto types = ReplyTypes(d.TakeOutput());
-    CHECK(types ==
-          std::vector<uint32_t>{NBD_REP_ERR_INVALID, NBD_REP_SERVER, NBD_REP_ACK});
+    CHECK(types == std::vector<uint32_t>{NBD_REP_ERR_INVALID, NBD_REP_SERVER, NBD_REP_ACK});
     d.Feed(Option(NBD_OPT_GO, InfoOrGoData("portalbd")));
     d.TakeOutput();
     CHECK(d.session().in_transmission());
@@ -121,8 +120,7 @@ TEST_CASE("STARTTLS with data is INVALID and negotiation continues", "[nbd][tls]
   CHECK(d.session().WantsTls());
 }
 
-TEST_CASE("plaintext sent behind STARTTLS is never acted on: the connection ends",
-          "[nbd][tls]") {
+TEST_CASE("plaintext sent behind STARTTLS is never acted on: the connection ends", "[nbd][tls]") {
   // An attacker in the middle could append plaintext options after the client's
   // STARTTLS (CVE-2021-3716 in nbdkit); they must not take effect under TLS.
   Fixture f;
@@ -163,9 +161,9 @@ TEST_CASE("tls=on: a plaintext client negotiates and reads as before", "[nbd][tl
   SessionDriver d(f.catalog, WithTls(TlsMode::kOn));
   d.TakeOutput();
   d.Feed(kFixed + Option(NBD_OPT_LIST, "") + Option(NBD_OPT_GO, InfoOrGoData("portalbd")));
-  CHECK(ReplyTypes(d.TakeOutput()) ==
-        std::vector<uint32_t>{NBD_REP_SERVER, NBD_REP_ACK, NBD_REP_INFO, NBD_REP_INFO,
-                              NBD_REP_ACK});
+  CHECK(ReplyTypes(d.TakeOutput()) == std::vector<uint32_t>{NBD_REP_SERVER, NBD_REP_ACK,
+                                                            NBD_REP_INFO, NBD_REP_INFO,
+                                                            NBD_REP_ACK});
   CHECK(d.session().in_transmission());
 }
 

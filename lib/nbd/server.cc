@@ -181,8 +181,8 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
           if (self->closed_) return;  // timed out: the socket is closed
           if (ec) {
             log::Get("portalbd::nbd")
-                ->warn("TLS handshake failed, closing peer={} error=\"{}\"",
-                       self->session_.peer(), ec.message());
+                ->warn("TLS handshake failed, closing peer={} error=\"{}\"", self->session_.peer(),
+                       ec.message());
             self->session_.OnOutputError();
           } else {
             log::Get("portalbd::nbd")

@@ -180,9 +180,10 @@ void Session::ProcessHandshake() {
         // injected (a client waits for the ACK). Acting on them under TLS would let a
         // man in the middle choose options; hang up without a word instead.
         log::Get("portalbd::nbd")
-            ->warn("closing connection: data sent after STARTTLS before the TLS handshake "
-                   "peer={}",
-                   peer_);
+            ->warn(
+                "closing connection: data sent after STARTTLS before the TLS handshake "
+                "peer={}",
+                peer_);
         out_.clear();
         out_bytes_ = 0;
         out_front_pos_ = 0;

@@ -1,18 +1,17 @@
 #include "nbd/tls.h"
 
 #include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
-#include <asio/ssl/context.hpp>
 #include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <unistd.h>
+
+#include <asio/ssl/context.hpp>
+#include <cerrno>
+#include <cstring>
 
 namespace portal::nbd {
 namespace {
@@ -214,9 +213,9 @@ Result<std::unique_ptr<TlsContext>> TlsContext::CreateServer(const TlsOptions& o
     const int used = SSL_CTX_use_PrivateKey(ctx, key);
     EVP_PKEY_free(key);
     if (used != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-      return Status::InvalidArgument(fmt::format(
-          "tls_key {} does not match the certificate in tls_cert {}: {}", o.key_file,
-          o.cert_file, OpenSslErrors()));
+      return Status::InvalidArgument(
+          fmt::format("tls_key {} does not match the certificate in tls_cert {}: {}", o.key_file,
+                      o.cert_file, OpenSslErrors()));
     }
     if (X509* cert = SSL_CTX_get0_certificate(ctx)) {
       if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {

@@ -49,8 +49,7 @@ TEST_CASE("TLS credentials: what is missing is said at start", "[nbd][tls]") {
   CHECK_THAT(message("", "/k", "", ""), Catch::Contains("tls_key is set without tls_cert"));
   CHECK_THAT(message("/c", "", "", ""), Catch::Contains("tls_cert is set without tls_key"));
   CHECK_THAT(message("", "", "/ca", "/p"), Catch::Contains("tls_ca needs"));
-  CHECK_THAT(message("/c", "/k", "", "/p"),
-             Catch::Contains("exclude each other"));
+  CHECK_THAT(message("/c", "/k", "", "/p"), Catch::Contains("exclude each other"));
   CHECK_THAT(message("/nonexistent/c.pem", "/k", "", ""),
              Catch::Contains("tls_cert /nonexistent/c.pem: No such file or directory"));
   CHECK_THAT(message("", "", "", "/nonexistent/k.psk"),

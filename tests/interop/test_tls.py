@@ -185,6 +185,27 @@ def case_psk(tmp):
             check("portalbd" not in r.stdout, f"wrong PSK learned the export:\n{r}")
 
 
+def case_recording_over_tls(tmp):
+    """[record] on the server sees TLS clients' requests like any others."""
+    nbd = import_nbd()
+    pki = Pki(tmp)
+    path = os.path.join(tmp, "trace.json")
+    d = Daemon(tmp, config=pki.config(extra=f'[record]\npath = "{path}"\n'))
+    h = nbd.NBD()
+    h.set_tls(nbd.TLS_REQUIRE)
+    h.set_tls_certificates(pki.client)
+    h.connect_tcp("127.0.0.1", str(d.port))
+    h.pwrite(b"x" * 4096, 0)
+    h.flush()
+    h.pread(4096, 0)
+    h.shutdown()
+    d.stop()
+    with open(path) as f:
+        ops = [op["op"]["type"] for op in json.load(f)["ops"]]
+    for t in ("Write", "Flush", "Read"):
+        check(t in ops, f"{t} not recorded: {ops}")
+
+
 def case_qemu_img_x509(tmp):
     """qemu-img with tls-creds-x509 (its own GnuTLS code, not libnbd): convert in, compare."""
     pki = Pki(tmp)

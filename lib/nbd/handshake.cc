@@ -103,6 +103,7 @@ size_t Handshake::Consume(std::span<const uint8_t> in, std::string* out) {
         break;
       }
       no_zeroes_ = flags & NBD_FLAG_C_NO_ZEROES;
+      fixed_newstyle_ = flags & NBD_FLAG_C_FIXED_NEWSTYLE;
       got_client_flags_ = true;
       if (tls_mode_ == TlsMode::kRequire && !(flags & NBD_FLAG_C_FIXED_NEWSTYLE)) {
         Fail("TLS is required and the client does not speak fixed newstyle");
@@ -174,7 +175,9 @@ void Handshake::HandleOption(uint32_t option, std::string_view data, std::string
   }
   switch (option) {
     case NBD_OPT_STARTTLS:
-      if (tls_mode_ == TlsMode::kOff) break;  // NOTLS: unsupported, below
+      // NOTLS, by configuration or because the client is not fixed newstyle (proto.md:
+      // TLS needs both sides' fixed newstyle flags): unsupported, below.
+      if (tls_mode_ == TlsMode::kOff || !fixed_newstyle_) break;
       if (!data.empty()) {
         AppendOptionReply(out, option, NBD_REP_ERR_INVALID, "option takes no data");
       } else if (tls_) {

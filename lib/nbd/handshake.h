@@ -99,6 +99,7 @@ class Handshake {
   State state_ = State::kNegotiating;
   std::string error_;
   bool got_client_flags_ = false;
+  bool fixed_newstyle_ = false;
   bool shutting_down_ = false;
   uint32_t options_seen_ = 0;
   // An oversized option being discarded: its code and the bytes still to skip.

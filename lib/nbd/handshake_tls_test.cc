@@ -108,6 +108,15 @@ TEST_CASE("STARTTLS is acknowledged, then no input is read until the upgrade", "
   }
 }
 
+TEST_CASE("tls=on: a client without fixed newstyle gets no STARTTLS", "[nbd][tls]") {
+  Fixture f;
+  SessionDriver d(f.catalog, WithTls(TlsMode::kOn));
+  d.TakeOutput();
+  d.Feed(ClientFlags(NBD_FLAG_C_NO_ZEROES) + Option(NBD_OPT_STARTTLS, ""));
+  CHECK(ReplyTypes(d.TakeOutput()) == std::vector<uint32_t>{NBD_REP_ERR_UNSUP});
+  CHECK(!d.session().WantsTls());
+}
+
 TEST_CASE("STARTTLS with data is INVALID and negotiation continues", "[nbd][tls]") {
   Fixture f;
   SessionDriver d(f.catalog, WithTls(TlsMode::kRequire));

@@ -6,6 +6,12 @@
 #   scripts/bench-nbd.sh                  # defaults: 3 rounds of 10 s per workload
 #   ROUNDS=5 RUNTIME=20 scripts/bench-nbd.sh
 #   PORTALBD_ARGS="--storage file:///tmp/x" scripts/bench-nbd.sh   # other storage
+#   TLS=1 scripts/bench-nbd.sh            # also both over TLS (NBD_OPT_STARTTLS), same certs
+#
+# TLS=1 adds a second portalbd ([nbd] tls = "require") and a second nbdkit (--tls=require
+# --tls-certificates=DIR) on one certificate made here with openssl, and prints the cost of
+# TLS per workload for each (tls/plain) beside the portalbd/nbdkit ratios. No client
+# certificates: fio's nbd engine cannot name one (libnbd refuses URI file access there).
 #
 # Workloads (each at iodepth 32, one connection, over TCP loopback):
 #   seqwrite  1 MiB sequential writes over a 1 GiB span
@@ -17,7 +23,8 @@ build="${PORTALBD_BUILD_DIR:-$root/build}"
 ROUNDS="${ROUNDS:-3}"
 RUNTIME="${RUNTIME:-10}"
 SPAN="${SPAN:-1G}"
-for tool in fio nbdkit python3; do
+TLS="${TLS:-0}"
+for tool in fio nbdkit python3 $([ "$TLS" = 1 ] && echo openssl); do
   command -v "$tool" >/dev/null || { echo "bench-nbd: $tool is missing (run scripts/setup.sh)"; exit 1; }
 done
 [ -x "$build/portalbd" ] || { echo "bench-nbd: $build/portalbd not built (run scripts/setup.sh)"; exit 1; }
@@ -52,6 +59,34 @@ wait_port "$pport"
 wait_port "$kport"
 
 declare -A uri=([portalbd]="nbd://127.0.0.1:$pport/portalbd" [nbdkit]="nbd://127.0.0.1:$kport/")
+servers=(portalbd nbdkit)
+if [ "$TLS" = 1 ]; then
+  pki="$work/pki"
+  mkdir -p "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$pki/ca-key.pem" -out "$pki/ca-cert.pem" -subj "/CN=bench CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$pki/server-key.pem" -out "$pki/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$pki/server.ext"
+  openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca-cert.pem" -CAkey "$pki/ca-key.pem" \
+    -CAcreateserial -days 2 -extfile "$pki/server.ext" -out "$pki/server-cert.pem" 2>/dev/null
+  printf '[nbd]\ntls = "require"\ntls_cert = "%s"\ntls_key = "%s"\n' \
+    "$pki/server-cert.pem" "$pki/server-key.pem" >"$work/tls.toml"
+  tport=$(free_port)
+  "$build/portalbd" --address "127.0.0.1:$tport" --disk-size-gb 2 --socket "$work/tls.sock" \
+    --config "$work/tls.toml" --log-level warn ${PORTALBD_ARGS:-} >"$work/portalbd-tls.log" 2>&1 &
+  pids+=($!)
+  ktport=$(free_port)
+  nbdkit -f -p "$ktport" -i 127.0.0.1 --exit-with-parent --tls=require \
+    --tls-certificates="$pki" memory 2G >"$work/nbdkit-tls.log" 2>&1 &
+  pids+=($!)
+  wait_port "$tport"
+  wait_port "$ktport"
+  # The server certificate is checked against our CA; fio gives libnbd no file names.
+  uri[portalbd-tls]="nbds://127.0.0.1:$tport/portalbd?tls-verify-peer=false"
+  uri[nbdkit-tls]="nbds://127.0.0.1:$ktport/?tls-verify-peer=false"
+  servers+=(portalbd-tls nbdkit-tls)
+fi
 
 run_fio() {  # server workload -> prints "value unit"
   local server=$1 workload=$2 rw bs
@@ -80,17 +115,17 @@ PY
 }
 
 # Fill both devices once so that reads hit data, not holes.
-for s in portalbd nbdkit; do
+for s in "${servers[@]}"; do
   fio --name=fill --ioengine=nbd --uri="${uri[$s]}" --rw=write --bs=1M --iodepth=32 \
       --size="$SPAN" >/dev/null 2>&1
 done
 
-echo "bench-nbd: $ROUNDS rounds x ${RUNTIME}s, span $SPAN, iodepth 32, TCP loopback"
+echo "bench-nbd: $ROUNDS rounds x ${RUNTIME}s, span $SPAN, iodepth 32, TCP loopback, servers: ${servers[*]}"
 declare -A results
 for round in $(seq 1 "$ROUNDS"); do
   for wl in seqwrite randwrite randread; do
     # Alternate which server goes first, so drift on a shared machine hits both.
-    if (( round % 2 )); then order="portalbd nbdkit"; else order="nbdkit portalbd"; fi
+    if (( round % 2 )); then order="${servers[*]}"; else order=$(printf '%s\n' "${servers[@]}" | tac | xargs); fi
     for s in $order; do
       v=$(run_fio "$s" "$wl")
       results[$s,$wl]+="${v%% *} "
@@ -111,4 +146,21 @@ for wl in seqwrite randwrite randread; do
   ratio=$(awk -v p="$p" -v k="$k" 'BEGIN {printf "%.2f", p / k}')
   printf '%-10s %9s %4s %9s %4s %8s\n' "$wl" "$p" "$unit" "$k" "$unit" "$ratio"
 done
+if [ "$TLS" = 1 ]; then
+  echo
+  echo "over TLS (tls/plain: the share of plaintext throughput kept under TLS)"
+  printf '%-10s %14s %14s %8s %10s %10s\n' workload portalbd-tls nbdkit-tls ratio \
+    "pbd tls/pl" "kit tls/pl"
+  for wl in seqwrite randwrite randread; do
+    p=$(echo "${results[portalbd,$wl]}" | median)
+    k=$(echo "${results[nbdkit,$wl]}" | median)
+    pt=$(echo "${results[portalbd-tls,$wl]}" | median)
+    kt=$(echo "${results[nbdkit-tls,$wl]}" | median)
+    unit=IOPS; [ "$wl" = seqwrite ] && unit=MB/s
+    printf '%-10s %9s %4s %9s %4s %8s %10s %10s\n' "$wl" "$pt" "$unit" "$kt" "$unit" \
+      "$(awk -v a="$pt" -v b="$kt" 'BEGIN {printf "%.2f", a / b}')" \
+      "$(awk -v a="$pt" -v b="$p" 'BEGIN {printf "%.2f", a / b}')" \
+      "$(awk -v a="$kt" -v b="$k" 'BEGIN {printf "%.2f", a / b}')"
+  done
+fi
 echo "portalbd resident memory after the run: $((rss / 1024)) MiB"

@@ -22,6 +22,8 @@ packages=(
   ceph-mon ceph-osd radosgw ceph-common
   # misc used by tests and benchmarks
   curl procps util-linux
+  # TLS interop tests (tests/interop/test_tls.py): psktool and certtool; openssl's CLI
+  gnutls-bin openssl
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI,
   # PostgreSQL's pgbench, a game server (minetest-server) generating a world
   fuse2fs e2fsprogs sqlite3 postgresql minetest-server

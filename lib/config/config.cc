@@ -171,7 +171,9 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       {"storage",
        {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms", "encryption_key_file",
         "encryption_old_key_files"}},
-      {"nbd", {"address", "socket", "max_connections"}},
+      {"nbd",
+       {"address", "socket", "max_connections", "tls", "tls_cert", "tls_key", "tls_ca",
+        "tls_psk_file"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms",
@@ -230,6 +232,11 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
   RETURN_IF_ERROR(
       r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
+  for (auto [name, out] : {std::pair{"tls", &c.tls}, std::pair{"tls_cert", &c.tls_cert},
+                           std::pair{"tls_key", &c.tls_key}, std::pair{"tls_ca", &c.tls_ca},
+                           std::pair{"tls_psk_file", &c.tls_psk_file}}) {
+    RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", name, out));
+  }
   std::string top_socket, nbd_socket;
   RETURN_IF_ERROR(r.Str(root, "", "socket", &top_socket));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "socket", &nbd_socket));
@@ -319,6 +326,18 @@ Status Validate(const Config& c) {
   }
   if (auto a = nbd::ParseListenAddress(c.address); !a.ok()) {
     return Bad("nbd.address", a.status().message());
+  }
+  auto tls = nbd::ParseTlsMode(c.tls);
+  if (!tls.ok()) return Bad("nbd.tls", tls.status().message());
+  if (*tls == nbd::TlsMode::kOff) {
+    for (auto [key, value] :
+         {std::pair{"nbd.tls_cert", &c.tls_cert}, std::pair{"nbd.tls_key", &c.tls_key},
+          std::pair{"nbd.tls_ca", &c.tls_ca}, std::pair{"nbd.tls_psk_file", &c.tls_psk_file}}) {
+      // Credentials with TLS off would read as protected and be plaintext.
+      if (!value->empty()) {
+        return Bad(key, "is set but nbd.tls is \"off\" (set tls = \"on\" or \"require\")");
+      }
+    }
   }
   if (c.socket.empty() || c.socket[0] != '/') {
     return Bad("nbd.socket", "must be an absolute path (got '" + c.socket + "')");

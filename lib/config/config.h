@@ -7,7 +7,10 @@
 //             32-byte key, raw or as 64 hex digits: every object holding block data or
 //             block addresses is encrypted with AES-256-GCM; docs/volume.md "Encryption"),
 //             encryption_old_key_files (array: keys that only decrypt, for rotation)
-//   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
+//   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections,
+//             tls ("off" | "on" | "require": NBD_OPT_STARTTLS, nbd/handshake.h), tls_cert,
+//             tls_key (PEM), tls_ca (clients must present a certificate it signed),
+//             tls_psk_file (psktool's identity:hexkey lines); see nbd/tls.h
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms,
@@ -62,6 +65,13 @@ struct Config {
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";
   uint32_t max_connections = 64;
+  // "off", "on" (STARTTLS offered, plaintext allowed) or "require" (no option but
+  // STARTTLS before TLS). The files are checked when portalbd starts (nbd/tls.h).
+  std::string tls = "off";
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  std::string tls_psk_file;
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t l0_sst_size_bytes = 64ull << 20;

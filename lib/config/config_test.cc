@@ -277,5 +277,25 @@ TEST_CASE("storage encryption keys: a key file, old key files for rotation", "[c
   CHECK(Mentions(Check("[storage]\nencryption_key_file = 7\n"), "storage.encryption_key_file"));
 }
 
+TEST_CASE("[nbd] tls: a mode, and credentials only with TLS on", "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml(
+      "[nbd]\ntls = \"require\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n"
+      "tls_ca = \"/ca.pem\"\ntls_psk_file = \"/k.psk\"\n",
+      "t.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->tls == "require");
+  CHECK(c->tls_cert == "/c.pem");
+  CHECK(c->tls_key == "/k.pem");
+  CHECK(c->tls_ca == "/ca.pem");
+  CHECK(c->tls_psk_file == "/k.psk");
+  CHECK(Validate(*c).ok());
+  CHECK(Check("[nbd]\ntls = \"on\"\n").ok());  // the files are checked at start
+  Status st = Check("[nbd]\ntls = \"yes\"\n");
+  CHECK(Mentions(st, "nbd.tls must be \"off\", \"on\" or \"require\""));
+  st = Check("[nbd]\ntls_ca = \"/ca.pem\"\n");
+  CHECK(Mentions(st, "nbd.tls_ca is set but nbd.tls is \"off\""));
+}
+
 }  // namespace
 }  // namespace portal::config

@@ -1,5 +1,7 @@
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
+
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -28,6 +30,16 @@
 namespace portal::daemon {
 namespace {
 auto Log() { return log::Get("portalbd"); }
+
+// Whether a TCP listen address only takes connections from this machine (a unix socket
+// does too). Anything else, a wildcard included, is reachable from a network.
+bool LocalOnly(const std::string& address) {
+  auto a = nbd::ParseListenAddress(address);
+  if (!a.ok() || a->is_unix) return true;
+  in_addr v4;
+  if (::inet_pton(AF_INET, a->host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return a->host == "::1";
+}
 }  // namespace
 
 // The volume turns these into nanoseconds and bytes; Validate()'s bounds keep that exact.
@@ -98,6 +110,18 @@ Status Daemon::Start() {
     keyring_ = std::move(*keys);
     Log()->info("encryption at rest on key_id={} keys={}", keyring_->key_id(), keyring_->key_ids());
   }
+  // TLS credentials next: a missing file or a key not matching its certificate stops us
+  // before the store is touched.
+  nbd::TlsMode tls_mode = *nbd::ParseTlsMode(cfg_.tls);  // Validate() checked it
+  if (tls_mode != nbd::TlsMode::kOff) {
+    auto tls = nbd::TlsContext::CreateServer({.cert_file = cfg_.tls_cert,
+                                              .key_file = cfg_.tls_key,
+                                              .ca_file = cfg_.tls_ca,
+                                              .psk_file = cfg_.tls_psk_file});
+    if (!tls.ok()) return tls.status().WithContext("nbd");
+    tls_ = std::move(*tls);
+    for (const std::string& w : tls_->warnings()) Log()->warn("nbd.{}", w);
+  }
   if (cfg_.storage_url.starts_with("file://")) {
     // Like the original: a missing storage directory is created (and said so).
     std::string dir = cfg_.storage_url.substr(7);
@@ -156,6 +180,8 @@ Status Daemon::Start() {
   nbd::Server::Options so;
   so.address = cfg_.address;
   so.max_connections = cfg_.max_connections;
+  so.session.tls = tls_mode;
+  so.tls = tls_.get();
   server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
   if (Status st = server_->Listen(); !st.ok()) return st;
   control_handler_->Attach(volume_, [this] { return StatusReport(); });
@@ -170,6 +196,15 @@ Status Daemon::Start() {
   }
   server_->Start();
   Log()->info("NBD server listening address={}", server_->bound_address());
+  if (tls_) {
+    Log()->info("NBD TLS tls={} client_certs={} psk_identities={}", cfg_.tls,
+                tls_->verifies_peer() ? "required" : "unchecked", tls_->psk_identities());
+  } else if (!LocalOnly(server_->bound_address())) {
+    Log()->warn(
+        "NBD address {} is reachable from the network and TLS is off: anyone who can "
+        "connect can read and write the volume ([nbd] tls)",
+        server_->bound_address());
+  }
   Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
               volume_->size_bytes());
   return Status::Ok();

@@ -40,6 +40,7 @@ class S3Store;
 namespace nbd {
 class Server;
 class ExportCatalog;
+class TlsContext;
 }  // namespace nbd
 namespace volume {
 class Volume;
@@ -116,6 +117,7 @@ class Daemon {
   trace::RecordingCatalog* recording_ = nullptr;  // catalog_ itself when recording
   std::unique_ptr<metrics::MetricsServer> metrics_;  // [metrics] address set
   std::unique_ptr<metrics::NbdMetrics> nbd_metrics_;
+  std::unique_ptr<nbd::TlsContext> tls_;  // [nbd] tls on or require; outlives server_
   std::unique_ptr<nbd::Server> server_;
   std::unique_ptr<ControlHandler> control_handler_;
   std::unique_ptr<control::Server> control_;

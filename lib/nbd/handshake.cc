@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "nbd/protocol.h"
+#include "util/assert.h"
 #include "util/coding.h"
 
 namespace portal::nbd {
@@ -35,6 +36,26 @@ std::string MetaContextPayload(uint32_t id, std::string_view name) {
 }
 
 }  // namespace
+
+Result<TlsMode> ParseTlsMode(std::string_view name) {
+  if (name == "off") return TlsMode::kOff;
+  if (name == "on") return TlsMode::kOn;
+  if (name == "require") return TlsMode::kRequire;
+  return Status::InvalidArgument(
+      fmt::format("must be \"off\", \"on\" or \"require\", got \"{}\"", name));
+}
+
+std::string_view TlsModeName(TlsMode mode) {
+  switch (mode) {
+    case TlsMode::kOff:
+      return "off";
+    case TlsMode::kOn:
+      return "on";
+    case TlsMode::kRequire:
+      return "require";
+  }
+  return "?";
+}
 
 void AppendOptionReply(std::string* out, uint32_t option, uint32_t type,
                        std::string_view payload) {
@@ -82,7 +103,12 @@ size_t Handshake::Consume(std::span<const uint8_t> in, std::string* out) {
         break;
       }
       no_zeroes_ = flags & NBD_FLAG_C_NO_ZEROES;
+      fixed_newstyle_ = flags & NBD_FLAG_C_FIXED_NEWSTYLE;
       got_client_flags_ = true;
+      if (tls_mode_ == TlsMode::kRequire && !(flags & NBD_FLAG_C_FIXED_NEWSTYLE)) {
+        Fail("TLS is required and the client does not speak fixed newstyle");
+        break;
+      }
       continue;
     }
     if (discarding_) {
@@ -91,7 +117,11 @@ size_t Handshake::Consume(std::span<const uint8_t> in, std::string* out) {
       discard_left_ -= n;
       if (discard_left_ > 0) break;
       discarding_ = false;
-      AppendOptionReply(out, discard_option_, NBD_REP_ERR_TOO_BIG, "option data too large");
+      if (TlsRequired(discard_option_)) {
+        AppendOptionReply(out, discard_option_, NBD_REP_ERR_TLS_REQD, "TLS is required");
+      } else {
+        AppendOptionReply(out, discard_option_, NBD_REP_ERR_TOO_BIG, "option data too large");
+      }
       continue;
     }
     if (rest.size() < kOptionHeaderSize) break;
@@ -135,7 +165,28 @@ void Handshake::HandleOption(uint32_t option, std::string_view data, std::string
     }
     return;
   }
+  if (TlsRequired(option)) {
+    if (option == NBD_OPT_EXPORT_NAME) {
+      Fail("EXPORT_NAME before STARTTLS, and TLS is required");
+    } else {
+      AppendOptionReply(out, option, NBD_REP_ERR_TLS_REQD, "TLS is required");
+    }
+    return;
+  }
   switch (option) {
+    case NBD_OPT_STARTTLS:
+      // NOTLS, by configuration or because the client is not fixed newstyle (proto.md:
+      // TLS needs both sides' fixed newstyle flags): unsupported, below.
+      if (tls_mode_ == TlsMode::kOff || !fixed_newstyle_) break;
+      if (!data.empty()) {
+        AppendOptionReply(out, option, NBD_REP_ERR_INVALID, "option takes no data");
+      } else if (tls_) {
+        AppendOptionReply(out, option, NBD_REP_ERR_INVALID, "TLS is already on");
+      } else {
+        AppendOptionReply(out, option, NBD_REP_ACK, "");
+        state_ = State::kStartTls;
+      }
+      return;
     case NBD_OPT_EXPORT_NAME:
       HandleExportName(data, out);
       return;
@@ -165,10 +216,26 @@ void Handshake::HandleOption(uint32_t option, std::string_view data, std::string
       HandleMetaContext(option, data, out);
       return;
     default:
-      AppendOptionReply(out, option, NBD_REP_ERR_UNSUP,
-                        fmt::format("option {} is not supported", option));
-      return;
+      break;
   }
+  AppendOptionReply(out, option, NBD_REP_ERR_UNSUP,
+                    fmt::format("option {} is not supported", option));
+}
+
+bool Handshake::TlsRequired(uint32_t option) const {
+  return tls_mode_ == TlsMode::kRequire && !tls_ && option != NBD_OPT_STARTTLS &&
+         option != NBD_OPT_ABORT;
+}
+
+void Handshake::TlsStarted() {
+  PORTAL_ASSERT(state_ == State::kStartTls, "TlsStarted without STARTTLS");
+  tls_ = true;
+  state_ = State::kNegotiating;
+  // proto.md: no negotiation state issued before STARTTLS survives it.
+  structured_ = false;
+  meta_set_ = false;
+  meta_export_.clear();
+  meta_base_allocation_ = false;
 }
 
 void Handshake::HandleExportName(std::string_view name, std::string* out) {

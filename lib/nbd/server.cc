@@ -16,6 +16,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
@@ -26,6 +27,7 @@
 namespace portal::nbd {
 
 using Socket = asio::generic::stream_protocol::socket;
+using TlsStream = asio::ssl::stream<Socket&>;
 
 Result<ListenAddress> ParseListenAddress(std::string_view address) {
   ListenAddress out;
@@ -118,26 +120,29 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
       buffers_.clear();
       for (auto s : spans_) buffers_.emplace_back(s.data(), s.size());
       writing_ = true;
-      asio::async_write(socket_, buffers_,
-                        asio::bind_executor(strand_, [self = shared_from_this()](
-                                                         const std::error_code& ec, size_t n) {
-                          self->writing_ = false;
-                          if (ec) {
-                            self->session_.OnOutputError();
-                          } else {
-                            self->session_.ConsumeOutput(n);
-                          }
-                          self->Pump();
-                        }));
+      auto done = asio::bind_executor(
+          strand_, [self = shared_from_this()](const std::error_code& ec, size_t n) {
+            self->writing_ = false;
+            if (ec) {
+              self->session_.OnOutputError();
+            } else {
+              self->session_.ConsumeOutput(n);
+            }
+            self->Pump();
+          });
+      if (tls_) {
+        asio::async_write(*tls_, buffers_, std::move(done));
+      } else {
+        asio::async_write(socket_, buffers_, std::move(done));
+      }
     }
+    if (session_.WantsTls() && !writing_ && !session_.HasOutput() && !tls_) StartTls();
     if (!reading_) {
       std::span<uint8_t> space = session_.InputSpace();
       if (!space.empty()) {
         reading_ = true;
-        socket_.async_read_some(
-            asio::buffer(space.data(), space.size()),
-            asio::bind_executor(strand_, [self = shared_from_this()](const std::error_code& ec,
-                                                                     size_t n) {
+        auto done = asio::bind_executor(
+            strand_, [self = shared_from_this()](const std::error_code& ec, size_t n) {
               self->reading_ = false;
               if (ec) {
                 self->session_.OnInputEof();
@@ -145,7 +150,12 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
                 self->session_.CommitInput(n);
               }
               self->Pump();
-            }));
+            });
+        if (tls_) {
+          tls_->async_read_some(asio::buffer(space.data(), space.size()), std::move(done));
+        } else {
+          socket_.async_read_some(asio::buffer(space.data(), space.size()), std::move(done));
+        }
       }
     }
     if (session_.Finished() && !writing_ && !session_.HasOutput()) {
@@ -160,11 +170,36 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
     }
   }
 
+  // The session acknowledged STARTTLS and its ACK is sent: TLS handshake, then the
+  // session negotiates on over TLS. No read is pending (the session wanted none).
+  void StartTls() {
+    PORTAL_ASSERT(server_.options_.tls != nullptr, "STARTTLS without TLS credentials");
+    tls_ = std::make_unique<TlsStream>(socket_, server_.options_.tls->context());
+    tls_->async_handshake(
+        asio::ssl::stream_base::server,
+        asio::bind_executor(strand_, [self = shared_from_this()](const std::error_code& ec) {
+          if (self->closed_) return;  // timed out: the socket is closed
+          if (ec) {
+            log::Get("portalbd::nbd")
+                ->warn("TLS handshake failed, closing peer={} error=\"{}\"", self->session_.peer(),
+                       ec.message());
+            self->session_.OnOutputError();
+          } else {
+            log::Get("portalbd::nbd")
+                ->debug("TLS established peer={} {}", self->session_.peer(),
+                        DescribeTlsSession(self->tls_->native_handle()));
+            self->session_.OnTlsStarted();
+          }
+          self->Pump();
+        }));
+  }
+
   Server& server_;
   Socket socket_;
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer handshake_timer_;
   Session session_;
+  std::unique_ptr<TlsStream> tls_;  // after STARTTLS: every byte goes through it
   bool reading_ = false;
   bool writing_ = false;
   bool closed_ = false;
@@ -177,7 +212,10 @@ Server::Server(RealEnv& env, ExportCatalog& catalog, Options options)
       catalog_(catalog),
       options_(std::move(options)),
       impl_(std::make_unique<Impl>(env.io_context())),
-      connections_(options_.max_connections) {}
+      connections_(options_.max_connections) {
+  PORTAL_ASSERT((options_.session.tls == TlsMode::kOff) == (options_.tls == nullptr),
+                "TLS mode and credentials disagree");
+}
 
 Server::~Server() { Shutdown(); }
 

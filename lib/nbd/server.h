@@ -4,6 +4,11 @@
 //
 // Unix sockets: a stale socket file (nobody answers) is replaced; if a live server
 // answers on it, Listen() fails and says so; a path that is not a socket is refused.
+//
+// TLS: with session.tls on or require, a STARTTLS the session acknowledges upgrades the
+// socket to a TLS stream with `tls`'s credentials (nbd/tls.h); a failed TLS handshake
+// (no or a wrong client certificate, an unknown PSK) closes the connection and is logged.
+// The handshake timeout covers the TLS handshake too.
 #pragma once
 
 #include <atomic>
@@ -14,6 +19,7 @@
 #include "env/real_env.h"
 #include "nbd/export.h"
 #include "nbd/session.h"
+#include "nbd/tls.h"
 #include "util/connection_set.h"
 #include "util/status.h"
 
@@ -30,6 +36,9 @@ class Server {
     // (idle connections would otherwise hold max_connections slots forever).
     uint64_t handshake_timeout_ms = 10'000;
     Session::Options session;
+    // Credentials for STARTTLS: set exactly when session.tls is not kOff; must outlive
+    // the server.
+    TlsContext* tls = nullptr;
   };
 
   // `env` and `catalog` must outlive the server.

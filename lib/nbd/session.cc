@@ -94,7 +94,7 @@ Session::Session(ExportCatalog& catalog, Host& host, Options options, std::strin
       host_(host),
       options_(options),
       peer_(std::move(peer)),
-      handshake_(catalog),
+      handshake_(catalog, options.tls),
       in_(options.input_buffer_bytes) {}
 
 Session::~Session() { PORTAL_ASSERT(inflight_ == 0, "session destroyed with requests in flight"); }
@@ -143,7 +143,7 @@ void Session::CommitInput(size_t n) {
 }
 
 void Session::OnInputEof() {
-  if (phase_ == Phase::kHandshake) {
+  if (phase_ == Phase::kHandshake || phase_ == Phase::kStartTls) {
     phase_ = Phase::kClosed;
   } else if (phase_ == Phase::kTransmission) {
     StopReading(Phase::kDraining);
@@ -173,6 +173,24 @@ void Session::ProcessHandshake() {
       return;
     case Handshake::State::kAborted:
       StopReading(Phase::kDraining);
+      return;
+    case Handshake::State::kStartTls:
+      if (in_begin_ != in_end_) {
+        // Bytes the client sent behind STARTTLS, before our ACK: plaintext someone
+        // injected (a client waits for the ACK). Acting on them under TLS would let a
+        // man in the middle choose options; hang up without a word instead.
+        log::Get("portalbd::nbd")
+            ->warn(
+                "closing connection: data sent after STARTTLS before the TLS handshake "
+                "peer={}",
+                peer_);
+        out_.clear();
+        out_bytes_ = 0;
+        out_front_pos_ = 0;
+        phase_ = Phase::kClosed;
+        return;
+      }
+      phase_ = Phase::kStartTls;
       return;
     case Handshake::State::kHardClose:
       log::Get("portalbd::nbd")
@@ -389,6 +407,13 @@ void Session::Observe(const RequestHeader& h, uint64_t observer_token, uint32_t 
   if (export_ && export_->observer) export_->observer->OnReply(h, observer_token, error);
 }
 
+void Session::OnTlsStarted() {
+  PORTAL_ASSERT(phase_ == Phase::kStartTls, "OnTlsStarted without STARTTLS");
+  handshake_.TlsStarted();
+  phase_ = Phase::kHandshake;
+  in_begin_ = in_end_ = 0;
+}
+
 void Session::StopReading(Phase next) {
   phase_ = next;
   in_begin_ = in_end_ = 0;
@@ -397,7 +422,7 @@ void Session::StopReading(Phase next) {
 }
 
 void Session::Shutdown() {
-  if (phase_ == Phase::kHandshake) {
+  if (phase_ == Phase::kHandshake || phase_ == Phase::kStartTls) {
     phase_ = Phase::kClosed;
     return;
   }
@@ -426,7 +451,7 @@ void Session::OnOutputError() {
   out_.clear();
   out_bytes_ = 0;
   out_front_pos_ = 0;
-  if (phase_ == Phase::kHandshake) {
+  if (phase_ == Phase::kHandshake || phase_ == Phase::kStartTls) {
     phase_ = Phase::kClosed;
   } else if (phase_ == Phase::kTransmission) {
     StopReading(Phase::kDraining);

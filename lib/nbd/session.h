@@ -7,6 +7,8 @@
 //     session.CommitInput(n) / OnInputEof();
 //     session.GatherOutput(&bufs) -> write -> session.ConsumeOutput(n) / OnOutputError();
 //     if (session.Finished() && !session.HasOutput()) close;
+//     if (session.WantsTls() && !session.HasOutput()) TLS handshake -> OnTlsStarted()
+//                                                     (or OnOutputError() if it fails)
 //
 // Requests run concurrently on the device (many per connection); replies go out in
 // completion order. A request's completion re-enters the session through
@@ -46,6 +48,8 @@ class Session {
     uint32_t max_inflight_requests = 256;
     uint64_t max_inflight_bytes = 128ull << 20;
     size_t input_buffer_bytes = 256 * 1024;
+    // STARTTLS policy (handshake.h); the host must be able to upgrade unless kOff.
+    TlsMode tls = TlsMode::kOff;
   };
 
   class Host {
@@ -94,12 +98,17 @@ class Session {
   uint64_t inflight() const { return inflight_; }
   bool in_transmission() const { return phase_ == Phase::kTransmission; }
   // Still negotiating (not yet in transmission, nor draining or closed after it).
-  bool in_handshake() const { return phase_ == Phase::kHandshake; }
+  bool in_handshake() const { return phase_ == Phase::kHandshake || phase_ == Phase::kStartTls; }
+  // STARTTLS was acknowledged: once the output is sent, the host runs the TLS handshake
+  // and calls OnTlsStarted(); until then InputSpace() is empty.
+  bool WantsTls() const { return phase_ == Phase::kStartTls; }
+  void OnTlsStarted();
+  bool tls() const { return handshake_.tls(); }
   const std::string& peer() const { return peer_; }
 
  private:
   struct Request;
-  enum class Phase { kHandshake, kTransmission, kDraining, kClosed };
+  enum class Phase { kHandshake, kStartTls, kTransmission, kDraining, kClosed };
 
   void ProcessInput();
   void ProcessHandshake();

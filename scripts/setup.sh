@@ -22,6 +22,8 @@ packages=(
   ceph-mon ceph-osd radosgw ceph-common
   # misc used by tests and benchmarks
   curl procps util-linux
+  # the TLS front before s3rver in tests/e2e/test_s3_https.py (and its certificates)
+  stunnel4 openssl
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI,
   # PostgreSQL's pgbench, a game server (minetest-server) generating a world
   fuse2fs e2fsprogs sqlite3 postgresql minetest-server

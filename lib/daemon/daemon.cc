@@ -8,6 +8,7 @@
 #include "control/server.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
+#include "daemon/nbd_exposure.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "metrics/nbd_metrics.h"
@@ -81,6 +82,7 @@ Status Daemon::Start() {
   control_handler_ = std::make_unique<ControlHandler>();
   control::Server::Options co;
   co.path = cfg_.socket;
+  co.group = cfg_.control_socket_group;
   control_ = std::make_unique<control::Server>(*env_, *control_handler_, co);
   if (Status st = control_->Listen(); !st.ok()) return st;
   // The trace file next: an unwritable [record] path stops us before the store is touched.
@@ -102,6 +104,12 @@ Status Daemon::Start() {
   }
   objstore::StoreOptions store_options;
   store_options.buffer_pool = &buffer_pool_;
+  if (!cfg_.ca_file.empty() && cfg_.storage_url.starts_with("s3://")) {
+    auto s3 = s3::ClientOptionsFromEnv();  // the file's CA wins over AWS_CA_BUNDLE
+    if (!s3.ok()) return s3.status().WithContext("storage.url " + cfg_.storage_url);
+    s3->ca_file = cfg_.ca_file;
+    store_options.s3 = std::move(*s3);
+  }
   auto opened = objstore::OpenStore(cfg_.storage_url, *env_, store_options);
   if (!opened.ok()) return opened.status().WithContext("storage.url " + cfg_.storage_url);
   s3_ = dynamic_cast<objstore::S3Store*>(opened->get());
@@ -147,6 +155,10 @@ Status Daemon::Start() {
   nbd::Server::Options so;
   so.address = cfg_.address;
   so.max_connections = cfg_.max_connections;
+  so.max_inflight_bytes = cfg_.max_inflight_bytes;
+  so.handshake_timeout_ms = cfg_.handshake_timeout_ms;
+  so.peer.request_timeout_ms = cfg_.request_timeout_ms;
+  so.peer.idle_timeout_ms = cfg_.idle_timeout_ms;
   server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
   if (Status st = server_->Listen(); !st.ok()) return st;
   control_handler_->Attach(volume_, [this] { return StatusReport(); });
@@ -161,6 +173,9 @@ Status Daemon::Start() {
   }
   server_->Start();
   Log()->info("NBD server listening address={}", server_->bound_address());
+  if (std::string w = NbdExposureWarning(cfg_.address, /*tls_on=*/false); !w.empty()) {
+    Log()->warn("{}", w);
+  }
   Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
               volume_->size_bytes());
   return Status::Ok();

@@ -124,7 +124,7 @@ TEST_CASE("control server creates the directory and a 0600 socket, removed at sh
   CHECK(::lstat(f.path.c_str(), &st) != 0);
 }
 
-TEST_CASE("control server with a socket_group: the group's socket, mode 0660; unknown refused",
+TEST_CASE("control server with a socket_group: the group's socket, mode 0660, unknown refused",
           "[control]") {
   testing::TempDir dir;
   RealEnv env;

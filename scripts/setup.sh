@@ -24,6 +24,8 @@ packages=(
   curl procps util-linux
   # TLS interop tests (tests/interop/test_tls.py): psktool and certtool; openssl's CLI
   gnutls-bin openssl
+  # the TLS front before s3rver in tests/e2e/test_s3_https.py (and its certificates)
+  stunnel4
   # re-recording the traces in traces/ (traces/record.sh): ext4 on FUSE, sqlite's CLI,
   # PostgreSQL's pgbench, a game server (minetest-server) generating a world
   fuse2fs e2fsprogs sqlite3 postgresql minetest-server

@@ -165,15 +165,17 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   Config c = base;
   Reader r(root, source);
   static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record",
-                                                "log", "cache", "metrics"};
+                                                "log", "cache", "metrics", "control"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
       {"storage",
        {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms", "encryption_key_file",
-        "encryption_old_key_files"}},
+        "encryption_old_key_files", "ca_file"}},
       {"nbd",
        {"address", "socket", "max_connections", "tls", "tls_cert", "tls_key", "tls_ca",
-        "tls_psk_file"}},
+        "tls_psk_file", "max_inflight_bytes", "handshake_timeout_ms", "request_timeout_ms",
+        "idle_timeout_ms"}},
+      {"control", {"socket_group"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms",
@@ -229,7 +231,16 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       r.Str(table("storage"), "storage", "encryption_key_file", &c.encryption_key_file));
   RETURN_IF_ERROR(r.StrArray(table("storage"), "storage", "encryption_old_key_files",
                              &c.encryption_old_key_files));
+  RETURN_IF_ERROR(r.Str(table("storage"), "storage", "ca_file", &c.ca_file));
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
+  RETURN_IF_ERROR(r.U64(table("nbd"), "nbd", "max_inflight_bytes", &c.max_inflight_bytes,
+                        Reader::Unit::kBytes));
+  RETURN_IF_ERROR(
+      r.U64(table("nbd"), "nbd", "handshake_timeout_ms", &c.handshake_timeout_ms));
+  RETURN_IF_ERROR(r.U64(table("nbd"), "nbd", "request_timeout_ms", &c.request_timeout_ms));
+  RETURN_IF_ERROR(r.U64(table("nbd"), "nbd", "idle_timeout_ms", &c.idle_timeout_ms));
+  RETURN_IF_ERROR(
+      r.Str(table("control"), "control", "socket_group", &c.control_socket_group));
   RETURN_IF_ERROR(
       r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
   for (auto [name, out] : {std::pair{"tls", &c.tls}, std::pair{"tls_cert", &c.tls_cert},
@@ -344,6 +355,16 @@ Status Validate(const Config& c) {
   }
   RETURN_IF_ERROR(
       InRange("nbd.max_connections", c.max_connections, 1, kMaxConnections, ""));
+  RETURN_IF_ERROR(InRange("nbd.max_inflight_bytes", c.max_inflight_bytes, kMinBufferBytes,
+                          kMaxNbdInflightBytes, "64 GiB"));
+  RETURN_IF_ERROR(InRange("nbd.handshake_timeout_ms", c.handshake_timeout_ms, kMinNbdTimeoutMs,
+                          kMaxNbdTimeoutMs, "1 hour"));
+  RETURN_IF_ERROR(InRange("nbd.request_timeout_ms", c.request_timeout_ms, kMinNbdTimeoutMs,
+                          kMaxNbdTimeoutMs, "1 hour"));
+  if (c.idle_timeout_ms != 0) {
+    RETURN_IF_ERROR(InRange("nbd.idle_timeout_ms", c.idle_timeout_ms, kMinIdleTimeoutMs,
+                            kMaxIdleTimeoutMs, "7 days"));
+  }
   RETURN_IF_ERROR(
       InRange("lsm.flush_interval_ms", c.flush_interval_ms, 0, kMaxIntervalMs, "1 day"));
   RETURN_IF_ERROR(InRange("lsm.l0_sst_size_bytes", c.l0_sst_size_bytes, kMinBufferBytes,

@@ -6,11 +6,16 @@
 //             unsafe_no_fencing, stop_timeout_ms, encryption_key_file (a file holding a
 //             32-byte key, raw or as 64 hex digits: every object holding block data or
 //             block addresses is encrypted with AES-256-GCM; docs/volume.md "Encryption"),
-//             encryption_old_key_files (array: keys that only decrypt, for rotation)
+//             encryption_old_key_files (array: keys that only decrypt, for rotation),
+//             ca_file (PEM CAs for https:// endpoints; else AWS_CA_BUNDLE; else the system's)
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections,
 //             tls ("off" | "on" | "require": NBD_OPT_STARTTLS, nbd/handshake.h), tls_cert,
 //             tls_key (PEM), tls_ca (clients must present a certificate it signed),
-//             tls_psk_file (psktool's identity:hexkey lines); see nbd/tls.h
+//             tls_psk_file (psktool's identity:hexkey lines); see nbd/tls.h;
+//             max_inflight_bytes (READ/WRITE payload in flight over all connections),
+//             handshake_timeout_ms, request_timeout_ms (a request's payload must arrive,
+//             and a reply be taken, within it), idle_timeout_ms (0: off)
+//   [control] socket_group (group given read/write access to the control socket)
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms,
@@ -61,6 +66,8 @@ struct Config {
   // How long SIGTERM/SIGINT waits for in-flight requests and the final FLUSH before
   // giving up on what is not yet durable (and exiting 1).
   uint64_t stop_timeout_ms = 60'000;
+  // PEM file of the CAs to trust for an https:// S3 endpoint; wins over AWS_CA_BUNDLE.
+  std::string ca_file;
   // [nbd]
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";
@@ -72,6 +79,21 @@ struct Config {
   std::string tls_key;
   std::string tls_ca;
   std::string tls_psk_file;
+  // READ and WRITE payload bytes held at once over all NBD connections (each connection
+  // also has its own 128 MiB bound): past it, connections stop reading requests until
+  // replies drain. 1 GiB: eight connections at their own bound.
+  uint64_t max_inflight_bytes = 1ull << 30;
+  // A client must finish negotiating within handshake_timeout_ms; once a request's first
+  // byte arrives, its header and payload must all arrive within request_timeout_ms, and
+  // a reply queued for the client must be taken within it (a 32 MiB payload at 1.1 MB/s).
+  // idle_timeout_ms closes a connection with nothing in flight for that long; 0 (the
+  // default) keeps idle connections: nbd-client's may sit idle for days.
+  uint64_t handshake_timeout_ms = 10'000;
+  uint64_t request_timeout_ms = 30'000;
+  uint64_t idle_timeout_ms = 0;
+  // [control]: a group given read and write access to the control socket (mode 0660);
+  // empty: owner only (0600).
+  std::string control_socket_group;
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t l0_sst_size_bytes = 64ull << 20;
@@ -135,6 +157,14 @@ constexpr uint64_t kMaxBlockCacheSizeBytes = 1ull << 40;
 constexpr uint64_t kMaxDiskCacheSizeBytes = 1ull << 50;
 // read_ahead_max_bytes: 16 GiB.
 constexpr uint64_t kMaxReadAheadBytes = 16ull << 30;
+// nbd.max_inflight_bytes: 1 MiB to 64 GiB.
+constexpr uint64_t kMaxNbdInflightBytes = 64ull << 30;
+// nbd.handshake_timeout_ms and request_timeout_ms: 100 ms to 1 h; idle_timeout_ms: 0 (off)
+// or 1 s to 7 days.
+constexpr uint64_t kMinNbdTimeoutMs = 100;
+constexpr uint64_t kMaxNbdTimeoutMs = 3600'000;
+constexpr uint64_t kMinIdleTimeoutMs = 1000;
+constexpr uint64_t kMaxIdleTimeoutMs = 7 * 24 * 3600'000ull;
 // stop_timeout_ms: 1 s to 1 h.
 constexpr uint64_t kMinStopTimeoutMs = 1000;
 constexpr uint64_t kMaxStopTimeoutMs = 3600'000;

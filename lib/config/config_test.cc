@@ -299,3 +299,58 @@ TEST_CASE("[nbd] tls: a mode, and credentials only with TLS on", "[config]") {
 
 }  // namespace
 }  // namespace portal::config
+
+namespace portal::config {
+namespace {
+
+TEST_CASE("[storage] ca_file: unset by default, a path when given", "[config][tls]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->ca_file.empty());
+  c = ParseToml("[storage]\nca_file = \"/etc/portalbd/ca.pem\"\n", "test.toml", Config{},
+                &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->ca_file == "/etc/portalbd/ca.pem");
+  CHECK(Mentions(Check("[storage]\nca_file = \"\"\n"), "storage.ca_file must not be empty"));
+}
+
+TEST_CASE("[nbd] in-flight budget and timeouts: defaults, units, bounds", "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->max_inflight_bytes == 1ull << 30);
+  CHECK(c->handshake_timeout_ms == 10'000);
+  CHECK(c->request_timeout_ms == 30'000);
+  CHECK(c->idle_timeout_ms == 0);
+  c = ParseToml(
+      "[nbd]\nmax_inflight_bytes = \"256MiB\"\nhandshake_timeout_ms = 2000\n"
+      "request_timeout_ms = 5000\nidle_timeout_ms = 600000\n",
+      "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->max_inflight_bytes == 256ull << 20);
+  CHECK(c->handshake_timeout_ms == 2000);
+  CHECK(c->request_timeout_ms == 5000);
+  CHECK(c->idle_timeout_ms == 600'000);
+  CHECK(Validate(*c).ok());
+  CHECK(Mentions(Check("[nbd]\nmax_inflight_bytes = 4096\n"), "nbd.max_inflight_bytes"));
+  CHECK(Mentions(Check("[nbd]\nrequest_timeout_ms = 0\n"), "nbd.request_timeout_ms"));
+  CHECK(Mentions(Check("[nbd]\nhandshake_timeout_ms = 3600001\n"), "nbd.handshake_timeout_ms"));
+  CHECK(Mentions(Check("[nbd]\nidle_timeout_ms = 10\n"), "nbd.idle_timeout_ms"));
+  CHECK(Mentions(Check("[nbd]\nrequest_timeout_ms = \"30s\"\n"), "must be an integer"));
+}
+
+TEST_CASE("[control] socket_group: owner only by default, a group name when given",
+          "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->control_socket_group.empty());
+  c = ParseToml("[control]\nsocket_group = \"disk\"\n", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->control_socket_group == "disk");
+  CHECK(Mentions(Check("[control]\nsocket_mode = 438\n"), "control.socket_mode is not a known"));
+}
+
+}  // namespace
+}  // namespace portal::config

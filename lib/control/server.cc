@@ -1,6 +1,7 @@
 #include "control/server.h"
 
 #include <fmt/format.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -63,6 +64,32 @@ Status PreparePath(asio::io_context& io, const std::string& path) {
                        std::error_code(errno, std::generic_category()));
   }
   Log()->info("removed stale control socket path={}", path);
+  return Status::Ok();
+}
+
+// Gives the socket file at `path` its permissions: 0600, or `group_name`'s and 0660.
+Status RestrictSocket(const std::string& path, const std::string& group_name) {
+  if (!group_name.empty()) {
+    std::array<char, 16384> buf;
+    struct group g {};
+    struct group* found = nullptr;
+    int rc = ::getgrnam_r(group_name.c_str(), &g, buf.data(), buf.size(), &found);
+    if (found == nullptr) {
+      return Status::InvalidArgument(
+          fmt::format("control.socket_group: no group named '{}'{}", group_name,
+                      rc == 0 ? "" : fmt::format(" ({})", std::strerror(rc))));
+    }
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0) {
+      return SocketError(
+          fmt::format("control.socket_group: chown {} to group {}", path, group_name),
+          std::error_code(errno, std::generic_category()));
+    }
+  }
+  const mode_t mode = group_name.empty() ? 0600 : 0660;
+  if (::chmod(path.c_str(), mode) != 0) {
+    return SocketError(fmt::format("chmod {:o} {}", mode, path),
+                       std::error_code(errno, std::generic_category()));
+  }
   return Status::Ok();
 }
 
@@ -205,9 +232,7 @@ Status Server::Listen() {
   bound_ = true;
   // Before listen(): until then nobody can connect, so the file is never reachable with
   // the umask's wider permissions.
-  if (::chmod(path.c_str(), 0600) != 0) {
-    return SocketError("chmod 0600 " + path, std::error_code(errno, std::generic_category()));
-  }
+  RETURN_IF_ERROR(RestrictSocket(path, options_.group));
   acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return SocketError("cannot listen on the control socket " + path, ec);
   return Status::Ok();

@@ -4,8 +4,9 @@
 // the reply. One connection's requests run one after another, in order; connections run
 // concurrently.
 //
-// The socket file: its parent directory is created; it is made mode 0600 before listen(),
-// so no connection is ever accepted under wider permissions. A stale file (nobody answers)
+// The socket file: its parent directory is created; it is made mode 0600 (or, with a
+// `group`, given to that group and made 0660) before listen(), so no connection is ever
+// accepted under wider permissions. A stale file (nobody answers)
 // is replaced; if a live server answers on it, Listen() fails with Busy and says so; a
 // path that is not a socket is refused. Shutdown() removes the file it bound.
 //
@@ -41,6 +42,10 @@ class Server {
  public:
   struct Options {
     std::string path;  // absolute path of the socket file
+    // A group name: the socket is chowned to it and made 0660, so its members may run
+    // portalctl. Empty: owner only (0600). An unknown group, or one the process may not
+    // give files to, fails Listen().
+    std::string group = "";
     uint32_t max_connections = 16;
     size_t max_request_bytes = kMaxRequestBytes;
   };
@@ -51,8 +56,9 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Creates the parent directory, replaces a stale socket file, binds, chmods 0600 and
-  // listens. Busy if a live server answers on the path; errors name the path.
+  // Creates the parent directory, replaces a stale socket file, binds, chmods 0600 (or
+  // chowns to `group` and chmods 0660) and listens. Busy if a live server answers on the
+  // path; errors name the path.
   Status Listen();
   // Starts accepting (on the env's executor threads).
   void Start();

@@ -1,6 +1,7 @@
 // The control socket server and client over a real unix socket, with a fake handler.
 #include "control/server.h"
 
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -121,6 +122,36 @@ TEST_CASE("control server creates the directory and a 0600 socket, removed at sh
   CHECK((st.st_mode & 0777) == 0600);
   f.server->Shutdown();
   CHECK(::lstat(f.path.c_str(), &st) != 0);
+}
+
+TEST_CASE("control server with a socket_group: the group's socket, mode 0660, unknown refused",
+          "[control]") {
+  testing::TempDir dir;
+  RealEnv env;
+  FakeHandler handler(env);
+  // Our own group: chown to it needs no privilege, so the test runs as any user.
+  const gid_t gid = ::getegid();
+  struct group* g = ::getgrgid(gid);
+  REQUIRE(g != nullptr);
+  Server::Options o;
+  o.path = dir.Join("ctl.sock");
+  o.group = g->gr_name;
+  auto server = std::make_unique<Server>(env, handler, o);
+  REQUIRE(server->Listen().ok());
+  struct stat st;
+  REQUIRE(::lstat(o.path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+  CHECK(st.st_gid == gid);
+  server->Shutdown();
+
+  o.path = dir.Join("ctl2.sock");
+  o.group = "no-such-group-portalbd";
+  server = std::make_unique<Server>(env, handler, o);
+  Status bad = server->Listen();
+  CHECK(bad.code() == Status::Code::kInvalidArgument);
+  CHECK(bad.message().find("control.socket_group: no group named 'no-such-group-portalbd'") !=
+        std::string::npos);
+  server->Shutdown();
 }
 
 TEST_CASE("control server answers several requests of one connection in order", "[control]") {

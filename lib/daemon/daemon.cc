@@ -11,6 +11,7 @@
 #include "crypto/aead.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
+#include "daemon/nbd_exposure.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "metrics/nbd_metrics.h"
@@ -33,13 +34,6 @@ auto Log() { return log::Get("portalbd"); }
 
 // Whether a TCP listen address only takes connections from this machine (a unix socket
 // does too). Anything else, a wildcard included, is reachable from a network.
-bool LocalOnly(const std::string& address) {
-  auto a = nbd::ParseListenAddress(address);
-  if (!a.ok() || a->is_unix) return true;
-  in_addr v4;
-  if (::inet_pton(AF_INET, a->host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  return a->host == "::1";
-}
 }  // namespace
 
 // The volume turns these into nanoseconds and bytes; Validate()'s bounds keep that exact.
@@ -94,6 +88,7 @@ Status Daemon::Start() {
   control_handler_ = std::make_unique<ControlHandler>();
   control::Server::Options co;
   co.path = cfg_.socket;
+  co.group = cfg_.control_socket_group;
   control_ = std::make_unique<control::Server>(*env_, *control_handler_, co);
   if (Status st = control_->Listen(); !st.ok()) return st;
   // The trace file next: an unwritable [record] path stops us before the store is touched.
@@ -134,6 +129,12 @@ Status Daemon::Start() {
   }
   objstore::StoreOptions store_options;
   store_options.buffer_pool = &buffer_pool_;
+  if (!cfg_.ca_file.empty() && cfg_.storage_url.starts_with("s3://")) {
+    auto s3 = s3::ClientOptionsFromEnv();  // the file's CA wins over AWS_CA_BUNDLE
+    if (!s3.ok()) return s3.status().WithContext("storage.url " + cfg_.storage_url);
+    s3->ca_file = cfg_.ca_file;
+    store_options.s3 = std::move(*s3);
+  }
   auto opened = objstore::OpenStore(cfg_.storage_url, *env_, store_options);
   if (!opened.ok()) return opened.status().WithContext("storage.url " + cfg_.storage_url);
   s3_ = dynamic_cast<objstore::S3Store*>(opened->get());
@@ -182,6 +183,10 @@ Status Daemon::Start() {
   so.max_connections = cfg_.max_connections;
   so.session.tls = tls_mode;
   so.tls = tls_.get();
+  so.max_inflight_bytes = cfg_.max_inflight_bytes;
+  so.handshake_timeout_ms = cfg_.handshake_timeout_ms;
+  so.peer.request_timeout_ms = cfg_.request_timeout_ms;
+  so.peer.idle_timeout_ms = cfg_.idle_timeout_ms;
   server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
   if (Status st = server_->Listen(); !st.ok()) return st;
   control_handler_->Attach(volume_, [this] { return StatusReport(); });
@@ -199,11 +204,9 @@ Status Daemon::Start() {
   if (tls_) {
     Log()->info("NBD TLS tls={} client_certs={} psk_identities={}", cfg_.tls,
                 tls_->verifies_peer() ? "required" : "unchecked", tls_->psk_identities());
-  } else if (!LocalOnly(server_->bound_address())) {
-    Log()->warn(
-        "NBD address {} is reachable from the network and TLS is off: anyone who can "
-        "connect can read and write the volume ([nbd] tls)",
-        server_->bound_address());
+  } else if (std::string w = NbdExposureWarning(server_->bound_address(), /*tls_on=*/false);
+             !w.empty()) {
+    Log()->warn("{}", w);
   }
   Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
               volume_->size_bytes());

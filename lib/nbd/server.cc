@@ -75,6 +75,8 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
         socket_(std::move(socket)),
         strand_(asio::make_strand(server.env_.io_context())),
         handshake_timer_(strand_),
+        peer_timer_(strand_),
+        peer_deadline_(server.options_.peer),
         session_(server.catalog_, *this, server.options_.session, std::move(peer)) {}
 
   void Begin() {
@@ -161,13 +163,50 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
     if (session_.Finished() && !writing_ && !session_.HasOutput()) {
       closed_ = true;
       handshake_timer_.cancel();
+      peer_timer_.cancel();
       std::error_code ignored;
       socket_.shutdown(asio::socket_base::shutdown_both, ignored);
       socket_.close(ignored);
       log::Get("portalbd::nbd")->debug("connection closed peer={}", session_.peer());
       // Unregister after the close; pending handlers still hold us alive.
       server_.Unregister(this);
+      return;
     }
+    WatchPeer();
+  }
+
+  // Arms peer_timer_ for the earliest deadline the client now runs against.
+  void WatchPeer() {
+    const uint64_t at = peer_deadline_.Update(session_.peer_wait(), NowMs());
+    if (at == peer_armed_at_ms_) return;
+    peer_armed_at_ms_ = at;
+    if (at == 0) {
+      peer_timer_.cancel();
+      return;
+    }
+    peer_timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(at)));
+    peer_timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (ec || self->closed_) return;
+      self->peer_armed_at_ms_ = 0;
+      const char* why = self->peer_deadline_.Expired(self->session_.peer_wait(), NowMs());
+      if (why == nullptr) return self->WatchPeer();
+      log::Get("portalbd::nbd")
+          ->warn("client too slow, closing peer={} waited_for={} timeout_ms={}",
+                 self->session_.peer(), why,
+                 std::string_view(why) == "idle"
+                     ? self->peer_deadline_.options().idle_timeout_ms
+                     : self->peer_deadline_.options().request_timeout_ms);
+      self->session_.OnOutputError();  // read and write nothing more
+      std::error_code ignored;
+      self->socket_.cancel(ignored);  // a write the client never takes would hang forever
+      self->Pump();
+    });
+  }
+
+  static uint64_t NowMs() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
   }
 
   // The session acknowledged STARTTLS and its ACK is sent: TLS handshake, then the
@@ -198,6 +237,9 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
   Socket socket_;
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer handshake_timer_;
+  asio::steady_timer peer_timer_;  // the earliest of peer_deadline_'s deadlines
+  PeerDeadline peer_deadline_;
+  uint64_t peer_armed_at_ms_ = 0;  // what peer_timer_ is armed for (0: nothing)
   Session session_;
   std::unique_ptr<TlsStream> tls_;  // after STARTTLS: every byte goes through it
   bool reading_ = false;
@@ -212,9 +254,11 @@ Server::Server(RealEnv& env, ExportCatalog& catalog, Options options)
       catalog_(catalog),
       options_(std::move(options)),
       impl_(std::make_unique<Impl>(env.io_context())),
+      budget_(options_.max_inflight_bytes),
       connections_(options_.max_connections) {
   PORTAL_ASSERT((options_.session.tls == TlsMode::kOff) == (options_.tls == nullptr),
                 "TLS mode and credentials disagree");
+  options_.session.budget = &budget_;
 }
 
 Server::~Server() { Shutdown(); }

@@ -18,6 +18,8 @@
 
 #include "env/real_env.h"
 #include "nbd/export.h"
+#include "nbd/inflight_budget.h"
+#include "nbd/peer_deadline.h"
 #include "nbd/session.h"
 #include "nbd/tls.h"
 #include "util/connection_set.h"
@@ -35,7 +37,11 @@ class Server {
     // A client must reach the transmission phase within this time, or it is dropped
     // (idle connections would otherwise hold max_connections slots forever).
     uint64_t handshake_timeout_ms = 10'000;
-    Session::Options session;
+    // READ/WRITE payload bytes in flight over all connections (nbd/inflight_budget.h).
+    uint64_t max_inflight_bytes = 1ull << 30;
+    // Clients that stop sending a request or taking replies, or sit idle (peer_deadline.h).
+    PeerDeadline::Options peer;
+    Session::Options session;  // its `budget` is the server's own
     // Credentials for STARTTLS: set exactly when session.tls is not kOff; must outlive
     // the server.
     TlsContext* tls = nullptr;
@@ -58,6 +64,7 @@ class Server {
   void Shutdown(uint64_t timeout_ms = 30000);
 
   size_t connection_count() const;
+  const InflightBudget& budget() const { return budget_; }
 
  private:
   friend class Connection;
@@ -71,6 +78,7 @@ class Server {
   std::unique_ptr<Impl> impl_;
   std::string bound_address_;
   std::string unix_path_;
+  InflightBudget budget_;  // before connections_: their reply buffers give bytes back to it
   ConnectionSet<Connection> connections_;
   bool started_ = false;  // Start() was called; set and read by the owning thread only
   std::atomic<uint64_t> next_id_ = 0;

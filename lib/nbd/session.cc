@@ -19,6 +19,13 @@ constexpr int kStarting = 0;
 constexpr int kRunning = 1;
 constexpr int kDoneInline = 2;
 
+// A READ's reply buffer that gives its budget bytes back when the reply has been
+// written (or dropped), whichever thread lets go of it last.
+struct LeasedBuffer : Buffer {
+  LeasedBuffer(size_t size, InflightBudget::Lease l) : Buffer(size), lease(std::move(l)) {}
+  InflightBudget::Lease lease;
+};
+
 }  // namespace
 
 struct Session::Request {
@@ -28,6 +35,7 @@ struct Session::Request {
   std::shared_ptr<const void> keep;  // `buf` as the WRITE's WriteFlags::keep
   size_t room = 0;
   uint64_t accounted_bytes = 0;
+  InflightBudget::Lease lease;  // payload bytes taken from the server-wide budget
   std::vector<device::ByteRange> zeroes;
   std::vector<device::StatusExtent> extents;
   Status status;
@@ -106,6 +114,7 @@ void Session::Start() {
 }
 
 bool Session::Paused() const {
+  if (budget_wait_) return true;
   if (inflight_ >= options_.max_inflight_requests) return true;
   return (inflight_ > 0 || out_bytes_ > 0) &&
          inflight_bytes_ + out_bytes_ >= options_.max_inflight_bytes;
@@ -225,14 +234,18 @@ void Session::ProcessTransmission() {
       StopReading(Phase::kDraining);
       return;
     }
+    InflightBudget::Lease lease;
+    if (!TakeBudget(h, &lease)) return;  // the header stays buffered until the wake-up
     in_begin_ += kRequestHeaderSize;
     avail -= kRequestHeaderSize;
+    ++headers_read_;
     if (h.type == NBD_CMD_DISC) {
       StopReading(Phase::kDraining);
       return;
     }
     auto req = std::make_unique<Request>();
     req->h = h;
+    req->lease = std::move(lease);
     if (export_->observer) req->observer_token = export_->observer->OnRequest(h);
     if (h.type == NBD_CMD_WRITE) {
       uint32_t err = shutting_down_ ? NBD_ESHUTDOWN : ValidateRequest(h, n_);
@@ -262,6 +275,30 @@ void Session::ProcessTransmission() {
   }
 }
 
+bool Session::TakeBudget(const RequestHeader& h, InflightBudget::Lease* lease) {
+  if (options_.budget == nullptr || shutting_down_ || h.length == 0) return true;
+  if (h.type != NBD_CMD_READ && h.type != NBD_CMD_WRITE) return true;
+  if (ValidateRequest(h, n_) != 0) return true;  // answered with an error, never buffered
+  // The wake-up must not keep a closed connection alive, nor touch a destroyed one.
+  std::shared_ptr<void> keep = host_.KeepAlive();
+  std::weak_ptr<void> weak = keep;
+  const bool owned = keep != nullptr;
+  bool taken = false;
+  *lease = options_.budget->TryTake(
+      h.length,
+      [this, weak, owned] {
+        std::shared_ptr<void> alive = weak.lock();
+        if (owned && !alive) return;
+        host_.RunInContext([this] {
+          budget_wait_ = false;
+          ProcessInput();
+        });
+      },
+      &taken);
+  budget_wait_ = !taken;
+  return taken;
+}
+
 void Session::Dispatch(std::unique_ptr<Request> req) {
   const RequestHeader& h = req->h;
   if (shutting_down_) {
@@ -276,7 +313,8 @@ void Session::Dispatch(std::unique_ptr<Request> req) {
   }
   if (h.type == NBD_CMD_READ) {
     req->room = n_.structured_replies ? kStructuredReplyHeaderSize + 8 : kSimpleReplyHeaderSize;
-    req->buf = std::make_shared<Buffer>(req->room + h.length);
+    // The reply buffer carries the budget lease: given back once the reply is written.
+    req->buf = std::make_shared<LeasedBuffer>(req->room + h.length, std::move(req->lease));
   }
   req->accounted_bytes = (h.type == NBD_CMD_READ || h.type == NBD_CMD_WRITE) ? h.length : 0;
   ++inflight_;
@@ -442,6 +480,25 @@ void Session::Shutdown() {
   StopReading(Phase::kDraining);
 }
 
+PeerWait Session::peer_wait() const {
+  PeerWait w;
+  if (phase_ == Phase::kHandshake) return w;  // the server's handshake timer covers it
+  // Replies are owed also while draining: a client that half-closed and stopped reading
+  // would otherwise hold its slot forever.
+  if (out_bytes_ > 0 && !output_broken_) w.reply = chunks_sent_ + 1;
+  if (phase_ != Phase::kTransmission) return w;
+  const size_t buffered = in_end_ - in_begin_;
+  if (pending_write_ || drain_left_ > 0) {
+    w.request = headers_read_;  // its header is read; the payload is owed
+  } else if (buffered > 0 && buffered < kRequestHeaderSize && !Paused()) {
+    w.request = headers_read_ + 1;  // part of the next header is read
+  }
+  if (inflight_ == 0 && out_bytes_ == 0 && buffered == 0 && w.request == 0 && !budget_wait_) {
+    w.idle = headers_read_ + 1;
+  }
+  return w;
+}
+
 bool Session::Finished() const {
   return phase_ == Phase::kClosed || (phase_ == Phase::kDraining && inflight_ == 0);
 }
@@ -503,6 +560,7 @@ void Session::ConsumeOutput(size_t n) {
     n -= rest;
     out_.pop_front();
     out_front_pos_ = 0;
+    ++chunks_sent_;
   }
   // Unsent replies count against the byte bound, so sending them may lift it: parse the
   // requests it held back now. Waiting for more input instead would hang a client that

@@ -17,8 +17,10 @@
 //
 // Bounds: at most max_inflight_requests requests and max_inflight_bytes of READ/WRITE
 // payload plus queued output at once; past either, InputSpace() is empty (the socket is
-// not read) until replies drain. Oversized WRITE payloads are discarded as they stream
-// in, never buffered.
+// not read) until replies drain. With a shared `budget` (nbd/inflight_budget.h), a READ's
+// or WRITE's payload bytes are also taken from it before its header is parsed; when they
+// do not fit, the session stops reading until the budget wakes it. Oversized WRITE
+// payloads are discarded as they stream in, never buffered.
 //
 // Observation: when the opened export carries a RequestObserver, every request is
 // reported to it as read and as answered (nbd/request_observer.h).
@@ -37,6 +39,8 @@
 
 #include "nbd/export.h"
 #include "nbd/handshake.h"
+#include "nbd/inflight_budget.h"
+#include "nbd/peer_deadline.h"
 #include "nbd/transmission.h"
 #include "util/buffer.h"
 
@@ -50,6 +54,9 @@ class Session {
     size_t input_buffer_bytes = 256 * 1024;
     // STARTTLS policy (handshake.h); the host must be able to upgrade unless kOff.
     TlsMode tls = TlsMode::kOff;
+    // Shared by every session of a server; null: none. Must outlive the session and
+    // every reply buffer it queued.
+    InflightBudget* budget = nullptr;
   };
 
   class Host {
@@ -105,6 +112,8 @@ class Session {
   void OnTlsStarted();
   bool tls() const { return handshake_.tls(); }
   const std::string& peer() const { return peer_; }
+  // What the session waits on its peer for, for the server's timeouts (peer_deadline.h).
+  PeerWait peer_wait() const;
 
  private:
   struct Request;
@@ -114,6 +123,9 @@ class Session {
   void ProcessHandshake();
   void ProcessTransmission();
   bool Paused() const;
+  // Takes a READ's or WRITE's payload bytes from options_.budget into `lease`; false when
+  // they do not fit (the session then waits for the budget's wake-up).
+  bool TakeBudget(const RequestHeader& h, InflightBudget::Lease* lease);
   void Dispatch(std::unique_ptr<Request> req);
   void Complete(std::unique_ptr<Request> req);
   void ReplyError(const Request& req, uint32_t error, std::string_view message);
@@ -157,6 +169,9 @@ class Session {
   uint32_t drain_error_ = 0;
 
   bool shutting_down_ = false;  // Shutdown() is answering buffered requests
+  bool budget_wait_ = false;    // a header waits for options_.budget's bytes
+  uint64_t headers_read_ = 0;   // request headers parsed (PeerWait numbering)
+  uint64_t chunks_sent_ = 0;    // output chunks fully written (PeerWait numbering)
   uint64_t inflight_ = 0;
   uint64_t inflight_bytes_ = 0;
 

@@ -3,7 +3,10 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 
 #include "s3/curl_transport.h"
 #include "s3/errors.h"
@@ -83,8 +86,19 @@ Result<std::unique_ptr<Client>> Client::Create(Env& env, std::string bucket, Cli
     return Status::InvalidArgument("S3 endpoint " + options.endpoint +
                                    " is plain HTTP: set AWS_ALLOW_HTTP=true to allow it");
   }
+  if (!options.ca_file.empty()) {
+    // Checked here, so that a wrong path is one line at start naming it, not a TLS error
+    // on the first request.
+    std::ifstream ca(options.ca_file);
+    if (!ca) {
+      return Status::InvalidArgument(fmt::format("CA bundle {} (AWS_CA_BUNDLE or storage.ca_file) "
+                                                 "cannot be read: {}",
+                                                 options.ca_file, std::strerror(errno)));
+    }
+  }
   if (!transport) {
     CurlTransport::Options t;
+    t.ca_file = options.ca_file;
     t.max_connections = std::max<long>(64, options.max_concurrent_requests);
     transport = std::make_shared<CurlTransport>(env, t);
   }

@@ -86,6 +86,12 @@ TEST_CASE("bad settings are refused with the variable to fix", "[s3client]") {
   o = TestOptions();
   o.endpoint = "::not a url";
   CHECK(make(o).code() == Status::Code::kInvalidArgument);
+  o = TestOptions();
+  o.ca_file = "/nonexistent/ca.pem";
+  Status ca = make(o);
+  CHECK(ca.code() == Status::Code::kInvalidArgument);
+  CHECK(ca.message().find("CA bundle /nonexistent/ca.pem") != std::string::npos);
+  CHECK(ca.message().find("AWS_CA_BUNDLE") != std::string::npos);
 }
 
 TEST_CASE("PUT carries the body's SHA-256 and If-None-Match only when conditional", "[s3client]") {

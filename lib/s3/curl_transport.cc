@@ -111,7 +111,7 @@ int OnSeek(void* user, curl_off_t offset, int origin) {
 }
 
 // Configures the easy handle; InvalidArgument for requests we cannot express.
-Status Setup(Transfer* t, bool verbose) {
+Status Setup(Transfer* t, const CurlTransport::Options& options) {
   const HttpRequest& r = *t->request;
   t->easy = curl_easy_init();
   if (!t->easy) return Status::Unavailable("curl_easy_init failed");
@@ -140,7 +140,10 @@ Status Setup(Transfer* t, bool verbose) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnWrite);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-  if (verbose) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+  if (options.verbose) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+  // Verification stays on (libcurl's default: peer and host name); only the trust
+  // anchors change.
+  if (!options.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options.ca_file.c_str());
 
   if (r.method == "GET") {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -204,7 +207,7 @@ Task<Result<HttpResponse>> CurlTransport::Send(const HttpRequest& request) {
   Transfer t;
   t.request = &request;
   t.what = fmt::format("{} {}", request.method, request.url);
-  if (Status s = Setup(&t, options_.verbose); !s.ok()) co_return s;
+  if (Status s = Setup(&t, options_); !s.ok()) co_return s;
 
   struct Awaiter {
     CurlTransport* self;

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,8 @@ class CurlTransport final : public HttpTransport {
   struct Options {
     long max_connections = 64;
     bool verbose = false;  // curl's own trace on stderr (debugging only)
+    // PEM file of trusted CAs (CURLOPT_CAINFO); empty: libcurl's default store.
+    std::string ca_file;
   };
 
   CurlTransport(Env& env, Options options);

@@ -33,6 +33,7 @@ Result<ClientOptions> ClientOptionsFromEnv(const EnvLookup& lookup) {
   } else if (auto e = get("AWS_ENDPOINT")) {
     o.endpoint = *e;
   }
+  if (auto v = get("AWS_CA_BUNDLE")) o.ca_file = *v;
   if (auto v = get("AWS_ALLOW_HTTP")) {
     if (*v == "true" || *v == "1" || *v == "TRUE" || *v == "True") {
       o.allow_http = true;

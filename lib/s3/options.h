@@ -2,7 +2,8 @@
 //
 // ClientOptionsFromEnv reads the variables the original portalbd (Rust object_store)
 // reads: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (else
-// AWS_DEFAULT_REGION), AWS_ENDPOINT_URL (else AWS_ENDPOINT), AWS_ALLOW_HTTP.
+// AWS_DEFAULT_REGION), AWS_ENDPOINT_URL (else AWS_ENDPOINT), AWS_ALLOW_HTTP, and
+// AWS_CA_BUNDLE (the AWS CLI's and SDKs' name for a PEM file of CAs to trust).
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,11 @@ struct ClientOptions {
   std::optional<bool> path_style;
   // Plain http:// endpoints are refused unless this is set (AWS_ALLOW_HTTP=true).
   bool allow_http = false;
+  // PEM file of the CAs that https:// endpoints must chain to, in place of the system's
+  // (a private CA in front of MinIO, Ceph RGW, ...). Empty: the system's CA store. The
+  // file must be readable when the client is created; peers are always verified, host
+  // name included.
+  std::string ca_file;
 
   std::string access_key_id;
   std::string secret_access_key;

@@ -44,6 +44,12 @@ TEST_CASE("AWS_REGION beats AWS_DEFAULT_REGION, AWS_ENDPOINT_URL beats AWS_ENDPO
   CHECK_FALSE(ClientOptionsFromEnv(Vars({}))->allow_http);
 }
 
+TEST_CASE("AWS_CA_BUNDLE names the CA file, unset keeps the system's CAs", "[s3client]") {
+  CHECK(ClientOptionsFromEnv(Vars({{"AWS_CA_BUNDLE", "/etc/ca.pem"}}))->ca_file == "/etc/ca.pem");
+  CHECK(ClientOptionsFromEnv(Vars({}))->ca_file.empty());
+  CHECK(ClientOptionsFromEnv(Vars({{"AWS_CA_BUNDLE", ""}}))->ca_file.empty());
+}
+
 TEST_CASE("a bad AWS_ALLOW_HTTP is named in the error", "[s3client]") {
   auto o = ClientOptionsFromEnv(Vars({{"AWS_ALLOW_HTTP", "yes please"}}));
   REQUIRE_FALSE(o.ok());

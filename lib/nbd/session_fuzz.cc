@@ -1,5 +1,9 @@
-// libFuzzer target: cmake -DCMAKE_CXX_COMPILER=clang++ -DPORTAL_FUZZ=ON, then
-//   ./session_fuzz -max_total_time=60 corpus/
+// libFuzzer target nbd_session (fuzz/README.md): the server's NBD codecs, handshake and
+// transmission, fed by a hostile client through nbd::Session (testing/nbd_fuzz.h).
+//
+// Input: mode u8 (bit 0: a valid negotiation first, bit 1: with structured replies and
+// base:allocation, bit 2: read-only, bit 3: a larger input buffer), piece u8, then the
+// client's bytes.
 #include "testing/nbd_fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -72,10 +72,12 @@ void Segments() {
       f.extents.push_back({{8, 8 + a, lsm::Loc::Data(id, 0)}, false, {}});
       f.extents.push_back({{8 + a, 100, lsm::Loc::Hole()}, false, {}});
       if (blocks > a) {
-        f.extents.push_back({{300, 300 + blocks - a, lsm::Loc::Data(id, a)}, conditional,
+        f.extents.push_back({{300, 300 + blocks - a, lsm::Loc::Data(id, a)},
+                             conditional,
                              conditional ? lsm::Loc::Data(3, 9) : lsm::Loc{}});
       }
-      f.extents.push_back({{1000, 1004, lsm::Loc::Zero()}, conditional,
+      f.extents.push_back({{1000, 1004, lsm::Loc::Zero()},
+                           conditional,
                            conditional ? lsm::Loc::Zero() : lsm::Loc{}});
     }
     auto e = EncodeSegment(&f, SegmentContents{objstore::Rope(Bytes(blocks * 512, compress)), {}},
@@ -95,8 +97,7 @@ void Segments() {
   fence.durable_through = 4;
   fence.resume = 30;
   auto e = volume::EncodeSegment(&fence, {}, {});
-  Seed("volume_segment_format", "fence-resume", std::string(1, '\1'),
-       std::move(e.bytes).Flatten());
+  Seed("volume_segment_format", "fence-resume", std::string(1, '\1'), std::move(e.bytes).Flatten());
 }
 
 // --- map SSTs ---------------------------------------------------------------------------
@@ -169,8 +170,7 @@ void Manifests() {
   s.levels = Levels();
   s.segments = {10, 11, 12, 30};
   Seed("volume_snapshot", "object", std::string(1, '\0'), volume::EncodeSnapshotObject(s));
-  Seed("volume_snapshot", "object-reseal", std::string(1, '\1'),
-       volume::EncodeSnapshotObject(s));
+  Seed("volume_snapshot", "object-reseal", std::string(1, '\1'), volume::EncodeSnapshotObject(s));
   s.levels.clear();
   s.segments.clear();
   Seed("volume_snapshot", "empty-reseal", std::string(1, '\1'), volume::EncodeSnapshotObject(s));
@@ -253,13 +253,12 @@ void Nbd() {
   // nbd_client: cookies 1..16 are in flight, a READ of cookie c is c * 100 bytes long.
   std::string reads = Request(NBD_CMD_READ, 1, 0, 100) + Request(NBD_CMD_READ, 2, 512, 200) +
                       Request(NBD_CMD_READ, 5, 4096, 500);
-  std::string writes = Request(NBD_CMD_WRITE, 3, 0, 300, 0, Bytes(300, false)) +
-                       Request(NBD_CMD_READ, 4, 0, 400) +
-                       Request(NBD_CMD_WRITE_ZEROES, 6, 1024, 600) +
-                       Request(NBD_CMD_TRIM, 7, 4096, 700) +
-                       Request(NBD_CMD_BLOCK_STATUS, 8, 0, 8192) +
-                       Request(NBD_CMD_READ, 9, 1 << 21, 900) +  // past the end: an error
-                       Request(NBD_CMD_FLUSH, 10, 0, 0);
+  std::string writes =
+      Request(NBD_CMD_WRITE, 3, 0, 300, 0, Bytes(300, false)) + Request(NBD_CMD_READ, 4, 0, 400) +
+      Request(NBD_CMD_WRITE_ZEROES, 6, 1024, 600) + Request(NBD_CMD_TRIM, 7, 4096, 700) +
+      Request(NBD_CMD_BLOCK_STATUS, 8, 0, 8192) +
+      Request(NBD_CMD_READ, 9, 1 << 21, 900) +  // past the end: an error
+      Request(NBD_CMD_FLUSH, 10, 0, 0);
   auto simple = Talk(false, false, reads);
   auto structured = Talk(true, true, writes);
   auto no_meta = Talk(true, false, writes);
@@ -273,14 +272,13 @@ void Nbd() {
   Seed("nbd_session", "simple", std::string("\x00\x40", 2), simple.client);
   Seed("nbd_session", "structured", std::string("\x00\x40", 2), structured.client);
   Seed("nbd_session", "structured-small-pieces", std::string("\x00\x01", 2), structured.client);
-  std::string options = testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) +
-                        testing::Option(NBD_OPT_LIST, "") +
-                        testing::Option(NBD_OPT_INFO, testing::InfoOrGoData("portalbd", {0, 1, 2, 3})) +
-                        testing::Option(NBD_OPT_LIST_META_CONTEXT,
-                                        testing::MetaData("portalbd", {"base:"})) +
-                        testing::Option(NBD_OPT_STARTTLS, "") +
-                        testing::Option(NBD_OPT_EXTENDED_HEADERS, "") +
-                        testing::Option(NBD_OPT_EXPORT_NAME, "portalbd") + reads;
+  std::string options =
+      testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) +
+      testing::Option(NBD_OPT_LIST, "") +
+      testing::Option(NBD_OPT_INFO, testing::InfoOrGoData("portalbd", {0, 1, 2, 3})) +
+      testing::Option(NBD_OPT_LIST_META_CONTEXT, testing::MetaData("portalbd", {"base:"})) +
+      testing::Option(NBD_OPT_STARTTLS, "") + testing::Option(NBD_OPT_EXTENDED_HEADERS, "") +
+      testing::Option(NBD_OPT_EXPORT_NAME, "portalbd") + reads;
   Seed("nbd_session", "options", std::string("\x00\x40", 2), options);
   Seed("nbd_session", "abort", std::string("\x00\x40", 2),
        testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE) + testing::Option(NBD_OPT_ABORT, ""));

@@ -55,8 +55,7 @@ void CheckReply(std::string_view line) {
     PORTAL_ASSERT(std::get<SnapshotListReply>(*decoded).snapshots == l->snapshots,
                   "snapshot list changed");
   } else if (auto* one = std::get_if<SnapshotReply>(&*reply)) {
-    PORTAL_ASSERT(std::get<SnapshotReply>(*decoded).snapshot == one->snapshot,
-                  "snapshot changed");
+    PORTAL_ASSERT(std::get<SnapshotReply>(*decoded).snapshot == one->snapshot, "snapshot changed");
   }
 }
 

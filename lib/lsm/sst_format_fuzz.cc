@@ -27,9 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint32_t meta_len = LoadLE32(t);
     if (meta_len <= object.size() - kSstTrailerSize) {
       std::string fixed;
-      PutFixed64(&fixed, Checksum64(std::string_view(
-                             object.data() + object.size() - kSstTrailerSize - meta_len,
-                             meta_len)));
+      PutFixed64(&fixed,
+                 Checksum64(std::string_view(
+                     object.data() + object.size() - kSstTrailerSize - meta_len, meta_len)));
       std::memcpy(t + 4, fixed.data(), 8);
     }
   }

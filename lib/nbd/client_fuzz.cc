@@ -7,8 +7,8 @@
 //
 // Input: mode u8 (bit 0 structured replies, bit 1 base:allocation, bit 2 skip the
 // handshake), piece u8 (piece length = 1 + piece * 7), then the server's bytes.
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <span>
 #include <string>

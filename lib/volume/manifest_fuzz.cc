@@ -7,9 +7,8 @@
 // "checksum" member) so that mutations reach the field checks instead of stopping at the
 // seal (a hostile writer computes checksums too).
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "util/assert.h"
 #include "volume/json_seal.h"

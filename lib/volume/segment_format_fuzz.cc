@@ -59,8 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const ChunkInfo& c : f.chunks) {
     PORTAL_ASSERT(c.offset + c.stored_len <= object.size(), "chunk outside the object");
     blocks += c.raw_blocks;
-    auto raw = DecodeChunk(std::string_view(object).substr(c.offset, c.stored_len), c,
-                           f.block_size, name);
+    auto raw =
+        DecodeChunk(std::string_view(object).substr(c.offset, c.stored_len), c, f.block_size, name);
     if (!raw.ok()) {
       PORTAL_ASSERT(raw.status().IsCorruption(), "not Corruption");
       continue;

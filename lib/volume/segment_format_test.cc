@@ -214,7 +214,7 @@ TEST_CASE("an LZ4 chunk claiming more than LZ4 can expand is Corruption before a
   PutVarint64(&footer, 16);    // stored_len
   PutVarint64(&footer, 4096);  // raw_blocks
   footer.push_back(static_cast<char>(ChunkCodec::kLz4));
-  PutFixed64(&footer, 0);  // checksum of the decoded bytes
+  PutFixed64(&footer, 0);   // checksum of the decoded bytes
   PutVarint64(&footer, 0);  // extents
   PutVarint64(&footer, 4);  // durable_through
   std::string object = area + footer;

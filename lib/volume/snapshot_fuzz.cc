@@ -5,9 +5,8 @@
 //
 // Input: mode u8, then the JSON text. Mode bit 0: first reseal it (see manifest_fuzz.cc).
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "util/assert.h"
 #include "volume/json_seal.h"

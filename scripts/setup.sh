@@ -16,6 +16,9 @@ packages=(
   prometheus-cpp-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpugixml-dev libspdlog-dev
   catch2 librapidcheck-dev libbenchmark-dev
+  # the libFuzzer targets (scripts/fuzz.sh, fuzz/README.md): clang 14, its fuzzer and
+  # sanitizer runtimes, llvm-symbolizer for readable crash stacks
+  clang libclang-rt-14-dev llvm
   # NBD test clients and tools
   libnbd-bin python3-libnbd nbdkit qemu-utils fio python3 python3-botocore
   # Ceph's RADOS Gateway, the real S3 server of the rgw tests (tests/e2e/rgw.py)

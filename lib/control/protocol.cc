@@ -1,5 +1,7 @@
 #include "control/protocol.h"
 
+#include <limits>
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -152,6 +154,9 @@ Result<SnapshotEntry> DecodeSnapshot(const ordered_json& j) {
   RETURN_IF_ERROR(f.U64("size_bytes", &s.size_bytes));
   RETURN_IF_ERROR(f.U64("pinned_bytes", &s.pinned_bytes));
   RETURN_IF_ERROR(f.U64("attached", &attached));
+  if (attached > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+    return Status::Corruption(fmt::format("reply snapshot: attached {} out of range", attached));
+  }
   s.attached = static_cast<int>(attached);
   return s;
 }

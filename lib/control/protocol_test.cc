@@ -231,6 +231,16 @@ TEST_CASE("control replies decode, and bad replies are Corruption", "[control]")
   }
 }
 
+TEST_CASE("a reply whose counts do not fit their fields is Corruption", "[control]") {
+  // "attached" is an int: 2^31 read back as -2^31, which portalctl then printed and
+  // which no longer encodes as the unsigned count the protocol says it is.
+  std::string snap(kSnapJson);
+  snap.replace(snap.find("\"attached\":1"), 12, "\"attached\":2147483648");
+  auto r = DecodeReply("{\"ok\":true,\"snapshot\":" + snap + "}");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().IsCorruption());
+}
+
 TEST_CASE("control requests encode byte for byte", "[control]") {
   CHECK(EncodeRequest(Request{Op::kSnapshotCreate, "snap1", ""}) ==
         "{\"op\":\"snapshot.create\",\"name\":\"snap1\"}\n");

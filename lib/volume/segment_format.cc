@@ -299,6 +299,11 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view tail, uint64_t object
     if (c.codec == ChunkCodec::kRaw && c.stored_len != c.raw_blocks * block_size + tag) {
       return Bad(name, fmt::format("raw chunk {} has the wrong length", i));
     }
+    // LZ4 expands at most ~255x (a byte per 255 bytes of match): a chunk claiming more
+    // cannot decode, and DecodeChunk would first allocate what it claims (up to 4 GiB).
+    if (c.codec == ChunkCodec::kLz4 && c.raw_blocks * block_size / 255 > c.stored_len + 1) {
+      return Bad(name, fmt::format("LZ4 chunk {} claims more than its bytes can expand to", i));
+    }
     expect_offset += c.stored_len;
     blocks += c.raw_blocks;
     f.chunks.push_back(c);

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "util/checksum.h"
+#include "util/coding.h"
 
 namespace portal::volume {
 namespace {
@@ -200,6 +201,30 @@ TEST_CASE("every corrupted byte of a segment is detected, never crashes", "[volu
     auto dec = DecodeSegmentFooter(enc.bytes.substr(0, len), len, "seg/42");
     CHECK_FALSE(dec.ok());
   }
+}
+
+TEST_CASE("an LZ4 chunk claiming more than LZ4 can expand is Corruption before any allocation",
+          "[volume][format]") {
+  // A footer with valid checksums whose one LZ4 chunk of 16 stored bytes claims 4096
+  // blocks of 1 MiB: decoding it would allocate 4 GiB. LZ4 expands at most ~255x.
+  const std::string area(16, 'x');
+  std::string footer;
+  for (uint64_t v : {2, 5, 1, 1, 1, 1 << 20, 4096, 4096, 1}) PutVarint64(&footer, v);
+  PutVarint64(&footer, 0);     // offset
+  PutVarint64(&footer, 16);    // stored_len
+  PutVarint64(&footer, 4096);  // raw_blocks
+  footer.push_back(static_cast<char>(ChunkCodec::kLz4));
+  PutFixed64(&footer, 0);   // checksum of the decoded bytes
+  PutVarint64(&footer, 0);  // extents
+  PutVarint64(&footer, 4);  // durable_through
+  std::string object = area + footer;
+  PutFixed32(&object, static_cast<uint32_t>(footer.size()));
+  PutFixed64(&object, Checksum64(footer));
+  PutFixed64(&object, 0x3130474553444250ULL);  // "PBDSEG01"
+  auto f = DecodeSegmentFooter(object, object.size(), "seg/5");
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.status().IsCorruption());
+  CHECK_THAT(f.status().ToString(), Catch::Contains("LZ4"));
 }
 
 }  // namespace

@@ -108,7 +108,8 @@ Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size
       uint64_t cached_size = LoadLE64(reinterpret_cast<const uint8_t*>(cached->data()));
       auto f = DecodeSegmentFooter(std::string_view(*cached).substr(8), cached_size, key,
                                    footer_checksum, options_.keyring);
-      if (f.ok() && f->segment_id == id && (size == 0 || size == cached_size)) {
+      if (f.ok() && f->segment_id == id && f->block_size == options_.block_size &&
+          (size == 0 || size == cached_size)) {
         NoteSize(id, cached_size);
         co_return std::move(*f);
       }
@@ -141,6 +142,11 @@ Task<Result<SegmentFooter>> SegmentReader::ReadFooter(uint64_t id, uint64_t size
   SegmentFooter f = std::move(*decoded);
   if (f.segment_id != id) {
     co_return Status::Corruption(fmt::format("segment {} names itself {}", key, f.segment_id));
+  }
+  // Reads copy footer.block_size bytes a block into buffers sized by the volume's.
+  if (f.block_size != options_.block_size) {
+    co_return Status::Corruption(fmt::format("segment {} has block size {}; the volume's is {}",
+                                             key, f.block_size, options_.block_size));
   }
   if (footers_ && need <= tail.size()) {
     std::string entry;

@@ -130,5 +130,20 @@ TEST_CASE("segment reader: a missing segment is not fetched again", "[volume][se
   CHECK(f.refetches == 0);
 }
 
+TEST_CASE("segment reader: a segment of another block size is Corruption and no overrun",
+          "[volume][segment]") {
+  // The footer's checksum holds, but its blocks are 4096 bytes in a volume of 1024-byte
+  // blocks: copying them would write 4x past the caller's buffer.
+  Fixture f(false);
+  f.options.block_size = 1024;
+  Status st;
+  std::string out(4 * 4096, '\0');  // room enough that the unfixed reader only misreads
+  st = RunSim(f.env, f.reader.ReadBlocks(kId, 0, 1, reinterpret_cast<uint8_t*>(out.data())));
+  CHECK(st.IsCorruption());
+  CHECK_THAT(st.ToString(), Catch::Contains("block size 4096"));
+  auto footer = RunSim(f.env, f.reader.ReadFooter(kId, 0));
+  CHECK(footer.status().IsCorruption());
+}
+
 }  // namespace
 }  // namespace portal::volume

@@ -153,7 +153,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
                                                 "log", "cache", "metrics"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
       {"device", {"disk_size_gb", "block_size"}},
-      {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms"}},
+      {"storage", {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms", "volumes"}},
       {"nbd", {"address", "socket", "max_connections"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
@@ -206,6 +206,21 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(
       r.Bool(table("storage"), "storage", "unsafe_no_fencing", &c.unsafe_no_fencing));
   RETURN_IF_ERROR(r.U64(table("storage"), "storage", "stop_timeout_ms", &c.stop_timeout_ms));
+  if (const toml::node* n = table("storage").get("volumes")) {
+    if (auto all = n->value_exact<std::string>()) {
+      if (*all != "all") return r.Error("storage.volumes", "must be \"all\" or a list of names");
+      c.volumes.reset();
+    } else if (const toml::array* list = n->as_array()) {
+      c.volumes.emplace();
+      for (const toml::node& item : *list) {
+        auto name = item.value_exact<std::string>();
+        if (!name) return r.Error("storage.volumes", "must be \"all\" or a list of names");
+        c.volumes->push_back(*name);
+      }
+    } else {
+      return r.Error("storage.volumes", "must be \"all\" or a list of names");
+    }
+  }
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
   RETURN_IF_ERROR(
       r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
@@ -295,6 +310,15 @@ Status Validate(const Config& c) {
   }
   if (url.starts_with("s3://") && (url.size() == 5 || url[5] == '/')) {
     return Bad("storage.url", "names no bucket: '" + url + "'");
+  }
+  if (c.volumes) {
+    std::set<std::string_view> seen;
+    for (const std::string& name : *c.volumes) {
+      if (name.empty()) return Bad("storage.volumes", "holds an empty name");
+      if (!seen.insert(name).second) {
+        return Bad("storage.volumes", "names '" + name + "' twice");
+      }
+    }
   }
   if (auto a = nbd::ParseListenAddress(c.address); !a.ok()) {
     return Bad("nbd.address", a.status().message());

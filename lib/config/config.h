@@ -3,7 +3,9 @@
 //
 //   [device]  disk_size_gb (GiB = 2^30 bytes), block_size
 //   [storage] url (memory:// | file:///path | s3://bucket/prefix), cache_dir,
-//             unsafe_no_fencing, stop_timeout_ms
+//             unsafe_no_fencing, stop_timeout_ms, volumes ("all", the default: the
+//             default volume and every registered one; or a list of names, "portalbd"
+//             naming the default volume: only those. docs/volumes.md)
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
@@ -51,6 +53,10 @@ struct Config {
   // How long SIGTERM/SIGINT waits for in-flight requests and the final FLUSH before
   // giving up on what is not yet durable (and exiting 1).
   uint64_t stop_timeout_ms = 60'000;
+  // The volumes to serve (docs/volumes.md). Unset ("all"): the default volume and every
+  // volume in the registry. A list: exactly those ("portalbd" is the default volume);
+  // names are judged by the daemon (volume::ValidateVolumeName).
+  std::optional<std::vector<std::string>> volumes;
   // [nbd]
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";

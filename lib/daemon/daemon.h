@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "control/protocol.h"
@@ -59,6 +60,7 @@ struct VolumeSample;
 namespace portal::daemon {
 
 class ControlHandler;
+class VolumeSet;
 
 class Daemon {
  public:
@@ -87,8 +89,14 @@ class Daemon {
   std::string DiskCacheCounts() const;
   // [metrics] address set: serves /metrics, NBD requests counted through catalog_.
   Status StartMetrics();
-  // The volume's and the store's counters as the metrics server shows them.
-  metrics::VolumeSample MetricsSample();
+  // Each served volume's counters (and the store's, with the first) as the metrics
+  // server shows them.
+  std::vector<metrics::VolumeSample> MetricsSamples();
+  // Opens the volumes [storage] volumes names (docs/volumes.md).
+  Status OpenVolumes();
+  // The volume `portalctl status` and the status line describe: the default volume if
+  // served, else the first by name; null if none is served.
+  std::shared_ptr<volume::Volume> PrimaryVolume() const;
   // Ends the [record] trace (after the NBD server stopped) and logs what it holds.
   Status FinishRecording();
 
@@ -103,8 +111,8 @@ class Daemon {
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
-  std::shared_ptr<volume::Volume> volume_;
-  std::mutex summary_mu_;  // volume_ changing (Stop) vs NotDurableSummary()
+  std::unique_ptr<VolumeSet> volumes_;
+  std::mutex summary_mu_;  // volumes_ changing (Stop) vs NotDurableSummary()
   std::string left_behind_;  // GUARDED_BY(summary_mu_): NotDurableSummary() after Stop
   std::unique_ptr<nbd::ExportCatalog> catalog_;
   trace::RecordingCatalog* recording_ = nullptr;  // catalog_ itself when recording

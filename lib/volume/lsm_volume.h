@@ -115,6 +115,8 @@ class LsmVolume final : public Volume,
   Task<Status> RestoreSnapshot(std::string name) override;
   Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name) override;
 
+  Task<Status> Resize(uint64_t size_bytes, bool allow_shrink) override;  // volume_resize.cc
+
  private:
   // Lookups that meet NotFound resolve again this many times: compaction retires an SST
   // and GC collects it, or GC frees a segment, under a slow lookup (the map's contents

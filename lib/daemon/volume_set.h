@@ -65,7 +65,9 @@ class VolumeSet {
   // Registers and opens a new named volume. PreconditionFailed "volume 'x' already
   // exists"; InvalidArgument for a bad name or size.
   Task<Result<std::shared_ptr<ServedVolume>>> Create(std::string name, uint64_t size_bytes);
-  // Closes a served volume; it stays in the store for any daemon to open.
+  // Closes a served volume; it stays in the store for any daemon to open. Fails when
+  // written data could not be made durable, unless another daemon took the volume over
+  // (fenced: that data was lost at the takeover, and its clients were told).
   Task<Status> Release(std::string name);
   // Removes a named volume: its objects, then its record. Opens it first when another
   // daemon serves it (fencing that one). Refused for the default volume, while clients

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "cache/block_cache.h"
 #include "cache/disk_cache.h"
 #include "control/server.h"
 #include "daemon/catalog.h"
@@ -119,6 +120,8 @@ Status Daemon::Start() {
   }
   volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
   volume_options.buffer_pool = &buffer_pool_;
+  block_cache_ = std::make_unique<cache::BlockCache>(*env_, cfg_.block_cache_size_bytes);
+  volume_options.block_cache = block_cache_.get();
   if (cfg_.disk_cache_size_bytes > 0 && cfg_.storage_url != "memory://") {
     const std::string dir =
         cfg_.disk_cache_dir.empty() ? cfg_.cache_dir + "/chunks" : cfg_.disk_cache_dir;

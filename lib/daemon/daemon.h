@@ -30,6 +30,10 @@ namespace portal {
 class RealEnv;
 namespace cache {
 class DiskCache;
+struct CacheEntry;
+template <typename V>
+class LruCache;
+using BlockCache = LruCache<CacheEntry>;
 }  // namespace cache
 namespace objstore {
 class CountingStore;
@@ -108,6 +112,9 @@ class Daemon {
   // [cache] disk_size_bytes > 0 (not on memory://): chunks on local disk, shared by the
   // volumes; declared before them, so it outlives them.
   std::unique_ptr<cache::DiskCache> disk_cache_;
+  // [lsm] block_cache_size_bytes, one cache for every volume (docs/volumes.md "One
+  // budget"); declared before the volumes, so it outlives them.
+  std::unique_ptr<cache::BlockCache> block_cache_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://

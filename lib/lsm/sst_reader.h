@@ -25,8 +25,16 @@ class SstReader {
  public:
   SstReader(objstore::ObjectStore& store, cache::BlockCache& cache,
             cache::PersistentCache* tails = nullptr,
-            std::atomic<uint64_t>* corrupt_refetches = nullptr)
-      : store_(store), cache_(cache), tails_(tails), corrupt_refetches_(corrupt_refetches) {}
+            std::atomic<uint64_t>* corrupt_refetches = nullptr, std::string cache_scope = "")
+      : store_(store),
+        cache_(cache),
+        tails_(tails),
+        corrupt_refetches_(corrupt_refetches),
+        cache_scope_(std::move(cache_scope)) {}
+
+  // The block cache key of `key`'s index: "<scope>si/<key>" (blocks: "<scope>sb/<key>/<offset>").
+  // The scope keeps volumes apart in a block cache they share; "" in one of its own.
+  std::string IndexCacheKey(const std::string& key) const { return cache_scope_ + "si/" + key; }
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(const SstRef& ref,
@@ -43,6 +51,7 @@ class SstReader {
   cache::BlockCache& cache_;
   cache::PersistentCache* tails_;  // may be null
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
+  const std::string cache_scope_;
 };
 
 }  // namespace portal::lsm

@@ -270,7 +270,8 @@ class LsmVolume final : public Volume,
   // count into its counters until they are evicted.
   ReadAhead read_ahead_{env_, block_size_, ReadAheadOptionsFor(options_)};
   std::unique_ptr<SqliteCache> meta_;  // local metadata cache (never authoritative)
-  cache::BlockCache cache_;
+  std::unique_ptr<cache::BlockCache> own_cache_;  // unless options_.block_cache is shared
+  cache::BlockCache& cache_;
   SegmentReader segments_;
   lsm::SstReader ssts_;
   ManifestLog log_;

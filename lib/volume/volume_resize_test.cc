@@ -39,7 +39,7 @@ TEST_CASE("resize: grow commits the size, survives reopen, new blocks read zero"
   REQUIRE(RunSim(env, again->Close()).ok());
 }
 
-TEST_CASE("resize: shrink only when asked; the cut-off tail never comes back",
+TEST_CASE("resize: shrink only when asked, and the cut-off tail never comes back",
           "[volume][resize]") {
   SimEnv env;
   objstore::MemoryStore store;

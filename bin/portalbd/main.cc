@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
   auto* storage_opt = app.add_option("--storage", storage,
                                      "storage URL: memory://, file:///path, s3://bucket/prefix");
   auto* socket_opt = app.add_option("--socket", socket_path, "control socket path");
+  std::string volumes;
+  auto* volumes_opt = app.add_option(
+      "--volumes", volumes,
+      "volumes to serve: \"all\" (the default volume and every registered one) or names, "
+      "comma-separated (portalbd = the default volume)");
   auto* record_opt = app.add_option(
       "--record", record_path,
       "record every request on the portalbd export to this trace file (JSON, as "
@@ -141,6 +146,19 @@ int main(int argc, char** argv) {
   if (address_opt->count()) cfg.address = address;
   if (storage_opt->count()) cfg.storage_url = storage;
   if (socket_opt->count()) cfg.socket = socket_path;
+  if (volumes_opt->count()) {
+    if (volumes == "all") {
+      cfg.volumes.reset();
+    } else {
+      cfg.volumes.emplace();
+      size_t start = 0;
+      while (start <= volumes.size()) {
+        const size_t comma = std::min(volumes.find(',', start), volumes.size());
+        cfg.volumes->push_back(volumes.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
+  }
   if (record_opt->count()) cfg.record_path = record_path;
   if (record_workload_opt->count()) {
     if (cfg.record_path.empty()) {

@@ -1,7 +1,10 @@
 // portalctl: controls a running portalbd through its control socket (docs/control.md).
 //
-//   portalctl [-s|--socket PATH] [--json] snapshot create NAME | list | get NAME |
-//                                         delete NAME | restore NAME
+//   portalctl [-s|--socket PATH] [--json] snapshot [--volume VOL] create NAME | list |
+//                                         get NAME | delete NAME | restore NAME
+//   portalctl [-s|--socket PATH] [--json] volume create NAME --size SIZE | list | get NAME |
+//                                         delete NAME | resize NAME --size SIZE
+//                                         [--allow-shrink] | open NAME | release NAME
 //   portalctl [-s|--socket PATH] [--json] status
 //
 // Output follows the original portalbd's README; --json prints the daemon's reply line.
@@ -19,10 +22,12 @@
 #include <vector>
 
 #include "common/cli.h"
+#include "config/config.h"  // ParseSize
 #include "control/client.h"
 #include "control/protocol.h"
 #include "portalctl/progress.h"
 #include "util/rfc3339.h"
+#include "volume/registry.h"
 #include "volume/snapshot.h"
 
 namespace {
@@ -71,6 +76,41 @@ void PrintList(const std::vector<SnapshotEntry>& list) {
     out += fmt::format("{:<{}}  {:<36}  {:<27}  {:>10}  {:>10}\n", s.name, w, s.id,
                        portal::FormatRfc3339(s.created_ns), FormatSize(s.size_bytes),
                        FormatSize(s.pinned_bytes));
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
+std::string CloneOf(const VolumeEntry& v) {
+  return v.clone_of_volume.empty() ? "-" : v.clone_of_volume + "@" + v.clone_of_snapshot;
+}
+
+void PrintVolume(const VolumeEntry& v) {
+  std::string out = fmt::format("Volume: {}{}\n", v.name, v.is_default ? " (default)" : "");
+  out += fmt::format("  Size:      {} ({} bytes)\n", FormatSize(v.size_bytes), v.size_bytes);
+  out += fmt::format("  Live data: {}\n", FormatSize(v.live_bytes));
+  out += fmt::format("  Stored:    {}\n", FormatSize(v.bytes_stored));
+  out += fmt::format("  Snapshots: {}\n", v.snapshots);
+  out += fmt::format("  Clients:   {}\n", v.attached);
+  out += fmt::format("  Epoch:     {}{}\n", v.epoch,
+                     v.fenced ? " (FENCED: another daemon opened the volume)" : "");
+  out += fmt::format("  UUID:      {}\n", v.volume_uuid);
+  if (!v.clone_of_volume.empty()) out += fmt::format("  Clone of:  {}\n", CloneOf(v));
+  std::fputs(out.c_str(), stdout);
+}
+
+void PrintVolumes(const std::vector<VolumeEntry>& list) {
+  if (list.empty()) {
+    std::printf("No volumes\n");
+    return;
+  }
+  size_t w = 4;
+  for (const auto& v : list) w = std::max(w, v.name.size());
+  std::string out = fmt::format("{:<{}}  {:>10}  {:>10}  {:>9}  {:>7}  {:>6}  {}\n", "NAME", w,
+                                "SIZE", "LIVE", "SNAPSHOTS", "CLIENTS", "EPOCH", "CLONE OF");
+  for (const auto& v : list) {
+    out += fmt::format("{:<{}}  {:>10}  {:>10}  {:>9}  {:>7}  {:>6}  {}{}\n", v.name, w,
+                       FormatSize(v.size_bytes), FormatSize(v.live_bytes), v.snapshots,
+                       v.attached, v.epoch, CloneOf(v), v.fenced ? "  FENCED" : "");
   }
   std::fputs(out.c_str(), stdout);
 }
@@ -157,7 +197,7 @@ int FailStatus(const Status& st, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"portalctl: control a running portalbd (snapshots, status)"};
+  CLI::App app{"portalctl: control a running portalbd (volumes, snapshots, status)"};
   app.set_version_flag("-V,--version", std::string("portalctl ") + PORTALBD_VERSION);
   std::string socket_path = "/run/portalbd/portalbd.sock";
   bool json = false;
@@ -193,6 +233,38 @@ int main(int argc, char** argv) {
       true);
   add("restore", "make the device equal the snapshot (clients must drop cached blocks)",
       Op::kSnapshotRestore, true);
+  snapshot->add_option("--volume", request.volume,
+                       "the volume (default: the default volume, portalbd)");
+
+  std::string size_text;
+  auto* volume = app.add_subcommand("volume", "create, list, get, delete, resize, open or "
+                                              "release volumes");
+  volume->require_subcommand(1);
+  volume->fallthrough();
+  auto add_volume = [&](const char* cmd, const char* help, Op op, bool takes_name) {
+    auto* sub = volume->add_subcommand(cmd, help);
+    sub->fallthrough();
+    if (takes_name) sub->add_option("name", name, "volume name")->required();
+    sub->callback([&request, op] { request.op = op; });
+    return sub;
+  };
+  add_volume("create", "create a volume and serve it", Op::kVolumeCreate, true)
+      ->add_option("--size", size_text, "size, e.g. 100G (K, M, G, T; binary units)")
+      ->required();
+  add_volume("list", "list the volumes this daemon serves", Op::kVolumeList, false);
+  add_volume("get", "show one volume", Op::kVolumeGet, true);
+  add_volume("delete", "delete a volume and its data (refused while clients are attached)",
+             Op::kVolumeDelete, true);
+  auto* resize = add_volume("resize", "grow a volume online (or shrink: --allow-shrink)",
+                            Op::kVolumeResize, true);
+  resize->add_option("--size", size_text, "new size, e.g. 200G")->required();
+  resize->add_flag("--allow-shrink", request.allow_shrink,
+                   "allow a smaller size (only with no client attached; the cut-off data is "
+                   "lost)");
+  add_volume("open", "serve a volume (fencing any daemon that served it)", Op::kVolumeOpen, true);
+  add_volume("release", "stop serving a volume (refused while clients are attached)",
+             Op::kVolumeRelease, true);
+
   auto* status = app.add_subcommand("status", "show the daemon's status");
   status->fallthrough();
   status->callback([&request] { request.op = Op::kStatus; });
@@ -206,7 +278,19 @@ int main(int argc, char** argv) {
   }
 
   request.name = name;
-  if (OpTakesName(request.op)) {
+  if (IsVolumeOp(request.op)) {
+    if (!size_text.empty()) {
+      auto size = portal::config::ParseSize(size_text);
+      if (!size.ok()) return FailStatus(size.status().WithContext("--size"), json);
+      request.size_bytes = *size;
+    }
+    const bool is_default = name == portal::volume::kDefaultVolumeName;
+    if (OpTakesName(request.op) && !(is_default && request.op != Op::kVolumeCreate)) {
+      if (Status st = portal::volume::ValidateVolumeName(name); !st.ok()) {
+        return FailStatus(st, json);
+      }
+    }
+  } else if (OpTakesName(request.op)) {
     if (Status st = portal::volume::ValidateSnapshotName(name); !st.ok()) {
       return FailStatus(st, json);
     }
@@ -217,10 +301,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<Progress> progress;
   const bool may_take_long = request.op == Op::kSnapshotCreate ||
                              request.op == Op::kSnapshotDelete ||
-                             request.op == Op::kSnapshotRestore;
+                             request.op == Op::kSnapshotRestore ||
+                             request.op == Op::kVolumeDelete || request.op == Op::kVolumeRelease;
   if (may_take_long && !json && !quiet && ::isatty(STDERR_FILENO)) {
+    const std::string_view op_name = OpName(request.op);
     progress = std::make_unique<Progress>(
-        fmt::format("snapshot {} {}", OpName(request.op).substr(9), name), socket_path);
+        fmt::format("{} {} {}", op_name.substr(0, op_name.find('.')),
+                    op_name.substr(op_name.find('.') + 1), name),
+        socket_path);
     (*client)->set_wait_tick(500, [p = progress.get()] { p->Tick(); });
   }
   if (Status st = (*client)->Send(EncodeRequest(request)); !st.ok()) return FailStatus(st, json);
@@ -241,6 +329,10 @@ int main(int argc, char** argv) {
     PrintList(l->snapshots);
   } else if (const auto* st = std::get_if<StatusReply>(&*reply)) {
     PrintStatus(st->status);
+  } else if (const auto* v = std::get_if<VolumeReply>(&*reply)) {
+    PrintVolume(v->volume);
+  } else if (const auto* vl = std::get_if<VolumeListReply>(&*reply)) {
+    PrintVolumes(vl->volumes);
   }
   return 0;
 }

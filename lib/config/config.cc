@@ -170,7 +170,7 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
       {"device", {"disk_size_gb", "block_size"}},
       {"storage",
        {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms", "encryption_key_file",
-        "encryption_old_key_files", "ca_file"}},
+        "encryption_old_key_files", "ca_file", "volumes"}},
       {"nbd",
        {"address", "socket", "max_connections", "tls", "tls_cert", "tls_key", "tls_ca",
         "tls_psk_file", "max_inflight_bytes", "handshake_timeout_ms", "request_timeout_ms",
@@ -232,6 +232,21 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.StrArray(table("storage"), "storage", "encryption_old_key_files",
                              &c.encryption_old_key_files));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "ca_file", &c.ca_file));
+  if (const toml::node* n = table("storage").get("volumes")) {
+    if (auto all = n->value_exact<std::string>()) {
+      if (*all != "all") return r.Error("storage.volumes", "must be \"all\" or a list of names");
+      c.volumes.reset();
+    } else if (const toml::array* list = n->as_array()) {
+      c.volumes.emplace();
+      for (const toml::node& item : *list) {
+        auto name = item.value_exact<std::string>();
+        if (!name) return r.Error("storage.volumes", "must be \"all\" or a list of names");
+        c.volumes->push_back(*name);
+      }
+    } else {
+      return r.Error("storage.volumes", "must be \"all\" or a list of names");
+    }
+  }
   RETURN_IF_ERROR(r.Str(table("nbd"), "nbd", "address", &c.address));
   RETURN_IF_ERROR(r.U64(table("nbd"), "nbd", "max_inflight_bytes", &c.max_inflight_bytes,
                         Reader::Unit::kBytes));
@@ -334,6 +349,15 @@ Status Validate(const Config& c) {
   }
   if (url.starts_with("s3://") && (url.size() == 5 || url[5] == '/')) {
     return Bad("storage.url", "names no bucket: '" + url + "'");
+  }
+  if (c.volumes) {
+    std::set<std::string_view> seen;
+    for (const std::string& name : *c.volumes) {
+      if (name.empty()) return Bad("storage.volumes", "holds an empty name");
+      if (!seen.insert(name).second) {
+        return Bad("storage.volumes", "names '" + name + "' twice");
+      }
+    }
   }
   if (auto a = nbd::ParseListenAddress(c.address); !a.ok()) {
     return Bad("nbd.address", a.status().message());

@@ -7,7 +7,10 @@
 //             32-byte key, raw or as 64 hex digits: every object holding block data or
 //             block addresses is encrypted with AES-256-GCM; docs/volume.md "Encryption"),
 //             encryption_old_key_files (array: keys that only decrypt, for rotation),
-//             ca_file (PEM CAs for https:// endpoints; else AWS_CA_BUNDLE; else the system's)
+//             ca_file (PEM CAs for https:// endpoints; else AWS_CA_BUNDLE; else the system's),
+//             volumes ("all", the default: the default volume and every registered one;
+//             or a list of names, "portalbd" naming the default volume: only those.
+//             docs/volumes.md)
 //   [nbd]     address (HOST:PORT | unix:/path), socket (control socket), max_connections,
 //             tls ("off" | "on" | "require": NBD_OPT_STARTTLS, nbd/handshake.h), tls_cert,
 //             tls_key (PEM), tls_ca (clients must present a certificate it signed),
@@ -68,6 +71,10 @@ struct Config {
   uint64_t stop_timeout_ms = 60'000;
   // PEM file of the CAs to trust for an https:// S3 endpoint; wins over AWS_CA_BUNDLE.
   std::string ca_file;
+  // The volumes to serve (docs/volumes.md). Unset ("all"): the default volume and every
+  // volume in the registry. A list: exactly those ("portalbd" is the default volume);
+  // names are judged by the daemon (volume::ValidateVolumeName).
+  std::optional<std::vector<std::string>> volumes;
   // [nbd]
   std::string address = "127.0.0.1:10809";
   std::string socket = "/run/portalbd/portalbd.sock";

@@ -352,5 +352,33 @@ TEST_CASE("[control] socket_group: owner only by default, a group name when give
   CHECK(Mentions(Check("[control]\nsocket_mode = 438\n"), "control.socket_mode is not a known"));
 }
 
+TEST_CASE("storage.volumes: \"all\" (the default) or a list of names", "[config]") {
+  std::vector<std::string> warnings;
+  auto none = ParseToml("[storage]\nurl = \"memory://\"\n", "t.toml", Config{}, &warnings);
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->volumes.has_value());
+  auto all = ParseToml("[storage]\nvolumes = \"all\"\n", "t.toml", Config{}, &warnings);
+  REQUIRE(all.ok());
+  CHECK_FALSE(all->volumes.has_value());
+  auto list = ParseToml("[storage]\nvolumes = [\"portalbd\", \"db\"]\n", "t.toml", Config{},
+                        &warnings);
+  REQUIRE(list.ok());
+  CHECK(list->volumes == std::vector<std::string>{"portalbd", "db"});
+  CHECK(Validate(*list).ok());
+  auto empty = ParseToml("[storage]\nvolumes = []\n", "t.toml", Config{}, &warnings);
+  REQUIRE(empty.ok());
+  CHECK(empty->volumes == std::vector<std::string>{});
+
+  for (const char* bad : {"volumes = \"some\"", "volumes = 3", "volumes = [\"a\", 1]"}) {
+    Status st = Check(std::string("[storage]\n") + bad + "\n");
+    CHECK(st.code() == Status::Code::kInvalidArgument);
+    CHECK(Mentions(st, "storage.volumes must be \"all\" or a list of names"));
+  }
+  Status twice = Check("[storage]\nvolumes = [\"a\", \"a\"]\n");
+  CHECK(Mentions(twice, "storage.volumes"));
+  CHECK(Mentions(twice, "names 'a' twice"));
+  CHECK(Mentions(Check("[storage]\nvolumes = [\"\"]\n"), "holds an empty name"));
+}
+
 }  // namespace
 }  // namespace portal::config

@@ -29,7 +29,14 @@ constexpr struct {
     {Op::kSnapshotCreate, "snapshot.create"},   {Op::kSnapshotList, "snapshot.list"},
     {Op::kSnapshotGet, "snapshot.get"},         {Op::kSnapshotDelete, "snapshot.delete"},
     {Op::kSnapshotRestore, "snapshot.restore"}, {Op::kStatus, "status"},
+    {Op::kVolumeCreate, "volume.create"},       {Op::kVolumeList, "volume.list"},
+    {Op::kVolumeGet, "volume.get"},             {Op::kVolumeDelete, "volume.delete"},
+    {Op::kVolumeResize, "volume.resize"},       {Op::kVolumeOpen, "volume.open"},
+    {Op::kVolumeRelease, "volume.release"},
 };
+
+bool IsSnapshotOp(Op op) { return op != Op::kStatus && !IsVolumeOp(op); }
+bool TakesSize(Op op) { return op == Op::kVolumeCreate || op == Op::kVolumeResize; }
 
 ErrorReply BadRequest(std::string message) {
   return ErrorReply{std::string(kBadRequest), std::move(message)};
@@ -103,6 +110,27 @@ ordered_json StatusJson(const DaemonStatus& s) {
   return j;
 }
 
+ordered_json VolumeJson(const VolumeEntry& v) {
+  ordered_json j;
+  j["name"] = v.name;
+  j["default"] = v.is_default;
+  j["size_bytes"] = v.size_bytes;
+  j["block_size"] = v.block_size;
+  j["live_bytes"] = v.live_bytes;
+  j["bytes_stored"] = v.bytes_stored;
+  j["snapshots"] = v.snapshots;
+  j["attached"] = v.attached;
+  j["epoch"] = v.epoch;
+  j["fenced"] = v.fenced;
+  j["volume_uuid"] = v.volume_uuid;
+  if (v.clone_of_volume.empty()) {
+    j["clone_of"] = nullptr;
+  } else {
+    j["clone_of"] = {{"volume", v.clone_of_volume}, {"snapshot", v.clone_of_snapshot}};
+  }
+  return j;
+}
+
 // --- decoding helpers (client side): type-checked, never throwing ---
 
 // Decoding keeps the daemon's key order (request kinds are listed in enum order).
@@ -159,6 +187,33 @@ Result<SnapshotEntry> DecodeSnapshot(const ordered_json& j) {
   }
   s.attached = static_cast<int>(attached);
   return s;
+}
+
+Result<VolumeEntry> DecodeVolume(const ordered_json& j) {
+  if (!j.is_object()) return Status::Corruption("reply: a volume is not an object");
+  Fields f(j, "reply volume");
+  VolumeEntry v;
+  uint64_t block_size = 0, attached = 0;
+  RETURN_IF_ERROR(f.Str("name", &v.name));
+  RETURN_IF_ERROR(f.Bool("default", &v.is_default));
+  RETURN_IF_ERROR(f.U64("size_bytes", &v.size_bytes));
+  RETURN_IF_ERROR(f.U64("block_size", &block_size));
+  v.block_size = static_cast<uint32_t>(block_size);
+  RETURN_IF_ERROR(f.U64("live_bytes", &v.live_bytes));
+  RETURN_IF_ERROR(f.U64("bytes_stored", &v.bytes_stored));
+  RETURN_IF_ERROR(f.U64("snapshots", &v.snapshots));
+  RETURN_IF_ERROR(f.U64("attached", &attached));
+  v.attached = static_cast<int>(attached);
+  RETURN_IF_ERROR(f.U64("epoch", &v.epoch));
+  RETURN_IF_ERROR(f.Bool("fenced", &v.fenced));
+  RETURN_IF_ERROR(f.Str("volume_uuid", &v.volume_uuid));
+  if (auto it = j.find("clone_of"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Status::Corruption("reply volume: clone_of is not an object");
+    Fields c(*it, "reply volume clone_of");
+    RETURN_IF_ERROR(c.Str("volume", &v.clone_of_volume));
+    RETURN_IF_ERROR(c.Str("snapshot", &v.clone_of_snapshot));
+  }
+  return v;
 }
 
 Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
@@ -243,7 +298,24 @@ std::string_view OpName(Op op) {
   return "";
 }
 
-bool OpTakesName(Op op) { return op != Op::kSnapshotList && op != Op::kStatus; }
+bool OpTakesName(Op op) {
+  return op != Op::kSnapshotList && op != Op::kStatus && op != Op::kVolumeList;
+}
+
+bool IsVolumeOp(Op op) {
+  switch (op) {
+    case Op::kVolumeCreate:
+    case Op::kVolumeList:
+    case Op::kVolumeGet:
+    case Op::kVolumeDelete:
+    case Op::kVolumeResize:
+    case Op::kVolumeOpen:
+    case Op::kVolumeRelease:
+      return true;
+    default:
+      return false;
+  }
+}
 
 ErrorReply ErrorFromStatus(const Status& status) {
   std::string_view code = "internal";
@@ -305,7 +377,8 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
     *id_json = Dump(*it);
   }
   for (const auto& [key, value] : j.items()) {
-    if (key != "op" && key != "name" && key != "id") {
+    if (key != "op" && key != "name" && key != "id" && key != "volume" && key != "size_bytes" &&
+        key != "allow_shrink") {
       return BadRequest(fmt::format("unknown request field '{}'", key));
     }
   }
@@ -325,7 +398,8 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
   if (!known) {
     return BadRequest(
         fmt::format("unknown op '{}' (known: snapshot.create, snapshot.list, snapshot.get, "
-                    "snapshot.delete, snapshot.restore, status)",
+                    "snapshot.delete, snapshot.restore, status, volume.create, volume.list, "
+                    "volume.get, volume.delete, volume.resize, volume.open, volume.release)",
                     op_name));
   }
   auto name_it = j.find("name");
@@ -336,6 +410,28 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
       return BadRequest(fmt::format("op '{}' needs a 'name' (a string)", op_name));
     }
     r.name = name_it->get<std::string>();
+  }
+  // The fields below belong to some ops only; elsewhere they are a mistake worth naming.
+  if (auto it = j.find("volume"); it != j.end()) {
+    if (!IsSnapshotOp(r.op)) return BadRequest(fmt::format("op '{}' takes no volume", op_name));
+    if (!it->is_string()) return BadRequest("request field 'volume' must be a string");
+    r.volume = it->get<std::string>();
+  }
+  if (auto it = j.find("size_bytes"); it != j.end()) {
+    if (!TakesSize(r.op)) return BadRequest(fmt::format("op '{}' takes no size_bytes", op_name));
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0) {
+      return BadRequest("request field 'size_bytes' must be a positive integer");
+    }
+    r.size_bytes = it->get<uint64_t>();
+  } else if (TakesSize(r.op)) {
+    return BadRequest(fmt::format("op '{}' needs 'size_bytes' (a positive integer)", op_name));
+  }
+  if (auto it = j.find("allow_shrink"); it != j.end()) {
+    if (r.op != Op::kVolumeResize) {
+      return BadRequest(fmt::format("op '{}' takes no allow_shrink", op_name));
+    }
+    if (!it->is_boolean()) return BadRequest("request field 'allow_shrink' must be a boolean");
+    r.allow_shrink = it->get<bool>();
   }
   r.id_json = *id_json;
   return r;
@@ -359,6 +455,12 @@ std::string EncodeReply(const Reply& reply, std::string_view id_json) {
           j["snapshots"] = std::move(list);
         } else if constexpr (std::is_same_v<T, StatusReply>) {
           j["status"] = StatusJson(r.status);
+        } else if constexpr (std::is_same_v<T, VolumeReply>) {
+          j["volume"] = VolumeJson(r.volume);
+        } else if constexpr (std::is_same_v<T, VolumeListReply>) {
+          ordered_json list = ordered_json::array();
+          for (const auto& v : r.volumes) list.push_back(VolumeJson(v));
+          j["volumes"] = std::move(list);
         } else if constexpr (std::is_same_v<T, ErrorReply>) {
           ordered_json e;
           e["code"] = r.code;
@@ -416,6 +518,9 @@ std::string EncodeRequest(const Request& request) {
   ordered_json j;
   j["op"] = std::string(OpName(request.op));
   if (OpTakesName(request.op)) j["name"] = request.name;
+  if (IsSnapshotOp(request.op) && !request.volume.empty()) j["volume"] = request.volume;
+  if (TakesSize(request.op)) j["size_bytes"] = request.size_bytes;
+  if (request.op == Op::kVolumeResize && request.allow_shrink) j["allow_shrink"] = true;
   if (!request.id_json.empty()) j["id"] = ordered_json::parse(request.id_json, nullptr, false);
   return Dump(j) + "\n";
 }
@@ -452,6 +557,19 @@ Result<Reply> DecodeReply(std::string_view line) {
   if (auto it = j.find("status"); it != j.end()) {
     ASSIGN_OR_RETURN(auto s, DecodeStatus(*it));
     return Reply(StatusReply{std::move(s)});
+  }
+  if (auto it = j.find("volume"); it != j.end()) {
+    ASSIGN_OR_RETURN(auto v, DecodeVolume(*it));
+    return Reply(VolumeReply{std::move(v)});
+  }
+  if (auto it = j.find("volumes"); it != j.end()) {
+    if (!it->is_array()) return Status::Corruption("reply: volumes is not an array");
+    VolumeListReply list;
+    for (const auto& one : *it) {
+      ASSIGN_OR_RETURN(auto v, DecodeVolume(one));
+      list.volumes.push_back(std::move(v));
+    }
+    return Reply(std::move(list));
   }
   return Reply(OkReply{});
 }

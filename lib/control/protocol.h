@@ -39,16 +39,28 @@ enum class Op {
   kSnapshotDelete,
   kSnapshotRestore,
   kStatus,
+  kVolumeCreate,
+  kVolumeList,
+  kVolumeGet,
+  kVolumeDelete,
+  kVolumeResize,
+  kVolumeOpen,
+  kVolumeRelease,
 };
-std::string_view OpName(Op op);  // "snapshot.create", ...
+std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
+bool IsVolumeOp(Op op);  // volume.*: `name` is a volume's name
 
 struct Request {
   Op op = Op::kStatus;
-  std::string name;  // snapshot ops other than list
+  std::string name;  // snapshot ops other than list; volume ops other than list
   // The client's optional correlation id, echoed verbatim in the reply: the JSON text of
   // a string or an integer ("" when absent).
   std::string id_json;
+  // Snapshot ops: the volume they act on ("" = the default volume, "portalbd").
+  std::string volume{};
+  uint64_t size_bytes = 0;    // volume.create, volume.resize (required there)
+  bool allow_shrink = false;  // volume.resize
 };
 
 // --- replies --------------------------------------------------------------------------
@@ -71,7 +83,31 @@ struct SnapshotEntry {
   friend bool operator==(const SnapshotEntry&, const SnapshotEntry&) = default;
 };
 
+// A served volume as replies show it (docs/control.md "Volume object").
+struct VolumeEntry {
+  std::string name;  // "portalbd" for the default volume
+  bool is_default = false;
+  uint64_t size_bytes = 0;
+  uint32_t block_size = 0;
+  uint64_t live_bytes = 0;    // data blocks the current map references
+  uint64_t bytes_stored = 0;  // segments + map SSTs
+  uint64_t snapshots = 0;
+  int attached = 0;  // NBD clients on the volume or its snapshots
+  uint64_t epoch = 0;
+  bool fenced = false;  // another daemon opened it: this one no longer writes
+  std::string volume_uuid;
+  std::string clone_of_volume;    // a clone's source, else ""
+  std::string clone_of_snapshot;  // a clone's source, else ""
+  friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
+};
+
 struct OkReply {};
+struct VolumeReply {
+  VolumeEntry volume;
+};
+struct VolumeListReply {
+  std::vector<VolumeEntry> volumes;
+};
 struct SnapshotReply {
   SnapshotEntry snapshot;
 };
@@ -144,7 +180,8 @@ struct ErrorReply {
   std::string message;
 };
 
-using Reply = std::variant<OkReply, SnapshotReply, SnapshotListReply, StatusReply, ErrorReply>;
+using Reply = std::variant<OkReply, SnapshotReply, SnapshotListReply, StatusReply, ErrorReply,
+                           VolumeReply, VolumeListReply>;
 
 // An error reply for a Status from the volume: the code is the Status code in snake_case
 // ("not_found", "invalid_argument", "busy", "io_error", ...).

@@ -83,7 +83,25 @@ TEST_CASE("malformed control requests are bad_request with a message", "[control
       {R"({"op":"snapshot.create","name":5})", "op 'snapshot.create' needs a 'name' (a string)"},
       {R"({"op":"SnapshotCreate"})",
        "unknown op 'SnapshotCreate' (known: snapshot.create, snapshot.list, snapshot.get, "
-       "snapshot.delete, snapshot.restore, status)"},
+       "snapshot.delete, snapshot.restore, status, volume.create, volume.list, volume.get, "
+       "volume.delete, volume.resize, volume.open, volume.release)"},
+      {R"({"op":"volume.create","name":"a"})",
+       "op 'volume.create' needs 'size_bytes' (a positive integer)"},
+      {R"({"op":"volume.create","name":"a","size_bytes":0})",
+       "request field 'size_bytes' must be a positive integer"},
+      {R"({"op":"volume.create","name":"a","size_bytes":-4096})",
+       "request field 'size_bytes' must be a positive integer"},
+      {R"({"op":"volume.get","name":"a","size_bytes":4096})",
+       "op 'volume.get' takes no size_bytes"},
+      {R"({"op":"volume.list","name":"a"})", "op 'volume.list' takes no name"},
+      {R"({"op":"volume.get"})", "op 'volume.get' needs a 'name' (a string)"},
+      {R"({"op":"volume.get","name":"a","volume":"b"})", "op 'volume.get' takes no volume"},
+      {R"({"op":"status","volume":"b"})", "op 'status' takes no volume"},
+      {R"({"op":"snapshot.list","volume":7})", "request field 'volume' must be a string"},
+      {R"({"op":"volume.create","name":"a","size_bytes":4096,"allow_shrink":true})",
+       "op 'volume.create' takes no allow_shrink"},
+      {R"({"op":"volume.resize","name":"a","size_bytes":4096,"allow_shrink":1})",
+       "request field 'allow_shrink' must be a boolean"},
   };
   for (const auto& c : cases) {
     INFO(c.line);
@@ -304,6 +322,58 @@ TEST_CASE("LineReader reports a too-long line once and resynchronizes", "[contro
   lines = Drain(r);
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].too_long);
+}
+
+TEST_CASE("volume requests parse and encode with their fields", "[control]") {
+  std::string id;
+  auto parsed = ParseRequest(
+      R"({"op":"volume.resize","name":"db","size_bytes":8589934592,"allow_shrink":true})", &id);
+  REQUIRE(std::holds_alternative<Request>(parsed));
+  const Request& r = std::get<Request>(parsed);
+  CHECK(r.op == Op::kVolumeResize);
+  CHECK(r.name == "db");
+  CHECK(r.size_bytes == 8589934592ull);
+  CHECK(r.allow_shrink);
+  CHECK(EncodeRequest(r) ==
+        "{\"op\":\"volume.resize\",\"name\":\"db\",\"size_bytes\":8589934592,"
+        "\"allow_shrink\":true}\n");
+
+  parsed = ParseRequest(R"({"op":"snapshot.create","name":"s1","volume":"db"})", &id);
+  REQUIRE(std::holds_alternative<Request>(parsed));
+  CHECK(std::get<Request>(parsed).volume == "db");
+  CHECK(EncodeRequest(std::get<Request>(parsed)) ==
+        "{\"op\":\"snapshot.create\",\"name\":\"s1\",\"volume\":\"db\"}\n");
+  Request list{Op::kVolumeList, "", ""};
+  CHECK(EncodeRequest(list) == "{\"op\":\"volume.list\"}\n");
+  Request create{Op::kVolumeCreate, "db", "", "", 1ull << 30, false};
+  CHECK(EncodeRequest(create) ==
+        "{\"op\":\"volume.create\",\"name\":\"db\",\"size_bytes\":1073741824}\n");
+  for (Op op : {Op::kVolumeCreate, Op::kVolumeList, Op::kVolumeGet, Op::kVolumeDelete,
+                Op::kVolumeResize, Op::kVolumeOpen, Op::kVolumeRelease}) {
+    CHECK(IsVolumeOp(op));
+    CHECK(OpName(op).starts_with("volume."));
+  }
+  CHECK_FALSE(IsVolumeOp(Op::kSnapshotList));
+}
+
+TEST_CASE("volume replies round-trip", "[control]") {
+  VolumeEntry a{"portalbd", true, 1ull << 30, 4096, 8192, 12345, 2, 1, 7, false, "uuid-a", "", ""};
+  VolumeEntry b{"db", false, 2ull << 30, 4096, 0, 0, 0, 0, 1, true, "uuid-b", "base", "golden"};
+  auto one = DecodeReply(EncodeReply(VolumeReply{b}));
+  REQUIRE(one.ok());
+  REQUIRE(std::holds_alternative<VolumeReply>(*one));
+  CHECK(std::get<VolumeReply>(*one).volume == b);
+  const std::string line = EncodeReply(VolumeListReply{{a, b}}, "9");
+  CHECK(line.find("\"clone_of\":null") != std::string::npos);
+  CHECK(line.find("\"clone_of\":{\"volume\":\"base\",\"snapshot\":\"golden\"}") !=
+        std::string::npos);
+  auto list = DecodeReply(line.substr(0, line.size() - 1));
+  REQUIRE(list.ok());
+  REQUIRE(std::holds_alternative<VolumeListReply>(*list));
+  CHECK(std::get<VolumeListReply>(*list).volumes == std::vector<VolumeEntry>{a, b});
+  auto empty = DecodeReply(EncodeReply(VolumeListReply{}));
+  REQUIRE(empty.ok());
+  CHECK(std::get<VolumeListReply>(*empty).volumes.empty());
 }
 
 }  // namespace

@@ -4,51 +4,73 @@
 
 namespace portal::daemon {
 
-nbd::ExportInfo VolumeCatalog::VolumeInfo() const {
+nbd::ExportInfo VolumeCatalog::VolumeInfo(const ServedVolume& v) {
   nbd::ExportInfo info;
-  info.name = name_;
-  info.description = description_;
-  info.size_bytes = volume_->size_bytes();
-  info.preferred_block_size = volume_->block_size();
-  info.read_only = volume_->read_only();  // salvage
+  info.name = v.name;
+  info.description = v.is_default() ? "portalbd volume (" + v.volume->stats().storage_url + ")"
+                                    : "portalbd volume " + v.name + " (" + v.view->url() + ")";
+  info.size_bytes = v.volume->size_bytes();
+  info.preferred_block_size = v.volume->block_size();
+  info.read_only = v.volume->read_only();  // salvage
   return info;
 }
 
-nbd::ExportInfo VolumeCatalog::SnapshotInfo(const volume::SnapshotInfo& s) const {
+nbd::ExportInfo VolumeCatalog::SnapshotInfo(const ServedVolume& v,
+                                            const volume::SnapshotInfo& s) {
   nbd::ExportInfo info;
-  info.name = name_ + "@" + s.name;
+  info.name = v.name + "@" + s.name;
   info.description = "snapshot " + s.name + " taken " + FormatRfc3339(s.created_ns) +
                      " (read-only)";
   info.size_bytes = s.size_bytes;
   info.read_only = true;
-  info.preferred_block_size = volume_->block_size();
+  info.preferred_block_size = v.volume->block_size();
   return info;
 }
 
 std::vector<nbd::ExportInfo> VolumeCatalog::List() {
-  std::vector<nbd::ExportInfo> out{VolumeInfo()};
-  for (const auto& s : volume_->ListSnapshots()) out.push_back(SnapshotInfo(s));
+  std::vector<nbd::ExportInfo> out;
+  for (const auto& v : volumes_.All()) {
+    out.push_back(VolumeInfo(*v));
+    for (const auto& s : v->volume->ListSnapshots()) out.push_back(SnapshotInfo(*v, s));
+  }
   return out;
 }
 
+std::string VolumeCatalog::Resolve(std::string_view name) const {
+  if (!name.empty()) return std::string(name);
+  if (volumes_.Find(volume::kDefaultVolumeName)) return std::string(volume::kDefaultVolumeName);
+  auto all = volumes_.All();
+  return all.size() == 1 ? all[0]->name : std::string(volume::kDefaultVolumeName);
+}
+
 Result<nbd::ExportInfo> VolumeCatalog::Lookup(std::string_view name) {
-  if (name.empty() || name == name_) return VolumeInfo();
-  const std::string prefix = name_ + "@";
-  if (name.starts_with(prefix)) {
-    auto s = volume_->GetSnapshot(std::string(name.substr(prefix.size())));
-    if (s.ok()) return SnapshotInfo(*s);
+  const std::string resolved = Resolve(name);
+  // Volume names hold no '@' (volume::ValidateVolumeName), so the first one splits.
+  const size_t at = resolved.find('@');
+  std::shared_ptr<ServedVolume> v = volumes_.Find(resolved.substr(0, at));
+  if (v && at == std::string::npos) return VolumeInfo(*v);
+  if (v) {
+    auto s = v->volume->GetSnapshot(resolved.substr(at + 1));
+    if (s.ok()) return SnapshotInfo(*v, *s);
   }
   return Status::NotFound("no export named '" + std::string(name) + "'");
 }
 
 Result<std::shared_ptr<nbd::OpenExport>> VolumeCatalog::Open(std::string_view name) {
-  ASSIGN_OR_RETURN(nbd::ExportInfo info, Lookup(name));
-  if (info.name == name_) {  // the volume (read-only only in salvage)
-    return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, volume_, nullptr, nullptr});
+  const std::string resolved = Resolve(name);
+  const size_t at = resolved.find('@');
+  std::shared_ptr<ServedVolume> v;
+  std::shared_ptr<void> pin = volumes_.Attach(resolved.substr(0, at), &v);
+  if (!pin) return Status::NotFound("no export named '" + std::string(name) + "'");
+  ASSIGN_OR_RETURN(nbd::ExportInfo info, Lookup(resolved));
+  if (at == std::string::npos) {  // the volume (read-only only in salvage)
+    return std::make_shared<nbd::OpenExport>(
+        nbd::OpenExport{info, v->volume, std::move(pin), nullptr});
   }
-  const std::string snap(name.substr(name_.size() + 1));
-  ASSIGN_OR_RETURN(std::shared_ptr<device::BlockDevice> dev, volume_->OpenSnapshot(snap));
-  return std::make_shared<nbd::OpenExport>(nbd::OpenExport{info, std::move(dev), nullptr, nullptr});
+  ASSIGN_OR_RETURN(std::shared_ptr<device::BlockDevice> dev,
+                   v->volume->OpenSnapshot(resolved.substr(at + 1)));
+  return std::make_shared<nbd::OpenExport>(
+      nbd::OpenExport{info, std::move(dev), std::move(pin), nullptr});
 }
 
 }  // namespace portal::daemon

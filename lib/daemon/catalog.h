@@ -1,33 +1,37 @@
-// VolumeCatalog: the daemon's NBD exports. "portalbd" (also the empty default name) is
-// the live volume; "portalbd@NAME" is snapshot NAME, read-only. NBD_OPT_LIST shows both.
-// A client attached to a snapshot keeps it from being deleted until it disconnects.
+// VolumeCatalog: the daemon's NBD exports, one per served volume (daemon/volume_set.h):
+// the volume's name ("portalbd" for the default volume, which the empty name also
+// selects) and "NAME@SNAPSHOT" for each snapshot, read-only. NBD_OPT_LIST shows them all.
+// With no default volume served, the empty name selects the only volume if there is one.
+// A connection counts as attached to its volume until it ends (release and delete wait
+// for none); one attached to a snapshot also keeps the snapshot from being deleted.
+// A new connection sees the volume's size as it is then (a resize shows to new
+// connections only).
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "daemon/volume_set.h"
 #include "nbd/export.h"
-#include "volume/volume.h"
 
 namespace portal::daemon {
 
 class VolumeCatalog final : public nbd::ExportCatalog {
  public:
-  VolumeCatalog(std::string name, std::string description,
-                std::shared_ptr<volume::Volume> volume)
-      : name_(std::move(name)), description_(std::move(description)), volume_(std::move(volume)) {}
+  // `volumes` must outlive the catalog.
+  explicit VolumeCatalog(const VolumeSet& volumes) : volumes_(volumes) {}
 
   std::vector<nbd::ExportInfo> List() override;
   Result<nbd::ExportInfo> Lookup(std::string_view name) override;
   Result<std::shared_ptr<nbd::OpenExport>> Open(std::string_view name) override;
 
  private:
-  nbd::ExportInfo VolumeInfo() const;
-  nbd::ExportInfo SnapshotInfo(const volume::SnapshotInfo& s) const;
+  // "" to the name it selects.
+  std::string Resolve(std::string_view name) const;
+  static nbd::ExportInfo VolumeInfo(const ServedVolume& v);
+  static nbd::ExportInfo SnapshotInfo(const ServedVolume& v, const volume::SnapshotInfo& s);
 
-  std::string name_;
-  std::string description_;
-  std::shared_ptr<volume::Volume> volume_;
+  const VolumeSet& volumes_;
 };
 
 }  // namespace portal::daemon

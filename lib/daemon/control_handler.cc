@@ -24,60 +24,166 @@ control::SnapshotEntry Entry(const volume::SnapshotInfo& s) {
   return e;
 }
 
-control::Reply AlreadyExists(const std::string& name) {
-  return control::ErrorReply{std::string(control::kAlreadyExists),
-                             fmt::format("a snapshot named '{}' already exists", name)};
+control::Reply AlreadyExists(std::string message) {
+  return control::ErrorReply{std::string(control::kAlreadyExists), std::move(message)};
+}
+
+// Snapshot errors name the volume when it is not the default one (whose messages stay
+// as they were before named volumes).
+Status Named(const Status& st, const std::string& volume_name) {
+  if (st.ok() || volume_name == volume::kDefaultVolumeName) return st;
+  return st.WithContext("volume " + volume_name);
 }
 
 }  // namespace
 
-Task<control::Reply> ControlHandler::Create(std::string name) {
-  if (volume_->GetSnapshot(name).ok()) co_return AlreadyExists(name);
-  auto created = co_await volume_->CreateSnapshot(name);
-  if (created.ok()) co_return control::SnapshotReply{Entry(*created)};
-  // Two creates of one name raced: the loser's InvalidArgument is a duplicate.
-  if (volume_->GetSnapshot(name).ok()) co_return AlreadyExists(name);
-  co_return FromStatus(created.status());
+control::VolumeEntry VolumeEntryOf(const ServedVolume& v) {
+  volume::VolumeStats s = v.volume->stats();
+  control::VolumeEntry e;
+  e.name = v.name;
+  e.is_default = v.is_default();
+  e.size_bytes = v.volume->size_bytes();
+  e.block_size = s.block_size;
+  e.live_bytes = s.live_data_blocks * s.block_size;
+  e.bytes_stored = s.segment_bytes + s.map_bytes;
+  e.snapshots = s.snapshots;
+  e.attached = v.attached.load();
+  e.epoch = s.epoch;
+  e.fenced = s.fenced;
+  e.volume_uuid = s.volume_uuid;
+  if (v.record && v.record->clone_of) {
+    e.clone_of_volume = v.record->clone_of->volume;
+    e.clone_of_snapshot = v.record->clone_of->snapshot;
+  }
+  return e;
 }
 
-Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
+Task<control::Reply> ControlHandler::Create(volume::Volume& v, const std::string& volume_name,
+                                            std::string name) {
+  auto exists = [&] {
+    return AlreadyExists(volume_name == volume::kDefaultVolumeName
+                             ? fmt::format("a snapshot named '{}' already exists", name)
+                             : fmt::format("volume {}: a snapshot named '{}' already exists",
+                                           volume_name, name));
+  };
+  if (v.GetSnapshot(name).ok()) co_return exists();
+  auto created = co_await v.CreateSnapshot(name);
+  if (created.ok()) co_return control::SnapshotReply{Entry(*created)};
+  // Two creates of one name raced: the loser's InvalidArgument is a duplicate.
+  if (v.GetSnapshot(name).ok()) co_return exists();
+  co_return FromStatus(Named(created.status(), volume_name));
+}
+
+Task<control::Reply> ControlHandler::DispatchSnapshot(const control::Request& request,
+                                                      volume::Volume& v,
+                                                      const std::string& vn) {
   using control::Op;
   switch (request.op) {
     case Op::kSnapshotCreate:
-      co_return co_await Create(request.name);
+      co_return co_await Create(v, vn, request.name);
     case Op::kSnapshotList: {
       control::SnapshotListReply list;
-      for (const auto& s : volume_->ListSnapshots()) list.snapshots.push_back(Entry(s));
+      for (const auto& s : v.ListSnapshots()) list.snapshots.push_back(Entry(s));
       co_return control::Reply(std::move(list));
     }
     case Op::kSnapshotGet: {
-      auto s = volume_->GetSnapshot(request.name);
-      if (!s.ok()) co_return FromStatus(s.status());
+      auto s = v.GetSnapshot(request.name);
+      if (!s.ok()) co_return FromStatus(Named(s.status(), vn));
       co_return control::SnapshotReply{Entry(*s)};
     }
     case Op::kSnapshotDelete: {
-      Status st = co_await volume_->DeleteSnapshot(request.name);
-      if (!st.ok()) co_return FromStatus(st);
+      Status st = co_await v.DeleteSnapshot(request.name);
+      if (!st.ok()) co_return FromStatus(Named(st, vn));
       co_return control::OkReply{};
     }
     case Op::kSnapshotRestore: {
-      Status st = co_await volume_->RestoreSnapshot(request.name);
+      Status st = co_await v.RestoreSnapshot(request.name);
+      if (!st.ok()) co_return FromStatus(Named(st, vn));
+      co_return control::OkReply{};
+    }
+    default:
+      break;
+  }
+  PORTAL_ASSERT(false, "not a snapshot op");
+  co_return control::OkReply{};
+}
+
+Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& request) {
+  using control::Op;
+  const std::string& name = request.name;
+  auto entry = [&](const std::string& n) -> control::Reply {
+    auto v = volumes_->Find(n);
+    if (!v) return FromStatus(Status::NotFound(fmt::format("volume '{}' is not served here", n)));
+    return control::VolumeReply{VolumeEntryOf(*v)};
+  };
+  switch (request.op) {
+    case Op::kVolumeCreate: {
+      auto created = co_await volumes_->Create(name, request.size_bytes);
+      if (created.ok()) co_return control::VolumeReply{VolumeEntryOf(**created)};
+      if (created.status().IsPreconditionFailed() &&
+          created.status().message().ends_with("already exists")) {
+        co_return AlreadyExists(created.status().message());
+      }
+      co_return FromStatus(created.status());
+    }
+    case Op::kVolumeList: {
+      control::VolumeListReply list;
+      for (const auto& v : volumes_->All()) list.volumes.push_back(VolumeEntryOf(*v));
+      co_return control::Reply(std::move(list));
+    }
+    case Op::kVolumeGet:
+      co_return entry(name);
+    case Op::kVolumeDelete: {
+      Status st = co_await volumes_->Delete(name);
       if (!st.ok()) co_return FromStatus(st);
       co_return control::OkReply{};
     }
-    case Op::kStatus:
-      co_return control::StatusReply{status_()};
+    case Op::kVolumeResize: {
+      Status st = co_await volumes_->Resize(name, request.size_bytes, request.allow_shrink);
+      if (!st.ok()) co_return FromStatus(st);
+      co_return entry(name);
+    }
+    case Op::kVolumeOpen: {
+      Status st = co_await volumes_->Open(name);
+      if (!st.ok()) co_return FromStatus(st);
+      co_return entry(name);
+    }
+    case Op::kVolumeRelease: {
+      Status st = co_await volumes_->Release(name);
+      if (!st.ok()) co_return FromStatus(st);
+      co_return control::OkReply{};
+    }
+    default:
+      break;
   }
-  PORTAL_ASSERT(false, "unknown control op");
+  PORTAL_ASSERT(false, "not a volume op");
   co_return control::OkReply{};
+}
+
+Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
+  if (request.op == control::Op::kStatus) co_return control::StatusReply{status_()};
+  if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
+  std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
+  if (!v) {
+    const std::string vn =
+        request.volume.empty() ? std::string(volume::kDefaultVolumeName) : request.volume;
+    co_return FromStatus(Status::NotFound(fmt::format("volume '{}' is not served here", vn)));
+  }
+  co_return co_await DispatchSnapshot(request, *v->volume, v->name);
 }
 
 Task<control::Reply> ControlHandler::Handle(control::Request request) {
   using control::Op;
   // The protocol passes names on unjudged; the volume's rule decides, for every op.
-  const Status name = control::OpTakesName(request.op)
-                          ? volume::ValidateSnapshotName(request.name)
-                          : Status::Ok();
+  Status name = Status::Ok();
+  if (control::IsVolumeOp(request.op)) {
+    const bool is_default = request.name == volume::kDefaultVolumeName;
+    if (control::OpTakesName(request.op) && !(is_default && request.op != Op::kVolumeCreate)) {
+      name = volume::ValidateVolumeName(request.name);
+    }
+  } else if (control::OpTakesName(request.op)) {
+    name = volume::ValidateSnapshotName(request.name);
+  }
   control::Reply reply;
   if (name.ok()) {
     reply = co_await Dispatch(request);
@@ -85,13 +191,16 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
     reply = FromStatus(name);
   }
   const auto* err = std::get_if<control::ErrorReply>(&reply);
-  const bool changes = request.op == Op::kSnapshotCreate || request.op == Op::kSnapshotDelete ||
-                       request.op == Op::kSnapshotRestore;
+  const bool changes = request.op != Op::kSnapshotList && request.op != Op::kSnapshotGet &&
+                       request.op != Op::kStatus && request.op != Op::kVolumeList &&
+                       request.op != Op::kVolumeGet;
+  const std::string& vol = request.volume;
   if (err) {
-    Log()->info("control {} name={} failed code={} message=\"{}\"", control::OpName(request.op),
-                request.name, err->code, err->message);
+    Log()->info("control {} name={}{} failed code={} message=\"{}\"", control::OpName(request.op),
+                request.name, vol.empty() ? "" : " volume=" + vol, err->code, err->message);
   } else if (changes) {
-    Log()->info("control {} name={} ok", control::OpName(request.op), request.name);
+    Log()->info("control {} name={}{} ok", control::OpName(request.op), request.name,
+                vol.empty() ? "" : " volume=" + vol);
   } else {
     Log()->debug("control {} ok", control::OpName(request.op));
   }

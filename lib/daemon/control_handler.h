@@ -1,13 +1,15 @@
 // ControlHandler: what portalbd does with a control request (control/server.h): snapshot
-// create, list, get, delete, restore on the volume, and status. Errors from the volume
-// become error replies with its Status code; a duplicate name is "already_exists". A name
-// the volume refuses (volume::ValidateSnapshotName) is "invalid_argument" whatever the op,
-// before the volume is consulted. Replies carry control's own snapshot type, converted
-// from the volume's.
+// create, list, get, delete, restore on a served volume (the request's `volume`, "" for
+// the default one); volume create, list, get, delete, resize, open, release on the
+// daemon's VolumeSet; and status. Errors from the volume become error replies with its
+// Status code; a duplicate name is "already_exists"; every error message names the
+// volume. A snapshot name the volume refuses (volume::ValidateSnapshotName) is
+// "invalid_argument" whatever the op, before the volume is consulted. Replies carry
+// control's own wire types, converted from the volume's.
 //
 // Thread-safe once attached. Attach() before the control server starts accepting; the
-// volume must stay open while requests may run (the daemon stops the control server
-// before it closes the volume).
+// set must stay alive while requests may run (the daemon stops the control server before
+// it closes the volumes).
 #pragma once
 
 #include <functional>
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "control/server.h"
+#include "daemon/volume_set.h"
 #include "volume/snapshot.h"  // ValidateSnapshotName
 #include "volume/volume.h"
 
@@ -24,8 +27,8 @@ class ControlHandler final : public control::Handler {
  public:
   using StatusFn = std::function<control::DaemonStatus()>;
 
-  void Attach(std::shared_ptr<volume::Volume> volume, StatusFn status) {
-    volume_ = std::move(volume);
+  void Attach(VolumeSet* volumes, StatusFn status) {
+    volumes_ = volumes;
     status_ = std::move(status);
   }
 
@@ -33,10 +36,17 @@ class ControlHandler final : public control::Handler {
 
  private:
   Task<control::Reply> Dispatch(const control::Request& request);
-  Task<control::Reply> Create(std::string name);
+  Task<control::Reply> DispatchSnapshot(const control::Request& request, volume::Volume& v,
+                                        const std::string& volume_name);
+  Task<control::Reply> DispatchVolume(const control::Request& request);
+  Task<control::Reply> Create(volume::Volume& v, const std::string& volume_name,
+                              std::string name);
 
-  std::shared_ptr<volume::Volume> volume_;
+  VolumeSet* volumes_ = nullptr;
   StatusFn status_;
 };
+
+// A served volume as control replies show it.
+control::VolumeEntry VolumeEntryOf(const ServedVolume& v);
 
 }  // namespace portal::daemon

@@ -42,12 +42,13 @@ TEST_CASE("control requests with an invalid snapshot name are invalid_argument",
 TEST_CASE("control snapshot replies carry the volume's snapshot records", "[control]") {
   SimEnv env;
   objstore::MemoryStore store;
-  auto v = RunSim(env, volume::OpenVolume(env, store, testing::SmallVolumeOptions(1 << 20)));
-  REQUIRE(v.ok());
+  VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+  REQUIRE(RunSim(env, set.OpenDefault()).ok());
+  std::optional<std::shared_ptr<volume::Volume>> v = set.Find("")->volume;
   std::vector<uint8_t> data(64 * 1024, 7);
   REQUIRE(RunSim(env, (*v)->Write(0, data, {})).ok());
   ControlHandler h;
-  h.Attach(*v, [] { return control::DaemonStatus{}; });
+  h.Attach(&set, [] { return control::DaemonStatus{}; });
   using control::Op;
 
   control::Reply created = RunSim(env, h.Handle(control::Request{Op::kSnapshotCreate, "s1", ""}));
@@ -77,7 +78,7 @@ TEST_CASE("control snapshot replies carry the volume's snapshot records", "[cont
 
   control::ErrorReply missing = HandleError(env, h, Op::kSnapshotGet, "nope");
   CHECK(missing.code == "not_found");
-  REQUIRE(RunSim(env, (*v)->Close()).ok());
+  REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
 }
 
 }  // namespace

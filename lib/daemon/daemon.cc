@@ -6,12 +6,14 @@
 
 #include <fmt/format.h>
 
+#include "cache/block_cache.h"
 #include "cache/disk_cache.h"
 #include "control/server.h"
 #include "crypto/aead.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
 #include "daemon/nbd_exposure.h"
+#include "daemon/volume_set.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "metrics/nbd_metrics.h"
@@ -26,6 +28,7 @@
 #include "util/buffer_pool.h"
 #include "util/log.h"
 #include "util/rfc3339.h"
+#include "volume/registry.h"
 #include "volume/volume.h"
 
 namespace portal::daemon {
@@ -151,6 +154,8 @@ Status Daemon::Start() {
   volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
   volume_options.buffer_pool = &buffer_pool_;
   volume_options.keyring = keyring_.get();
+  block_cache_ = std::make_unique<cache::BlockCache>(*env_, cfg_.block_cache_size_bytes);
+  volume_options.block_cache = block_cache_.get();
   if (cfg_.disk_cache_size_bytes > 0 && cfg_.storage_url != "memory://") {
     const std::string dir =
         cfg_.disk_cache_dir.empty() ? cfg_.cache_dir + "/chunks" : cfg_.disk_cache_dir;
@@ -159,17 +164,13 @@ Status Daemon::Start() {
     BlockOn(disk_cache_->Load());  // a cache that cannot start is off; portalbd goes on
     volume_options.disk_cache = disk_cache_.get();
   }
-  auto vol = BlockOn(volume::OpenVolume(*env_, *store_, volume_options));
-  if (!vol.ok()) return vol.status().WithContext("opening the volume at " + cfg_.storage_url);
-  {
-    std::lock_guard lock(summary_mu_);
-    volume_ = std::move(*vol);
-  }
+  volumes_ = std::make_unique<VolumeSet>(*env_, *store_, volume_options, cfg_.stop_timeout_ms);
+  if (Status st = OpenVolumes(); !st.ok()) return st;
 
-  catalog_ = std::make_unique<VolumeCatalog>("portalbd", "portalbd volume (" + store_->url() + ")",
-                                             volume_);
+  catalog_ = std::make_unique<VolumeCatalog>(*volumes_);
   if (recorder_) {
-    (void)recorder_->SetDeviceSize(volume_->size_bytes());
+    auto primary = PrimaryVolume();
+    (void)recorder_->SetDeviceSize(primary ? primary->size_bytes() : 0);
     auto recording = std::make_unique<trace::RecordingCatalog>(std::move(catalog_), recorder_,
                                                                *env_, "portalbd");
     recording_ = recording.get();
@@ -189,12 +190,14 @@ Status Daemon::Start() {
   so.peer.idle_timeout_ms = cfg_.idle_timeout_ms;
   server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
   if (Status st = server_->Listen(); !st.ok()) return st;
-  control_handler_->Attach(volume_, [this] { return StatusReport(); });
+  control_handler_->Attach(volumes_.get(), [this] { return StatusReport(); });
   control_->Start();
   started_ = true;
-  Log()->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" recording={}",
-              cfg_.socket, volume_->size_bytes() >> 30, server_->bound_address(),
-              cfg_.storage_url, !cfg_.record_path.empty());
+  auto primary = PrimaryVolume();
+  Log()->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" recording={} "
+              "volumes={}",
+              cfg_.socket, primary ? primary->size_bytes() >> 30 : 0, server_->bound_address(),
+              cfg_.storage_url, !cfg_.record_path.empty(), volumes_->All().size());
   Log()->info("control socket listening path={}", control_->path());
   if (recorder_) {
     Log()->info("recording requests path={} workload={}", recorder_->path(), cfg_.record_workload);
@@ -208,9 +211,51 @@ Status Daemon::Start() {
              !w.empty()) {
     Log()->warn("{}", w);
   }
-  Log()->info("NBD server accepting connections export=portalbd size_bytes={}",
-              volume_->size_bytes());
+  for (const auto& v : volumes_->All()) {
+    Log()->info("NBD server accepting connections export={} size_bytes={}", v->name,
+                v->volume->size_bytes());
+  }
   return Status::Ok();
+}
+
+Status Daemon::OpenVolumes() {
+  if (!cfg_.volumes) {  // "all": the default volume, then every registered one
+    if (Status st = BlockOn(volumes_->OpenDefault()); !st.ok()) return st;
+    auto names = BlockOn(volumes_->registry().ListNames());
+    if (!names.ok()) return names.status().WithContext("storage.volumes");
+    for (const std::string& name : *names) {
+      // One damaged or half-deleted volume must not keep the others from being served.
+      if (Status st = BlockOn(volumes_->Open(name)); !st.ok()) {
+        Log()->error("volume not opened name={} error=\"{}\"", name, st.ToString());
+      }
+    }
+    return Status::Ok();
+  }
+  for (const std::string& name : *cfg_.volumes) {
+    if (name == volume::kDefaultVolumeName) {
+      if (Status st = BlockOn(volumes_->OpenDefault()); !st.ok()) return st;
+      continue;
+    }
+    if (Status st = volume::ValidateVolumeName(name); !st.ok()) {
+      return st.WithContext("storage.volumes");
+    }
+    Status st = BlockOn(volumes_->Open(name));
+    if (st.IsNotFound()) {
+      // Listed but not registered yet: created like the default volume on a new URL.
+      const uint64_t size = cfg_.size_bytes();
+      Log()->info("creating volume name={} size_bytes={} (listed in storage.volumes)", name, size);
+      st = BlockOn(volumes_->Create(name, size)).status();
+    }
+    if (!st.ok()) return st.WithContext("storage.volumes");
+  }
+  return Status::Ok();
+}
+
+std::shared_ptr<volume::Volume> Daemon::PrimaryVolume() const {
+  if (!volumes_) return nullptr;
+  if (auto v = volumes_->Find(volume::kDefaultVolumeName)) return v->volume;
+  auto all = volumes_->All();
+  return all.empty() ? nullptr : all.front()->volume;
 }
 
 Status Daemon::Stop() {
@@ -226,7 +271,7 @@ Status Daemon::Stop() {
     const uint64_t now = env_->NowNanos();
     return (deadline > now ? (deadline - now) / kNanosPerMilli : 0) + kDrainAfterDeadlineMs;
   };
-  if (volume_) volume_->GiveUpAt(deadline);
+  if (volumes_) volumes_->GiveUpAt(deadline);
   if (s3_ != nullptr && env_) {
     // A request in flight retries inside the S3 client (up to ~15 s when the endpoint
     // refuses connections): make it stop with the volume's retries.
@@ -237,15 +282,15 @@ Status Daemon::Stop() {
   if (control_) control_->Shutdown(drain_ms());
   if (server_) server_->Shutdown(drain_ms());
   Status traced = FinishRecording();  // no request is answered any more
-  if (volume_) {
-    result = BlockOn(volume_->Close(deadline));
+  if (volumes_) {
+    result = BlockOn(volumes_->CloseAll(deadline));
     if (started_) Log()->info("{}", StatusLine());
   }
-  if (metrics_) metrics_->Stop();  // scrapes read volume_
+  if (metrics_) metrics_->Stop();  // scrapes read volumes_
   {
     std::lock_guard lock(summary_mu_);
-    if (volume_) left_behind_ = volume_->NotDurableSummary();
-    volume_.reset();
+    if (volumes_) left_behind_ = volumes_->NotDurableSummary();
+    volumes_.reset();
   }
   if (result.ok()) result = traced;
   if (env_) env_->Stop();
@@ -254,7 +299,7 @@ Status Daemon::Stop() {
 
 std::string Daemon::NotDurableSummary() {
   std::lock_guard lock(summary_mu_);
-  return volume_ ? volume_->NotDurableSummary() : left_behind_;
+  return volumes_ ? volumes_->NotDurableSummary() : left_behind_;
 }
 
 Status Daemon::FinishRecording() {
@@ -274,8 +319,9 @@ Status Daemon::FinishRecording() {
 control::DaemonStatus Daemon::StatusReport() {
   control::DaemonStatus d;
   d.version = PORTALBD_VERSION;
-  if (!volume_) return d;
-  volume::VolumeStats s = volume_->stats();
+  auto primary = PrimaryVolume();
+  if (!primary) return d;
+  volume::VolumeStats s = primary->stats();
   d.size_bytes = s.size_bytes;
   d.block_size = s.block_size;
   d.storage_url = s.storage_url;
@@ -334,7 +380,7 @@ control::DaemonStatus Daemon::StatusReport() {
   return d;
 }
 
-// The volume label's value: the volume's export name (one volume per daemon today).
+// The NBD request metrics' volume label: the daemon's (requests of every export).
 constexpr const char* kVolumeLabel = "portalbd";
 
 Status Daemon::StartMetrics() {
@@ -343,80 +389,85 @@ Status Daemon::StartMetrics() {
   nbd_metrics_ = std::make_unique<metrics::NbdMetrics>(metrics_->registry(), kVolumeLabel, *env_);
   catalog_ = nbd_metrics_->Wrap(std::move(catalog_));
   metrics_->Add(std::make_shared<metrics::VolumeCollector>(
-      [this] { return std::vector<metrics::VolumeSample>{MetricsSample()}; }));
+      [this] { return MetricsSamples(); }));
   if (Status st = metrics_->Start(cfg_.metrics_address); !st.ok()) return st;
   Log()->info("metrics server listening address={} path=/metrics", metrics_->bound_address());
   return Status::Ok();
 }
 
-metrics::VolumeSample Daemon::MetricsSample() {
-  metrics::VolumeSample m;
-  m.volume = kVolumeLabel;
-  if (!volume_) return m;
-  volume::VolumeStats s = volume_->stats();
-  m.size_bytes = s.size_bytes;
-  m.epoch = s.epoch;
-  m.fenced = s.fenced;
-  m.snapshots = s.snapshots;
-  m.nbd_connections = server_ ? server_->connection_count() : 0;
-  if (store_) {
-    objstore::StoreStats st = store_->stats();
-    for (size_t i = 0; i < objstore::kNumOpKinds; ++i) {
-      const auto kind = static_cast<objstore::OpKind>(i);
-      const objstore::OpStats& o = st[kind];
-      metrics::StoreKindSample k{std::string(objstore::OpKindName(kind)), o.calls, o.errors, {}};
-      // LIST counts entries, not bytes (objstore/counting_store.h).
-      if (kind != objstore::OpKind::kList) k.bytes = o.bytes;
-      m.store.push_back(std::move(k));
+std::vector<metrics::VolumeSample> Daemon::MetricsSamples() {
+  std::vector<metrics::VolumeSample> out;
+  if (!volumes_) return out;
+  for (const auto& v : volumes_->All()) {
+    metrics::VolumeSample m;
+    m.volume = v->name;
+    volume::VolumeStats s = v->volume->stats();
+    m.size_bytes = s.size_bytes;
+    m.epoch = s.epoch;
+    m.fenced = s.fenced;
+    m.snapshots = s.snapshots;
+    m.nbd_connections = static_cast<uint64_t>(v->attached.load());
+    if (store_ && out.empty()) {  // one store for all: counted once, with the first volume
+      objstore::StoreStats st = store_->stats();
+      for (size_t i = 0; i < objstore::kNumOpKinds; ++i) {
+        const auto kind = static_cast<objstore::OpKind>(i);
+        const objstore::OpStats& o = st[kind];
+        metrics::StoreKindSample k{std::string(objstore::OpKindName(kind)), o.calls, o.errors, {}};
+        // LIST counts entries, not bytes (objstore/counting_store.h).
+        if (kind != objstore::OpKind::kList) k.bytes = o.bytes;
+        m.store.push_back(std::move(k));
+      }
     }
+    if (s3_ != nullptr && out.empty()) {
+      s3::Client::Stats h = s3_->client().stats();
+      m.http_requests = h.attempts;
+      m.http_retries = h.retries;
+    }
+    m.store_failing = s.store_failing_since_ns != 0;
+    m.buffer_bytes = s.active_buffer_bytes + s.sealed_buffer_bytes;
+    m.buffer_limit_bytes = cfg_.max_unflushed_bytes;
+    m.write_stalls = s.write_stalls;
+    m.cache_hits = s.cache.hits;
+    m.cache_misses = s.cache.misses;
+    m.cache_bytes = s.cache.usage_bytes;
+    m.cache_capacity_bytes = s.cache.capacity_bytes;
+    if (disk_cache_ && out.empty()) {  // one disk cache for all: with the first volume
+      cache::DiskCacheStats dc = disk_cache_->stats();
+      m.disk_cache = metrics::DiskCacheSample{.hits = dc.hits,
+                                              .misses = dc.misses,
+                                              .damaged = dc.damaged,
+                                              .inserts = dc.inserts,
+                                              .dropped = dc.dropped,
+                                              .evictions = dc.evictions,
+                                              .bytes = dc.usage_bytes,
+                                              .capacity_bytes = dc.capacity_bytes,
+                                              .entries = dc.entries};
+    }
+    m.read_ahead = {.gets = s.read_ahead_gets,
+                    .bytes = s.read_ahead_bytes,
+                    .hits = s.read_ahead_hits,
+                    .wasted = s.read_ahead_wasted,
+                    .failed = s.read_ahead_failed};
+    m.segments = s.segments;
+    m.segment_bytes = s.segment_bytes;
+    for (uint64_t n : s.ssts_per_level) m.map_ssts += n;
+    m.map_bytes = s.map_bytes;
+    m.live_bytes = s.live_data_blocks * s.block_size;
+    m.shadowed_bytes = s.shadowed_blocks * s.block_size;
+    m.gc_reclaimed_bytes = s.gc_reclaimed_bytes;
+    m.full_compactions = s.full_compactions;
+    m.corrupt_refetches = s.corrupt_refetches;
+    out.push_back(std::move(m));
   }
-  if (s3_ != nullptr) {
-    s3::Client::Stats h = s3_->client().stats();
-    m.http_requests = h.attempts;
-    m.http_retries = h.retries;
-  }
-  m.store_failing = s.store_failing_since_ns != 0;
-  m.buffer_bytes = s.active_buffer_bytes + s.sealed_buffer_bytes;
-  m.buffer_limit_bytes = cfg_.max_unflushed_bytes;
-  m.write_stalls = s.write_stalls;
-  m.cache_hits = s.cache.hits;
-  m.cache_misses = s.cache.misses;
-  m.cache_bytes = s.cache.usage_bytes;
-  m.cache_capacity_bytes = s.cache.capacity_bytes;
-  if (disk_cache_) {
-    cache::DiskCacheStats dc = disk_cache_->stats();
-    m.disk_cache = metrics::DiskCacheSample{.hits = dc.hits,
-                                            .misses = dc.misses,
-                                            .damaged = dc.damaged,
-                                            .inserts = dc.inserts,
-                                            .dropped = dc.dropped,
-                                            .evictions = dc.evictions,
-                                            .bytes = dc.usage_bytes,
-                                            .capacity_bytes = dc.capacity_bytes,
-                                            .entries = dc.entries};
-  }
-  m.read_ahead = {.gets = s.read_ahead_gets,
-                  .bytes = s.read_ahead_bytes,
-                  .hits = s.read_ahead_hits,
-                  .wasted = s.read_ahead_wasted,
-                  .failed = s.read_ahead_failed};
-  m.segments = s.segments;
-  m.segment_bytes = s.segment_bytes;
-  for (uint64_t n : s.ssts_per_level) m.map_ssts += n;
-  m.map_bytes = s.map_bytes;
-  m.live_bytes = s.live_data_blocks * s.block_size;
-  m.shadowed_bytes = s.shadowed_blocks * s.block_size;
-  m.gc_reclaimed_bytes = s.gc_reclaimed_bytes;
-  m.full_compactions = s.full_compactions;
-  m.corrupt_refetches = s.corrupt_refetches;
-  return m;
+  return out;
 }
 
 std::string Daemon::nbd_address() const { return server_ ? server_->bound_address() : ""; }
 
 std::string Daemon::StatusLine() {
-  if (!volume_) return "volume not open";
-  volume::VolumeStats s = volume_->stats();
+  auto primary = PrimaryVolume();
+  if (!primary) return "no volume open";
+  volume::VolumeStats s = primary->stats();
   const BufferPool& pool = buffer_pool_;
   std::string levels;
   for (uint64_t n : s.ssts_per_level) {

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "control/protocol.h"
@@ -29,6 +30,10 @@ namespace portal {
 class RealEnv;
 namespace cache {
 class DiskCache;
+struct CacheEntry;
+template <typename V>
+class LruCache;
+using BlockCache = LruCache<CacheEntry>;
 }  // namespace cache
 namespace crypto {
 class Keyring;
@@ -63,6 +68,7 @@ struct VolumeSample;
 namespace portal::daemon {
 
 class ControlHandler;
+class VolumeSet;
 
 class Daemon {
  public:
@@ -91,8 +97,14 @@ class Daemon {
   std::string DiskCacheCounts() const;
   // [metrics] address set: serves /metrics, NBD requests counted through catalog_.
   Status StartMetrics();
-  // The volume's and the store's counters as the metrics server shows them.
-  metrics::VolumeSample MetricsSample();
+  // Each served volume's counters (and the store's, with the first) as the metrics
+  // server shows them.
+  std::vector<metrics::VolumeSample> MetricsSamples();
+  // Opens the volumes [storage] volumes names (docs/volumes.md).
+  Status OpenVolumes();
+  // The volume `portalctl status` and the status line describe: the default volume if
+  // served, else the first by name; null if none is served.
+  std::shared_ptr<volume::Volume> PrimaryVolume() const;
   // Ends the [record] trace (after the NBD server stopped) and logs what it holds.
   Status FinishRecording();
 
@@ -107,11 +119,14 @@ class Daemon {
   // [storage] encryption_key_file set: the volumes' keys; declared before them, so it
   // outlives them.
   std::shared_ptr<const crypto::Keyring> keyring_;
+  // [lsm] block_cache_size_bytes, one cache for every volume (docs/volumes.md "One
+  // budget"); declared before the volumes, so it outlives them.
+  std::unique_ptr<cache::BlockCache> block_cache_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
-  std::shared_ptr<volume::Volume> volume_;
-  std::mutex summary_mu_;  // volume_ changing (Stop) vs NotDurableSummary()
+  std::unique_ptr<VolumeSet> volumes_;
+  std::mutex summary_mu_;  // volumes_ changing (Stop) vs NotDurableSummary()
   std::string left_behind_;  // GUARDED_BY(summary_mu_): NotDurableSummary() after Stop
   std::unique_ptr<nbd::ExportCatalog> catalog_;
   trace::RecordingCatalog* recording_ = nullptr;  // catalog_ itself when recording

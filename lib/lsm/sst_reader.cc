@@ -11,7 +11,7 @@ constexpr uint64_t kTailGuess = 64 * 1024;  // most indexes fit; else a second G
 
 Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref) {
   auto v = co_await cache::GetTyped<SstIndex>(
-      cache_, "si/" + ref.key, [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {
+      cache_, IndexCacheKey(ref.key), [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {
         auto matches = [&](const SstIndex& idx) {
           return idx.min_block == ref.min_block && idx.end_block == ref.end_block &&
                  idx.extent_count == ref.extent_count;
@@ -67,7 +67,7 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
 Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
     const SstRef& ref, const SstIndexEntry& entry, const crypto::ObjectKey* key) {
   auto v = co_await cache::GetTyped<std::vector<Extent>>(
-      cache_, "sb/" + ref.key + "/" + std::to_string(entry.offset),
+      cache_, cache_scope_ + "sb/" + ref.key + "/" + std::to_string(entry.offset),
       [&]() -> Task<Result<std::pair<std::vector<Extent>, uint64_t>>> {
         std::vector<Extent> extents;
         CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(

@@ -27,15 +27,20 @@ class SstReader {
   SstReader(objstore::ObjectStore& store, cache::BlockCache& cache,
             cache::PersistentCache* tails = nullptr,
             std::atomic<uint64_t>* corrupt_refetches = nullptr,
-            const crypto::Keyring* keyring = nullptr)
+            const crypto::Keyring* keyring = nullptr, std::string cache_scope = "")
       : store_(store),
         cache_(cache),
         tails_(tails),
         corrupt_refetches_(corrupt_refetches),
-        keyring_(keyring) {}
+        keyring_(keyring),
+        cache_scope_(std::move(cache_scope)) {}
 
   // What SSTs are written with (RunCompaction's outputs): this reader's keyring.
   const crypto::Keyring* keyring() const { return keyring_; }
+
+  // The block cache key of `key`'s index: "<scope>si/<key>" (blocks: "<scope>sb/<key>/<offset>").
+  // The scope keeps volumes apart in a block cache they share; "" in one of its own.
+  std::string IndexCacheKey(const std::string& key) const { return cache_scope_ + "si/" + key; }
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   // `key`: the SST's index's key (SstIndex::key; null when unencrypted).
@@ -54,6 +59,7 @@ class SstReader {
   cache::PersistentCache* tails_;  // may be null
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
   const crypto::Keyring* keyring_;            // may be null
+  const std::string cache_scope_;
 };
 
 }  // namespace portal::lsm

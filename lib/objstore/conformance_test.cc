@@ -22,6 +22,7 @@
 #include "objstore/file_store.h"
 #include "objstore/memory_store.h"
 #include "objstore/object_store.h"
+#include "objstore/prefix_store.h"
 #include "testing/s3rver.h"
 #include "testing/testing.h"
 
@@ -53,6 +54,25 @@ class MemoryFixture final : public StoreFixture {
 
  private:
   MemoryStore store_;
+};
+
+// A named volume's view (objstore/prefix_store.h) over a memory store that also holds
+// neighbours' objects: the view must behave like a store of its own.
+class PrefixFixture final : public StoreFixture {
+ public:
+  PrefixFixture() : view_(inner_, "volumes/a/") {
+    for (const char* k : {"volumes/a", "volumes/a0/x", "volumes/ab/manifest/1", "volumes/b/a/x",
+                          "manifest/00000001", "volumes/a-"}) {
+      REQUIRE(BlockOn(inner_.Put(k, "neighbour")).ok());
+    }
+  }
+  ObjectStore& store() override { return view_; }
+  ObjectStore& handle(int) override { return view_; }
+  bool strict_conditional_create() const override { return true; }
+
+ private:
+  MemoryStore inner_;
+  PrefixStore view_;
 };
 
 class FileFixture final : public StoreFixture {
@@ -185,6 +205,10 @@ class ExternalS3Fixture final : public StoreFixture {
   }                                                                        \
   TEST_CASE("file store: " #name, "[objstore][conformance]") {             \
     FileFixture f;                                                         \
+    Conformance_##name(f);                                                 \
+  }                                                                        \
+  TEST_CASE("prefix store: " #name, "[objstore][conformance]") {           \
+    PrefixFixture f;                                                       \
     Conformance_##name(f);                                                 \
   }                                                                        \
   TEST_CASE("s3 store on s3rver: " #name, "[objstore][conformance][s3]") { \

@@ -115,6 +115,8 @@ class LsmVolume final : public Volume,
   Task<Status> RestoreSnapshot(std::string name) override;
   Result<std::shared_ptr<BlockDevice>> OpenSnapshot(const std::string& name) override;
 
+  Task<Status> Resize(uint64_t size_bytes, bool allow_shrink) override;  // volume_resize.cc
+
  private:
   // Lookups that meet NotFound resolve again this many times: compaction retires an SST
   // and GC collects it, or GC frees a segment, under a slow lookup (the map's contents
@@ -268,7 +270,8 @@ class LsmVolume final : public Volume,
   // count into its counters until they are evicted.
   ReadAhead read_ahead_{env_, block_size_, ReadAheadOptionsFor(options_)};
   std::unique_ptr<SqliteCache> meta_;  // local metadata cache (never authoritative)
-  cache::BlockCache cache_;
+  std::unique_ptr<cache::BlockCache> own_cache_;  // unless options_.block_cache is shared
+  cache::BlockCache& cache_;
   SegmentReader segments_;
   lsm::SstReader ssts_;
   ManifestLog log_;

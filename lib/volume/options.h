@@ -9,6 +9,10 @@ class BufferPool;
 }
 namespace portal::cache {
 class DiskCache;
+struct CacheEntry;
+template <typename V>
+class LruCache;
+using BlockCache = LruCache<CacheEntry>;
 }
 namespace portal::crypto {
 class Keyring;
@@ -75,6 +79,11 @@ struct VolumeOptions {
   // Where segments built in one string come from (util/buffer_pool.h); null: no pooling.
   // Not owned: the daemon's, and it must outlive the volume.
   BufferPool* buffer_pool = nullptr;
+  // The block cache shared by the daemon's volumes (one budget, docs/volumes.md); keys
+  // carry the store's URL so volumes never see each other's entries. Null: the volume's
+  // own cache of block_cache_size_bytes. Not owned: the daemon's, and it must outlive the
+  // volume (entries may outlive it: they hold nothing of the volume's).
+  cache::BlockCache* block_cache = nullptr;
   // Chunks on local disk ([cache] dir, cache/disk_cache.h), shared by the daemon's volumes;
   // null: none. Not owned: the daemon's, and it must outlive the volume. Unused with
   // read_partial_raw_chunks (memory://: the bytes are in this process already).

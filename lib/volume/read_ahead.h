@@ -21,6 +21,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -30,8 +31,8 @@
 
 namespace portal::volume {
 
-// Read-ahead counters (shown as VolumeStats::read_ahead_*). They must outlive every cached
-// chunk that points at them.
+// Read-ahead counters (shown as VolumeStats::read_ahead_*). Shared with every cached chunk
+// that points at them: a block cache shared by volumes outlives each volume.
 struct ReadAheadCounters {
   std::atomic<uint64_t> gets{0};         // read-ahead GETs that succeeded
   std::atomic<uint64_t> bytes{0};        // bytes those GETs returned
@@ -67,7 +68,8 @@ class ReadAhead {
 
   bool enabled() const { return options_.max_bytes > 0; }
   const ReadAheadOptions& options() const { return options_; }
-  ReadAheadCounters& counters() { return counters_; }
+  ReadAheadCounters& counters() { return *counters_; }
+  const std::shared_ptr<ReadAheadCounters>& shared_counters() { return counters_; }
   Env& env() { return env_; }
 
   // A client read of blocks [first, end) of a device of `device_blocks` blocks: the blocks
@@ -101,7 +103,7 @@ class ReadAhead {
   Env& env_;
   const uint64_t block_size_;
   const ReadAheadOptions options_;
-  ReadAheadCounters counters_;
+  std::shared_ptr<ReadAheadCounters> counters_ = std::make_shared<ReadAheadCounters>();
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> get_ns_avg_{0};
   std::mutex mu_;

@@ -14,8 +14,7 @@ namespace portal::volume {
 namespace {
 constexpr uint64_t kTailGuess = 256 * 1024;
 
-std::string ChunkKey(uint64_t id, size_t chunk) { return fmt::format("c/{}/{}", id, chunk); }
-std::string FooterKey(uint64_t id) { return fmt::format("sf/{}", id); }
+
 
 uint64_t FooterCharge(const SegmentFooter& f) {
   return sizeof(f) + f.chunks.size() * sizeof(ChunkInfo);
@@ -24,8 +23,8 @@ uint64_t FooterCharge(const SegmentFooter& f) {
 // A decoded, verified chunk as the block cache holds it ("c/<segment>/<chunk>").
 struct ChunkEntry final : cache::CacheEntry {
   // `read_ahead`: the chunk was read ahead; its counters learn whether a read used it.
-  ChunkEntry(std::string b, ReadAheadCounters* read_ahead)
-      : bytes(std::move(b)), read_ahead_(read_ahead), unread_(read_ahead != nullptr) {}
+  ChunkEntry(std::string b, std::shared_ptr<ReadAheadCounters> read_ahead)
+      : bytes(std::move(b)), read_ahead_(std::move(read_ahead)), unread_(read_ahead_ != nullptr) {}
   ~ChunkEntry() override {
     if (unread_.load(std::memory_order_relaxed)) {
       read_ahead_->wasted.fetch_add(1, std::memory_order_relaxed);
@@ -41,7 +40,7 @@ struct ChunkEntry final : cache::CacheEntry {
   const std::string bytes;
 
  private:
-  ReadAheadCounters* const read_ahead_;  // null: fetched for a read
+  const std::shared_ptr<ReadAheadCounters> read_ahead_;  // null: fetched for a read
   mutable std::atomic<bool> unread_;
 };
 
@@ -495,7 +494,7 @@ Task<bool> SegmentReader::PrefetchRun(objstore::ObjectStore& once, ReadAhead& ra
       cache_.Finish(ck, fetched.status(), 0);
       continue;
     }
-    auto e = std::make_shared<const ChunkEntry>(std::move((*fetched)[i]), &counters);
+    auto e = std::make_shared<const ChunkEntry>(std::move((*fetched)[i]), ra.shared_counters());
     const uint64_t charge = Charge(*e);
     cache_.Finish(ck, std::shared_ptr<const cache::CacheEntry>(std::move(e)), charge);
   }

@@ -44,7 +44,8 @@ class SegmentReader {
         cache_(cache),
         options_(options),
         footers_(footers),
-        corrupt_refetches_(corrupt_refetches) {}
+        corrupt_refetches_(corrupt_refetches),
+        cache_scope_(options.block_cache ? store.url() + "|" : "") {}
 
   // The whole footer, uncached (replay, GC relocation). `size` 0: unknown (HEAD first).
   Task<Result<SegmentFooter>> ReadFooter(uint64_t id, uint64_t size,
@@ -113,6 +114,13 @@ class SegmentReader {
   const VolumeOptions& options_;
   cache::PersistentCache* footers_;  // may be null
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
+  // Block cache keys: "<scope>c/<segment>/<chunk>" and "<scope>sf/<segment>"; the scope
+  // keeps volumes apart in a cache they share (VolumeOptions::block_cache), else "".
+  const std::string cache_scope_;
+  std::string ChunkKey(uint64_t id, size_t chunk) const {
+    return cache_scope_ + "c/" + std::to_string(id) + "/" + std::to_string(chunk);
+  }
+  std::string FooterKey(uint64_t id) const { return cache_scope_ + "sf/" + std::to_string(id); }
   std::mutex mu_;
   std::unordered_map<uint64_t, uint64_t> sizes_;  // GUARDED_BY(mu_)
   std::string disk_scope_;                        // GUARDED_BY(mu_); "": no disk cache

@@ -117,6 +117,16 @@ class Volume : public device::BlockDevice {
   // A read-only device over the snapshot; it counts as attached until destroyed.
   virtual Result<std::shared_ptr<device::BlockDevice>> OpenSnapshot(const std::string& name) = 0;
 
+  // --- size ---
+  // Sets the device size (a multiple of the block size, at most 2^63 bytes) with one
+  // manifest write; size_bytes() says the new size once it is durable. Growing is online:
+  // the new blocks read as zeroes. Shrinking is refused (InvalidArgument) unless
+  // `allow_shrink`; it then first trims the cut-off range and makes that durable, so a
+  // later grow shows zeroes there, never old data. The caller makes sure no client is
+  // attached when shrinking (a connected client keeps the size it negotiated: growing
+  // is invisible to it until it reconnects, shrinking would fail its I/O past the end).
+  virtual Task<Status> Resize(uint64_t size_bytes, bool allow_shrink) = 0;
+
   // --- maintenance, run now (tests, dst, tools; the volume also runs them itself) ---
   // Writes the memtable to an L0 SST and commits a manifest.
   virtual Task<Status> FlushMemtable() = 0;

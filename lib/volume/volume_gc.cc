@@ -208,7 +208,7 @@ Task<Status> LsmVolume::DeleteOrphanSsts() {
     Status st = co_await RetryUnavailable(
         env_, store_, [&]() -> Task<Status> { co_return co_await store_.Delete(key); }, 5);
     if (!st.ok()) co_return st.WithContext("deleting a retired map SST");
-    cache_.Erase("si/" + key);
+    cache_.Erase(ssts_.IndexCacheKey(key));
     meta_->Erase(key);
     std::lock_guard lock(mu_);
     gc_.retired_ssts.erase(key);

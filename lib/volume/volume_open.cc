@@ -22,9 +22,13 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
       options_(std::move(options)),
       block_size_(options_.block_size),
       meta_(SqliteCache::Open(env, options_.cache_dir, store.url())),
-      cache_(env, options_.block_cache_size_bytes),
+      own_cache_(options_.block_cache ? nullptr
+                                      : std::make_unique<cache::BlockCache>(
+                                            env, options_.block_cache_size_bytes)),
+      cache_(options_.block_cache ? *options_.block_cache : *own_cache_),
       segments_(reads_, cache_, options_, meta_.get(), &corrupt_refetches_),
-      ssts_(reads_, cache_, meta_.get(), &corrupt_refetches_, options_.keyring),
+      ssts_(reads_, cache_, meta_.get(), &corrupt_refetches_, options_.keyring,
+            options_.block_cache ? store.url() + "|" : ""),
       log_(store, env, &corrupt_refetches_, options_.keyring),
       changed_(env),
       room_(env),

@@ -1,0 +1,319 @@
+#include "daemon/volume_set.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "util/log.h"
+
+namespace portal::daemon {
+namespace {
+auto Log() { return log::Get("portalbd"); }
+
+bool IsDefault(std::string_view name) {
+  return name.empty() || name == volume::kDefaultVolumeName;
+}
+
+// A connection's hold on a served volume: counted while it lives.
+struct Attachment {
+  explicit Attachment(std::shared_ptr<ServedVolume> v) : volume(std::move(v)) {
+    volume->attached.fetch_add(1);
+  }
+  ~Attachment() { volume->attached.fetch_sub(1); }
+  Attachment(const Attachment&) = delete;
+  Attachment& operator=(const Attachment&) = delete;
+  std::shared_ptr<ServedVolume> volume;
+};
+}  // namespace
+
+std::shared_ptr<void> AttachPin(std::shared_ptr<ServedVolume> v) {
+  return std::make_shared<Attachment>(std::move(v));
+}
+
+VolumeSet::VolumeSet(Env& env, objstore::ObjectStore& root, volume::VolumeOptions base,
+                     uint64_t close_timeout_ms)
+    : env_(env),
+      root_(root),
+      base_(std::move(base)),
+      close_timeout_ms_(close_timeout_ms),
+      registry_(env, root) {}
+
+VolumeSet::~VolumeSet() = default;
+
+uint64_t VolumeSet::CloseDeadline() const {
+  return env_.NowNanos() + close_timeout_ms_ * kNanosPerMilli;
+}
+
+Status VolumeSet::Claim(const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (!busy_.insert(name).second) {
+    return Status::Busy(fmt::format("volume '{}' is busy with another operation", name));
+  }
+  return Status::Ok();
+}
+
+void VolumeSet::Done(const std::string& name) {
+  std::lock_guard lock(mu_);
+  busy_.erase(name);
+}
+
+void VolumeSet::Add(std::shared_ptr<ServedVolume> v) {
+  std::lock_guard lock(mu_);
+  served_[v->name] = std::move(v);
+}
+
+std::shared_ptr<ServedVolume> VolumeSet::Find(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = served_.find(IsDefault(name) ? volume::kDefaultVolumeName : name);
+  return it == served_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<ServedVolume>> VolumeSet::All() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<ServedVolume>> out;
+  for (const auto& [name, v] : served_) out.push_back(v);
+  return out;
+}
+
+std::shared_ptr<void> VolumeSet::Attach(std::string_view name,
+                                        std::shared_ptr<ServedVolume>* served) const {
+  // Under mu_: Detach cannot slip between finding the volume and counting the client.
+  std::lock_guard lock(mu_);
+  auto it = served_.find(IsDefault(name) ? volume::kDefaultVolumeName : name);
+  if (it == served_.end()) return nullptr;
+  *served = it->second;
+  return AttachPin(it->second);
+}
+
+Result<std::shared_ptr<ServedVolume>> VolumeSet::Detach(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = served_.find(name);
+  if (it == served_.end()) {
+    return Status::NotFound(fmt::format("volume '{}' is not served here", name));
+  }
+  if (int n = it->second->attached.load(); n > 0) {
+    return Status::Busy(fmt::format("volume '{}' has {} client{} attached", name, n,
+                                    n == 1 ? "" : "s"));
+  }
+  auto v = std::move(it->second);
+  served_.erase(it);
+  return v;
+}
+
+Task<Status> VolumeSet::OpenDefault() {
+  const std::string name(volume::kDefaultVolumeName);
+  CO_RETURN_IF_ERROR(Claim(name));
+  Status st;
+  if (!Find(name)) {
+    auto vol = co_await volume::OpenVolume(env_, root_, base_);
+    if (vol.ok()) {
+      auto v = std::make_shared<ServedVolume>();
+      v->name = name;
+      v->volume = std::move(*vol);
+      Add(std::move(v));
+    } else {
+      st = vol.status().WithContext("opening the volume at " + root_.url());
+    }
+  }
+  Done(name);
+  co_return st;
+}
+
+Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::OpenNamed(
+    const volume::VolumeRecord& record) {
+  auto v = std::make_shared<ServedVolume>();
+  v->name = record.name;
+  v->record = record;
+  v->view = std::make_unique<objstore::PrefixStore>(root_, volume::VolumePrefix(record.name));
+  volume::VolumeOptions o = base_;
+  o.block_size = record.block_size;
+  // A volume whose first manifest is not written yet takes its record's size; an existing
+  // one keeps the size its manifest says (a resize changed it there, not in the record).
+  auto manifests = co_await v->view->List("manifest/");
+  if (!manifests.ok()) co_return manifests.status().WithContext("volume " + record.name);
+  o.size_bytes = manifests->empty() ? record.size_bytes : 0;
+  auto vol = co_await volume::OpenVolume(env_, *v->view, o);
+  if (!vol.ok()) co_return vol.status().WithContext("opening volume " + record.name);
+  v->volume = std::move(*vol);
+  Log()->info("volume opened name={} size_bytes={} epoch={} url={}", v->name,
+              v->volume->size_bytes(), v->volume->epoch(), v->view->url());
+  co_return v;
+}
+
+Task<Status> VolumeSet::Open(std::string name) {
+  if (IsDefault(name)) co_return co_await OpenDefault();
+  CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
+  CO_RETURN_IF_ERROR(Claim(name));
+  Status st;
+  if (!Find(name)) {
+    auto record = co_await registry_.Get(name);
+    if (!record.ok()) {
+      st = record.status();
+    } else if (record->deleting) {
+      st = Status::Busy(fmt::format("a delete of volume '{}' began; delete it again to finish",
+                                    name));
+    } else {
+      auto v = co_await OpenNamed(*record);
+      if (v.ok()) {
+        Add(std::move(*v));
+      } else {
+        st = v.status();
+      }
+    }
+  }
+  Done(name);
+  co_return st;
+}
+
+Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
+                                                              uint64_t size_bytes) {
+  CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
+  if (size_bytes == 0 || size_bytes % base_.block_size != 0) {
+    co_return Status::InvalidArgument(fmt::format(
+        "volume '{}': size {} is not a positive multiple of the block size {}", name,
+        size_bytes, base_.block_size));
+  }
+  CO_RETURN_IF_ERROR(Claim(name));
+  Result<std::shared_ptr<ServedVolume>> out = Status::PreconditionFailed(
+      fmt::format("volume '{}' already exists", name));
+  if (!Find(name)) {
+    volume::VolumeRecord record{name,         size_bytes, base_.block_size, env_.WallNanos(),
+                                std::nullopt, false};
+    Status st = co_await registry_.Create(record);
+    if (st.ok()) {
+      out = co_await OpenNamed(record);
+      if (out.ok()) Add(*out);
+    } else {
+      out = st;
+    }
+  }
+  Done(name);
+  co_return out;
+}
+
+Task<Status> VolumeSet::Release(std::string name) {
+  if (IsDefault(name)) name = std::string(volume::kDefaultVolumeName);
+  CO_RETURN_IF_ERROR(Claim(name));
+  Status st;
+  auto v = Detach(name);
+  if (v.ok()) {
+    st = co_await (*v)->volume->Close(CloseDeadline());
+    Log()->info("volume released name={} result=\"{}\"", name, st.ToString());
+    // A fenced volume belongs to another daemon now: what this one still held was lost
+    // when that one took over (its clients saw their FLUSH fail), not by the release.
+    if ((*v)->volume->fenced()) st = Status::Ok();
+  } else {
+    st = v.status();
+  }
+  Done(name);
+  co_return st;
+}
+
+Task<Status> VolumeSet::Resize(std::string name, uint64_t size_bytes, bool allow_shrink) {
+  if (IsDefault(name)) name = std::string(volume::kDefaultVolumeName);
+  CO_RETURN_IF_ERROR(Claim(name));
+  Status st;
+  std::shared_ptr<ServedVolume> v = Find(name);
+  if (!v) {
+    st = Status::NotFound(fmt::format("volume '{}' is not served here", name));
+  } else if (allow_shrink && size_bytes < v->volume->size_bytes()) {
+    // Out of the catalog while it shrinks: no client may attach to the old size.
+    auto detached = Detach(name);
+    if (detached.ok()) {
+      st = co_await v->volume->Resize(size_bytes, true);
+      Add(std::move(*detached));
+    } else {
+      st = detached.status();
+    }
+  } else {
+    st = co_await v->volume->Resize(size_bytes, allow_shrink);
+  }
+  Done(name);
+  co_return st.ok() ? st : st.WithContext("volume " + name);
+}
+
+Task<Status> VolumeSet::Delete(std::string name) {
+  if (IsDefault(name)) {
+    co_return Status::InvalidArgument(fmt::format(
+        "volume '{}' is the default volume, which lives at the URL's root and cannot be "
+        "deleted",
+        volume::kDefaultVolumeName));
+  }
+  CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
+  CO_RETURN_IF_ERROR(Claim(name));
+  Status st = co_await DeleteClaimed(name);
+  Done(name);
+  co_return st;
+}
+
+Task<Status> VolumeSet::DeleteClaimed(const std::string& name) {
+  CO_ASSIGN_OR_RETURN(volume::VolumeRecord record, co_await registry_.Get(name));
+  // Clones read through to this volume's snapshots: its objects must stay.
+  CO_ASSIGN_OR_RETURN(std::vector<std::string> names, co_await registry_.ListNames());
+  std::vector<std::string> clones;
+  for (const auto& other : names) {
+    if (other == name) continue;
+    auto r = co_await registry_.Get(other);
+    if (r.ok() && r->clone_of && r->clone_of->volume == name) clones.push_back(other);
+  }
+  if (!clones.empty()) {
+    co_return Status::PreconditionFailed(
+        fmt::format("volume '{}' has clones ({}): delete them first", name,
+                    fmt::join(clones, ", ")));
+  }
+  std::shared_ptr<ServedVolume> v = Find(name);
+  if (v) {
+    CO_ASSIGN_OR_RETURN(v, Detach(name));
+  } else if (!record.deleting) {
+    // Served elsewhere, perhaps: open it, which fences that daemon, before removing it.
+    CO_ASSIGN_OR_RETURN(v, co_await OpenNamed(record));
+  }
+  if (v) {
+    Status closed = co_await v->volume->Close(CloseDeadline());
+    if (!closed.ok()) Log()->warn("volume {} closed for delete: {}", name, closed.ToString());
+  }
+  if (!record.deleting) {
+    record.deleting = true;  // from here on, nobody opens it again
+    CO_RETURN_IF_ERROR(co_await registry_.Update(record));
+  }
+  objstore::PrefixStore view(root_, volume::VolumePrefix(name));
+  CO_ASSIGN_OR_RETURN(auto objects, co_await view.List(""));
+  // Manifests last: until they go, what is left still reads as (a damaged) volume.
+  std::stable_partition(objects.begin(), objects.end(),
+                        [](const objstore::ObjectInfo& o) { return !o.key.starts_with("manifest/"); });
+  for (const auto& o : objects) {
+    Status del = co_await view.Delete(o.key);
+    if (!del.ok()) co_return del.WithContext(fmt::format("deleting volume '{}'", name));
+  }
+  CO_RETURN_IF_ERROR(co_await registry_.Remove(name));
+  Log()->info("volume deleted name={} objects={}", name, objects.size());
+  co_return Status::Ok();
+}
+
+void VolumeSet::GiveUpAt(uint64_t deadline_ns) {
+  for (const auto& v : All()) v->volume->GiveUpAt(deadline_ns);
+}
+
+Task<Status> VolumeSet::CloseAll(uint64_t deadline_ns) {
+  Status result;
+  for (const auto& v : All()) {
+    Status st = co_await v->volume->Close(deadline_ns);
+    if (!st.ok() && result.ok()) result = st.WithContext("volume " + v->name);
+  }
+  co_return result;
+}
+
+std::string VolumeSet::NotDurableSummary() const {
+  std::string out;
+  const auto all = All();
+  for (const auto& v : all) {
+    std::string s = v->volume->NotDurableSummary();
+    if (s.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += all.size() == 1 ? s : v->name + ": " + s;
+  }
+  return out;
+}
+
+}  // namespace portal::daemon

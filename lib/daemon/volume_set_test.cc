@@ -1,0 +1,135 @@
+// The daemon's volumes: named volumes beside the default one, each its own writer under
+// volumes/<name>/, exported by name through the catalog; release, delete and resize
+// refused while clients are attached.
+#include "daemon/volume_set.h"
+
+#include <catch2/catch.hpp>
+
+#include "daemon/catalog.h"
+#include "env/block_on.h"
+#include "env/sim_env.h"
+#include "objstore/memory_store.h"
+#include "testing/read_device.h"
+#include "testing/volume_options.h"
+
+namespace portal::daemon {
+namespace {
+
+std::vector<std::string> Names(const std::vector<nbd::ExportInfo>& infos) {
+  std::vector<std::string> out;
+  for (const auto& i : infos) out.push_back(i.name);
+  return out;
+}
+
+TEST_CASE("volume set: the default volume stays at the root, named ones under volumes/",
+          "[daemon][volumes]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  std::vector<uint8_t> a(4096, 0xa), b(4096, 0xb), d(4096, 0xd);
+  {
+    VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+    REQUIRE(RunSim(env, set.OpenDefault()).ok());
+    REQUIRE(RunSim(env, set.Create("a", 2 << 20)).ok());
+    REQUIRE(RunSim(env, set.Create("b", 4 << 20)).ok());
+    auto dup = RunSim(env, set.Create("a", 2 << 20));
+    CHECK(dup.status().message() == "volume 'a' already exists");
+    CHECK(RunSim(env, set.Create("Bad", 1 << 20)).status().code() ==
+          Status::Code::kInvalidArgument);
+    CHECK(RunSim(env, set.Create("c", 1000)).status().code() == Status::Code::kInvalidArgument);
+    REQUIRE(RunSim(env, set.Find("")->volume->Write(0, d, {.fua = true})).ok());
+    REQUIRE(RunSim(env, set.Find("a")->volume->Write(0, a, {.fua = true})).ok());
+    REQUIRE(RunSim(env, set.Find("b")->volume->Write(0, b, {.fua = true})).ok());
+    CHECK(set.Find("a")->volume->size_bytes() == (2u << 20));
+
+    VolumeCatalog catalog(set);
+    CHECK(Names(catalog.List()) == std::vector<std::string>{"a", "b", "portalbd"});
+    CHECK(catalog.Lookup("")->name == "portalbd");
+    CHECK(catalog.Lookup("b")->size_bytes == (4u << 20));
+    CHECK(catalog.Lookup("c").status().IsNotFound());
+    REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+  }
+  // The default volume's objects are where a single-volume portalbd put them.
+  CHECK_FALSE(RunSim(env, store.List("manifest/"))->empty());
+  CHECK_FALSE(RunSim(env, store.List("volumes/a/manifest/"))->empty());
+  CHECK_FALSE(RunSim(env, store.List("volumes/b/seg/"))->empty());
+  CHECK(RunSim(env, store.List("registry/"))->size() == 2);
+
+  // Reopened by name: each its own data.
+  VolumeSet set(env, store, testing::SmallVolumeOptions(0), 10'000);
+  REQUIRE(RunSim(env, set.Open("b")).ok());
+  REQUIRE(RunSim(env, set.Open("a")).ok());
+  REQUIRE(RunSim(env, set.Open("portalbd")).ok());
+  CHECK(RunSim(env, set.Open("zz")).IsNotFound());
+  CHECK(testing::ReadDevice(env, *set.Find("a")->volume, 0, 4096) == a);
+  CHECK(testing::ReadDevice(env, *set.Find("b")->volume, 0, 4096) == b);
+  CHECK(testing::ReadDevice(env, *set.Find("")->volume, 0, 4096) == d);
+  CHECK(set.Find("b")->volume->size_bytes() == (4u << 20));
+  REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+}
+
+TEST_CASE("volume set: attached clients block release, delete and shrink", "[daemon][volumes]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+  REQUIRE(RunSim(env, set.Create("a", 2 << 20)).ok());
+  REQUIRE(RunSim(env, set.Create("b", 2 << 20)).ok());
+  VolumeCatalog catalog(set);
+  auto conn = catalog.Open("a");
+  REQUIRE(conn.ok());
+  CHECK(set.Find("a")->attached == 1);
+  Status busy = RunSim(env, set.Release("a"));
+  CHECK(busy.code() == Status::Code::kBusy);
+  CHECK(busy.message() == "volume 'a' has 1 client attached");
+  CHECK(RunSim(env, set.Delete("a")).code() == Status::Code::kBusy);
+  CHECK(RunSim(env, set.Resize("a", 1 << 20, true)).code() == Status::Code::kBusy);
+  // Growing is online; shrinking needs asking.
+  REQUIRE(RunSim(env, set.Resize("a", 8 << 20, false)).ok());
+  CHECK(catalog.Lookup("a")->size_bytes == (8u << 20));
+  CHECK((*conn)->info.size_bytes == (2u << 20));  // a connected client keeps its size
+  CHECK(RunSim(env, set.Resize("a", 4 << 20, false)).code() == Status::Code::kInvalidArgument);
+
+  conn->reset();
+  CHECK(set.Find("a")->attached == 0);
+  REQUIRE(RunSim(env, set.Resize("a", 4 << 20, true)).ok());
+  CHECK(set.Find("a")->volume->size_bytes() == (4u << 20));
+  // Releasing one leaves the other serving; it can be opened again.
+  REQUIRE(RunSim(env, set.Release("a")).ok());
+  CHECK(set.Find("a") == nullptr);
+  CHECK(Names(catalog.List()) == std::vector<std::string>{"b"});
+  CHECK(catalog.Lookup("").value().name == "b");  // the only volume
+  REQUIRE(RunSim(env, set.Open("a")).ok());
+  CHECK(set.Find("a")->volume->size_bytes() == (4u << 20));
+
+  // Delete: objects, then the record; the default volume cannot be deleted.
+  CHECK(RunSim(env, set.Delete("portalbd")).code() == Status::Code::kInvalidArgument);
+  REQUIRE(RunSim(env, set.Delete("a")).ok());
+  CHECK(set.Find("a") == nullptr);
+  CHECK(RunSim(env, store.List("volumes/a/"))->empty());
+  CHECK(*RunSim(env, set.registry().ListNames()) == std::vector<std::string>{"b"});
+  CHECK(RunSim(env, set.Delete("a")).IsNotFound());
+  // The name is free again.
+  REQUIRE(RunSim(env, set.Create("a", 1 << 20)).ok());
+  REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+}
+
+TEST_CASE("volume set: a second set opening a volume fences the first for it only",
+          "[daemon][volumes]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeSet first(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+  REQUIRE(RunSim(env, first.Create("a", 1 << 20)).ok());
+  REQUIRE(RunSim(env, first.Create("b", 1 << 20)).ok());
+  VolumeSet second(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+  REQUIRE(RunSim(env, second.Open("b")).ok());
+  std::vector<uint8_t> data(4096, 1);
+  CHECK_FALSE(RunSim(env, first.Find("b")->volume->Write(0, data, {.fua = true})).ok());
+  CHECK(first.Find("b")->volume->fenced());
+  REQUIRE(RunSim(env, first.Find("a")->volume->Write(0, data, {.fua = true})).ok());
+  REQUIRE(RunSim(env, second.Find("b")->volume->Write(0, data, {.fua = true})).ok());
+  CHECK_FALSE(first.Find("a")->volume->fenced());
+  (void)RunSim(env, first.CloseAll(VolumeSet::kNoDeadline));
+  REQUIRE(RunSim(env, second.CloseAll(VolumeSet::kNoDeadline)).ok());
+}
+
+}  // namespace
+}  // namespace portal::daemon

@@ -2,16 +2,26 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "util/status.h"
 
 namespace portal {
 class BufferPool;
+}
+namespace portal::objstore {
+class ObjectStore;
 }
 namespace portal::cache {
 class DiskCache;
 }
 
 namespace portal::volume {
+
+// The daemon's volume registry: a volume's name to its store (clone.h). The store must
+// outlive every volume opened with the resolver. NotFound for an unknown name.
+using VolumeResolver = std::function<Result<objstore::ObjectStore*>(const std::string& name)>;
 
 struct VolumeOptions {
   // A new volume's size (0: 1 GiB); an existing volume grows to it if larger, keeps its
@@ -43,6 +53,11 @@ struct VolumeOptions {
   // replay stops at the first missing segment, nothing is written to the store (no new
   // epoch, no fence, no GC), and every write is refused. See docs/volume.md "Damage".
   bool salvage = false;
+
+  // Clones (clone.h): finds the stores of a clone's parent, grandparent, ... A volume
+  // whose store holds clone.json cannot open without it. A new clone's size is its
+  // snapshot's (grown to size_bytes if that is larger: pass 0 to keep it).
+  VolumeResolver resolve_volume;
 
   // Internal knobs (not in the config file).
   uint32_t blocks_per_chunk = 16;

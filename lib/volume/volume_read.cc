@@ -94,7 +94,16 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
       uncovered.swap(next);
     }
   }
-  for (auto [a, b] : uncovered) sink(Piece{a, b, lsm::Loc::Hole(), nullptr});
+  for (auto [a, b] : uncovered) {
+    if (base_ && include_buffers) {  // a clone: what it never wrote is its base's
+      CO_RETURN_IF_ERROR(co_await base_->Resolve(
+          a, b, [&](uint64_t f, uint64_t e, const lsm::Loc& loc, CloneBase* layer) {
+            sink(Piece{f, e, loc, nullptr, layer});
+          }));
+    } else {
+      sink(Piece{a, b, lsm::Loc::Hole(), nullptr});
+    }
+  }
   co_return Status::Ok();
 }
 
@@ -142,7 +151,11 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
         scratch.resize(n * bs);
         dest = scratch.data();
       }
-      st = co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, n, dest, &read_ahead_);
+      if (p.base) {  // (not a ?: of two co_awaits: GCC 12 miscompiles that)
+        st = co_await p.base->ReadBlocks(p.loc.segment, p.loc.index, n, dest);
+      } else {
+        st = co_await segments_.ReadBlocks(p.loc.segment, p.loc.index, n, dest, &read_ahead_);
+      }
       if (!st.ok()) break;
       if (!direct) copy(p.first, p.end, scratch.data());
     }
@@ -193,7 +206,9 @@ Task<void> LsmVolume::ReadAheadBlocks(uint64_t first, uint64_t end) {
   };
   std::vector<Run> runs;
   Status st = co_await Resolve(first, end, [&](const Piece& p) {
-    if (!p.bytes && p.loc.is_data()) runs.push_back({p.loc.segment, p.loc.index, p.end - p.first});
+    if (!p.bytes && !p.base && p.loc.is_data()) {  // a clone's base is not read ahead
+      runs.push_back({p.loc.segment, p.loc.index, p.end - p.first});
+    }
   });
   if (!st.ok()) {  // an SST retired meanwhile, or the store failing: a read-ahead is a hint
     read_ahead_.counters().failed.fetch_add(1, std::memory_order_relaxed);
@@ -278,7 +293,9 @@ Task<Status> LsmVolume::Cache(uint64_t offset, uint64_t length) {
   std::vector<Piece> fetch;
   Status resolved = co_await Resolve(offset / bs, (offset + length + bs - 1) / bs,
                                      [&](const Piece& p) {
-                                       if (!p.bytes && p.loc.is_data()) fetch.push_back(p);
+                                       if (!p.bytes && !p.base && p.loc.is_data()) {
+                                         fetch.push_back(p);
+                                       }
                                      });
   if (resolved.IsNotFound()) co_return Status::Ok();  // an SST retired meanwhile: a hint
   CO_RETURN_IF_ERROR(resolved);

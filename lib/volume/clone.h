@@ -20,6 +20,8 @@
 // (both sides of a create/delete race cannot pass their check; see docs).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,8 +55,10 @@ std::string CloneRefKey(const std::string& snapshot_id, const std::string& child
 std::string CloneRefPrefix(const std::string& snapshot_id);
 std::string SnapshotDeletingKey(const std::string& snapshot_id);
 
-// The clone record of `store`, or nullopt for a volume that is not a clone.
-Task<Result<std::optional<CloneRecord>>> ReadCloneRecord(Env& env, objstore::ObjectStore& store);
+// The clone record of `store`, or nullopt for a volume that is not a clone. Damaged bytes
+// are fetched again (counted in `corrupt_refetches`, if set) before Corruption.
+Task<Result<std::optional<CloneRecord>>> ReadCloneRecord(
+    Env& env, objstore::ObjectStore& store, std::atomic<uint64_t>* corrupt_refetches = nullptr);
 
 // Creates the clone `child_name` (an empty store, `child_store`) of snapshot
 // `snapshot_name` of volume `parent_name`. No data is copied: the clone is writable at

@@ -52,7 +52,8 @@ Result<objstore::ObjectStore*> Resolve(const VolumeResolver& resolve, const std:
 }
 }  // namespace
 
-Task<Result<std::optional<CloneRecord>>> ReadCloneRecord(Env& env, objstore::ObjectStore& store) {
+Task<Result<std::optional<CloneRecord>>> ReadCloneRecord(Env& env, objstore::ObjectStore& store,
+                                                         std::atomic<uint64_t>* corrupt_refetches) {
   objstore::RetryingReadStore reads(store, env);
   Result<CloneRecord> rec = Status::Corruption("not read");
   Status st = co_await objstore::RefetchCorrupt(
@@ -61,7 +62,7 @@ Task<Result<std::optional<CloneRecord>>> ReadCloneRecord(Env& env, objstore::Obj
         rec = bytes.ok() ? DecodeCloneRecord(*bytes) : Result<CloneRecord>(bytes.status());
         co_return rec.status();
       },
-      nullptr);
+      corrupt_refetches);
   if (st.IsNotFound()) co_return std::optional<CloneRecord>();
   if (!st.ok()) co_return st.WithContext(store.url());
   co_return std::optional<CloneRecord>(std::move(*rec));

@@ -31,7 +31,7 @@ std::vector<uint8_t> Read(SimEnv& env, BlockDevice& dev, uint64_t off, size_t n)
 
 constexpr uint64_t kSize = 1 << 20;
 
-TEST_CASE("a clone reads as its snapshot; writes on either side never reach the other",
+TEST_CASE("a clone reads as its snapshot, and writes on either side never reach the other",
           "[volume][clone]") {
   SimEnv env;
   CloneWorld w(kSize);
@@ -162,7 +162,7 @@ TEST_CASE("the parent's GC, however aggressive, keeps what a clone reads", "[vol
   w.Close(env, parent);
 }
 
-TEST_CASE("a snapshot with clones cannot be deleted; the error names them", "[volume][clone]") {
+TEST_CASE("a snapshot with clones cannot be deleted, and the error names them", "[volume][clone]") {
   SimEnv env;
   CloneWorld w(kSize);
   auto parent = w.Open(env, "base");
@@ -188,7 +188,7 @@ TEST_CASE("a snapshot with clones cannot be deleted; the error names them", "[vo
   w.Close(env, parent);
 }
 
-TEST_CASE("deleting the parent keeps what its clones need; the last clone's delete frees all",
+TEST_CASE("deleting the parent keeps what its clones need, and the last clone deleted frees all",
           "[volume][clone]") {
   SimEnv env;
   CloneWorld w(kSize);

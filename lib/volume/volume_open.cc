@@ -95,7 +95,7 @@ Task<Status> LsmVolume::OpenClone() {
                                std::string(kTombstoneKey) + "); it cannot be opened");
   }
   if (!tomb.status().IsNotFound()) co_return tomb.status();
-  CO_ASSIGN_OR_RETURN(auto record, co_await ReadCloneRecord(env_, store_));
+  CO_ASSIGN_OR_RETURN(auto record, co_await ReadCloneRecord(env_, store_, &corrupt_refetches_));
   if (!record) co_return Status::Ok();
   CO_ASSIGN_OR_RETURN(base_, co_await CloneBase::Open(env_, *record, options_));
   if (base_->block_size() != options_.block_size) {

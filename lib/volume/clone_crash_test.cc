@@ -168,6 +168,7 @@ void SetupParent(SimEnv& env, CloneWorld& w) {
 void CollectParent(SimEnv& env, CloneWorld& w) {
   auto v = w.Open(env, "base");
   REQUIRE(RunSim(env, v->Write(0, Pattern(3, kSize), {})).ok());
+  REQUIRE(RunSim(env, v->Flush()).ok());
   REQUIRE(RunSim(env, v->FlushMemtable()).ok());
   REQUIRE(RunSim(env, v->CompactAll()).ok());
   env.AdvanceBy(2 * w.options().gc_grace_ms * kNanosPerMilli);

@@ -97,6 +97,7 @@ TEST_CASE("random clones, snapshots, deletes, GC and reopens over several volume
           RC_ASSERT(st.code() == Status::Code::kBusy);
         }
       } else if (op == 8) {  // compact and collect hard
+        RC_ASSERT(RunSim(env, mv.vol->Flush()).ok());
         RC_ASSERT(RunSim(env, mv.vol->FlushMemtable()).ok());
         RC_ASSERT(RunSim(env, mv.vol->CompactAll()).ok());
         env.AdvanceBy(2 * w.options().gc_grace_ms * kNanosPerMilli);

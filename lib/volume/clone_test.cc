@@ -86,6 +86,7 @@ TEST_CASE("a TRIM or WRITE_ZEROES in a clone hides its base, also compacted to t
   REQUIRE(st->size() == 1);
   CHECK((*st)[0].hole);
   // Every level compacted into the last: the holes must stay (there is a base below).
+  REQUIRE(RunSim(env, clone->Flush()).ok());
   REQUIRE(RunSim(env, clone->FlushMemtable()).ok());
   REQUIRE(RunSim(env, clone->CompactAll()).ok());
   CHECK(Read(env, *clone, 0, kSize) == want);
@@ -145,6 +146,7 @@ TEST_CASE("the parent's GC, however aggressive, keeps what a clone reads", "[vol
   for (int round = 0; round < 3; ++round) {  // overwrite and trim everything, collect
     REQUIRE(RunSim(env, parent->Write(0, Pattern(10 + round, kSize), {})).ok());
     REQUIRE(RunSim(env, parent->Trim(0, kSize / 2, {})).ok());
+    REQUIRE(RunSim(env, parent->Flush()).ok());
     REQUIRE(RunSim(env, parent->FlushMemtable()).ok());
     REQUIRE(RunSim(env, parent->CompactAll()).ok());
     env.AdvanceBy(2 * w.options().gc_grace_ms * kNanosPerMilli);

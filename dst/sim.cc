@@ -31,6 +31,7 @@ Simulator::Simulator(const Knobs& knobs)
       plan_(env_, knobs.faults, knobs.seed),
       cache_disk_(std::make_shared<testing::MemoryCacheFiles::Disk>()),
       cache_rng_(knobs.seed ^ 0x6361636865ULL),
+      clone_rng_(knobs.seed ^ 0x636c6f6e65ULL),
       damage_rng_(knobs.seed ^ 0x64616d616765ULL) {
   if (k_.encrypt) {
     std::string key(crypto::kKeyBytes, '\0');
@@ -207,6 +208,8 @@ void Simulator::OnOpened(Writer* w) {
   }
   if (!w->dead && !failed()) CheckSnapshotList(w);
   if (!w->dead && !failed()) VerifySnapshots(w);
+  if (!w->dead && !failed()) VerifyClones(w);
+  if (!w->dead && !failed()) MaybeClone(w);
   if (failed()) return;
   if (prev) {
     prev->successor_resolved = true;
@@ -333,6 +336,7 @@ int Simulator::Run() {
   }
   if (!failed()) Liveness();
   if (!failed()) FinalCheck();
+  if (!failed()) DeleteVolumesAtEnd();
   phase_ = "done";
 
   const uint64_t fp = history_.fingerprint();
@@ -357,14 +361,15 @@ int Simulator::Run() {
     std::printf(" snap_ops=%llu restores=%llu snap_reads=%llu snaps_verified=%llu inconclusive_reads=%llu"
                 " full_compactions=%llu damage=%llu damage_refused=%llu damage_opened=%llu"
                 " damage_read_errors=%llu late_landed=%llu late_after_writer=%llu"
-                " late_taken=%llu",
+                " late_taken=%llu clones=%llu clones_verified=%llu",
                 (unsigned long long)snap_ops_, (unsigned long long)restores_,
                 (unsigned long long)snap_reads_, (unsigned long long)snap_verified_,
                 (unsigned long long)inconclusive, (unsigned long long)full,
                 (unsigned long long)damages_, (unsigned long long)damage_refused_,
                 (unsigned long long)damage_opened_, (unsigned long long)damage_errors_,
                 (unsigned long long)late_landed_, (unsigned long long)late_after_writer_,
-                (unsigned long long)late_taken_);
+                (unsigned long long)late_taken_, (unsigned long long)clones_.size(),
+                (unsigned long long)clones_verified_);
     cache::DiskCacheStats dc;
     for (auto& c : disk_caches_) {
       const cache::DiskCacheStats s = c->stats();

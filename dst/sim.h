@@ -93,6 +93,7 @@ struct SnapOracle {
   bool may_exist = true;    // false once a delete was acknowledged or a listing lacked it
   int readers = 0;          // SNAP_READs in flight
   bool busy = false;        // a create or delete of it in flight
+  std::string clone;        // a clone made from it (sim_clone.cc): it can never go
 };
 
 struct Writer {
@@ -178,6 +179,15 @@ class Simulator {
   // status there instead of failing the run (reads of a damaged store).
   bool ReadBlocks(Writer* w, uint64_t first, uint64_t count, std::vector<uint8_t>* out,
                   device::BlockDevice* dev = nullptr, Status* error = nullptr);
+  // --- sim_clone.cc: clones of snapshots, and volume deletes at the end ---
+  template <typename T>
+  std::optional<T> AwaitTask(Task<T> task, const char* what);
+  volume::VolumeResolver CloneResolver();
+  std::shared_ptr<volume::Volume> OpenClone(const std::string& name);
+  void MaybeClone(Writer* w);
+  void VerifyClones(Writer* w);  // every clone reads its snapshot's oracle
+  void DeleteVolumesAtEnd();
+
   // --- sim_snap.cc: snapshots ---
   bool PickSnapOp(Writer* w, Op* op, bool admin);
   void IssueSnap(Op* op);
@@ -245,6 +255,16 @@ class Simulator {
   uint64_t next_snap_ = 1;
   bool last_resolve_restored_ = false;  // the last Resolve found an uncertain restore landed
   uint64_t snap_ops_ = 0, snap_reads_ = 0, snap_verified_ = 0, restores_ = 0;
+  // Clones (sim_clone.cc), each in its own store; their own random numbers, so the rest
+  // of a run draws what it drew before clones existed.
+  struct CloneState {
+    std::unique_ptr<objstore::MemoryStore> store;
+    std::string snap;
+    std::unique_ptr<Timeline> tl;  // the snapshot's oracle when cloned
+  };
+  std::map<std::string, CloneState> clones_;
+  Prng clone_rng_;
+  uint64_t clones_verified_ = 0;
   uint64_t trace_block_ = UINT64_MAX;
   bool Traced(const Op& op) const;
   struct DamageState {

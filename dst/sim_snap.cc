@@ -147,6 +147,20 @@ void Simulator::CheckSnapReply(Op* op, const Status& st) {
   std::vector<uint8_t> buf = std::move(op->buf);
   op->buf = {};
   if (w->dead) return;  // nobody hears it; the next open's listing decides
+  if (op->type == OpType::kSnapDelete && s && !s->clone.empty()) {
+    // A clone reads through it: a delete must be refused, naming the clone.
+    if (st.ok()) {
+      return Fail(fmt::format("SNAP_DELETE {} #{} acknowledged while clone {} reads it",
+                              op->snap, op->id, s->clone));
+    }
+    if (st.code() == Status::Code::kBusy) {
+      if (st.ToString().find(s->clone) == std::string::npos) {
+        return Fail("SNAP_DELETE refused without naming the clone: " + st.ToString());
+      }
+      s->must_exist = true;
+      return;
+    }
+  }
   if (!st.ok()) ++tolerated_errors_;
   const bool healthy = Healthy(w);
   // A healthy writer's snapshot requests fail only with a retryable read error (an SST

@@ -168,7 +168,7 @@ Task<Result<CompactionResult>> RunCompaction(const Compaction& c, SstReader& sst
   std::vector<Extent> out;
   out.reserve(merged.size());
   for (const auto& [b, r] : merged.map()) {
-    if (c.bottom && r.value.kind == LocKind::kHole) continue;  // nothing below to shadow
+    if (c.bottom && !c.keep_holes && r.value.kind == LocKind::kHole) continue;  // nothing below
     out.push_back(Extent{b, r.end, r.value});
   }
   CO_ASSIGN_OR_RETURN(auto written,

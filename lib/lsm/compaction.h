@@ -42,6 +42,9 @@ struct Compaction {
   std::vector<SstRef> upper;  // as the level lists them (L0: newest first)
   std::vector<SstRef> lower;
   bool bottom = false;  // no files below `to`: holes shadow nothing and are dropped
+  // ...unless the map has something below its last level (a clone's base): then a hole
+  // hides what lies there and is kept at every level.
+  bool keep_holes = false;
   // One upper file and nothing to merge with: it moves down unread.
   bool trivial_move() const { return upper.size() == 1 && lower.empty() && !bottom; }
 };

@@ -36,6 +36,7 @@
 #include "lsm/version_set.h"
 #include "objstore/object_store.h"
 #include "objstore/retrying_store.h"
+#include "volume/clone_base.h"
 #include "volume/compaction_accounts.h"
 #include "volume/gc_state.h"
 #include "volume/manifest.h"
@@ -130,6 +131,7 @@ class LsmVolume final : public Volume,
     uint64_t end;
     lsm::Loc loc;             // data in a segment, or zero/hole
     const uint8_t* bytes;     // data already in a buffer (valid under mu_ only)
+    CloneBase* base = nullptr;  // a clone's: loc is in this ancestor's segment
   };
   using Intervals = std::vector<std::pair<uint64_t, uint64_t>>;
   using Levels = std::vector<std::vector<SstRef>>;
@@ -148,6 +150,8 @@ class LsmVolume final : public Volume,
 
   // --- open (volume_open.cc) ---
   Task<Status> DoOpen();
+  // Refuses a deleted volume; for a clone (clone.json), opens its base (base_).
+  Task<Status> OpenClone();
   Task<Status> ProbeConditionalWrites();
   Task<Status> Replay();
   // What replay found above applied_segment: the contiguous run to apply, the first
@@ -199,7 +203,9 @@ class LsmVolume final : public Volume,
   // Resolves [first, end) through every layer; `sink(piece)` sees buffer data (under
   // mu_), memtable and SST locations, and zero runs; blocks no layer defines come out
   // as holes.
-  // With `frozen`, only those levels are consulted (a snapshot's map).
+  // With `frozen`, only those levels are consulted (a snapshot's map). A clone's blocks
+  // that no level defines come from its base (Piece::base) when `include_buffers` (a
+  // read's view); without it (GC, conditional extents: the map alone) they are holes.
   Task<Status> Resolve(uint64_t first, uint64_t end, std::function<void(const Piece&)> sink,
                        bool include_buffers = true, const Levels* frozen = nullptr);
   Task<Status> ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t offset,
@@ -283,6 +289,8 @@ class LsmVolume final : public Volume,
   WaitGroup loops_;
 
   OpenFacts opened_;  // fixed once open: see open_facts.h
+  // A clone's base (clone_base.h), set at open before anything reads; null otherwise.
+  std::unique_ptr<CloneBase> base_;
 
   std::mutex mu_;
   MapMemtables map_;          // GUARDED_BY(mu_)

@@ -2,10 +2,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "util/status.h"
 
 namespace portal {
 class BufferPool;
+}
+namespace portal::objstore {
+class ObjectStore;
 }
 namespace portal::cache {
 class DiskCache;
@@ -19,6 +25,10 @@ class Keyring;
 }
 
 namespace portal::volume {
+
+// The daemon's volume registry: a volume's name to its store (clone.h). The store must
+// outlive every volume opened with the resolver. NotFound for an unknown name.
+using VolumeResolver = std::function<Result<objstore::ObjectStore*>(const std::string& name)>;
 
 struct VolumeOptions {
   // A new volume's size (0: 1 GiB); an existing volume grows to it if larger, keeps its
@@ -57,6 +67,11 @@ struct VolumeOptions {
   // an unencrypted volume (an encrypted one then fails to open, naming its key id). Not
   // owned: the daemon's, and it must outlive the volume.
   const crypto::Keyring* keyring = nullptr;
+
+  // Clones (clone.h): finds the stores of a clone's parent, grandparent, ... A volume
+  // whose store holds clone.json cannot open without it. A new clone's size is its
+  // snapshot's (grown to size_bytes if that is larger: pass 0 to keep it).
+  VolumeResolver resolve_volume;
 
   // Internal knobs (not in the config file).
   uint32_t blocks_per_chunk = 16;

@@ -129,9 +129,10 @@ Task<Status> LsmVolume::CompactOnce(bool* did_work, bool force, int level) {
     if (lifecycle_.fenced) co_return Status::Ok();
     base = versions_.current();
   }
-  const std::optional<lsm::Compaction> job =
+  std::optional<lsm::Compaction> job =
       lsm::PickCompaction(*base, CompactionOptionsOf(options_), force, level);
   if (!job) co_return Status::Ok();
+  job->keep_holes = base_ != nullptr;  // a clone's TRIM hides its base
   CO_ASSIGN_OR_RETURN(lsm::CompactionResult done,
                       co_await lsm::RunCompaction(*job, ssts_, env_, store_,
                                                   options_.sst_target_bytes,

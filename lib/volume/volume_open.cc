@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "util/log.h"
+#include "volume/clone_protocol.h"
 #include "volume/lsm_volume.h"
 
 namespace portal::volume {
@@ -91,7 +92,26 @@ Task<Status> LsmVolume::ProbeConditionalWrites() {
   co_return Status::Ok();
 }
 
+Task<Status> LsmVolume::OpenClone() {
+  auto tomb = co_await reads_.Head(kTombstoneKey);
+  if (tomb.ok()) {
+    co_return Status::NotFound(store_.url() + " holds a deleted volume (" +
+                               std::string(kTombstoneKey) + "); it cannot be opened");
+  }
+  if (!tomb.status().IsNotFound()) co_return tomb.status();
+  CO_ASSIGN_OR_RETURN(auto record, co_await ReadCloneRecord(env_, store_, &corrupt_refetches_));
+  if (!record) co_return Status::Ok();
+  CO_ASSIGN_OR_RETURN(base_, co_await CloneBase::Open(env_, *record, options_));
+  if (base_->block_size() != options_.block_size) {
+    co_return Status::InvalidArgument(fmt::format(
+        "clone '{}': its base {}@{} has block size {}; configured {}", record->name,
+        record->parent, record->snapshot, base_->block_size(), options_.block_size));
+  }
+  co_return Status::Ok();
+}
+
 Task<Status> LsmVolume::DoOpen() {
+  CO_RETURN_IF_ERROR(co_await OpenClone());
   if (!options_.salvage) CO_RETURN_IF_ERROR(co_await ProbeConditionalWrites());
   uint64_t number = 0;
   Manifest m;
@@ -118,6 +138,13 @@ Task<Status> LsmVolume::DoOpen() {
       m = Manifest{};
       m.volume_uuid = MakeUuid(env_.RandomU64(), env_.RandomU64());
       m.size_bytes = options_.size_bytes != 0 ? options_.size_bytes : (1ull << 30);
+      if (base_) {
+        // A clone's first manifest only after its reference is in the parent and the
+        // snapshot still there (CreateClone did so; a crash may have cut it short).
+        CO_RETURN_IF_ERROR(co_await ConfirmCloneReference(env_, options_.resolve_volume,
+                                                          base_->record()));
+        m.size_bytes = std::max(base_->size_bytes(), options_.size_bytes);
+      }
       m.block_size = options_.block_size;
       m.epoch = 1;
       m.epoch_manifest = 1;
@@ -221,6 +248,11 @@ Task<Status> LsmVolume::DoOpen() {
     }
   }
   CO_RETURN_IF_ERROR(co_await LoadSnapshots());
+  if (!options_.salvage) {
+    // Our opener manifest fenced every older writer: a mark a crashed snapshot delete
+    // left can be settled now (clone_protocol.h).
+    CO_RETURN_IF_ERROR(co_await ClearStaleDeleteMarks(env_, store_, m.snapshots));
+  }
   CO_RETURN_IF_ERROR(co_await Replay());
   Log()->info("opened volume uuid={} epoch={} manifest={} next_segment={} url={}", m.volume_uuid,
               opened_.epoch, number, uploader_.NextSegmentIdLocked(), store_.url());

@@ -94,7 +94,16 @@ Task<Status> LsmVolume::Resolve(uint64_t first, uint64_t end,
       uncovered.swap(next);
     }
   }
-  for (auto [a, b] : uncovered) sink(Piece{a, b, lsm::Loc::Hole(), nullptr});
+  for (auto [a, b] : uncovered) {
+    if (base_ && include_buffers) {  // a clone: what it never wrote is its base's
+      CO_RETURN_IF_ERROR(co_await base_->Resolve(
+          a, b, [&](uint64_t f, uint64_t e, const lsm::Loc& loc, CloneBase* layer) {
+            sink(Piece{f, e, loc, nullptr, layer});
+          }));
+    } else {
+      sink(Piece{a, b, lsm::Loc::Hole(), nullptr});
+    }
+  }
   co_return Status::Ok();
 }
 
@@ -136,25 +145,30 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
     // one read of the span that covers them: one GET of adjacent chunks, not one per
     // piece. Every segment's span is read at once: a read over data overwritten here
     // and there waits about one GET, not one per piece.
+    // A clone's pieces may come from its base's layers (Piece::base), whose segment ids
+    // are another store's: spans never mix layers.
     std::sort(fetch.begin(), fetch.end(), [](const Piece& a, const Piece& b) {
+      if (a.base != b.base) return std::less<const CloneBase*>()(a.base, b.base);
       return a.loc.segment != b.loc.segment ? a.loc.segment < b.loc.segment
                                             : a.loc.index < b.loc.index;
     });
     struct Span {
       uint64_t segment, index, n;
       size_t first_piece, end_piece;  // in `fetch`
+      CloneBase* base;                // null: this volume's own segment
     };
     std::vector<Span> spans;
     for (size_t i = 0; i < fetch.size(); ++i) {
       const lsm::Loc& loc = fetch[i].loc;
       const uint64_t n = fetch[i].end - fetch[i].first;
-      if (!spans.empty() && spans.back().segment == loc.segment &&
+      if (!spans.empty() && spans.back().base == fetch[i].base &&
+          spans.back().segment == loc.segment &&
           loc.index <= spans.back().index + spans.back().n + options_.blocks_per_chunk) {
         Span& sp = spans.back();
         sp.n = std::max(sp.index + sp.n, loc.index + n) - sp.index;
         sp.end_piece = i + 1;
       } else {
-        spans.push_back({loc.segment, loc.index, n, i, i + 1});
+        spans.push_back({loc.segment, loc.index, n, i, i + 1, fetch[i].base});
       }
     }
     std::vector<std::vector<uint8_t>> scratch(spans.size());
@@ -169,7 +183,11 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
         scratch[k].resize(sp.n * bs);
         dest = scratch[k].data();
       }
-      reads.push_back(segments_.ReadBlocks(sp.segment, sp.index, sp.n, dest, &read_ahead_));
+      if (sp.base) {
+        reads.push_back(sp.base->ReadBlocks(sp.segment, sp.index, sp.n, dest));
+      } else {
+        reads.push_back(segments_.ReadBlocks(sp.segment, sp.index, sp.n, dest, &read_ahead_));
+      }
     }
     for (const Status& r : co_await WhenAll(std::move(reads))) {
       if (st.ok() || (st.IsNotFound() && !r.ok() && !r.IsNotFound())) st = r;
@@ -230,7 +248,9 @@ Task<void> LsmVolume::ReadAheadBlocks(uint64_t first, uint64_t end) {
   };
   std::vector<Run> runs;
   Status st = co_await Resolve(first, end, [&](const Piece& p) {
-    if (!p.bytes && p.loc.is_data()) runs.push_back({p.loc.segment, p.loc.index, p.end - p.first});
+    if (!p.bytes && !p.base && p.loc.is_data()) {  // a clone's base is not read ahead
+      runs.push_back({p.loc.segment, p.loc.index, p.end - p.first});
+    }
   });
   if (!st.ok()) {  // an SST retired meanwhile, or the store failing: a read-ahead is a hint
     read_ahead_.counters().failed.fetch_add(1, std::memory_order_relaxed);
@@ -315,7 +335,9 @@ Task<Status> LsmVolume::Cache(uint64_t offset, uint64_t length) {
   std::vector<Piece> fetch;
   Status resolved = co_await Resolve(offset / bs, (offset + length + bs - 1) / bs,
                                      [&](const Piece& p) {
-                                       if (!p.bytes && p.loc.is_data()) fetch.push_back(p);
+                                       if (!p.bytes && !p.base && p.loc.is_data()) {
+                                         fetch.push_back(p);
+                                       }
                                      });
   if (resolved.IsNotFound()) co_return Status::Ok();  // an SST retired meanwhile: a hint
   CO_RETURN_IF_ERROR(resolved);

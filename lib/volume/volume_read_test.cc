@@ -64,8 +64,9 @@ TEST_CASE("a volume opens and reads correctly when every object's first GET is d
     CHECK(std::any_of(f.damage.gets.begin(), f.damage.gets.end(),
                       [&](const auto& g) { return g.first.starts_with(prefix); }));
   }
-  // Every object read was damaged once and fetched once more.
-  CHECK(v->stats().corrupt_refetches == f.damage.gets.size());
+  // Every object read was damaged once and fetched once more (clone.json, absent from a
+  // volume that is not a clone, was only asked for).
+  CHECK(v->stats().corrupt_refetches == f.damage.gets.size() - f.damage.gets.count("clone.json"));
   REQUIRE(RunSim(f.env, v->Close()).ok());
 }
 

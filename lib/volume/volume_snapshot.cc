@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "util/log.h"
+#include "volume/clone_protocol.h"
 #include "volume/lsm_volume.h"
 #include "volume/snapshot_device.h"
 
@@ -176,7 +177,10 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
     edit.base = versions_.current()->number;
   }
   std::erase_if(snapshots, [&](const SnapshotRef& r) { return r.name == name; });
-  Status st = co_await Commit(edit, &snapshots);
+  // Clones read through the snapshot: refused while any references it (clone.h). The
+  // mark first, then the list: a clone created meanwhile sees the mark and withdraws.
+  Status st = co_await MarkSnapshotDeleting(env_, store_, name, d->ref.id);
+  if (st.ok()) st = co_await Commit(edit, &snapshots);
   if (!st.ok()) {
     std::lock_guard lock(mu_);
     d->deleting = false;
@@ -194,6 +198,9 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
     seg_table_.StartGrace(d->object.segments, now);
   }
   Status del = co_await store_.Delete(d->ref.key);
+  // The mark goes only after the object: a clone creator that finds no mark must then
+  // find no object (a leftover mark is settled at the next open).
+  if (del.ok()) del = co_await FinishSnapshotDelete(env_, store_, d->ref.id);
   if (!del.ok()) {
     Log()->warn("could not delete snapshot object key={} error=\"{}\"", d->ref.key, del.ToString());
   }

@@ -1,0 +1,36 @@
+// The volume's side of the clone protocol (clone.h), private to lib/volume/.
+#pragma once
+
+#include <string>
+
+#include "env/async.h"
+#include "env/env.h"
+#include "objstore/object_store.h"
+#include "util/status.h"
+#include "volume/clone.h"
+#include "volume/manifest.h"
+
+namespace portal::volume {
+
+// Writes `record`'s reference into its parent's store, then checks that the parent is
+// not deleted and the snapshot neither deleted nor being deleted; on failure removes
+// the reference again (and sweeps a deleted parent). Idempotent: CreateClone and a new
+// clone's first open both run it.
+Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
+                                   const CloneRecord& record);
+
+// Before a snapshot delete commits: marks snapshot `id` deleting, then lists its
+// references; any reference removes the mark again and refuses (Busy naming the clones).
+// The mark stays until FinishSnapshotDelete (after the snapshot object is deleted).
+Task<Status> MarkSnapshotDeleting(Env& env, objstore::ObjectStore& store, const std::string& name,
+                                  const std::string& id);
+Task<Status> FinishSnapshotDelete(Env& env, objstore::ObjectStore& store, const std::string& id);
+
+// At open, once the opener manifest fenced every older writer: delete marks that a
+// crashed delete left. A listed snapshot's delete never committed (and no older writer
+// can commit it now): its mark goes. An unlisted one's did: its object goes, then the
+// mark (the order creators rely on).
+Task<Status> ClearStaleDeleteMarks(Env& env, objstore::ObjectStore& store,
+                                   const std::vector<SnapshotRef>& listed);
+
+}  // namespace portal::volume

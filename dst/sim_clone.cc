@@ -63,7 +63,8 @@ void Simulator::MaybeClone(Writer* w) {
   CloneState& c = clones_[name];
   c.store = std::make_unique<objstore::MemoryStore>();
   c.snap = snap;
-  auto st = AwaitTask(volume::CreateClone(env_, CloneResolver(), kParent, snap, *c.store, name),
+  auto st = AwaitTask(volume::CreateClone(env_, CloneResolver(), kParent, snap, *c.store, name,
+                                          keyring_.get()),
                       "a clone's creation");
   if (!st) return;
   if (!st->ok()) {
@@ -125,13 +126,13 @@ void Simulator::DeleteVolumesAtEnd() {
       },
       "closes before the volume delete", kTenMinutes);
   if (failed()) return;
-  auto st = AwaitTask(volume::DeleteVolume(env_, CloneResolver(), mem_), "the parent's delete");
+  auto st = AwaitTask(volume::DeleteVolume(env_, CloneResolver(), mem_, keyring_.get()), "the parent's delete");
   if (!st || failed()) return;
   if (!st->ok()) return Fail("deleting the parent volume: " + st->ToString());
   VerifyClones(nullptr);  // they read their snapshots all the same
   for (auto& [name, c] : clones_) {
     if (failed()) return;
-    st = AwaitTask(volume::DeleteVolume(env_, CloneResolver(), *c.store), "a clone's delete");
+    st = AwaitTask(volume::DeleteVolume(env_, CloneResolver(), *c.store, keyring_.get()), "a clone's delete");
     if (!st || failed()) return;
     if (!st->ok()) return Fail(fmt::format("deleting clone {}: {}", name, st->ToString()));
     if (c.store->total_bytes() != 0) Fail(fmt::format("clone {} deleted, bytes left", name));

@@ -74,7 +74,7 @@ Task<Result<std::optional<CloneRecord>>> ReadCloneRecord(
 // holds a volume, an unknown parent.
 Task<Status> CreateClone(Env& env, const VolumeResolver& resolve, const std::string& parent_name,
                          const std::string& snapshot_name, objstore::ObjectStore& child_store,
-                         const std::string& child_name);
+                         const std::string& child_name, const crypto::Keyring* keyring = nullptr);
 
 // The clones referencing `snapshot_id` of the volume in `store` (their names).
 Task<Result<std::vector<std::string>>> ListCloneRefs(Env& env, objstore::ObjectStore& store,
@@ -87,11 +87,13 @@ Task<Result<std::vector<std::string>>> ListCloneRefs(Env& env, objstore::ObjectS
 // need (their objects, SSTs and segments, clone.json, references, tombstone) goes, and
 // removing the last reference later sweeps the rest. Idempotent: a crash at any point
 // is finished by calling it again (or by any later sweep of the store).
-Task<Status> DeleteVolume(Env& env, const VolumeResolver& resolve, objstore::ObjectStore& store);
+Task<Status> DeleteVolume(Env& env, const VolumeResolver& resolve, objstore::ObjectStore& store,
+                          const crypto::Keyring* keyring = nullptr);
 
 // The sweep of a tombstoned store (DeleteVolume's second half); OK and nothing done when
 // the store holds no tombstone.
 Task<Status> SweepDeletedVolume(Env& env, const VolumeResolver& resolve,
-                                objstore::ObjectStore& store);
+                                objstore::ObjectStore& store,
+                                const crypto::Keyring* keyring = nullptr);
 
 }  // namespace portal::volume

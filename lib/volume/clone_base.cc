@@ -19,7 +19,7 @@ CloneBase::CloneBase(Env& env, objstore::ObjectStore& store, const VolumeOptions
       options_(BaseOptions(options)),
       cache_(env, options_.block_cache_size_bytes),
       segments_(reads_, cache_, options_),
-      ssts_(reads_, cache_) {}
+      ssts_(reads_, cache_, nullptr, nullptr, options_.keyring) {}
 
 Task<Result<std::unique_ptr<CloneBase>>> CloneBase::Open(Env& env, const CloneRecord& record,
                                                          const VolumeOptions& options, int depth) {
@@ -45,7 +45,7 @@ Task<Result<std::unique_ptr<CloneBase>>> CloneBase::Open(Env& env, const CloneRe
         fmt::format("clone '{}': reading its base snapshot {}@{} ({})", record.name, record.parent,
                     record.snapshot, record.snapshot_key));
   }
-  CO_ASSIGN_OR_RETURN(b->snap_, DecodeSnapshotObject(*bytes, record.snapshot_key));
+  CO_ASSIGN_OR_RETURN(b->snap_, DecodeSnapshotObject(*bytes, record.snapshot_key, options.keyring));
   if (b->snap_.id != record.snapshot_id) {
     co_return Status::Corruption(fmt::format("clone '{}': {} holds snapshot {}, not {}",
                                              record.name, record.snapshot_key, b->snap_.id,

@@ -79,7 +79,7 @@ Task<Result<std::vector<std::string>>> ListCloneRefs(Env& env, objstore::ObjectS
 }
 
 Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
-                                   const CloneRecord& record) {
+                                   const CloneRecord& record, const crypto::Keyring* keyring) {
   CO_ASSIGN_OR_RETURN(objstore::ObjectStore * parent, Resolve(resolve, record.parent));
   const std::string ref = CloneRefKey(record.snapshot_id, record.name);
   nlohmann::json body{{"clone", record.name}, {"snapshot", record.snapshot}};
@@ -108,7 +108,7 @@ Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
   }
   if (refused.ok()) co_return Status::Ok();
   Status undo = co_await DeleteRetried(env, *parent, ref);
-  if (undo.ok()) undo = co_await SweepDeletedVolume(env, resolve, *parent);  // we may be last
+  if (undo.ok()) undo = co_await SweepDeletedVolume(env, resolve, *parent, keyring);  // we may be last
   if (!undo.ok()) {
     Log()->warn("could not remove the refused clone reference key={} error=\"{}\"", ref,
                 undo.ToString());
@@ -118,7 +118,7 @@ Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
 
 Task<Status> CreateClone(Env& env, const VolumeResolver& resolve, const std::string& parent_name,
                          const std::string& snapshot_name, objstore::ObjectStore& child_store,
-                         const std::string& child_name) {
+                         const std::string& child_name, const crypto::Keyring* keyring) {
   // Clone names are keys in the parent's store: the snapshot name rules fit.
   CO_RETURN_IF_ERROR(ValidateSnapshotName(child_name).WithContext("clone name"));
   CO_ASSIGN_OR_RETURN(objstore::ObjectStore * parent, Resolve(resolve, parent_name));
@@ -129,7 +129,7 @@ Task<Status> CreateClone(Env& env, const VolumeResolver& resolve, const std::str
     co_return Status::InvalidArgument(
         fmt::format("volume '{}' already exists ({})", child_name, child_store.url()));
   }
-  ManifestLog log(*parent, env);
+  ManifestLog log(*parent, env, nullptr, keyring);
   auto latest = co_await log.ReadLatest(0);
   if (latest.status().IsNotFound()) {
     co_return Status::NotFound(fmt::format("volume '{}' holds no volume", parent_name));
@@ -146,13 +146,13 @@ Task<Status> CreateClone(Env& env, const VolumeResolver& resolve, const std::str
   objstore::RetryingReadStore parent_reads(*parent, env);
   auto snap_bytes = co_await parent_reads.Get(snap->key);
   CO_RETURN_IF_ERROR(snap_bytes.status().WithContext("reading snapshot " + snap->key));
-  CO_ASSIGN_OR_RETURN(SnapshotObject snap_obj, DecodeSnapshotObject(*snap_bytes, snap->key));
+  CO_ASSIGN_OR_RETURN(SnapshotObject snap_obj, DecodeSnapshotObject(*snap_bytes, snap->key, keyring));
   CloneRecord record{child_name, parent_name, snapshot_name,
                      snap->id,   snap->key,   static_cast<int64_t>(env.WallNanos())};
   CO_RETURN_IF_ERROR((co_await objstore::PutIfAbsentOrSame(env, child_store, kCloneRecordKey,
                                                            EncodeCloneRecord(record)))
                          .WithContext("writing " + std::string(kCloneRecordKey)));
-  Status st = co_await ConfirmCloneReference(env, resolve, record);
+  Status st = co_await ConfirmCloneReference(env, resolve, record, keyring);
   if (!st.ok()) {
     (void)co_await DeleteRetried(env, child_store, kCloneRecordKey);  // never completed
     co_return st;
@@ -165,7 +165,7 @@ Task<Status> CreateClone(Env& env, const VolumeResolver& resolve, const std::str
   m.block_size = snap_obj.block_size;
   m.epoch = 1;
   m.epoch_manifest = 1;
-  ManifestLog child_log(child_store, env);
+  ManifestLog child_log(child_store, env, nullptr, keyring);
   st = co_await child_log.Create(1, m);
   if (!st.ok() && !st.IsPreconditionFailed()) co_return st.WithContext("creating the clone");
   Log()->info("clone created name={} base={}@{} snapshot_id={}", child_name, parent_name,
@@ -212,18 +212,19 @@ Task<Status> ClearStaleDeleteMarks(Env& env, objstore::ObjectStore& store,
   co_return Status::Ok();
 }
 
-Task<Status> DeleteVolume(Env& env, const VolumeResolver& resolve, objstore::ObjectStore& store) {
+Task<Status> DeleteVolume(Env& env, const VolumeResolver& resolve, objstore::ObjectStore& store,
+                          const crypto::Keyring* keyring) {
   CO_ASSIGN_OR_RETURN(bool tombstoned, co_await Exists(env, store, kTombstoneKey));
   if (!tombstoned) {
     nlohmann::json body{{"deleted_ns", static_cast<int64_t>(env.WallNanos())}};
     CO_RETURN_IF_ERROR((co_await PutRetried(env, store, kTombstoneKey, body.dump()))
                            .WithContext("writing the tombstone of " + store.url()));
   }
-  co_return co_await SweepDeletedVolume(env, resolve, store);
+  co_return co_await SweepDeletedVolume(env, resolve, store, keyring);
 }
 
 Task<Status> SweepDeletedVolume(Env& env, const VolumeResolver& resolve,
-                                objstore::ObjectStore& store) {
+                                objstore::ObjectStore& store, const crypto::Keyring* keyring) {
   CO_ASSIGN_OR_RETURN(bool tombstoned, co_await Exists(env, store, kTombstoneKey));
   if (!tombstoned) co_return Status::Ok();
   objstore::RetryingReadStore reads(store, env);
@@ -244,7 +245,7 @@ Task<Status> SweepDeletedVolume(Env& env, const VolumeResolver& resolve,
     auto bytes = co_await reads.Get(SnapshotKey(id));
     if (bytes.status().IsNotFound()) continue;  // a withdrawn creator's reference
     CO_RETURN_IF_ERROR(bytes.status());
-    CO_ASSIGN_OR_RETURN(SnapshotObject snap, DecodeSnapshotObject(*bytes, SnapshotKey(id)));
+    CO_ASSIGN_OR_RETURN(SnapshotObject snap, DecodeSnapshotObject(*bytes, SnapshotKey(id), keyring));
     keep.insert(SnapshotKey(id));
     for (const auto& level : snap.levels) {
       for (const auto& r : level) keep.insert(r.key);
@@ -268,7 +269,7 @@ Task<Status> SweepDeletedVolume(Env& env, const VolumeResolver& resolve,
     if (parent.ok()) {
       CO_RETURN_IF_ERROR(
           co_await DeleteRetried(env, **parent, CloneRefKey(record->snapshot_id, record->name)));
-      CO_RETURN_IF_ERROR(co_await SweepDeletedVolume(env, resolve, **parent));
+      CO_RETURN_IF_ERROR(co_await SweepDeletedVolume(env, resolve, **parent, keyring));
     } else if (!parent.status().IsNotFound()) {
       co_return parent.status();
     }  // NotFound: the parent is gone from the registry (swept): nothing to release

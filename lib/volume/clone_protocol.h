@@ -17,7 +17,8 @@ namespace portal::volume {
 // the reference again (and sweeps a deleted parent). Idempotent: CreateClone and a new
 // clone's first open both run it.
 Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
-                                   const CloneRecord& record);
+                                   const CloneRecord& record,
+                                   const crypto::Keyring* keyring = nullptr);
 
 // Before a snapshot delete commits: marks snapshot `id` deleting, then lists its
 // references; any reference removes the mark again and refuses (Busy naming the clones).

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "crypto/aead.h"
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
@@ -221,6 +222,40 @@ TEST_CASE("deleting the parent keeps what its clones need, and the last clone de
   REQUIRE(RunSim(env, DeleteVolume(env, w.resolver(), w.Store("b"))).ok());
   CHECK(w.Store("b").total_bytes() == 0);
   CHECK(w.Store("base").total_bytes() == 0);
+}
+
+}  // namespace
+}  // namespace portal::volume
+
+namespace portal::volume {
+namespace {
+
+TEST_CASE("clones of an encrypted volume: created, read and deleted under the volumes' key",
+          "[volume][clone][crypto]") {
+  SimEnv env;
+  auto ring = crypto::Keyring::FromKeys({std::string(32, 'k')});
+  REQUIRE(ring.ok());
+  CloneWorld w(kSize);
+  w.options().keyring = ring->get();
+  auto parent = w.Open(env, "base");
+  const auto a = Pattern(7, 128 * 1024);
+  REQUIRE(RunSim(env, parent->Write(8192, a, {})).ok());
+  REQUIRE(RunSim(env, parent->CreateSnapshot("gold")).ok());
+  const auto snap = Read(env, *parent, 0, kSize);
+  REQUIRE(RunSim(env, CreateClone(env, w.resolver(), "base", "gold", w.Store("c1"), "c1",
+                                  ring->get()))
+              .ok());
+  auto clone = w.Open(env, "c1");
+  CHECK(Read(env, *clone, 0, kSize) == snap);
+  w.Close(env, clone);
+  clone = w.Open(env, "c1");  // reopened: the base is read again, sealed
+  CHECK(Read(env, *clone, 0, kSize) == snap);
+  w.Close(env, clone);
+  w.Close(env, parent);
+  REQUIRE(RunSim(env, DeleteVolume(env, w.resolver(), w.Store("base"), ring->get())).ok());
+  REQUIRE(RunSim(env, DeleteVolume(env, w.resolver(), w.Store("c1"), ring->get())).ok());
+  CHECK(RunSim(env, w.Store("base").List("", "")).value().empty());
+  CHECK(RunSim(env, w.Store("c1").List("", "")).value().empty());
 }
 
 }  // namespace

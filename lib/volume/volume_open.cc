@@ -142,7 +142,7 @@ Task<Status> LsmVolume::DoOpen() {
         // A clone's first manifest only after its reference is in the parent and the
         // snapshot still there (CreateClone did so; a crash may have cut it short).
         CO_RETURN_IF_ERROR(co_await ConfirmCloneReference(env_, options_.resolve_volume,
-                                                          base_->record()));
+                                                          base_->record(), options_.keyring));
         m.size_bytes = std::max(base_->size_bytes(), options_.size_bytes);
       }
       m.block_size = options_.block_size;

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "util/assert.h"
-#include "volume/json_seal.h"
+#include "volume/fuzz_json.h"
 #include "volume/snapshot.h"
 
 using namespace portal;
@@ -17,12 +17,7 @@ using namespace portal::volume;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const uint8_t mode = data[0];
-  std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
-  if (mode & 1) {
-    auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object()) text = SealedDump(std::move(j));
-  }
+  const std::string text = FuzzJsonText(data, size);
   const std::string name = "snap/fuzz.json";
   auto s = DecodeSnapshotObject(text, name);
   if (!s.ok()) {

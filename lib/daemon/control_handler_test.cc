@@ -82,7 +82,7 @@ TEST_CASE("control snapshot replies carry the volume's snapshot records", "[cont
   REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
 }
 
-TEST_CASE("control volume.clone serves a clone; its errors name the volume", "[control]") {
+TEST_CASE("control volume.clone serves a clone, and its errors name the volume", "[control]") {
   SimEnv env;
   objstore::MemoryStore store;
   VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);

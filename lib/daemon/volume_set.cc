@@ -200,6 +200,18 @@ Task<Status> VolumeSet::Open(std::string name) {
   co_return st;
 }
 
+Task<Status> VolumeSet::Register(const volume::VolumeRecord& record) {
+  // The conditional create decides a race; this read covers stores that ignore the
+  // condition (s3rver) in the common case, a name whose record is there already (a
+  // deleted volume kept for its clones is not served, so Find does not see it).
+  auto existing = co_await registry_.Get(record.name);
+  if (existing.ok()) {
+    co_return Status::PreconditionFailed(fmt::format("volume '{}' already exists", record.name));
+  }
+  if (!existing.status().IsNotFound()) co_return existing.status();
+  co_return co_await registry_.Create(record);
+}
+
 Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
                                                               uint64_t size_bytes) {
   CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
@@ -214,7 +226,7 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
   if (!Find(name)) {
     volume::VolumeRecord record{name,         size_bytes, base_.block_size, env_.WallNanos(),
                                 std::nullopt, false};
-    Status st = co_await registry_.Create(record);
+    Status st = co_await Register(record);
     if (st.ok()) {
       out = co_await OpenNamed(record);
       if (out.ok()) Add(*out);
@@ -265,7 +277,7 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::CloneClaimed(const std::s
   }
   volume::VolumeRecord record{
       name, size_bytes, block_size, env_.WallNanos(), volume::CloneSource{source, snapshot}, false};
-  CO_RETURN_IF_ERROR(co_await registry_.Create(record));
+  CO_RETURN_IF_ERROR(co_await Register(record));
   auto v = co_await OpenNamed(record);  // creates the clone (its store is empty)
   if (!v.ok()) {
     // CreateClone withdrew what it wrote in the parent; the rest (its record, a clone

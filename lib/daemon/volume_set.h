@@ -117,6 +117,8 @@ class VolumeSet {
                                                            const std::string& snapshot,
                                                            const std::string& name);
   Task<Status> DeleteClaimed(const std::string& name);
+  // registry_.Create, after a read that refuses a name already registered.
+  Task<Status> Register(const volume::VolumeRecord& record);
   // After `name` is deleted: removes the records of it and of its deleted ancestors whose
   // stores are empty now (its delete released them).
   Task<Status> RemoveEmptyRecords(std::string name);

@@ -155,6 +155,19 @@ TEST_CASE("volume set: a clone reads its snapshot, outlives a deleted parent, an
     auto taken = RunSim(env, set.Clone("base", "gold", "base"));
     CHECK(taken.status().message() == "volume 'base' already exists");
 
+    // A source this set does not serve: the library finds it through the resolver.
+    REQUIRE(RunSim(env, set.Release("base")).ok());
+    auto unserved = RunSim(env, set.Clone("base", "silver", "x"));
+    CHECK(unserved.status().IsNotFound());
+    CHECK(unserved.status().message() == "volume 'base' has no snapshot named 'silver'");
+    CHECK(RunSim(env, set.registry().Get("x")).status().IsNotFound());
+    CHECK(RunSim(env, store.List("volumes/x/"))->empty());
+    REQUIRE(RunSim(env, set.Clone("base", "gold", "early")).ok());
+    CHECK(testing::ReadDevice(env, *set.Find("early")->volume, 0, 4096) == a);
+    CHECK(RunSim(env, set.registry().Get("early"))->size_bytes == (2u << 20));
+    REQUIRE(RunSim(env, set.Delete("early")).ok());
+    REQUIRE(RunSim(env, set.Open("base")).ok());
+
     auto clone = RunSim(env, set.Clone("base", "gold", "child"));
     REQUIRE(clone.ok());
     CHECK((*clone)->record->clone_of == volume::CloneSource{"base", "gold"});

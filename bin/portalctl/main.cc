@@ -4,7 +4,8 @@
 //                                         get NAME | delete NAME | restore NAME
 //   portalctl [-s|--socket PATH] [--json] volume create NAME --size SIZE | list | get NAME |
 //                                         delete NAME | resize NAME --size SIZE
-//                                         [--allow-shrink] | open NAME | release NAME
+//                                         [--allow-shrink] | open NAME | release NAME |
+//                                         clone SOURCE@SNAPSHOT NEW
 //   portalctl [-s|--socket PATH] [--json] status
 //
 // Output follows the original portalbd's README; --json prints the daemon's reply line.
@@ -237,8 +238,9 @@ int main(int argc, char** argv) {
                        "the volume (default: the default volume, portalbd)");
 
   std::string size_text;
-  auto* volume = app.add_subcommand("volume", "create, list, get, delete, resize, open or "
-                                              "release volumes");
+  auto* volume = app.add_subcommand("volume",
+                                    "create, list, get, delete, resize, open, "
+                                    "release or clone volumes");
   volume->require_subcommand(1);
   volume->fallthrough();
   auto add_volume = [&](const char* cmd, const char* help, Op op, bool takes_name) {
@@ -264,6 +266,14 @@ int main(int argc, char** argv) {
   add_volume("open", "serve a volume (fencing any daemon that served it)", Op::kVolumeOpen, true);
   add_volume("release", "stop serving a volume (refused while clients are attached)",
              Op::kVolumeRelease, true);
+  std::string clone_source;
+  auto* clone = volume->add_subcommand(
+      "clone", "make a volume from a snapshot, writable at once (no data copied) and served");
+  clone->fallthrough();
+  clone->add_option("source", clone_source, "SOURCE@SNAPSHOT: a volume and its snapshot")
+      ->required();
+  clone->add_option("name", name, "the new volume's name")->required();
+  clone->callback([&request] { request.op = Op::kVolumeClone; });
 
   auto* status = app.add_subcommand("status", "show the daemon's status");
   status->fallthrough();
@@ -283,6 +293,24 @@ int main(int argc, char** argv) {
       auto size = portal::config::ParseSize(size_text);
       if (!size.ok()) return FailStatus(size.status().WithContext("--size"), json);
       request.size_bytes = *size;
+    }
+    if (request.op == Op::kVolumeClone) {
+      const auto at = clone_source.find('@');
+      if (at == std::string::npos) {
+        return FailStatus(Status::InvalidArgument(fmt::format(
+                              "clone source '{}' is not SOURCE@SNAPSHOT", clone_source)),
+                          json);
+      }
+      request.source = clone_source.substr(0, at);
+      request.snapshot = clone_source.substr(at + 1);
+      if (request.source != portal::volume::kDefaultVolumeName) {
+        if (Status st = portal::volume::ValidateVolumeName(request.source); !st.ok()) {
+          return FailStatus(st, json);
+        }
+      }
+      if (Status st = portal::volume::ValidateSnapshotName(request.snapshot); !st.ok()) {
+        return FailStatus(st, json);
+      }
     }
     const bool is_default = name == portal::volume::kDefaultVolumeName;
     if (OpTakesName(request.op) && !(is_default && request.op != Op::kVolumeCreate)) {

@@ -32,7 +32,7 @@ constexpr struct {
     {Op::kVolumeCreate, "volume.create"},       {Op::kVolumeList, "volume.list"},
     {Op::kVolumeGet, "volume.get"},             {Op::kVolumeDelete, "volume.delete"},
     {Op::kVolumeResize, "volume.resize"},       {Op::kVolumeOpen, "volume.open"},
-    {Op::kVolumeRelease, "volume.release"},
+    {Op::kVolumeRelease, "volume.release"},     {Op::kVolumeClone, "volume.clone"},
 };
 
 bool IsSnapshotOp(Op op) { return op != Op::kStatus && !IsVolumeOp(op); }
@@ -311,6 +311,7 @@ bool IsVolumeOp(Op op) {
     case Op::kVolumeResize:
     case Op::kVolumeOpen:
     case Op::kVolumeRelease:
+    case Op::kVolumeClone:
       return true;
     default:
       return false;
@@ -378,7 +379,7 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
   }
   for (const auto& [key, value] : j.items()) {
     if (key != "op" && key != "name" && key != "id" && key != "volume" && key != "size_bytes" &&
-        key != "allow_shrink") {
+        key != "allow_shrink" && key != "source" && key != "snapshot") {
       return BadRequest(fmt::format("unknown request field '{}'", key));
     }
   }
@@ -399,7 +400,8 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
     return BadRequest(
         fmt::format("unknown op '{}' (known: snapshot.create, snapshot.list, snapshot.get, "
                     "snapshot.delete, snapshot.restore, status, volume.create, volume.list, "
-                    "volume.get, volume.delete, volume.resize, volume.open, volume.release)",
+                    "volume.get, volume.delete, volume.resize, volume.open, volume.release, "
+                    "volume.clone)",
                     op_name));
   }
   auto name_it = j.find("name");
@@ -432,6 +434,16 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
     }
     if (!it->is_boolean()) return BadRequest("request field 'allow_shrink' must be a boolean");
     r.allow_shrink = it->get<bool>();
+  }
+  for (auto [field, value] : {std::pair{"source", &r.source}, std::pair{"snapshot", &r.snapshot}}) {
+    auto it = j.find(field);
+    if (r.op != Op::kVolumeClone) {
+      if (it != j.end()) return BadRequest(fmt::format("op '{}' takes no {}", op_name, field));
+    } else if (it == j.end() || !it->is_string()) {
+      return BadRequest(fmt::format("op '{}' needs a '{}' (a string)", op_name, field));
+    } else {
+      *value = it->get<std::string>();
+    }
   }
   r.id_json = *id_json;
   return r;
@@ -521,6 +533,10 @@ std::string EncodeRequest(const Request& request) {
   if (IsSnapshotOp(request.op) && !request.volume.empty()) j["volume"] = request.volume;
   if (TakesSize(request.op)) j["size_bytes"] = request.size_bytes;
   if (request.op == Op::kVolumeResize && request.allow_shrink) j["allow_shrink"] = true;
+  if (request.op == Op::kVolumeClone) {
+    j["source"] = request.source;
+    j["snapshot"] = request.snapshot;
+  }
   if (!request.id_json.empty()) j["id"] = ordered_json::parse(request.id_json, nullptr, false);
   return Dump(j) + "\n";
 }

@@ -46,6 +46,7 @@ enum class Op {
   kVolumeResize,
   kVolumeOpen,
   kVolumeRelease,
+  kVolumeClone,
 };
 std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
@@ -61,6 +62,10 @@ struct Request {
   std::string volume{};
   uint64_t size_bytes = 0;    // volume.create, volume.resize (required there)
   bool allow_shrink = false;  // volume.resize
+  // volume.clone (both required): the new volume `name` is a clone of snapshot
+  // `snapshot` of volume `source`.
+  std::string source{};
+  std::string snapshot{};
 };
 
 // --- replies --------------------------------------------------------------------------

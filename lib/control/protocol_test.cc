@@ -84,7 +84,7 @@ TEST_CASE("malformed control requests are bad_request with a message", "[control
       {R"({"op":"SnapshotCreate"})",
        "unknown op 'SnapshotCreate' (known: snapshot.create, snapshot.list, snapshot.get, "
        "snapshot.delete, snapshot.restore, status, volume.create, volume.list, volume.get, "
-       "volume.delete, volume.resize, volume.open, volume.release)"},
+       "volume.delete, volume.resize, volume.open, volume.release, volume.clone)"},
       {R"({"op":"volume.create","name":"a"})",
        "op 'volume.create' needs 'size_bytes' (a positive integer)"},
       {R"({"op":"volume.create","name":"a","size_bytes":0})",
@@ -102,6 +102,15 @@ TEST_CASE("malformed control requests are bad_request with a message", "[control
        "op 'volume.create' takes no allow_shrink"},
       {R"({"op":"volume.resize","name":"a","size_bytes":4096,"allow_shrink":1})",
        "request field 'allow_shrink' must be a boolean"},
+      {R"({"op":"volume.clone","name":"b","snapshot":"s"})",
+       "op 'volume.clone' needs a 'source' (a string)"},
+      {R"({"op":"volume.clone","name":"b","source":"a"})",
+       "op 'volume.clone' needs a 'snapshot' (a string)"},
+      {R"({"op":"volume.clone","name":"b","source":1,"snapshot":"s"})",
+       "op 'volume.clone' needs a 'source' (a string)"},
+      {R"({"op":"volume.create","name":"b","size_bytes":4096,"source":"a"})",
+       "op 'volume.create' takes no source"},
+      {R"({"op":"snapshot.get","name":"b","snapshot":"s"})", "op 'snapshot.get' takes no snapshot"},
   };
   for (const auto& c : cases) {
     INFO(c.line);
@@ -354,6 +363,19 @@ TEST_CASE("volume requests parse and encode with their fields", "[control]") {
     CHECK(OpName(op).starts_with("volume."));
   }
   CHECK_FALSE(IsVolumeOp(Op::kSnapshotList));
+
+  parsed =
+      ParseRequest(R"({"op":"volume.clone","name":"db2","source":"db","snapshot":"gold"})", &id);
+  REQUIRE(std::holds_alternative<Request>(parsed));
+  const Request& c = std::get<Request>(parsed);
+  CHECK(c.op == Op::kVolumeClone);
+  CHECK(IsVolumeOp(c.op));
+  CHECK(OpName(c.op) == "volume.clone");
+  CHECK(c.name == "db2");
+  CHECK(c.source == "db");
+  CHECK(c.snapshot == "gold");
+  CHECK(EncodeRequest(c) ==
+        "{\"op\":\"volume.clone\",\"name\":\"db2\",\"source\":\"db\",\"snapshot\":\"gold\"}\n");
 }
 
 TEST_CASE("volume replies round-trip", "[control]") {

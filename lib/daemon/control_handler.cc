@@ -117,8 +117,15 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
     return control::VolumeReply{VolumeEntryOf(*v)};
   };
   switch (request.op) {
-    case Op::kVolumeCreate: {
-      auto created = co_await volumes_->Create(name, request.size_bytes);
+    case Op::kVolumeCreate:
+    case Op::kVolumeClone: {
+      // (No co_await inside ?:, which GCC has miscompiled.)
+      Result<std::shared_ptr<ServedVolume>> created = std::shared_ptr<ServedVolume>();
+      if (request.op == Op::kVolumeCreate) {
+        created = co_await volumes_->Create(name, request.size_bytes);
+      } else {
+        created = co_await volumes_->Clone(request.source, request.snapshot, name);
+      }
       if (created.ok()) co_return control::VolumeReply{VolumeEntryOf(**created)};
       if (created.status().IsPreconditionFailed() &&
           created.status().message().ends_with("already exists")) {
@@ -194,13 +201,15 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   const bool changes = request.op != Op::kSnapshotList && request.op != Op::kSnapshotGet &&
                        request.op != Op::kStatus && request.op != Op::kVolumeList &&
                        request.op != Op::kVolumeGet;
-  const std::string& vol = request.volume;
+  const std::string vol = request.op == Op::kVolumeClone
+                              ? " source=" + request.source + "@" + request.snapshot
+                          : request.volume.empty() ? ""
+                                                   : " volume=" + request.volume;
   if (err) {
     Log()->info("control {} name={}{} failed code={} message=\"{}\"", control::OpName(request.op),
-                request.name, vol.empty() ? "" : " volume=" + vol, err->code, err->message);
+                request.name, vol, err->code, err->message);
   } else if (changes) {
-    Log()->info("control {} name={}{} ok", control::OpName(request.op), request.name,
-                vol.empty() ? "" : " volume=" + vol);
+    Log()->info("control {} name={}{} ok", control::OpName(request.op), request.name, vol);
   } else {
     Log()->debug("control {} ok", control::OpName(request.op));
   }

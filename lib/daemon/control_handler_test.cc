@@ -8,6 +8,7 @@
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
+#include "testing/read_device.h"
 #include "testing/volume_options.h"
 
 namespace portal::daemon {
@@ -78,6 +79,70 @@ TEST_CASE("control snapshot replies carry the volume's snapshot records", "[cont
 
   control::ErrorReply missing = HandleError(env, h, Op::kSnapshotGet, "nope");
   CHECK(missing.code == "not_found");
+  REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+}
+
+TEST_CASE("control volume.clone serves a clone, and its errors name the volume", "[control]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+  ControlHandler h;
+  h.Attach(&set, [] { return control::DaemonStatus{}; });
+  using control::Op;
+  auto request = [](Op op, std::string name, std::string source = "", std::string snapshot = "") {
+    control::Request r{op, std::move(name), ""};
+    r.source = std::move(source);
+    r.snapshot = std::move(snapshot);
+    return r;
+  };
+  REQUIRE(RunSim(env, set.Create("base", 2 << 20)).ok());
+  std::vector<uint8_t> data(4096, 7);
+  REQUIRE(RunSim(env, set.Find("base")->volume->Write(0, data, {.fua = true})).ok());
+  control::Request snap{Op::kSnapshotCreate, "gold", ""};
+  snap.volume = "base";
+  REQUIRE(std::holds_alternative<control::SnapshotReply>(RunSim(env, h.Handle(snap))));
+
+  control::Reply r = RunSim(env, h.Handle(request(Op::kVolumeClone, "kid", "base", "gold")));
+  REQUIRE(std::holds_alternative<control::VolumeReply>(r));
+  const control::VolumeEntry& e = std::get<control::VolumeReply>(r).volume;
+  CHECK(e.name == "kid");
+  CHECK(e.size_bytes == (2u << 20));
+  CHECK(e.clone_of_volume == "base");
+  CHECK(e.clone_of_snapshot == "gold");
+  CHECK(set.Find("kid") != nullptr);
+
+  auto error = [&](control::Request req) {
+    control::Reply reply = RunSim(env, h.Handle(std::move(req)));
+    REQUIRE(std::holds_alternative<control::ErrorReply>(reply));
+    return std::get<control::ErrorReply>(reply);
+  };
+  control::ErrorReply taken = error(request(Op::kVolumeClone, "kid", "base", "gold"));
+  CHECK(taken.code == "already_exists");
+  CHECK(taken.message == "volume 'kid' already exists");
+  control::ErrorReply no_source = error(request(Op::kVolumeClone, "x", "nope", "gold"));
+  CHECK(no_source.code == "not_found");
+  CHECK(no_source.message == "no volume named 'nope'");
+  control::ErrorReply no_snap = error(request(Op::kVolumeClone, "x", "base", "silver"));
+  CHECK(no_snap.code == "not_found");
+  CHECK(no_snap.message == "volume 'base' has no snapshot named 'silver'");
+  CHECK(error(request(Op::kVolumeClone, "X", "base", "gold")).code == "invalid_argument");
+  CHECK(error(request(Op::kVolumeClone, "x", "base", "a/b")).code == "invalid_argument");
+
+  // The library's refusal to delete a snapshot with clones reaches the client.
+  control::Request del{Op::kSnapshotDelete, "gold", ""};
+  del.volume = "base";
+  control::ErrorReply busy = error(del);
+  CHECK(busy.code == "busy");
+  CHECK(busy.message.find("base") != std::string::npos);
+  CHECK(busy.message.find("snapshot 'gold' has 1 clone(s): kid") != std::string::npos);
+  // The parent goes while its clone lives; the clone reads on.
+  REQUIRE(std::holds_alternative<control::OkReply>(
+      RunSim(env, h.Handle(request(Op::kVolumeDelete, "base")))));
+  CHECK(testing::ReadDevice(env, *set.Find("kid")->volume, 0, 4096) == data);
+  REQUIRE(std::holds_alternative<control::OkReply>(
+      RunSim(env, h.Handle(request(Op::kVolumeDelete, "kid")))));
+  CHECK(RunSim(env, store.List("volumes/"))->empty());
+  CHECK(RunSim(env, set.registry().ListNames())->empty());
   REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
 }
 

@@ -1,11 +1,10 @@
 #include "daemon/volume_set.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "util/log.h"
+#include "volume/clone.h"
+#include "volume/snapshot.h"
 
 namespace portal::daemon {
 namespace {
@@ -25,6 +24,11 @@ struct Attachment {
   Attachment& operator=(const Attachment&) = delete;
   std::shared_ptr<ServedVolume> volume;
 };
+
+volume::VolumeOptions WithResolver(volume::VolumeOptions o, VolumeSet* set) {
+  o.resolve_volume = [set](const std::string& name) { return set->ResolveStore(name); };
+  return o;
+}
 }  // namespace
 
 std::shared_ptr<void> AttachPin(std::shared_ptr<ServedVolume> v) {
@@ -35,7 +39,7 @@ VolumeSet::VolumeSet(Env& env, objstore::ObjectStore& root, volume::VolumeOption
                      uint64_t close_timeout_ms)
     : env_(env),
       root_(root),
-      base_(std::move(base)),
+      base_(WithResolver(std::move(base), this)),
       close_timeout_ms_(close_timeout_ms),
       registry_(env, root) {}
 
@@ -56,6 +60,19 @@ Status VolumeSet::Claim(const std::string& name) {
 void VolumeSet::Done(const std::string& name) {
   std::lock_guard lock(mu_);
   busy_.erase(name);
+}
+
+Result<objstore::ObjectStore*> VolumeSet::ResolveStore(const std::string& name) {
+  if (name == volume::kDefaultVolumeName) return &root_;
+  if (Status st = volume::ValidateVolumeName(name); !st.ok()) {
+    return Status::NotFound(st.message());
+  }
+  // Any valid name has a view, registered or not: a deleted volume's store is read by
+  // its clones, and swept by the last of them, after its record may be gone.
+  std::lock_guard lock(views_mu_);
+  auto& view = views_[name];
+  if (!view) view = std::make_unique<objstore::PrefixStore>(root_, volume::VolumePrefix(name));
+  return static_cast<objstore::ObjectStore*>(view.get());
 }
 
 void VolumeSet::Add(std::shared_ptr<ServedVolume> v) {
@@ -133,6 +150,20 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::OpenNamed(
   auto manifests = co_await v->view->List("manifest/");
   if (!manifests.ok()) co_return manifests.status().WithContext("volume " + record.name);
   o.size_bytes = manifests->empty() ? record.size_bytes : 0;
+  if (record.clone_of) {
+    o.size_bytes = 0;  // its snapshot's size, then whatever resizes made it
+    // A clone whose create stopped before the library wrote clone.json (a crash after the
+    // record): create it now. With clone.json, the open itself completes a cut-short create.
+    if (manifests->empty()) {
+      auto base = co_await volume::ReadCloneRecord(env_, *v->view);
+      if (!base.ok()) co_return base.status().WithContext("volume " + record.name);
+      if (!base->has_value()) {
+        CO_RETURN_IF_ERROR(
+            co_await volume::CreateClone(env_, base_.resolve_volume, record.clone_of->volume,
+                                         record.clone_of->snapshot, *v->view, record.name));
+      }
+    }
+  }
   auto vol = co_await volume::OpenVolume(env_, *v->view, o);
   if (!vol.ok()) co_return vol.status().WithContext("opening volume " + record.name);
   v->volume = std::move(*vol);
@@ -151,8 +182,11 @@ Task<Status> VolumeSet::Open(std::string name) {
     if (!record.ok()) {
       st = record.status();
     } else if (record->deleting) {
-      st = Status::Busy(fmt::format("a delete of volume '{}' began; delete it again to finish",
-                                    name));
+      // Either a delete cut short, or a deleted volume whose objects stay for its clones.
+      st = Status::Busy(fmt::format(
+          "volume '{}' is deleted (kept while clones read its snapshots; a delete cut short "
+          "is finished by deleting it again)",
+          name));
     } else {
       auto v = co_await OpenNamed(*record);
       if (v.ok()) {
@@ -164,6 +198,18 @@ Task<Status> VolumeSet::Open(std::string name) {
   }
   Done(name);
   co_return st;
+}
+
+Task<Status> VolumeSet::Register(const volume::VolumeRecord& record) {
+  // The conditional create decides a race; this read covers stores that ignore the
+  // condition (s3rver) in the common case, a name whose record is there already (a
+  // deleted volume kept for its clones is not served, so Find does not see it).
+  auto existing = co_await registry_.Get(record.name);
+  if (existing.ok()) {
+    co_return Status::PreconditionFailed(fmt::format("volume '{}' already exists", record.name));
+  }
+  if (!existing.status().IsNotFound()) co_return existing.status();
+  co_return co_await registry_.Create(record);
 }
 
 Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
@@ -180,7 +226,7 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
   if (!Find(name)) {
     volume::VolumeRecord record{name,         size_bytes, base_.block_size, env_.WallNanos(),
                                 std::nullopt, false};
-    Status st = co_await registry_.Create(record);
+    Status st = co_await Register(record);
     if (st.ok()) {
       out = co_await OpenNamed(record);
       if (out.ok()) Add(*out);
@@ -190,6 +236,71 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
   }
   Done(name);
   co_return out;
+}
+
+Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Clone(std::string source,
+                                                             std::string snapshot,
+                                                             std::string name) {
+  CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
+  if (source != volume::kDefaultVolumeName) {
+    CO_RETURN_IF_ERROR(volume::ValidateVolumeName(source));
+  }
+  CO_RETURN_IF_ERROR(volume::ValidateSnapshotName(snapshot));
+  CO_RETURN_IF_ERROR(Claim(name));
+  auto out = co_await CloneClaimed(source, snapshot, name);
+  Done(name);
+  co_return out;
+}
+
+Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::CloneClaimed(const std::string& source,
+                                                                    const std::string& snapshot,
+                                                                    const std::string& name) {
+  if (Find(name)) {
+    co_return Status::PreconditionFailed(fmt::format("volume '{}' already exists", name));
+  }
+  // The source is checked here for clear errors and no registry churn; CreateClone checks
+  // again against the store (the source may be served by another daemon, or go meanwhile).
+  uint32_t block_size = base_.block_size;
+  if (source != volume::kDefaultVolumeName) {
+    CO_ASSIGN_OR_RETURN(volume::VolumeRecord parent, co_await registry_.Get(source));
+    if (parent.deleting) co_return Status::NotFound(fmt::format("volume '{}' is deleted", source));
+    block_size = parent.block_size;
+  }
+  uint64_t size_bytes = 0;  // unknown unless the source is served here: set after the open
+  if (auto parent = Find(source)) {
+    auto snap = parent->volume->GetSnapshot(snapshot);
+    if (!snap.ok()) {
+      co_return Status::NotFound(
+          fmt::format("volume '{}' has no snapshot named '{}'", source, snapshot));
+    }
+    size_bytes = snap->size_bytes;
+  }
+  volume::VolumeRecord record{
+      name, size_bytes, block_size, env_.WallNanos(), volume::CloneSource{source, snapshot}, false};
+  CO_RETURN_IF_ERROR(co_await Register(record));
+  auto v = co_await OpenNamed(record);  // creates the clone (its store is empty)
+  if (!v.ok()) {
+    // CreateClone withdrew what it wrote in the parent; the rest (its record, a clone
+    // that could not open) goes, so the name is free again.
+    CO_ASSIGN_OR_RETURN(objstore::ObjectStore * view, ResolveStore(name));
+    Status undo = co_await volume::DeleteVolume(env_, base_.resolve_volume, *view);
+    if (undo.ok()) undo = co_await registry_.Remove(name);
+    if (!undo.ok()) {
+      Log()->warn("clone {} failed and was not removed (delete it): {}", name, undo.ToString());
+    }
+    co_return v.status();
+  }
+  if (record.size_bytes != (*v)->volume->size_bytes()) {
+    record.size_bytes = (*v)->volume->size_bytes();
+    if (Status st = co_await registry_.Update(record); st.ok()) {
+      (*v)->record = record;
+    } else {
+      Log()->warn("volume {}: record size not updated: {}", name, st.ToString());
+    }
+  }
+  Add(*v);
+  Log()->info("volume cloned name={} source={}@{}", name, source, snapshot);
+  co_return v;
 }
 
 Task<Status> VolumeSet::Release(std::string name) {
@@ -249,27 +360,21 @@ Task<Status> VolumeSet::Delete(std::string name) {
 
 Task<Status> VolumeSet::DeleteClaimed(const std::string& name) {
   CO_ASSIGN_OR_RETURN(volume::VolumeRecord record, co_await registry_.Get(name));
-  // Clones read through to this volume's snapshots: its objects must stay.
-  CO_ASSIGN_OR_RETURN(std::vector<std::string> names, co_await registry_.ListNames());
-  std::vector<std::string> clones;
-  for (const auto& other : names) {
-    if (other == name) continue;
-    auto r = co_await registry_.Get(other);
-    if (r.ok() && r->clone_of && r->clone_of->volume == name) clones.push_back(other);
-  }
-  if (!clones.empty()) {
-    co_return Status::PreconditionFailed(
-        fmt::format("volume '{}' has clones ({}): delete them first", name,
-                    fmt::join(clones, ", ")));
-  }
+  CO_ASSIGN_OR_RETURN(objstore::ObjectStore * view, ResolveStore(name));
   std::shared_ptr<ServedVolume> v = Find(name);
   if (v) {
     CO_ASSIGN_OR_RETURN(v, Detach(name));
   } else if (!record.deleting) {
     // Served elsewhere, perhaps: open it, which fences that daemon, before removing it.
-    CO_ASSIGN_OR_RETURN(v, co_await OpenNamed(record));
+    // Without a manifest no writer ever committed (a clone whose create failed): nothing
+    // to fence, and nothing an open could finish.
+    CO_ASSIGN_OR_RETURN(auto manifests, co_await view->List("manifest/"));
+    if (!manifests.empty()) {
+      CO_ASSIGN_OR_RETURN(v, co_await OpenNamed(record));
+    }
   }
   if (v) {
+    // volume::DeleteVolume needs the writer closed.
     Status closed = co_await v->volume->Close(CloseDeadline());
     if (!closed.ok()) Log()->warn("volume {} closed for delete: {}", name, closed.ToString());
   }
@@ -277,18 +382,40 @@ Task<Status> VolumeSet::DeleteClaimed(const std::string& name) {
     record.deleting = true;  // from here on, nobody opens it again
     CO_RETURN_IF_ERROR(co_await registry_.Update(record));
   }
-  objstore::PrefixStore view(root_, volume::VolumePrefix(name));
-  CO_ASSIGN_OR_RETURN(auto objects, co_await view.List(""));
-  // Manifests last: until they go, what is left still reads as (a damaged) volume.
-  std::stable_partition(objects.begin(), objects.end(),
-                        [](const objstore::ObjectInfo& o) { return !o.key.starts_with("manifest/"); });
-  for (const auto& o : objects) {
-    Status del = co_await view.Delete(o.key);
-    if (!del.ok()) co_return del.WithContext(fmt::format("deleting volume '{}'", name));
+  // The tombstone, then every object but what clones of its snapshots read; deleting a
+  // clone removes its reference on its parent, and sweeps a deleted parent it released.
+  CO_RETURN_IF_ERROR((co_await volume::DeleteVolume(env_, base_.resolve_volume, *view))
+                         .WithContext(fmt::format("deleting volume '{}'", name)));
+  co_return co_await RemoveEmptyRecords(name);
+}
+
+Task<Result<bool>> VolumeSet::StoreEmpty(const std::string& name) {
+  CO_ASSIGN_OR_RETURN(objstore::ObjectStore * view, ResolveStore(name));
+  CO_ASSIGN_OR_RETURN(auto objects, co_await view->List(""));
+  co_return objects.empty();
+}
+
+Task<Status> VolumeSet::RemoveEmptyRecords(std::string name) {
+  // A record stays while its store holds objects: the name stays taken, and clones keep
+  // resolving it. Walks up through deleted parents that the delete released.
+  while (true) {
+    auto record = co_await registry_.Get(name);
+    if (record.status().IsNotFound()) co_return Status::Ok();
+    CO_RETURN_IF_ERROR(record.status());
+    if (!record->deleting) co_return Status::Ok();
+    CO_ASSIGN_OR_RETURN(bool empty, co_await StoreEmpty(name));
+    if (!empty) {
+      Log()->info("volume deleted name={} kept=\"what its clones read, until they are deleted\"",
+                  name);
+      co_return Status::Ok();
+    }
+    CO_RETURN_IF_ERROR(co_await registry_.Remove(name));
+    Log()->info("volume deleted name={}", name);
+    if (!record->clone_of || record->clone_of->volume == volume::kDefaultVolumeName) {
+      co_return Status::Ok();
+    }
+    name = record->clone_of->volume;
   }
-  CO_RETURN_IF_ERROR(co_await registry_.Remove(name));
-  Log()->info("volume deleted name={} objects={}", name, objects.size());
-  co_return Status::Ok();
 }
 
 void VolumeSet::GiveUpAt(uint64_t deadline_ns) {

@@ -8,6 +8,11 @@
 // one is refused with Busy. Release and delete are refused (Busy) while NBD clients are
 // attached to the volume or its snapshots; the catalog counts them (ServedVolume::attached).
 //
+// Clones (volume/clone.h, docs/volume.md "Clones"): every volume opens with
+// VolumeOptions::resolve_volume set to this set's resolver, which maps any volume name to
+// its store view (the root for "portalbd", volumes/<name>/ otherwise), served here or not.
+// The views live as long as the set: a clone reads its ancestors' stores through them.
+//
 // Thread-safe. `env`, `root` and whatever `base` points to (buffer pool, caches) must
 // outlive the set; CloseAll() before destroying it.
 #pragma once
@@ -69,9 +74,17 @@ class VolumeSet {
   // written data could not be made durable, unless another daemon took the volume over
   // (fenced: that data was lost at the takeover, and its clients were told).
   Task<Status> Release(std::string name);
-  // Removes a named volume: its objects, then its record. Opens it first when another
-  // daemon serves it (fencing that one). Refused for the default volume, while clients
-  // are attached, and while other volumes are clones of it.
+  // Registers and opens `name`, a clone of snapshot `snapshot` of volume `source` (served
+  // here or not, the default volume too): its record (with clone_of), then
+  // volume::CreateClone. NotFound for an unknown source or snapshot (nothing is left
+  // behind), PreconditionFailed "volume 'x' already exists", InvalidArgument for bad names.
+  Task<Result<std::shared_ptr<ServedVolume>>> Clone(std::string source, std::string snapshot,
+                                                    std::string name);
+  // Removes a named volume (volume::DeleteVolume): its objects, then its record. Opens it
+  // first when another daemon serves it (fencing that one). Refused for the default volume
+  // and while clients are attached. A volume whose snapshots have clones keeps what they
+  // read and its record (marked deleting, so its name stays taken and resolvable) until
+  // its last clone is deleted, which removes both.
   Task<Status> Delete(std::string name);
   // Volume::Resize on a served volume. Shrinking is refused while clients are attached.
   Task<Status> Resize(std::string name, uint64_t size_bytes, bool allow_shrink);
@@ -90,6 +103,8 @@ class VolumeSet {
   std::string NotDurableSummary() const;
 
   volume::Registry& registry() { return registry_; }
+  // The resolver's answer: the store view of volume `name`. NotFound for a bad name.
+  Result<objstore::ObjectStore*> ResolveStore(const std::string& name);
 
  private:
   // Claims `name` for one operation; Busy if another runs. Release with Done().
@@ -98,7 +113,16 @@ class VolumeSet {
   Task<Result<std::shared_ptr<ServedVolume>>> OpenNamed(const volume::VolumeRecord& record);
   // Takes a served volume out of the catalog if nothing is attached (else Busy).
   Result<std::shared_ptr<ServedVolume>> Detach(const std::string& name);
+  Task<Result<std::shared_ptr<ServedVolume>>> CloneClaimed(const std::string& source,
+                                                           const std::string& snapshot,
+                                                           const std::string& name);
   Task<Status> DeleteClaimed(const std::string& name);
+  // registry_.Create, after a read that refuses a name already registered.
+  Task<Status> Register(const volume::VolumeRecord& record);
+  // After `name` is deleted: removes the records of it and of its deleted ancestors whose
+  // stores are empty now (its delete released them).
+  Task<Status> RemoveEmptyRecords(std::string name);
+  Task<Result<bool>> StoreEmpty(const std::string& name);
   void Add(std::shared_ptr<ServedVolume> v);
   uint64_t CloseDeadline() const;
 
@@ -107,6 +131,9 @@ class VolumeSet {
   const volume::VolumeOptions base_;
   const uint64_t close_timeout_ms_;
   volume::Registry registry_;
+  // The resolver's views, by name; never removed (volumes hold pointers to them).
+  std::mutex views_mu_;
+  std::map<std::string, std::unique_ptr<objstore::PrefixStore>> views_;  // GUARDED_BY(views_mu_)
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<ServedVolume>, std::less<>> served_;  // GUARDED_BY(mu_)
   std::set<std::string> busy_;                                                // GUARDED_BY(mu_)

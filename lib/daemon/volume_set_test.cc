@@ -131,5 +131,83 @@ TEST_CASE("volume set: a second set opening a volume fences the first for it onl
   REQUIRE(RunSim(env, second.CloseAll(VolumeSet::kNoDeadline)).ok());
 }
 
+TEST_CASE("volume set: a clone reads its snapshot, outlives a deleted parent, and releases it",
+          "[daemon][volumes][clone]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  std::vector<uint8_t> a(4096, 0xa), b(4096, 0xb), c(4096, 0xc);
+  {
+    VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+    REQUIRE(RunSim(env, set.Create("base", 2 << 20)).ok());
+    REQUIRE(RunSim(env, set.Find("base")->volume->Write(0, a, {.fua = true})).ok());
+    REQUIRE(RunSim(env, set.Find("base")->volume->CreateSnapshot("gold")).ok());
+    REQUIRE(RunSim(env, set.Find("base")->volume->Write(0, b, {.fua = true})).ok());
+
+    // Errors name what is missing or taken.
+    auto missing = RunSim(env, set.Clone("nope", "gold", "x"));
+    CHECK(missing.status().IsNotFound());
+    CHECK(missing.status().message().find("'nope'") != std::string::npos);
+    auto no_snap = RunSim(env, set.Clone("base", "silver", "x"));
+    CHECK(no_snap.status().IsNotFound());
+    CHECK(no_snap.status().message() == "volume 'base' has no snapshot named 'silver'");
+    CHECK(RunSim(env, set.registry().Get("x")).status().IsNotFound());  // nothing left behind
+    CHECK(RunSim(env, store.List("volumes/x/"))->empty());
+    auto taken = RunSim(env, set.Clone("base", "gold", "base"));
+    CHECK(taken.status().message() == "volume 'base' already exists");
+
+    // A source this set does not serve: the library finds it through the resolver.
+    REQUIRE(RunSim(env, set.Release("base")).ok());
+    auto unserved = RunSim(env, set.Clone("base", "silver", "x"));
+    CHECK(unserved.status().IsNotFound());
+    CHECK(unserved.status().message() == "volume 'base' has no snapshot named 'silver'");
+    CHECK(RunSim(env, set.registry().Get("x")).status().IsNotFound());
+    CHECK(RunSim(env, store.List("volumes/x/"))->empty());
+    REQUIRE(RunSim(env, set.Clone("base", "gold", "early")).ok());
+    CHECK(testing::ReadDevice(env, *set.Find("early")->volume, 0, 4096) == a);
+    CHECK(RunSim(env, set.registry().Get("early"))->size_bytes == (2u << 20));
+    REQUIRE(RunSim(env, set.Delete("early")).ok());
+    REQUIRE(RunSim(env, set.Open("base")).ok());
+
+    auto clone = RunSim(env, set.Clone("base", "gold", "child"));
+    REQUIRE(clone.ok());
+    CHECK((*clone)->record->clone_of == volume::CloneSource{"base", "gold"});
+    CHECK((*clone)->volume->size_bytes() == (2u << 20));
+    CHECK(testing::ReadDevice(env, *set.Find("child")->volume, 0, 4096) == a);
+    REQUIRE(RunSim(env, set.Find("child")->volume->Write(4096, c, {.fua = true})).ok());
+    CHECK(testing::ReadDevice(env, *set.Find("base")->volume, 4096, 4096) ==
+          std::vector<uint8_t>(4096, 0));
+    // A clone of the clone of the default volume's snapshot: chains resolve by name.
+    REQUIRE(RunSim(env, set.OpenDefault()).ok());
+    REQUIRE(RunSim(env, set.Find("")->volume->Write(0, c, {.fua = true})).ok());
+    REQUIRE(RunSim(env, set.Find("")->volume->CreateSnapshot("d1")).ok());
+    REQUIRE(RunSim(env, set.Clone("portalbd", "d1", "fromdefault")).ok());
+    CHECK(testing::ReadDevice(env, *set.Find("fromdefault")->volume, 0, 4096) == c);
+
+    // The snapshot the clone reads cannot go; the parent can, keeping what the clone reads.
+    Status snap_delete = RunSim(env, set.Find("base")->volume->DeleteSnapshot("gold"));
+    CHECK(snap_delete.code() == Status::Code::kBusy);
+    CHECK(snap_delete.message().find("child") != std::string::npos);
+    REQUIRE(RunSim(env, set.Delete("base")).ok());
+    CHECK(set.Find("base") == nullptr);
+    CHECK(RunSim(env, set.registry().Get("base"))->deleting);  // still resolvable
+    CHECK(RunSim(env, set.Create("base", 1 << 20)).status().message() ==
+          "volume 'base' already exists");
+    CHECK(testing::ReadDevice(env, *set.Find("child")->volume, 0, 4096) == a);
+    REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+  }
+  // After a restart the clone still reads its deleted parent's snapshot.
+  VolumeSet set(env, store, testing::SmallVolumeOptions(0), 10'000);
+  CHECK(RunSim(env, set.Open("base")).code() == Status::Code::kBusy);
+  REQUIRE(RunSim(env, set.Open("child")).ok());
+  CHECK(testing::ReadDevice(env, *set.Find("child")->volume, 0, 4096) == a);
+  CHECK(testing::ReadDevice(env, *set.Find("child")->volume, 4096, 4096) == c);
+  // Deleting the last clone releases the deleted parent: both go, records too.
+  REQUIRE(RunSim(env, set.Delete("child")).ok());
+  CHECK(RunSim(env, store.List("volumes/child/"))->empty());
+  CHECK(RunSim(env, store.List("volumes/base/"))->empty());
+  CHECK(*RunSim(env, set.registry().ListNames()) == std::vector<std::string>{"fromdefault"});
+  REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+}
+
 }  // namespace
 }  // namespace portal::daemon

@@ -5,6 +5,9 @@
   portalctl, written at once by fio's nbd engine with crc32c verify, all exports in NBD
   LIST (nbdinfo --list), list/get/resize/delete through portalctl (--json and text, errors
   naming the volume, exit 1), and a restart that keeps every volume, its size and data.
+- s3rver_clone: a clone of a snapshot (portalctl volume clone) reads what the snapshot
+  holds, writes to it and to its parent never cross, its parent is deleted while it lives
+  (the snapshot it reads cannot be), a restart keeps it, and deleting it removes both.
 - file_takeover: a second daemon takes one volume over (file://, which honours conditional
   writes; s3rver ignores them, so fencing cannot work there): the first daemon is fenced
   for that volume only and keeps serving its others.
@@ -118,6 +121,78 @@ def case_s3rver_two_volumes(tmp):
     d.stop()
     d = st.daemon(cache_dir=os.path.join(tmp, "cache"))
     check_eq(sorted(exports(d)), ["alpha", "alpha@s1", "portalbd"], "deleted stays deleted")
+    d.stop()
+
+
+def nbdcopy_out(d, tmp, export, name):
+    path = os.path.join(tmp, name)
+    run(["nbdcopy", d.uri(export), path], timeout=60)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def case_s3rver_clone(tmp):
+    nbd = import_nbd()
+    st = Storage(tmp, "s3rver")
+    cache = os.path.join(tmp, "cache")
+    d = st.daemon(cache_dir=cache)
+    portalctl(d, "volume", "create", "src", "--size", "16M")
+    pattern = os.urandom(8 * MIB) + bytes(8 * MIB)
+    with open(os.path.join(tmp, "pattern"), "wb") as f:
+        f.write(pattern)
+    run(["nbdcopy", os.path.join(tmp, "pattern"), d.uri("src")], timeout=60)
+    portalctl(d, "snapshot", "--volume", "src", "create", "gold")
+
+    code, reply = ctl_json(d, "volume", "clone", "src@gold", "kid")
+    check_eq(code, 0, "clone")
+    check_eq((reply["volume"]["name"], reply["volume"]["size_bytes"], reply["volume"]["clone_of"]),
+             ("kid", 16 * MIB, {"volume": "src", "snapshot": "gold"}), "the clone's entry")
+    # Errors name the volume and exit 1.
+    for args, words in [(("src@nope", "x"), ("'src'", "'nope'")),
+                        (("gone@gold", "x"), ("'gone'",)),
+                        (("src@gold", "kid"), ("volume 'kid' already exists",)),
+                        (("src", "x"), ("'src'", "SOURCE@SNAPSHOT"))]:
+        r = portalctl(d, "volume", "clone", *args, check_exit=False)
+        check(r.returncode == 1 and all(w in r.stderr for w in words), f"{args}: {r}")
+    check_eq(sorted(exports(d)), ["kid", "portalbd", "src", "src@gold"], "NBD LIST")
+    check(nbdcopy_out(d, tmp, "kid", "kid.0") == pattern, "the clone reads its snapshot")
+    check(nbdcopy_out(d, tmp, "src@gold", "gold.0") == pattern, "the snapshot itself")
+
+    # Writes to either never appear in the other.
+    hk, hs = connect_export(nbd, d, "kid"), connect_export(nbd, d, "src")
+    hk.pwrite(b"\xaa" * 4096, 0)
+    hs.pwrite(b"\xbb" * 4096, 4096)
+    hk.flush()
+    hs.flush()
+    check_eq((hk.pread(4096, 0), hk.pread(4096, 4096)), (b"\xaa" * 4096, pattern[4096:8192]),
+             "the clone after both writes")
+    check_eq((hs.pread(4096, 0), hs.pread(4096, 4096)), (pattern[:4096], b"\xbb" * 4096),
+             "the parent after both writes")
+    hk.shutdown()
+    hs.shutdown()
+    kid = b"\xaa" * 4096 + pattern[4096:]
+
+    # The snapshot a clone reads cannot be deleted; its volume can, the clone reads on.
+    r = portalctl(d, "snapshot", "--volume", "src", "delete", "gold", check_exit=False)
+    check(r.returncode == 1 and "'gold'" in r.stderr and "kid" in r.stderr and
+          "src" in r.stderr, r.stderr)
+    portalctl(d, "volume", "delete", "src")
+    check_eq(sorted(exports(d)), ["kid", "portalbd"], "NBD LIST after the parent's delete")
+    check(nbdcopy_out(d, tmp, "kid", "kid.1") == kid, "the clone after its parent's delete")
+    r = portalctl(d, "volume", "create", "src", "--size", "16M", check_exit=False)
+    check(r.returncode == 1 and "volume 'src' already exists" in r.stderr, r.stderr)
+    text = portalctl(d, "volume", "list").stdout
+    check("src@gold" in text, text)
+    d.stop()
+
+    d = st.daemon(cache_dir=cache)
+    check_eq(sorted(exports(d)), ["kid", "portalbd"], "NBD LIST after a restart")
+    check(nbdcopy_out(d, tmp, "kid", "kid.2") == kid, "the clone after a restart")
+    portalctl(d, "volume", "delete", "kid")
+    check_eq(sorted(exports(d)), ["portalbd"], "NBD LIST after the clone's delete")
+    keys = st.server.keys("vol")
+    left = [k for k in keys if "/volumes/" in k or "/registry/" in k or "/clones/" in k]
+    check(not left, f"objects left: {left[:5]}")
     d.stop()
 
 

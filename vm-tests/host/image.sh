@@ -3,7 +3,7 @@
 # the kernel unpacks one after the other (decompressing under TCG would cost boot time):
 #
 #   base-<key>.cpio     busybox, nbd-client, e2fsprogs, btrfs-progs, util-linux tools, GNU
-#                       dd and df, kernel modules (the boot's and the sets tests load),
+#                       dd and df, openssl (the tls test's certificates), kernel modules (the boot's and the sets tests load),
 #                       their shared libraries. Cached: rebuilt only when one of those
 #                       files (or this script) changes.
 #   overlay-<key>.cpio  /init, the guest library and tests, and the freshly built portalbd
@@ -16,7 +16,7 @@
 # Host binaries that go into the guest's /sbin (the real tools; busybox's applets, in
 # /bin, come later in PATH, so e.g. e2fsprogs' mke2fs is the one that runs).
 VM_GUEST_TOOLS=(nbd-client mke2fs e2fsck tune2fs dumpe2fs blkdiscard fstrim blockdev dd df
-  mkfs.btrfs btrfs)
+  mkfs.btrfs btrfs openssl)
 
 # Prints the shared libraries (absolute paths, the loader included) that $1 needs.
 vm_libs_of() {
@@ -62,7 +62,8 @@ vm_pack() {
 
 # Sets VM_BASE_CPIO.
 vm_build_base() {
-  local files=("$VM_BUSYBOX" "$VM_ROOT/host/image.sh" /etc/mke2fs.conf) t path lib libs
+  local files=("$VM_BUSYBOX" "$VM_ROOT/host/image.sh" /etc/mke2fs.conf /usr/lib/ssl/openssl.cnf)
+  local t path lib libs
   local -a bins=()
   for t in "${VM_GUEST_TOOLS[@]}"; do
     path=$(command -v "$t") || die "guest tool $t not found on the host"
@@ -95,6 +96,8 @@ vm_build_base() {
   ln -s mke2fs "$root/sbin/mkfs.ext4"
   ln -s e2fsck "$root/sbin/fsck.ext4"
   vm_stage /etc/mke2fs.conf "$root"
+  # openssl req reads its default configuration file and stops without it.
+  vm_stage /usr/lib/ssl/openssl.cnf "$root"
   local moddir="$root/lib/modules/$VM_KERNEL_VERSION"
   mkdir -p "$moddir"
   for list in "${lists[@]}"; do

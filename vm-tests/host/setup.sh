@@ -4,7 +4,7 @@
 #
 # What comes from where:
 #   apt-get install   qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux
-#                     coreutils btrfs-progs (host tools, and guest binaries copied with
+#                     coreutils btrfs-progs openssl (host tools, and guest binaries copied with
 #                     their ldd libs)
 #   apt-get download  linux-image-<version>-amd64 (never installed on the host) and
 #                     busybox-static (static, so the guest needs nothing else for it),
@@ -12,12 +12,13 @@
 
 # Host packages. Besides qemu, cpio (archive), kmod (depmod/modprobe --show-depends) and
 # xz-utils (kernel payload), these provide the guest's binaries: nbd-client, mke2fs,
-# e2fsck, blkdiscard, fstrim, blockdev, GNU dd and df, mkfs.btrfs and btrfs.
+# e2fsck, blkdiscard, fstrim, blockdev, GNU dd and df, mkfs.btrfs and btrfs, and openssl
+# (the tls test makes its certificates in the guest).
 VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux coreutils
-  btrfs-progs)
+  btrfs-progs openssl)
 # Host commands that must exist once the packages are installed.
 VM_HOST_COMMANDS=(qemu-system-x86_64 cpio depmod modprobe xz nbd-client mke2fs e2fsck blkdiscard
-  fstrim blockdev dd df mkfs.btrfs btrfs ldd dpkg-deb sha256sum setpriv flock)
+  fstrim blockdev dd df mkfs.btrfs btrfs openssl ldd dpkg-deb sha256sum setpriv flock)
 
 vm_sudo=()
 

@@ -160,7 +160,8 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::OpenNamed(
       if (!base->has_value()) {
         CO_RETURN_IF_ERROR(
             co_await volume::CreateClone(env_, base_.resolve_volume, record.clone_of->volume,
-                                         record.clone_of->snapshot, *v->view, record.name));
+                                         record.clone_of->snapshot, *v->view, record.name,
+                                         base_.keyring));
       }
     }
   }
@@ -283,7 +284,7 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::CloneClaimed(const std::s
     // CreateClone withdrew what it wrote in the parent; the rest (its record, a clone
     // that could not open) goes, so the name is free again.
     CO_ASSIGN_OR_RETURN(objstore::ObjectStore * view, ResolveStore(name));
-    Status undo = co_await volume::DeleteVolume(env_, base_.resolve_volume, *view);
+    Status undo = co_await volume::DeleteVolume(env_, base_.resolve_volume, *view, base_.keyring);
     if (undo.ok()) undo = co_await registry_.Remove(name);
     if (!undo.ok()) {
       Log()->warn("clone {} failed and was not removed (delete it): {}", name, undo.ToString());
@@ -384,7 +385,7 @@ Task<Status> VolumeSet::DeleteClaimed(const std::string& name) {
   }
   // The tombstone, then every object but what clones of its snapshots read; deleting a
   // clone removes its reference on its parent, and sweeps a deleted parent it released.
-  CO_RETURN_IF_ERROR((co_await volume::DeleteVolume(env_, base_.resolve_volume, *view))
+  CO_RETURN_IF_ERROR((co_await volume::DeleteVolume(env_, base_.resolve_volume, *view, base_.keyring))
                          .WithContext(fmt::format("deleting volume '{}'", name)));
   co_return co_await RemoveEmptyRecords(name);
 }

@@ -19,7 +19,7 @@ import re
 import time
 
 from e2e import BLOCK, Storage, check, check_eq, connect  # e2e puts tests/interop on the path
-from harness import Daemon, import_nbd, portalctl, run_cases
+from harness import Daemon, import_nbd, portalctl, run, run_cases
 from test_damage import Objects, is_errno, try_start
 
 REGION = 64 * BLOCK
@@ -189,6 +189,38 @@ def flipped_bit(tmp, kind):
     check(bad in log and "authentication" in log,
           f"the log does not name {bad} failing authentication:\n{log[-2000:]}")
     h.shutdown()
+    d.stop()
+
+
+def case_file_clone(tmp):
+    """A named volume and its clone, encrypted: the clone reads its snapshot through the
+    parent's sealed objects, also after the parent's delete and a restart; no object of
+    either holds the plaintext; deleting the clone empties the store of both."""
+    from test_volumes import nbdcopy_out
+    enc = Encrypted(tmp, "file")
+    d = enc.daemon(enc.key)
+    portalctl(d, "volume", "create", "src", "--size", "4M")
+    data = b"".join(pattern_region(i) for i in range(4 * 1024 * 1024 // REGION))
+    src = os.path.join(tmp, "src.img")
+    with open(src, "wb") as f:
+        f.write(data)
+    run(["nbdcopy", src, d.uri("src")], timeout=60)
+    portalctl(d, "snapshot", "--volume", "src", "create", "gold")
+    portalctl(d, "volume", "clone", "src@gold", "kid")
+    check(nbdcopy_out(d, tmp, "kid", "kid.0") == data, "the encrypted clone reads its snapshot")
+    portalctl(d, "volume", "delete", "src")
+    check(nbdcopy_out(d, tmp, "kid", "kid.1") == data, "the clone after its parent's delete")
+    d.stop()
+    objs = Objects(enc.st)
+    keys = objs.keys()
+    check(any(k.startswith("volumes/kid/") for k in keys), f"no clone objects: {keys}")
+    for k in keys:
+        check(PATTERN[:16] not in objs.get(k), f"{k} holds the plaintext pattern")
+    d = enc.daemon(enc.key)
+    check(nbdcopy_out(d, tmp, "kid", "kid.2") == data, "the clone after a restart")
+    portalctl(d, "volume", "delete", "kid")
+    left = [k for k in Objects(enc.st).keys() if k.startswith(("volumes/", "registry/"))]
+    check_eq(left, [], "objects of the deleted volumes")
     d.stop()
 
 

@@ -65,6 +65,12 @@ void NbdTap::AnswerRefused(std::string* to_client) {
   if (option == nbd::NBD_OPT_STARTTLS && options_.client_tls != nbd::TlsMode::kOff) {
     if (discard_length_ != 0) {
       nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_INVALID, "option takes no data");
+    } else if (forwarded_options_ > 0 && !client_tls_on_) {
+      // The client would forget what it negotiated (proto.md), the upstream would not:
+      // refused rather than let the two disagree (libnbd and qemu send STARTTLS first).
+      ++refused_options_;
+      nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_POLICY,
+                             "trace-record takes STARTTLS only as the first option");
     } else if (client_tls_on_) {
       nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_INVALID, "TLS is already on");
     } else {
@@ -105,6 +111,7 @@ void NbdTap::ClientOption(uint32_t option, uint32_t length) {
     client_ = ClientState::kDiscard;
     return;
   }
+  ++forwarded_options_;
   outstanding_option_ = option;
   cleft_ = length;
   client_ = length > 0 ? ClientState::kOptionData : ClientState::kWaitReply;

@@ -17,7 +17,9 @@
 // TLS: each side of the proxy has its own TLS session and the tap sees the plaintext in
 // between, so the trace is the same as without TLS.
 //   Client side (Options::client_tls, as [nbd] tls): kOff answers STARTTLS with
-//   NBD_REP_ERR_POLICY; kOn and kRequire answer ACK and ask for a kClient step. Under
+//   NBD_REP_ERR_POLICY; kOn and kRequire answer ACK and ask for a kClient step (unless an
+//   option went upstream before: NBD_REP_ERR_POLICY, as the client would forget what it
+//   negotiated and the upstream would not). Under
 //   kRequire every option but STARTTLS and ABORT before TLS gets NBD_REP_ERR_TLS_REQD
 //   (EXPORT_NAME, which cannot fail, and a client without FIXED_NEWSTYLE end the
 //   connection: close_reason()).
@@ -201,6 +203,7 @@ class NbdTap final : private nbd::ReplyReader::Handler {
   std::optional<uint64_t> export_size_;
   uint32_t refused_options_ = 0;
   uint32_t discard_length_ = 0;
+  uint32_t forwarded_options_ = 0;
   bool internal_reply_ = false;  // the reply being read answers the tap's own STARTTLS
   bool client_tls_on_ = false;
   TlsStep tls_step_ = TlsStep::kNone;

@@ -208,6 +208,21 @@ TEST_CASE("tap under require hangs up on EXPORT_NAME and old clients before TLS"
     CHECK(w.tap.in_transmission());
     CHECK(!w.tap.client_tls());
   }
+  {
+    // STARTTLS after an option went upstream: refused, the two sides would disagree.
+    Wire w(NbdTap::Options{.client_tls = TlsMode::kOn});
+    w.ClientSends(testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES));
+    w.ClientSends(Option(NBD_OPT_STRUCTURED_REPLY, ""));
+    CHECK(w.tap.structured_replies());
+    const size_t client_before = w.client_in.size();
+    w.ClientSends(Option(NBD_OPT_STARTTLS, ""));
+    CHECK(w.client_in.substr(client_before) ==
+          testing::OptReply(NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+                            "trace-record takes STARTTLS only as the first option"));
+    CHECK(w.tap.tls_step() == NbdTap::TlsStep::kNone);
+    w.ClientSends(Option(NBD_OPT_GO, testing::InfoOrGoData("portalbd")));
+    CHECK(w.tap.in_transmission());
+  }
 }
 
 std::string NewstyleGreeting() {

@@ -170,7 +170,15 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
                           self->Pump();
                         }));
     }
-    if (!cl_writing_ && !to_cl_.empty()) {
+    // The ACK to the client's STARTTLS waits until no raw read is pending on the client:
+    // once the client has the ACK its ClientHello may come, and must reach the TLS stream.
+    const bool client_tls_next = tap_.tls_step() == NbdTap::TlsStep::kClient;
+    if (client_tls_next && reading_client_ && !tls_cancelled_read_) {
+      tls_cancelled_read_ = true;
+      std::error_code ignored;
+      client_.socket.cancel(ignored);
+    }
+    if (!cl_writing_ && !to_cl_.empty() && !(client_tls_next && reading_client_)) {
       cl_wbuf_.swap(to_cl_);
       cl_writing_ = true;
       client_.Write(asio::buffer(cl_wbuf_),
@@ -200,32 +208,43 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
       if (to_cl_.empty() && !cl_writing_) Close();
       return;
     }
-    if (tap_.tls_step() != NbdTap::TlsStep::kNone) {
-      // No new reads until the handshake is done: a raw read on the side about to start
-      // TLS would take its handshake bytes (and the tap holds the client's anyway).
+    // No new read on the side about to start TLS until its handshake is done: a raw read
+    // would take the handshake's bytes. The other side is still read (the tap holds the
+    // client's bytes; an upstream that gives up on a stalled client is noticed).
+    const NbdTap::TlsStep step = tap_.tls_step();
+    if (step != NbdTap::TlsStep::kNone) {
       MaybeStartTls();
-      return;
+      if (closed_) return;
     }
     bool want_client = !stopping_ || tap_.inflight() > 0 || cin_len_ > 0;
-    if (!reading_client_ && !client_eof_ && want_client && cin_len_ < cin_.size() &&
+    if (step != NbdTap::TlsStep::kClient && !reading_client_ && !client_eof_ && want_client &&
+        cin_len_ < cin_.size() &&
         to_up_.size() < Proxy::kBufferBytes) {
       reading_client_ = true;
+      const size_t at = cin_len_;
       client_.ReadSome(
-          asio::buffer(cin_.data() + cin_len_, cin_.size() - cin_len_),
-          asio::bind_executor(strand_, [self](const std::error_code& ec, size_t n) {
+          asio::buffer(cin_.data() + at, cin_.size() - at),
+          asio::bind_executor(strand_, [self, at](const std::error_code& ec, size_t n) {
             self->reading_client_ = false;
             if (ec == asio::error::operation_aborted && self->tls_cancelled_read_) {
               // Cancelled for the client's TLS handshake (MaybeStartTls).
             } else if (ec) {
               self->client_eof_ = true;
             } else {
+              // Held bytes may have been taken (and the rest moved down) while this read
+              // was pending (an option reply or a TLS handshake let the tap go on): the new
+              // bytes go right after what is left, never after stale ones.
+              if (at != self->cin_len_) {
+                std::memmove(self->cin_.data() + self->cin_len_, self->cin_.data() + at, n);
+              }
               self->cin_len_ += n;
               self->ProcessClient();
             }
             self->Pump();
           }));
     }
-    if (!reading_up_ && !up_eof_ && to_cl_.size() < Proxy::kBufferBytes) {
+    if (step != NbdTap::TlsStep::kUpstream && !reading_up_ && !up_eof_ &&
+        to_cl_.size() < Proxy::kBufferBytes) {
       reading_up_ = true;
       upstream_.ReadSome(
           asio::buffer(uin_.data(), uin_.size()),
@@ -244,21 +263,13 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
   }
 
   // The tap wants a TLS handshake: start it once what precedes it is written and no raw
-  // read is pending on that side (a pending client read is cancelled: the client sends
-  // nothing between STARTTLS and its ACK).
+  // read is pending on that side (Pump cancels a pending client read before it writes the
+  // ACK: the client sends nothing between STARTTLS and the ACK).
   void MaybeStartTls() {
     if (tls_handshaking_) return;
     const bool client = tap_.tls_step() == NbdTap::TlsStep::kClient;
     if (client) {
-      if (reading_client_) {
-        if (!tls_cancelled_read_) {
-          tls_cancelled_read_ = true;
-          std::error_code ignored;
-          client_.socket.cancel(ignored);
-        }
-        return;
-      }
-      if (cl_writing_ || !to_cl_.empty()) return;
+      if (reading_client_ || cl_writing_ || !to_cl_.empty()) return;  // see Pump
       if (cin_len_ > 0) {
         Log()->warn("conn={} the client sent {} bytes before the STARTTLS reply; closing", id_,
                     cin_len_);

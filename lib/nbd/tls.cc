@@ -293,8 +293,7 @@ Result<std::unique_ptr<TlsContext>> TlsContext::CreateClient(const TlsOptions& o
           fmt::format("upstream-tls-ca {}: no PEM certificate: {}", o.ca_file, OpenSslErrors()));
     }
   } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-    return Status::InvalidArgument("cannot load the system's CA certificates: " +
-                                   OpenSslErrors());
+    return Status::InvalidArgument("cannot load the system's CA certificates: " + OpenSslErrors());
   }
   // Never an unchecked server: a wrong certificate fails the handshake.
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);

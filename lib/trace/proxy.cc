@@ -283,7 +283,8 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
     nbd::TlsContext& ctx = client ? *proxy_.options_.tls : *proxy_.options_.upstream_tls;
     side.tls = std::make_unique<TlsStream>(side.socket, ctx.context());
     if (!client) {
-      Status st = nbd::SetPeerName(side.tls->native_handle(), proxy_.options_.upstream_tls_hostname);
+      Status st =
+          nbd::SetPeerName(side.tls->native_handle(), proxy_.options_.upstream_tls_hostname);
       if (!st.ok()) {
         Log()->warn("conn={} {}", id_, st.ToString());
         Close();
@@ -293,7 +294,8 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
     tls_handshaking_ = true;
     side.tls->async_handshake(
         client ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
-        asio::bind_executor(strand_, [self = shared_from_this(), client](const std::error_code& ec) {
+        asio::bind_executor(strand_, [self = shared_from_this(),
+                                      client](const std::error_code& ec) {
           self->tls_handshaking_ = false;
           self->tls_cancelled_read_ = false;
           if (self->closed_) return;

@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <unistd.h>
 
 #include <asio/ssl/context.hpp>
@@ -94,7 +95,8 @@ int HexDigit(char c) {
 }  // namespace
 
 struct TlsContext::Impl {
-  asio::ssl::context ctx{asio::ssl::context::tls_server};
+  explicit Impl(asio::ssl::context::method method) : ctx(method) {}
+  asio::ssl::context ctx;
   bool verifies_peer = false;
   std::map<std::string, std::string> psk;  // identity -> key
   std::vector<std::string> warnings;
@@ -179,7 +181,7 @@ Result<std::unique_ptr<TlsContext>> TlsContext::CreateServer(const TlsOptions& o
     return Status::InvalidArgument(
         "tls_psk_file and tls_cert/tls_key exclude each other: use PSK or certificates");
   }
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_unique<Impl>(asio::ssl::context::tls_server);
   SSL_CTX* ctx = impl->ctx.native_handle();
   ERR_clear_error();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -256,6 +258,63 @@ Result<std::unique_ptr<TlsContext>> TlsContext::CreateServer(const TlsOptions& o
   }
   ERR_clear_error();
   return std::unique_ptr<TlsContext>(new TlsContext(std::move(impl)));
+}
+
+Result<std::unique_ptr<TlsContext>> TlsContext::CreateClient(const TlsOptions& o) {
+  if (o.cert_file.empty() != o.key_file.empty()) {
+    return Status::InvalidArgument(o.cert_file.empty()
+                                       ? "upstream-tls-key is set without upstream-tls-cert"
+                                       : "upstream-tls-cert is set without upstream-tls-key");
+  }
+  auto impl = std::make_unique<Impl>(asio::ssl::context::tls_client);
+  SSL_CTX* ctx = impl->ctx.native_handle();
+  ERR_clear_error();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (!o.cert_file.empty()) {
+    RETURN_IF_ERROR(CheckReadable("upstream-tls-cert", o.cert_file));
+    RETURN_IF_ERROR(CheckReadable("upstream-tls-key", o.key_file));
+    if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1) {
+      return Status::InvalidArgument(fmt::format("upstream-tls-cert {}: not a PEM certificate: {}",
+                                                 o.cert_file, OpenSslErrors()));
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+      return Status::InvalidArgument(fmt::format(
+          "upstream-tls-key {}: not a PEM private key matching upstream-tls-cert {}: {}",
+          o.key_file, o.cert_file, OpenSslErrors()));
+    }
+  }
+  if (!o.ca_file.empty()) {
+    RETURN_IF_ERROR(CheckReadable("upstream-tls-ca", o.ca_file));
+    if (SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
+      return Status::InvalidArgument(
+          fmt::format("upstream-tls-ca {}: no PEM certificate: {}", o.ca_file, OpenSslErrors()));
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    return Status::InvalidArgument("cannot load the system's CA certificates: " + OpenSslErrors());
+  }
+  // Never an unchecked server: a wrong certificate fails the handshake.
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  impl->verifies_peer = true;
+  ERR_clear_error();
+  return std::unique_ptr<TlsContext>(new TlsContext(std::move(impl)));
+}
+
+Status SetPeerName(ssl_st* ssl, const std::string& hostname) {
+  if (hostname.empty()) return Status::Ok();
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  // An IP address is matched against the certificate's IP entries, a name against its DNS
+  // entries; only a name is sent as SNI (RFC 6066 forbids addresses there).
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, hostname.c_str()) == 1) return Status::Ok();
+  ERR_clear_error();
+  if (SSL_set_tlsext_host_name(ssl, hostname.c_str()) != 1 ||
+      SSL_set1_host(ssl, hostname.c_str()) != 1) {
+    return Status::InvalidArgument(
+        fmt::format("upstream-tls-hostname {}: {}", hostname, OpenSslErrors()));
+  }
+  return Status::Ok();
 }
 
 std::string DescribeTlsSession(ssl_st* ssl) {

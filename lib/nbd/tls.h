@@ -41,6 +41,11 @@ class TlsContext {
   // tls_psk_file), the file and what is wrong. Needs a certificate and key or a PSK file
   // (not both); a CA needs a certificate.
   static Result<std::unique_ptr<TlsContext>> CreateServer(const TlsOptions& options);
+  // Client credentials (trace-record's upstream side): the server's certificate must chain
+  // to ca_file (the system's CAs without it); cert_file and key_file, both or neither, are
+  // this side's certificate for servers that ask for one. PSK is not offered. Errors name
+  // trace-record's options (upstream-tls-ca, upstream-tls-cert, upstream-tls-key).
+  static Result<std::unique_ptr<TlsContext>> CreateClient(const TlsOptions& options);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -57,6 +62,10 @@ class TlsContext {
   explicit TlsContext(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Before a client handshake: the name the server's certificate must carry (a DNS name,
+// also sent as SNI, or an IP address). Without it only the CA chain is checked.
+Status SetPeerName(ssl_st* ssl, const std::string& hostname);
 
 // "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 peer=\"CN=client\"" (or psk_identity=...)
 // for the log line of an established session.

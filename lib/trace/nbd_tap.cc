@@ -8,6 +8,7 @@
 #include "nbd/handshake.h"
 #include "nbd/protocol.h"
 #include "nbd/transmission.h"
+#include "util/assert.h"
 #include "util/coding.h"
 
 namespace portal::trace {
@@ -48,25 +49,69 @@ void NbdTap::GoBlind(std::string why) {
 
 // --- client -> server ---
 
+void NbdTap::CloseWith(std::string why) {
+  if (close_reason_.empty()) close_reason_ = std::move(why);
+  client_ = ClientState::kHold;
+}
+
+bool NbdTap::TlsRequired(uint32_t option) const {
+  return options_.client_tls == nbd::TlsMode::kRequire && !client_tls_on_ &&
+         option != nbd::NBD_OPT_STARTTLS && option != nbd::NBD_OPT_ABORT;
+}
+
 void NbdTap::AnswerRefused(std::string* to_client) {
-  ++refused_options_;
-  if (discard_option_ == nbd::NBD_OPT_STARTTLS) {
-    nbd::AppendOptionReply(to_client, discard_option_, nbd::NBD_REP_ERR_POLICY,
-                           "trace-record cannot record encrypted traffic");
-  } else {
-    nbd::AppendOptionReply(to_client, discard_option_, nbd::NBD_REP_ERR_UNSUP,
-                           "trace-record does not parse extended headers");
+  client_ = ClientState::kOption;
+  const uint32_t option = discard_option_;
+  if (option == nbd::NBD_OPT_STARTTLS && options_.client_tls != nbd::TlsMode::kOff) {
+    if (discard_length_ != 0) {
+      nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_INVALID, "option takes no data");
+    } else if (forwarded_options_ > 0 && !client_tls_on_) {
+      // The client would forget what it negotiated (proto.md), the upstream would not:
+      // refused rather than let the two disagree (libnbd and qemu send STARTTLS first).
+      ++refused_options_;
+      nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_POLICY,
+                             "trace-record takes STARTTLS only as the first option");
+    } else if (client_tls_on_) {
+      nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_INVALID, "TLS is already on");
+    } else {
+      nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ACK, "");
+      tls_step_ = TlsStep::kClient;
+      client_ = ClientState::kHold;
+    }
+    return;
   }
+  ++refused_options_;
+  if (option == nbd::NBD_OPT_STARTTLS) {
+    nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_POLICY,
+                           "TLS is off in trace-record (--tls)");
+  } else if (option == nbd::NBD_OPT_EXTENDED_HEADERS) {
+    nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_UNSUP,
+                           "trace-record does not parse extended headers");
+  } else if (option == nbd::NBD_OPT_EXPORT_NAME) {
+    CloseWith("EXPORT_NAME before STARTTLS, and TLS is required");
+  } else {
+    nbd::AppendOptionReply(to_client, option, nbd::NBD_REP_ERR_TLS_REQD, "TLS is required");
+  }
+}
+
+void NbdTap::TlsStarted() {
+  PORTAL_ASSERT(tls_step_ != TlsStep::kNone, "TlsStarted without a TLS step");
+  if (tls_step_ == TlsStep::kClient) client_tls_on_ = true;
+  internal_reply_ = false;
+  tls_step_ = TlsStep::kNone;
   client_ = ClientState::kOption;
 }
 
 void NbdTap::ClientOption(uint32_t option, uint32_t length) {
-  if (option == nbd::NBD_OPT_STARTTLS || option == nbd::NBD_OPT_EXTENDED_HEADERS) {
+  if (option == nbd::NBD_OPT_STARTTLS || option == nbd::NBD_OPT_EXTENDED_HEADERS ||
+      TlsRequired(option)) {
     discard_option_ = option;
+    discard_length_ = length;
     cleft_ = length;
     client_ = ClientState::kDiscard;
     return;
   }
+  ++forwarded_options_;
   outstanding_option_ = option;
   cleft_ = length;
   client_ = length > 0 ? ClientState::kOptionData : ClientState::kWaitReply;
@@ -103,15 +148,37 @@ size_t NbdTap::FromClient(std::span<const uint8_t> in, uint64_t now_ns, std::str
     switch (client_) {
       case ClientState::kWaitGreeting:
       case ClientState::kWaitReply:
+      case ClientState::kHold:
         return used;
       case ClientState::kPassThrough:
         forward(rest);
         break;
       case ClientState::kFlags:
         if (collect(4, false)) {
-          no_zeroes_ = LoadBE32(cbuf_) & nbd::NBD_FLAG_C_NO_ZEROES;
+          const uint32_t flags = LoadBE32(cbuf_);
+          no_zeroes_ = flags & nbd::NBD_FLAG_C_NO_ZEROES;
           chave_ = 0;
           client_ = ClientState::kOption;
+          const bool fixed = flags & nbd::NBD_FLAG_C_FIXED_NEWSTYLE;
+          if (!fixed && options_.client_tls == nbd::TlsMode::kRequire) {
+            CloseWith("TLS is required and the client does not speak fixed newstyle");
+          } else if (options_.upstream_tls) {
+            if (!fixed) {
+              CloseWith("the client does not speak fixed newstyle: no STARTTLS upstream");
+              break;
+            }
+            // Our own STARTTLS, before any option of the client's (held until TLS is up).
+            uint8_t opt[nbd::kOptionHeaderSize];
+            StoreBE64(opt, nbd::kIHaveOpt);
+            StoreBE32(opt + 8, nbd::NBD_OPT_STARTTLS);
+            StoreBE32(opt + 12, 0);
+            to_server->append(reinterpret_cast<const char*>(opt), sizeof opt);
+            outstanding_option_ = nbd::NBD_OPT_STARTTLS;
+            internal_reply_ = true;
+            client_ = ClientState::kWaitReply;
+            server_ = ServerState::kOptionReply;
+            shave_ = 0;
+          }
         }
         break;
       case ClientState::kOption: {
@@ -191,9 +258,17 @@ void NbdTap::ServerGreeting() {
   }
   if (LoadBE64(sbuf_ + 8) == nbd::kIHaveOpt) {
     server_flags_ = LoadBE16(sbuf_ + 16);
+    if (options_.upstream_tls && !(server_flags_ & nbd::NBD_FLAG_FIXED_NEWSTYLE)) {
+      CloseWith("the upstream does not speak fixed newstyle: no STARTTLS");
+      return;
+    }
     server_ = ServerState::kOptionReply;
     client_ = ClientState::kFlags;
   } else {  // oldstyle: size u64, flags u32 (transmission flags in the low 16 bits)
+    if (options_.upstream_tls) {
+      CloseWith("the upstream speaks oldstyle: no STARTTLS");
+      return;
+    }
     client_ = ClientState::kRequest;
     BeginTransmission(LoadBE64(sbuf_ + 16), static_cast<uint16_t>(LoadBE32(sbuf_ + 24)));
   }
@@ -222,6 +297,14 @@ void NbdTap::OptionReplyDone() {
   if (!final) return;
   bool ack = reply_type_ == nbd::NBD_REP_ACK;
   switch (outstanding_option_) {
+    case nbd::NBD_OPT_STARTTLS:  // only ever the tap's own
+      if (!ack) {
+        CloseWith(fmt::format("the upstream refused STARTTLS (reply {:#x})", reply_type_));
+        return;
+      }
+      tls_step_ = TlsStep::kUpstream;
+      client_ = ClientState::kHold;
+      return;
     case nbd::NBD_OPT_STRUCTURED_REPLY:
       if (ack) structured_ = true;
       break;
@@ -250,7 +333,7 @@ size_t NbdTap::FromServer(std::span<const uint8_t> in, uint64_t now_ns, std::str
   now_ns_ = now_ns;
   size_t used = 0;
   auto forward = [&](size_t n) {
-    to_client->append(reinterpret_cast<const char*>(in.data() + used), n);
+    if (!internal_reply_) to_client->append(reinterpret_cast<const char*>(in.data() + used), n);
     used += n;
   };
   auto collect = [&](size_t want) {  // into sbuf_, forwarding
@@ -275,6 +358,7 @@ size_t NbdTap::FromServer(std::span<const uint8_t> in, uint64_t now_ns, std::str
         break;
       }
       case ServerState::kOptionReply: {
+        if (client_ == ClientState::kHold) return used;  // closing or TLS next: not ours
         if (client_ != ClientState::kWaitReply) {
           GoBlind("option reply from the server while no option was pending");
           break;

@@ -8,11 +8,26 @@
 // Handshake: the server's greeting (fixed newstyle, plain newstyle or oldstyle) and every
 // option and option reply pass through unchanged, so the client sees exactly what the
 // upstream offers. Two options are answered by the tap and never forwarded:
-// NBD_OPT_STARTTLS (NBD_REP_ERR_POLICY: encrypted traffic cannot be recorded) and
-// NBD_OPT_EXTENDED_HEADERS (NBD_REP_ERR_UNSUP: the tap parses compact headers only). The
+// NBD_OPT_STARTTLS (below) and NBD_OPT_EXTENDED_HEADERS (NBD_REP_ERR_UNSUP: the tap parses
+// compact headers only). The
 // tap follows what was negotiated: structured replies (an ACK to STRUCTURED_REPLY), the
 // export's size and transmission flags (NBD_INFO_EXPORT of the GO that succeeded, the
 // EXPORT_NAME reply, or the oldstyle greeting), and NO_ZEROES.
+//
+// TLS: each side of the proxy has its own TLS session and the tap sees the plaintext in
+// between, so the trace is the same as without TLS.
+//   Client side (Options::client_tls, as [nbd] tls): kOff answers STARTTLS with
+//   NBD_REP_ERR_POLICY; kOn and kRequire answer ACK and ask for a kClient step (unless an
+//   option went upstream before: NBD_REP_ERR_POLICY, as the client would forget what it
+//   negotiated and the upstream would not). Under
+//   kRequire every option but STARTTLS and ABORT before TLS gets NBD_REP_ERR_TLS_REQD
+//   (EXPORT_NAME, which cannot fail, and a client without FIXED_NEWSTYLE end the
+//   connection: close_reason()).
+//   Upstream side (Options::upstream_tls): right after the client's flags the tap sends
+//   its own NBD_OPT_STARTTLS upstream; the reply is not forwarded; an ACK asks for a
+//   kUpstream step, anything else ends the connection (never a plaintext fallback).
+// A step is done by the caller once everything already output is written, with no raw
+// read pending on that side; client bytes are held until TlsStarted().
 //
 // Option flow: the spec forbids a client to send an option before the previous one's
 // final reply; the tap relies on it by holding client bytes (FromClient consumes nothing)
@@ -41,6 +56,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "nbd/handshake.h"  // TlsMode
 #include "nbd/reply_reader.h"
 #include "trace/trace_format.h"
 
@@ -75,7 +91,11 @@ class NbdTap final : private nbd::ReplyReader::Handler {
 
   struct Options {
     size_t max_inflight = 16384;
+    nbd::TlsMode client_tls = nbd::TlsMode::kOff;
+    bool upstream_tls = false;
   };
+  // A TLS handshake the caller must do now (see above).
+  enum class TlsStep { kNone, kClient, kUpstream };
 
   NbdTap(Sink& sink, Options options);
   explicit NbdTap(Sink& sink) : NbdTap(sink, Options{}) {}
@@ -98,8 +118,15 @@ class NbdTap final : private nbd::ReplyReader::Handler {
   std::optional<uint64_t> export_size() const { return export_size_; }
   // Requests read but not yet answered (lost if the connection ends now).
   size_t inflight() const { return pending_.size(); }
-  // Options the tap refused itself (STARTTLS, EXTENDED_HEADERS).
+  // Options the tap refused itself (STARTTLS under tls off, EXTENDED_HEADERS, TLS_REQD).
   uint32_t refused_options() const { return refused_options_; }
+
+  TlsStep tls_step() const { return tls_step_; }
+  // The handshake of tls_step() succeeded: the tap goes on over it.
+  void TlsStarted();
+  bool client_tls() const { return client_tls_on_; }
+  // Not empty: the connection must end once to_client is written (why, for the log).
+  const std::string& close_reason() const { return close_reason_; }
 
  private:
   enum class ClientState {
@@ -112,6 +139,7 @@ class NbdTap final : private nbd::ReplyReader::Handler {
     kRequest,       // a request header
     kWriteData,     // forwarding a WRITE payload
     kPassThrough,   // after DISC or ABORT, or blind: forward unparsed
+    kHold,          // a TLS step, or closing: take nothing
   };
   enum class ServerState {
     kGreeting,
@@ -134,6 +162,8 @@ class NbdTap final : private nbd::ReplyReader::Handler {
   void GoBlind(std::string why);
   void ClientOption(uint32_t option, uint32_t length);
   void AnswerRefused(std::string* to_client);
+  bool TlsRequired(uint32_t option) const;
+  void CloseWith(std::string why);
   void ServerGreeting();
   void OptionReplyDone();
   void BeginTransmission(uint64_t size, uint16_t flags);
@@ -172,6 +202,12 @@ class NbdTap final : private nbd::ReplyReader::Handler {
   uint16_t info_flags_ = 0;
   std::optional<uint64_t> export_size_;
   uint32_t refused_options_ = 0;
+  uint32_t discard_length_ = 0;
+  uint32_t forwarded_options_ = 0;
+  bool internal_reply_ = false;  // the reply being read answers the tap's own STARTTLS
+  bool client_tls_on_ = false;
+  TlsStep tls_step_ = TlsStep::kNone;
+  std::string close_reason_;
 
   // Transmission.
   std::unique_ptr<nbd::ReplyReader> replies_;

@@ -150,7 +150,7 @@ TEST_CASE("tap refuses STARTTLS and extended headers itself", "[trace]") {
   w.ClientSends(Option(NBD_OPT_EXTENDED_HEADERS, "junk"));
   CHECK(w.server_in.size() == server_before);  // neither reached the server
   std::string expect = testing::OptReply(NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
-                                         "trace-record cannot record encrypted traffic") +
+                                         "TLS is off in trace-record (--tls)") +
                        testing::OptReply(NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_UNSUP,
                                          "trace-record does not parse extended headers");
   CHECK(w.client_in.substr(client_before) == expect);
@@ -159,6 +159,117 @@ TEST_CASE("tap refuses STARTTLS and extended headers itself", "[trace]") {
   CHECK(w.tap.in_transmission());
   w.ClientSends(Request(NBD_CMD_READ, 1, 0, 512));
   CHECK(w.sink.requests.size() == 1);
+}
+
+TEST_CASE("tap serves STARTTLS and, under require, refuses options before it", "[trace]") {
+  Wire w(NbdTap::Options{.client_tls = TlsMode::kRequire});
+  w.ClientSends(testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES));
+  const size_t server_before = w.server_in.size();
+  size_t client_before = w.client_in.size();
+  w.ClientSends(Option(NBD_OPT_GO, testing::InfoOrGoData("portalbd")));
+  CHECK(w.client_in.substr(client_before) ==
+        testing::OptReply(NBD_OPT_GO, NBD_REP_ERR_TLS_REQD, "TLS is required"));
+  client_before = w.client_in.size();
+  // STARTTLS, and the GO a client sends over TLS (held until the handshake is done).
+  w.ClientSends(Option(NBD_OPT_STARTTLS, "") +
+                Option(NBD_OPT_GO, testing::InfoOrGoData("portalbd")));
+  CHECK(w.client_in.substr(client_before) == testing::OptReply(NBD_OPT_STARTTLS, NBD_REP_ACK));
+  CHECK(w.tap.tls_step() == NbdTap::TlsStep::kClient);
+  CHECK(w.server_in.size() == server_before);  // nothing reached the upstream
+  CHECK(!w.tap.in_transmission());
+  w.tap.TlsStarted();
+  w.Pump();
+  CHECK(w.tap.client_tls());
+  CHECK(w.tap.tls_step() == NbdTap::TlsStep::kNone);
+  CHECK(w.tap.in_transmission());
+  CHECK(w.tap.close_reason().empty());
+  w.ClientSends(Request(NBD_CMD_WRITE, 1, 0, 512, 0, std::string(512, 'w')));
+  REQUIRE(w.sink.requests.size() == 1);
+  CHECK(w.sink.requests[0].type == OpType::kWrite);
+}
+
+TEST_CASE("tap under require hangs up on EXPORT_NAME and old clients before TLS", "[trace]") {
+  {
+    Wire w(NbdTap::Options{.client_tls = TlsMode::kRequire});
+    w.ClientSends(testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE));
+    const size_t server_before = w.server_in.size();
+    w.ClientSends(Option(NBD_OPT_EXPORT_NAME, "portalbd"));
+    CHECK(w.tap.close_reason().find("EXPORT_NAME") != std::string::npos);
+    CHECK(w.server_in.size() == server_before);
+  }
+  {
+    Wire w(NbdTap::Options{.client_tls = TlsMode::kRequire});
+    w.ClientSends(testing::ClientFlags(0));
+    CHECK(w.tap.close_reason().find("fixed newstyle") != std::string::npos);
+  }
+  {
+    Wire w(NbdTap::Options{.client_tls = TlsMode::kOn});  // on: plaintext goes through
+    w.Handshake({"portalbd", true, true});
+    CHECK(w.tap.in_transmission());
+    CHECK(!w.tap.client_tls());
+  }
+  {
+    // STARTTLS after an option went upstream: refused, the two sides would disagree.
+    Wire w(NbdTap::Options{.client_tls = TlsMode::kOn});
+    w.ClientSends(testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES));
+    w.ClientSends(Option(NBD_OPT_STRUCTURED_REPLY, ""));
+    CHECK(w.tap.structured_replies());
+    const size_t client_before = w.client_in.size();
+    w.ClientSends(Option(NBD_OPT_STARTTLS, ""));
+    CHECK(w.client_in.substr(client_before) ==
+          testing::OptReply(NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+                            "trace-record takes STARTTLS only as the first option"));
+    CHECK(w.tap.tls_step() == NbdTap::TlsStep::kNone);
+    w.ClientSends(Option(NBD_OPT_GO, testing::InfoOrGoData("portalbd")));
+    CHECK(w.tap.in_transmission());
+  }
+}
+
+std::string NewstyleGreeting() {
+  uint8_t g[18];
+  StoreBE64(g, kNbdMagic);
+  StoreBE64(g + 8, kIHaveOpt);
+  StoreBE16(g + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+  return std::string(reinterpret_cast<const char*>(g), sizeof g);
+}
+
+TEST_CASE("tap does STARTTLS towards the upstream before the client's options", "[trace]") {
+  for (bool refused : {false, true}) {
+    INFO("refused " << refused);
+    Recorded sink;
+    NbdTap tap(sink, NbdTap::Options{.upstream_tls = true});
+    std::string to_client, to_server;
+    const std::string greeting = NewstyleGreeting();
+    tap.FromServer(Bytes(greeting), 1, &to_client);
+    CHECK(to_client == greeting);  // the client sees the upstream's greeting
+    const std::string flags =
+        testing::ClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    const std::string go = Option(NBD_OPT_GO, testing::InfoOrGoData("portalbd"));
+    std::string in = flags + go;
+    to_client.clear();
+    size_t used = tap.FromClient(Bytes(in), 2, &to_server, &to_client);
+    CHECK(used == flags.size());  // the GO waits for TLS
+    CHECK(to_server == flags + Option(NBD_OPT_STARTTLS, ""));
+    in.erase(0, used);
+    if (refused) {
+      tap.FromServer(Bytes(testing::OptReply(NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP, "no")), 3,
+                     &to_client);
+      CHECK(to_client.empty());  // the reply to our own option is ours
+      CHECK(tap.close_reason().find("refused STARTTLS") != std::string::npos);
+      CHECK(tap.tls_step() == NbdTap::TlsStep::kNone);
+      continue;
+    }
+    tap.FromServer(Bytes(testing::OptReply(NBD_OPT_STARTTLS, NBD_REP_ACK)), 3, &to_client);
+    CHECK(to_client.empty());
+    CHECK(tap.tls_step() == NbdTap::TlsStep::kUpstream);
+    to_server.clear();
+    CHECK(tap.FromClient(Bytes(in), 4, &to_server, &to_client) == 0);
+    tap.TlsStarted();
+    CHECK(tap.FromClient(Bytes(in), 5, &to_server, &to_client) == in.size());
+    CHECK(to_server == go);  // the client's option, after TLS
+    CHECK(!tap.client_tls());
+    CHECK(tap.close_reason().empty());
+  }
 }
 
 TEST_CASE("tap holds client bytes while an option is unanswered", "[trace]") {

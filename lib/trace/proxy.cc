@@ -11,17 +11,20 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 
 #include "nbd/listener.h"
 #include "nbd/server.h"  // ParseListenAddress
+#include "nbd/tls.h"
 #include "trace/nbd_tap.h"
 #include "util/log.h"
 
 namespace portal::trace {
 
 using Socket = asio::generic::stream_protocol::socket;
+using TlsStream = asio::ssl::stream<Socket&>;
 using nbd::Acceptor;
 using nbd::Endpoint;
 
@@ -29,6 +32,31 @@ namespace {
 auto Log() { return log::Get("portalbd::trace"); }
 constexpr size_t kReadChunk = 256 * 1024;
 }  // namespace
+
+// One side of a connection: its socket, and after STARTTLS the TLS stream every byte goes
+// through.
+struct Side {
+  explicit Side(Socket s) : socket(std::move(s)) {}
+  explicit Side(asio::io_context& io) : socket(io) {}
+  template <typename Buffer, typename Handler>
+  void ReadSome(const Buffer& buffer, Handler&& handler) {
+    if (tls) {
+      tls->async_read_some(buffer, std::forward<Handler>(handler));
+    } else {
+      socket.async_read_some(buffer, std::forward<Handler>(handler));
+    }
+  }
+  template <typename Buffer, typename Handler>
+  void Write(const Buffer& buffer, Handler&& handler) {
+    if (tls) {
+      asio::async_write(*tls, buffer, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(socket, buffer, std::forward<Handler>(handler));
+    }
+  }
+  Socket socket;
+  std::unique_ptr<TlsStream> tls;
+};
 
 struct Proxy::Impl {
   explicit Impl(asio::io_context& io) : acceptor(asio::make_strand(io)) {}
@@ -48,13 +76,14 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
         upstream_(proxy.env_.io_context()),
         id_(id),
         peer_(std::move(peer)),
-        tap_(*this),
+        tap_(*this, NbdTap::Options{.client_tls = proxy.options_.tls_mode,
+                                    .upstream_tls = proxy.options_.upstream_tls != nullptr}),
         cin_(kReadChunk),
         uin_(kReadChunk) {}
 
   void Begin() {
     asio::post(strand_, [self = shared_from_this()] {
-      self->upstream_.async_connect(
+      self->upstream_.socket.async_connect(
           self->proxy_.impl_->upstream,
           asio::bind_executor(self->strand_, [self](const std::error_code& ec) {
             if (ec) {
@@ -65,7 +94,7 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
             }
             if (self->proxy_.impl_->upstream_tcp) {
               std::error_code ignored;
-              self->upstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
+              self->upstream_.socket.set_option(asio::ip::tcp::no_delay(true), ignored);
             }
             self->Pump();
           }));
@@ -133,7 +162,7 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
     if (!up_writing_ && !to_up_.empty() && !up_shut_) {
       up_wbuf_.swap(to_up_);
       up_writing_ = true;
-      asio::async_write(upstream_, asio::buffer(up_wbuf_),
+      upstream_.Write(asio::buffer(up_wbuf_),
                         asio::bind_executor(strand_, [self](const std::error_code& ec, size_t) {
                           self->up_writing_ = false;
                           self->up_wbuf_.clear();
@@ -141,10 +170,18 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
                           self->Pump();
                         }));
     }
-    if (!cl_writing_ && !to_cl_.empty()) {
+    // The ACK to the client's STARTTLS waits until no raw read is pending on the client:
+    // once the client has the ACK its ClientHello may come, and must reach the TLS stream.
+    const bool client_tls_next = tap_.tls_step() == NbdTap::TlsStep::kClient;
+    if (client_tls_next && reading_client_ && !tls_cancelled_read_) {
+      tls_cancelled_read_ = true;
+      std::error_code ignored;
+      client_.socket.cancel(ignored);
+    }
+    if (!cl_writing_ && !to_cl_.empty() && !(client_tls_next && reading_client_)) {
       cl_wbuf_.swap(to_cl_);
       cl_writing_ = true;
-      asio::async_write(client_, asio::buffer(cl_wbuf_),
+      client_.Write(asio::buffer(cl_wbuf_),
                         asio::bind_executor(strand_, [self](const std::error_code& ec, size_t) {
                           self->cl_writing_ = false;
                           self->cl_wbuf_.clear();
@@ -156,33 +193,60 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
     if (client_eof_ && !up_shut_ && cin_len_ == 0 && to_up_.empty() && !up_writing_) {
       up_shut_ = true;
       std::error_code ignored;
-      upstream_.shutdown(asio::socket_base::shutdown_send, ignored);
+      upstream_.socket.shutdown(asio::socket_base::shutdown_send, ignored);
     }
     // The upstream is done and the client has everything it sent: end.
     if (up_eof_ && to_cl_.empty() && !cl_writing_) {
       Close();
       return;
     }
+    if (!tap_.close_reason().empty()) {
+      if (!close_logged_) {
+        close_logged_ = true;
+        Log()->warn("conn={} closing: {}", id_, tap_.close_reason());
+      }
+      if (to_cl_.empty() && !cl_writing_) Close();
+      return;
+    }
+    // No new read on the side about to start TLS until its handshake is done: a raw read
+    // would take the handshake's bytes. The other side is still read (the tap holds the
+    // client's bytes; an upstream that gives up on a stalled client is noticed).
+    const NbdTap::TlsStep step = tap_.tls_step();
+    if (step != NbdTap::TlsStep::kNone) {
+      MaybeStartTls();
+      if (closed_) return;
+    }
     bool want_client = !stopping_ || tap_.inflight() > 0 || cin_len_ > 0;
-    if (!reading_client_ && !client_eof_ && want_client && cin_len_ < cin_.size() &&
+    if (step != NbdTap::TlsStep::kClient && !reading_client_ && !client_eof_ && want_client &&
+        cin_len_ < cin_.size() &&
         to_up_.size() < Proxy::kBufferBytes) {
       reading_client_ = true;
-      client_.async_read_some(
-          asio::buffer(cin_.data() + cin_len_, cin_.size() - cin_len_),
-          asio::bind_executor(strand_, [self](const std::error_code& ec, size_t n) {
+      const size_t at = cin_len_;
+      client_.ReadSome(
+          asio::buffer(cin_.data() + at, cin_.size() - at),
+          asio::bind_executor(strand_, [self, at](const std::error_code& ec, size_t n) {
             self->reading_client_ = false;
-            if (ec) {
+            if (ec == asio::error::operation_aborted && self->tls_cancelled_read_) {
+              // Cancelled for the client's TLS handshake (MaybeStartTls).
+            } else if (ec) {
               self->client_eof_ = true;
             } else {
+              // Held bytes may have been taken (and the rest moved down) while this read
+              // was pending (an option reply or a TLS handshake let the tap go on): the new
+              // bytes go right after what is left, never after stale ones.
+              if (at != self->cin_len_) {
+                std::memmove(self->cin_.data() + self->cin_len_, self->cin_.data() + at, n);
+              }
               self->cin_len_ += n;
               self->ProcessClient();
             }
             self->Pump();
           }));
     }
-    if (!reading_up_ && !up_eof_ && to_cl_.size() < Proxy::kBufferBytes) {
+    if (step != NbdTap::TlsStep::kUpstream && !reading_up_ && !up_eof_ &&
+        to_cl_.size() < Proxy::kBufferBytes) {
       reading_up_ = true;
-      upstream_.async_read_some(
+      upstream_.ReadSome(
           asio::buffer(uin_.data(), uin_.size()),
           asio::bind_executor(strand_, [self](const std::error_code& ec, size_t n) {
             self->reading_up_ = false;
@@ -198,6 +262,59 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
     }
   }
 
+  // The tap wants a TLS handshake: start it once what precedes it is written and no raw
+  // read is pending on that side (Pump cancels a pending client read before it writes the
+  // ACK: the client sends nothing between STARTTLS and the ACK).
+  void MaybeStartTls() {
+    if (tls_handshaking_) return;
+    const bool client = tap_.tls_step() == NbdTap::TlsStep::kClient;
+    if (client) {
+      if (reading_client_ || cl_writing_ || !to_cl_.empty()) return;  // see Pump
+      if (cin_len_ > 0) {
+        Log()->warn("conn={} the client sent {} bytes before the STARTTLS reply; closing", id_,
+                    cin_len_);
+        Close();
+        return;
+      }
+    } else if (reading_up_ || up_writing_ || !to_up_.empty()) {
+      return;
+    }
+    Side& side = client ? client_ : upstream_;
+    nbd::TlsContext& ctx = client ? *proxy_.options_.tls : *proxy_.options_.upstream_tls;
+    side.tls = std::make_unique<TlsStream>(side.socket, ctx.context());
+    if (!client) {
+      Status st =
+          nbd::SetPeerName(side.tls->native_handle(), proxy_.options_.upstream_tls_hostname);
+      if (!st.ok()) {
+        Log()->warn("conn={} {}", id_, st.ToString());
+        Close();
+        return;
+      }
+    }
+    tls_handshaking_ = true;
+    side.tls->async_handshake(
+        client ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+        asio::bind_executor(strand_, [self = shared_from_this(),
+                                      client](const std::error_code& ec) {
+          self->tls_handshaking_ = false;
+          self->tls_cancelled_read_ = false;
+          if (self->closed_) return;
+          const char* who = client ? "client" : "upstream";
+          Side& side = client ? self->client_ : self->upstream_;
+          if (ec) {
+            Log()->warn("conn={} TLS handshake with the {} failed: {}", self->id_, who,
+                        ec.message());
+            self->Close();
+            return;
+          }
+          Log()->info("conn={} TLS with the {} {}", self->id_, who,
+                      nbd::DescribeTlsSession(side.tls->native_handle()));
+          self->tap_.TlsStarted();
+          self->ProcessClient();
+          self->Pump();
+        }));
+  }
+
   void Fail(const char* what, const std::error_code& ec) {
     if (!closed_) Log()->debug("conn={} {} failed: {}", id_, what, ec.message());
     Close();
@@ -207,10 +324,10 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
     if (closed_) return;
     closed_ = true;
     std::error_code ignored;
-    client_.shutdown(asio::socket_base::shutdown_both, ignored);
-    client_.close(ignored);
-    upstream_.shutdown(asio::socket_base::shutdown_both, ignored);
-    upstream_.close(ignored);
+    client_.socket.shutdown(asio::socket_base::shutdown_both, ignored);
+    client_.socket.close(ignored);
+    upstream_.socket.shutdown(asio::socket_base::shutdown_both, ignored);
+    upstream_.socket.close(ignored);
     size_t lost = tap_.inflight();
     inflight_.store(0);
     proxy_.lost_ += lost;
@@ -224,8 +341,8 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
 
   Proxy& proxy_;
   asio::strand<asio::io_context::executor_type> strand_;
-  Socket client_;
-  Socket upstream_;
+  Side client_;
+  Side upstream_;
   const uint32_t id_;
   const std::string peer_;
   NbdTap tap_;
@@ -238,6 +355,7 @@ class ProxyConnection final : public std::enable_shared_from_this<ProxyConnectio
   bool reading_client_ = false, reading_up_ = false;
   bool client_eof_ = false, up_eof_ = false, up_shut_ = false;
   bool stopping_ = false, closed_ = false;
+  bool tls_handshaking_ = false, tls_cancelled_read_ = false, close_logged_ = false;
   bool blind_logged_ = false, record_error_logged_ = false;
   uint64_t recorded_ = 0;
   std::atomic<size_t> inflight_{0};

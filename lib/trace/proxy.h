@@ -8,6 +8,9 @@
 // the proxy close its side to the upstream; the upstream closing ends the connection
 // once everything it sent has reached the client.
 //
+// TLS: each side has its own session (NbdTap says when to start them); the contexts in
+// Options must outlive the proxy.
+//
 // Shutdown: stop accepting, stop reading new requests from clients, let in-flight
 // requests finish (up to a deadline), then close every connection. Requests still
 // unanswered at the deadline are not recorded (the log says how many).
@@ -19,9 +22,14 @@
 #include <string>
 
 #include "env/real_env.h"
+#include "nbd/handshake.h"  // TlsMode
 #include "trace/recorder.h"
 #include "util/connection_set.h"
 #include "util/status.h"
+
+namespace portal::nbd {
+class TlsContext;
+}
 
 namespace portal::trace {
 
@@ -33,6 +41,13 @@ class Proxy {
     std::string listen = "127.0.0.1:10809";  // HOST:PORT or unix:/path
     std::string upstream;                    // HOST:PORT or unix:/path
     uint32_t max_connections = 256;
+    // Client side: STARTTLS served with `tls` (required unless tls_mode is kOff).
+    nbd::TlsMode tls_mode = nbd::TlsMode::kOff;
+    nbd::TlsContext* tls = nullptr;
+    // Upstream side: STARTTLS towards the upstream with this client context (null: plain),
+    // its certificate checked against upstream_tls_hostname (empty: the CA chain only).
+    nbd::TlsContext* upstream_tls = nullptr;
+    std::string upstream_tls_hostname = {};
   };
   static constexpr size_t kBufferBytes = 1 << 20;
 

@@ -19,12 +19,8 @@ using testing::SessionDriver;
 
 constexpr uint64_t kSize = 1 << 20;
 
-struct Fixture {
-  Fixture()
-      : device(std::make_shared<testing::MemoryVolume>(kSize, 4096)),
-        catalog(ExportInfo{"portalbd", "test volume", kSize, false}, device) {}
-  std::shared_ptr<testing::MemoryVolume> device;
-  SingleExportCatalog catalog;
+struct Fixture : testing::MemoryExport {
+  Fixture() : MemoryExport(kSize) {}
 };
 
 std::string Greeting() {

@@ -9,9 +9,11 @@
 #include <string_view>
 #include <vector>
 
+#include "nbd/export.h"
 #include "nbd/protocol.h"
 #include "nbd/session.h"
 #include "nbd/transmission.h"
+#include "testing/memory_volume.h"
 #include "util/coding.h"
 
 namespace portal::testing {
@@ -35,6 +37,16 @@ class QueueHost final : public nbd::Session::Host {
 
  private:
   std::deque<std::function<void()>> queue_;
+};
+
+// One export, "portalbd", over a MemoryVolume of `size` bytes (4 KiB blocks): what a
+// handshake test negotiates against.
+struct MemoryExport {
+  explicit MemoryExport(uint64_t size)
+      : device(std::make_shared<MemoryVolume>(size, 4096)),
+        catalog(nbd::ExportInfo{"portalbd", "test volume", size, false}, device) {}
+  std::shared_ptr<MemoryVolume> device;
+  nbd::SingleExportCatalog catalog;
 };
 
 // --- client message builders ---

@@ -16,6 +16,8 @@ packages=(
   prometheus-cpp-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpugixml-dev libspdlog-dev
   catch2 librapidcheck-dev libbenchmark-dev
+  # portalbd-csi: gRPC and protobuf, csi.proto compiled by protoc's C++ and gRPC plugins
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # the libFuzzer targets (scripts/fuzz.sh, fuzz/README.md): clang 14, its fuzzer and
   # sanitizer runtimes, llvm-symbolizer for readable crash stacks
   clang libclang-rt-14-dev llvm
@@ -23,6 +25,8 @@ packages=(
   libnbd-bin python3-libnbd nbdkit qemu-utils fio python3 python3-botocore
   # Ceph's RADOS Gateway, the real S3 server of the rgw tests (tests/e2e/rgw.py)
   ceph-mon ceph-osd radosgw ceph-common
+  # the CSI tests' gRPC client (tests/csi/)
+  python3-grpcio python3-protobuf
   # misc used by tests and benchmarks
   curl procps util-linux
   # TLS interop tests (tests/interop/test_tls.py): psktool and certtool; openssl's CLI

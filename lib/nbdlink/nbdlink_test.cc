@@ -12,7 +12,7 @@ TEST_CASE("NBD device paths parse strictly", "[device]") {
   for (const char* bad : {"", "/dev/nbd", "nbd0", "/dev/nbd01", "/dev/nbd-1", "/dev/nbd1p1",
                           "/dev/sda", "/dev/nbd 1", "/dev/nbd99999999999999"}) {
     INFO(bad);
-    CHECK(ParseDevicePath(bad).status().IsInvalidArgument());
+    CHECK(ParseDevicePath(bad).status().code() == Status::Code::kInvalidArgument);
   }
 }
 

@@ -1,17 +1,15 @@
 #include "daemon/device_state.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
-#include <fmt/format.h>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace portal::daemon {
 namespace {
@@ -21,8 +19,8 @@ constexpr size_t kMaxStateBytes = 16 << 20;
 constexpr int kMaxIndex = 1 << 20;  // the kernel's nbd minors are far fewer
 
 Status Errno(const std::string& what, const std::string& path) {
-  return Status::IOError(fmt::format("device state file {}: {}: {}", path, what,
-                                     std::strerror(errno)));
+  return Status::IOError(
+      fmt::format("device state file {}: {}: {}", path, what, std::strerror(errno)));
 }
 
 Status WriteAll(int fd, const std::string& data, const std::string& path) {

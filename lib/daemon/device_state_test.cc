@@ -1,10 +1,9 @@
 // The device state file: round trip, atomic replacement, and damage reported with the path.
 #include "daemon/device_state.h"
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-
-#include <catch2/catch.hpp>
 
 #include "testing/testing.h"
 

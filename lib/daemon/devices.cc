@@ -1,12 +1,11 @@
 #include "daemon/devices.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-
-#include <fmt/format.h>
 
 #include "env/async.h"
 #include "nbd/handshake.h"
@@ -131,8 +130,8 @@ Status DeviceSet::Restore() {
       ScheduleReconnectLocked(d);
       continue;
     }
-    Log()->info("device reattached device={} volume={} size_bytes={} read_only={}", path,
-                r.volume, d.exp->info.size_bytes, r.read_only);
+    Log()->info("device reattached device={} volume={} size_bytes={} read_only={}", path, r.volume,
+                d.exp->info.size_bytes, r.read_only);
   }
   if (changed) return SaveLocked();
   return Status::Ok();
@@ -167,8 +166,8 @@ Task<Result<control::DeviceEntry>> DeviceSet::Attach(std::string volume, std::st
       }
     }
     if (want >= 0 && devices_.count(want)) {
-      return Status::Busy(fmt::format("{} already serves volume {}", device,
-                                      devices_.at(want).rec.volume));
+      return Status::Busy(
+          fmt::format("{} already serves volume {}", device, devices_.at(want).rec.volume));
     }
     Device d;
     d.rec.index = want;

@@ -20,8 +20,8 @@
 //
 // Thread-safe. mu_ is held across netlink calls (an attach's CONNECT may wait for the
 // kernel's partition scan, which our executor serves), so it is taken on the blocking
-// pool only, never on an executor thread. `volumes`, `catalog`, `server` and `env` must outlive the set, and the set
-// must live until `env` stopped (reconnections are scheduled on it).
+// pool only, never on an executor thread. `volumes`, `catalog`, `server` and `env` must outlive the
+// set, and the set must live until `env` stopped (reconnections are scheduled on it).
 #pragma once
 
 #include <map>
@@ -59,11 +59,9 @@ class DeviceSet {
 
   // Idempotent: a volume already attached answers with its device (an error if `device`
   // names another one, or `read_only` differs).
-  Task<Result<control::DeviceEntry>> Attach(std::string volume, std::string device,
-                                            bool read_only);
+  Task<Result<control::DeviceEntry>> Attach(std::string volume, std::string device, bool read_only);
   // By device path or volume name; nullopt when nothing was attached there.
-  Task<Result<std::optional<control::DeviceEntry>>> Detach(std::string device,
-                                                           std::string volume);
+  Task<Result<std::optional<control::DeviceEntry>>> Detach(std::string device, std::string volume);
   Task<std::vector<control::DeviceEntry>> List();
   // After a resize of `volume`: its device (if any) shows the new size.
   Task<Status> Resized(std::string volume, uint64_t size_bytes);

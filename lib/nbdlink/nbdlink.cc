@@ -1,5 +1,6 @@
 #include "nbdlink/nbdlink.h"
 
+#include <fmt/format.h>
 #include <linux/nbd-netlink.h>
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
@@ -7,8 +8,6 @@
 
 #include <charconv>
 #include <memory>
-
-#include <fmt/format.h>
 
 namespace portal::nbdlink {
 namespace {
@@ -127,8 +126,7 @@ Result<int> ParseDevicePath(const std::string& path) {
     auto [p, ec] = std::from_chars(b, e, index);
     if (ec == std::errc() && p == e && index >= 0 && (*b != '0' || e - b == 1)) return index;
   }
-  return Status::InvalidArgument(
-      fmt::format("'{}' is not an NBD device path (/dev/nbdN)", path));
+  return Status::InvalidArgument(fmt::format("'{}' is not an NBD device path (/dev/nbdN)", path));
 }
 
 Result<int> Connect(const ConnectParams& p) {

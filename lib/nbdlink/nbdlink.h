@@ -38,7 +38,7 @@ struct ConnectParams {
   int socket_fd = -1;         // the kernel's end; the caller keeps (and closes) its fd
   uint64_t io_timeout_s = 30;
   uint64_t dead_conn_timeout_s = 120;  // 0: none (a dead connection fails I/O at once)
-  std::string backend;  // BACKEND_IDENTIFIER
+  std::string backend;                 // BACKEND_IDENTIFIER
 };
 
 // Configures a device; returns its index.

@@ -18,10 +18,10 @@
 //   the same way, retried with backoff while the kernel keeps the device configured.
 // - Detach: fsync of the device, a volume flush, NBD_CMD_DISCONNECT, the record removed.
 //
-// Thread-safe. mu_ is held across netlink calls (an attach's CONNECT may wait for the
-// kernel's partition scan, which our executor serves), so it is taken on the blocking
-// pool only, never on an executor thread. `volumes`, `catalog`, `server` and `env` must outlive the
-// set, and the set must live until `env` stopped (reconnections are scheduled on it).
+// Thread-safe. mu_ is held across netlink calls, which could wait on I/O the kernel
+// sends to our own NBD server (a partition scan), so it is taken on the blocking pool
+// only, never on an executor thread. `catalog`, `server` and `env` must outlive the set,
+// and the set must live until `env` stopped (reconnections are scheduled on it).
 #pragma once
 
 #include <map>

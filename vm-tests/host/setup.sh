@@ -13,12 +13,12 @@
 # Host packages. Besides qemu, cpio (archive), kmod (depmod/modprobe --show-depends) and
 # xz-utils (kernel payload), these provide the guest's binaries: nbd-client, mke2fs,
 # e2fsck, blkdiscard, fstrim, blockdev, GNU dd and df, mkfs.btrfs and btrfs, and openssl
-# (the tls test makes its certificates in the guest).
+# (the tls test makes its certificates in the guest), fio (reattach's verified writes).
 VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux coreutils
-  btrfs-progs openssl)
+  btrfs-progs openssl fio)
 # Host commands that must exist once the packages are installed.
 VM_HOST_COMMANDS=(qemu-system-x86_64 cpio depmod modprobe xz nbd-client mke2fs e2fsck blkdiscard
-  fstrim blockdev dd df mkfs.btrfs btrfs openssl ldd dpkg-deb sha256sum setpriv flock)
+  fstrim blockdev dd df mkfs.btrfs btrfs openssl fio ldd dpkg-deb sha256sum setpriv flock)
 
 vm_sudo=()
 

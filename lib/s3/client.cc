@@ -211,6 +211,7 @@ Task<Result<HttpResponse>> Client::Execute(const HttpRequest& request, std::stri
 
 Task<Result<GetResult>> Client::GetObject(const std::string& key, std::optional<ByteRange> range) {
   HttpRequest req = BuildRequest("GET", key, {});
+  req.response_pool = options_.buffer_pool;
   if (range) {
     req.headers.emplace_back("range", range->last
                                           ? fmt::format("bytes={}-{}", range->first, *range->last)

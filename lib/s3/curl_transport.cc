@@ -13,6 +13,7 @@
 
 #include "s3/errors.h"
 #include "util/assert.h"
+#include "util/buffer_pool.h"
 
 namespace portal::s3 {
 namespace {
@@ -85,7 +86,12 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
     curl_off_t expected = -1;
     curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &expected);
     if (expected > 0 && static_cast<uint64_t>(expected) <= t->request->max_response_bytes) {
-      body.reserve(static_cast<size_t>(expected));
+      const size_t n = static_cast<size_t>(expected);
+      if (t->request->response_pool && n >= BufferPool::kMinBytes) {
+        body = t->request->response_pool->Take(n);
+      } else {
+        body.reserve(n);
+      }
     }
   }
   body.append(data, len);

@@ -1,5 +1,6 @@
 // CurlTransport against sockets on 127.0.0.1 that misbehave: nobody listening, a server
-// that accepts and never answers. (Well-behaved servers: sigv4_test.cc, s3rver suites.)
+// that accepts and never answers; and one that answers a GET once, for where its body goes.
+// (Well-behaved servers: sigv4_test.cc, s3rver suites.)
 #include "s3/curl_transport.h"
 
 #include <arpa/inet.h>
@@ -9,16 +10,18 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "env/block_on.h"
 #include "env/real_env.h"
 #include "testing/testing.h"
+#include "util/buffer_pool.h"
 
 namespace portal::s3 {
 namespace {
 
-// A listening socket that never accepts: the kernel completes connections into the
-// backlog, so requests are sent and never answered.
+// A listening socket that never accepts (unless a test does, on fd()): the kernel
+// completes connections into the backlog, so requests are sent and never answered.
 class SilentListener {
  public:
   SilentListener() {
@@ -34,6 +37,7 @@ class SilentListener {
   }
   ~SilentListener() { ::close(fd_); }
   uint16_t port() const { return port_; }
+  int fd() const { return fd_; }
 
  private:
   int fd_;
@@ -104,6 +108,51 @@ TEST_CASE("curl transport: requests it cannot express are refused before sending
     HttpRequest get_with_body = Request(std::string("GET"), std::string("x"));
     CHECK(BlockOn(t.Send(get_with_body)).status().code() == Status::Code::kInvalidArgument);
   }
+  env.Stop();
+}
+
+TEST_CASE("curl transport: a large response body is received into a pooled string",
+          "[s3client][curl]") {
+  // One connection, one answer: a 2 MiB body (at least BufferPool::kMinBytes).
+  SilentListener listener;
+  const std::string body(2 << 20, 'x');
+  std::thread server([&] {
+    int fd = ::accept(listener.fd(), nullptr, nullptr);
+    REQUIRE(fd >= 0);
+    std::string request;
+    char buf[4096];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    std::string response =
+        fmt::format("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.size()) + body;
+    for (size_t off = 0; off < response.size();) {
+      ssize_t n = ::write(fd, response.data() + off, response.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  });
+  BufferPool pool;
+  std::string kept;
+  kept.reserve(2 << 20);
+  const char* kept_data = kept.data();
+  pool.Give(std::move(kept));
+  RealEnv env(RealEnv::Options{1, 1});
+  env.Start();
+  {
+    CurlTransport t(env);
+    HttpRequest r = Get(listener.port());
+    r.response_pool = &pool;
+    auto got = BlockOn(t.Send(r));
+    REQUIRE(got.ok());
+    CHECK(got->body == body);
+    CHECK(pool.hits() == 1);
+    CHECK(got->body.data() == kept_data);  // the pooled string's memory, no fresh pages
+  }
+  server.join();
   env.Stop();
 }
 

@@ -17,6 +17,10 @@
 #include "env/task.h"
 #include "util/status.h"
 
+namespace portal {
+class BufferPool;
+}
+
 namespace portal::s3 {
 
 struct HttpRequest {
@@ -39,6 +43,11 @@ struct HttpRequest {
   // A response body larger than this fails the request (Corruption): bounds what a peer
   // can make us buffer. Callers set it from the size they expect.
   uint64_t max_response_bytes = uint64_t{5} << 30;  // S3's largest single PUT
+  // Where a response body of at least BufferPool::kMinBytes (by its Content-Length) is
+  // received: a string taken from this pool, whose pages are mapped already (fresh ones
+  // fault in and are zeroed page by page: most of a large ranged GET's CPU time). Its
+  // consumer may give it back. Null: a fresh string.
+  BufferPool* response_pool = nullptr;
 
   std::string_view Header(std::string_view lower_name) const;
 };

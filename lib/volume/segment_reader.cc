@@ -7,6 +7,7 @@
 
 #include "cache/disk_cache.h"
 #include "objstore/retrying_store.h"
+#include "util/buffer_pool.h"
 #include "util/coding.h"
 #include "volume/manifest.h"
 
@@ -399,6 +400,9 @@ Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::Obje
                       footer.key.get()));
       out.push_back(std::move(raw));
     }
+    // The GET's body (pooled by an S3 store when large: util/buffer_pool.h) is decoded
+    // into the chunks; its memory serves the next large GET.
+    if (options_.buffer_pool) options_.buffer_pool->Give(std::move(stored));
     co_return Status::Ok();
   };
   if (refetch_corrupt) {

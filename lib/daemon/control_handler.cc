@@ -25,11 +25,17 @@ control::SnapshotEntry Entry(const volume::SnapshotInfo& s) {
 }
 
 // A volume this daemon is not the writer of (docs/control.md "not_owner").
-control::Reply NotOwner(const std::string& volume_name, bool fenced) {
-  return control::ErrorReply{
-      std::string(control::kNotOwner),
-      fenced ? fmt::format("volume '{}' was taken over by another daemon (fenced)", volume_name)
-             : fmt::format("volume '{}' is not served here", volume_name)};
+control::Reply NotServed(const std::string& volume_name) {
+  return control::ErrorReply{std::string(control::kNotOwner),
+                             fmt::format("volume '{}' is not served here", volume_name)};
+}
+
+// An error from a volume another daemon took over is not_owner, with the volume's own
+// message ("volume is fenced: ..."): the caller must find the new owner.
+control::Reply FencedIsNotOwner(control::Reply reply, volume::Volume& v) {
+  auto* err = std::get_if<control::ErrorReply>(&reply);
+  if (err != nullptr && v.fenced()) err->code = std::string(control::kNotOwner);
+  return reply;
 }
 
 control::Reply AlreadyExists(std::string message) {
@@ -154,11 +160,10 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
       co_return control::OkReply{};
     }
     case Op::kVolumeResize: {
-      if (auto v = volumes_->Find(name); !v || v->volume->fenced()) {
-        co_return NotOwner(v ? v->name : name, v != nullptr);
-      }
+      auto v = volumes_->Find(name);
+      if (!v) co_return NotServed(name);
       Status st = co_await volumes_->Resize(name, request.size_bytes, request.allow_shrink);
-      if (!st.ok()) co_return FromStatus(st);
+      if (!st.ok()) co_return FencedIsNotOwner(FromStatus(st), *v->volume);
       co_return entry(name);
     }
     case Op::kVolumeOpen: {
@@ -182,17 +187,12 @@ Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
   if (request.op == control::Op::kStatus) co_return control::StatusReply{status_()};
   if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
   std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
-  if (!v || v->volume->fenced()) {
-    const std::string vn =
-        request.volume.empty() ? std::string(volume::kDefaultVolumeName) : request.volume;
-    co_return NotOwner(vn, v != nullptr);
+  if (!v) {
+    co_return NotServed(request.volume.empty() ? std::string(volume::kDefaultVolumeName)
+                                               : request.volume);
   }
   control::Reply reply = co_await DispatchSnapshot(request, *v->volume, v->name);
-  // Fenced while it ran: the caller must find the new owner.
-  if (std::holds_alternative<control::ErrorReply>(reply) && v->volume->fenced()) {
-    co_return NotOwner(v->name, true);
-  }
-  co_return reply;
+  co_return FencedIsNotOwner(std::move(reply), *v->volume);
 }
 
 Task<control::Reply> ControlHandler::Handle(control::Request request) {

@@ -24,6 +24,20 @@ control::SnapshotEntry Entry(const volume::SnapshotInfo& s) {
   return e;
 }
 
+// A volume this daemon is not the writer of (docs/control.md "not_owner").
+control::Reply NotServed(const std::string& volume_name) {
+  return control::ErrorReply{std::string(control::kNotOwner),
+                             fmt::format("volume '{}' is not served here", volume_name)};
+}
+
+// An error from a volume another daemon took over is not_owner, with the volume's own
+// message ("volume is fenced: ..."): the caller must find the new owner.
+control::Reply FencedIsNotOwner(control::Reply reply, volume::Volume& v) {
+  auto* err = std::get_if<control::ErrorReply>(&reply);
+  if (err != nullptr && v.fenced()) err->code = std::string(control::kNotOwner);
+  return reply;
+}
+
 control::Reply AlreadyExists(std::string message) {
   return control::ErrorReply{std::string(control::kAlreadyExists), std::move(message)};
 }
@@ -146,11 +160,12 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
       co_return control::OkReply{};
     }
     case Op::kVolumeResize: {
+      auto v = volumes_->Find(name);
+      if (!v) co_return NotServed(name);
       Status st = co_await volumes_->Resize(name, request.size_bytes, request.allow_shrink);
-      if (!st.ok()) co_return FromStatus(st);
+      if (!st.ok()) co_return FencedIsNotOwner(FromStatus(st), *v->volume);
       if (devices_) {
-        auto v = volumes_->Find(name);
-        if (v) st = co_await devices_->Resized(v->name, v->volume->size_bytes());
+        st = co_await devices_->Resized(v->name, v->volume->size_bytes());
         if (!st.ok()) {
           co_return FromStatus(st.WithContext("resized, but its kernel device still shows the "
                                               "old size"));
@@ -210,11 +225,11 @@ Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
   if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
   std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
   if (!v) {
-    const std::string vn =
-        request.volume.empty() ? std::string(volume::kDefaultVolumeName) : request.volume;
-    co_return FromStatus(Status::NotFound(fmt::format("volume '{}' is not served here", vn)));
+    co_return NotServed(request.volume.empty() ? std::string(volume::kDefaultVolumeName)
+                                               : request.volume);
   }
-  co_return co_await DispatchSnapshot(request, *v->volume, v->name);
+  control::Reply reply = co_await DispatchSnapshot(request, *v->volume, v->name);
+  co_return FencedIsNotOwner(std::move(reply), *v->volume);
 }
 
 Task<control::Reply> ControlHandler::Handle(control::Request request) {

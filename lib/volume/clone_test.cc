@@ -193,8 +193,8 @@ TEST_CASE("a snapshot with clones cannot be deleted, and the error names them", 
   w.Close(env, parent);
 }
 
-// Calls `hook(key, is_list)` in front of every PUT and List whose key (prefix) starts
-// with `prefix`; a hook's error is returned instead of the call.
+// Calls `hook(key, is_list)` in front of every PUT and List under clones/ (delete marks
+// and references); a hook's error is returned instead of the call.
 class HookClones : public portal::testing::BorrowedStore {
  public:
   using Hook = std::function<Task<Status>(const std::string& key, bool is_list)>;

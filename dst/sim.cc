@@ -105,6 +105,9 @@ Writer* Simulator::StartOpen() {
       [this, w](const std::string& key, bool landed) {
         const bool gone = w->dead || w->superseded || w->contested || !w->vol;
         ++(landed ? (gone ? late_after_writer_ : late_landed_) : late_taken_);
+        // A segment that damage deleted can be put back by a PUT still on its way from
+        // the writer that stored it (the same bytes: RepairDamage tells it from an open).
+        if (landed && damage_.active && key == damage_.key) damage_.late_put_back = true;
         Note(fmt::format("late PUT of writer {} {} {}{}", w->id, key,
                          landed ? "landed" : "found the id taken",
                          gone ? " (its writer crashed or was superseded)" : ""));

@@ -274,6 +274,7 @@ class Simulator {
     std::optional<std::string> damaged;  // after (nullopt: deleted)
     std::string what;                    // "deleted seg/... (in the replay log)"
     bool replay_gap = false;             // a deleted segment open must refuse (step 7)
+    bool late_put_back = false;          // a late PUT of it landed after the damage
   };
   DamageState damage_;
   Prng damage_rng_;

@@ -9,7 +9,9 @@
 //                                              name, id and object key; written first,
 //                                              never changed, deleted last
 //   <parent> clones/<snapshot-id>/<child>      a reference: the snapshot has a clone
-//   <parent> clones/<snapshot-id>.deleting     a snapshot delete in progress
+//   <parent> clones/<snapshot-id>.<epoch>.deleting
+//                                              a snapshot delete in progress, by the
+//                                              writer of that epoch (20 digits)
 //   <any>    deleted.json                      tombstone: the volume is deleted; what its
 //                                              referenced snapshots need stays until the
 //                                              last reference goes
@@ -24,6 +26,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "env/async.h"
@@ -53,7 +56,14 @@ Result<CloneRecord> DecodeCloneRecord(std::string_view json);
 // The key of the reference `child` holds on the parent's snapshot `snapshot_id`.
 std::string CloneRefKey(const std::string& snapshot_id, const std::string& child);
 std::string CloneRefPrefix(const std::string& snapshot_id);
-std::string SnapshotDeletingKey(const std::string& snapshot_id);
+// A snapshot delete's mark: one per deleting writer, named by its epoch, so that no
+// writer's mark is ever overwritten or removed by another's. Marks written before epochs
+// were named (`clones/<id>.deleting`) are still honoured (epoch 0 when parsed).
+std::string SnapshotDeletingKey(const std::string& snapshot_id, uint64_t epoch);
+std::string SnapshotDeletingKey(const std::string& snapshot_id);     // the unnamed, older form
+std::string SnapshotDeletingPrefix(const std::string& snapshot_id);  // lists both forms
+// False for keys that are no delete mark (references, other objects).
+bool ParseSnapshotDeletingKey(std::string_view key, std::string* snapshot_id, uint64_t* epoch);
 
 // The clone record of `store`, or nullopt for a volume that is not a clone. Damaged bytes
 // are fetched again (counted in `corrupt_refetches`, if set) before Corruption.

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -78,6 +79,62 @@ Task<Result<std::vector<std::string>>> ListCloneRefs(Env& env, objstore::ObjectS
   co_return names;
 }
 
+namespace {
+// The snapshot's delete marks, read after our reference was written: `*refused` stays
+// OK when none stands, else says why the clone is refused; the return is an error when
+// the check could not be made. A mark of epoch e whose snapshot the latest
+// manifest, of a newer epoch, still lists is stale: writer e was superseded before its
+// delete committed, and a superseded writer can commit nothing (its manifests collide
+// with its successor's opener), so that delete never will. The latest manifest's own
+// writer may be deleting right now (its mark: Busy); one that marks after our listing
+// lists our reference after and refuses itself. (dst seed 768287148537: a superseded
+// writer's mark, landed after its successor cleared marks at open, refused every clone.)
+Task<Status> CheckDeleteMarks(Env& env, objstore::ObjectStore& parent, const CloneRecord& record,
+                              const crypto::Keyring* keyring, Status* refused) {
+  objstore::RetryingReadStore reads(parent, env);
+  CO_ASSIGN_OR_RETURN(auto objects,
+                      co_await reads.List(SnapshotDeletingPrefix(record.snapshot_id)));
+  const Status busy =
+      Status::Busy(fmt::format("snapshot {}@{} is being deleted", record.parent, record.snapshot));
+  uint64_t newest = 0;
+  bool any = false;
+  for (const auto& o : objects) {
+    std::string id;
+    uint64_t epoch;
+    if (!ParseSnapshotDeletingKey(o.key, &id, &epoch) || id != record.snapshot_id) continue;
+    if (epoch == 0) {  // an older version's mark names no writer: it stands
+      *refused = busy;
+      co_return Status::Ok();
+    }
+    any = true;
+    newest = std::max(newest, epoch);
+  }
+  if (!any) co_return Status::Ok();
+  ManifestLog log(parent, env, nullptr, keyring);
+  auto latest = co_await log.ReadLatest(0);
+  if (latest.status().IsNotFound()) {
+    *refused = Status::NotFound(fmt::format("volume '{}' holds no volume", record.parent));
+    co_return Status::Ok();
+  }
+  CO_RETURN_IF_ERROR(latest.status());
+  const Manifest& m = latest->second;
+  const bool listed = std::any_of(m.snapshots.begin(), m.snapshots.end(),
+                                  [&](const SnapshotRef& s) { return s.id == record.snapshot_id; });
+  if (!listed) {
+    *refused =
+        Status::NotFound(fmt::format("snapshot {}@{} was deleted", record.parent, record.snapshot));
+    co_return Status::Ok();
+  }
+  if (newest >= m.epoch) {
+    *refused = busy;
+    co_return Status::Ok();
+  }
+  Log()->info("ignoring a superseded writer's delete mark snapshot={}@{} mark_epoch={} epoch={}",
+              record.parent, record.snapshot, newest, m.epoch);
+  co_return Status::Ok();
+}
+}  // namespace
+
 Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
                                    const CloneRecord& record, const crypto::Keyring* keyring) {
   CO_ASSIGN_OR_RETURN(objstore::ObjectStore * parent, Resolve(resolve, record.parent));
@@ -93,12 +150,8 @@ Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
   if (deleted) {
     refused = Status::NotFound(fmt::format("volume '{}' is deleted", record.parent));
   } else {
-    CO_ASSIGN_OR_RETURN(bool deleting,
-                        co_await Exists(env, *parent, SnapshotDeletingKey(record.snapshot_id)));
-    if (deleting) {
-      refused = Status::Busy(
-          fmt::format("snapshot {}@{} is being deleted", record.parent, record.snapshot));
-    } else {
+    CO_RETURN_IF_ERROR(co_await CheckDeleteMarks(env, *parent, record, keyring, &refused));
+    if (refused.ok()) {
       CO_ASSIGN_OR_RETURN(bool alive, co_await Exists(env, *parent, record.snapshot_key));
       if (!alive) {
         refused = Status::NotFound(
@@ -174,34 +227,44 @@ Task<Status> CreateClone(Env& env, const VolumeResolver& resolve, const std::str
 }
 
 Task<Status> MarkSnapshotDeleting(Env& env, objstore::ObjectStore& store, const std::string& name,
-                                  const std::string& id) {
-  const std::string mark = SnapshotDeletingKey(id);
-  nlohmann::json body{{"snapshot", name}, {"deleting_ns", static_cast<int64_t>(env.WallNanos())}};
-  CO_RETURN_IF_ERROR((co_await PutRetried(env, store, mark, body.dump()))
-                         .WithContext("marking snapshot '" + name + "' deleting"));
-  CO_ASSIGN_OR_RETURN(auto clones, co_await ListCloneRefs(env, store, id));
-  if (clones.empty()) co_return Status::Ok();
-  (void)co_await DeleteRetried(env, store, mark);  // a leftover is cleared at the next open
+                                  const std::string& id, uint64_t epoch) {
+  const std::string mark = SnapshotDeletingKey(id, epoch);
+  nlohmann::json body{
+      {"snapshot", name}, {"epoch", epoch}, {"deleting_ns", static_cast<int64_t>(env.WallNanos())}};
+  Status st = (co_await PutRetried(env, store, mark, body.dump()))
+                  .WithContext("marking snapshot '" + name + "' deleting");
+  Result<std::vector<std::string>> clones = Status::Unavailable("not listed");
+  if (st.ok()) {
+    clones = co_await ListCloneRefs(env, store, id);
+  } else {
+    clones = st;
+  }
+  if (clones.ok() && clones->empty()) co_return Status::Ok();
+  // Refused or failed: nothing was deleted, so nothing stays marked (a failed PUT may
+  // have landed too). The mark is ours alone; a leftover is cleared at the next open.
+  (void)co_await DeleteRetried(env, store, mark);
+  if (!clones.ok()) co_return clones.status();
   std::string names;
-  for (const auto& c : clones) names += (names.empty() ? "" : ", ") + c;
+  for (const auto& c : *clones) names += (names.empty() ? "" : ", ") + c;
   co_return Status::Busy(fmt::format("snapshot '{}' has {} clone(s): {}; delete them first", name,
-                                     clones.size(), names));
+                                     clones->size(), names));
 }
 
-Task<Status> FinishSnapshotDelete(Env& env, objstore::ObjectStore& store, const std::string& id) {
-  co_return co_await DeleteRetried(env, store, SnapshotDeletingKey(id));
+Task<Status> FinishSnapshotDelete(Env& env, objstore::ObjectStore& store, const std::string& id,
+                                  uint64_t epoch) {
+  co_return co_await DeleteRetried(env, store, SnapshotDeletingKey(id, epoch));
 }
 
 Task<Status> ClearStaleDeleteMarks(Env& env, objstore::ObjectStore& store,
-                                   const std::vector<SnapshotRef>& listed) {
+                                   const std::vector<SnapshotRef>& listed, uint64_t epoch) {
   objstore::RetryingReadStore reads(store, env);
   CO_ASSIGN_OR_RETURN(auto objects, co_await reads.List("clones/"));
-  static constexpr std::string_view kSuffix = ".deleting";
   for (const auto& o : objects) {
-    const std::string_view key = o.key;
-    if (key.size() <= 7 + kSuffix.size() || !key.ends_with(kSuffix)) continue;
-    const std::string id(key.substr(7, key.size() - 7 - kSuffix.size()));
-    if (id.find('/') != std::string::npos) continue;  // a reference whose clone ends so
+    std::string id;
+    uint64_t mark_epoch;
+    if (!ParseSnapshotDeletingKey(o.key, &id, &mark_epoch)) continue;  // a reference
+    // A newer writer's (we are superseded already): its delete may be running.
+    if (mark_epoch >= epoch) continue;
     bool is_listed = false;
     for (const auto& s : listed) is_listed |= s.id == id;
     if (!is_listed) CO_RETURN_IF_ERROR(co_await DeleteRetried(env, store, SnapshotKey(id)));

@@ -20,18 +20,25 @@ Task<Status> ConfirmCloneReference(Env& env, const VolumeResolver& resolve,
                                    const CloneRecord& record,
                                    const crypto::Keyring* keyring = nullptr);
 
-// Before a snapshot delete commits: marks snapshot `id` deleting, then lists its
-// references; any reference removes the mark again and refuses (Busy naming the clones).
-// The mark stays until FinishSnapshotDelete (after the snapshot object is deleted).
+// Before a snapshot delete commits: marks snapshot `id` deleting with the mark of the
+// writer of `epoch`, then lists its references; any reference removes the mark again and
+// refuses (Busy naming the clones), as does a failure (the error). The mark stays until
+// FinishSnapshotDelete (after the snapshot object is deleted), which also withdraws it
+// when the delete's commit surely did not land. A mark left behind (a crash, a commit
+// whose outcome is unknown) refuses clones only while its writer is the latest: once a
+// newer writer's manifest still lists the snapshot, creators ignore it (its writer can
+// commit nothing more), and that writer's open clears it.
 Task<Status> MarkSnapshotDeleting(Env& env, objstore::ObjectStore& store, const std::string& name,
-                                  const std::string& id);
-Task<Status> FinishSnapshotDelete(Env& env, objstore::ObjectStore& store, const std::string& id);
+                                  const std::string& id, uint64_t epoch);
+Task<Status> FinishSnapshotDelete(Env& env, objstore::ObjectStore& store, const std::string& id,
+                                  uint64_t epoch);
 
-// At open, once the opener manifest fenced every older writer: delete marks that a
-// crashed delete left. A listed snapshot's delete never committed (and no older writer
-// can commit it now): its mark goes. An unlisted one's did: its object goes, then the
-// mark (the order creators rely on).
+// At open, once the opener manifest (of `epoch`) fenced every older writer: delete marks
+// that older writers' unfinished deletes left. A listed snapshot's delete never committed
+// (and no older writer can commit it now): its mark goes. An unlisted one's did: its
+// object goes, then the mark (the order creators rely on). Marks of `epoch` or newer are
+// left alone (a newer writer's delete may be running).
 Task<Status> ClearStaleDeleteMarks(Env& env, objstore::ObjectStore& store,
-                                   const std::vector<SnapshotRef>& listed);
+                                   const std::vector<SnapshotRef>& listed, uint64_t epoch);
 
 }  // namespace portal::volume

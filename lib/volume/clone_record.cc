@@ -10,6 +10,7 @@
 // their bodies ({"clone": …} / {"deleting_ns": …} / {"deleted_ns": …}) are for people.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "volume/clone.h"
@@ -65,6 +66,32 @@ std::string CloneRefKey(const std::string& snapshot_id, const std::string& child
 }
 std::string SnapshotDeletingKey(const std::string& snapshot_id) {
   return "clones/" + snapshot_id + ".deleting";
+}
+std::string SnapshotDeletingKey(const std::string& snapshot_id, uint64_t epoch) {
+  return fmt::format("clones/{}.{:020}.deleting", snapshot_id, epoch);
+}
+std::string SnapshotDeletingPrefix(const std::string& snapshot_id) {
+  return "clones/" + snapshot_id + ".";
+}
+bool ParseSnapshotDeletingKey(std::string_view key, std::string* snapshot_id, uint64_t* epoch) {
+  static constexpr std::string_view kPrefix = "clones/", kSuffix = ".deleting";
+  if (!key.starts_with(kPrefix) || !key.ends_with(kSuffix)) return false;
+  std::string_view mid = key.substr(kPrefix.size(), key.size() - kPrefix.size() - kSuffix.size());
+  if (mid.empty() || mid.find('/') != std::string_view::npos) return false;  // a reference
+  *epoch = 0;  // the mark of an earlier version: no epoch
+  const size_t dot = mid.rfind('.');
+  if (dot != std::string_view::npos) {
+    const std::string_view digits = mid.substr(dot + 1);
+    if (digits.size() != 20 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    *epoch = std::stoull(std::string(digits));
+    mid = mid.substr(0, dot);
+  }
+  if (mid.empty()) return false;
+  *snapshot_id = std::string(mid);
+  return true;
 }
 
 }  // namespace portal::volume

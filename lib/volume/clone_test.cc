@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -12,6 +13,7 @@
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/memory_store.h"
+#include "testing/borrowed_store.h"
 #include "testing/read_device.h"
 #include "testing/volume_options.h"
 #include "volume/clone_test_util.h"
@@ -189,6 +191,98 @@ TEST_CASE("a snapshot with clones cannot be deleted, and the error names them", 
   CHECK(gone.IsNotFound());
   CHECK(w.Store("q").total_bytes() == 0);
   w.Close(env, parent);
+}
+
+// Calls `hook(key, is_list)` in front of every PUT and List under clones/ (delete marks
+// and references); a hook's error is returned instead of the call.
+class HookClones : public portal::testing::BorrowedStore {
+ public:
+  using Hook = std::function<Task<Status>(const std::string& key, bool is_list)>;
+  HookClones(objstore::ObjectStore& inner, Hook hook)
+      : BorrowedStore(inner), hook_(std::move(hook)) {}
+  Task<Status> Put(std::string key, std::string data) override {
+    if (key.starts_with("clones/")) CO_RETURN_IF_ERROR(co_await hook_(key, false));
+    co_return co_await BorrowedStore::Put(std::move(key), std::move(data));
+  }
+  Task<Result<std::vector<objstore::ObjectInfo>>> List(std::string prefix,
+                                                       std::string start_after) override {
+    if (prefix.starts_with("clones/")) CO_RETURN_IF_ERROR(co_await hook_(prefix, true));
+    co_return co_await BorrowedStore::List(std::move(prefix), std::move(start_after));
+  }
+
+ private:
+  Hook hook_;
+};
+
+TEST_CASE("a snapshot delete fenced by a newer writer leaves the snapshot clonable",
+          "[volume][clone]") {
+  // dst seed 768287148537: writer 1's delete of 'gold' wrote its mark after writer 2
+  // opened (and cleared the marks it found); writer 1's commit then met writer 2's
+  // opener and failed. The snapshot is still listed, but the mark stayed: every clone of
+  // it was refused Busy "being deleted" until the next open.
+  SimEnv env;
+  CloneWorld w(kSize);
+  auto v1 = w.Open(env, "base");
+  REQUIRE(RunSim(env, v1->Write(0, Pattern(3, 65536), {})).ok());
+  REQUIRE(RunSim(env, v1->CreateSnapshot("gold")).ok());
+  w.Close(env, v1);
+  std::shared_ptr<LsmVolume> v2;
+  bool deleting = false;
+  HookClones view(w.Store("base"), [&](const std::string&, bool is_list) -> Task<Status> {
+    if (!deleting || is_list || v2) co_return Status::Ok();
+    // In front of writer 1's mark: writer 2 opens.
+    auto opened = co_await LsmVolume::Open(env, w.Store("base"), w.OptionsFor(env, "base"));
+    CHECK(opened.ok());  // (no REQUIRE in a coroutine)
+    if (opened.ok()) v2 = *opened;
+    co_return Status::Ok();
+  });
+  auto opened = RunSim(env, LsmVolume::Open(env, view, w.OptionsFor(env, "base")));
+  REQUIRE(opened.ok());
+  v1 = *opened;
+  deleting = true;
+  Status st = RunSim(env, v1->DeleteSnapshot("gold"));
+  REQUIRE(v2);
+  CHECK_FALSE(st.ok());
+  CHECK(v1->fenced());
+  REQUIRE(v2->ListSnapshots().size() == 1);
+  // Still a snapshot: it clones (was Busy), reads as it was, and deletes.
+  Status clone = RunSim(env, CreateClone(env, w.resolver(), "base", "gold", w.Store("c"), "c"));
+  INFO(clone.ToString());
+  REQUIRE(clone.ok());
+  auto c = w.Open(env, "c");
+  CHECK(Read(env, *c, 0, 65536) == Pattern(3, 65536));
+  w.Close(env, c);
+  REQUIRE(RunSim(env, DeleteVolume(env, w.resolver(), w.Store("c"))).ok());
+  REQUIRE(RunSim(env, v2->DeleteSnapshot("gold")).ok());
+  CHECK(v2->ListSnapshots().empty());
+  (void)RunSim(env, v1->Close());
+  w.Close(env, v2);
+}
+
+TEST_CASE("a snapshot delete that failed before its commit withdraws its mark", "[volume][clone]") {
+  // The mark landed, but the references could not be listed (the store kept failing):
+  // nothing was deleted, so nothing may stay marked.
+  SimEnv env;
+  CloneWorld w(kSize);
+  bool failing = false;
+  HookClones view(w.Store("base"), [&](const std::string&, bool is_list) -> Task<Status> {
+    co_return failing&& is_list ? Status::Unavailable("injected: listing fails") : Status::Ok();
+  });
+  auto opened = RunSim(env, LsmVolume::Open(env, view, w.OptionsFor(env, "base")));
+  REQUIRE(opened.ok());
+  auto v = *opened;
+  REQUIRE(RunSim(env, v->Write(0, Pattern(4, 65536), {})).ok());
+  REQUIRE(RunSim(env, v->CreateSnapshot("gold")).ok());
+  failing = true;
+  Status st = RunSim(env, v->DeleteSnapshot("gold"));
+  failing = false;
+  CHECK(st.IsUnavailable());
+  CHECK_FALSE(v->fenced());
+  CHECK(v->ListSnapshots().size() == 1);
+  Status clone = RunSim(env, CreateClone(env, w.resolver(), "base", "gold", w.Store("c"), "c"));
+  INFO(clone.ToString());
+  CHECK(clone.ok());  // was Busy: the failed delete's mark stayed
+  w.Close(env, v);
 }
 
 TEST_CASE("deleting the parent keeps what its clones need, and the last clone deleted frees all",

@@ -5,6 +5,7 @@
 #include <rapidcheck/catch.h>
 
 #include <cstring>
+#include <functional>
 
 #include "env/block_on.h"
 #include "env/sim_env.h"
@@ -193,6 +194,68 @@ TEST_CASE("a new writer whose listing was stale still opens above the running wr
   CHECK(v1->fenced());
   CHECK(ReadAll(env, *v2, 0, 8192) == Pattern(8192, 9));
   REQUIRE(RunSim(env, v2->Close()).ok());
+  (void)RunSim(env, v1->Close());
+}
+
+// Around the first PutIfAbsent of a manifest (a new writer's opener): `before` runs in
+// front of it, `after` between its reply and the caller (the running writer commits and
+// collects while the opener is on its way).
+class AroundFirstManifestCreate : public testing::BorrowedStore {
+ public:
+  AroundFirstManifestCreate(objstore::ObjectStore& inner, std::function<Task<void>()> before,
+                            std::function<Task<void>()> after)
+      : BorrowedStore(inner), before_(std::move(before)), after_(std::move(after)) {}
+  Task<Status> PutIfAbsent(std::string key, std::string data) override {
+    uint64_t n;
+    if (done_ || !ParseManifestKey(key, &n)) {
+      co_return co_await BorrowedStore::PutIfAbsent(std::move(key), std::move(data));
+    }
+    done_ = true;
+    co_await before_();
+    Status st = co_await BorrowedStore::PutIfAbsent(std::move(key), std::move(data));
+    co_await after_();
+    co_return st;
+  }
+
+ private:
+  std::function<Task<void>()> before_, after_;
+  bool done_ = false;
+};
+
+TEST_CASE("a new writer whose opener lost to a manifest already collected re-reads and opens",
+          "[volume][lsm]") {
+  // dst seeds 743650240823, 262903834534: the new writer read manifest N and tried to
+  // create N+1, which the running writer had just committed (412); before the read-back
+  // that writer committed N+2 and collected N+1 (manifests_kept = 1), so the read-back
+  // found nothing and the open failed NotFound. A newer manifest exists: the open must
+  // read again and open above it.
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeOptions o = TinyOptions(4 << 20);
+  o.manifests_kept = 1;
+  auto v1 = MustOpen(env, store, o);
+  const uint64_t n = v1->stats().manifest_number;
+  // (CHECK, not REQUIRE, inside these coroutines)
+  auto commit = [&](uint8_t seed) -> Task<void> {
+    CHECK((co_await v1->Write(0, Pattern(8192, seed), {.fua = true})).ok());
+    CHECK((co_await v1->FlushMemtable()).ok());
+  };
+  AroundFirstManifestCreate view(
+      store, [&]() -> Task<void> { co_await commit(1); },
+      [&]() -> Task<void> {
+        co_await commit(2);
+        CHECK((co_await v1->RunGc()).ok());
+      });
+  auto v2 = RunSim(env, LsmVolume::Open(env, view, o));
+  INFO(v2.status().ToString());
+  REQUIRE(v2.ok());  // was NotFound: manifest/...json (the collected N+1)
+  CHECK(v1->stats().manifest_number == n + 2);
+  CHECK(RunSim(env, store.Head(ManifestKey(n + 1))).status().IsNotFound());
+  CHECK((*v2)->stats().manifest_number == n + 3);
+  CHECK(ReadAll(env, **v2, 0, 8192) == Pattern(8192, 2));
+  CHECK_FALSE(RunSim(env, v1->Write(0, Pattern(8192, 3), {.fua = true})).ok());
+  CHECK(v1->fenced());
+  REQUIRE(RunSim(env, (*v2)->Close()).ok());
   (void)RunSim(env, v1->Close());
 }
 

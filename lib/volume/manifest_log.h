@@ -2,13 +2,15 @@
 //
 // ReadLatest finds the newest manifest without listing all of them: from a hint (the
 // SQLite cache's last number) or, without one, a List of manifest/ (GC keeps it short),
-// then probing upward until NotFound.
+// then probing upward until NotFound. A manifest collected between that and its read (a
+// running writer committed past it) makes it look again: NotFound means no manifest.
 //
 // Create(n, m) commits manifest n with PutIfAbsent, so two writers can never both
 // create the same successor. Lost acknowledgements: a retryable error is retried with
 // the same bytes until the outcome is definite; a PreconditionFailed is then checked by
 // reading the object back (identical bytes: it was our own earlier attempt). A different
-// object means another writer committed n: the caller is fenced (PreconditionFailed).
+// object, or none left to read (collected: someone committed past n), means another
+// writer committed n: the caller is fenced (PreconditionFailed).
 //
 // Reads retry transient errors per kReadPolicy (one call on a store that retries by
 // itself). ReadLatest's upward probe waits for a manifest that does not answer yet
@@ -50,7 +52,12 @@ class ManifestLog {
   Task<Status> Create(uint64_t number, const Manifest& m, Cancellation* cancel = nullptr);
 
  private:
+  // The newest manifest number (not read): from `hint` or a listing, then the probe.
+  Task<Result<uint64_t>> FindLatest(uint64_t hint);
+
   static constexpr objstore::RetryPolicy kReadPolicy{20};
+  // ReadLatest: how often the manifest found may be collected before its read.
+  static constexpr int kRelistAttempts = 10;
   // Every 50 ms, 100 times (no jitter: a wait, not a crowd to spread).
   static constexpr objstore::RetryPolicy kProbePolicy{100, 50, 50, false};
 

@@ -2,6 +2,7 @@
 #include "volume/manifest_log.h"
 
 #include <catch2/catch.hpp>
+#include <functional>
 
 #include "env/block_on.h"
 #include "env/sim_env.h"
@@ -71,6 +72,66 @@ TEST_CASE("Create: our own earlier manifest is ours, another writer's fences us"
   CHECK(other.IsPreconditionFailed());
   CHECK(other.message() == "manifest " + ManifestKey(1) +
                                " was created by another writer: this writer is fenced");
+}
+
+// Runs `before` once, in front of the first GET of `key`: another writer's commit and
+// manifest GC landing between a reader's listing (or probe) and its read.
+class BeforeFirstGet : public testing::BorrowedStore {
+ public:
+  BeforeFirstGet(objstore::ObjectStore& inner, std::string key, std::function<Task<void>()> before)
+      : BorrowedStore(inner), key_(std::move(key)), before_(std::move(before)) {}
+  Task<Result<std::string>> Get(std::string key,
+                                std::optional<objstore::GetRange> range = {}) override {
+    if (key == key_ && before_) {
+      auto before = std::move(before_);
+      before_ = nullptr;
+      co_await before();
+    }
+    co_return co_await BorrowedStore::Get(std::move(key), range);
+  }
+
+ private:
+  std::string key_;
+  std::function<Task<void>()> before_;
+};
+
+TEST_CASE("ReadLatest lists again when the manifest it found is collected before its read",
+          "[volume][retry]") {
+  SimEnv env;
+  objstore::MemoryStore memory;
+  ManifestLog writer(memory, env);
+  REQUIRE(RunSim(env, writer.Create(1, Sample(1))).ok());
+  REQUIRE(RunSim(env, writer.Create(2, Sample(1))).ok());
+  // The reader lists (1, 2) and probes 3 (absent); before it reads 2, the running writer
+  // commits 3 and collects 2 (dst seeds 743650240823, 262903834534: manifests_kept 1).
+  BeforeFirstGet view(memory, ManifestKey(2), [&]() -> Task<void> {
+    CHECK((co_await writer.Create(3, Sample(1))).ok());  // (no REQUIRE in a coroutine)
+    CHECK((co_await memory.Delete(ManifestKey(2))).ok());
+  });
+  ManifestLog reader(view, env);
+  auto latest = RunSim(env, reader.ReadLatest(0));
+  INFO(latest.status().ToString());
+  REQUIRE(latest.ok());  // was NotFound: manifest/...2.json, read as "no volume here"
+  CHECK(latest->first == 3);
+}
+
+TEST_CASE("Create: another writer's manifest, collected before our read-back, fences us",
+          "[volume][retry]") {
+  SimEnv env;
+  objstore::MemoryStore memory;
+  ManifestLog other(memory, env);
+  REQUIRE(RunSim(env, other.Create(1, Sample(1))).ok());
+  // We try 2 (412: the other writer has it); before our read-back the other writer
+  // commits 3 and collects 2.
+  BeforeFirstGet view(memory, ManifestKey(2), [&]() -> Task<void> {
+    CHECK((co_await other.Create(3, Sample(1))).ok());
+    CHECK((co_await memory.Delete(ManifestKey(2))).ok());
+  });
+  ManifestLog log(view, env);
+  REQUIRE(RunSim(env, other.Create(2, Sample(1))).ok());
+  Status st = RunSim(env, log.Create(2, Sample(2)));
+  CHECK(st.IsPreconditionFailed());  // was NotFound: the open failed instead of re-reading
+  CHECK(st.message().find("manifest " + ManifestKey(2) + " was created by another writer") == 0);
 }
 
 }  // namespace

@@ -251,7 +251,7 @@ Task<Status> LsmVolume::DoOpen() {
   if (!options_.salvage) {
     // Our opener manifest fenced every older writer: a mark a crashed snapshot delete
     // left can be settled now (clone_protocol.h).
-    CO_RETURN_IF_ERROR(co_await ClearStaleDeleteMarks(env_, store_, m.snapshots));
+    CO_RETURN_IF_ERROR(co_await ClearStaleDeleteMarks(env_, store_, m.snapshots, m.epoch));
   }
   CO_RETURN_IF_ERROR(co_await Replay());
   Log()->info("opened volume uuid={} epoch={} manifest={} next_segment={} url={}", m.volume_uuid,

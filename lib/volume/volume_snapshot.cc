@@ -179,11 +179,25 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   std::erase_if(snapshots, [&](const SnapshotRef& r) { return r.name == name; });
   // Clones read through the snapshot: refused while any references it (clone.h). The
   // mark first, then the list: a clone created meanwhile sees the mark and withdraws.
-  Status st = co_await MarkSnapshotDeleting(env_, store_, name, d->ref.id);
-  if (st.ok()) st = co_await Commit(edit, &snapshots);
+  // (A refused or failed mark withdraws itself.)
+  Status st = co_await MarkSnapshotDeleting(env_, store_, name, d->ref.id, opened_.epoch);
   if (!st.ok()) {
     std::lock_guard lock(mu_);
     d->deleting = false;
+    co_return st;
+  }
+  st = co_await Commit(edit, &snapshots);
+  if (!st.ok()) {
+    bool landed_maybe;
+    {
+      std::lock_guard lock(mu_);
+      d->deleting = false;
+      // Fenced or giving up: the commit may have landed (a lost acknowledgement), so the
+      // mark stays; it stops refusing clones once a newer writer lists the snapshot
+      // (clone_protocol.h). Otherwise the commit failed for good: still a snapshot.
+      landed_maybe = lifecycle_.fenced || give_up_.cancelled();
+    }
+    if (!landed_maybe) (void)co_await FinishSnapshotDelete(env_, store_, d->ref.id, opened_.epoch);
     co_return st;
   }
   {
@@ -200,7 +214,7 @@ Task<Status> LsmVolume::DeleteSnapshot(std::string name) {
   Status del = co_await store_.Delete(d->ref.key);
   // The mark goes only after the object: a clone creator that finds no mark must then
   // find no object (a leftover mark is settled at the next open).
-  if (del.ok()) del = co_await FinishSnapshotDelete(env_, store_, d->ref.id);
+  if (del.ok()) del = co_await FinishSnapshotDelete(env_, store_, d->ref.id, opened_.epoch);
   if (!del.ok()) {
     Log()->warn("could not delete snapshot object key={} error=\"{}\"", d->ref.key, del.ToString());
   }

@@ -49,6 +49,7 @@ class TlsContext;
 }  // namespace nbd
 namespace volume {
 class Volume;
+class WriteBudget;
 struct VolumeOptions;
 }  // namespace volume
 namespace control {
@@ -122,6 +123,9 @@ class Daemon {
   // [lsm] block_cache_size_bytes, one cache for every volume (docs/volumes.md "One
   // budget"); declared before the volumes, so it outlives them.
   std::unique_ptr<cache::BlockCache> block_cache_;
+  // [lsm] max_unflushed_bytes, one write-buffer budget for every volume (docs/volumes.md
+  // "One budget"); declared before the volumes, so it outlives them.
+  std::unique_ptr<volume::WriteBudget> write_budget_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://

@@ -113,6 +113,10 @@ class Daemon {
   // Segment and object buffers for reuse, handed to the store and the volume: declared
   // before them, so it outlives them.
   BufferPool buffer_pool_;
+  // [lsm] max_unflushed_bytes, one write-buffer budget for every volume (docs/volumes.md
+  // "One budget"); declared before the volumes and even the env, so it outlives them: a
+  // volume leaves it when destroyed, which may be as the env drops its last coroutines.
+  std::unique_ptr<volume::WriteBudget> write_budget_;
   std::unique_ptr<RealEnv> env_;
   // [cache] disk_size_bytes > 0 (not on memory://): chunks on local disk, shared by the
   // volumes; declared before them, so it outlives them.
@@ -123,9 +127,6 @@ class Daemon {
   // [lsm] block_cache_size_bytes, one cache for every volume (docs/volumes.md "One
   // budget"); declared before the volumes, so it outlives them.
   std::unique_ptr<cache::BlockCache> block_cache_;
-  // [lsm] max_unflushed_bytes, one write-buffer budget for every volume (docs/volumes.md
-  // "One budget"); declared before the volumes, so it outlives them.
-  std::unique_ptr<volume::WriteBudget> write_budget_;
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://

@@ -127,6 +127,8 @@ struct Config {
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t l0_sst_size_bytes = 64ull << 20;
+  // Write buffers not yet uploaded, all served volumes together (one budget): past it
+  // writes wait.
   uint64_t max_unflushed_bytes = 256ull << 20;
   uint64_t block_cache_size_bytes = 256ull << 20;
   uint64_t upload_window = 8;  // segment uploads in flight (see above)

@@ -34,6 +34,7 @@
 #include "util/rfc3339.h"
 #include "volume/registry.h"
 #include "volume/volume.h"
+#include "volume/write_budget.h"
 
 namespace portal::daemon {
 namespace {
@@ -197,6 +198,8 @@ Status Daemon::Start() {
   volume_options.keyring = keyring_.get();
   block_cache_ = std::make_unique<cache::BlockCache>(*env_, cfg_.block_cache_size_bytes);
   volume_options.block_cache = block_cache_.get();
+  write_budget_ = std::make_unique<volume::WriteBudget>(*env_, cfg_.max_unflushed_bytes);
+  volume_options.write_budget = write_budget_.get();
   if (cfg_.disk_cache_size_bytes > 0 && cfg_.storage_url != "memory://") {
     const std::string dir =
         cfg_.disk_cache_dir.empty() ? cfg_.cache_dir + "/chunks" : cfg_.disk_cache_dir;
@@ -494,6 +497,13 @@ std::vector<metrics::VolumeSample> Daemon::MetricsSamples() {
     m.buffer_bytes = s.active_buffer_bytes + s.sealed_buffer_bytes;
     m.buffer_limit_bytes = cfg_.max_unflushed_bytes;
     m.write_stalls = s.write_stalls;
+    if (write_budget_ && out.empty()) {  // one budget for all: with the first volume
+      volume::WriteBudgetStats wb = write_budget_->stats();
+      m.write_budget = metrics::WriteBudgetSample{.limit_bytes = wb.limit_bytes,
+                                                  .used_bytes = wb.used_bytes,
+                                                  .high_water_bytes = wb.high_water_bytes,
+                                                  .waits = wb.waits};
+    }
     m.cache_hits = s.cache.hits;
     m.cache_misses = s.cache.misses;
     m.cache_bytes = s.cache.usage_bytes;

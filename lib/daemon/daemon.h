@@ -49,6 +49,7 @@ class TlsContext;
 }  // namespace nbd
 namespace volume {
 class Volume;
+class WriteBudget;
 struct VolumeOptions;
 }  // namespace volume
 namespace control {
@@ -114,6 +115,10 @@ class Daemon {
   // Segment and object buffers for reuse, handed to the store and the volume: declared
   // before them, so it outlives them.
   BufferPool buffer_pool_;
+  // [lsm] max_unflushed_bytes, one write-buffer budget for every volume (docs/volumes.md
+  // "One budget"); declared before the volumes and even the env, so it outlives them: a
+  // volume leaves it when destroyed, which may be as the env drops its last coroutines.
+  std::unique_ptr<volume::WriteBudget> write_budget_;
   std::unique_ptr<RealEnv> env_;
   // [cache] disk_size_bytes > 0 (not on memory://): chunks on local disk, shared by the
   // volumes; declared before them, so it outlives them.

@@ -84,6 +84,18 @@ std::vector<MetricFamily> VolumeCollector::Families(const std::vector<VolumeSamp
           v, D(s.buffer_limit_bytes));
     b.Add("portalbd_write_stalls_total", kCounter, "Writes that waited for buffer space", v,
           D(s.write_stalls));
+    if (s.write_budget) {
+      const WriteBudgetSample& wb = *s.write_budget;
+      b.Add("portalbd_write_budget_bytes", kGauge,
+            "Write buffer bytes all volumes together may hold", v, D(wb.limit_bytes));
+      b.Add("portalbd_write_budget_used_bytes", kGauge,
+            "Write buffer bytes held or reserved by all volumes", v, D(wb.used_bytes));
+      b.Add("portalbd_write_budget_high_water_bytes", kGauge,
+            "The most write buffer bytes all volumes held or reserved at once", v,
+            D(wb.high_water_bytes));
+      b.Add("portalbd_write_budget_waits_total", kCounter,
+            "Writes that waited for room in the shared write budget", v, D(wb.waits));
+    }
     b.Add("portalbd_cache_hits_total", kCounter, "Block cache hits", v, D(s.cache_hits));
     b.Add("portalbd_cache_misses_total", kCounter, "Block cache misses", v, D(s.cache_misses));
     b.Add("portalbd_cache_bytes", kGauge, "Block cache usage", v, D(s.cache_bytes));

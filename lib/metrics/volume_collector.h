@@ -10,6 +10,8 @@
 //   portalbd_store_http_retries_total       included; and the retries
 //   portalbd_store_failing                1 while segment uploads fail (and are retried)
 //   portalbd_write_buffer_bytes / _limit_bytes, portalbd_write_stalls_total
+//   portalbd_write_budget_{bytes,used_bytes,high_water_bytes}, _waits_total   the write
+//     buffers' budget all volumes share (with the first volume only)
 //   portalbd_cache_hits_total, _misses_total, portalbd_cache_bytes, _capacity_bytes
 //   portalbd_disk_cache_{hits,misses,damaged,inserts,dropped,evictions}_total,
 //     portalbd_disk_cache_bytes, _capacity_bytes, _entries   only while [cache] is on
@@ -62,6 +64,14 @@ struct ReadAheadSample {
   uint64_t failed = 0;  // read-aheads that failed (dropped)
 };
 
+// The write buffers' budget shared by the volumes (volume/write_budget.h).
+struct WriteBudgetSample {
+  uint64_t limit_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t high_water_bytes = 0;
+  uint64_t waits = 0;
+};
+
 struct VolumeSample {
   std::string volume;  // the volume label
   uint64_t size_bytes = 0;
@@ -76,6 +86,7 @@ struct VolumeSample {
   uint64_t buffer_bytes = 0;
   uint64_t buffer_limit_bytes = 0;
   uint64_t write_stalls = 0;
+  std::optional<WriteBudgetSample> write_budget;  // unset: not this volume's to report
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
   uint64_t cache_bytes = 0;

@@ -17,9 +17,15 @@ VolumeOptions BaseOptions(const VolumeOptions& o) {
 CloneBase::CloneBase(Env& env, objstore::ObjectStore& store, const VolumeOptions& options)
     : reads_(store, env),
       options_(BaseOptions(options)),
-      cache_(env, options_.block_cache_size_bytes),
+      own_cache_(options_.block_cache ? nullptr
+                                      : std::make_unique<cache::BlockCache>(
+                                            env, options_.block_cache_size_bytes)),
+      cache_(options_.block_cache ? *options_.block_cache : *own_cache_),
+      // Scoped as the volume's own readers are (LsmVolume's constructor): by this
+      // layer's store, so layers never meet in a shared cache.
       segments_(reads_, cache_, options_),
-      ssts_(reads_, cache_, nullptr, nullptr, options_.keyring) {}
+      ssts_(reads_, cache_, nullptr, nullptr, options_.keyring,
+            options_.block_cache ? store.url() + "|" : "") {}
 
 Task<Result<std::unique_ptr<CloneBase>>> CloneBase::Open(Env& env, const CloneRecord& record,
                                                          const VolumeOptions& options, int depth) {

@@ -3,8 +3,11 @@
 // is itself a clone, the grandparent's snapshot, and so on. Read-only: it never writes
 // to an ancestor's store. Private to lib/volume/ (docs/volume.md "Clones").
 //
-// Each layer has its own small block cache: segment ids and SST keys are per store, so
-// they cannot share the clone's cache keys. No disk cache (its keys carry the volume).
+// Each layer reads through the daemon's shared block cache (VolumeOptions::block_cache,
+// one budget) under its own store's URL: segment ids and SST keys are per store, so the
+// scope keeps two layers' (and the clone's own) entries apart, while an ancestor that is
+// also open as a volume shares its entries with it (the same immutable objects). Without
+// a shared cache, a layer has its own small one. No disk cache (its keys carry the volume).
 //
 // Thread-safe after Open. The resolver's stores and `env` must outlive it.
 #pragma once
@@ -55,7 +58,8 @@ class CloneBase {
 
   objstore::RetryingReadStore reads_;
   VolumeOptions options_;  // the clone's, without the disk cache
-  cache::BlockCache cache_;
+  std::unique_ptr<cache::BlockCache> own_cache_;  // unless options_.block_cache is shared
+  cache::BlockCache& cache_;
   SegmentReader segments_;
   lsm::SstReader ssts_;
   CloneRecord record_;

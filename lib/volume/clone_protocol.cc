@@ -13,7 +13,10 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <algorithm>
+#include <mutex>
 #include <set>
+#include <vector>
 
 #include "objstore/conditional_create.h"
 #include "objstore/retry.h"
@@ -38,6 +41,37 @@ Task<Status> PutRetried(Env& env, objstore::ObjectStore& store, const std::strin
 Task<Status> DeleteRetried(Env& env, objstore::ObjectStore& store, const std::string& key) {
   co_return co_await RetryUnavailable(
       env, store, [&]() -> Task<Status> { co_return co_await store.Delete(key); }, kWriteAttempts);
+}
+// DELETEs in flight at once while sweeping a deleted volume: one at a time, a volume of
+// thousands of objects took a round trip each; more would only queue in the store's
+// connection pool.
+constexpr size_t kDeletesInFlight = 16;
+// Deletes `keys`, at most kDeletesInFlight at once. The first error is returned once
+// every DELETE started has ended; whatever is left, the next sweep deletes.
+Task<Status> DeleteAllRetried(Env& env, objstore::ObjectStore& store,
+                              const std::vector<std::string>& keys) {
+  std::mutex mu;  // the workers may resume on different threads
+  size_t next = 0;
+  Status failed;
+  auto worker = [&]() -> Task<Status> {
+    for (;;) {
+      std::string key;
+      {
+        std::lock_guard lock(mu);
+        if (next >= keys.size() || !failed.ok()) co_return Status::Ok();
+        key = keys[next++];
+      }
+      Status st = co_await DeleteRetried(env, store, key);
+      if (!st.ok()) {
+        std::lock_guard lock(mu);
+        if (failed.ok()) failed = std::move(st);
+      }
+    }
+  };
+  std::vector<Task<Status>> workers;
+  for (size_t i = 0; i < std::min(kDeletesInFlight, keys.size()); ++i) workers.push_back(worker());
+  (void)co_await WhenAll(std::move(workers));
+  co_return failed;
 }
 // Whether `key` exists (a HEAD, retried).
 Task<Result<bool>> Exists(Env& env, objstore::ObjectStore& store, const std::string& key) {
@@ -316,9 +350,13 @@ Task<Status> SweepDeletedVolume(Env& env, const VolumeResolver& resolve,
     for (uint64_t seg : snap.segments) keep.insert(SegmentKey(seg));
   }
   CO_ASSIGN_OR_RETURN(auto all, co_await reads.List(""));
+  // In any order, and several at once: nothing reads a tombstoned store, and a sweep cut
+  // short is finished by the next one (the keep set is computed again).
+  std::vector<std::string> doomed;
   for (const auto& o : all) {
-    if (!keep.count(o.key)) CO_RETURN_IF_ERROR(co_await DeleteRetried(env, store, o.key));
+    if (!keep.count(o.key)) doomed.push_back(o.key);
   }
+  CO_RETURN_IF_ERROR(co_await DeleteAllRetried(env, store, doomed));
   if (!refs.empty()) {
     Log()->info("deleted volume keeps what its clones need url={} snapshots={}", store.url(),
                 referenced.size());

@@ -54,6 +54,7 @@
 #include "volume/volume.h"
 #include "volume/uploader.h"
 #include "volume/volume_lifecycle.h"
+#include "volume/write_budget.h"
 #include "volume/write_buffer.h"
 
 namespace portal::volume {
@@ -186,7 +187,20 @@ class LsmVolume final : public Volume,
   // --- writes (volume_write.cc) ---
   Status CheckNotSalvage() const;  // PermissionDenied in salvage mode
   Status CheckWritable();
-  Task<Status> WaitForRoom();
+  // Reserves `need` bytes of the write budget (write_budget.h), waiting (and pushing the
+  // buffers that hold it to upload) while they do not fit; fails once fenced or given up.
+  // A reservation is given back by ~Reserved.
+  Task<Status> WaitForRoom(uint64_t need);
+  struct Reserved {
+    LsmVolume* v;
+    uint64_t bytes;
+    ~Reserved();  // the volume's charge after the write, and the reservation back
+  };
+  // The budget's push (write_budget.h): the active buffer goes to upload now.
+  void PushUpload();
+  // Tells the budget what the buffers hold now (nothing once fenced or given up), giving
+  // back `release_bytes` of a write's reservation.
+  void UpdateBudgetLocked(uint64_t release_bytes = 0);
   // Put blocks into the active buffer; fail once fenced or stopped (CheckBufferableLocked).
   Status CheckBufferableLocked() const;
   // `keep`: see WriteFlags::keep (the buffer may adopt `data` instead of copying it).
@@ -284,7 +298,11 @@ class LsmVolume final : public Volume,
   // Map work, fencing, stop, restore's drain and writes waiting for a restore. A FLUSH
   // waits on uploader_.durable(), the uploader on its own notifier.
   Notifier changed_;
-  Notifier room_;  // writers stalled for room: an upload settled, fenced, or gave up
+  // The write buffers' budget (the daemon's, or own_budget_): writers stalled for room
+  // wait on it; an upload settling, a fence or a give-up wakes them.
+  std::unique_ptr<WriteBudget> own_budget_;
+  WriteBudget& budget_;
+  std::shared_ptr<WriteBudget::Account> budget_account_;
   AsyncMutex jobs_mu_;
   WaitGroup loops_;
 

@@ -26,6 +26,8 @@ class Keyring;
 
 namespace portal::volume {
 
+class WriteBudget;
+
 // The daemon's volume registry: a volume's name to its store (clone.h). The store must
 // outlive every volume opened with the resolver. NotFound for an unknown name.
 using VolumeResolver = std::function<Result<objstore::ObjectStore*>(const std::string& name)>;
@@ -39,7 +41,8 @@ struct VolumeOptions {
   uint64_t flush_interval_ms = 1000;
   // Seal the active buffer at this size; also the memtable's flush target.
   uint64_t l0_sst_size_bytes = 64ull << 20;
-  // Active + sealed buffers above this stall writes.
+  // Active + sealed buffers above this stall writes (the volume's own budget; with
+  // write_budget, that budget's limit counts instead).
   uint64_t max_unflushed_bytes = 256ull << 20;
   // Decompressed chunks, SST indexes and blocks, segment footers.
   uint64_t block_cache_size_bytes = 256ull << 20;
@@ -99,6 +102,10 @@ struct VolumeOptions {
   // own cache of block_cache_size_bytes. Not owned: the daemon's, and it must outlive the
   // volume (entries may outlive it: they hold nothing of the volume's).
   cache::BlockCache* block_cache = nullptr;
+  // The write buffers' budget shared by the daemon's volumes (write_budget.h; [lsm]
+  // max_unflushed_bytes for all of them together). Null: the volume's own budget of
+  // max_unflushed_bytes. Not owned: the daemon's, and it must outlive the volume.
+  WriteBudget* write_budget = nullptr;
   // Chunks on local disk ([cache] dir, cache/disk_cache.h), shared by the daemon's volumes;
   // null: none. Not owned: the daemon's, and it must outlive the volume. Unused with
   // read_partial_raw_chunks (memory://: the bytes are in this process already).

@@ -32,13 +32,18 @@ LsmVolume::LsmVolume(Env& env, objstore::ObjectStore& store, VolumeOptions optio
             options_.block_cache ? store.url() + "|" : ""),
       log_(store, env, &corrupt_refetches_, options_.keyring),
       changed_(env),
-      room_(env),
+      own_budget_(options_.write_budget
+                      ? nullptr
+                      : std::make_unique<WriteBudget>(env, options_.max_unflushed_bytes)),
+      budget_(options_.write_budget ? *options_.write_budget : *own_budget_),
+      budget_account_(budget_.Join([this] { PushUpload(); })),
       jobs_mu_(env),
       loops_(env),
       stripes_(kStripes, 0),
       uploader_(env, store, segments_, options_, mu_, give_up_, *this) {}
 
 LsmVolume::~LsmVolume() {
+  budget_.Leave(*budget_account_);  // no push runs after this
   std::lock_guard lock(mu_);
   PORTAL_ASSERT(lifecycle_.stop || versions_.current() == nullptr,
                 "LsmVolume destroyed without Close()");

@@ -37,10 +37,10 @@ void LsmVolume::GiveUpNow() {
     left = NotDurableSummaryLocked();
     // FLUSH and FUA waiters: what is not durable now never will be acknowledged.
     uploader_.durable().Fail(GaveUpLocked());
+    UpdateBudgetLocked();  // its buffers stop counting; stalled writers fail
   }
   if (!left.empty()) Log()->warn("stop deadline passed: giving up on {}", left);
   uploader_.Wake();      // its retries end (give_up_), then it exits
-  room_.NotifyAll();     // stalled writers fail
   changed_.NotifyAll();  // maintenance exits
 }
 

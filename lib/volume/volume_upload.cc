@@ -116,13 +116,34 @@ void LsmVolume::FenceLocked(const std::string& reason) {
   Log()->error("volume fenced: acknowledging nothing more error=\"{}\"", lifecycle_.fenced_reason);
   uploader_.durable().Fail(lifecycle_.FencedError());
   uploader_.Wake();   // exits
-  room_.NotifyAll();  // stalled writers fail
+  UpdateBudgetLocked();  // its buffers stop counting; stalled writers fail
   changed_.NotifyAll();  // maintenance exits; a restore stops waiting
 }
 
 void LsmVolume::UploadSettled() {
-  room_.NotifyAll();
+  {
+    // A sealed buffer left: its bytes go back to the budget (and wake its waiters).
+    std::lock_guard lock(mu_);
+    UpdateBudgetLocked();
+  }
   changed_.NotifyAll();
+}
+
+void LsmVolume::UpdateBudgetLocked(uint64_t release_bytes) {
+  // A fenced volume (or one that gave up) uploads nothing more: its buffers no longer
+  // count, or they would hold the other volumes' writes until it is released.
+  const bool dead = lifecycle_.fenced || give_up_.cancelled();
+  budget_.Update(*budget_account_, dead ? 0 : UnflushedBytesLocked(),
+                 dead ? 0 : uploader_.ActiveBytesLocked(), release_bytes);
+}
+
+void LsmVolume::PushUpload() {
+  bool poke;
+  {
+    std::lock_guard lock(mu_);
+    poke = uploader_.RequestFlushLocked();
+  }
+  if (poke) uploader_.Wake();
 }
 
 }  // namespace portal::volume

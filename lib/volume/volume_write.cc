@@ -77,41 +77,45 @@ Status LsmVolume::WriteZeroRunLocked(uint64_t first, uint64_t end, lsm::LocKind 
   return Status::Ok();
 }
 
-Task<Status> LsmVolume::WaitForRoom() {
-  // Under the bound: go. Over it: make sure the uploader is draining (seal the active
-  // buffer too), then wait for room: an upload settling (or a fence, or a give-up) wakes
-  // room_. The epoch is sampled before the last check, so no wake-up is lost.
-  auto check = [&](bool* poke) -> std::optional<Status> {
-    std::lock_guard lock(mu_);
-    if (lifecycle_.fenced) return lifecycle_.FencedError();
-    if (give_up_.cancelled()) return GaveUpLocked();
-    const uint64_t unflushed = UnflushedBytesLocked();
-    if (unflushed < options_.max_unflushed_bytes) {
-      if (lifecycle_.stalled) {
-        lifecycle_.stalled = false;
-        Log()->info("write stall over unflushed_bytes={}", unflushed);
-      }
-      return Status::Ok();
-    }
-    if (!lifecycle_.stalled) {
-      lifecycle_.stalled = true;
-      ++lifecycle_.write_stalls;
-      Log()->warn(
-          "writes stalled: unflushed data reached max_unflushed_bytes={} (the store is "
-          "slower than the writes)",
-          options_.max_unflushed_bytes);
-    }
-    if (poke && uploader_.RequestFlushLocked()) *poke = true;
-    return std::nullopt;
-  };
+Task<Status> LsmVolume::WaitForRoom(uint64_t need) {
+  // The budget may be shared with other volumes (write_budget.h): reserve `need`, or wait
+  // for room. While waiting, push whatever holds the budget to upload (this volume's
+  // active buffer, and an idle volume's, which would otherwise keep it), and look at this
+  // volume's fence and stop on every wake-up: an upload settling (here or elsewhere), a
+  // fence or a give-up wakes the budget. The epoch is sampled before the check, so no
+  // wake-up is lost.
+  WriteBudget::Waiter waiter(budget_, *budget_account_, need);
   for (;;) {
-    bool poke = false;
-    if (auto done = check(&poke)) co_return *done;
-    if (poke) uploader_.Wake();
-    const uint64_t seen = room_.epoch();
-    if (auto done = check(nullptr)) co_return *done;
-    co_await room_.Wait(seen);
+    const uint64_t seen = budget_.epoch();
+    {
+      std::lock_guard lock(mu_);
+      if (lifecycle_.fenced) co_return lifecycle_.FencedError();
+      if (give_up_.cancelled()) co_return GaveUpLocked();
+      if (waiter.TryReserve()) {
+        if (lifecycle_.stalled) {
+          lifecycle_.stalled = false;
+          Log()->info("write stall over unflushed_bytes={}", UnflushedBytesLocked());
+        }
+        co_return Status::Ok();
+      }
+      if (!lifecycle_.stalled) {
+        lifecycle_.stalled = true;
+        ++lifecycle_.write_stalls;
+        Log()->warn(
+            "writes stalled: the write buffers reached max_unflushed_bytes={} (this volume "
+            "holds {}; the store is slower than the writes)",
+            budget_.limit_bytes(), UnflushedBytesLocked());
+      }
+    }
+    // On every wake-up: a buffer written since the last push is pushed too.
+    if (waiter.push()) budget_.PushHolders();
+    co_await budget_.Wait(seen);
   }
+}
+
+LsmVolume::Reserved::~Reserved() {
+  std::lock_guard lock(v->mu_);
+  v->UpdateBudgetLocked(bytes);
 }
 
 Task<Status> LsmVolume::WritePartial(uint64_t block, uint32_t in_block, const uint8_t* src,
@@ -145,11 +149,18 @@ Task<Status> LsmVolume::Write(uint64_t offset, std::span<const uint8_t> data, Wr
     LsmVolume* v;
     ~Leave() { v->LeaveWrite(); }
   } leave{this};
-  CO_RETURN_IF_ERROR(co_await WaitForRoom());
   const uint64_t bs = block_size_;
   const uint64_t end = offset + data.size();
   const uint64_t first_full = (offset + bs - 1) / bs;
   const uint64_t end_full = end / bs;
+  // What the buffer may add: the whole blocks (twice when adopted: the write's own
+  // memory, zero blocks included, and copies of its runs too short to adopt), and the
+  // read-modify-write of the partial ones.
+  const uint64_t full_bytes = first_full < end_full ? (end_full - first_full) * bs : 0;
+  const uint64_t need =
+      full_bytes * (flags.keep ? 2 : 1) + EdgeBlocks(offset, end, bs).size() * bs;
+  CO_RETURN_IF_ERROR(co_await WaitForRoom(need));
+  std::optional<Reserved> reserved(std::in_place, this, need);
   if (first_full < end_full) {
     std::lock_guard lock(mu_);
     CO_RETURN_IF_ERROR(WriteFullBlocksLocked(first_full, data.data() + (first_full * bs - offset),
@@ -163,6 +174,7 @@ Task<Status> LsmVolume::Write(uint64_t offset, std::span<const uint8_t> data, Wr
                                              data.data() + (from - offset),
                                              static_cast<uint32_t>(to - from)));
   }
+  reserved.reset();  // buffered: the charge counts it now, not while FUA waits
   if (flags.fua) CO_RETURN_IF_ERROR(co_await Flush());
   co_return Status::Ok();
 }
@@ -176,11 +188,14 @@ Task<Status> LsmVolume::ZeroRange(uint64_t offset, uint64_t length, lsm::LocKind
     LsmVolume* v;
     ~Leave() { v->LeaveWrite(); }
   } leave{this};
-  CO_RETURN_IF_ERROR(co_await WaitForRoom());
   const uint64_t bs = block_size_;
   const uint64_t end = offset + length;
   const uint64_t first_full = (offset + bs - 1) / bs;
   const uint64_t end_full = end / bs;
+  // Zero runs take no memory; the partial blocks are written as data.
+  const uint64_t need = EdgeBlocks(offset, end, bs).size() * bs;
+  CO_RETURN_IF_ERROR(co_await WaitForRoom(need));
+  std::optional<Reserved> reserved(std::in_place, this, need);
   if (first_full < end_full) {
     std::lock_guard lock(mu_);
     CO_RETURN_IF_ERROR(WriteZeroRunLocked(first_full, end_full, kind));
@@ -190,6 +205,7 @@ Task<Status> LsmVolume::ZeroRange(uint64_t offset, uint64_t length, lsm::LocKind
     CO_RETURN_IF_ERROR(co_await WritePartial(b, static_cast<uint32_t>(from - b * bs), nullptr,
                                              static_cast<uint32_t>(to - from)));
   }
+  reserved.reset();  // buffered: the charge counts it now, not while FUA waits
   if (fua) CO_RETURN_IF_ERROR(co_await Flush());
   co_return Status::Ok();
 }

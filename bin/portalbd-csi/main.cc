@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   CLI::App app{"portalbd-csi: the CSI driver of portalbd (docs/csi.md)"};
+  app.set_version_flag("-V,--version", std::string("portalbd-csi ") + PORTALBD_VERSION);
   std::string endpoint = "unix:///csi/csi.sock";
   std::string role = "all";
   std::string node_id = DefaultNodeId();

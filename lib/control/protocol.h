@@ -47,6 +47,7 @@ enum class Op {
   kVolumeOpen,
   kVolumeRelease,
   kVolumeClone,
+  kVolumeInspect,
 };
 std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
@@ -66,6 +67,9 @@ struct Request {
   // `snapshot` of volume `source`.
   std::string source{};
   std::string snapshot{};
+  // volume.create, optional: the new volume's block size (0: the daemon's [device]
+  // block_size).
+  uint32_t block_size = 0;
 };
 
 // --- replies --------------------------------------------------------------------------
@@ -103,6 +107,8 @@ struct VolumeEntry {
   std::string volume_uuid;
   std::string clone_of_volume;    // a clone's source, else ""
   std::string clone_of_snapshot;  // a clone's source, else ""
+  // volume.inspect only ("snapshot_list"): the volume's snapshots, oldest first.
+  std::optional<std::vector<SnapshotEntry>> snapshot_list{};
   friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
 };
 

@@ -79,6 +79,9 @@ inline constexpr std::string_view kBadRequest = "bad_request";
 inline constexpr std::string_view kRequestTooLong = "request_too_long";
 inline constexpr std::string_view kAlreadyExists = "already_exists";
 inline constexpr std::string_view kTooManyConnections = "too_many_connections";
+// The request names a volume this daemon does not hold as its writer: not served here,
+// or fenced by another daemon's open. Its owner record (if any) is stale.
+inline constexpr std::string_view kNotOwner = "not_owner";
 
 // A snapshot as replies show it (docs/control.md "Snapshot object"). The protocol owns
 // this type; the daemon fills it from the volume's own record.

@@ -25,6 +25,14 @@ control::SnapshotEntry Entry(const volume::SnapshotInfo& s) {
   return e;
 }
 
+// A volume this daemon is not the writer of (docs/control.md "not_owner").
+control::Reply NotOwner(const std::string& volume_name, bool fenced) {
+  return control::ErrorReply{
+      std::string(control::kNotOwner),
+      fenced ? fmt::format("volume '{}' was taken over by another daemon (fenced)", volume_name)
+             : fmt::format("volume '{}' is not served here", volume_name)};
+}
+
 control::Reply AlreadyExists(std::string message) {
   return control::ErrorReply{std::string(control::kAlreadyExists), std::move(message)};
 }
@@ -160,6 +168,9 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
       co_return control::OkReply{};
     }
     case Op::kVolumeResize: {
+      if (auto v = volumes_->Find(name); !v || v->volume->fenced()) {
+        co_return NotOwner(v ? v->name : name, v != nullptr);
+      }
       Status st = co_await volumes_->Resize(name, request.size_bytes, request.allow_shrink);
       if (!st.ok()) co_return FromStatus(st);
       co_return entry(name);
@@ -185,12 +196,17 @@ Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
   if (request.op == control::Op::kStatus) co_return control::StatusReply{status_()};
   if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
   std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
-  if (!v) {
+  if (!v || v->volume->fenced()) {
     const std::string vn =
         request.volume.empty() ? std::string(volume::kDefaultVolumeName) : request.volume;
-    co_return FromStatus(Status::NotFound(fmt::format("volume '{}' is not served here", vn)));
+    co_return NotOwner(vn, v != nullptr);
   }
-  co_return co_await DispatchSnapshot(request, *v->volume, v->name);
+  control::Reply reply = co_await DispatchSnapshot(request, *v->volume, v->name);
+  // Fenced while it ran: the caller must find the new owner.
+  if (std::holds_alternative<control::ErrorReply>(reply) && v->volume->fenced()) {
+    co_return NotOwner(v->name, true);
+  }
+  co_return reply;
 }
 
 Task<control::Reply> ControlHandler::Handle(control::Request request) {

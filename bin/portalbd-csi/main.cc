@@ -3,6 +3,7 @@
 //
 //   portalbd-csi --endpoint unix:///csi/csi.sock --role controller|node|all
 //                [--node-id NAME] [--daemon-socket /run/portalbd/portalbd.sock]
+//                [--capacity-bytes N]
 //
 // SIGTERM or SIGINT stop it; the volumes it attached stay attached (their portalbd daemon
 // serves them, not this process).
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
   std::string role = "all";
   std::string node_id = DefaultNodeId();
   portal::csi::DaemonEndpoint daemon;
+  portal::csi::ControllerOptions controller_options;
   app.add_option("--endpoint", endpoint, "the CSI socket (unix:///path)")
       ->envname("CSI_ENDPOINT");
   app.add_option("--role", role, "services to serve: controller, node or all")
@@ -68,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--daemon-timeout-ms", daemon.timeout_ms,
                  "longest wait for one reply of the daemon")
       ->check(CLI::Range(1000, 3'600'000));
+  app.add_option("--capacity-bytes", controller_options.capacity_bytes,
+                 "GetCapacity's total: bytes all volumes may take (default 0: object storage "
+                 "has no figure, and GET_CAPACITY is not advertised)");
   portal::cli::RefuseEmptyValues(app);
   CLI11_PARSE(app, argc, argv);
 
@@ -91,7 +96,7 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(address, grpc::InsecureServerCredentials());
   builder.RegisterService(&identity);
   if (roles.controller) {
-    controller = std::make_unique<portal::csi::ControllerService>(daemon);
+    controller = std::make_unique<portal::csi::ControllerService>(daemon, controller_options);
     builder.RegisterService(controller.get());
   }
   if (roles.node) {

@@ -1,7 +1,10 @@
-// Client: a blocking client of the control socket (portalctl, tests). One connection, any
-// number of requests in sequence; each Call() waits for its reply.
+// Client: a blocking client of the control socket (portalctl, tests), or of a daemon's
+// control listener over TCP ([control] listen; the CSI controller reaching a volume's
+// owner, docs/csi.md). One connection, any number of requests in sequence; each Call()
+// waits for its reply.
 //
-// Not thread-safe. The only file where the client's errno values become a Status.
+// Not thread-safe. The only file where the client's errno and OpenSSL errors become a
+// Status.
 #pragma once
 
 #include <functional>
@@ -12,7 +15,18 @@
 #include "control/protocol.h"
 #include "util/status.h"
 
+struct ssl_st;
+struct ssl_ctx_st;
+
 namespace portal::control {
+
+struct TcpClientOptions {
+  std::string token;               // the daemon's [control] token_file content (required)
+  bool tls = false;                // speak TLS; the daemon's certificate is verified
+  std::string tls_ca_file;         // TLS: the CA it must chain to ("": the system's CAs)
+  std::string tls_hostname;        // TLS: the name (or IP) it must carry ("": the address's host)
+  int connect_timeout_ms = 10000;  // TCP connect, TLS handshake and auth, each
+};
 
 class Client {
  public:
@@ -20,6 +34,12 @@ class Client {
   // daemon answers there (no file, or a stale one); PermissionDenied when the socket is
   // not ours to use.
   static Result<std::unique_ptr<Client>> Connect(const std::string& path);
+  // Connects to a daemon's control listener at "host:port" ("[v6]:port"; names are
+  // resolved), over TLS if asked, and authenticates. Unavailable when nothing answers in
+  // time (retry); PermissionDenied when the daemon refuses the token or its certificate
+  // does not verify; InvalidArgument for a bad address or CA file.
+  static Result<std::unique_ptr<Client>> ConnectTcp(const std::string& address,
+                                                    const TcpClientOptions& options);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -41,7 +61,12 @@ class Client {
 
  private:
   Client(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  Status StartTls(const TcpClientOptions& options, const std::string& host);
+  // One recv() or SSL_read() into buf_: bytes read, 0 at the end of the stream.
+  Result<size_t> Receive();
   int fd_;
+  ssl_ctx_st* ssl_ctx_ = nullptr;  // TLS: owned
+  ssl_st* ssl_ = nullptr;          // TLS: owned
   std::string path_;
   int timeout_ms_ = 0;
   int tick_ms_ = 0;

@@ -47,6 +47,7 @@ enum class Op {
   kVolumeOpen,
   kVolumeRelease,
   kVolumeClone,
+  kVolumeInspect,
 };
 std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
@@ -66,6 +67,9 @@ struct Request {
   // `snapshot` of volume `source`.
   std::string source{};
   std::string snapshot{};
+  // volume.create, optional: the new volume's block size (0: the daemon's [device]
+  // block_size).
+  uint32_t block_size = 0;
 };
 
 // --- replies --------------------------------------------------------------------------
@@ -75,6 +79,9 @@ inline constexpr std::string_view kBadRequest = "bad_request";
 inline constexpr std::string_view kRequestTooLong = "request_too_long";
 inline constexpr std::string_view kAlreadyExists = "already_exists";
 inline constexpr std::string_view kTooManyConnections = "too_many_connections";
+// The request names a volume this daemon does not hold as its writer: not served here,
+// or fenced by another daemon's open. Its owner record (if any) is stale.
+inline constexpr std::string_view kNotOwner = "not_owner";
 
 // A snapshot as replies show it (docs/control.md "Snapshot object"). The protocol owns
 // this type; the daemon fills it from the volume's own record.
@@ -103,6 +110,8 @@ struct VolumeEntry {
   std::string volume_uuid;
   std::string clone_of_volume;    // a clone's source, else ""
   std::string clone_of_snapshot;  // a clone's source, else ""
+  // volume.inspect only ("snapshot_list"): the volume's snapshots, oldest first.
+  std::optional<std::vector<SnapshotEntry>> snapshot_list{};
   friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
 };
 

@@ -12,6 +12,13 @@
 //
 // Bounds: max_connections (one more is told too_many_connections and closed), one request
 // line of kMaxRequestBytes, one request in flight per connection.
+//
+// Over TCP (Options::tcp_address set; docs/control.md "Over TCP"): the same protocol, for
+// a controller on another host. Every connection authenticates first (control/auth.h:
+// its first request is {"op":"auth","token":...}, anything else or a wrong token is
+// answered "unauthenticated" and closed), within handshake_timeout_ms of its accept (TLS
+// handshake included), or is closed. With `tls`, connections speak TLS from the first
+// byte.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +30,10 @@
 #include "env/task.h"
 #include "util/connection_set.h"
 #include "util/status.h"
+
+namespace portal::nbd {
+class TlsContext;
+}
 
 namespace portal::control {
 
@@ -48,6 +59,12 @@ class Server {
     std::string group = "";
     uint32_t max_connections = 16;
     size_t max_request_bytes = kMaxRequestBytes;
+    // TCP instead of the unix socket (`path` and `group` unused): "host:port" as
+    // nbd::BindListener takes it (port 0: the kernel picks; see address()).
+    std::string tcp_address = "";
+    std::string token = "";                 // TCP: the shared secret (required)
+    nbd::TlsContext* tls = nullptr;         // TCP: TLS credentials, or plain; must outlive us
+    uint64_t handshake_timeout_ms = 10000;  // TCP: accept to authenticated
   };
 
   // `env` and `handler` must outlive the server.
@@ -68,18 +85,27 @@ class Server {
   void Shutdown(uint64_t timeout_ms = 120000);
 
   const std::string& path() const { return options_.path; }
+  // TCP: the address bound ("127.0.0.1:41234"), after Listen().
+  const std::string& address() const { return address_; }
   size_t connection_count() const;
+
+  struct Stream;  // a connection's bytes (server.cc)
 
  private:
   friend class Connection;
   struct Impl;
   void Accept();
+  void AcceptTcp();
+  // Starts a connection on an accepted stream, or refuses it (too many).
+  void Admit(std::unique_ptr<Stream> stream);
+  Status ListenTcp();
   void Unregister(Connection* c);
 
   RealEnv& env_;
   Handler& handler_;
   Options options_;
   std::unique_ptr<Impl> impl_;
+  std::string address_;   // TCP: as bound
   bool bound_ = false;    // we created the socket file (ours to remove)
   bool started_ = false;  // set and read by the owning thread only
   ConnectionSet<Connection> connections_;

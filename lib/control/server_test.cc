@@ -1,12 +1,15 @@
 // The control socket server and client over a real unix socket, with a fake handler.
 #include "control/server.h"
 
+#include <arpa/inet.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -329,6 +332,130 @@ TEST_CASE("control client says which socket it tried when no daemon runs", "[con
   FakeHandler handler(env);
   Server s(env, handler, Server::Options{"/" + std::string(200, 'x')});
   CHECK(s.Listen().code() == Status::Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace portal::control
+
+// --- over TCP ---------------------------------------------------------------------------
+
+namespace portal::control {
+namespace {
+
+constexpr std::string_view kTestToken = "0123456789abcdef0123456789abcdef";
+
+struct TcpFixture {
+  explicit TcpFixture(uint64_t handshake_timeout_ms = 10000) : handler(env) {
+    env.Start();
+    Server::Options o;
+    o.tcp_address = "127.0.0.1:0";
+    o.token = std::string(kTestToken);
+    o.handshake_timeout_ms = handshake_timeout_ms;
+    server = std::make_unique<Server>(env, handler, o);
+    Status st = server->Listen();
+    REQUIRE(st.ok());
+    server->Start();
+  }
+  ~TcpFixture() {
+    handler.Open();
+    server->Shutdown(10000);
+    env.Stop();
+  }
+  Result<std::unique_ptr<Client>> Connect(std::string token) {
+    TcpClientOptions o;
+    o.token = std::move(token);
+    return Client::ConnectTcp(server->address(), o);
+  }
+
+  RealEnv env;
+  FakeHandler handler;
+  std::unique_ptr<Server> server;
+};
+
+// A raw TCP client: what a peer that does not authenticate sends.
+int RawConnect(const std::string& address) {
+  const auto colon = address.rfind(':');
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  return fd;
+}
+
+// Everything the server sends until it closes (or 10 s pass).
+std::string ReadToEnd(int fd) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+TEST_CASE("control over TCP: the right token first, then requests", "[control][auth]") {
+  TcpFixture f;
+  auto c = f.Connect(std::string(kTestToken));
+  REQUIRE(c.ok());
+  Request status;
+  status.op = Op::kStatus;
+  auto reply = (*c)->Call(status);
+  REQUIRE(reply.ok());
+  REQUIRE(std::holds_alternative<StatusReply>(*reply));
+  CHECK(std::get<StatusReply>(*reply).status.version == "fake");
+  CHECK(f.handler.calls == 1);  // the auth request never reaches the handler
+}
+
+TEST_CASE("control over TCP: a wrong token is refused and the connection closed",
+          "[control][auth]") {
+  TcpFixture f;
+  auto c = f.Connect(std::string(kTestToken.substr(0, 31)) + "x");
+  REQUIRE(c.status().code() == Status::Code::kPermissionDenied);
+  CHECK_THAT(c.status().message(), Catch::Contains("unauthenticated: wrong token"));
+  CHECK(f.handler.calls == 0);
+}
+
+TEST_CASE("control over TCP: a request before auth is refused, never handled", "[control][auth]") {
+  TcpFixture f;
+  int fd = RawConnect(f.server->address());
+  const std::string req = R"({"op":"snapshot.create","name":"s","id":3})"
+                          "\n"
+                          R"({"op":"status"})"
+                          "\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  const std::string got = ReadToEnd(fd);  // one refusal, then the end
+  ::close(fd);
+  CHECK_THAT(got, Catch::StartsWith(R"({"ok":false,"id":3,"error":{"code":"unauthenticated")"));
+  CHECK(std::count(got.begin(), got.end(), '\n') == 1);
+  CHECK(f.handler.calls == 0);
+}
+
+TEST_CASE("control over TCP: a peer that never authenticates is closed at the deadline",
+          "[control][auth]") {
+  TcpFixture f(200);
+  int fd = RawConnect(f.server->address());
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(ReadToEnd(fd).empty());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  ::close(fd);
+  CHECK(WaitUntil([&] { return f.server->connection_count() == 0; }));
+}
+
+TEST_CASE("control over TCP needs a token and a TCP address", "[control][auth]") {
+  RealEnv env;
+  FakeHandler handler(env);
+  Server::Options o;
+  o.tcp_address = "127.0.0.1:0";
+  CHECK(Server(env, handler, o).Listen().code() == Status::Code::kInvalidArgument);
+  o.token = std::string(kTestToken);
+  o.tcp_address = "unix:/tmp/nope.sock";
+  CHECK(Server(env, handler, o).Listen().code() == Status::Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "daemon/volume_inspect.h"
 #include "util/assert.h"
 #include "util/log.h"
 
@@ -22,6 +23,14 @@ control::SnapshotEntry Entry(const volume::SnapshotInfo& s) {
   e.pinned_bytes = s.data_bytes;
   e.attached = s.attached;
   return e;
+}
+
+// A volume this daemon is not the writer of (docs/control.md "not_owner").
+control::Reply NotOwner(const std::string& volume_name, bool fenced) {
+  return control::ErrorReply{
+      std::string(control::kNotOwner),
+      fenced ? fmt::format("volume '{}' was taken over by another daemon (fenced)", volume_name)
+             : fmt::format("volume '{}' is not served here", volume_name)};
 }
 
 control::Reply AlreadyExists(std::string message) {
@@ -122,7 +131,7 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
       // (No co_await inside ?:, which GCC has miscompiled.)
       Result<std::shared_ptr<ServedVolume>> created = std::shared_ptr<ServedVolume>();
       if (request.op == Op::kVolumeCreate) {
-        created = co_await volumes_->Create(name, request.size_bytes);
+        created = co_await volumes_->Create(name, request.size_bytes, request.block_size);
       } else {
         created = co_await volumes_->Clone(request.source, request.snapshot, name);
       }
@@ -140,12 +149,28 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
     }
     case Op::kVolumeGet:
       co_return entry(name);
+    case Op::kVolumeInspect: {
+      control::VolumeListReply list;
+      if (name.empty()) {
+        auto all = co_await InspectAllVolumes(*volumes_);
+        if (!all.ok()) co_return FromStatus(all.status());
+        list.volumes = std::move(*all);
+      } else {
+        auto one = co_await InspectVolume(*volumes_, name);
+        if (!one.ok()) co_return FromStatus(one.status());
+        list.volumes.push_back(std::move(*one));
+      }
+      co_return control::Reply(std::move(list));
+    }
     case Op::kVolumeDelete: {
       Status st = co_await volumes_->Delete(name);
       if (!st.ok()) co_return FromStatus(st);
       co_return control::OkReply{};
     }
     case Op::kVolumeResize: {
+      if (auto v = volumes_->Find(name); !v || v->volume->fenced()) {
+        co_return NotOwner(v ? v->name : name, v != nullptr);
+      }
       Status st = co_await volumes_->Resize(name, request.size_bytes, request.allow_shrink);
       if (!st.ok()) co_return FromStatus(st);
       co_return entry(name);
@@ -171,12 +196,17 @@ Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
   if (request.op == control::Op::kStatus) co_return control::StatusReply{status_()};
   if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
   std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
-  if (!v) {
+  if (!v || v->volume->fenced()) {
     const std::string vn =
         request.volume.empty() ? std::string(volume::kDefaultVolumeName) : request.volume;
-    co_return FromStatus(Status::NotFound(fmt::format("volume '{}' is not served here", vn)));
+    co_return NotOwner(vn, v != nullptr);
   }
-  co_return co_await DispatchSnapshot(request, *v->volume, v->name);
+  control::Reply reply = co_await DispatchSnapshot(request, *v->volume, v->name);
+  // Fenced while it ran: the caller must find the new owner.
+  if (std::holds_alternative<control::ErrorReply>(reply) && v->volume->fenced()) {
+    co_return NotOwner(v->name, true);
+  }
+  co_return reply;
 }
 
 Task<control::Reply> ControlHandler::Handle(control::Request request) {
@@ -200,7 +230,7 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   const auto* err = std::get_if<control::ErrorReply>(&reply);
   const bool changes = request.op != Op::kSnapshotList && request.op != Op::kSnapshotGet &&
                        request.op != Op::kStatus && request.op != Op::kVolumeList &&
-                       request.op != Op::kVolumeGet;
+                       request.op != Op::kVolumeGet && request.op != Op::kVolumeInspect;
   const std::string vol = request.op == Op::kVolumeClone
                               ? " source=" + request.source + "@" + request.snapshot
                           : request.volume.empty() ? ""

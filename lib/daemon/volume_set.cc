@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <bit>
+
+#include "config/config.h"
+
 #include "util/log.h"
 #include "volume/clone.h"
 #include "volume/snapshot.h"
@@ -75,6 +79,23 @@ Result<objstore::ObjectStore*> VolumeSet::ResolveStore(const std::string& name) 
   return static_cast<objstore::ObjectStore*>(view.get());
 }
 
+Task<Status> VolumeSet::Announce(ServedVolume& v) {
+  if (owners_ == nullptr) co_return Status::Ok();
+  Status st = co_await owners_->Publish(v.name, v.volume->epoch());
+  if (st.ok()) co_return st;
+  // A writer the controller cannot find would be opened behind its back (fencing it):
+  // better not to serve.
+  Status closed = co_await v.volume->Close(CloseDeadline());
+  if (!closed.ok()) Log()->warn("volume {} closed again: {}", v.name, closed.ToString());
+  co_return st;
+}
+
+Task<void> VolumeSet::Withdraw(const ServedVolume& v) {
+  if (owners_ == nullptr) co_return;
+  Status st = co_await owners_->Withdraw(v.name, v.volume->epoch());
+  if (!st.ok()) Log()->warn("owner record of volume {} not removed: {}", v.name, st.ToString());
+}
+
 void VolumeSet::Add(std::shared_ptr<ServedVolume> v) {
   std::lock_guard lock(mu_);
   served_[v->name] = std::move(v);
@@ -128,7 +149,8 @@ Task<Status> VolumeSet::OpenDefault() {
       auto v = std::make_shared<ServedVolume>();
       v->name = name;
       v->volume = std::move(*vol);
-      Add(std::move(v));
+      st = co_await Announce(*v);
+      if (st.ok()) Add(std::move(v));
     } else {
       st = vol.status().WithContext("opening the volume at " + root_.url());
     }
@@ -190,10 +212,11 @@ Task<Status> VolumeSet::Open(std::string name) {
           name));
     } else {
       auto v = co_await OpenNamed(*record);
-      if (v.ok()) {
-        Add(std::move(*v));
-      } else {
+      if (v.ok()) st = co_await Announce(**v);  // (closes it on failure)
+      if (!v.ok()) {
         st = v.status();
+      } else if (st.ok()) {
+        Add(std::move(*v));
       }
     }
   }
@@ -214,23 +237,38 @@ Task<Status> VolumeSet::Register(const volume::VolumeRecord& record) {
 }
 
 Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
-                                                              uint64_t size_bytes) {
+                                                              uint64_t size_bytes,
+                                                              uint32_t block_size) {
   CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
-  if (size_bytes == 0 || size_bytes % base_.block_size != 0) {
+  if (block_size == 0) block_size = base_.block_size;
+  if (!std::has_single_bit(block_size) || block_size < config::kMinBlockSize ||
+      block_size > config::kMaxBlockSize) {
+    co_return Status::InvalidArgument(
+        fmt::format("volume '{}': block size {} is not a power of two from {} to {}", name,
+                    block_size, config::kMinBlockSize, config::kMaxBlockSize));
+  }
+  if (size_bytes == 0 || size_bytes % block_size != 0) {
     co_return Status::InvalidArgument(fmt::format(
         "volume '{}': size {} is not a positive multiple of the block size {}", name,
-        size_bytes, base_.block_size));
+        size_bytes, block_size));
   }
   CO_RETURN_IF_ERROR(Claim(name));
   Result<std::shared_ptr<ServedVolume>> out = Status::PreconditionFailed(
       fmt::format("volume '{}' already exists", name));
   if (!Find(name)) {
-    volume::VolumeRecord record{name,         size_bytes, base_.block_size, env_.WallNanos(),
+    volume::VolumeRecord record{name,         size_bytes, block_size, env_.WallNanos(),
                                 std::nullopt, false};
     Status st = co_await Register(record);
     if (st.ok()) {
       out = co_await OpenNamed(record);
-      if (out.ok()) Add(*out);
+      if (out.ok()) {
+        Status announced = co_await Announce(**out);
+        if (announced.ok()) {
+          Add(*out);
+        } else {
+          out = announced;
+        }
+      }
     } else {
       out = st;
     }
@@ -299,6 +337,7 @@ Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::CloneClaimed(const std::s
       Log()->warn("volume {}: record size not updated: {}", name, st.ToString());
     }
   }
+  CO_RETURN_IF_ERROR(co_await Announce(**v));
   Add(*v);
   Log()->info("volume cloned name={} source={}@{}", name, source, snapshot);
   co_return v;
@@ -312,6 +351,7 @@ Task<Status> VolumeSet::Release(std::string name) {
   if (v.ok()) {
     st = co_await (*v)->volume->Close(CloseDeadline());
     Log()->info("volume released name={} result=\"{}\"", name, st.ToString());
+    co_await Withdraw(**v);
     // A fenced volume belongs to another daemon now: what this one still held was lost
     // when that one took over (its clients saw their FLUSH fail), not by the release.
     if ((*v)->volume->fenced()) st = Status::Ok();
@@ -387,6 +427,12 @@ Task<Status> VolumeSet::DeleteClaimed(const std::string& name) {
   // clone removes its reference on its parent, and sweeps a deleted parent it released.
   CO_RETURN_IF_ERROR((co_await volume::DeleteVolume(env_, base_.resolve_volume, *view, base_.keyring))
                          .WithContext(fmt::format("deleting volume '{}'", name)));
+  if (owners_ != nullptr) {
+    // Whoever served it was fenced by the delete's open: its record names nobody now.
+    if (Status st = co_await owners_->Remove(name); !st.ok()) {
+      Log()->warn("owner record of deleted volume {} not removed: {}", name, st.ToString());
+    }
+  }
   co_return co_await RemoveEmptyRecords(name);
 }
 
@@ -428,6 +474,7 @@ Task<Status> VolumeSet::CloseAll(uint64_t deadline_ns) {
   for (const auto& v : All()) {
     Status st = co_await v->volume->Close(deadline_ns);
     if (!st.ok() && result.ok()) result = st.WithContext("volume " + v->name);
+    co_await Withdraw(*v);
   }
   co_return result;
 }

@@ -13,6 +13,10 @@
 // its store view (the root for "portalbd", volumes/<name>/ otherwise), served here or not.
 // The views live as long as the set: a clone reads its ancestors' stores through them.
 //
+// Owner records (daemon/owner_record.h): with set_owner_records(), every open writes
+// the volume's record before the volume is served (an open whose record cannot be
+// written closes the volume again and fails), and release, delete and CloseAll remove it.
+//
 // Thread-safe. `env`, `root` and whatever `base` points to (buffer pool, caches) must
 // outlive the set; CloseAll() before destroying it.
 #pragma once
@@ -27,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/owner_record.h"
 #include "env/env.h"
 #include "env/task.h"
 #include "objstore/object_store.h"
@@ -68,8 +73,10 @@ class VolumeSet {
   // registry does not hold; Busy if a delete of it began.
   Task<Status> Open(std::string name);
   // Registers and opens a new named volume. PreconditionFailed "volume 'x' already
-  // exists"; InvalidArgument for a bad name or size.
-  Task<Result<std::shared_ptr<ServedVolume>>> Create(std::string name, uint64_t size_bytes);
+  // exists"; InvalidArgument for a bad name, size or block size (a power of two from 512
+  // to 65536; 0: the set's own).
+  Task<Result<std::shared_ptr<ServedVolume>>> Create(std::string name, uint64_t size_bytes,
+                                                     uint32_t block_size = 0);
   // Closes a served volume; it stays in the store for any daemon to open. Fails when
   // written data could not be made durable, unless another daemon took the volume over
   // (fenced: that data was lost at the takeover, and its clients were told).
@@ -89,6 +96,9 @@ class VolumeSet {
   // Volume::Resize on a served volume. Shrinking is refused while clients are attached.
   Task<Status> Resize(std::string name, uint64_t size_bytes, bool allow_shrink);
 
+  // Records where each served volume's writer is (before any open; must outlive the set).
+  void set_owner_records(OwnerRecords* owners) { owners_ = owners; }
+
   // Every served volume's GiveUpAt, then Close: at stop.
   void GiveUpAt(uint64_t deadline_ns);
   Task<Status> CloseAll(uint64_t deadline_ns);
@@ -103,6 +113,8 @@ class VolumeSet {
   std::string NotDurableSummary() const;
 
   volume::Registry& registry() { return registry_; }
+  Env& env() const { return env_; }
+  const volume::VolumeOptions& options() const { return base_; }
   // The resolver's answer: the store view of volume `name`. NotFound for a bad name.
   Result<objstore::ObjectStore*> ResolveStore(const std::string& name);
 
@@ -124,6 +136,10 @@ class VolumeSet {
   Task<Status> RemoveEmptyRecords(std::string name);
   Task<Result<bool>> StoreEmpty(const std::string& name);
   void Add(std::shared_ptr<ServedVolume> v);
+  // After an open, before serving: the owner record. An error closes the volume again.
+  Task<Status> Announce(ServedVolume& v);
+  // After a close: its owner record goes (failures are logged: a stale record is a hint).
+  Task<void> Withdraw(const ServedVolume& v);
   uint64_t CloseDeadline() const;
 
   Env& env_;
@@ -131,6 +147,7 @@ class VolumeSet {
   const volume::VolumeOptions base_;
   const uint64_t close_timeout_ms_;
   volume::Registry registry_;
+  OwnerRecords* owners_ = nullptr;
   // The resolver's views, by name; never removed (volumes hold pointers to them).
   std::mutex views_mu_;
   std::map<std::string, std::unique_ptr<objstore::PrefixStore>> views_;  // GUARDED_BY(views_mu_)

@@ -391,6 +391,25 @@ def case_namespaces_accounts_secrets(_tmp):
                                     f"secret.example.yaml")
 
 
+def case_docs_match_manifests(_tmp):
+    """README's and docs/csi.md's install steps name files that exist and the sidecar
+    versions deployed."""
+    with open(os.path.join(SOURCE, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(SOURCE, "docs", "csi.md")) as f:
+        doc = f.read()
+    check("## Kubernetes (CSI)" in readme, "README has a 'Kubernetes (CSI)' section")
+    for rel in set(re.findall(r"deploy/[\w./-]+\.(?:yaml|md)|deploy/Dockerfile", readme + doc)):
+        check(os.path.exists(os.path.join(SOURCE, rel)), f"{rel} (named in the docs) exists")
+    docs = applied()
+    for kind in ("Deployment", "DaemonSet"):
+        for c in containers(pod_spec(docs, kind)):
+            repo, tag = c["image"].rsplit(":", 1)
+            if repo.startswith("registry.k8s.io/sig-storage/"):
+                name = repo.rsplit("/", 1)[1]
+                check(f"{name} {tag}" in doc, f"docs/csi.md names {name} {tag}")
+
+
 def dockerfile_packages():
     """[(stage, [packages])] of every apt-get install in deploy/Dockerfile."""
     with open(os.path.join(DEPLOY, "Dockerfile")) as f:

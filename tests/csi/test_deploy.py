@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -108,18 +109,51 @@ def mount_dir(spec, c, path):
     raise AssertionError(f"{c['name']} mounts nothing at {directory} (for {path})")
 
 
-def config_file(docs, spec, c):
-    """The TOML text container c reads as --config: the ConfigMap key it mounts there."""
-    path = flag(c, "config")
-    check(path is not None, f"{c['name']} has no --config")
-    for m in c["volumeMounts"]:
+def configmap_key(docs, spec, c, path):
+    """(key, text) of the ConfigMap key container c mounts at `path`."""
+    for m in c.get("volumeMounts", []):
         if m["mountPath"] == path:
             vol = [v for v in spec["volumes"] if v["name"] == m["name"]][0]
             check("configMap" in vol, f"{path} of {c['name']} is not from a ConfigMap")
             cm = one(docs, "ConfigMap", vol["configMap"]["name"])
             check(m.get("subPath") in cm["data"], f"ConfigMap key {m.get('subPath')}")
             return m["subPath"], cm["data"][m["subPath"]]
-    raise AssertionError(f"{c['name']}: nothing mounted at --config {path}")
+    raise AssertionError(f"{c['name']}: nothing mounted at {path}")
+
+
+NODE_ENV = {"NODE_NAME": "node-1", "NODE_IP": "10.0.0.1"}
+
+
+def config_file(docs, spec, c, tmp):
+    """(name, TOML text) container c reads as --config: a ConfigMap key mounted there, or
+    the file an init container writes there (its script run here, as in the pod, with
+    portalbd from this build and NODE_ENV for the downward API)."""
+    path = flag(c, "config")
+    check(path is not None, f"{c['name']} has no --config")
+    if any(m["mountPath"] == path for m in c["volumeMounts"]):
+        return configmap_key(docs, spec, c, path)
+    vol, _ = mount_dir(spec, c, path)
+    check("emptyDir" in vol, f"{c['name']}: --config {path} is neither a ConfigMap nor made "
+                             f"by an init container")
+    writers = [i for i in spec.get("initContainers", [])
+               if {e["name"]: e.get("value") for e in i.get("env", [])}.get("OUT") == path]
+    check_eq(len(writers), 1, f"init containers writing {path}")
+    init = writers[0]
+    env = {e["name"]: e.get("value") for e in init["env"]}
+    key, text = configmap_key(docs, spec, init, env["IN"])
+    work = tempfile.mkdtemp(dir=tmp)
+    env["IN"], env["OUT"] = os.path.join(work, key), os.path.join(work, "portalbd.toml")
+    with open(env["IN"], "w") as f:
+        f.write(text)
+    for name in [n for n, v in env.items() if v is None]:
+        check(name in NODE_ENV, f"{init['name']}: env {name} from the downward API unknown")
+        env[name] = NODE_ENV[name]
+    env["PATH"] = build_dir() + ":" + os.environ.get("PATH", "")
+    check_eq(init["command"][:2], ["sh", "-c"], f"{init['name']} command")
+    r = run(init["command"], env=env, check_exit=False)
+    check_eq(r.returncode, 0, f"{init['name']}'s script: {r.stdout}{r.stderr}")
+    with open(env["OUT"]) as f:
+        return f"{key} (+{init['name']})", f.read()
 
 
 def help_options(binary):
@@ -207,7 +241,7 @@ def case_driver_name_everywhere(_tmp):
                          one(docs, "VolumeSnapshotClass")["metadata"]["name"], f"{path}")
 
 
-def case_sockets_shared(_tmp):
+def case_sockets_shared(tmp):
     """The CSI socket the plugin listens on is the one every sidecar dials, through the same
     pod volume; the daemon's control socket (its config's [nbd] socket) is the one the
     plugin's --daemon-socket names, through the same pod volume; on the node, that volume
@@ -233,7 +267,7 @@ def case_sockets_shared(_tmp):
             check_eq(vol["name"], csi_vol["name"], f"{kind}/{c['name']}: the socket's volume")
         # The daemon's control socket.
         daemon = container(spec, "portalbd")
-        _key, text = config_file(docs, spec, daemon)
+        _key, text = config_file(docs, spec, daemon, tmp)
         cfg = tomllib.loads(text)
         control = cfg.get("nbd", {}).get("socket") or cfg.get("socket")
         check_eq(flag(plugin, "daemon-socket"), control, f"{kind}: --daemon-socket")
@@ -263,7 +297,7 @@ def case_sockets_shared(_tmp):
         check(any(m["mountPath"] == path for m in daemon["volumeMounts"]),
               f"node daemon mounts {path}")
     # The daemon's state (attachments, cache) on the host: a restarted pod re-attaches.
-    _key, text = config_file(docs, node, daemon)
+    _key, text = config_file(docs, node, daemon, tmp)
     state = tomllib.loads(text)["storage"]["cache_dir"]
     svol = [v for v in node["volumes"] if v["name"] in
             {m["name"] for m in daemon["volumeMounts"] if m["mountPath"] == state}]
@@ -280,8 +314,8 @@ def case_portalbd_args_and_config(tmp):
     found = our_containers(docs, "portalbd")
     check_eq(len(found), 2, "portalbd containers (controller and node)")
     for spec, c in found:
-        key, text = config_file(docs, spec, c)
-        cfg_path = os.path.join(tmp, key)
+        key, text = config_file(docs, spec, c, tmp)
+        cfg_path = os.path.join(tmp, key.split()[0])
         with open(cfg_path, "w") as f:
             f.write(text)
         args = []
@@ -297,6 +331,39 @@ def case_portalbd_args_and_config(tmp):
         check_eq(cfg["storage"].get("volumes"), [], f"{key}: opens no volume at start")
         storage[key] = cfg["storage"]
     check_eq(len(set(map(repr, storage.values()))), 1, f"[storage] of {sorted(storage)}")
+
+
+def case_owner_listener(tmp):
+    """The node daemon listens for the controller on TCP with the token of the Secret the
+    controller's plugin holds too, and advertises this node's address on that port; the
+    controller's daemon listens nowhere."""
+    docs = applied()
+    node = pod_spec(docs, "DaemonSet")
+    daemon = container(node, "portalbd")
+    _key, text = config_file(docs, node, daemon, tmp)
+    control = tomllib.loads(text).get("control", {})
+    check("listen" in control, "node.toml: [control] listen")
+    port = control["listen"].rsplit(":", 1)[1]
+    check_eq(control.get("advertise"), f"{NODE_ENV['NODE_IP']}:{port}", "advertise")
+    check_eq(control.get("node_id"), NODE_ENV["NODE_NAME"], "node_id")
+    token = control.get("token_file", "")
+    vol, _ = mount_dir(node, daemon, token)
+    check("secret" in vol, f"token_file {token} is not from a Secret")
+    check_eq(vol["secret"].get("defaultMode"), 0o400, "the token's mode (portalbd refuses "
+                                                      "a world-readable one)")
+    example = {d["metadata"]["name"]: d for d in
+               load(os.path.join(DEPLOY, "secret.example.yaml"))}
+    secret = example[vol["secret"]["secretName"]]
+    check(os.path.basename(token) in secret["stringData"], f"{token}: no such Secret key")
+    check(len(secret["stringData"][os.path.basename(token)]) >= 32, "example token >= 32 B")
+    ctl = pod_spec(docs, "Deployment")
+    plugin = container(ctl, "portalbd-csi")
+    held = [v for v in ctl["volumes"] if "secret" in v and
+            v["secret"]["secretName"] == vol["secret"]["secretName"] and
+            v["name"] in {m["name"] for m in plugin["volumeMounts"]}]
+    check(held, "the controller's portalbd-csi holds the control token")
+    _key, text = config_file(docs, ctl, container(ctl, "portalbd"), tmp)
+    check("listen" not in tomllib.loads(text).get("control", {}), "controller daemon listens")
 
 
 def case_portalbd_csi_args(tmp):

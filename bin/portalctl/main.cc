@@ -229,7 +229,6 @@ int main(int argc, char** argv) {
   connect_opt->needs(token_opt);
   token_opt->needs(connect_opt);
   tls_opt->needs(connect_opt);
-  connect_opt->excludes(socket_opt);
   app.require_subcommand(1);
 
   Request request;

@@ -352,7 +352,7 @@ TEST_CASE("[control] socket_group: owner only by default, a group name when give
   CHECK(Mentions(Check("[control]\nsocket_mode = 438\n"), "control.socket_mode is not a known"));
 }
 
-TEST_CASE("[control] listen: off by default; a token file required, TLS both or neither",
+TEST_CASE("control.listen is off by default, needs a token file, TLS both or neither",
           "[config]") {
   std::vector<std::string> warnings;
   auto c = ParseToml("", "test.toml", Config{}, &warnings);

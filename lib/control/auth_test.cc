@@ -21,8 +21,9 @@ std::string WriteFile(const testing::TempDir& dir, const std::string& name, cons
   return path;
 }
 
-TEST_CASE("a token file: trailing newline dropped; short, world-readable, binary refused",
-          "[control][auth]") {
+TEST_CASE(
+    "a token file loses its trailing newline, and short, world-readable or binary ones are refused",
+    "[control][auth]") {
   testing::TempDir dir;
   auto ok = LoadTokenFile(WriteFile(dir, "ok", std::string(kToken) + "\n", 0600));
   REQUIRE(ok.ok());

@@ -21,7 +21,7 @@ std::optional<OwnerRecord> Owner(SimEnv& env, objstore::ObjectStore& store,
   return *r;
 }
 
-TEST_CASE("owner records encode and decode; damage is corruption", "[daemon][owner]") {
+TEST_CASE("owner records encode and decode, and damage is corruption", "[daemon][owner]") {
   OwnerRecord r{"db", 7, "node-a", "10.0.0.5:7070", "2026-12-07T15:00:00.000000Z"};
   CHECK(EncodeOwnerRecord(r) ==
         R"({"volume":"db","epoch":7,"node":"node-a","control":"10.0.0.5:7070",)"

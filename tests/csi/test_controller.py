@@ -691,6 +691,27 @@ def case_file_attached_volumes_go_to_their_owner(tmp):
         expect_code(lambda: snap(s.c, "x", "att2"), Code.UNAVAILABLE, "no token")
 
 
+def case_file_unreadable_volume_is_abnormal(tmp):
+    with setup(tmp) as s:
+        c = s.c
+        create(c, "ok", required=MIB)
+        create(c, "broken", required=MIB)
+        manifests = os.path.join(tmp, "store", "volumes~", "broken~", "manifest~")
+        names = os.listdir(manifests)
+        check(names, "the volume has manifests")
+        for name in names:
+            with open(os.path.join(manifests, name), "w") as f:
+                f.write("not a manifest")
+        got = c.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id="broken"))
+        check(got.status.volume_condition.abnormal, "an unreadable volume is abnormal")
+        check("broken" in got.status.volume_condition.message,
+              f"the reason names it: {got.status.volume_condition.message}")
+        fine = c.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id="ok"))
+        check(not fine.status.volume_condition.abnormal, "the other volume is fine")
+        listed = [e.volume.volume_id for e in c.ListVolumes(csi.ListVolumesRequest()).entries]
+        check_eq(listed, ["broken", "ok"], "both listed")
+
+
 def case_s3_controller(tmp):
     with setup(tmp, "s3") as s:
         clone_from_snapshot_data(s)

@@ -8,6 +8,9 @@
 //                                         clone SOURCE@SNAPSHOT NEW
 //   portalctl [-s|--socket PATH] [--json] status
 //
+// With --connect HOST:PORT --token-file F [--tls-ca F], the same commands go to a
+// daemon's TCP control listener ([control] listen) instead of the local socket.
+//
 // Output follows the original portalbd's README; --json prints the daemon's reply line.
 // Every error goes to stderr as "Error: ..." and exits 1. Snapshot create, delete and
 // restore show a progress line on stderr after a second when it is a terminal (not with
@@ -24,6 +27,7 @@
 
 #include "common/cli.h"
 #include "config/config.h"  // ParseSize
+#include "control/auth.h"
 #include "control/client.h"
 #include "control/protocol.h"
 #include "portalctl/progress.h"
@@ -213,6 +217,19 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_s, "seconds to wait for the reply (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(0, 24 * 3600));
+  std::string connect_address, token_file, tls_ca;
+  auto* connect_opt =
+      app.add_option("--connect", connect_address,
+                     "HOST:PORT of a daemon's TCP control listener instead of the socket");
+  auto* token_opt = app.add_option("--token-file", token_file,
+                                   "file holding the daemon's control token (with --connect)");
+  auto* tls_opt = app.add_option("--tls-ca", tls_ca,
+                                 "speak TLS; the daemon's certificate must chain to this CA "
+                                 "(with --connect)");
+  connect_opt->needs(token_opt);
+  token_opt->needs(connect_opt);
+  tls_opt->needs(connect_opt);
+  connect_opt->excludes(socket_opt);
   app.require_subcommand(1);
 
   Request request;
@@ -323,7 +340,17 @@ int main(int argc, char** argv) {
       return FailStatus(st, json);
     }
   }
-  auto client = Client::Connect(socket_path);
+  Progress::Connect connect = [&socket_path] { return Client::Connect(socket_path); };
+  if (!connect_address.empty()) {
+    auto token = portal::control::LoadTokenFile(token_file, "--token-file");
+    if (!token.ok()) return FailStatus(token.status(), json);
+    portal::control::TcpClientOptions o;
+    o.token = std::move(*token);
+    o.tls = !tls_ca.empty();
+    o.tls_ca_file = tls_ca;
+    connect = [connect_address, o] { return Client::ConnectTcp(connect_address, o); };
+  }
+  auto client = connect();
   if (!client.ok()) return FailStatus(client.status(), json);
   (*client)->set_timeout_ms(timeout_s * 1000);
   std::unique_ptr<Progress> progress;
@@ -336,7 +363,7 @@ int main(int argc, char** argv) {
     progress = std::make_unique<Progress>(
         fmt::format("{} {} {}", op_name.substr(0, op_name.find('.')),
                     op_name.substr(op_name.find('.') + 1), name),
-        socket_path);
+        connect);
     (*client)->set_wait_tick(500, [p = progress.get()] { p->Tick(); });
   }
   if (Status st = (*client)->Send(EncodeRequest(request)); !st.ok()) return FailStatus(st, json);

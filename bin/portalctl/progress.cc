@@ -20,9 +20,9 @@ std::string Mebibytes(uint64_t bytes) {
 
 }  // namespace
 
-Progress::Progress(std::string label, std::string socket)
+Progress::Progress(std::string label, Connect connect)
     : label_(std::move(label)),
-      socket_(std::move(socket)),
+      connect_(std::move(connect)),
       start_(std::chrono::steady_clock::now()) {}
 
 Progress::~Progress() { Done(); }
@@ -30,7 +30,7 @@ Progress::~Progress() { Done(); }
 std::string Progress::StatusNote() {
   using namespace portal::control;
   if (!status_client_) {
-    auto c = Client::Connect(socket_);
+    auto c = connect_();
     if (!c.ok()) return "";
     status_client_ = std::move(*c);
     status_client_->set_timeout_ms(kStatusTimeoutMs);

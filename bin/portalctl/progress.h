@@ -16,8 +16,11 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+
+#include "util/status.h"
 
 namespace portal::control {
 class Client;
@@ -25,8 +28,9 @@ class Client;
 
 class Progress {
  public:
-  // `label`: "snapshot restore snap1"; `socket`: for the status connection.
-  Progress(std::string label, std::string socket);
+  using Connect = std::function<portal::Result<std::unique_ptr<portal::control::Client>>()>;
+  // `label`: "snapshot restore snap1"; `connect`: opens the status connection.
+  Progress(std::string label, Connect connect);
   ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -40,7 +44,7 @@ class Progress {
   std::string StatusNote();
 
   const std::string label_;
-  const std::string socket_;
+  const Connect connect_;
   const std::chrono::steady_clock::time_point start_;
   std::unique_ptr<portal::control::Client> status_client_;  // reconnected after a timeout
   bool drawn_ = false;

@@ -175,7 +175,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
        {"address", "socket", "max_connections", "tls", "tls_cert", "tls_key", "tls_ca",
         "tls_psk_file", "max_inflight_bytes", "handshake_timeout_ms", "request_timeout_ms",
         "idle_timeout_ms"}},
-      {"control", {"socket_group"}},
+      {"control",
+       {"socket_group", "listen", "token_file", "tls_cert", "tls_key", "node_id", "advertise"}},
       {"lsm",
        {"flush_interval_ms", "l0_sst_size_bytes", "max_unflushed_bytes",
         "block_cache_size_bytes", "gc_live_ratio", "gc_grace_ms", "gc_interval_ms",
@@ -256,6 +257,12 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   RETURN_IF_ERROR(r.U64(table("nbd"), "nbd", "idle_timeout_ms", &c.idle_timeout_ms));
   RETURN_IF_ERROR(
       r.Str(table("control"), "control", "socket_group", &c.control_socket_group));
+  for (auto [name, out] :
+       {std::pair{"listen", &c.control_listen}, std::pair{"token_file", &c.control_token_file},
+        std::pair{"tls_cert", &c.control_tls_cert}, std::pair{"tls_key", &c.control_tls_key},
+        std::pair{"node_id", &c.control_node_id}, std::pair{"advertise", &c.control_advertise}}) {
+    RETURN_IF_ERROR(r.Str(table("control"), "control", name, out));
+  }
   RETURN_IF_ERROR(
       r.U32(table("nbd"), "nbd", "max_connections", kMaxConnections, &c.max_connections));
   for (auto [name, out] : {std::pair{"tls", &c.tls}, std::pair{"tls_cert", &c.tls_cert},
@@ -433,6 +440,28 @@ Status Validate(const Config& c) {
   }
   RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
                           kMaxStopTimeoutMs, "1 hour"));
+  if (!c.control_listen.empty()) {
+    auto a = nbd::ParseListenAddress(c.control_listen);
+    if (!a.ok() || a->is_unix) {
+      return Bad("control.listen",
+                 "must be IP:PORT (e.g. \"10.0.0.5:7070\"), got '" + c.control_listen + "'");
+    }
+    // Without a secret anyone who reaches the port could snapshot, resize or release.
+    if (c.control_token_file.empty()) {
+      return Bad("control.token_file", "is required with control.listen");
+    }
+  }
+  if (c.control_tls_cert.empty() != c.control_tls_key.empty()) {
+    return Bad(c.control_tls_cert.empty() ? "control.tls_cert" : "control.tls_key",
+               "is needed with control.tls_key and control.tls_cert (both or neither)");
+  }
+  if (c.control_listen.empty()) {
+    for (auto [key, value] : {std::pair{"control.token_file", &c.control_token_file},
+                              std::pair{"control.tls_cert", &c.control_tls_cert},
+                              std::pair{"control.advertise", &c.control_advertise}}) {
+      if (!value->empty()) return Bad(key, "is set but control.listen is not");
+    }
+  }
   if (!c.metrics_address.empty()) {  // HTTP: an IP address and port, not a unix socket
     auto a = nbd::ParseListenAddress(c.metrics_address);
     if (!a.ok() || a->is_unix) {

@@ -18,7 +18,13 @@
 //             max_inflight_bytes (READ/WRITE payload in flight over all connections),
 //             handshake_timeout_ms, request_timeout_ms (a request's payload must arrive,
 //             and a reply be taken, within it), idle_timeout_ms (0: off)
-//   [control] socket_group (group given read/write access to the control socket)
+//   [control] socket_group (group given read/write access to the control socket);
+//             listen (HOST:PORT: the control protocol over TCP for the CSI controller;
+//             unset: off), token_file (required with listen: the shared secret, at least
+//             32 printable bytes, not world-readable), tls_cert, tls_key (PEM: TLS on the
+//             listener), node_id (owner records' "node"; default the host name),
+//             advertise (owner records' "control"; default the listen address).
+//             docs/csi.md "How the controller reaches a volume's owner"
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,
 //             block_cache_size_bytes, gc_live_ratio, gc_grace_ms, gc_interval_ms,
@@ -101,6 +107,13 @@ struct Config {
   // [control]: a group given read and write access to the control socket (mode 0660);
   // empty: owner only (0600).
   std::string control_socket_group;
+  // [control] over TCP (docs/control.md "Over TCP"); listen empty: off.
+  std::string control_listen;
+  std::string control_token_file;
+  std::string control_tls_cert;
+  std::string control_tls_key;
+  std::string control_node_id;    // empty: the host name
+  std::string control_advertise;  // empty: the listen address as bound
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t l0_sst_size_bytes = 64ull << 20;

@@ -352,6 +352,35 @@ TEST_CASE("[control] socket_group: owner only by default, a group name when give
   CHECK(Mentions(Check("[control]\nsocket_mode = 438\n"), "control.socket_mode is not a known"));
 }
 
+TEST_CASE("[control] listen: off by default; a token file required, TLS both or neither",
+          "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->control_listen.empty());
+  c = ParseToml(
+      "[control]\nlisten = \"0.0.0.0:7070\"\ntoken_file = \"/etc/portalbd/token\"\n"
+      "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nnode_id = \"n1\"\n"
+      "advertise = \"10.0.0.5:7070\"\n",
+      "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(Validate(*c).ok());
+  CHECK(c->control_listen == "0.0.0.0:7070");
+  CHECK(c->control_token_file == "/etc/portalbd/token");
+  CHECK(c->control_tls_cert == "c.pem");
+  CHECK(c->control_tls_key == "k.pem");
+  CHECK(c->control_node_id == "n1");
+  CHECK(c->control_advertise == "10.0.0.5:7070");
+  CHECK(Mentions(Check("[control]\nlisten = \"127.0.0.1:7070\"\n"),
+                 "control.token_file is required"));
+  CHECK(Mentions(Check("[control]\nlisten = \"unix:/x\"\ntoken_file = \"t\"\n"),
+                 "control.listen"));
+  CHECK(Mentions(Check("[control]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"t\"\n"
+                       "tls_cert = \"c\"\n"),
+                 "control.tls_key"));
+  CHECK(Mentions(Check("[control]\ntoken_file = \"t\"\n"), "control.listen is not"));
+}
+
 TEST_CASE("storage.volumes: \"all\" (the default) or a list of names", "[config]") {
   std::vector<std::string> warnings;
   auto none = ParseToml("[storage]\nurl = \"memory://\"\n", "t.toml", Config{}, &warnings);

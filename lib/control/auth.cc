@@ -35,7 +35,7 @@ ErrorReply Unauthenticated(std::string message) {
 
 Result<std::string> LoadTokenFile(const std::string& path, std::string_view key) {
   auto fail = [&](std::string_view what) {
-    return Status::InvalidArgument(fmt::format("control.{} {}: {}", key, path, what));
+    return Status::InvalidArgument(fmt::format("{} {}: {}", key, path, what));
   };
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(std::strerror(errno));

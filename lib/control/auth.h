@@ -26,10 +26,11 @@ inline constexpr size_t kMinTokenBytes = 32;
 inline constexpr size_t kMaxTokenBytes = 4096;
 
 // Reads a token file: its content without trailing whitespace (a newline from `echo`).
-// InvalidArgument, naming control.<key> and the file, if it cannot be read, is readable
+// InvalidArgument, naming `key` and the file, if it cannot be read, is readable
 // by every user (mode & 0004), holds fewer than kMinTokenBytes or more than
 // kMaxTokenBytes, or anything but printable ASCII.
-Result<std::string> LoadTokenFile(const std::string& path, std::string_view key = "token_file");
+Result<std::string> LoadTokenFile(const std::string& path,
+                                  std::string_view key = "control.token_file");
 
 // Whether `given` equals `expected`, in time that depends on neither (both are hashed,
 // the digests compared with CRYPTO_memcmp): a peer learns nothing from how long a wrong

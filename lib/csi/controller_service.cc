@@ -103,8 +103,15 @@ grpc::Status ControllerService::OnDetached(const std::string& volume, Change cha
 }
 
 template <typename Change>
-grpc::Status ControllerService::OnWriter(const control::VolumeEntry& v, Change change) {
-  if (v.owner) {
+grpc::Status ControllerService::OnWriter(const control::VolumeEntry& entry, Change change) {
+  control::VolumeEntry v = entry;
+  // A stale record (a crashed, released or fenced owner's) answers not_owner: read it
+  // again; a newer record is tried in turn, the same one means nobody holds the volume.
+  for (int tries = 0; v.owner; ++tries) {
+    if (tries == 3) {
+      return grpc::Status(StatusCode::ABORTED,
+                          fmt::format("volume '{}': its owner record keeps changing", v.name));
+    }
     if (v.owner->control.empty()) {
       return grpc::Status(StatusCode::UNAVAILABLE,
                           fmt::format("volume '{}' is attached on node '{}', whose daemon has "
@@ -114,8 +121,10 @@ grpc::Status ControllerService::OnWriter(const control::VolumeEntry& v, Change c
     DaemonCalls owner(v.owner->control, options_.owner, timeout_ms_);
     grpc::Status st = change(owner);
     if (!IsNotOwner(st)) return st;
-    // A stale record (a crashed or fenced owner's): the daemon it names holds no writer
-    // of the volume, so the controller's daemon takes it for the change.
+    control::VolumeEntry again;
+    if (grpc::Status read = daemon_.Inspect(v.name, &again); !read.ok()) return read;
+    if (again.owner == v.owner) again.owner.reset();
+    v = std::move(again);
   }
   return OnDetached(v.name, [&] { return change(daemon_); });
 }

@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -8,11 +9,13 @@
 
 #include "cache/block_cache.h"
 #include "cache/disk_cache.h"
+#include "control/auth.h"
 #include "control/server.h"
 #include "crypto/aead.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
 #include "daemon/nbd_exposure.h"
+#include "daemon/owner_record.h"
 #include "daemon/volume_set.h"
 #include "env/block_on.h"
 #include "env/real_env.h"
@@ -83,6 +86,42 @@ constexpr size_t kRopeStorePoolBytes = 64ull << 20;
 // After the stop deadline, requests that failed then still need their replies written.
 constexpr uint64_t kDrainAfterDeadlineMs = 2000;
 
+Status Daemon::ListenControlTcp() {
+  if (cfg_.control_listen.empty()) return Status::Ok();
+  auto token = control::LoadTokenFile(cfg_.control_token_file);
+  if (!token.ok()) return token.status();
+  if (!cfg_.control_tls_cert.empty()) {
+    auto tls = nbd::TlsContext::CreateServer({.cert_file = cfg_.control_tls_cert,
+                                              .key_file = cfg_.control_tls_key,
+                                              .ca_file = "",
+                                              .psk_file = ""});
+    if (!tls.ok()) return tls.status().WithContext("control");
+    control_tls_ = std::move(*tls);
+    for (const std::string& w : control_tls_->warnings()) Log()->warn("control.{}", w);
+  }
+  control::Server::Options o;
+  o.tcp_address = cfg_.control_listen;
+  o.token = std::move(*token);
+  o.tls = control_tls_.get();
+  o.handshake_timeout_ms = cfg_.handshake_timeout_ms;
+  control_tcp_ = std::make_unique<control::Server>(*env_, *control_handler_, o);
+  RETURN_IF_ERROR(control_tcp_->Listen());
+  Log()->info("control listening address={} tls={}", control_tcp_->address(),
+              control_tls_ ? "on" : "off");
+  if (std::string w = ControlExposureWarning(control_tcp_->address(), control_tls_ != nullptr);
+      !w.empty()) {
+    Log()->warn("{}", w);
+  }
+  if (cfg_.control_advertise.empty() && (cfg_.control_listen.starts_with("0.0.0.0:") ||
+                                         cfg_.control_listen.starts_with("[::]:"))) {
+    Log()->warn(
+        "control.listen {} is a wildcard: owner records will name it as is; set "
+        "control.advertise to the address the controller should use",
+        cfg_.control_listen);
+  }
+  return Status::Ok();
+}
+
 Status Daemon::Start() {
   env_ = std::make_unique<RealEnv>();
   env_->Start();
@@ -94,6 +133,7 @@ Status Daemon::Start() {
   co.group = cfg_.control_socket_group;
   control_ = std::make_unique<control::Server>(*env_, *control_handler_, co);
   if (Status st = control_->Listen(); !st.ok()) return st;
+  if (Status st = ListenControlTcp(); !st.ok()) return st;
   // The trace file next: an unwritable [record] path stops us before the store is touched.
   if (!cfg_.record_path.empty()) {
     auto rec = trace::Recorder::Create({cfg_.record_path, cfg_.record_workload}, env_->NowNanos(),
@@ -165,6 +205,18 @@ Status Daemon::Start() {
     volume_options.disk_cache = disk_cache_.get();
   }
   volumes_ = std::make_unique<VolumeSet>(*env_, *store_, volume_options, cfg_.stop_timeout_ms);
+  if (control_tcp_) {
+    std::string node = cfg_.control_node_id;
+    if (node.empty()) {
+      char host[256] = {};
+      ::gethostname(host, sizeof host - 1);
+      node = host;
+    }
+    const std::string advertise =
+        cfg_.control_advertise.empty() ? control_tcp_->address() : cfg_.control_advertise;
+    owners_ = std::make_unique<OwnerRecords>(*env_, *store_, node, advertise);
+    volumes_->set_owner_records(owners_.get());
+  }
   if (Status st = OpenVolumes(); !st.ok()) return st;
 
   catalog_ = std::make_unique<VolumeCatalog>(*volumes_);
@@ -192,6 +244,7 @@ Status Daemon::Start() {
   if (Status st = server_->Listen(); !st.ok()) return st;
   control_handler_->Attach(volumes_.get(), [this] { return StatusReport(); });
   control_->Start();
+  if (control_tcp_) control_tcp_->Start();
   started_ = true;
   auto primary = PrimaryVolume();
   Log()->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" recording={} "
@@ -280,6 +333,7 @@ Status Daemon::Stop() {
   // Control first: no snapshot or restore may start once the volume begins closing;
   // requests in flight finish and are answered.
   if (control_) control_->Shutdown(drain_ms());
+  if (control_tcp_) control_tcp_->Shutdown(drain_ms());
   if (server_) server_->Shutdown(drain_ms());
   Status traced = FinishRecording();  // no request is answered any more
   if (volumes_) {

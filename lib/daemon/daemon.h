@@ -68,6 +68,7 @@ struct VolumeSample;
 namespace portal::daemon {
 
 class ControlHandler;
+class OwnerRecords;
 class VolumeSet;
 
 class Daemon {
@@ -125,6 +126,9 @@ class Daemon {
   std::shared_ptr<trace::Recorder> recorder_;  // [record] path set; shared with observers
   std::unique_ptr<objstore::CountingStore> store_;
   objstore::S3Store* s3_ = nullptr;  // inside store_ when the URL is s3://
+  // [control] listen set: where this daemon's volumes' writers are, for the CSI
+  // controller (daemon/owner_record.h); declared before the volumes, so it outlives them.
+  std::unique_ptr<OwnerRecords> owners_;
   std::unique_ptr<VolumeSet> volumes_;
   std::mutex summary_mu_;  // volumes_ changing (Stop) vs NotDurableSummary()
   std::string left_behind_;  // GUARDED_BY(summary_mu_): NotDurableSummary() after Stop
@@ -136,6 +140,10 @@ class Daemon {
   std::unique_ptr<nbd::Server> server_;
   std::unique_ptr<ControlHandler> control_handler_;
   std::unique_ptr<control::Server> control_;
+  std::unique_ptr<nbd::TlsContext> control_tls_;  // [control] tls_cert; outlives control_tcp_
+  std::unique_ptr<control::Server> control_tcp_;  // [control] listen
+  // Binds [control] listen (before the store is touched: a taken port stops us first).
+  Status ListenControlTcp();
   bool started_ = false;
   bool stopped_ = false;
 };

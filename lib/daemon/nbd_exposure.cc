@@ -33,4 +33,15 @@ std::string NbdExposureWarning(const std::string& address, bool tls_on) {
       address);
 }
 
+std::string ControlExposureWarning(const std::string& address, bool tls_on) {
+  if (tls_on) return "";
+  auto parsed = nbd::ParseListenAddress(address);
+  if (!parsed.ok() || parsed->is_unix || IsLoopback(parsed->host)) return "";
+  return fmt::format(
+      "control.listen {} is not loopback and TLS is off: its token and requests cross the "
+      "network in clear, and whoever captures the token may snapshot, resize and release "
+      "volumes; set control.tls_cert and control.tls_key",
+      address);
+}
+
 }  // namespace portal::daemon

@@ -11,4 +11,7 @@ namespace portal::daemon {
 // or TLS is on. A host name counts as not loopback: it is not resolved here.
 std::string NbdExposureWarning(const std::string& address, bool tls_on);
 
+// The same for [control] listen: its token travels in clear without TLS.
+std::string ControlExposureWarning(const std::string& address, bool tls_on);
+
 }  // namespace portal::daemon

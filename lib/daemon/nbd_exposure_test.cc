@@ -21,5 +21,16 @@ TEST_CASE("a warning for a plaintext NBD port reachable from other hosts, not fo
   }
 }
 
+TEST_CASE("a warning for a plaintext control listener beyond loopback", "[daemon][auth]") {
+  CHECK(ControlExposureWarning("127.0.0.1:7070", false).empty());
+  CHECK(ControlExposureWarning("[::1]:7070", false).empty());
+  CHECK(ControlExposureWarning("0.0.0.0:7070", true).empty());
+  for (const char* loud : {"0.0.0.0:7070", "10.0.0.5:7070"}) {
+    INFO(loud);
+    CHECK(ControlExposureWarning(loud, false).find("is not loopback and TLS is off") !=
+          std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace portal::daemon

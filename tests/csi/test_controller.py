@@ -40,12 +40,13 @@ class Setup:
     """The controller's daemon and portalbd-csi (role controller), and a node daemon on the
     same storage."""
 
-    def __init__(self, path, backend, csi_args=()):
+    def __init__(self, path, backend, csi_args=(), node_config=""):
         self.path = path
         self.s3 = S3rver(path) if backend == "s3" else None
         env = self.s3.env() if self.s3 else None
         self.ctl_daemon = Daemon(path, config=storage_config(self, backend, "ctl"), env=env)
-        self.node = Daemon(path, config=storage_config(self, backend, "node"), env=env)
+        self.node = Daemon(path, config=storage_config(self, backend, "node") + node_config,
+                           env=env)
         self.csi = Csi(path, self.ctl_daemon, role="controller", args=csi_args)
         self.c = self.csi.controller
 
@@ -56,8 +57,8 @@ class Setup:
 
 
 @contextmanager
-def setup(tmp, backend="file", csi_args=()):
-    s = Setup(tmp, backend, csi_args)
+def setup(tmp, backend="file", csi_args=(), node_config=""):
+    s = Setup(tmp, backend, csi_args, node_config)
     try:
         yield s
     finally:
@@ -689,6 +690,42 @@ def case_file_attached_volumes_go_to_their_owner(tmp):
         create(s.c, "att2", required=MIB)
         write_owner_record(other, "att2", "127.0.0.1:1")
         expect_code(lambda: snap(s.c, "x", "att2"), Code.UNAVAILABLE, "no token")
+
+
+def case_file_attached_volume_real_owner(tmp):
+    """A node daemon with its TCP control listener serves the volume (an NBD client writing
+    to it); snapshot and expansion go to it, and it is never fenced."""
+    path, _ = token_file(tmp)
+    node_config = f'[control]\nlisten = "127.0.0.1:0"\ntoken_file = "{path}"\nnode_id = "node-b"\n'
+    with setup(tmp, csi_args=["--owner-token-file", path], node_config=node_config) as s:
+        c = s.c
+        create(c, "live", required=8 * MIB)
+        with served(s.node, "live"):
+            owner = inspect(s.ctl_daemon, "live")["owner"]
+            check(owner and owner["node"] == "node-b", f"the node's owner record: {owner}")
+            h = nbd_handle(s.node, "live")
+            h.pwrite(pattern(4096, 1), 0)
+            h.flush()
+            sn = snap(c, "while-attached", "live")
+            check_eq(sn.snapshot_id, "live@while-attached", "snapshot by the owner")
+            h.pwrite(pattern(4096, 2), 4096)  # after the snapshot
+            h.flush()  # the node's daemon still writes: it was not fenced
+            r = expand(c, "live", 16 * MIB, cap=block_cap())
+            check_eq((r.capacity_bytes, r.node_expansion_required), (16 * MIB, False), "grown")
+            got = json.loads(portalctl(s.node, "--json", "volume", "get", "live").stdout)
+            check_eq((got["volume"]["size_bytes"], got["volume"]["fenced"]), (16 * MIB, False),
+                     "the owner's volume grew, unfenced")
+            expect_code(lambda: c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="live")),
+                        Code.FAILED_PRECONDITION, "delete while attached")
+            h.shutdown()
+        clone = create(c, "live-copy", source=from_snapshot(sn.snapshot_id))
+        check_eq(clone.capacity_bytes, 8 * MIB, "the snapshot's size")
+        _, data = read(s.node, "live-copy", 0, 8192)
+        check_eq(data, pattern(4096, 1) + bytes(4096), "the snapshot holds what was flushed "
+                 "before it, not what came after")
+        # Released: the record is gone, the controller does the work itself.
+        check_eq(inspect(s.ctl_daemon, "live").get("owner"), None, "no owner once released")
+        check_eq(expand(c, "live", 20 * MIB).capacity_bytes, 20 * MIB, "detached expand")
 
 
 def case_file_unreadable_volume_is_abnormal(tmp):

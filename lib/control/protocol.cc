@@ -134,6 +134,10 @@ ordered_json VolumeJson(const VolumeEntry& v) {
     for (const auto& s : *v.snapshot_list) list.push_back(SnapshotJson(s));
     j["snapshot_list"] = std::move(list);
   }
+  if (v.owner) {
+    j["owner"] = {{"node", v.owner->node}, {"control", v.owner->control},
+                  {"epoch", v.owner->epoch}};
+  }
   return j;
 }
 
@@ -226,6 +230,14 @@ Result<VolumeEntry> DecodeVolume(const ordered_json& j) {
       ASSIGN_OR_RETURN(auto s, DecodeSnapshot(one));
       v.snapshot_list->push_back(std::move(s));
     }
+  }
+  if (auto it = j.find("owner"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Status::Corruption("reply volume: owner is not an object");
+    Fields o(*it, "reply volume owner");
+    v.owner.emplace();
+    RETURN_IF_ERROR(o.Str("node", &v.owner->node));
+    RETURN_IF_ERROR(o.Str("control", &v.owner->control));
+    RETURN_IF_ERROR(o.U64("epoch", &v.owner->epoch));
   }
   return v;
 }

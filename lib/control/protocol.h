@@ -95,6 +95,14 @@ struct SnapshotEntry {
   friend bool operator==(const SnapshotEntry&, const SnapshotEntry&) = default;
 };
 
+// Where a volume's writer can be reached: its owner record (daemon/owner_record.h).
+struct OwnerEntry {
+  std::string node;
+  std::string control;  // "host:port" of its control listener
+  uint64_t epoch = 0;
+  friend bool operator==(const OwnerEntry&, const OwnerEntry&) = default;
+};
+
 // A served volume as replies show it (docs/control.md "Volume object").
 struct VolumeEntry {
   std::string name;  // "portalbd" for the default volume
@@ -112,6 +120,8 @@ struct VolumeEntry {
   std::string clone_of_snapshot;  // a clone's source, else ""
   // volume.inspect only ("snapshot_list"): the volume's snapshots, oldest first.
   std::optional<std::vector<SnapshotEntry>> snapshot_list{};
+  // volume.inspect only ("owner"): its owner record, when one names a daemon.
+  std::optional<OwnerEntry> owner{};
   friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
 };
 

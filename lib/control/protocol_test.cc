@@ -419,6 +419,7 @@ TEST_CASE("volume replies round-trip", "[control]") {
   CHECK(std::get<VolumeListReply>(*list).volumes == std::vector<VolumeEntry>{a, b});
   VolumeEntry inspected = b;
   inspected.snapshot_list = std::vector<SnapshotEntry>{{"s", "id", 5, 4096, 0, 0}};
+  inspected.owner = OwnerEntry{"node-a", "10.0.0.5:7070", 7};
   auto with_list = DecodeReply(EncodeReply(VolumeListReply{{inspected}}));
   REQUIRE(with_list.ok());
   CHECK(std::get<VolumeListReply>(*with_list).volumes[0] == inspected);

@@ -102,13 +102,40 @@ grpc::Status ControllerService::OnDetached(const std::string& volume, Change cha
   return result.ok() ? released : result;
 }
 
-grpc::Status ControllerService::Snapshot(const std::string& volume, const std::string& snapshot,
-                                         control::SnapshotEntry* out) {
-  return OnDetached(volume, [&] { return daemon_.CreateSnapshot(volume, snapshot, out); });
+template <typename Change>
+grpc::Status ControllerService::OnWriter(const control::VolumeEntry& entry, Change change) {
+  control::VolumeEntry v = entry;
+  // A stale record (a crashed, released or fenced owner's) answers not_owner: read it
+  // again; a newer record is tried in turn, the same one means nobody holds the volume.
+  for (int tries = 0; v.owner; ++tries) {
+    if (tries == 3) {
+      return grpc::Status(StatusCode::ABORTED,
+                          fmt::format("volume '{}': its owner record keeps changing", v.name));
+    }
+    if (v.owner->control.empty()) {
+      return grpc::Status(StatusCode::UNAVAILABLE,
+                          fmt::format("volume '{}' is attached on node '{}', whose daemon has "
+                                      "no control listener",
+                                      v.name, v.owner->node));
+    }
+    DaemonCalls owner(v.owner->control, options_.owner, timeout_ms_);
+    grpc::Status st = change(owner);
+    if (!IsNotOwner(st)) return st;
+    control::VolumeEntry again;
+    if (grpc::Status read = daemon_.Inspect(v.name, &again); !read.ok()) return read;
+    if (again.owner == v.owner) again.owner.reset();
+    v = std::move(again);
+  }
+  return OnDetached(v.name, [&] { return change(daemon_); });
 }
 
-grpc::Status ControllerService::Grow(const std::string& volume, uint64_t size_bytes) {
-  return OnDetached(volume, [&] { return daemon_.Resize(volume, size_bytes); });
+grpc::Status ControllerService::Snapshot(const control::VolumeEntry& v, const std::string& snapshot,
+                                         control::SnapshotEntry* out) {
+  return OnWriter(v, [&](const DaemonCalls& d) { return d.CreateSnapshot(v.name, snapshot, out); });
+}
+
+grpc::Status ControllerService::Grow(const control::VolumeEntry& v, uint64_t size_bytes) {
+  return OnWriter(v, [&](const DaemonCalls& d) { return d.Resize(v.name, size_bytes); });
 }
 
 // --- volumes --------------------------------------------------------------------------
@@ -138,7 +165,7 @@ grpc::Status ControllerService::CheckExisting(const v1::CreateVolumeRequest& req
       !PickSize(range, v.block_size, v.size_bytes, &size).ok()) {
     return exists(fmt::format("with {} bytes", v.size_bytes));
   }
-  return Grow(v.name, size);
+  return Grow(v, size);
 }
 
 grpc::Status ControllerService::CreateFromSource(const v1::CreateVolumeRequest& req,
@@ -174,7 +201,7 @@ grpc::Status ControllerService::CreateFromSource(const v1::CreateVolumeRequest& 
     // A clone of a volume: of a snapshot taken now, kept while the clone reads it.
     std::shared_ptr<std::mutex> source_lock = LockFor(src.volume);
     std::lock_guard hold(*source_lock);
-    if (grpc::Status st = Snapshot(src.volume, src.snapshot, &taken); !st.ok()) return st;
+    if (grpc::Status st = Snapshot(parent, src.snapshot, &taken); !st.ok()) return st;
     snap = &taken;
   }
   if (grpc::Status st = daemon_.Clone(name, src.volume, src.snapshot); !st.ok()) return st;
@@ -230,6 +257,18 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
   grpc::Status found = daemon_.Inspect(id, &v);
   if (IsNotFound(found)) return grpc::Status::OK;
   if (!found.ok()) return found;
+  if (v.owner) {
+    // Deleting opens the volume, which would fence a node still serving it: only when the
+    // daemon its owner record names no longer holds it.
+    grpc::Status held = v.owner->control.empty()
+                            ? grpc::Status::OK
+                            : DaemonCalls(v.owner->control, options_.owner, timeout_ms_).Holds(id);
+    if (held.ok()) {
+      return grpc::Status(StatusCode::FAILED_PRECONDITION,
+                          fmt::format("volume '{}' is attached on node '{}'", id, v.owner->node));
+    }
+    if (!IsNotOwner(held)) return held;
+  }
   grpc::Status deleted = daemon_.Delete(id);
   if (!deleted.ok() && !IsNotFound(deleted)) return deleted;
   // A clone of a volume: the snapshot it was made from was the controller's own; its
@@ -240,8 +279,8 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
     control::VolumeEntry parent;
     if (daemon_.Inspect(v.clone_of_volume, &parent).ok() &&
         FindSnapshot(parent, v.clone_of_snapshot)) {
-      (void)OnDetached(v.clone_of_volume, [&] {
-        return daemon_.DeleteSnapshot(v.clone_of_volume, v.clone_of_snapshot);
+      (void)OnWriter(parent, [&](const DaemonCalls& d) {
+        return d.DeleteSnapshot(v.clone_of_volume, v.clone_of_snapshot);
       });
     }
   }
@@ -410,7 +449,7 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
     return grpc::Status::OK;
   }
   control::SnapshotEntry made;
-  if (grpc::Status st = Snapshot(volume, snapshot, &made); !st.ok()) return st;
+  if (grpc::Status st = Snapshot(*source, snapshot, &made); !st.ok()) return st;
   FillSnapshot(volume, made, resp->mutable_snapshot());
   return grpc::Status::OK;
 }
@@ -429,7 +468,7 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
   if (!found.ok()) return found;
   if (!FindSnapshot(v, id->snapshot)) return grpc::Status::OK;
   grpc::Status st =
-      OnDetached(id->volume, [&] { return daemon_.DeleteSnapshot(id->volume, id->snapshot); });
+      OnWriter(v, [&](const DaemonCalls& d) { return d.DeleteSnapshot(id->volume, id->snapshot); });
   return IsNotFound(st) ? grpc::Status::OK : st;
 }
 
@@ -521,7 +560,7 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*,
                                     id, v.size_bytes, range.limit_bytes()));
   }
   if (size > v.size_bytes) {  // never shrinks: a smaller request is already met
-    if (grpc::Status st = Grow(id, size); !st.ok()) return st;
+    if (grpc::Status st = Grow(v, size); !st.ok()) return st;
     v.size_bytes = size;
   }
   resp->set_capacity_bytes(static_cast<int64_t>(v.size_bytes));

@@ -28,12 +28,14 @@ struct ControllerOptions {
   // registered volumes' sizes take. 0: object storage has no figure to report, and
   // GET_CAPACITY is not advertised.
   uint64_t capacity_bytes = 0;
+  // Reaching an attached volume's owner (--owner-token-file, --owner-tls, --owner-tls-ca).
+  OwnerAccess owner;
 };
 
 class ControllerService final : public ::csi::v1::Controller::Service {
  public:
   explicit ControllerService(DaemonEndpoint daemon, ControllerOptions options = {})
-      : daemon_(std::move(daemon)), options_(options) {}
+      : daemon_(daemon), timeout_ms_(daemon.timeout_ms), options_(std::move(options)) {}
 
   grpc::Status CreateVolume(grpc::ServerContext*, const ::csi::v1::CreateVolumeRequest*,
                             ::csi::v1::CreateVolumeResponse*) override;
@@ -69,15 +71,21 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   // change failed); the first failure wins.
   template <typename Change>
   grpc::Status OnDetached(const std::string& volume, Change change);
-  grpc::Status Snapshot(const std::string& volume, const std::string& snapshot,
+  // Runs `change(daemon)` on the daemon that is `v`'s writer: the owner its owner record
+  // names (UNAVAILABLE when it cannot be reached), or, for a detached volume or a stale
+  // record (the daemon named answers not_owner), the controller's daemon (OnDetached).
+  template <typename Change>
+  grpc::Status OnWriter(const control::VolumeEntry& v, Change change);
+  grpc::Status Snapshot(const control::VolumeEntry& v, const std::string& snapshot,
                         control::SnapshotEntry* out);
-  grpc::Status Grow(const std::string& volume, uint64_t size_bytes);
+  grpc::Status Grow(const control::VolumeEntry& v, uint64_t size_bytes);
   grpc::Status CreateFromSource(const ::csi::v1::CreateVolumeRequest& req, const std::string& name,
                                 uint32_t block_size);
   grpc::Status CheckExisting(const ::csi::v1::CreateVolumeRequest& req,
                              const control::VolumeEntry& v, uint32_t block_size);
 
   DaemonCalls daemon_;
+  const int timeout_ms_;
   const ControllerOptions options_;
   std::mutex locks_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_;  // GUARDED_BY(locks_mu_)

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <variant>
 
 #include "control/client.h"
@@ -10,6 +11,8 @@ namespace portal::csi {
 namespace {
 
 using control::Op;
+
+constexpr std::string_view kNotOwnerPrefix = "not_owner: ";
 
 control::Request MakeRequest(Op op, std::string name = "") {
   control::Request r;
@@ -44,22 +47,52 @@ grpc::Status ToGrpcStatus(const control::ErrorReply& e) {
     code = StatusCode::UNAVAILABLE;
   } else if (e.code == "permission_denied") {
     code = StatusCode::PERMISSION_DENIED;
+  } else if (e.code == control::kNotOwner) {
+    return grpc::Status(StatusCode::ABORTED, std::string(kNotOwnerPrefix) + e.message);
   }
   return grpc::Status(code, e.message);
 }
 
+bool IsNotOwner(const grpc::Status& st) {
+  return st.error_code() == grpc::StatusCode::ABORTED &&
+         st.error_message().starts_with(kNotOwnerPrefix);
+}
+
+DaemonCalls::DaemonCalls(std::string address, const OwnerAccess& access, int timeout_ms)
+    : tcp_address_(std::move(address)) {
+  endpoint_.socket.clear();
+  endpoint_.timeout_ms = timeout_ms;
+  tcp_.token = access.token;
+  tcp_.tls = access.tls;
+  tcp_.tls_ca_file = access.tls_ca_file;
+  tcp_.connect_timeout_ms = std::min(timeout_ms, 10'000);
+}
+
 grpc::Status DaemonCalls::Call(const control::Request& request, control::Reply* reply) const {
-  auto client = control::Client::Connect(endpoint_.socket);
-  if (!client.ok()) {
+  const std::string who = tcp_address_.empty() ? std::string("portalbd daemon")
+                                               : "the volume's owner at " + tcp_address_;
+  if (!tcp_address_.empty() && tcp_.token.empty()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "portalbd daemon: " + client.status().ToString());
+                        who + ": no --owner-token-file to authenticate with");
+  }
+  auto client = tcp_address_.empty() ? control::Client::Connect(endpoint_.socket)
+                                     : control::Client::ConnectTcp(tcp_address_, tcp_);
+  if (!client.ok() && !tcp_address_.empty() && client.status().code() ==
+                                                    Status::Code::kPermissionDenied) {
+    // The owner refused our token or we refused its certificate: configuration, which
+    // retrying does not mend.
+    return grpc::Status(grpc::StatusCode::INTERNAL, who + ": " + client.status().ToString());
+  }
+  if (!client.ok()) {
+    // A daemon that cannot be reached is UNAVAILABLE: the CO retries.
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, who + ": " + client.status().ToString());
   }
   (*client)->set_timeout_ms(endpoint_.timeout_ms);
   auto r = (*client)->Call(request);
   if (!r.ok()) {
     return grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
-        fmt::format("portalbd daemon, {}: {}", control::OpName(request.op), r.status().ToString()));
+        fmt::format("{}, {}: {}", who, control::OpName(request.op), r.status().ToString()));
   }
   if (const auto* e = std::get_if<control::ErrorReply>(&*r)) return ToGrpcStatus(*e);
   *reply = std::move(*r);
@@ -139,6 +172,13 @@ grpc::Status DaemonCalls::CreateSnapshot(const std::string& volume, const std::s
   if (!s) return grpc::Status(grpc::StatusCode::INTERNAL, "snapshot.create: unexpected reply");
   *out = s->snapshot;
   return grpc::Status::OK;
+}
+
+grpc::Status DaemonCalls::Holds(const std::string& volume) const {
+  control::Request r = MakeRequest(Op::kSnapshotList);
+  r.volume = volume;
+  control::Reply reply;
+  return Call(r, &reply);
 }
 
 grpc::Status DaemonCalls::DeleteSnapshot(const std::string& volume,

@@ -5,8 +5,11 @@
 //   otherwise (clients attached, a snapshot with clones) -> FAILED_PRECONDITION,
 //   precondition_failed (fenced) -> FAILED_PRECONDITION, no_space -> RESOURCE_EXHAUSTED,
 //   unavailable / shutdown / too_many_connections / no daemon -> UNAVAILABLE,
-//   permission_denied -> PERMISSION_DENIED, anything else -> INTERNAL.
-// One connection per call: a daemon restart between calls costs nothing.
+//   permission_denied -> PERMISSION_DENIED, not_owner -> ABORTED (IsNotOwner says so),
+//   anything else -> INTERNAL.
+// Two kinds of daemon: the one on this machine (its unix socket), or a volume's owner
+// (its TCP control listener, with the token and TLS of OwnerAccess). One connection per
+// call: a daemon restart between calls costs nothing.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -14,16 +17,29 @@
 #include <string>
 #include <vector>
 
+#include "control/client.h"
 #include "control/protocol.h"
 #include "csi/driver.h"
 
 namespace portal::csi {
 
 grpc::Status ToGrpcStatus(const control::ErrorReply& e);
+// The daemon asked does not hold the volume as its writer (its owner record was stale).
+bool IsNotOwner(const grpc::Status& st);
+
+// How the controller reaches a volume's owner (docs/csi.md "How the controller reaches a
+// volume's owner"): the nodes' shared token, and TLS if their listeners speak it.
+struct OwnerAccess {
+  std::string token;  // --owner-token-file's content; "": owners cannot be reached
+  bool tls = false;
+  std::string tls_ca_file;  // "": the system's CAs
+};
 
 class DaemonCalls {
  public:
   explicit DaemonCalls(DaemonEndpoint endpoint) : endpoint_(std::move(endpoint)) {}
+  // The daemon whose control listener is at `address` ("host:port").
+  DaemonCalls(std::string address, const OwnerAccess& access, int timeout_ms);
 
   // Sends one request; OK and `*reply` when the daemon answered without an error.
   grpc::Status Call(const control::Request& request, control::Reply* reply) const;
@@ -42,9 +58,13 @@ class DaemonCalls {
   grpc::Status CreateSnapshot(const std::string& volume, const std::string& snapshot,
                               control::SnapshotEntry* out) const;
   grpc::Status DeleteSnapshot(const std::string& volume, const std::string& snapshot) const;
+  // snapshot.list of a served volume: OK when this daemon holds it as its writer.
+  grpc::Status Holds(const std::string& volume) const;
 
  private:
   DaemonEndpoint endpoint_;
+  std::string tcp_address_;  // set: a TCP daemon (tcp_, endpoint_.timeout_ms)
+  control::TcpClientOptions tcp_;
 };
 
 }  // namespace portal::csi

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "daemon/control_handler.h"  // VolumeEntryOf
+#include "daemon/owner_record.h"
 #include "util/log.h"
 #include "volume/snapshot.h"
 #include "volume/stored_volume.h"
@@ -62,8 +63,8 @@ Task<Result<control::VolumeEntry>> ReadStored(VolumeSet& set, const volume::Volu
   co_return e;
 }
 
-Task<Result<control::VolumeEntry>> Inspect(VolumeSet& set, const std::string& name,
-                                           std::optional<volume::VolumeRecord> record) {
+Task<Result<control::VolumeEntry>> InspectWithoutOwner(VolumeSet& set, const std::string& name,
+                                                       std::optional<volume::VolumeRecord> record) {
   if (auto served = set.Find(name)) {
     control::VolumeEntry e = VolumeEntryOf(*served);
     e.snapshot_list.emplace();
@@ -79,6 +80,28 @@ Task<Result<control::VolumeEntry>> Inspect(VolumeSet& set, const std::string& na
   }
   if (record->deleting) co_return Status::NotFound(fmt::format("volume '{}' is deleted", name));
   co_return co_await ReadStored(set, *record);
+}
+
+// The owner record of `name`, if one names a daemon; a damaged one is no owner (a record
+// is a hint: its reader asks the daemon it names, daemon/owner_record.h).
+Task<std::optional<control::OwnerEntry>> OwnerOf(VolumeSet& set, const std::string& name) {
+  auto root = set.ResolveStore(std::string(volume::kDefaultVolumeName));
+  if (!root.ok()) co_return std::nullopt;
+  auto owner = co_await FindOwner(**root, name);
+  if (!owner.ok()) {
+    Log()->warn("volume.inspect: volume {}: owner record ignored: {}", name,
+                owner.status().ToString());
+    co_return std::nullopt;
+  }
+  if (!owner->has_value()) co_return std::nullopt;
+  co_return control::OwnerEntry{(*owner)->node, (*owner)->control, (*owner)->epoch};
+}
+
+Task<Result<control::VolumeEntry>> Inspect(VolumeSet& set, const std::string& name,
+                                           std::optional<volume::VolumeRecord> record) {
+  auto e = co_await InspectWithoutOwner(set, name, std::move(record));
+  if (e.ok()) e->owner = co_await OwnerOf(set, name);
+  co_return e;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ case's directory, `s3_*` on s3rver (ctest runs those as their own entry, labelle
 import json
 import os
 import socket
+import threading
 from contextlib import contextmanager
 
 from csi_harness import (Csi, Daemon, S3rver, check, check_eq, csi, expect_code, grpc,
@@ -39,12 +40,13 @@ class Setup:
     """The controller's daemon and portalbd-csi (role controller), and a node daemon on the
     same storage."""
 
-    def __init__(self, path, backend, csi_args=()):
+    def __init__(self, path, backend, csi_args=(), node_config=""):
         self.path = path
         self.s3 = S3rver(path) if backend == "s3" else None
         env = self.s3.env() if self.s3 else None
         self.ctl_daemon = Daemon(path, config=storage_config(self, backend, "ctl"), env=env)
-        self.node = Daemon(path, config=storage_config(self, backend, "node"), env=env)
+        self.node = Daemon(path, config=storage_config(self, backend, "node") + node_config,
+                           env=env)
         self.csi = Csi(path, self.ctl_daemon, role="controller", args=csi_args)
         self.c = self.csi.controller
 
@@ -55,8 +57,8 @@ class Setup:
 
 
 @contextmanager
-def setup(tmp, backend="file", csi_args=()):
-    s = Setup(tmp, backend, csi_args)
+def setup(tmp, backend="file", csi_args=(), node_config=""):
+    s = Setup(tmp, backend, csi_args, node_config)
     try:
         yield s
     finally:
@@ -533,9 +535,9 @@ def case_file_volumes_list_get_validate_delete(tmp):
             c.DeleteVolume(csi.DeleteVolumeRequest(volume_id=gone))
         expect_code(lambda: c.DeleteVolume(csi.DeleteVolumeRequest()), Code.INVALID_ARGUMENT,
                     "delete without an id")
-        check(not os.path.exists(os.path.join(tmp, "store", "volumes", "v2")) or
-              not any(files for _, _, files in os.walk(os.path.join(tmp, "store", "volumes",
-                                                                    "v2"))),
+        check(os.path.isdir(os.path.join(tmp, "store", "volumes~", "v3~")), "file layout")
+        check(not any(files for _, _, files in os.walk(os.path.join(tmp, "store", "volumes~",
+                                                                    "v2~"))),
               "the volume's objects are gone")
         check_eq([e.volume.volume_id for e in c.ListVolumes(csi.ListVolumesRequest()).entries],
                  ["v0", "v3", "v4"], "after the deletes")
@@ -564,6 +566,187 @@ def case_file_reads_do_not_fence_a_served_volume(tmp):
             h.shutdown()
             got = json.loads(portalctl(s.node, "--json", "volume", "get", "busy").stdout)
             check(not got["volume"]["fenced"], "the node's daemon is not fenced")
+
+
+class FakeOwner:
+    """A TCP control listener playing the daemon an owner record names: checks the auth
+    line's token, records each request, answers it with `answer(request)` (a dict)."""
+
+    def __init__(self, token, answer):
+        self.token, self.answer, self.requests = token, answer, []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn, conn.makefile("rb") as f:
+            auth = json.loads(f.readline())
+            if auth != {"op": "auth", "token": self.token}:
+                conn.sendall(b'{"ok":false,"error":{"code":"unauthenticated","message":"no"}}\n')
+                return
+            conn.sendall(b'{"ok":true}\n')
+            for line in f:
+                request = json.loads(line)
+                self.requests.append(request)
+                conn.sendall((json.dumps(self.answer(request)) + "\n").encode())
+
+    def close(self):
+        self.sock.close()
+
+
+def write_owner_record(tmp, volume, control_address, epoch=7):
+    """What a node's daemon writes when it opens `volume` (daemon/owner_record.h)."""
+    d = os.path.join(tmp, "store", "owners~")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"{volume}.json"), "w") as f:
+        json.dump({"volume": volume, "epoch": epoch, "node": "node-b",
+                   "control": control_address, "since": "2026-12-07T15:00:00.000000Z"}, f)
+
+
+def token_file(tmp):
+    path = os.path.join(tmp, "owner.token")
+    with open(path, "w") as f:
+        f.write("t" * 40 + "\n")
+    os.chmod(path, 0o600)
+    return path, "t" * 40
+
+
+def case_file_attached_volumes_go_to_their_owner(tmp):
+    path, token = token_file(tmp)
+    fake_snapshot = {"name": "s1", "id": "0c6e2a5e-46a1-4b8e-9d43-7d7f3e0b1c2a",
+                     "created": "2026-12-07T15:00:00.000000Z",
+                     "created_ns": 1796655600000000000, "size_bytes": 4 * MIB,
+                     "pinned_bytes": 0, "attached": 0}
+
+    def owner_answers(request):
+        if request["op"] == "snapshot.create":
+            return {"ok": True, "snapshot": dict(fake_snapshot, name=request["name"])}
+        if request["op"] == "volume.resize":
+            return {"ok": True, "volume": {
+                "name": request["name"], "default": False, "size_bytes": request["size_bytes"],
+                "block_size": 4096, "live_bytes": 0, "bytes_stored": 0, "snapshots": 0,
+                "attached": 1, "epoch": 7, "fenced": False, "volume_uuid": "u",
+                "clone_of": None}}
+        return {"ok": True, "snapshots": []}
+
+    owner = FakeOwner(token, owner_answers)
+    with setup(tmp, csi_args=["--owner-token-file", path]) as s:
+        c = s.c
+        create(c, "att", required=4 * MIB)
+        epoch = inspect(s.ctl_daemon, "att")["epoch"]
+        write_owner_record(tmp, "att", owner.address, epoch)
+        check_eq(inspect(s.ctl_daemon, "att")["owner"],
+                 {"node": "node-b", "control": owner.address, "epoch": epoch},
+                 "volume.inspect shows the owner record")
+        sn = snap(c, "s1", "att")
+        check_eq((sn.snapshot_id, sn.size_bytes), ("att@s1", 4 * MIB), "snapshot by the owner")
+        r = expand(c, "att", 8 * MIB, cap=mount_cap())
+        check_eq((r.capacity_bytes, r.node_expansion_required), (8 * MIB, True), "expanded")
+        expect_code(lambda: c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="att")),
+                    Code.FAILED_PRECONDITION, "deleting a volume its owner still holds")
+        check_eq([(q["op"], q.get("name"), q.get("volume")) for q in owner.requests],
+                 [("snapshot.create", "s1", "att"), ("volume.resize", "att", None),
+                  ("snapshot.list", None, "att")], "what the owner was asked")
+        check_eq(inspect(s.ctl_daemon, "att")["epoch"], epoch,
+                 "the controller's daemon never opened the attached volume")
+        # An owner nobody answers for: UNAVAILABLE, and still nothing opened.
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead_address = f"127.0.0.1:{dead.getsockname()[1]}"
+        dead.close()
+        write_owner_record(tmp, "att", dead_address, epoch)
+        expect_code(lambda: snap(c, "s2", "att"), Code.UNAVAILABLE, "snapshot, owner down")
+        expect_code(lambda: expand(c, "att", 16 * MIB), Code.UNAVAILABLE, "expand, owner down")
+        expect_code(lambda: c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="att")),
+                    Code.UNAVAILABLE, "delete, owner down")
+        check_eq(inspect(s.ctl_daemon, "att")["epoch"], epoch, "still not opened")
+        # A stale record (its daemon answers not_owner): the controller's daemon does it.
+        stale = FakeOwner(token, lambda _: {"ok": False, "error": {
+            "code": "not_owner", "message": "volume 'att' is not served here"}})
+        write_owner_record(tmp, "att", stale.address, epoch)
+        sn = snap(c, "s3", "att")
+        check_eq(sn.snapshot_id, "att@s3", "snapshot past a stale record")
+        check("s3" in [x["name"] for x in inspect(s.ctl_daemon, "att")["snapshot_list"]],
+              "taken by the controller's daemon")
+        c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="att"))
+        expect_code(lambda: c.ControllerGetVolume(csi.ControllerGetVolumeRequest(
+            volume_id="att")), Code.NOT_FOUND, "deleted past a stale record")
+        stale.close()
+    owner.close()
+    # Without a token the owner cannot be asked: UNAVAILABLE, never a fence.
+    other = os.path.join(tmp, "no-token")
+    os.makedirs(other)
+    with setup(other) as s:
+        create(s.c, "att2", required=MIB)
+        write_owner_record(other, "att2", "127.0.0.1:1")
+        expect_code(lambda: snap(s.c, "x", "att2"), Code.UNAVAILABLE, "no token")
+
+
+def case_file_attached_volume_real_owner(tmp):
+    """A node daemon with its TCP control listener serves the volume (an NBD client writing
+    to it); snapshot and expansion go to it, and it is never fenced."""
+    path, _ = token_file(tmp)
+    node_config = f'[control]\nlisten = "127.0.0.1:0"\ntoken_file = "{path}"\nnode_id = "node-b"\n'
+    with setup(tmp, csi_args=["--owner-token-file", path], node_config=node_config) as s:
+        c = s.c
+        create(c, "live", required=8 * MIB)
+        with served(s.node, "live"):
+            owner = inspect(s.ctl_daemon, "live")["owner"]
+            check(owner and owner["node"] == "node-b", f"the node's owner record: {owner}")
+            h = nbd_handle(s.node, "live")
+            h.pwrite(pattern(4096, 1), 0)
+            h.flush()
+            sn = snap(c, "while-attached", "live")
+            check_eq(sn.snapshot_id, "live@while-attached", "snapshot by the owner")
+            h.pwrite(pattern(4096, 2), 4096)  # after the snapshot
+            h.flush()  # the node's daemon still writes: it was not fenced
+            r = expand(c, "live", 16 * MIB, cap=block_cap())
+            check_eq((r.capacity_bytes, r.node_expansion_required), (16 * MIB, False), "grown")
+            got = json.loads(portalctl(s.node, "--json", "volume", "get", "live").stdout)
+            check_eq((got["volume"]["size_bytes"], got["volume"]["fenced"]), (16 * MIB, False),
+                     "the owner's volume grew, unfenced")
+            expect_code(lambda: c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="live")),
+                        Code.FAILED_PRECONDITION, "delete while attached")
+            h.shutdown()
+        clone = create(c, "live-copy", source=from_snapshot(sn.snapshot_id))
+        check_eq(clone.capacity_bytes, 8 * MIB, "the snapshot's size")
+        _, data = read(s.node, "live-copy", 0, 8192)
+        check_eq(data, pattern(4096, 1) + bytes(4096), "the snapshot holds what was flushed "
+                 "before it, not what came after")
+        # Released: the record is gone, the controller does the work itself.
+        check_eq(inspect(s.ctl_daemon, "live").get("owner"), None, "no owner once released")
+        check_eq(expand(c, "live", 20 * MIB).capacity_bytes, 20 * MIB, "detached expand")
+
+
+def case_file_unreadable_volume_is_abnormal(tmp):
+    with setup(tmp) as s:
+        c = s.c
+        create(c, "ok", required=MIB)
+        create(c, "broken", required=MIB)
+        manifests = os.path.join(tmp, "store", "volumes~", "broken~", "manifest~")
+        names = os.listdir(manifests)
+        check(names, "the volume has manifests")
+        for name in names:
+            with open(os.path.join(manifests, name), "w") as f:
+                f.write("not a manifest")
+        got = c.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id="broken"))
+        check(got.status.volume_condition.abnormal, "an unreadable volume is abnormal")
+        check("broken" in got.status.volume_condition.message,
+              f"the reason names it: {got.status.volume_condition.message}")
+        fine = c.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id="ok"))
+        check(not fine.status.volume_condition.abnormal, "the other volume is fine")
+        listed = [e.volume.volume_id for e in c.ListVolumes(csi.ListVolumesRequest()).entries]
+        check_eq(listed, ["broken", "ok"], "both listed")
 
 
 def case_s3_controller(tmp):

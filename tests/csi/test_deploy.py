@@ -366,6 +366,25 @@ def case_owner_listener(tmp):
     check("listen" not in tomllib.loads(text).get("control", {}), "controller daemon listens")
 
 
+def secret_file(tmp, spec, c, path):
+    """A path in a Secret container c mounts becomes a file in tmp holding the value of
+    secret.example.yaml (mode 0400, as defaultMode gives it); other values are kept."""
+    for m in c.get("volumeMounts", []):
+        vol = [v for v in spec["volumes"] if v["name"] == m["name"]][0]
+        if "secret" in vol and os.path.dirname(path) == m["mountPath"]:
+            example = {d["metadata"]["name"]: d for d in
+                       load(os.path.join(DEPLOY, "secret.example.yaml"))}
+            data = example[vol["secret"]["secretName"]]["stringData"]
+            key = os.path.basename(path)
+            check(key in data, f"{path}: no key {key} in Secret {vol['secret']['secretName']}")
+            local = os.path.join(tmp, f"secret-{key}")
+            with open(local, "w") as f:
+                f.write(data[key])
+            os.chmod(local, 0o400)
+            return local
+    return path
+
+
 def case_portalbd_csi_args(tmp):
     """portalbd-csi starts with each container's arguments (its endpoint moved into tmp;
     $(VAR) from the container's env) and serves until SIGTERM."""
@@ -387,6 +406,8 @@ def case_portalbd_csi_args(tmp):
                     value = value.replace(f"$({var})", env[var])
             if name == "--endpoint":
                 value = f"unix://{sock}"
+            elif value is not None:
+                value = secret_file(tmp, _spec, c, value)
             args += [name] if value is None else [f"{name}={value}"]
         log = open(os.path.join(tmp, f"csi{i}.log"), "wb")
         proc = spawn([binary, *args], stdout=log, stderr=subprocess.STDOUT,

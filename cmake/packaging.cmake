@@ -10,7 +10,7 @@
 include(GNUInstallDirs)
 
 # The programs a user runs. objstore-bench is a developer's benchmark: not installed.
-set(PORTAL_INSTALL_PROGRAMS portalbd portalctl trace-record trace-bench)
+set(PORTAL_INSTALL_PROGRAMS portalbd portalctl portalbd-csi trace-record trace-bench)
 install(TARGETS ${PORTAL_INSTALL_PROGRAMS} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 set(PORTAL_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
@@ -38,6 +38,7 @@ install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 find_program(HELP2MAN help2man)
 set(PORTAL_MAN_PAGES "portalbd 8 an NBD block device server backed by object storage"
                      "portalctl 1 control a running portalbd (snapshots, status)"
+                     "portalbd-csi 8 the CSI driver of portalbd for Kubernetes"
                      "trace-record 1 record an NBD workload through a transparent proxy"
                      "trace-bench 1 replay NBD traces and measure")
 if(HELP2MAN)
@@ -79,7 +80,8 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "NBD block device server backed by object 
 set(CPACK_PACKAGE_DESCRIPTION
     "portalbd serves a block device over NBD whose blocks live in object storage (S3, a\n"
     "local directory, or memory), with atomic snapshots and point-in-time restore.\n"
-    "Includes portalctl, trace-record, trace-bench and the portalbd@.service unit.")
+    "Includes portalctl, portalbd-csi (the CSI driver for Kubernetes), trace-record,\n"
+    "trace-bench and the portalbd@.service unit.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_GENERATOR DEB)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)

@@ -27,8 +27,8 @@ packages=(
   libnbd-bin python3-libnbd nbdkit qemu-utils fio python3 python3-botocore
   # Ceph's RADOS Gateway, the real S3 server of the rgw tests (tests/e2e/rgw.py)
   ceph-mon ceph-osd radosgw ceph-common
-  # the CSI tests' gRPC client (tests/csi/)
-  python3-grpcio python3-protobuf
+  # the CSI tests' gRPC client (tests/csi/); deploy/'s manifests read by test_deploy.py
+  python3-grpcio python3-protobuf python3-yaml
   # misc used by tests and benchmarks
   curl procps util-linux
   # TLS interop tests (tests/interop/test_tls.py): psktool and certtool; openssl's CLI

@@ -3,6 +3,7 @@
 //
 //   portalbd-csi --endpoint unix:///csi/csi.sock --role controller|node|all
 //                [--node-id NAME] [--daemon-socket /run/portalbd/portalbd.sock]
+//                [--capacity-bytes N] [--owner-token-file F [--owner-tls] [--owner-tls-ca F]]
 //
 // SIGTERM or SIGINT stop it; the volumes it attached stay attached (their portalbd daemon
 // serves them, not this process).
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "common/cli.h"
+#include "control/auth.h"
 #include "csi/controller_service.h"
 #include "csi/driver.h"
 #include "csi/identity_service.h"
@@ -52,10 +54,12 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   CLI::App app{"portalbd-csi: the CSI driver of portalbd (docs/csi.md)"};
+  app.set_version_flag("-V,--version", std::string("portalbd-csi ") + PORTALBD_VERSION);
   std::string endpoint = "unix:///csi/csi.sock";
   std::string role = "all";
   std::string node_id = DefaultNodeId();
   portal::csi::DaemonEndpoint daemon;
+  portal::csi::ControllerOptions controller_options;
   app.add_option("--endpoint", endpoint, "the CSI socket (unix:///path)")
       ->envname("CSI_ENDPOINT");
   app.add_option("--role", role, "services to serve: controller, node or all")
@@ -67,6 +71,18 @@ int main(int argc, char** argv) {
   app.add_option("--daemon-timeout-ms", daemon.timeout_ms,
                  "longest wait for one reply of the daemon")
       ->check(CLI::Range(1000, 3'600'000));
+  app.add_option("--capacity-bytes", controller_options.capacity_bytes,
+                 "GetCapacity's total: bytes all volumes may take (default 0: object storage "
+                 "has no figure, and GET_CAPACITY is not advertised)");
+  std::string owner_token_file;
+  app.add_option("--owner-token-file", owner_token_file,
+                 "controller: the token of the nodes' daemons' control listeners ([control] "
+                 "token_file), to reach an attached volume's owner");
+  app.add_flag("--owner-tls", controller_options.owner.tls,
+               "controller: speak TLS to the owners' control listeners");
+  app.add_option("--owner-tls-ca", controller_options.owner.tls_ca_file,
+                 "controller: CA file the owners' certificates must chain to (implies "
+                 "--owner-tls; default: the system's CAs)");
   portal::cli::RefuseEmptyValues(app);
   CLI11_PARSE(app, argc, argv);
 
@@ -74,6 +90,15 @@ int main(int argc, char** argv) {
   if (roles.node && node_id.empty()) {
     fmt::print(stderr, "Error: --node-id: no hostname to default to; give one\n");
     return 1;
+  }
+  if (!controller_options.owner.tls_ca_file.empty()) controller_options.owner.tls = true;
+  if (!owner_token_file.empty()) {
+    auto token = portal::control::LoadTokenFile(owner_token_file, "--owner-token-file");
+    if (!token.ok()) {
+      fmt::print(stderr, "Error: {}\n", token.status().message());
+      return 1;
+    }
+    controller_options.owner.token = std::move(*token);
   }
   std::string socket_path;
   const std::string address = UnixListenAddress(endpoint, &socket_path);
@@ -90,7 +115,7 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(address, grpc::InsecureServerCredentials());
   builder.RegisterService(&identity);
   if (roles.controller) {
-    controller = std::make_unique<portal::csi::ControllerService>(daemon);
+    controller = std::make_unique<portal::csi::ControllerService>(daemon, controller_options);
     builder.RegisterService(controller.get());
   }
   if (roles.node) {

@@ -105,6 +105,10 @@ int main(int argc, char** argv) {
   app.add_flag("--salvage", salvage,
                "open a damaged volume read-only, as of its first missing segment, to copy out "
                "what is left (nothing is written to the store)");
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "check the configuration (file and flags) and exit: 0 and \"configuration ok\" "
+               "if valid, 1 and the error if not; opens no store, socket or volume");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   std::string log_format;
@@ -171,6 +175,10 @@ int main(int argc, char** argv) {
   out.set_json(cfg.log_format == "json");
   portal::log::Init(log_level, LogFormat(cfg.log_format));
   for (const auto& w : warnings) log->warn("{}", w);
+  if (check_config) {
+    out.Line(spdlog::level::info, "configuration ok");
+    return 0;
+  }
 
   // Signals are taken synchronously by the main thread; block them before any thread
   // starts so that every thread inherits the mask.

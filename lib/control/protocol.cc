@@ -35,6 +35,7 @@ constexpr struct {
     {Op::kVolumeRelease, "volume.release"},     {Op::kVolumeClone, "volume.clone"},
     {Op::kDeviceAttach, "device.attach"},       {Op::kDeviceDetach, "device.detach"},
     {Op::kDeviceList, "device.list"},
+    {Op::kVolumeInspect, "volume.inspect"},
 };
 
 bool IsSnapshotOp(Op op) { return op != Op::kStatus && !IsVolumeOp(op) && !IsDeviceOp(op); }
@@ -131,6 +132,15 @@ ordered_json VolumeJson(const VolumeEntry& v) {
   } else {
     j["clone_of"] = {{"volume", v.clone_of_volume}, {"snapshot", v.clone_of_snapshot}};
   }
+  if (v.snapshot_list) {
+    ordered_json list = ordered_json::array();
+    for (const auto& s : *v.snapshot_list) list.push_back(SnapshotJson(s));
+    j["snapshot_list"] = std::move(list);
+  }
+  if (v.owner) {
+    j["owner"] = {{"node", v.owner->node}, {"control", v.owner->control},
+                  {"epoch", v.owner->epoch}};
+  }
   return j;
 }
 
@@ -225,6 +235,22 @@ Result<VolumeEntry> DecodeVolume(const ordered_json& j) {
     Fields c(*it, "reply volume clone_of");
     RETURN_IF_ERROR(c.Str("volume", &v.clone_of_volume));
     RETURN_IF_ERROR(c.Str("snapshot", &v.clone_of_snapshot));
+  }
+  if (auto it = j.find("snapshot_list"); it != j.end()) {
+    if (!it->is_array()) return Status::Corruption("reply volume: snapshot_list is not an array");
+    v.snapshot_list.emplace();
+    for (const auto& one : *it) {
+      ASSIGN_OR_RETURN(auto s, DecodeSnapshot(one));
+      v.snapshot_list->push_back(std::move(s));
+    }
+  }
+  if (auto it = j.find("owner"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Status::Corruption("reply volume: owner is not an object");
+    Fields o(*it, "reply volume owner");
+    v.owner.emplace();
+    RETURN_IF_ERROR(o.Str("node", &v.owner->node));
+    RETURN_IF_ERROR(o.Str("control", &v.owner->control));
+    RETURN_IF_ERROR(o.U64("epoch", &v.owner->epoch));
   }
   return v;
 }
@@ -325,7 +351,7 @@ std::string_view OpName(Op op) {
 
 bool OpTakesName(Op op) {
   return op != Op::kSnapshotList && op != Op::kStatus && op != Op::kVolumeList &&
-         !IsDeviceOp(op);
+         !IsDeviceOp(op) && op != Op::kVolumeInspect;
 }
 
 bool IsDeviceOp(Op op) {
@@ -342,6 +368,7 @@ bool IsVolumeOp(Op op) {
     case Op::kVolumeOpen:
     case Op::kVolumeRelease:
     case Op::kVolumeClone:
+    case Op::kVolumeInspect:
       return true;
     default:
       return false;
@@ -410,7 +437,7 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
   for (const auto& [key, value] : j.items()) {
     if (key != "op" && key != "name" && key != "id" && key != "volume" && key != "size_bytes" &&
         key != "allow_shrink" && key != "source" && key != "snapshot" && key != "device" &&
-        key != "read_only") {
+        key != "read_only" && key != "block_size") {
       return BadRequest(fmt::format("unknown request field '{}'", key));
     }
   }
@@ -432,11 +459,16 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
         fmt::format("unknown op '{}' (known: snapshot.create, snapshot.list, snapshot.get, "
                     "snapshot.delete, snapshot.restore, status, volume.create, volume.list, "
                     "volume.get, volume.delete, volume.resize, volume.open, volume.release, "
-                    "volume.clone, device.attach, device.detach, device.list)",
+                    "volume.clone, device.attach, device.detach, device.list, volume.inspect)",
                     op_name));
   }
   auto name_it = j.find("name");
-  if (!OpTakesName(r.op)) {
+  if (r.op == Op::kVolumeInspect) {  // the name is optional: none inspects every volume
+    if (name_it != j.end()) {
+      if (!name_it->is_string()) return BadRequest("request field 'name' must be a string");
+      r.name = name_it->get<std::string>();
+    }
+  } else if (!OpTakesName(r.op)) {
     if (name_it != j.end()) return BadRequest(fmt::format("op '{}' takes no name", op_name));
   } else {
     if (name_it == j.end() || !name_it->is_string()) {
@@ -465,6 +497,16 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
     }
     if (!it->is_boolean()) return BadRequest("request field 'allow_shrink' must be a boolean");
     r.allow_shrink = it->get<bool>();
+  }
+  if (auto it = j.find("block_size"); it != j.end()) {
+    if (r.op != Op::kVolumeCreate) {
+      return BadRequest(fmt::format("op '{}' takes no block_size", op_name));
+    }
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0 ||
+        it->get<uint64_t>() > std::numeric_limits<uint32_t>::max()) {
+      return BadRequest("request field 'block_size' must be a positive integer");
+    }
+    r.block_size = static_cast<uint32_t>(it->get<uint64_t>());
   }
   for (auto [field, value] : {std::pair{"source", &r.source}, std::pair{"snapshot", &r.snapshot}}) {
     auto it = j.find(field);
@@ -591,12 +633,17 @@ std::optional<LineReader::Line> LineReader::Next() {
 std::string EncodeRequest(const Request& request) {
   ordered_json j;
   j["op"] = std::string(OpName(request.op));
-  if (OpTakesName(request.op)) j["name"] = request.name;
+  if (OpTakesName(request.op) || (request.op == Op::kVolumeInspect && !request.name.empty())) {
+    j["name"] = request.name;
+  }
   if (TakesVolume(request.op) && !request.volume.empty()) j["volume"] = request.volume;
   if (IsDeviceOp(request.op) && !request.device.empty()) j["device"] = request.device;
   if (request.op == Op::kDeviceAttach && request.read_only) j["read_only"] = true;
   if (TakesSize(request.op)) j["size_bytes"] = request.size_bytes;
   if (request.op == Op::kVolumeResize && request.allow_shrink) j["allow_shrink"] = true;
+  if (request.op == Op::kVolumeCreate && request.block_size != 0) {
+    j["block_size"] = request.block_size;
+  }
   if (request.op == Op::kVolumeClone) {
     j["source"] = request.source;
     j["snapshot"] = request.snapshot;

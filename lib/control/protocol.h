@@ -50,6 +50,7 @@ enum class Op {
   kDeviceAttach,
   kDeviceDetach,
   kDeviceList,
+  kVolumeInspect,
 };
 std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
@@ -74,6 +75,9 @@ struct Request {
   // `read_only`. device.detach: exactly one of `device` and `volume`.
   std::string device{};
   bool read_only = false;
+  // volume.create, optional: the new volume's block size (0: the daemon's [device]
+  // block_size).
+  uint32_t block_size = 0;
 };
 
 // --- replies --------------------------------------------------------------------------
@@ -99,6 +103,14 @@ struct SnapshotEntry {
   friend bool operator==(const SnapshotEntry&, const SnapshotEntry&) = default;
 };
 
+// Where a volume's writer can be reached: its owner record (daemon/owner_record.h).
+struct OwnerEntry {
+  std::string node;
+  std::string control;  // "host:port" of its control listener
+  uint64_t epoch = 0;
+  friend bool operator==(const OwnerEntry&, const OwnerEntry&) = default;
+};
+
 // A served volume as replies show it (docs/control.md "Volume object").
 struct VolumeEntry {
   std::string name;  // "portalbd" for the default volume
@@ -114,6 +126,10 @@ struct VolumeEntry {
   std::string volume_uuid;
   std::string clone_of_volume;    // a clone's source, else ""
   std::string clone_of_snapshot;  // a clone's source, else ""
+  // volume.inspect only ("snapshot_list"): the volume's snapshots, oldest first.
+  std::optional<std::vector<SnapshotEntry>> snapshot_list{};
+  // volume.inspect only ("owner"): its owner record, when one names a daemon.
+  std::optional<OwnerEntry> owner{};
   friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
 };
 

@@ -85,7 +85,7 @@ TEST_CASE("malformed control requests are bad_request with a message", "[control
        "unknown op 'SnapshotCreate' (known: snapshot.create, snapshot.list, snapshot.get, "
        "snapshot.delete, snapshot.restore, status, volume.create, volume.list, volume.get, "
        "volume.delete, volume.resize, volume.open, volume.release, volume.clone, "
-       "device.attach, device.detach, device.list)"},
+       "device.attach, device.detach, device.list, volume.inspect)"},
       {R"({"op":"volume.create","name":"a"})",
        "op 'volume.create' needs 'size_bytes' (a positive integer)"},
       {R"({"op":"volume.create","name":"a","size_bytes":0})",
@@ -377,6 +377,30 @@ TEST_CASE("volume requests parse and encode with their fields", "[control]") {
   CHECK(c.snapshot == "gold");
   CHECK(EncodeRequest(c) ==
         "{\"op\":\"volume.clone\",\"name\":\"db2\",\"source\":\"db\",\"snapshot\":\"gold\"}\n");
+
+  // volume.inspect: the name is optional; volume.create takes an optional block size.
+  parsed = ParseRequest(R"({"op":"volume.inspect"})", &id);
+  REQUIRE(std::holds_alternative<Request>(parsed));
+  CHECK(std::get<Request>(parsed).op == Op::kVolumeInspect);
+  CHECK(std::get<Request>(parsed).name.empty());
+  CHECK(EncodeRequest(std::get<Request>(parsed)) == "{\"op\":\"volume.inspect\"}\n");
+  parsed = ParseRequest(R"({"op":"volume.inspect","name":"db"})", &id);
+  REQUIRE(std::holds_alternative<Request>(parsed));
+  CHECK(EncodeRequest(std::get<Request>(parsed)) ==
+        "{\"op\":\"volume.inspect\",\"name\":\"db\"}\n");
+  parsed = ParseRequest(R"({"op":"volume.create","name":"db","size_bytes":65536,"block_size":8192})",
+                        &id);
+  REQUIRE(std::holds_alternative<Request>(parsed));
+  CHECK(std::get<Request>(parsed).block_size == 8192);
+  CHECK(EncodeRequest(std::get<Request>(parsed)) ==
+        "{\"op\":\"volume.create\",\"name\":\"db\",\"size_bytes\":65536,\"block_size\":8192}\n");
+  for (const char* bad : {R"({"op":"volume.resize","name":"db","size_bytes":8192,"block_size":512})",
+                          R"({"op":"volume.create","name":"db","size_bytes":8192,"block_size":0})",
+                          R"({"op":"volume.inspect","name":7})"}) {
+    parsed = ParseRequest(bad, &id);
+    REQUIRE(std::holds_alternative<ErrorReply>(parsed));
+    CHECK(std::get<ErrorReply>(parsed).code == kBadRequest);
+  }
 }
 
 TEST_CASE("volume replies round-trip", "[control]") {
@@ -394,6 +418,13 @@ TEST_CASE("volume replies round-trip", "[control]") {
   REQUIRE(list.ok());
   REQUIRE(std::holds_alternative<VolumeListReply>(*list));
   CHECK(std::get<VolumeListReply>(*list).volumes == std::vector<VolumeEntry>{a, b});
+  VolumeEntry inspected = b;
+  inspected.snapshot_list = std::vector<SnapshotEntry>{{"s", "id", 5, 4096, 0, 0}};
+  inspected.owner = OwnerEntry{"node-a", "10.0.0.5:7070", 7};
+  auto with_list = DecodeReply(EncodeReply(VolumeListReply{{inspected}}));
+  REQUIRE(with_list.ok());
+  CHECK(std::get<VolumeListReply>(*with_list).volumes[0] == inspected);
+  CHECK(EncodeReply(VolumeReply{b}).find("snapshot_list") == std::string::npos);
   auto empty = DecodeReply(EncodeReply(VolumeListReply{}));
   REQUIRE(empty.ok());
   CHECK(std::get<VolumeListReply>(*empty).volumes.empty());

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "daemon/volume_inspect.h"
 #include "util/assert.h"
 #include "util/log.h"
 
@@ -136,7 +137,7 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
       // (No co_await inside ?:, which GCC has miscompiled.)
       Result<std::shared_ptr<ServedVolume>> created = std::shared_ptr<ServedVolume>();
       if (request.op == Op::kVolumeCreate) {
-        created = co_await volumes_->Create(name, request.size_bytes);
+        created = co_await volumes_->Create(name, request.size_bytes, request.block_size);
       } else {
         created = co_await volumes_->Clone(request.source, request.snapshot, name);
       }
@@ -154,6 +155,19 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
     }
     case Op::kVolumeGet:
       co_return entry(name);
+    case Op::kVolumeInspect: {
+      control::VolumeListReply list;
+      if (name.empty()) {
+        auto all = co_await InspectAllVolumes(*volumes_);
+        if (!all.ok()) co_return FromStatus(all.status());
+        list.volumes = std::move(*all);
+      } else {
+        auto one = co_await InspectVolume(*volumes_, name);
+        if (!one.ok()) co_return FromStatus(one.status());
+        list.volumes.push_back(std::move(*one));
+      }
+      co_return control::Reply(std::move(list));
+    }
     case Op::kVolumeDelete: {
       Status st = co_await volumes_->Delete(name);
       if (!st.ok()) co_return FromStatus(st);
@@ -253,7 +267,8 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   const auto* err = std::get_if<control::ErrorReply>(&reply);
   const bool changes = request.op != Op::kSnapshotList && request.op != Op::kSnapshotGet &&
                        request.op != Op::kStatus && request.op != Op::kVolumeList &&
-                       request.op != Op::kVolumeGet && request.op != Op::kDeviceList;
+                       request.op != Op::kVolumeGet && request.op != Op::kDeviceList &&
+                       request.op != Op::kVolumeInspect;
   std::string vol = request.op == Op::kVolumeClone
                         ? " source=" + request.source + "@" + request.snapshot
                     : request.volume.empty() ? ""

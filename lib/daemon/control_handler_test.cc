@@ -146,5 +146,73 @@ TEST_CASE("control volume.clone serves a clone, and its errors name the volume",
   REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
 }
 
+TEST_CASE("control volume.inspect reads a volume it does not serve, without opening it",
+          "[control]") {
+  SimEnv env;
+  objstore::MemoryStore store;
+  VolumeSet set(env, store, testing::SmallVolumeOptions(1 << 20), 10'000);
+  ControlHandler h;
+  h.Attach(&set, [] { return control::DaemonStatus{}; });
+  using control::Op;
+  auto handle = [&](control::Request r) { return RunSim(env, h.Handle(std::move(r))); };
+  auto create = [](std::string name, uint32_t block_size) {
+    control::Request r{Op::kVolumeCreate, std::move(name), ""};
+    r.size_bytes = 2 << 20;
+    r.block_size = block_size;
+    return r;
+  };
+  REQUIRE(std::holds_alternative<control::VolumeReply>(handle(create("a", 8192))));
+  control::Reply bad = handle(create("b", 1000));
+  REQUIRE(std::holds_alternative<control::ErrorReply>(bad));
+  CHECK(std::get<control::ErrorReply>(bad).code == "invalid_argument");
+  REQUIRE(std::holds_alternative<control::VolumeReply>(handle(create("b", 0))));
+  control::Request snap{Op::kSnapshotCreate, "s1", ""};
+  snap.volume = "a";
+  REQUIRE(std::holds_alternative<control::SnapshotReply>(handle(snap)));
+  REQUIRE(RunSim(env, set.Resize("a", 4 << 20, false)).ok());
+  const uint64_t epoch = set.Find("a")->volume->epoch();
+  REQUIRE(RunSim(env, set.Release("a")).ok());
+
+  auto inspect = [&](std::string name) {
+    control::Request r{Op::kVolumeInspect, std::move(name), ""};
+    return handle(r);
+  };
+  control::Reply one = inspect("a");
+  REQUIRE(std::holds_alternative<control::VolumeListReply>(one));
+  REQUIRE(std::get<control::VolumeListReply>(one).volumes.size() == 1);
+  const control::VolumeEntry a = std::get<control::VolumeListReply>(one).volumes[0];
+  CHECK(a.name == "a");
+  CHECK(a.size_bytes == (4u << 20));  // the manifest's size, not the record's
+  CHECK(a.block_size == 8192);
+  CHECK(a.epoch == epoch);  // read, not opened: no new epoch
+  REQUIRE(a.snapshot_list);
+  REQUIRE(a.snapshot_list->size() == 1);
+  CHECK((*a.snapshot_list)[0].name == "s1");
+  CHECK((*a.snapshot_list)[0].size_bytes == (2u << 20));
+  CHECK(set.Find("a") == nullptr);
+  // Encoded and decoded again, the snapshot list survives.
+  auto back = control::DecodeReply(control::EncodeReply(one));
+  REQUIRE(back.ok());
+  CHECK(std::get<control::VolumeListReply>(*back).volumes[0] == a);
+
+  control::Reply all = inspect("");
+  REQUIRE(std::holds_alternative<control::VolumeListReply>(all));
+  const auto& volumes = std::get<control::VolumeListReply>(all).volumes;
+  REQUIRE(volumes.size() == 2);
+  CHECK(volumes[0] == a);
+  CHECK(volumes[1].name == "b");  // served here: from the live volume
+  CHECK(volumes[1].block_size == 4096);
+  REQUIRE(volumes[1].snapshot_list);
+  CHECK(volumes[1].snapshot_list->empty());
+
+  control::Reply missing = inspect("nope");
+  REQUIRE(std::holds_alternative<control::ErrorReply>(missing));
+  CHECK(std::get<control::ErrorReply>(missing).code == "not_found");
+  control::Reply invalid = inspect("Bad");
+  REQUIRE(std::holds_alternative<control::ErrorReply>(invalid));
+  CHECK(std::get<control::ErrorReply>(invalid).code == "invalid_argument");
+  REQUIRE(RunSim(env, set.CloseAll(VolumeSet::kNoDeadline)).ok());
+}
+
 }  // namespace
 }  // namespace portal::daemon

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <bit>
+
+#include "config/config.h"
+
 #include "util/log.h"
 #include "volume/clone.h"
 #include "volume/snapshot.h"
@@ -233,18 +237,26 @@ Task<Status> VolumeSet::Register(const volume::VolumeRecord& record) {
 }
 
 Task<Result<std::shared_ptr<ServedVolume>>> VolumeSet::Create(std::string name,
-                                                              uint64_t size_bytes) {
+                                                              uint64_t size_bytes,
+                                                              uint32_t block_size) {
   CO_RETURN_IF_ERROR(volume::ValidateVolumeName(name));
-  if (size_bytes == 0 || size_bytes % base_.block_size != 0) {
+  if (block_size == 0) block_size = base_.block_size;
+  if (!std::has_single_bit(block_size) || block_size < config::kMinBlockSize ||
+      block_size > config::kMaxBlockSize) {
+    co_return Status::InvalidArgument(
+        fmt::format("volume '{}': block size {} is not a power of two from {} to {}", name,
+                    block_size, config::kMinBlockSize, config::kMaxBlockSize));
+  }
+  if (size_bytes == 0 || size_bytes % block_size != 0) {
     co_return Status::InvalidArgument(fmt::format(
         "volume '{}': size {} is not a positive multiple of the block size {}", name,
-        size_bytes, base_.block_size));
+        size_bytes, block_size));
   }
   CO_RETURN_IF_ERROR(Claim(name));
   Result<std::shared_ptr<ServedVolume>> out = Status::PreconditionFailed(
       fmt::format("volume '{}' already exists", name));
   if (!Find(name)) {
-    volume::VolumeRecord record{name,         size_bytes, base_.block_size, env_.WallNanos(),
+    volume::VolumeRecord record{name,         size_bytes, block_size, env_.WallNanos(),
                                 std::nullopt, false};
     Status st = co_await Register(record);
     if (st.ok()) {

@@ -73,8 +73,10 @@ class VolumeSet {
   // registry does not hold; Busy if a delete of it began.
   Task<Status> Open(std::string name);
   // Registers and opens a new named volume. PreconditionFailed "volume 'x' already
-  // exists"; InvalidArgument for a bad name or size.
-  Task<Result<std::shared_ptr<ServedVolume>>> Create(std::string name, uint64_t size_bytes);
+  // exists"; InvalidArgument for a bad name, size or block size (a power of two from 512
+  // to 65536; 0: the set's own).
+  Task<Result<std::shared_ptr<ServedVolume>>> Create(std::string name, uint64_t size_bytes,
+                                                     uint32_t block_size = 0);
   // Closes a served volume; it stays in the store for any daemon to open. Fails when
   // written data could not be made durable, unless another daemon took the volume over
   // (fenced: that data was lost at the takeover, and its clients were told).
@@ -111,6 +113,8 @@ class VolumeSet {
   std::string NotDurableSummary() const;
 
   volume::Registry& registry() { return registry_; }
+  Env& env() const { return env_; }
+  const volume::VolumeOptions& options() const { return base_; }
   // The resolver's answer: the store view of volume `name`. NotFound for a bad name.
   Result<objstore::ObjectStore*> ResolveStore(const std::string& name);
 

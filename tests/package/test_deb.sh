@@ -37,12 +37,14 @@ echo "package: $(basename "$deb")"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
 # dpkg-shlibdeps ran: the shared libraries the binaries link are named.
-for lib in libc6 libstdc++6 libcurl4 libssl3 libsqlite3-0 liblz4-1 libxxhash0; do
+for lib in libc6 libstdc++6 libcurl4 libssl3 libsqlite3-0 liblz4-1 libxxhash0 libgrpc++1.51 \
+           libprotobuf32; do
   check "Depends names $lib" grep -q "\b$lib\b" <<<"$depends"
 done
 contents=$(dpkg-deb -c "$deb")
-for path in ./usr/bin/portalbd ./usr/bin/portalctl ./usr/bin/trace-record ./usr/bin/trace-bench \
-            ./usr/lib/systemd/system/portalbd@.service ./usr/share/man/man8/portalbd.8.gz \
+for path in ./usr/bin/portalbd ./usr/bin/portalctl ./usr/bin/portalbd-csi ./usr/bin/trace-record \
+            ./usr/bin/trace-bench ./usr/lib/systemd/system/portalbd@.service \
+            ./usr/share/man/man8/portalbd.8.gz ./usr/share/man/man8/portalbd-csi.8.gz \
             ./usr/share/man/man1/portalctl.1.gz ./usr/share/doc/portalbd/examples/example.toml; do
   check "package holds $path" grep -q " $path\$" <<<"$contents"
 done
@@ -64,7 +66,8 @@ dpkg -r portalbd >"$out/dpkg.log" 2>&1 || { cat "$out/dpkg.log"; fail=1; }
 dpkg --purge portalbd >>"$out/dpkg.log" 2>&1 || { cat "$out/dpkg.log"; fail=1; }
 installed=0
 check "dpkg forgot portalbd" sh -c '! dpkg-query -W portalbd >/dev/null 2>&1'
-for f in /usr/bin/portalbd /usr/bin/portalctl /usr/lib/systemd/system/portalbd@.service \
+for f in /usr/bin/portalbd /usr/bin/portalctl /usr/bin/portalbd-csi \
+         /usr/lib/systemd/system/portalbd@.service \
          /usr/share/man/man8/portalbd.8.gz /usr/share/doc/portalbd; do
   check "$f removed" test ! -e "$f"
 done

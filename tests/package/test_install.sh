@@ -13,7 +13,7 @@ fail=0
 expect() {
   if [ ! -e "$prefix/$1" ]; then echo "FAIL: $1 not installed"; fail=1; fi
 }
-for p in portalbd portalctl trace-record trace-bench; do
+for p in portalbd portalctl portalbd-csi trace-record trace-bench; do
   expect "bin/$p"
   out=$("$prefix/bin/$p" --version)
   [ "$out" = "$p $version" ] || { echo "FAIL: $p --version printed '$out'"; fail=1; }
@@ -23,7 +23,8 @@ expect "lib/systemd/system/portalbd@.service"
 expect "share/doc/portalbd/examples/example.toml"
 expect "share/doc/portalbd/examples/example.env"
 expect "share/doc/portalbd/README.md"
-for page in man8/portalbd.8 man1/portalctl.1 man1/trace-record.1 man1/trace-bench.1; do
+for page in man8/portalbd.8 man8/portalbd-csi.8 man1/portalctl.1 man1/trace-record.1 \
+            man1/trace-bench.1; do
   expect "share/man/$page.gz"
   if [ -e "$prefix/share/man/$page.gz" ]; then
     name=$(basename "$page"); name=${name%.*}

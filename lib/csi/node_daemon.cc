@@ -44,6 +44,7 @@ Result<AttachedDevice> DeviceFrom(const json& j) {
     d.size_bytes = j["size_bytes"].get<uint64_t>();
   }
   if (j.contains("read_only") && j["read_only"].is_boolean()) d.read_only = j["read_only"].get<bool>();
+  if (j.contains("connected") && j["connected"].is_boolean()) d.connected = j["connected"].get<bool>();
   return d;
 }
 

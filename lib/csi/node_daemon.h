@@ -20,6 +20,9 @@ struct AttachedDevice {
   std::string volume;  // portalbd volume name
   uint64_t size_bytes = 0;
   bool read_only = false;
+  // The kernel has a live connection to the daemon (false while it waits for the daemon
+  // to come back and reattach it).
+  bool connected = true;
 };
 
 class NodeDaemon {

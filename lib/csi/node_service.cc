@@ -307,6 +307,9 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
   auto size = host_->DeviceSizeBytes(device.path);
   if (!size.ok()) problem = size.status().message();
   else if (*size == 0) problem = device.path + " is disconnected (the kernel shows no size)";
+  else if (!device.connected) {
+    problem = device.path + " has no connection to portalbd: I/O waits for it to reattach";
+  }
   if (auto fenced = daemon_->Fenced(volume); !fenced.ok()) {
     problem = "the node's portalbd cannot report on it: " + fenced.status().message();
   } else if (*fenced) {

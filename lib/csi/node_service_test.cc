@@ -308,6 +308,13 @@ TEST_CASE("csi node: volume stats of a published volume; NOT_FOUND elsewhere", "
   CHECK(stats.usage(1).total() > 0);
   CHECK_FALSE(stats.volume_condition().abnormal());
 
+  f.daemon.attached["vol-a"].connected = false;
+  stats.Clear();
+  REQUIRE(f.Stats("vol-a", f.target, &stats).ok());
+  CHECK(stats.volume_condition().abnormal());
+  CHECK_THAT(stats.volume_condition().message(), Catch::Contains("no connection"));
+  f.daemon.attached["vol-a"].connected = true;
+
   f.daemon.fenced = true;
   stats.Clear();
   REQUIRE(f.Stats("vol-a", f.staging, &stats).ok());

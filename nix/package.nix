@@ -3,6 +3,7 @@
 # the build does not run them: CI runs them (scripts/test.sh).
 { lib, stdenv, cmake, pkg-config, help2man, asio, curl, openssl, sqlite, nlohmann_json
 , cli11, tomlplusplus, pugixml, spdlog, catch2, rapidcheck, lz4, xxHash, prometheus-cpp
+, libnl
 }:
 
 stdenv.mkDerivation {
@@ -19,7 +20,7 @@ stdenv.mkDerivation {
   nativeBuildInputs = [ cmake pkg-config help2man ];
   buildInputs = [
     asio curl openssl sqlite nlohmann_json cli11 tomlplusplus pugixml spdlog catch2
-    rapidcheck lz4 xxHash prometheus-cpp  # fmt: spdlog propagates the one it was built with
+    rapidcheck lz4 xxHash prometheus-cpp libnl  # fmt: spdlog propagates the one it was built with
   ];
   # Another compiler than Debian 12's GCC 12 may warn anew: warnings stay warnings here.
   cmakeFlags = [ "-DCMAKE_BUILD_TYPE=Release" "-DPORTAL_WERROR=OFF" ];

@@ -14,6 +14,8 @@ packages=(
   # libraries
   libasio-dev libcurl4-openssl-dev libssl-dev liblz4-dev libxxhash-dev libsqlite3-dev
   prometheus-cpp-dev
+  # kernel NBD devices through generic netlink (lib/nbdlink, docs/devices.md)
+  libnl-3-dev libnl-genl-3-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpugixml-dev libspdlog-dev
   catch2 librapidcheck-dev libbenchmark-dev
   # portalbd-csi: gRPC and protobuf, csi.proto compiled by protoc's C++ and gRPC plugins

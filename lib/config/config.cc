@@ -167,7 +167,8 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   static const std::set<std::string> kTables = {"device", "storage", "nbd", "lsm", "record",
                                                 "log", "cache", "metrics", "control"};
   static const std::map<std::string, std::set<std::string>> kKeys = {
-      {"device", {"disk_size_gb", "block_size"}},
+      {"device",
+       {"disk_size_gb", "block_size", "state_file", "io_timeout_ms", "reattach_timeout_ms"}},
       {"storage",
        {"url", "cache_dir", "unsafe_no_fencing", "stop_timeout_ms", "encryption_key_file",
         "encryption_old_key_files", "ca_file", "volumes"}},
@@ -222,6 +223,11 @@ Result<Config> ParseToml(std::string_view text, std::string_view source, const C
   if (table("device").contains("disk_size_gb")) c.disk_size_set = true;
   RETURN_IF_ERROR(r.U32(table("device"), "device", "block_size", kMaxBlockSize, &c.block_size,
                         Reader::Unit::kBytes));
+  RETURN_IF_ERROR(r.Str(table("device"), "device", "state_file", &c.device_state_file));
+  RETURN_IF_ERROR(
+      r.U64(table("device"), "device", "io_timeout_ms", &c.device_io_timeout_ms));
+  RETURN_IF_ERROR(r.U64(table("device"), "device", "reattach_timeout_ms",
+                        &c.device_reattach_timeout_ms));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "url", &c.storage_url));
   RETURN_IF_ERROR(r.Str(table("storage"), "storage", "cache_dir", &c.cache_dir));
   RETURN_IF_ERROR(
@@ -430,6 +436,16 @@ Status Validate(const Config& c) {
     return Bad("cache.disk_size_bytes",
                fmt::format("must be 0 (off) or at least {}, got {}", kMinBufferBytes,
                            c.disk_cache_size_bytes));
+  }
+  RETURN_IF_ERROR(InRange("device.io_timeout_ms", c.device_io_timeout_ms, kMinDeviceTimeoutMs,
+                          kMaxDeviceIoTimeoutMs, "1 hour"));
+  if (c.device_reattach_timeout_ms != 0) {
+    RETURN_IF_ERROR(InRange("device.reattach_timeout_ms", c.device_reattach_timeout_ms,
+                            kMinDeviceTimeoutMs, kMaxReattachTimeoutMs, "1 day"));
+  }
+  if (c.device_state_file.empty() || c.device_state_file[0] != '/') {
+    return Bad("device.state_file",
+               "must be an absolute path, got '" + c.device_state_file + "'");
   }
   RETURN_IF_ERROR(InRange("storage.stop_timeout_ms", c.stop_timeout_ms, kMinStopTimeoutMs,
                           kMaxStopTimeoutMs, "1 hour"));

@@ -1,7 +1,12 @@
 // portalbd's configuration: TOML compatible with the original portalbd's files, merged
 // with command-line flags (flags win), validated with errors that name the key.
 //
-//   [device]  disk_size_gb (GiB = 2^30 bytes), block_size
+//   [device]  disk_size_gb (GiB = 2^30 bytes), block_size; for kernel devices the daemon
+//             attaches itself (portalctl device attach, docs/devices.md): state_file,
+//             io_timeout_ms (the kernel's per-request timeout: a request unanswered that
+//             long is sent again on the next connection), reattach_timeout_ms (how long the
+//             kernel queues I/O while no daemon serves the device; 0: fail it at once, and
+//             do not reattach at start)
 //   [storage] url (memory:// | file:///path | s3://bucket/prefix), cache_dir,
 //             unsafe_no_fencing, stop_timeout_ms, encryption_key_file (a file holding a
 //             32-byte key, raw or as 64 hex digits: every object holding block data or
@@ -58,6 +63,11 @@ struct Config {
   bool disk_size_set = false;  // given in the file or by flag (else an existing volume
                                // keeps its size; a new one gets disk_size_gb)
   uint32_t block_size = 4096;
+  // Kernel NBD devices attached by the daemon (docs/devices.md). The kernel counts its
+  // timeouts in whole seconds: both are rounded up.
+  std::string device_state_file = "/var/lib/portalbd/devices.json";
+  uint64_t device_io_timeout_ms = 30'000;
+  uint64_t device_reattach_timeout_ms = 120'000;
   // [storage]
   std::string storage_url = "memory://";
   std::string cache_dir = "/var/lib/portalbd";
@@ -172,6 +182,10 @@ constexpr uint64_t kMinNbdTimeoutMs = 100;
 constexpr uint64_t kMaxNbdTimeoutMs = 3600'000;
 constexpr uint64_t kMinIdleTimeoutMs = 1000;
 constexpr uint64_t kMaxIdleTimeoutMs = 7 * 24 * 3600'000ull;
+// device.io_timeout_ms: 1 s to 1 h; device.reattach_timeout_ms: 0 (off) or 1 s to 1 day.
+constexpr uint64_t kMinDeviceTimeoutMs = 1000;
+constexpr uint64_t kMaxDeviceIoTimeoutMs = 3600'000;
+constexpr uint64_t kMaxReattachTimeoutMs = 24 * 3600'000ull;
 // stop_timeout_ms: 1 s to 1 h.
 constexpr uint64_t kMinStopTimeoutMs = 1000;
 constexpr uint64_t kMaxStopTimeoutMs = 3600'000;

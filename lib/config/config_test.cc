@@ -340,6 +340,30 @@ TEST_CASE("[nbd] in-flight budget and timeouts: defaults, units, bounds", "[conf
   CHECK(Mentions(Check("[nbd]\nrequest_timeout_ms = \"30s\"\n"), "must be an integer"));
 }
 
+TEST_CASE("[device] kernel device keys: defaults and bounds", "[config]") {
+  std::vector<std::string> warnings;
+  auto c = ParseToml("", "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->device_state_file == "/var/lib/portalbd/devices.json");
+  CHECK(c->device_io_timeout_ms == 30'000);
+  CHECK(c->device_reattach_timeout_ms == 120'000);
+  c = ParseToml(
+      "[device]\nstate_file = \"/tmp/d.json\"\nio_timeout_ms = 5000\n"
+      "reattach_timeout_ms = 0\n",
+      "test.toml", Config{}, &warnings);
+  REQUIRE(c.ok());
+  CHECK(c->device_state_file == "/tmp/d.json");
+  CHECK(c->device_io_timeout_ms == 5000);
+  CHECK(c->device_reattach_timeout_ms == 0);
+  CHECK(Validate(*c).ok());
+  CHECK(Mentions(Check("[device]\nio_timeout_ms = 999\n"), "device.io_timeout_ms"));
+  CHECK(Mentions(Check("[device]\nio_timeout_ms = 3600001\n"), "device.io_timeout_ms"));
+  CHECK(Mentions(Check("[device]\nreattach_timeout_ms = 10\n"), "device.reattach_timeout_ms"));
+  CHECK(Mentions(Check("[device]\nreattach_timeout_ms = 86400001\n"),
+                 "device.reattach_timeout_ms"));
+  CHECK(Mentions(Check("[device]\nstate_file = \"rel.json\"\n"), "device.state_file"));
+}
+
 TEST_CASE("[control] socket_group: owner only by default, a group name when given",
           "[config]") {
   std::vector<std::string> warnings;

@@ -33,9 +33,12 @@ constexpr struct {
     {Op::kVolumeGet, "volume.get"},             {Op::kVolumeDelete, "volume.delete"},
     {Op::kVolumeResize, "volume.resize"},       {Op::kVolumeOpen, "volume.open"},
     {Op::kVolumeRelease, "volume.release"},     {Op::kVolumeClone, "volume.clone"},
+    {Op::kDeviceAttach, "device.attach"},       {Op::kDeviceDetach, "device.detach"},
+    {Op::kDeviceList, "device.list"},
 };
 
-bool IsSnapshotOp(Op op) { return op != Op::kStatus && !IsVolumeOp(op); }
+bool IsSnapshotOp(Op op) { return op != Op::kStatus && !IsVolumeOp(op) && !IsDeviceOp(op); }
+bool TakesVolume(Op op) { return IsSnapshotOp(op) || op == Op::kDeviceAttach || op == Op::kDeviceDetach; }
 bool TakesSize(Op op) { return op == Op::kVolumeCreate || op == Op::kVolumeResize; }
 
 ErrorReply BadRequest(std::string message) {
@@ -131,6 +134,16 @@ ordered_json VolumeJson(const VolumeEntry& v) {
   return j;
 }
 
+ordered_json DeviceJson(const DeviceEntry& d) {
+  ordered_json j;
+  j["path"] = d.path;
+  j["volume"] = d.volume;
+  j["size_bytes"] = d.size_bytes;
+  j["read_only"] = d.read_only;
+  j["connected"] = d.connected;
+  return j;
+}
+
 // --- decoding helpers (client side): type-checked, never throwing ---
 
 // Decoding keeps the daemon's key order (request kinds are listed in enum order).
@@ -216,6 +229,18 @@ Result<VolumeEntry> DecodeVolume(const ordered_json& j) {
   return v;
 }
 
+Result<DeviceEntry> DecodeDevice(const ordered_json& j) {
+  if (!j.is_object()) return Status::Corruption("reply: a device is not an object");
+  Fields f(j, "reply device");
+  DeviceEntry d;
+  RETURN_IF_ERROR(f.Str("path", &d.path));
+  RETURN_IF_ERROR(f.Str("volume", &d.volume));
+  RETURN_IF_ERROR(f.U64("size_bytes", &d.size_bytes));
+  RETURN_IF_ERROR(f.Bool("read_only", &d.read_only));
+  RETURN_IF_ERROR(f.Bool("connected", &d.connected));
+  return d;
+}
+
 Result<DaemonStatus> DecodeStatus(const ordered_json& j) {
   if (!j.is_object()) return Status::Corruption("reply: status is not an object");
   Fields f(j, "reply status");
@@ -299,7 +324,12 @@ std::string_view OpName(Op op) {
 }
 
 bool OpTakesName(Op op) {
-  return op != Op::kSnapshotList && op != Op::kStatus && op != Op::kVolumeList;
+  return op != Op::kSnapshotList && op != Op::kStatus && op != Op::kVolumeList &&
+         !IsDeviceOp(op);
+}
+
+bool IsDeviceOp(Op op) {
+  return op == Op::kDeviceAttach || op == Op::kDeviceDetach || op == Op::kDeviceList;
 }
 
 bool IsVolumeOp(Op op) {
@@ -379,7 +409,8 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
   }
   for (const auto& [key, value] : j.items()) {
     if (key != "op" && key != "name" && key != "id" && key != "volume" && key != "size_bytes" &&
-        key != "allow_shrink" && key != "source" && key != "snapshot") {
+        key != "allow_shrink" && key != "source" && key != "snapshot" && key != "device" &&
+        key != "read_only") {
       return BadRequest(fmt::format("unknown request field '{}'", key));
     }
   }
@@ -401,7 +432,7 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
         fmt::format("unknown op '{}' (known: snapshot.create, snapshot.list, snapshot.get, "
                     "snapshot.delete, snapshot.restore, status, volume.create, volume.list, "
                     "volume.get, volume.delete, volume.resize, volume.open, volume.release, "
-                    "volume.clone)",
+                    "volume.clone, device.attach, device.detach, device.list)",
                     op_name));
   }
   auto name_it = j.find("name");
@@ -415,7 +446,7 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
   }
   // The fields below belong to some ops only; elsewhere they are a mistake worth naming.
   if (auto it = j.find("volume"); it != j.end()) {
-    if (!IsSnapshotOp(r.op)) return BadRequest(fmt::format("op '{}' takes no volume", op_name));
+    if (!TakesVolume(r.op)) return BadRequest(fmt::format("op '{}' takes no volume", op_name));
     if (!it->is_string()) return BadRequest("request field 'volume' must be a string");
     r.volume = it->get<std::string>();
   }
@@ -445,6 +476,28 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
       *value = it->get<std::string>();
     }
   }
+  if (auto it = j.find("device"); it != j.end()) {
+    if (r.op != Op::kDeviceAttach && r.op != Op::kDeviceDetach) {
+      return BadRequest(fmt::format("op '{}' takes no device", op_name));
+    }
+    if (!it->is_string() || it->get<std::string>().empty()) {
+      return BadRequest("request field 'device' must be a device path (/dev/nbdN)");
+    }
+    r.device = it->get<std::string>();
+  }
+  if (auto it = j.find("read_only"); it != j.end()) {
+    if (r.op != Op::kDeviceAttach) {
+      return BadRequest(fmt::format("op '{}' takes no read_only", op_name));
+    }
+    if (!it->is_boolean()) return BadRequest("request field 'read_only' must be a boolean");
+    r.read_only = it->get<bool>();
+  }
+  if (r.op == Op::kDeviceAttach && r.volume.empty()) {
+    return BadRequest("op 'device.attach' needs a 'volume' (a volume name)");
+  }
+  if (r.op == Op::kDeviceDetach && r.volume.empty() == r.device.empty()) {
+    return BadRequest("op 'device.detach' needs exactly one of 'device' and 'volume'");
+  }
   r.id_json = *id_json;
   return r;
 }
@@ -473,6 +526,15 @@ std::string EncodeReply(const Reply& reply, std::string_view id_json) {
           ordered_json list = ordered_json::array();
           for (const auto& v : r.volumes) list.push_back(VolumeJson(v));
           j["volumes"] = std::move(list);
+        } else if constexpr (std::is_same_v<T, DeviceReply>) {
+          j["device"] = DeviceJson(r.device);
+        } else if constexpr (std::is_same_v<T, DeviceListReply>) {
+          ordered_json list = ordered_json::array();
+          for (const auto& d : r.devices) list.push_back(DeviceJson(d));
+          j["devices"] = std::move(list);
+        } else if constexpr (std::is_same_v<T, DeviceDetachReply>) {
+          j["detached"] = r.detached;
+          if (r.detached) j["device"] = DeviceJson(r.device);
         } else if constexpr (std::is_same_v<T, ErrorReply>) {
           ordered_json e;
           e["code"] = r.code;
@@ -530,7 +592,9 @@ std::string EncodeRequest(const Request& request) {
   ordered_json j;
   j["op"] = std::string(OpName(request.op));
   if (OpTakesName(request.op)) j["name"] = request.name;
-  if (IsSnapshotOp(request.op) && !request.volume.empty()) j["volume"] = request.volume;
+  if (TakesVolume(request.op) && !request.volume.empty()) j["volume"] = request.volume;
+  if (IsDeviceOp(request.op) && !request.device.empty()) j["device"] = request.device;
+  if (request.op == Op::kDeviceAttach && request.read_only) j["read_only"] = true;
   if (TakesSize(request.op)) j["size_bytes"] = request.size_bytes;
   if (request.op == Op::kVolumeResize && request.allow_shrink) j["allow_shrink"] = true;
   if (request.op == Op::kVolumeClone) {
@@ -556,6 +620,28 @@ Result<Reply> DecodeReply(std::string_view line) {
     RETURN_IF_ERROR(f.Str("code", &r.code));
     RETURN_IF_ERROR(f.Str("message", &r.message));
     return Reply(std::move(r));
+  }
+  if (auto it = j.find("detached"); it != j.end()) {
+    if (!it->is_boolean()) return Status::Corruption("reply: detached is not a boolean");
+    DeviceDetachReply r;
+    r.detached = it->get<bool>();
+    if (auto d = j.find("device"); r.detached && d != j.end()) {
+      ASSIGN_OR_RETURN(r.device, DecodeDevice(*d));
+    }
+    return Reply(std::move(r));
+  }
+  if (auto it = j.find("device"); it != j.end()) {
+    ASSIGN_OR_RETURN(auto d, DecodeDevice(*it));
+    return Reply(DeviceReply{std::move(d)});
+  }
+  if (auto it = j.find("devices"); it != j.end()) {
+    if (!it->is_array()) return Status::Corruption("reply: devices is not an array");
+    DeviceListReply list;
+    for (const auto& one : *it) {
+      ASSIGN_OR_RETURN(auto d, DecodeDevice(one));
+      list.devices.push_back(std::move(d));
+    }
+    return Reply(std::move(list));
   }
   if (auto it = j.find("snapshot"); it != j.end()) {
     ASSIGN_OR_RETURN(auto s, DecodeSnapshot(*it));

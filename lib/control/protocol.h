@@ -47,10 +47,14 @@ enum class Op {
   kVolumeOpen,
   kVolumeRelease,
   kVolumeClone,
+  kDeviceAttach,
+  kDeviceDetach,
+  kDeviceList,
 };
 std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
 bool IsVolumeOp(Op op);  // volume.*: `name` is a volume's name
+bool IsDeviceOp(Op op);  // device.*: kernel NBD devices the daemon serves (no `name`)
 
 struct Request {
   Op op = Op::kStatus;
@@ -66,6 +70,10 @@ struct Request {
   // `snapshot` of volume `source`.
   std::string source{};
   std::string snapshot{};
+  // device.attach: `volume` (required), `device` ("/dev/nbdN"; "" = the first unused one),
+  // `read_only`. device.detach: exactly one of `device` and `volume`.
+  std::string device{};
+  bool read_only = false;
 };
 
 // --- replies --------------------------------------------------------------------------
@@ -106,7 +114,28 @@ struct VolumeEntry {
   friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
 };
 
+// A kernel NBD device the daemon serves (docs/control.md "Device object").
+struct DeviceEntry {
+  std::string path;  // "/dev/nbd0"
+  std::string volume;
+  uint64_t size_bytes = 0;
+  bool read_only = false;
+  bool connected = false;  // the kernel holds a live connection to the daemon
+  friend bool operator==(const DeviceEntry&, const DeviceEntry&) = default;
+};
+
 struct OkReply {};
+struct DeviceReply {
+  DeviceEntry device;
+};
+struct DeviceListReply {
+  std::vector<DeviceEntry> devices;
+};
+// device.detach: `detached` false when nothing was attached (then `device` is empty).
+struct DeviceDetachReply {
+  bool detached = false;
+  DeviceEntry device;
+};
 struct VolumeReply {
   VolumeEntry volume;
 };
@@ -186,7 +215,8 @@ struct ErrorReply {
 };
 
 using Reply = std::variant<OkReply, SnapshotReply, SnapshotListReply, StatusReply, ErrorReply,
-                           VolumeReply, VolumeListReply>;
+                           VolumeReply, VolumeListReply, DeviceReply, DeviceListReply,
+                           DeviceDetachReply>;
 
 // An error reply for a Status from the volume: the code is the Status code in snake_case
 // ("not_found", "invalid_argument", "busy", "io_error", ...).

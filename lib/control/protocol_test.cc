@@ -400,3 +400,76 @@ TEST_CASE("volume replies round-trip", "[control]") {
 
 }  // namespace
 }  // namespace portal::control
+
+namespace portal::control {
+namespace {
+
+TEST_CASE("device requests parse with their fields and refuse misplaced ones", "[control]") {
+  Request a = Parse(R"({"op":"device.attach","volume":"db"})");
+  CHECK(a.op == Op::kDeviceAttach);
+  CHECK(a.volume == "db");
+  CHECK(a.device.empty());
+  CHECK_FALSE(a.read_only);
+  a = Parse(R"({"op":"device.attach","volume":"db","device":"/dev/nbd3","read_only":true})");
+  CHECK(a.device == "/dev/nbd3");
+  CHECK(a.read_only);
+  Request d = Parse(R"({"op":"device.detach","device":"/dev/nbd3"})");
+  CHECK(d.op == Op::kDeviceDetach);
+  CHECK(d.device == "/dev/nbd3");
+  CHECK(Parse(R"({"op":"device.detach","volume":"db"})").volume == "db");
+  CHECK(Parse(R"({"op":"device.list"})").op == Op::kDeviceList);
+
+  CHECK(ParseError(R"({"op":"device.attach"})").message ==
+        "op 'device.attach' needs a 'volume' (a volume name)");
+  CHECK(ParseError(R"({"op":"device.detach"})").message ==
+        "op 'device.detach' needs exactly one of 'device' and 'volume'");
+  CHECK(ParseError(R"({"op":"device.detach","device":"/dev/nbd0","volume":"db"})").message ==
+        "op 'device.detach' needs exactly one of 'device' and 'volume'");
+  CHECK(ParseError(R"({"op":"device.list","volume":"db"})").message ==
+        "op 'device.list' takes no volume");
+  CHECK(ParseError(R"({"op":"device.attach","volume":"db","read_only":1})").message ==
+        "request field 'read_only' must be a boolean");
+  CHECK(ParseError(R"({"op":"device.attach","volume":"db","device":""})").code == kBadRequest);
+  CHECK(ParseError(R"({"op":"device.detach","name":"x","volume":"db"})").message ==
+        "op 'device.detach' takes no name");
+  CHECK(ParseError(R"({"op":"volume.get","name":"v","device":"/dev/nbd0"})").message ==
+        "op 'volume.get' takes no device");
+  CHECK(ParseError(R"({"op":"snapshot.list","read_only":true})").message ==
+        "op 'snapshot.list' takes no read_only");
+
+  CHECK(EncodeRequest(a) ==
+        "{\"op\":\"device.attach\",\"volume\":\"db\",\"device\":\"/dev/nbd3\",\"read_only\":true}"
+        "\n");
+  CHECK(EncodeRequest(d) == "{\"op\":\"device.detach\",\"device\":\"/dev/nbd3\"}\n");
+}
+
+TEST_CASE("device replies encode byte for byte and decode back", "[control]") {
+  DeviceEntry e{"/dev/nbd0", "db", 1 << 30, false, true};
+  const std::string one = EncodeReply(DeviceReply{e});
+  CHECK(one ==
+        "{\"ok\":true,\"device\":{\"path\":\"/dev/nbd0\",\"volume\":\"db\","
+        "\"size_bytes\":1073741824,\"read_only\":false,\"connected\":true}}\n");
+  auto r = DecodeReply(std::string_view(one).substr(0, one.size() - 1));
+  REQUIRE(r.ok());
+  REQUIRE(std::holds_alternative<DeviceReply>(*r));
+  CHECK(std::get<DeviceReply>(*r).device == e);
+
+  const std::string list = EncodeReply(DeviceListReply{{e, e}});
+  r = DecodeReply(std::string_view(list).substr(0, list.size() - 1));
+  REQUIRE(r.ok());
+  CHECK(std::get<DeviceListReply>(*r).devices == std::vector<DeviceEntry>{e, e});
+
+  CHECK(EncodeReply(DeviceDetachReply{}) == "{\"ok\":true,\"detached\":false}\n");
+  const std::string det = EncodeReply(DeviceDetachReply{true, e});
+  r = DecodeReply(std::string_view(det).substr(0, det.size() - 1));
+  REQUIRE(r.ok());
+  REQUIRE(std::holds_alternative<DeviceDetachReply>(*r));
+  CHECK(std::get<DeviceDetachReply>(*r).detached);
+  CHECK(std::get<DeviceDetachReply>(*r).device == e);
+
+  CHECK(DecodeReply(R"({"ok":true,"device":{"path":"/dev/nbd0"}})").status().IsCorruption());
+  CHECK(DecodeReply(R"({"ok":true,"detached":"yes"})").status().IsCorruption());
+}
+
+}  // namespace
+}  // namespace portal::control

@@ -68,16 +68,34 @@ struct Server::Impl {
 };
 
 // One accepted socket driving one Session; see session.h for the loop.
-class Connection final : public std::enable_shared_from_this<Connection>, public Session::Host {
+class Connection final : public std::enable_shared_from_this<Connection>,
+                         public Session::Host,
+                         public AdoptedConnection {
  public:
-  Connection(Server& server, Socket socket, std::string peer)
+  Connection(Server& server, Socket socket, std::string peer,
+             const PeerDeadline::Options& deadlines)
       : server_(server),
         socket_(std::move(socket)),
         strand_(asio::make_strand(server.env_.io_context())),
         handshake_timer_(strand_),
         peer_timer_(strand_),
-        peer_deadline_(server.options_.peer),
+        peer_deadline_(deadlines),
         session_(server.catalog_, *this, server.options_.session, std::move(peer)) {}
+
+  // An adopted socket: no handshake, no handshake timer.
+  void BeginTransmission(std::shared_ptr<OpenExport> exp, std::function<void()> on_closed) {
+    on_closed_ = std::move(on_closed);
+    asio::post(strand_, [self = shared_from_this(), exp = std::move(exp)]() mutable {
+      self->session_.StartTransmission(std::move(exp));
+      self->Pump();
+    });
+  }
+
+  void SetSize(uint64_t size_bytes) override {
+    asio::post(strand_, [self = shared_from_this(), size_bytes] {
+      self->session_.SetSize(size_bytes);
+    });
+  }
 
   void Begin() {
     asio::post(strand_, [self = shared_from_this()] {
@@ -170,6 +188,7 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
       log::Get("portalbd::nbd")->debug("connection closed peer={}", session_.peer());
       // Unregister after the close; pending handlers still hold us alive.
       server_.Unregister(this);
+      if (on_closed_) std::exchange(on_closed_, nullptr)();
       return;
     }
     WatchPeer();
@@ -247,6 +266,7 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
   bool closed_ = false;
   std::vector<std::span<const uint8_t>> spans_;
   std::vector<asio::const_buffer> buffers_;
+  std::function<void()> on_closed_;  // adopted connections: told once closed
 };
 
 Server::Server(RealEnv& env, ExportCatalog& catalog, Options options)
@@ -304,7 +324,7 @@ void Server::Accept() {
     std::shared_ptr<Connection> conn = connections_.Add(
         [&] {
           peer += "#" + std::to_string(++next_id_);
-          return std::make_shared<Connection>(*this, std::move(socket), peer);
+          return std::make_shared<Connection>(*this, std::move(socket), peer, options_.peer);
         },
         &admit);
     if (admit == ConnectionSet<Connection>::Admit::kFull) {
@@ -319,6 +339,38 @@ void Server::Accept() {
     }
     Accept();
   });
+}
+
+Result<std::weak_ptr<AdoptedConnection>> Server::Adopt(int fd, std::shared_ptr<OpenExport> exp,
+                                                       std::string peer,
+                                                       std::function<void()> on_closed) {
+  Socket socket(env_.io_context());
+  std::error_code ec;
+  socket.assign(asio::generic::stream_protocol(AF_UNIX, SOCK_STREAM), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return Status::IOError("cannot serve the socket of " + peer + ": " + ec.message());
+  }
+  PeerDeadline::Options deadlines = options_.peer;
+  deadlines.idle_timeout_ms = 0;  // an idle block device is no stalled client
+  ConnectionSet<Connection>::Admit admit;
+  std::shared_ptr<Connection> conn = connections_.Add(
+      [&] {
+        peer += "#" + std::to_string(++next_id_);
+        return std::make_shared<Connection>(*this, std::move(socket), peer, deadlines);
+      },
+      &admit);
+  if (!conn) {
+    socket.close(ec);
+    if (admit == ConnectionSet<Connection>::Admit::kFull) {
+      return Status::Busy("NBD connection limit reached (nbd.max_connections = " +
+                          std::to_string(options_.max_connections) + ")");
+    }
+    return Status::Shutdown("the NBD server is stopping");
+  }
+  log::Get("portalbd::nbd")->debug("connection adopted peer={}", peer);
+  conn->BeginTransmission(std::move(exp), std::move(on_closed));
+  return std::weak_ptr<AdoptedConnection>(conn);
 }
 
 void Server::Unregister(Connection* c) { connections_.Remove(c); }

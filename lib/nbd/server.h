@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,14 @@
 namespace portal::nbd {
 
 class Connection;
+
+// A connection the server adopted (Server::Adopt): what its owner may still do with it.
+class AdoptedConnection {
+ public:
+  virtual ~AdoptedConnection() = default;
+  // Requests are checked against this size from now on (the volume was resized).
+  virtual void SetSize(uint64_t size_bytes) = 0;
+};
 
 class Server {
  public:
@@ -62,6 +71,15 @@ class Server {
   // Stops accepting, lets every connection finish its in-flight requests and close,
   // waiting up to `timeout_ms`. Blocks; never call from an executor thread. Idempotent.
   void Shutdown(uint64_t timeout_ms = 30000);
+
+  // Serves `fd`, a connected stream socket whose peer skips the handshake (the kernel's
+  // NBD client, handed the other end through netlink: Session::StartTransmission), on
+  // `exp`. Takes `fd` (closed on failure too). `on_closed` runs on an executor thread
+  // once the connection has closed, whatever closed it. It counts against
+  // max_connections; no idle timeout applies. Refused (Shutdown) once the server stops.
+  Result<std::weak_ptr<AdoptedConnection>> Adopt(int fd, std::shared_ptr<OpenExport> exp,
+                                                 std::string peer,
+                                                 std::function<void()> on_closed);
 
   size_t connection_count() const;
   const InflightBudget& budget() const { return budget_; }

@@ -113,6 +113,22 @@ void Session::Start() {
   AppendSmall(greeting);
 }
 
+void Session::StartTransmission(std::shared_ptr<OpenExport> exp) {
+  PORTAL_ASSERT(phase_ == Phase::kHandshake, "StartTransmission on a started session");
+  kernel_ = true;
+  n_ = Negotiated{};
+  n_.export_ = std::move(exp);
+  n_.transmission_flags = Handshake::TransmissionFlags(n_.export_->info, false);
+  export_ = n_.export_;
+  phase_ = Phase::kTransmission;
+  log::Get("portalbd::nbd")
+      ->debug("kernel client attached peer={} export={}", peer_, export_->info.name);
+}
+
+void Session::SetSize(uint64_t size_bytes) {
+  if (export_) export_->info.size_bytes = size_bytes;
+}
+
 bool Session::Paused() const {
   if (budget_wait_) return true;
   if (inflight_ >= options_.max_inflight_requests) return true;
@@ -465,6 +481,11 @@ void Session::Shutdown() {
     return;
   }
   if (phase_ != Phase::kTransmission) return;
+  if (kernel_) {
+    // Only what has started is answered; the rest goes back to the kernel's queue.
+    StopReading(Phase::kDraining);
+    return;
+  }
   // Every request whose header we have read gets an answer before the connection ends.
   shutting_down_ = true;
   if (pending_write_) {  // its payload will not be read: answer it now

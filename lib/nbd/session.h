@@ -78,6 +78,15 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   void Start();
+  // Instead of Start(), for a peer that skips the handshake: the kernel's NBD client,
+  // handed a socket through netlink (nbdlink), which was told the export's transmission
+  // flags directly. The session is in transmission on `exp` at once, with simple replies.
+  // Such a session's Shutdown() answers nothing that has not started: the kernel requeues
+  // unanswered requests on the connection it is handed next (after its I/O timeout),
+  // while an error reply would fail them.
+  void StartTransmission(std::shared_ptr<OpenExport> exp);
+  // A kernel session's size after the volume was resized (requests are checked against it).
+  void SetSize(uint64_t size_bytes);
 
   // Where the next bytes from the peer should be read to; empty when the session does
   // not want input now (paused by a bound, or finished reading).
@@ -169,6 +178,7 @@ class Session {
   uint32_t drain_error_ = 0;
 
   bool shutting_down_ = false;  // Shutdown() is answering buffered requests
+  bool kernel_ = false;         // StartTransmission(): no handshake, no shutdown replies
   bool budget_wait_ = false;    // a header waits for options_.budget's bytes
   uint64_t headers_read_ = 0;   // request headers parsed (PeerWait numbering)
   uint64_t chunks_sent_ = 0;    // output chunks fully written (PeerWait numbering)

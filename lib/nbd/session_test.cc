@@ -152,6 +152,39 @@ TEST_CASE("simple replies: write, read, flush, trim, zero, cache", "[nbd]") {
             SimpleReply(0, 4) + SimpleReply(0, 5) + SimpleReply(0, 6) + SimpleReply(0, 7, after)));
 }
 
+TEST_CASE("a kernel session starts in transmission with simple replies and its size can grow",
+          "[nbd]") {
+  Fixture f(false, 2 * kSize);
+  auto exp = *f.catalog->Open("portalbd");
+  exp->info.size_bytes = kSize;  // as attached, before a resize
+  SessionDriver d(*f.catalog, exp);
+  CHECK(d.session().in_transmission());
+  CHECK(d.TakeOutput().empty());  // no greeting: the kernel does no handshake
+  std::string data = Bytes(4096, 'k');
+  d.Feed(Request(NBD_CMD_WRITE, 1, 0, 4096, NBD_CMD_FLAG_FUA, data) +
+         Request(NBD_CMD_FLUSH, 2, 0, 0) + Request(NBD_CMD_READ, 3, kSize, 4096));
+  CHECK(Hex(d.TakeOutput()) ==
+        Hex(SimpleReply(0, 1) + SimpleReply(0, 2) + SimpleReply(NBD_EINVAL, 3)));
+  d.session().SetSize(2 * kSize);  // the volume grew
+  d.Feed(Request(NBD_CMD_READ, 4, kSize, 4096));
+  CHECK(Hex(d.TakeOutput()) == Hex(SimpleReply(0, 4, Bytes(4096, '\0'))));
+}
+
+TEST_CASE("a kernel session's shutdown answers only what started", "[nbd]") {
+  Fixture f(/*async=*/true);
+  auto exp = *f.catalog->Open("portalbd");
+  SessionDriver d(*f.catalog, exp, Session::Options{.max_inflight_requests = 1});
+  // The first READ runs; the second waits behind the in-flight bound.
+  d.Feed(Request(NBD_CMD_READ, 1, 0, 4096) + Request(NBD_CMD_READ, 2, 0, 4096));
+  CHECK(d.session().inflight() == 1);
+  d.session().Shutdown();
+  while (f.env.RunOne()) d.RunCompletions();
+  // Request 1 is answered; request 2 is not (an NBD_ESHUTDOWN would fail it in the
+  // kernel, which instead resends it on its next connection).
+  CHECK(Hex(d.TakeOutput()) == Hex(SimpleReply(0, 1, Bytes(4096, '\0'))));
+  CHECK(d.session().Finished());
+}
+
 TEST_CASE("structured reads send holes as OFFSET_HOLE, DF as one data chunk", "[nbd]") {
   Fixture f;
   SessionDriver d(*f.catalog);

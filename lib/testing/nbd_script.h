@@ -126,6 +126,12 @@ class SessionDriver {
       : session_(catalog, host_, options, "test") {
     session_.Start();
   }
+  // A kernel-style session: no handshake, in transmission on `exp` at once.
+  SessionDriver(nbd::ExportCatalog& catalog, std::shared_ptr<nbd::OpenExport> exp,
+                nbd::Session::Options options = {})
+      : session_(catalog, host_, options, "test") {
+    session_.StartTransmission(std::move(exp));
+  }
 
   // Feeds all of `bytes`; returns how many were accepted (less if the session stopped
   // wanting input).

@@ -6,6 +6,8 @@
 //                                         delete NAME | resize NAME --size SIZE
 //                                         [--allow-shrink] | open NAME | release NAME |
 //                                         clone SOURCE@SNAPSHOT NEW
+//   portalctl [-s|--socket PATH] [--json] device attach VOLUME [--device /dev/nbdN]
+//                                         [--read-only] | detach (VOLUME|/dev/nbdN) | list
 //   portalctl [-s|--socket PATH] [--json] status
 //
 // Output follows the original portalbd's README; --json prints the daemon's reply line.
@@ -114,6 +116,20 @@ void PrintVolumes(const std::vector<VolumeEntry>& list) {
                        v.attached, v.epoch, CloneOf(v), v.fenced ? "  FENCED" : "");
   }
   std::fputs(out.c_str(), stdout);
+}
+
+void PrintDevices(const std::vector<DeviceEntry>& list) {
+  if (list.empty()) {
+    std::printf("No devices\n");
+    return;
+  }
+  std::printf("%-12s %-24s %16s %-10s %s\n", "DEVICE", "VOLUME", "SIZE_BYTES", "MODE", "STATE");
+  for (const auto& d : list) {
+    std::printf("%-12s %-24s %16llu %-10s %s\n", d.path.c_str(), d.volume.c_str(),
+                static_cast<unsigned long long>(d.size_bytes),
+                d.read_only ? "read-only" : "read-write",
+                d.connected ? "connected" : "reattaching");
+  }
 }
 
 void PrintStatus(const DaemonStatus& s) {
@@ -275,6 +291,27 @@ int main(int argc, char** argv) {
   clone->add_option("name", name, "the new volume's name")->required();
   clone->callback([&request] { request.op = Op::kVolumeClone; });
 
+  auto* device = app.add_subcommand(
+      "device", "attach, detach or list kernel NBD devices the daemon serves (/dev/nbdN)");
+  device->require_subcommand(1);
+  device->fallthrough();
+  std::string device_target;
+  auto* attach = device->add_subcommand(
+      "attach", "attach a volume to a kernel NBD device (prints the device; idempotent)");
+  attach->fallthrough();
+  attach->add_option("volume", request.volume, "volume name")->required();
+  attach->add_option("--device", request.device, "the device, /dev/nbdN (default: a free one)");
+  attach->add_flag("--read-only", request.read_only, "attach read-only");
+  attach->callback([&request] { request.op = Op::kDeviceAttach; });
+  auto* detach = device->add_subcommand(
+      "detach", "flush and detach a device (by volume or /dev/nbdN; idempotent)");
+  detach->fallthrough();
+  detach->add_option("target", device_target, "VOLUME or /dev/nbdN")->required();
+  detach->callback([&request] { request.op = Op::kDeviceDetach; });
+  auto* device_list = device->add_subcommand("list", "list the daemon's kernel devices");
+  device_list->fallthrough();
+  device_list->callback([&request] { request.op = Op::kDeviceList; });
+
   auto* status = app.add_subcommand("status", "show the daemon's status");
   status->fallthrough();
   status->callback([&request] { request.op = Op::kStatus; });
@@ -288,7 +325,16 @@ int main(int argc, char** argv) {
   }
 
   request.name = name;
-  if (IsVolumeOp(request.op)) {
+  if (request.op == Op::kDeviceDetach) {
+    (device_target.starts_with("/dev/") ? request.device : request.volume) = device_target;
+  }
+  if (IsDeviceOp(request.op)) {
+    if (!request.volume.empty() && request.volume != portal::volume::kDefaultVolumeName) {
+      if (Status st = portal::volume::ValidateVolumeName(request.volume); !st.ok()) {
+        return FailStatus(st, json);
+      }
+    }
+  } else if (IsVolumeOp(request.op)) {
     if (!size_text.empty()) {
       auto size = portal::config::ParseSize(size_text);
       if (!size.ok()) return FailStatus(size.status().WithContext("--size"), json);
@@ -361,6 +407,17 @@ int main(int argc, char** argv) {
     PrintVolume(v->volume);
   } else if (const auto* vl = std::get_if<VolumeListReply>(&*reply)) {
     PrintVolumes(vl->volumes);
+  } else if (const auto* d = std::get_if<DeviceReply>(&*reply)) {
+    std::printf("%s\n", d->device.path.c_str());  // scripts: dev=$(portalctl device attach v)
+  } else if (const auto* dl = std::get_if<DeviceListReply>(&*reply)) {
+    PrintDevices(dl->devices);
+  } else if (const auto* dd = std::get_if<DeviceDetachReply>(&*reply)) {
+    if (dd->detached) {
+      std::printf("Detached %s (volume %s)\n", dd->device.path.c_str(),
+                  dd->device.volume.c_str());
+    } else {
+      std::printf("Not attached: %s\n", device_target.c_str());
+    }
   }
   return 0;
 }

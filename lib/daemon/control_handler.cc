@@ -148,6 +148,14 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
     case Op::kVolumeResize: {
       Status st = co_await volumes_->Resize(name, request.size_bytes, request.allow_shrink);
       if (!st.ok()) co_return FromStatus(st);
+      if (devices_) {
+        auto v = volumes_->Find(name);
+        if (v) st = co_await devices_->Resized(v->name, v->volume->size_bytes());
+        if (!st.ok()) {
+          co_return FromStatus(st.WithContext("resized, but its kernel device still shows the "
+                                              "old size"));
+        }
+      }
       co_return entry(name);
     }
     case Op::kVolumeOpen: {
@@ -167,8 +175,35 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
   co_return control::OkReply{};
 }
 
+Task<control::Reply> ControlHandler::DispatchDevice(const control::Request& request) {
+  using control::Op;
+  if (!devices_) co_return FromStatus(Status::Unavailable("kernel devices are not available"));
+  switch (request.op) {
+    case Op::kDeviceAttach: {
+      auto d = co_await devices_->Attach(request.volume, request.device, request.read_only);
+      if (!d.ok()) co_return FromStatus(d.status());
+      co_return control::DeviceReply{*d};
+    }
+    case Op::kDeviceDetach: {
+      auto d = co_await devices_->Detach(request.device, request.volume);
+      if (!d.ok()) co_return FromStatus(d.status());
+      control::DeviceDetachReply r;
+      r.detached = d->has_value();
+      if (*d) r.device = **d;
+      co_return control::Reply(std::move(r));
+    }
+    case Op::kDeviceList:
+      co_return control::DeviceListReply{co_await devices_->List()};
+    default:
+      break;
+  }
+  PORTAL_ASSERT(false, "not a device op");
+  co_return control::OkReply{};
+}
+
 Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
   if (request.op == control::Op::kStatus) co_return control::StatusReply{status_()};
+  if (control::IsDeviceOp(request.op)) co_return co_await DispatchDevice(request);
   if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
   std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
   if (!v) {
@@ -200,11 +235,12 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   const auto* err = std::get_if<control::ErrorReply>(&reply);
   const bool changes = request.op != Op::kSnapshotList && request.op != Op::kSnapshotGet &&
                        request.op != Op::kStatus && request.op != Op::kVolumeList &&
-                       request.op != Op::kVolumeGet;
-  const std::string vol = request.op == Op::kVolumeClone
-                              ? " source=" + request.source + "@" + request.snapshot
-                          : request.volume.empty() ? ""
-                                                   : " volume=" + request.volume;
+                       request.op != Op::kVolumeGet && request.op != Op::kDeviceList;
+  std::string vol = request.op == Op::kVolumeClone
+                        ? " source=" + request.source + "@" + request.snapshot
+                    : request.volume.empty() ? ""
+                                             : " volume=" + request.volume;
+  if (!request.device.empty()) vol += " device=" + request.device;
   if (err) {
     Log()->info("control {} name={}{} failed code={} message=\"{}\"", control::OpName(request.op),
                 request.name, vol, err->code, err->message);

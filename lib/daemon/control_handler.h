@@ -3,7 +3,8 @@
 // the default one); volume create, list, get, delete, resize, open, release on the
 // daemon's VolumeSet; and status. Errors from the volume become error replies with its
 // Status code; a duplicate name is "already_exists"; every error message names the
-// volume. A snapshot name the volume refuses (volume::ValidateSnapshotName) is
+// volume. device.attach, detach and list act on the daemon's kernel NBD devices
+// (daemon/devices.h); a resize of an attached volume resizes its device. A snapshot name the volume refuses (volume::ValidateSnapshotName) is
 // "invalid_argument" whatever the op, before the volume is consulted. Replies carry
 // control's own wire types, converted from the volume's.
 //
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "control/server.h"
+#include "daemon/devices.h"
 #include "daemon/volume_set.h"
 #include "volume/snapshot.h"  // ValidateSnapshotName
 #include "volume/volume.h"
@@ -32,6 +34,9 @@ class ControlHandler final : public control::Handler {
     status_ = std::move(status);
   }
 
+  // Kernel NBD devices (device.*); null: those ops answer unavailable.
+  void AttachDevices(DeviceSet* devices) { devices_ = devices; }
+
   Task<control::Reply> Handle(control::Request request) override;
 
  private:
@@ -39,10 +44,12 @@ class ControlHandler final : public control::Handler {
   Task<control::Reply> DispatchSnapshot(const control::Request& request, volume::Volume& v,
                                         const std::string& volume_name);
   Task<control::Reply> DispatchVolume(const control::Request& request);
+  Task<control::Reply> DispatchDevice(const control::Request& request);
   Task<control::Reply> Create(volume::Volume& v, const std::string& volume_name,
                               std::string name);
 
   VolumeSet* volumes_ = nullptr;
+  DeviceSet* devices_ = nullptr;
   StatusFn status_;
 };
 

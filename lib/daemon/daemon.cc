@@ -12,6 +12,7 @@
 #include "crypto/aead.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
+#include "daemon/devices.h"
 #include "daemon/nbd_exposure.h"
 #include "daemon/volume_set.h"
 #include "env/block_on.h"
@@ -190,7 +191,13 @@ Status Daemon::Start() {
   so.peer.idle_timeout_ms = cfg_.idle_timeout_ms;
   server_ = std::make_unique<nbd::Server>(*env_, *catalog_, so);
   if (Status st = server_->Listen(); !st.ok()) return st;
+  devices_ = std::make_unique<DeviceSet>(
+      *env_, *catalog_, *server_,
+      DeviceSet::Options{.state_file = cfg_.device_state_file,
+                         .io_timeout_ms = cfg_.device_io_timeout_ms,
+                         .reattach_timeout_ms = cfg_.device_reattach_timeout_ms});
   control_handler_->Attach(volumes_.get(), [this] { return StatusReport(); });
+  control_handler_->AttachDevices(devices_.get());
   control_->Start();
   started_ = true;
   auto primary = PrimaryVolume();
@@ -204,6 +211,8 @@ Status Daemon::Start() {
   }
   server_->Start();
   Log()->info("NBD server listening address={}", server_->bound_address());
+  // Kernel devices of a previous run get their connections back (they queue I/O until then).
+  if (Status st = devices_->Restore(); !st.ok()) return st.WithContext("device.state_file");
   if (tls_) {
     Log()->info("NBD TLS tls={} client_certs={} psk_identities={}", cfg_.tls,
                 tls_->verifies_peer() ? "required" : "unchecked", tls_->psk_identities());
@@ -280,7 +289,11 @@ Status Daemon::Stop() {
   // Control first: no snapshot or restore may start once the volume begins closing;
   // requests in flight finish and are answered.
   if (control_) control_->Shutdown(drain_ms());
+  // Kernel devices stay configured: their connections close with the server and are not
+  // replaced; the next daemon reattaches them (devices.h).
+  if (devices_) devices_->Stop();
   if (server_) server_->Shutdown(drain_ms());
+  if (devices_) devices_->Close();
   Status traced = FinishRecording();  // no request is answered any more
   if (volumes_) {
     result = BlockOn(volumes_->CloseAll(deadline));

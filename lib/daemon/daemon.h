@@ -68,6 +68,7 @@ struct VolumeSample;
 namespace portal::daemon {
 
 class ControlHandler;
+class DeviceSet;
 class VolumeSet;
 
 class Daemon {
@@ -134,6 +135,8 @@ class Daemon {
   std::unique_ptr<metrics::NbdMetrics> nbd_metrics_;
   std::unique_ptr<nbd::TlsContext> tls_;  // [nbd] tls on or require; outlives server_
   std::unique_ptr<nbd::Server> server_;
+  // Kernel NBD devices the daemon attached (devices.h); needs server_ and catalog_.
+  std::unique_ptr<DeviceSet> devices_;
   std::unique_ptr<ControlHandler> control_handler_;
   std::unique_ptr<control::Server> control_;
   bool started_ = false;

@@ -192,8 +192,11 @@ Task<control::Reply> ControlHandler::DispatchDevice(const control::Request& requ
       if (*d) r.device = **d;
       co_return control::Reply(std::move(r));
     }
-    case Op::kDeviceList:
-      co_return control::DeviceListReply{co_await devices_->List()};
+    case Op::kDeviceList: {
+      // (Not co_await inside a braced initializer, which GCC has miscompiled.)
+      std::vector<control::DeviceEntry> list = co_await devices_->List();
+      co_return control::DeviceListReply{std::move(list)};
+    }
     default:
       break;
   }

@@ -16,7 +16,7 @@
 # Host binaries that go into the guest's /sbin (the real tools; busybox's applets, in
 # /bin, come later in PATH, so e.g. e2fsprogs' mke2fs is the one that runs).
 VM_GUEST_TOOLS=(nbd-client mke2fs e2fsck tune2fs dumpe2fs blkdiscard fstrim blockdev dd df
-  mkfs.btrfs btrfs openssl resize2fs blkid mount umount)
+  mkfs.btrfs btrfs openssl fio resize2fs blkid mount umount)
 
 # Prints the shared libraries (absolute paths, the loader included) that $1 needs.
 vm_libs_of() {

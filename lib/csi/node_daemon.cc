@@ -72,6 +72,10 @@ Status StatusFromDaemonError(std::string_view code, std::string_view message) {
   return Status::IOError(fmt::format("{} ({})", message, code));
 }
 
+Status ControlNodeDaemon::Open(const std::string& volume) {
+  return Call(endpoint_, {{"op", "volume.open"}, {"name", volume}}).status();
+}
+
 Result<AttachedDevice> ControlNodeDaemon::Attach(const std::string& volume, bool read_only) {
   json req = {{"op", "device.attach"}, {"volume", volume}};
   if (read_only) req["read_only"] = true;

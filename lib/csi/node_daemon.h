@@ -28,9 +28,11 @@ struct AttachedDevice {
 class NodeDaemon {
  public:
   virtual ~NodeDaemon() = default;
-  // device.attach: attaches (opening the volume here, which fences any other daemon that
-  // served it) or returns the device it is already attached to. NotFound for an unknown
-  // volume.
+  // volume.open: the daemon serves the volume (OK when it does already), which fences
+  // any other daemon that served it. NotFound for an unknown volume.
+  virtual Status Open(const std::string& volume) = 0;
+  // device.attach of a volume the daemon serves: attaches it or returns the device it is
+  // already attached to.
   virtual Result<AttachedDevice> Attach(const std::string& volume, bool read_only) = 0;
   // device.detach by volume; OK when it is not attached.
   virtual Status Detach(const std::string& volume) = 0;
@@ -46,6 +48,7 @@ class NodeDaemon {
 class ControlNodeDaemon final : public NodeDaemon {
  public:
   explicit ControlNodeDaemon(DaemonEndpoint endpoint) : endpoint_(std::move(endpoint)) {}
+  Status Open(const std::string& volume) override;
   Result<AttachedDevice> Attach(const std::string& volume, bool read_only) override;
   Status Detach(const std::string& volume) override;
   Result<std::vector<AttachedDevice>> List() override;

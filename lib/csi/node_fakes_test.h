@@ -20,9 +20,14 @@ class FakeDaemon final : public NodeDaemon {
   std::vector<std::string> calls;          // "attach v", "detach v", "release v", ...
   bool fenced = false;
 
+  Status Open(const std::string& volume) override {
+    calls.push_back("open " + volume);
+    if (!volumes.count(volume)) return Status::NotFound("no volume named '" + volume + "'");
+    return Status::Ok();
+  }
   Result<AttachedDevice> Attach(const std::string& volume, bool read_only) override {
     calls.push_back("attach " + volume);
-    if (!volumes.count(volume)) return Status::NotFound("no volume named '" + volume + "'");
+    if (!volumes.count(volume)) return Status::NotFound("no export named '" + volume + "'");
     if (auto it = attached.find(volume); it != attached.end()) return it->second;
     // The lowest free device, as the kernel's netlink NBD hands them out.
     auto taken = [&](int n) {

@@ -139,6 +139,8 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
                         at->source, at->fs_type, volume)};
   }
 
+  // Served here first (fencing the node that had it, if any), then attached.
+  RETURN_IF_GRPC_ERROR(ToGrpc(daemon_->Open(volume)));
   auto attach = daemon_->Attach(volume, cap.read_only);
   if (!attach.ok()) return ToGrpc(attach.status());
   device = std::move(*attach);

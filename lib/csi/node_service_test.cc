@@ -168,14 +168,14 @@ TEST_CASE("csi node: staging a blank mount volume formats it once and mounts it;
           "[csi]") {
   Fixture f;
   REQUIRE(f.Stage("vol-a", MountCap("", {"noatime", "discard"})).ok());
-  CHECK(f.daemon.calls == Strings{"attach vol-a"});
+  CHECK(f.daemon.calls == Strings{"open vol-a", "attach vol-a"});
   CHECK(f.host.TakeCommands() ==
         Strings{"blkid -p -o export /dev/nbd0", "mkfs.ext4 -F /dev/nbd0",
                 "mount -t ext4 -o noatime,discard /dev/nbd0 " + f.staging});
   // Staged already with this volume: nothing runs, nothing is formatted again.
   REQUIRE(f.Stage("vol-a", MountCap("", {"noatime", "discard"})).ok());
   CHECK(f.host.TakeCommands().empty());
-  CHECK(f.daemon.calls == Strings{"attach vol-a"});
+  CHECK(f.daemon.calls == Strings{"open vol-a", "attach vol-a"});
   // The staging path holds vol-a: another volume there is ALREADY_EXISTS.
   CHECK(f.Stage("vol-b", MountCap()).error_code() == StatusCode::ALREADY_EXISTS);
 }

@@ -79,6 +79,8 @@ stats() {
 
 # The device a path is mounted from (mountinfo's source), "" if it is no mount point.
 mounted_from() { awk -v p="$1" '$5 == p { for (i = 7; $i != "-"; i++); s = $(i + 2) } END { print s }' /proc/self/mountinfo; }
+# contains TEXT PART: TEXT has PART in it (JSON replies hold quotes: no sh -c for them).
+contains() { case "$1" in *"$2"*) return 0 ;; esac; echo "no '$2' in: $1"; return 1; }
 is_mounted() { [ -n "$(mounted_from "$1")" ]; }
 not_mounted() { ! is_mounted "$1"; }
 
@@ -101,6 +103,7 @@ mkdir -p /var/lib/kubelet/pods/p1 /var/lib/kubelet/pods/p2 "$S1" "$SB" /run/n1 /
 run node_config n1 10809 "$N1_SOCK" "$METRICS"
 run node_config n2 10810 "$N2_SOCK"
 PORTALBD_SOCKET=$N1_SOCK
+PORTALBD_STORAGE=$STORE
 check "node 1: portalbd starts on file:// serving no volume" portalbd_start -c /tmp/n1.toml
 check "node 1: portalbd-csi --role node starts" csi_start "$CSI1" node-1 "$N1_SOCK" /tmp/csi1.log
 check "portalctl volume create fsvol (256 MiB)" portalctl -s "$N1_SOCK" volume create fsvol --size 256M
@@ -145,8 +148,9 @@ check "the fsync reached portalbd as a FLUSH (flushes $before -> $after)" test "
 run sh -c "echo hello > $T1/note && sync -f $T1"
 
 st=$(stats "$CSI1" fsvol "$T1")
-check "NodeGetVolumeStats: bytes and inodes" sh -c "echo '$st' | grep -q '\"unit\":\"BYTES\"' && echo '$st' | grep -q '\"unit\":\"INODES\"'"
-check "NodeGetVolumeStats: condition normal" sh -c "echo '$st' | grep -q '\"abnormal\":false'"
+check "NodeGetVolumeStats: bytes" contains "$st" '"unit":"BYTES"'
+check "NodeGetVolumeStats: inodes" contains "$st" '"unit":"INODES"'
+check "NodeGetVolumeStats: condition normal" contains "$st" '"abnormal":false'
 check_eq "NodeGetVolumeStats on a path that is not the volume's: NOT_FOUND" \
   "$(call_code "$CSI1" Node.NodeGetVolumeStats '{"volumeId":"fsvol","volumePath":"/tmp"}')" NOT_FOUND
 
@@ -177,7 +181,7 @@ check_eq "the kernel sees the new size" "$(dev_size "$dev1")" $((512 * MIB))
 check "NodeExpandVolume grows ext4 online" call "$CSI1" Node.NodeExpandVolume \
   "{\"volumeId\":\"fsvol\",\"volumePath\":\"$T1\",\"capacityRange\":{\"requiredBytes\":\"$((512 * MIB))\"},$mount_cap}"
 size1=$(fs_bytes "$T1")
-check "df shows the grown filesystem ($size0 -> $size1 bytes)" test "$size1" -gt $((480 * MIB))
+check "df shows the grown filesystem ($size0 -> $size1 bytes)" test "$size1" -gt $((450 * MIB))
 check_eq "the file is intact after growing" "$(sha "$T1/data1")" "$sum1"
 check "unpublish fsvol" unpublish "$CSI1" fsvol "$T1"
 check "unstage fsvol" unstage "$CSI1" fsvol "$S1"
@@ -201,7 +205,7 @@ check "read them back (O_DIRECT)" /sbin/dd if="$TB" of=/tmp/back2 bs=1M count=4 
 check_eq "the same bytes" "$(sha /tmp/back2)" "$sum2"
 check "no filesystem was made on it (blkid finds none)" sh -c "! /sbin/blkid -p $TB"
 st=$(stats "$CSI1" blkvol "$TB")
-check "NodeGetVolumeStats of the block volume: its total bytes" sh -c "echo '$st' | grep -q '\"total\":\"$((64 * MIB))\"'"
+check "NodeGetVolumeStats of the block volume: its total bytes" contains "$st" "\"total\":\"$((64 * MIB))\""
 
 # --- a second node takes the volume: the first is fenced -----------------------------
 PORTALBD_LOG2=/tmp/portalbd2.log
@@ -225,7 +229,7 @@ check_eq "node 2: the same bytes" "$(sha /tmp/back3)" "$sum2"
 check_fails "node 1 is fenced: its write and fsync fail" \
   /sbin/dd if=/dev/urandom of="$TB" bs=4k count=1 oflag=direct conv=fsync status=none
 st=$(stats "$CSI1" blkvol "$TB")
-check "node 1: NodeGetVolumeStats says the volume is abnormal (fenced)" sh -c "echo '$st' | grep -q '\"abnormal\":true'"
+check "node 1: NodeGetVolumeStats says the volume is abnormal (fenced)" contains "$st" '"abnormal":true'
 check "node 1: unpublish blkvol" unpublish "$CSI1" blkvol "$TB"
 check "node 1: unstage blkvol (releases its fenced copy)" unstage "$CSI1" blkvol "$SB"
 check "node 2: still writes" /sbin/dd if=/dev/urandom of="$TB-n2" bs=4k count=1 oflag=direct conv=fsync status=none

@@ -164,7 +164,7 @@ TEST_CASE("csi node: missing and bad fields are INVALID_ARGUMENT before anything
   CHECK(f.daemon.calls.empty());
 }
 
-TEST_CASE("csi node: staging a blank mount volume formats it once and mounts it; a repeat is OK",
+TEST_CASE("csi node: staging a blank mount volume formats it once and mounts it, a repeat is OK",
           "[csi]") {
   Fixture f;
   REQUIRE(f.Stage("vol-a", MountCap("", {"noatime", "discard"})).ok());
@@ -211,7 +211,7 @@ TEST_CASE("csi node: errors of the daemon keep their meaning", "[csi]") {
   CHECK(f.host.commands.empty());
 }
 
-TEST_CASE("csi node: publish binds the staging mount, read-only when asked; idempotent",
+TEST_CASE("csi node: publish binds the staging mount, read-only when asked, idempotent",
           "[csi]") {
   Fixture f;
   CHECK(f.Publish("vol-a", MountCap()).error_code() == StatusCode::FAILED_PRECONDITION);  // not staged
@@ -238,7 +238,7 @@ TEST_CASE("csi node: publish binds the staging mount, read-only when asked; idem
   CHECK(f.host.TakeCommands().empty());
 }
 
-TEST_CASE("csi node: unstage unmounts, detaches and releases; a repeat is OK", "[csi]") {
+TEST_CASE("csi node: unstage unmounts, detaches and releases, a repeat is OK", "[csi]") {
   Fixture f;
   REQUIRE(f.Stage("vol-a", MountCap()).ok());
   f.host.TakeCommands();
@@ -290,7 +290,7 @@ TEST_CASE("csi node: a block volume gets no filesystem and is published as a dev
   CHECK(f.daemon.attached.empty());
 }
 
-TEST_CASE("csi node: volume stats of a published volume; NOT_FOUND elsewhere", "[csi]") {
+TEST_CASE("csi node: volume stats of a published volume, NOT_FOUND elsewhere", "[csi]") {
   Fixture f;
   v1::NodeGetVolumeStatsResponse stats;
   CHECK(f.Stats("vol-a", f.target, &stats).error_code() == StatusCode::NOT_FOUND);  // not staged

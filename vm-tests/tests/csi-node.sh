@@ -231,10 +231,13 @@ check_fails "node 1 is fenced: its write and fsync fail" \
 st=$(stats "$CSI1" blkvol "$TB")
 check "node 1: NodeGetVolumeStats says the volume is abnormal (fenced)" contains "$st" '"abnormal":true'
 check "node 1: unpublish blkvol" unpublish "$CSI1" blkvol "$TB"
-check "node 1: unstage blkvol (releases its fenced copy)" unstage "$CSI1" blkvol "$SB"
 check "node 2: still writes" /sbin/dd if=/dev/urandom of="$TB-n2" bs=4k count=1 oflag=direct conv=fsync status=none
 check "node 2: unpublish blkvol" unpublish "$CSI2" blkvol "$TB-n2"
 check "node 2: unstage blkvol" unstage "$CSI2" blkvol "$SB-n2"
 portalbd2_stop() { kill -TERM "$PORTALBD2_PID" && wait "$PORTALBD2_PID"; }
 check "node 2: portalbd exits 0 on SIGTERM" portalbd2_stop
+# The fenced node lets go of its copy: nothing it still holds was acknowledged as
+# durable (its FLUSHes fail), so there is nothing to save, and the CO must be able to
+# clean the node up.
+check "node 1: unstage blkvol (detaches and releases its fenced copy)" unstage "$CSI1" blkvol "$SB"
 check "node 1: portalbd exits 0 on SIGTERM" portalbd_stop

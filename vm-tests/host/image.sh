@@ -16,7 +16,7 @@
 # Host binaries that go into the guest's /sbin (the real tools; busybox's applets, in
 # /bin, come later in PATH, so e.g. e2fsprogs' mke2fs is the one that runs).
 VM_GUEST_TOOLS=(nbd-client mke2fs e2fsck tune2fs dumpe2fs blkdiscard fstrim blockdev dd df
-  mkfs.btrfs btrfs openssl fio)
+  mkfs.btrfs btrfs openssl fio resize2fs blkid mount umount)
 
 # Prints the shared libraries (absolute paths, the loader included) that $1 needs.
 vm_libs_of() {
@@ -112,7 +112,7 @@ vm_build_base() {
 # Portalbd's binaries that exist in the build directory go into /usr/local/bin; the ones
 # that do not exist yet are simply absent (tests that need them declare it and are
 # reported as pending). Sets VM_OVERLAY_CPIO and VM_GUEST_BINARIES.
-VM_PRODUCT_BINARIES=(portalbd portalctl trace-record trace-bench)
+VM_PRODUCT_BINARIES=(portalbd portalctl trace-record trace-bench portalbd-csi csi-call)
 vm_build_overlay() {
   local build=$1 b lib libs
   local files=("$VM_ROOT/host/image.sh" "$VM_ROOT/guest/init" "$VM_ROOT/guest/lib.sh")

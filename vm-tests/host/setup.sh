@@ -12,13 +12,15 @@
 
 # Host packages. Besides qemu, cpio (archive), kmod (depmod/modprobe --show-depends) and
 # xz-utils (kernel payload), these provide the guest's binaries: nbd-client, mke2fs,
-# e2fsck, blkdiscard, fstrim, blockdev, GNU dd and df, mkfs.btrfs and btrfs, and openssl
+# e2fsck, resize2fs, blkdiscard, fstrim, blockdev, blkid, GNU dd and df, util-linux's mount
+# and umount (portalbd-csi runs them in csi-node), mkfs.btrfs and btrfs, and openssl
 # (the tls test makes its certificates in the guest), fio (reattach's verified writes).
-VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux coreutils
-  btrfs-progs openssl fio)
+VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux mount
+  coreutils btrfs-progs openssl fio)
 # Host commands that must exist once the packages are installed.
 VM_HOST_COMMANDS=(qemu-system-x86_64 cpio depmod modprobe xz nbd-client mke2fs e2fsck blkdiscard
-  fstrim blockdev dd df mkfs.btrfs btrfs openssl fio ldd dpkg-deb sha256sum setpriv flock)
+  fstrim blockdev dd df mkfs.btrfs btrfs openssl fio ldd dpkg-deb sha256sum setpriv flock
+  resize2fs blkid mount umount)
 
 vm_sudo=()
 

@@ -250,7 +250,11 @@ Status Daemon::Start() {
       *env_, *catalog_, *server_,
       DeviceSet::Options{.state_file = cfg_.device_state_file,
                          .io_timeout_ms = cfg_.device_io_timeout_ms,
-                         .reattach_timeout_ms = cfg_.device_reattach_timeout_ms});
+                         .reattach_timeout_ms = cfg_.device_reattach_timeout_ms,
+                         .fenced = [this](const std::string& volume) {
+                           auto v = volumes_->Find(volume);
+                           return v && v->volume->fenced();
+                         }});
   control_handler_->Attach(volumes_.get(), [this] { return StatusReport(); });
   control_handler_->AttachDevices(devices_.get());
   control_->Start();

@@ -243,8 +243,15 @@ Task<Result<std::optional<control::DeviceEntry>>> DeviceSet::Detach(std::string 
   });
   if (exp && !entry.read_only) {
     if (Status st = co_await exp->device->Flush(); !st.ok()) {
-      co_await undo();
-      co_return st.WithContext(fmt::format("flush of volume {} before detaching {}", volume, path));
+      if (options_.fenced && options_.fenced(volume)) {
+        Log()->warn("detaching the device of a fenced volume without its flush device={} "
+                    "volume={} error=\"{}\"",
+                    path, volume, st.ToString());
+      } else {
+        co_await undo();
+        co_return st.WithContext(
+            fmt::format("flush of volume {} before detaching {}", volume, path));
+      }
     }
   }
   Status st = co_await RunBlocking(env_, [&]() -> Status {

@@ -24,6 +24,7 @@
 // and the set must live until `env` stopped (reconnections are scheduled on it).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,11 @@ class DeviceSet {
     std::string state_file;
     uint64_t io_timeout_ms = 30'000;
     uint64_t reattach_timeout_ms = 120'000;  // 0: off
+    // Whether a volume was taken over by another daemon (fenced). A detach of a fenced
+    // volume's device skips the flush that cannot succeed any more: nothing it still
+    // holds can become durable here (and nothing unflushed was acknowledged as durable),
+    // so the device is disconnected anyway rather than left behind forever.
+    std::function<bool(const std::string& volume)> fenced;
   };
 
   DeviceSet(Env& env, nbd::ExportCatalog& catalog, nbd::Server& server, Options options);

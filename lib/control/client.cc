@@ -27,17 +27,6 @@ Status ErrnoStatus(int err, const std::string& what) {
   return Status::IOError(fmt::format("{}: {}", what, std::strerror(err)));
 }
 
-std::string SslErrors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
-
 // "host:port" or "[v6]:port" into its parts.
 Status SplitHostPort(const std::string& address, std::string* host, std::string* port) {
   const size_t colon = address.rfind(':');
@@ -122,7 +111,7 @@ Result<std::unique_ptr<Client>> Client::ConnectTcp(const std::string& address,
 
 Status Client::StartTls(const TcpClientOptions& options, const std::string& host) {
   ssl_ctx_ = SSL_CTX_new(TLS_client_method());
-  if (ssl_ctx_ == nullptr) return Status::IOError("TLS: " + SslErrors());
+  if (ssl_ctx_ == nullptr) return Status::IOError("TLS: " + nbd::OpenSslErrors());
   SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
   SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_PEER, nullptr);
   const int loaded =
@@ -131,10 +120,12 @@ Status Client::StartTls(const TcpClientOptions& options, const std::string& host
           : SSL_CTX_load_verify_locations(ssl_ctx_, options.tls_ca_file.c_str(), nullptr);
   if (loaded != 1) {
     return Status::InvalidArgument(
-        fmt::format("TLS CA file '{}': {}", options.tls_ca_file, SslErrors()));
+        fmt::format("TLS CA file '{}': {}", options.tls_ca_file, nbd::OpenSslErrors()));
   }
   ssl_ = SSL_new(ssl_ctx_);
-  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) return Status::IOError("TLS: " + SslErrors());
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+    return Status::IOError("TLS: " + nbd::OpenSslErrors());
+  }
   RETURN_IF_ERROR(
       nbd::SetPeerName(ssl_, options.tls_hostname.empty() ? host : options.tls_hostname));
   // The handshake runs on the blocking socket, bounded by a receive and send timeout.
@@ -150,7 +141,7 @@ Status Client::StartTls(const TcpClientOptions& options, const std::string& host
                       X509_verify_cert_error_string(verify)));
     }
     return Status::Unavailable(
-        fmt::format("TLS handshake with portalbd at {} failed: {}", path_, SslErrors()));
+        fmt::format("TLS handshake with portalbd at {} failed: {}", path_, nbd::OpenSslErrors()));
   }
   return Status::Ok();
 }
@@ -205,7 +196,7 @@ Status Client::Send(std::string_view bytes) {
       size_t written = 0;
       if (SSL_write_ex(ssl_, bytes.data(), bytes.size(), &written) != 1) {
         return Status::Unavailable(
-            fmt::format("writing to portalbd at {} over TLS: {}", path_, SslErrors()));
+            fmt::format("writing to portalbd at {} over TLS: {}", path_, nbd::OpenSslErrors()));
       }
       bytes.remove_prefix(written);
       continue;
@@ -281,7 +272,7 @@ Result<size_t> Client::Receive() {
       return size_t{0};  // the peer closed the socket without close_notify
     }
     return Status::Unavailable(
-        fmt::format("reading from portalbd at {} over TLS: {}", path_, SslErrors()));
+        fmt::format("reading from portalbd at {} over TLS: {}", path_, nbd::OpenSslErrors()));
   }
   ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
   if (n < 0) {

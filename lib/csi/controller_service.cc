@@ -319,16 +319,28 @@ grpc::Status ControllerService::ValidateVolumeCapabilities(
   return grpc::Status::OK;
 }
 
+namespace {
+
+// A List call's paging fields: INVALID_ARGUMENT for a negative max_entries, ABORTED for
+// a token we did not hand out; `*after` is the last name of the previous page.
+grpc::Status CheckPage(int32_t max_entries, const std::string& token,
+                       std::optional<std::string>* after) {
+  if (max_entries < 0) return Invalid("max_entries is negative");
+  if (token.empty()) return grpc::Status::OK;
+  *after = ParsePageToken(token);
+  if (!*after) {
+    return grpc::Status(StatusCode::ABORTED, "starting_token '" + token + "' is not one of ours");
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
 grpc::Status ControllerService::ListVolumes(grpc::ServerContext*, const v1::ListVolumesRequest* req,
                                             v1::ListVolumesResponse* resp) {
-  if (req->max_entries() < 0) return Invalid("max_entries is negative");
   std::optional<std::string> after;
-  if (!req->starting_token().empty()) {
-    after = ParsePageToken(req->starting_token());
-    if (!after) {
-      return grpc::Status(StatusCode::ABORTED,
-                          "starting_token '" + req->starting_token() + "' is not one of ours");
-    }
+  if (grpc::Status st = CheckPage(req->max_entries(), req->starting_token(), &after); !st.ok()) {
+    return st;
   }
   std::vector<control::VolumeEntry> all;
   if (grpc::Status st = daemon_.InspectAll(&all); !st.ok()) return st;
@@ -475,14 +487,9 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
 grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
                                               const v1::ListSnapshotsRequest* req,
                                               v1::ListSnapshotsResponse* resp) {
-  if (req->max_entries() < 0) return Invalid("max_entries is negative");
   std::optional<std::string> after;
-  if (!req->starting_token().empty()) {
-    after = ParsePageToken(req->starting_token());
-    if (!after) {
-      return grpc::Status(StatusCode::ABORTED,
-                          "starting_token '" + req->starting_token() + "' is not one of ours");
-    }
+  if (grpc::Status st = CheckPage(req->max_entries(), req->starting_token(), &after); !st.ok()) {
+    return st;
   }
   // The filters narrow the volumes read; an id that names nothing lists nothing.
   std::string only_volume = req->source_volume_id();

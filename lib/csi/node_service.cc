@@ -96,6 +96,26 @@ NodeService::NodeService(NodeDaemon* daemon, NodeHost* host, std::string node_id
 
 NodeService::~NodeService() = default;
 
+// The device of `volume` and its mount at `path` (where it is staged or published):
+// NOT_FOUND when the volume is not attached here or `path` does not show its device.
+// `*at` points into `*mounts`.
+grpc::Status NodeService::FindMounted(const std::string& volume, const std::string& path,
+                                      AttachedDevice* device, std::vector<MountEntry>* mounts,
+                                      const MountEntry** at) {
+  bool attached = false;
+  RETURN_IF_GRPC_ERROR(FindDevice(volume, device, &attached));
+  if (!attached) {
+    return {StatusCode::NOT_FOUND, fmt::format("volume {} is not staged on this node", volume)};
+  }
+  RETURN_IF_GRPC_ERROR(Mounts(host_, mounts));
+  *at = MountAt(*mounts, path);
+  if (*at == nullptr || !MountShowsDevice(**at, device->path)) {
+    return {StatusCode::NOT_FOUND,
+            fmt::format("volume {} is not staged or published at {}", volume, path)};
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status NodeService::FindDevice(const std::string& volume, AttachedDevice* device,
                                      bool* found) {
   auto devices = daemon_->List();
@@ -292,18 +312,9 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
   if (req->volume_path().empty()) return {StatusCode::INVALID_ARGUMENT, "volume_path is required"};
   const std::string& volume = req->volume_id();
   AttachedDevice device;
-  bool attached = false;
-  RETURN_IF_GRPC_ERROR(FindDevice(volume, &device, &attached));
-  if (!attached) {
-    return {StatusCode::NOT_FOUND, fmt::format("volume {} is not staged on this node", volume)};
-  }
   std::vector<MountEntry> mounts;
-  RETURN_IF_GRPC_ERROR(Mounts(host_, &mounts));
-  const MountEntry* at = MountAt(mounts, req->volume_path());
-  if (at == nullptr || !MountShowsDevice(*at, device.path)) {
-    return {StatusCode::NOT_FOUND, fmt::format("volume {} is not staged or published at {}",
-                                               volume, req->volume_path())};
-  }
+  const MountEntry* at = nullptr;
+  RETURN_IF_GRPC_ERROR(FindMounted(volume, req->volume_path(), &device, &mounts, &at));
 
   std::string problem;
   auto size = host_->DeviceSizeBytes(device.path);
@@ -357,18 +368,9 @@ grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*,
   VolumeLock lock(this, volume);
   RETURN_IF_GRPC_ERROR(lock.status());
   AttachedDevice device;
-  bool attached = false;
-  RETURN_IF_GRPC_ERROR(FindDevice(volume, &device, &attached));
-  if (!attached) {
-    return {StatusCode::NOT_FOUND, fmt::format("volume {} is not staged on this node", volume)};
-  }
   std::vector<MountEntry> mounts;
-  RETURN_IF_GRPC_ERROR(Mounts(host_, &mounts));
-  const MountEntry* at = MountAt(mounts, req->volume_path());
-  if (at == nullptr || !MountShowsDevice(*at, device.path)) {
-    return {StatusCode::NOT_FOUND, fmt::format("volume {} is not staged or published at {}",
-                                               volume, req->volume_path())};
-  }
+  const MountEntry* at = nullptr;
+  RETURN_IF_GRPC_ERROR(FindMounted(volume, req->volume_path(), &device, &mounts, &at));
   auto size = host_->DeviceSizeBytes(device.path);
   if (!size.ok()) return ToGrpc(size.status());
   const auto& range = req->capacity_range();

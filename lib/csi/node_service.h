@@ -12,9 +12,11 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "csi/driver.h"
 #include "csi/node_daemon.h"
+#include "csi/mount_table.h"
 #include "csi/node_host.h"
 #include "csi/v1/csi.grpc.pb.h"
 
@@ -54,6 +56,9 @@ class NodeService final : public ::csi::v1::Node::Service {
   class VolumeLock;
   // The device the daemon has `volume` on, nullopt-like empty path when none.
   grpc::Status FindDevice(const std::string& volume, AttachedDevice* device, bool* found);
+  grpc::Status FindMounted(const std::string& volume, const std::string& path,
+                           AttachedDevice* device, std::vector<MountEntry>* mounts,
+                           const MountEntry** at);
 
   std::unique_ptr<NodeDaemon> own_daemon_;
   std::unique_ptr<NodeHost> own_host_;

@@ -15,13 +15,7 @@
 #include <cstring>
 
 namespace portal::nbd {
-namespace {
 
-constexpr size_t kMaxPskFileBytes = 1 << 20;
-constexpr size_t kMaxPskIdentityBytes = 128;
-constexpr size_t kMaxPskKeyBytes = 64;
-
-// The OpenSSL error queue as one message (and emptied, so the next call starts clean).
 std::string OpenSslErrors() {
   std::string out;
   while (unsigned long e = ERR_get_error()) {
@@ -32,6 +26,13 @@ std::string OpenSslErrors() {
   }
   return out.empty() ? "unknown OpenSSL error" : out;
 }
+
+namespace {
+
+constexpr size_t kMaxPskFileBytes = 1 << 20;
+constexpr size_t kMaxPskIdentityBytes = 128;
+constexpr size_t kMaxPskKeyBytes = 64;
+
 
 // A clear message for the commonest mistakes (missing file, no permission) before
 // OpenSSL's own, which says "system lib" at best.

@@ -75,4 +75,7 @@ std::string DescribeTlsSession(ssl_st* ssl);
 // the line. Identities are unique, at most 128 bytes; keys 1 to 64 bytes.
 Result<std::map<std::string, std::string>> ParsePskFile(std::string_view text);
 
+// The OpenSSL error queue as one message (and emptied, so the next call starts clean).
+std::string OpenSslErrors();
+
 }  // namespace portal::nbd

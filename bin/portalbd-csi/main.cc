@@ -36,8 +36,10 @@ std::string DefaultNodeId() {
 // "unix:///csi/csi.sock" (the CO's form) or a bare path; gRPC wants "unix:PATH".
 std::string UnixListenAddress(const std::string& endpoint, std::string* path) {
   std::string p = endpoint;
-  if (p.rfind("unix://", 0) == 0) p = p.substr(7);
-  else if (p.rfind("unix:", 0) == 0) p = p.substr(5);
+  if (p.rfind("unix://", 0) == 0)
+    p = p.substr(7);
+  else if (p.rfind("unix:", 0) == 0)
+    p = p.substr(5);
   *path = p;
   return "unix:" + p;
 }
@@ -60,8 +62,7 @@ int main(int argc, char** argv) {
   std::string node_id = DefaultNodeId();
   portal::csi::DaemonEndpoint daemon;
   portal::csi::ControllerOptions controller_options;
-  app.add_option("--endpoint", endpoint, "the CSI socket (unix:///path)")
-      ->envname("CSI_ENDPOINT");
+  app.add_option("--endpoint", endpoint, "the CSI socket (unix:///path)")->envname("CSI_ENDPOINT");
   app.add_option("--role", role, "services to serve: controller, node or all")
       ->check(CLI::IsMember({"controller", "node", "all"}));
   app.add_option("--node-id", node_id, "this node's id (NodeGetInfo; default: hostname)")

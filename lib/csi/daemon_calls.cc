@@ -77,8 +77,8 @@ grpc::Status DaemonCalls::Call(const control::Request& request, control::Reply* 
   }
   auto client = tcp_address_.empty() ? control::Client::Connect(endpoint_.socket)
                                      : control::Client::ConnectTcp(tcp_address_, tcp_);
-  if (!client.ok() && !tcp_address_.empty() && client.status().code() ==
-                                                    Status::Code::kPermissionDenied) {
+  if (!client.ok() && !tcp_address_.empty() &&
+      client.status().code() == Status::Code::kPermissionDenied) {
     // The owner refused our token or we refused its certificate: configuration, which
     // retrying does not mend.
     return grpc::Status(grpc::StatusCode::INTERNAL, who + ": " + client.status().ToString());

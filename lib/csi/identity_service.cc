@@ -1,9 +1,9 @@
 #include "csi/identity_service.h"
 
+#include <variant>
+
 #include "control/client.h"
 #include "control/protocol.h"
-
-#include <variant>
 
 namespace portal::csi {
 
@@ -24,8 +24,7 @@ grpc::Status IdentityService::GetPluginCapabilities(
   }
   // Volumes grow while attached: the owner's daemon resizes, the node grows the
   // filesystem (docs/csi.md "Expansion").
-  response->add_capabilities()->mutable_volume_expansion()->set_type(
-      Cap::VolumeExpansion::ONLINE);
+  response->add_capabilities()->mutable_volume_expansion()->set_type(Cap::VolumeExpansion::ONLINE);
   return grpc::Status::OK;
 }
 

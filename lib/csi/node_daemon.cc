@@ -28,7 +28,8 @@ Result<json> Call(const DaemonEndpoint& endpoint, const json& request) {
     const json& err = reply.contains("error") ? reply["error"] : json::object();
     const std::string code = err.value("code", std::string("unknown"));
     const std::string message = err.value("message", std::string());
-    return StatusFromDaemonError(code, fmt::format("portalbd {}: {}", request.value("op", ""), message));
+    return StatusFromDaemonError(code,
+                                 fmt::format("portalbd {}: {}", request.value("op", ""), message));
   }
   return reply;
 }
@@ -43,8 +44,10 @@ Result<AttachedDevice> DeviceFrom(const json& j) {
   if (j.contains("size_bytes") && j["size_bytes"].is_number_unsigned()) {
     d.size_bytes = j["size_bytes"].get<uint64_t>();
   }
-  if (j.contains("read_only") && j["read_only"].is_boolean()) d.read_only = j["read_only"].get<bool>();
-  if (j.contains("connected") && j["connected"].is_boolean()) d.connected = j["connected"].get<bool>();
+  if (j.contains("read_only") && j["read_only"].is_boolean())
+    d.read_only = j["read_only"].get<bool>();
+  if (j.contains("connected") && j["connected"].is_boolean())
+    d.connected = j["connected"].get<bool>();
   return d;
 }
 

@@ -91,15 +91,13 @@ TEST_CASE("csi node daemon client: device.* and volume.* requests and replies", 
     CHECK(*fenced);
     requests = daemon.requests;
   }
-  CHECK(requests == std::vector<std::string>{
-                        R"({"name":"db","op":"volume.open"})",
-                        R"({"op":"device.attach","read_only":true,"volume":"db"})",
-                        R"({"op":"device.list"})",
-                        R"({"op":"device.attach","volume":"x"})",
-                        R"({"op":"device.detach","volume":"db"})",
-                        R"({"name":"db","op":"volume.release"})",
-                        R"({"name":"db","op":"volume.release"})",
-                        R"({"name":"db","op":"volume.get"})"});
+  CHECK(requests ==
+        std::vector<std::string>{
+            R"({"name":"db","op":"volume.open"})",
+            R"({"op":"device.attach","read_only":true,"volume":"db"})", R"({"op":"device.list"})",
+            R"({"op":"device.attach","volume":"x"})", R"({"op":"device.detach","volume":"db"})",
+            R"({"name":"db","op":"volume.release"})", R"({"name":"db","op":"volume.release"})",
+            R"({"name":"db","op":"volume.get"})"});
 }
 
 TEST_CASE("csi node daemon client: no daemon is UNAVAILABLE", "[csi]") {

@@ -15,9 +15,9 @@ namespace portal::csi::testing {
 
 class FakeDaemon final : public NodeDaemon {
  public:
-  std::set<std::string> volumes;           // volumes the store has
+  std::set<std::string> volumes;  // volumes the store has
   std::map<std::string, AttachedDevice> attached;
-  std::vector<std::string> calls;          // "attach v", "detach v", "release v", ...
+  std::vector<std::string> calls;  // "attach v", "detach v", "release v", ...
   bool fenced = false;
 
   Status Open(const std::string& volume) override {
@@ -64,9 +64,9 @@ class FakeHost final : public NodeHost {
   std::vector<std::vector<std::string>> commands;  // every argv run, in order
   std::vector<MountEntry> mounts;
   std::set<std::string> installed = {"mkfs.ext4", "mkfs.xfs"};
-  std::map<std::string, std::string> fs_on;     // device -> filesystem blkid finds
-  std::map<std::string, std::string> heads;     // device -> its first bytes (default zeros)
-  std::map<std::string, uint64_t> sizes;        // device -> kernel size (default 1 GiB)
+  std::map<std::string, std::string> fs_on;  // device -> filesystem blkid finds
+  std::map<std::string, std::string> heads;  // device -> its first bytes (default zeros)
+  std::map<std::string, uint64_t> sizes;     // device -> kernel size (default 1 GiB)
   std::vector<NbdSlot> nbd;
   std::function<void(const std::vector<std::string>&)> on_run;  // runs before each command
 
@@ -95,7 +95,9 @@ class FakeHost final : public NodeHost {
     }
     return CommandResult{0, ""};  // resize2fs, xfs_growfs
   }
-  bool Installed(std::string_view program) override { return installed.count(std::string(program)); }
+  bool Installed(std::string_view program) override {
+    return installed.count(std::string(program));
+  }
   Result<std::vector<MountEntry>> Mounts() override { return mounts; }
   Result<std::string> ReadHead(const std::string& device, size_t bytes) override {
     if (auto it = heads.find(device); it != heads.end()) return it->second;
@@ -127,7 +129,8 @@ class FakeHost final : public NodeHost {
         e = {argv[2].substr(4), argv[3], "rw", "devtmpfs", "udev"};
       } else {
         const MountEntry* src = nullptr;
-        for (const auto& m : mounts) if (m.mount_point == argv[2]) src = &m;
+        for (const auto& m : mounts)
+          if (m.mount_point == argv[2]) src = &m;
         if (!src) return CommandResult{32, "not a mount"};
         e = *src;
         e.mount_point = argv[3];

@@ -1,6 +1,7 @@
 #include "csi/node_host.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -12,8 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <fmt/format.h>
 
 extern char** environ;
 
@@ -97,7 +96,8 @@ bool RealNodeHost::Installed(std::string_view program) {
   const std::string name(program);
   if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0;
   const char* path = std::getenv("PATH");
-  std::string_view dirs = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::string_view dirs =
+      path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   while (!dirs.empty()) {
     const size_t colon = dirs.find(':');
     std::string dir(dirs.substr(0, colon));

@@ -38,7 +38,8 @@ grpc::Status ParseCapability(bool present, const ::csi::v1::VolumeCapability& ca
     out->fs_type = cap.mount().fs_type().empty() ? "ext4" : cap.mount().fs_type();
     out->mount_flags.assign(cap.mount().mount_flags().begin(), cap.mount().mount_flags().end());
   } else {
-    return {StatusCode::INVALID_ARGUMENT, "volume_capability: access_type (block or mount) is required"};
+    return {StatusCode::INVALID_ARGUMENT,
+            "volume_capability: access_type (block or mount) is required"};
   }
   switch (cap.access_mode().mode()) {
     case Mode::SINGLE_NODE_WRITER:
@@ -64,16 +65,30 @@ grpc::Status ToGrpc(const Status& status) {
   using C = Status::Code;
   StatusCode code = StatusCode::INTERNAL;
   switch (status.code()) {
-    case C::kOk: return grpc::Status::OK;
-    case C::kNotFound: code = StatusCode::NOT_FOUND; break;
-    case C::kInvalidArgument: code = StatusCode::INVALID_ARGUMENT; break;
+    case C::kOk:
+      return grpc::Status::OK;
+    case C::kNotFound:
+      code = StatusCode::NOT_FOUND;
+      break;
+    case C::kInvalidArgument:
+      code = StatusCode::INVALID_ARGUMENT;
+      break;
     case C::kUnavailable:
-    case C::kShutdown: code = StatusCode::UNAVAILABLE; break;
+    case C::kShutdown:
+      code = StatusCode::UNAVAILABLE;
+      break;
     case C::kBusy:
-    case C::kPreconditionFailed: code = StatusCode::FAILED_PRECONDITION; break;
-    case C::kNoSpace: code = StatusCode::RESOURCE_EXHAUSTED; break;
-    case C::kPermissionDenied: code = StatusCode::PERMISSION_DENIED; break;
-    default: break;
+    case C::kPreconditionFailed:
+      code = StatusCode::FAILED_PRECONDITION;
+      break;
+    case C::kNoSpace:
+      code = StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case C::kPermissionDenied:
+      code = StatusCode::PERMISSION_DENIED;
+      break;
+    default:
+      break;
   }
   return {code, status.message()};
 }

@@ -1,14 +1,13 @@
 #include "csi/node_service.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "csi/filesystems.h"
 #include "csi/mount_table.h"
@@ -47,9 +46,9 @@ class NodeService::VolumeLock {
   bool held_ = false;
 };
 
-#define RETURN_IF_GRPC_ERROR(expr)             \
-  do {                                         \
-    ::grpc::Status grpc_status_ = (expr);      \
+#define RETURN_IF_GRPC_ERROR(expr)               \
+  do {                                           \
+    ::grpc::Status grpc_status_ = (expr);        \
     if (!grpc_status_.ok()) return grpc_status_; \
   } while (0)
 
@@ -138,7 +137,8 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
   std::string staging;
   RETURN_IF_GRPC_ERROR(CheckPath("staging_target_path", req->staging_target_path(), &staging));
   NodeCapability cap;
-  RETURN_IF_GRPC_ERROR(ParseCapability(req->has_volume_capability(), req->volume_capability(), &cap));
+  RETURN_IF_GRPC_ERROR(
+      ParseCapability(req->has_volume_capability(), req->volume_capability(), &cap));
   if (!cap.block) RETURN_IF_GRPC_ERROR(ToGrpc(CheckFsType(*host_, cap.fs_type)));
   const std::string& volume = req->volume_id();
   VolumeLock lock(this, volume);
@@ -176,11 +176,12 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
     RETURN_IF_GRPC_ERROR(ToGrpc(Format(*host_, device.path, cap.fs_type)));
   } else if (content->fs_type != cap.fs_type) {
     // Never format over anything: a volume's data is its owner's, whatever the CO asks.
-    const std::string holds = content->fs_type.empty() ? content->other
-                                                       : "a " + content->fs_type + " filesystem";
+    const std::string holds =
+        content->fs_type.empty() ? content->other : "a " + content->fs_type + " filesystem";
     return {StatusCode::FAILED_PRECONDITION,
             fmt::format("volume {} holds {}; the capability asks for {} (portalbd-csi never "
-                        "reformats a volume)", volume, holds, cap.fs_type)};
+                        "reformats a volume)",
+                        volume, holds, cap.fs_type)};
   }
   std::error_code ec;
   std::filesystem::create_directories(staging, ec);
@@ -232,7 +233,8 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
   std::string target;
   RETURN_IF_GRPC_ERROR(CheckPath("target_path", req->target_path(), &target));
   NodeCapability cap;
-  RETURN_IF_GRPC_ERROR(ParseCapability(req->has_volume_capability(), req->volume_capability(), &cap));
+  RETURN_IF_GRPC_ERROR(
+      ParseCapability(req->has_volume_capability(), req->volume_capability(), &cap));
   std::string staging;
   RETURN_IF_GRPC_ERROR(CheckPath("staging_target_path", req->staging_target_path(), &staging));
   const bool read_only = req->readonly() || cap.read_only;
@@ -260,9 +262,10 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
     const bool same = cap.block ? IsDeviceBind(*at, device.path)
                                 : at->source == device.path && !IsDeviceBind(*at, device.path);
     if (same && at->read_only() == read_only) return grpc::Status::OK;
-    return {StatusCode::ALREADY_EXISTS,
-            fmt::format("target_path {} already holds {}{}, not volume {}{}", target, at->source,
-                        at->read_only() ? " read-only" : "", volume, read_only ? " read-only" : "")};
+    return {
+        StatusCode::ALREADY_EXISTS,
+        fmt::format("target_path {} already holds {}{}, not volume {}{}", target, at->source,
+                    at->read_only() ? " read-only" : "", volume, read_only ? " read-only" : "")};
   }
 
   // Create the target the way the volume needs it: a directory, or a file the device
@@ -318,16 +321,19 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
 
   std::string problem;
   auto size = host_->DeviceSizeBytes(device.path);
-  if (!size.ok()) problem = size.status().message();
-  else if (*size == 0) problem = device.path + " is disconnected (the kernel shows no size)";
+  if (!size.ok())
+    problem = size.status().message();
+  else if (*size == 0)
+    problem = device.path + " is disconnected (the kernel shows no size)";
   else if (!device.connected) {
     problem = device.path + " has no connection to portalbd: I/O waits for it to reattach";
   }
   if (auto fenced = daemon_->Fenced(volume); !fenced.ok()) {
     problem = "the node's portalbd cannot report on it: " + fenced.status().message();
   } else if (*fenced) {
-    problem = "fenced: another node's portalbd opened the volume, writes here fail; "
-              "unstage it on this node";
+    problem =
+        "fenced: another node's portalbd opened the volume, writes here fail; "
+        "unstage it on this node";
   }
   if (IsDeviceBind(*at, device.path)) {
     if (size.ok()) {

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "csi/driver.h"
-#include "csi/node_daemon.h"
 #include "csi/mount_table.h"
+#include "csi/node_daemon.h"
 #include "csi/node_host.h"
 #include "csi/v1/csi.grpc.pb.h"
 
@@ -32,17 +32,14 @@ class NodeService final : public ::csi::v1::Node::Service {
 
   grpc::Status NodeStageVolume(grpc::ServerContext*, const ::csi::v1::NodeStageVolumeRequest*,
                                ::csi::v1::NodeStageVolumeResponse*) override;
-  grpc::Status NodeUnstageVolume(grpc::ServerContext*,
-                                 const ::csi::v1::NodeUnstageVolumeRequest*,
+  grpc::Status NodeUnstageVolume(grpc::ServerContext*, const ::csi::v1::NodeUnstageVolumeRequest*,
                                  ::csi::v1::NodeUnstageVolumeResponse*) override;
-  grpc::Status NodePublishVolume(grpc::ServerContext*,
-                                 const ::csi::v1::NodePublishVolumeRequest*,
+  grpc::Status NodePublishVolume(grpc::ServerContext*, const ::csi::v1::NodePublishVolumeRequest*,
                                  ::csi::v1::NodePublishVolumeResponse*) override;
   grpc::Status NodeUnpublishVolume(grpc::ServerContext*,
                                    const ::csi::v1::NodeUnpublishVolumeRequest*,
                                    ::csi::v1::NodeUnpublishVolumeResponse*) override;
-  grpc::Status NodeGetVolumeStats(grpc::ServerContext*,
-                                  const ::csi::v1::NodeGetVolumeStatsRequest*,
+  grpc::Status NodeGetVolumeStats(grpc::ServerContext*, const ::csi::v1::NodeGetVolumeStatsRequest*,
                                   ::csi::v1::NodeGetVolumeStatsResponse*) override;
   grpc::Status NodeExpandVolume(grpc::ServerContext*, const ::csi::v1::NodeExpandVolumeRequest*,
                                 ::csi::v1::NodeExpandVolumeResponse*) override;

@@ -104,8 +104,7 @@ struct Fixture {
   }
 };
 
-TEST_CASE("csi node: missing and bad fields are INVALID_ARGUMENT before anything runs",
-          "[csi]") {
+TEST_CASE("csi node: missing and bad fields are INVALID_ARGUMENT before anything runs", "[csi]") {
   Fixture f;
   CHECK(f.Stage("", MountCap()).error_code() == StatusCode::INVALID_ARGUMENT);
   CHECK(f.Stage("vol-a", MountCap(), "").error_code() == StatusCode::INVALID_ARGUMENT);
@@ -125,23 +124,29 @@ TEST_CASE("csi node: missing and bad fields are INVALID_ARGUMENT before anything
     CHECK(f.Unpublish(id).error_code() == StatusCode::INVALID_ARGUMENT);
   }
   // Several nodes cannot share a portalbd volume; no access mode is no request.
-  CHECK(f.Stage("vol-a", MountCap("", {}, v1::VolumeCapability::AccessMode::MULTI_NODE_MULTI_WRITER))
-            .error_code() == StatusCode::INVALID_ARGUMENT);
-  CHECK(f.Stage("vol-a", MountCap("", {}, v1::VolumeCapability::AccessMode::UNKNOWN))
-            .error_code() == StatusCode::INVALID_ARGUMENT);
+  CHECK(
+      f.Stage("vol-a", MountCap("", {}, v1::VolumeCapability::AccessMode::MULTI_NODE_MULTI_WRITER))
+          .error_code() == StatusCode::INVALID_ARGUMENT);
+  CHECK(
+      f.Stage("vol-a", MountCap("", {}, v1::VolumeCapability::AccessMode::UNKNOWN)).error_code() ==
+      StatusCode::INVALID_ARGUMENT);
   // A filesystem this node cannot make, or a name that is no program name.
   CHECK(f.Stage("vol-a", MountCap("zfs")).error_code() == StatusCode::INVALID_ARGUMENT);
   CHECK(f.Stage("vol-a", MountCap("../../bin/sh")).error_code() == StatusCode::INVALID_ARGUMENT);
 
   v1::NodePublishVolumeRequest pub;  // sanity: no id; no target; no capability
   v1::NodePublishVolumeResponse pub_resp;
-  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() == StatusCode::INVALID_ARGUMENT);
+  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() ==
+        StatusCode::INVALID_ARGUMENT);
   pub.set_volume_id("vol-a");
-  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() == StatusCode::INVALID_ARGUMENT);
+  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() ==
+        StatusCode::INVALID_ARGUMENT);
   pub.set_target_path(f.target);
-  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() == StatusCode::INVALID_ARGUMENT);
+  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() ==
+        StatusCode::INVALID_ARGUMENT);
   *pub.mutable_volume_capability() = MountCap();  // no staging path: the driver stages
-  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() == StatusCode::INVALID_ARGUMENT);
+  CHECK(f.node.NodePublishVolume(nullptr, &pub, &pub_resp).error_code() ==
+        StatusCode::INVALID_ARGUMENT);
 
   v1::NodeUnstageVolumeRequest unstage;
   v1::NodeUnstageVolumeResponse unstage_resp;
@@ -199,7 +204,8 @@ TEST_CASE("csi node: a volume that holds anything is never formatted", "[csi]") 
     CHECK(f.host.TakeCommands() == Strings{"blkid -p -o export /dev/nbd0"});
   }
   SECTION("a blank volume staged read-only: nothing to mount, not formatted") {
-    CHECK(f.Stage("vol-a", MountCap("", {}, v1::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY))
+    CHECK(f.Stage("vol-a",
+                  MountCap("", {}, v1::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY))
               .error_code() == StatusCode::FAILED_PRECONDITION);
     CHECK(f.host.TakeCommands() == Strings{"blkid -p -o export /dev/nbd0"});
   }
@@ -211,10 +217,10 @@ TEST_CASE("csi node: errors of the daemon keep their meaning", "[csi]") {
   CHECK(f.host.commands.empty());
 }
 
-TEST_CASE("csi node: publish binds the staging mount, read-only when asked, idempotent",
-          "[csi]") {
+TEST_CASE("csi node: publish binds the staging mount, read-only when asked, idempotent", "[csi]") {
   Fixture f;
-  CHECK(f.Publish("vol-a", MountCap()).error_code() == StatusCode::FAILED_PRECONDITION);  // not staged
+  CHECK(f.Publish("vol-a", MountCap()).error_code() ==
+        StatusCode::FAILED_PRECONDITION);  // not staged
   REQUIRE(f.Stage("vol-a", MountCap()).ok());
   f.host.TakeCommands();
   REQUIRE(f.Publish("vol-a", MountCap(), /*readonly=*/true).ok());
@@ -363,13 +369,15 @@ TEST_CASE("csi node: capabilities and info", "[csi]") {
   std::set<int> types;
   for (const auto& c : caps.capabilities()) types.insert(c.rpc().type());
   using Rpc = v1::NodeServiceCapability::RPC;
-  CHECK(types == std::set<int>{Rpc::STAGE_UNSTAGE_VOLUME, Rpc::GET_VOLUME_STATS,
-                               Rpc::EXPAND_VOLUME, Rpc::VOLUME_CONDITION});
+  CHECK(types == std::set<int>{Rpc::STAGE_UNSTAGE_VOLUME, Rpc::GET_VOLUME_STATS, Rpc::EXPAND_VOLUME,
+                               Rpc::VOLUME_CONDITION});
 
   v1::NodeGetInfoResponse info;
   // No NBD device: CSI reads 0 as "no limit", so that is an error, not 0.
-  CHECK(f.node.NodeGetInfo(nullptr, nullptr, &info).error_code() == StatusCode::FAILED_PRECONDITION);
-  f.host.nbd = {{"/dev/nbd0", false}, {"/dev/nbd1", true}, {"/dev/nbd2", true}, {"/dev/nbd3", false}};
+  CHECK(f.node.NodeGetInfo(nullptr, nullptr, &info).error_code() ==
+        StatusCode::FAILED_PRECONDITION);
+  f.host.nbd = {
+      {"/dev/nbd0", false}, {"/dev/nbd1", true}, {"/dev/nbd2", true}, {"/dev/nbd3", false}};
   REQUIRE(f.Stage("vol-a", BlockCap()).ok());  // the daemon holds nbd0 now; the kernel says in use
   f.host.nbd[0].in_use = true;
   REQUIRE(f.node.NodeGetInfo(nullptr, nullptr, &info).ok());

@@ -244,9 +244,10 @@ Task<Result<std::optional<control::DeviceEntry>>> DeviceSet::Detach(std::string 
   if (exp && !entry.read_only) {
     if (Status st = co_await exp->device->Flush(); !st.ok()) {
       if (options_.fenced && options_.fenced(volume)) {
-        Log()->warn("detaching the device of a fenced volume without its flush device={} "
-                    "volume={} error=\"{}\"",
-                    path, volume, st.ToString());
+        Log()->warn(
+            "detaching the device of a fenced volume without its flush device={} "
+            "volume={} error=\"{}\"",
+            path, volume, st.ToString());
       } else {
         co_await undo();
         co_return st.WithContext(

@@ -2,7 +2,6 @@
 // docs/volumes.md "One budget"), each under its own store's URL: layers whose segments
 // have the same ids never see each other's chunks.
 #include <catch2/catch.hpp>
-
 #include <map>
 #include <memory>
 #include <string>

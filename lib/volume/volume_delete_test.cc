@@ -2,7 +2,6 @@
 // once, within a bound: one at a time, a volume of thousands of objects took a round trip
 // per object.
 #include <catch2/catch.hpp>
-
 #include <memory>
 
 #include "env/block_on.h"

@@ -62,8 +62,7 @@ class WriteBudget {
   // reservations. Call after every change that may shrink the charge (an upload settled),
   // and after a write (with what it reserved). A buffer sealed since need not be told
   // (an active figure too high only pushes a buffer already on its way).
-  void Update(Account& a, uint64_t held_bytes, uint64_t active_bytes,
-              uint64_t release_bytes = 0);
+  void Update(Account& a, uint64_t held_bytes, uint64_t active_bytes, uint64_t release_bytes = 0);
 
   // One write's wait for `need` bytes (sans-io: the volume runs the loop, so that it
   // also wakes for its own fence or stop):
@@ -126,11 +125,11 @@ class WriteBudget::Account {
 
  private:
   friend class WriteBudget;
-  std::mutex push_mu_;           // push_ running vs Leave
-  std::function<void()> push_;   // GUARDED_BY(push_mu_); empty after Leave
-  uint64_t held_ = 0;            // GUARDED_BY(budget mu_)
-  uint64_t active_ = 0;          // GUARDED_BY(budget mu_)
-  uint64_t reserved_ = 0;        // GUARDED_BY(budget mu_)
+  std::mutex push_mu_;          // push_ running vs Leave
+  std::function<void()> push_;  // GUARDED_BY(push_mu_); empty after Leave
+  uint64_t held_ = 0;           // GUARDED_BY(budget mu_)
+  uint64_t active_ = 0;         // GUARDED_BY(budget mu_)
+  uint64_t reserved_ = 0;       // GUARDED_BY(budget mu_)
 };
 
 }  // namespace portal::volume

@@ -1,12 +1,13 @@
 // One write-buffer budget for several volumes (write_budget.h, docs/volumes.md "One
 // budget"): the bound holds across volumes written at once, an idle volume's buffer is
 // pushed out for a blocked one, and waiters are served in order.
-#include <catch2/catch.hpp>
-
-#include <memory>
-#include <vector>
+#include "volume/write_budget.h"
 
 #include <fmt/format.h>
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <vector>
 
 #include "env/async.h"
 #include "env/block_on.h"
@@ -17,7 +18,6 @@
 #include "testing/borrowed_store.h"
 #include "testing/volume_options.h"
 #include "volume/lsm_volume.h"
-#include "volume/write_budget.h"
 
 namespace portal::volume {
 namespace {
@@ -37,9 +37,9 @@ objstore::FaultOptions SlowPuts(uint64_t put_ms) {
 
 // Writes `count` writes of `bytes` filled with `fill` at `first_off`, `stride` apart
 // (modulo `wrap`); counts failures, and successes in `*ok` (if set), until `*stop` (if set).
-Task<void> Writer(std::shared_ptr<LsmVolume> v, uint64_t first_off, uint64_t stride,
-                  uint64_t wrap, uint64_t bytes, uint8_t fill, uint64_t count, int* failed,
-                  uint64_t* ok, const bool* stop) {
+Task<void> Writer(std::shared_ptr<LsmVolume> v, uint64_t first_off, uint64_t stride, uint64_t wrap,
+                  uint64_t bytes, uint8_t fill, uint64_t count, int* failed, uint64_t* ok,
+                  const bool* stop) {
   std::vector<uint8_t> data(bytes, fill);
   for (uint64_t k = 0; k < count && !(stop && *stop); ++k) {
     if ((co_await v->Write((first_off + k * stride) % wrap, data, {})).ok()) {
@@ -76,11 +76,11 @@ TEST_CASE("write budget: waiters are served in order of arrival and push the hol
   CHECK_FALSE(small.push());        // not first in line
   budget.Update(*a, 80, 0);         // sealed: on its way
   CHECK_FALSE(big.TryReserve());
-  CHECK_FALSE(big.push());          // its settling makes room: no need to push
+  CHECK_FALSE(big.push());  // its settling makes room: no need to push
   budget.Update(*a, 80, 80);
   budget.PushHolders();
   CHECK(pushes_a == 1);
-  CHECK(pushes_b == 0);  // b holds nothing
+  CHECK(pushes_b == 0);       // b holds nothing
   budget.Update(*a, 40, 40);  // an upload settled
   CHECK(big.TryReserve());
   CHECK(small.TryReserve());  // 40 + 50 + 10 = 100
@@ -178,8 +178,7 @@ TEST_CASE("write budget: a volume blocked behind an idle one's buffer completes"
   REQUIRE(RunSim(env, b->Close()).ok());
 }
 
-TEST_CASE("write budget: a busy volume does not starve a second one",
-          "[volume][write_budget]") {
+TEST_CASE("write budget: a busy volume does not starve a second one", "[volume][write_budget]") {
   SimEnv env;
   objstore::MemoryStore mem;
   objstore::FaultStore slow(std::make_unique<testing::BorrowedStore>(mem), env, SlowPuts(10));

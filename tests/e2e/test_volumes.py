@@ -11,6 +11,7 @@
 - file_takeover: a second daemon takes one volume over (file://, which honours conditional
   writes; s3rver ignores them, so fencing cannot work there): the first daemon is fenced
   for that volume only and keeps serving its others.
+- rgw_takeover: the same on Ceph RGW (tests/e2e/rgw.py), a real S3 server with fencing on.
 """
 
 import json
@@ -202,9 +203,9 @@ def connect_export(nbd, d, export):
     return h
 
 
-def case_file_takeover(tmp):
+def takeover(tmp, kind):
     nbd = import_nbd()
-    st = Storage(tmp, "file")
+    st = Storage(tmp, kind)
     a = st.daemon(cache_dir=os.path.join(tmp, "cache-a"), lsm={"flush_interval_ms": 0})
     portalctl(a, "volume", "create", "one", "--size", "16M")
     portalctl(a, "volume", "create", "two", "--size", "16M")
@@ -242,6 +243,15 @@ def case_file_takeover(tmp):
     hb.shutdown()
     a.stop()
     b.stop()
+
+
+def case_file_takeover(tmp):
+    takeover(tmp, "file")
+
+
+def case_rgw_takeover(tmp):
+    # On Ceph RGW with fencing on: If-None-Match honoured, so B's open fences A for "two".
+    takeover(tmp, "rgw")
 
 
 if __name__ == "__main__":

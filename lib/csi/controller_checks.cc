@@ -40,8 +40,10 @@ std::string CapabilityProblem(const VolumeCapability& cap) {
   if (cap.has_block()) return "";
   if (!cap.has_mount()) return "volume capability with neither block nor mount access";
   const std::string& fs = cap.mount().fs_type();
-  if (!fs.empty() && fs != "ext4" && fs != "xfs") {
-    return fmt::format("fs_type '{}' is not supported (ext4 or xfs)", fs);
+  // The filesystems the node formats and grows online (docs/csi.md "Node") and its image
+  // ships the tools of.
+  if (!fs.empty() && fs != "ext4" && fs != "xfs" && fs != "btrfs") {
+    return fmt::format("fs_type '{}' is not supported (ext4, xfs or btrfs)", fs);
   }
   return "";
 }

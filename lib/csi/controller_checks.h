@@ -19,7 +19,7 @@ inline constexpr uint64_t kDefaultVolumeBytes = 1ull << 30;
 inline constexpr uint64_t kMaxVolumeBytes = (1ull << 63) - (1ull << 16);
 
 // "" when portalbd serves `cap` as asked; else why not. Block and mount (fs_type "",
-// ext4 or xfs); access modes SINGLE_NODE_WRITER, SINGLE_NODE_SINGLE_WRITER,
+// ext4, xfs or btrfs); access modes SINGLE_NODE_WRITER, SINGLE_NODE_SINGLE_WRITER,
 // SINGLE_NODE_MULTI_WRITER (one node's daemon serves the device; its pods share it) and
 // SINGLE_NODE_READER_ONLY. Multi-node modes are refused: each node's daemon would open the
 // volume as its single writer and fence the other.

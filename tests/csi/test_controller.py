@@ -244,6 +244,7 @@ def case_file_create_idempotent_and_errors(tmp):
         # Every working mode and access type.
         for i, cap in enumerate([block_cap(), mount_cap(Mode.SINGLE_NODE_SINGLE_WRITER, "ext4"),
                                  mount_cap(Mode.SINGLE_NODE_MULTI_WRITER, "xfs"),
+                                 mount_cap(Mode.SINGLE_NODE_WRITER, "btrfs"),
                                  block_cap(Mode.SINGLE_NODE_READER_ONLY)]):
             create(c, f"mode-{i}", required=MIB, caps=[cap])
         # Nothing stays served on the controller's daemon.

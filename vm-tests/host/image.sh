@@ -2,7 +2,7 @@
 # Host side, part 2: the guest's initramfs, as two uncompressed newc cpio archives that
 # the kernel unpacks one after the other (decompressing under TCG would cost boot time):
 #
-#   base-<key>.cpio     busybox, nbd-client, e2fsprogs, btrfs-progs, util-linux tools, GNU
+#   base-<key>.cpio     busybox, nbd-client, e2fsprogs, btrfs-progs, xfsprogs, util-linux tools, GNU
 #                       dd and df, openssl (the tls test's certificates), kernel modules (the boot's and the sets tests load),
 #                       their shared libraries. Cached: rebuilt only when one of those
 #                       files (or this script) changes.
@@ -16,7 +16,7 @@
 # Host binaries that go into the guest's /sbin (the real tools; busybox's applets, in
 # /bin, come later in PATH, so e.g. e2fsprogs' mke2fs is the one that runs).
 VM_GUEST_TOOLS=(nbd-client mke2fs e2fsck tune2fs dumpe2fs blkdiscard fstrim blockdev dd df
-  mkfs.btrfs btrfs openssl fio resize2fs blkid mount umount)
+  mkfs.btrfs btrfs openssl fio resize2fs blkid mount umount mkfs.xfs xfs_growfs xfs_repair)
 
 # Prints the shared libraries (absolute paths, the loader included) that $1 needs.
 vm_libs_of() {

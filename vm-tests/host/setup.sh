@@ -14,13 +14,14 @@
 # xz-utils (kernel payload), these provide the guest's binaries: nbd-client, mke2fs,
 # e2fsck, resize2fs, blkdiscard, fstrim, blockdev, blkid, GNU dd and df, util-linux's mount
 # and umount (portalbd-csi runs them in csi-node), mkfs.btrfs and btrfs, and openssl
-# (the tls test makes its certificates in the guest), fio (reattach's verified writes).
+# (the tls test makes its certificates in the guest), fio (reattach's verified writes),
+# mkfs.xfs, xfs_growfs and xfs_repair (csi-grow-xfs-btrfs: portalbd-csi formats and grows xfs).
 VM_HOST_PACKAGES=(qemu-system-x86 cpio kmod xz-utils nbd-client e2fsprogs util-linux mount
-  coreutils btrfs-progs openssl fio)
+  coreutils btrfs-progs openssl fio xfsprogs)
 # Host commands that must exist once the packages are installed.
 VM_HOST_COMMANDS=(qemu-system-x86_64 cpio depmod modprobe xz nbd-client mke2fs e2fsck blkdiscard
   fstrim blockdev dd df mkfs.btrfs btrfs openssl fio ldd dpkg-deb sha256sum setpriv flock
-  resize2fs blkid mount umount)
+  resize2fs blkid mount umount mkfs.xfs xfs_growfs xfs_repair)
 
 vm_sudo=()
 
@@ -114,7 +115,7 @@ vm_fetch_deb() {
 # Module sets that tests load on demand (guest/lib.sh load_modules SET): set name ->
 # the modules modprobe resolves it from. A cached kernel directory without one of these
 # sets' load files is rebuilt.
-declare -A VM_MODULE_SETS=([btrfs]="btrfs")
+declare -A VM_MODULE_SETS=([btrfs]="btrfs" [xfs]="xfs")
 
 vm_module_sets_cached() {
   local set
@@ -204,8 +205,11 @@ vm_prepare_kernel() {
   mkdir -p "$VM_KERNEL_DIR.tmp/modules"
   VM_MODULES_SEEN=" "
   vm_module_order "$x" "$VM_KERNEL_DIR.tmp/modules.load" nbd ext4 crc32c_generic
-  local set
+  local set boot_seen=$VM_MODULES_SEEN
   for set in "${!VM_MODULE_SETS[@]}"; do
+    # Each set lists every module it needs beyond the boot's, even one another set has
+    # too (btrfs and xfs both need libcrc32c): a test loads only its own sets.
+    VM_MODULES_SEEN=$boot_seen
     # shellcheck disable=SC2086 # a list of module names
     vm_module_order "$x" "$VM_KERNEL_DIR.tmp/modules.$set.load" ${VM_MODULE_SETS[$set]}
   done

@@ -120,8 +120,8 @@ check_eq "stage of an unknown volume: NOT_FOUND" \
   "$(call_code "$CSI1" Node.NodeStageVolume "{\"volumeId\":\"nosuch\",\"stagingTargetPath\":\"$S1\",$mount_cap}")" NOT_FOUND
 check_eq "stage with a path-like volume id: INVALID_ARGUMENT" \
   "$(call_code "$CSI1" Node.NodeStageVolume "{\"volumeId\":\"../fsvol\",\"stagingTargetPath\":\"$S1\",$mount_cap}")" INVALID_ARGUMENT
-check_eq "stage as xfs (no mkfs.xfs here): INVALID_ARGUMENT" \
-  "$(call_code "$CSI1" Node.NodeStageVolume "{\"volumeId\":\"fsvol\",\"stagingTargetPath\":\"$S1\",\"volumeCapability\":{\"mount\":{\"fsType\":\"xfs\"},\"accessMode\":{\"mode\":\"SINGLE_NODE_WRITER\"}}}")" INVALID_ARGUMENT
+check_eq "stage as f2fs (no mkfs.f2fs here): INVALID_ARGUMENT" \
+  "$(call_code "$CSI1" Node.NodeStageVolume "{\"volumeId\":\"fsvol\",\"stagingTargetPath\":\"$S1\",\"volumeCapability\":{\"mount\":{\"fsType\":\"f2fs\"},\"accessMode\":{\"mode\":\"SINGLE_NODE_WRITER\"}}}")" INVALID_ARGUMENT
 check_eq "publish before stage: FAILED_PRECONDITION" \
   "$(call_code "$CSI1" Node.NodePublishVolume "{\"volumeId\":\"fsvol\",\"stagingTargetPath\":\"$S1\",\"targetPath\":\"$T1\",$mount_cap}")" FAILED_PRECONDITION
 

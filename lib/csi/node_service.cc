@@ -312,6 +312,9 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
                                              const v1::NodeGetVolumeStatsRequest* req,
                                              v1::NodeGetVolumeStatsResponse* resp) {
   RETURN_IF_GRPC_ERROR(CheckVolumeId(req->volume_id()));
+  // A path that is not absolute is not INVALID_ARGUMENT here: it names no mount, so the
+  // volume is not there, NOT_FOUND (csi-sanity asks for "some/path" and wants that; so
+  // does NodeExpandVolume). The path is only compared with the mount table, never opened.
   if (req->volume_path().empty()) return {StatusCode::INVALID_ARGUMENT, "volume_path is required"};
   const std::string& volume = req->volume_id();
   AttachedDevice device;

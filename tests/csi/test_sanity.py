@@ -14,7 +14,8 @@ What csi-sanity skips here, by design rather than by a missing feature:
 ControllerPublishVolume, ControllerUnpublishVolume and "volume lifecycle" (they run only
 with PUBLISH_UNPUBLISH_VOLUME: attachment happens at NodeStageVolume, the CSIDriver says
 attachRequired: false; case controller_publish_not_advertised checks that), and the
-ListVolumes pagination XIt (disabled upstream). Node specs need a kernel: vm-tests."""
+ListVolumes pagination XIt (disabled upstream). The Node specs are test_sanity_node.py (no
+kernel device needed) and vm-tests/tests/csi-sanity-node.sh (the rest)."""
 
 import os
 import re

@@ -16,7 +16,7 @@ using control::NodeEntry;
 
 constexpr const char* kSince = "2026-12-07T15:00:00.000000Z";
 
-TEST_CASE("node and attachment records encode and decode; damage is corruption",
+TEST_CASE("node and attachment records encode and decode, and damage is corruption",
           "[daemon][attachments]") {
   NodeEntry n{"node-a", "10.0.0.5:7070", kSince};
   CHECK(EncodeNodeRecord(n) ==
@@ -61,7 +61,7 @@ TEST_CASE("nodes register under a valid id only", "[daemon][attachments]") {
   CHECK(RunSim(env, store.List("nodes/"))->size() == 1);
 }
 
-TEST_CASE("a volume is published to one node; unpublish removes only that node's record",
+TEST_CASE("a volume is published to one node, and unpublish removes only that node's record",
           "[daemon][attachments]") {
   SimEnv env;
   objstore::MemoryStore store;

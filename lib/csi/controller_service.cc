@@ -108,6 +108,8 @@ grpc::Status ControllerService::OnDetached(const std::string& volume, Change cha
   return result.ok() ? released : result;
 }
 
+namespace {
+
 // A published volume whose node's daemon does not hold it (yet): its owner record is
 // missing, names another node, or its daemon answered not_owner.
 grpc::Status NotYetOpened(const control::VolumeEntry& v) {
@@ -119,6 +121,8 @@ grpc::Status NotYetOpened(const control::VolumeEntry& v) {
                   v.owner ? fmt::format(" (the owner record names node '{}')", v.owner->node)
                           : std::string(" (no owner record)")));
 }
+
+}  // namespace
 
 template <typename Change>
 grpc::Status ControllerService::OnWriter(const control::VolumeEntry& entry, Change change) {

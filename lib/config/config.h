@@ -27,8 +27,10 @@
 //             listen (HOST:PORT: the control protocol over TCP for the CSI controller;
 //             unset: off), token_file (required with listen: the shared secret, at least
 //             32 printable bytes, not world-readable), tls_cert, tls_key (PEM: TLS on the
-//             listener), node_id (owner records' "node"; default the host name),
-//             advertise (owner records' "control"; default the listen address).
+//             listener), node_id (owner and node records' "node"; default the host
+//             name; the volume-name rule, daemon/attachments.h: the daemon registers
+//             itself as nodes/<node_id>.json at start), advertise (owner and node
+//             records' "control"; default the listen address).
 //             docs/csi.md "How the controller reaches a volume's owner"
 //   socket    top-level control socket key, as the original's code reads it
 //   [lsm]     flush_interval_ms, l0_sst_size_bytes, max_unflushed_bytes,

@@ -105,6 +105,24 @@ ordered_json VolumeJson(const VolumeEntry& v) {
     j["owner"] = {
         {"node", v.owner->node}, {"control", v.owner->control}, {"epoch", v.owner->epoch}};
   }
+  if (v.attachment) j["attachment"] = AttachmentJson(*v.attachment);
+  return j;
+}
+
+ordered_json AttachmentJson(const AttachmentEntry& a) {
+  ordered_json j;
+  j["volume"] = a.volume;
+  j["node"] = a.node;
+  j["read_only"] = a.read_only;
+  j["since"] = a.since;
+  return j;
+}
+
+ordered_json NodeJson(const NodeEntry& n) {
+  ordered_json j;
+  j["node"] = n.node;
+  j["control"] = n.control;
+  j["since"] = n.since;
   return j;
 }
 
@@ -176,7 +194,32 @@ Result<VolumeEntry> DecodeVolume(const ordered_json& j) {
     RETURN_IF_ERROR(o.Str("control", &v.owner->control));
     RETURN_IF_ERROR(o.U64("epoch", &v.owner->epoch));
   }
+  if (auto it = j.find("attachment"); it != j.end() && !it->is_null()) {
+    ASSIGN_OR_RETURN(auto a, DecodeAttachment(*it));
+    v.attachment = std::move(a);
+  }
   return v;
+}
+
+Result<AttachmentEntry> DecodeAttachment(const ordered_json& j) {
+  if (!j.is_object()) return Status::Corruption("reply: an attachment is not an object");
+  Fields f(j, "reply attachment");
+  AttachmentEntry a;
+  RETURN_IF_ERROR(f.Str("volume", &a.volume));
+  RETURN_IF_ERROR(f.Str("node", &a.node));
+  RETURN_IF_ERROR(f.Bool("read_only", &a.read_only));
+  RETURN_IF_ERROR(f.Str("since", &a.since));
+  return a;
+}
+
+Result<NodeEntry> DecodeNode(const ordered_json& j) {
+  if (!j.is_object()) return Status::Corruption("reply: a node is not an object");
+  Fields f(j, "reply node");
+  NodeEntry n;
+  RETURN_IF_ERROR(f.Str("node", &n.node));
+  RETURN_IF_ERROR(f.Str("control", &n.control));
+  RETURN_IF_ERROR(f.Str("since", &n.since));
+  return n;
 }
 
 Result<DeviceEntry> DecodeDevice(const ordered_json& j) {

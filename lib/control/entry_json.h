@@ -1,8 +1,8 @@
 // The JSON form of the control protocol's entries (snapshot, volume, device, daemon
-// status), both ways: the daemon encodes them into replies, the client decodes them,
-// type-checked and never throwing (a malformed reply is Corruption). Internal to
-// control/protocol.cc; split out to keep the request and reply framing apart from the
-// shape of each entry.
+// status, attachment, node), both ways: the daemon encodes them into replies, the client
+// decodes them, type-checked and never throwing (a malformed reply is Corruption).
+// Internal to control/protocol.cc; split out to keep the request and reply framing apart
+// from the shape of each entry.
 #pragma once
 
 #include <fmt/format.h>
@@ -59,10 +59,14 @@ nlohmann::ordered_json SnapshotJson(const SnapshotEntry& s);
 nlohmann::ordered_json StatusJson(const DaemonStatus& s);
 nlohmann::ordered_json VolumeJson(const VolumeEntry& v);
 nlohmann::ordered_json DeviceJson(const DeviceEntry& d);
+nlohmann::ordered_json AttachmentJson(const AttachmentEntry& a);
+nlohmann::ordered_json NodeJson(const NodeEntry& n);
 
 Result<SnapshotEntry> DecodeSnapshot(const nlohmann::ordered_json& j);
 Result<VolumeEntry> DecodeVolume(const nlohmann::ordered_json& j);
 Result<DeviceEntry> DecodeDevice(const nlohmann::ordered_json& j);
+Result<AttachmentEntry> DecodeAttachment(const nlohmann::ordered_json& j);
+Result<NodeEntry> DecodeNode(const nlohmann::ordered_json& j);
 Result<DaemonStatus> DecodeStatus(const nlohmann::ordered_json& j);
 
 }  // namespace portal::control::entry_json

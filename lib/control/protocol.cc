@@ -12,12 +12,16 @@ namespace portal::control {
 
 using nlohmann::json;
 using nlohmann::ordered_json;
+using entry_json::AttachmentJson;
+using entry_json::DecodeAttachment;
 using entry_json::DecodeDevice;
+using entry_json::DecodeNode;
 using entry_json::DecodeSnapshot;
 using entry_json::DecodeStatus;
 using entry_json::DecodeVolume;
 using entry_json::DeviceJson;
 using entry_json::Fields;
+using entry_json::NodeJson;
 using entry_json::SnapshotJson;
 using entry_json::StatusJson;
 using entry_json::VolumeJson;
@@ -45,9 +49,14 @@ constexpr struct {
     {Op::kDeviceAttach, "device.attach"},       {Op::kDeviceDetach, "device.detach"},
     {Op::kDeviceList, "device.list"},
     {Op::kVolumeInspect, "volume.inspect"},
+    {Op::kVolumePublish, "volume.publish"},
+    {Op::kVolumeUnpublish, "volume.unpublish"},
+    {Op::kNodeGet, "node.get"},
 };
 
-bool IsSnapshotOp(Op op) { return op != Op::kStatus && !IsVolumeOp(op) && !IsDeviceOp(op); }
+bool IsSnapshotOp(Op op) {
+  return op != Op::kStatus && !IsVolumeOp(op) && !IsDeviceOp(op) && !IsNodeOp(op);
+}
 bool TakesVolume(Op op) {
   return IsSnapshotOp(op) || op == Op::kDeviceAttach || op == Op::kDeviceDetach;
 }
@@ -76,6 +85,8 @@ bool IsDeviceOp(Op op) {
   return op == Op::kDeviceAttach || op == Op::kDeviceDetach || op == Op::kDeviceList;
 }
 
+bool IsNodeOp(Op op) { return op == Op::kNodeGet; }
+
 bool IsVolumeOp(Op op) {
   switch (op) {
     case Op::kVolumeCreate:
@@ -87,6 +98,8 @@ bool IsVolumeOp(Op op) {
     case Op::kVolumeRelease:
     case Op::kVolumeClone:
     case Op::kVolumeInspect:
+    case Op::kVolumePublish:
+    case Op::kVolumeUnpublish:
       return true;
     default:
       return false;
@@ -155,7 +168,7 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
   for (const auto& [key, value] : j.items()) {
     if (key != "op" && key != "name" && key != "id" && key != "volume" && key != "size_bytes" &&
         key != "allow_shrink" && key != "source" && key != "snapshot" && key != "device" &&
-        key != "read_only" && key != "block_size") {
+        key != "read_only" && key != "block_size" && key != "node") {
       return BadRequest(fmt::format("unknown request field '{}'", key));
     }
   }
@@ -177,7 +190,8 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
         fmt::format("unknown op '{}' (known: snapshot.create, snapshot.list, snapshot.get, "
                     "snapshot.delete, snapshot.restore, status, volume.create, volume.list, "
                     "volume.get, volume.delete, volume.resize, volume.open, volume.release, "
-                    "volume.clone, device.attach, device.detach, device.list, volume.inspect)",
+                    "volume.clone, device.attach, device.detach, device.list, volume.inspect, "
+                    "volume.publish, volume.unpublish, node.get)",
                     op_name));
   }
   auto name_it = j.find("name");
@@ -246,11 +260,22 @@ std::variant<Request, ErrorReply> ParseRequest(std::string_view line, std::strin
     r.device = it->get<std::string>();
   }
   if (auto it = j.find("read_only"); it != j.end()) {
-    if (r.op != Op::kDeviceAttach) {
+    if (r.op != Op::kDeviceAttach && r.op != Op::kVolumePublish) {
       return BadRequest(fmt::format("op '{}' takes no read_only", op_name));
     }
     if (!it->is_boolean()) return BadRequest("request field 'read_only' must be a boolean");
     r.read_only = it->get<bool>();
+  }
+  if (auto it = j.find("node"); it != j.end()) {
+    if (r.op != Op::kVolumePublish && r.op != Op::kVolumeUnpublish) {
+      return BadRequest(fmt::format("op '{}' takes no node", op_name));
+    }
+    if (!it->is_string() || it->get<std::string>().empty()) {
+      return BadRequest("request field 'node' must be a node id (a non-empty string)");
+    }
+    r.node = it->get<std::string>();
+  } else if (r.op == Op::kVolumePublish) {
+    return BadRequest("op 'volume.publish' needs a 'node' (a node id)");
   }
   if (r.op == Op::kDeviceAttach && r.volume.empty()) {
     return BadRequest("op 'device.attach' needs a 'volume' (a volume name)");
@@ -295,6 +320,12 @@ std::string EncodeReply(const Reply& reply, std::string_view id_json) {
         } else if constexpr (std::is_same_v<T, DeviceDetachReply>) {
           j["detached"] = r.detached;
           if (r.detached) j["device"] = DeviceJson(r.device);
+        } else if constexpr (std::is_same_v<T, AttachmentReply>) {
+          j["attachment"] = AttachmentJson(r.attachment);
+        } else if constexpr (std::is_same_v<T, UnpublishReply>) {
+          j["unpublished"] = r.unpublished;
+        } else if constexpr (std::is_same_v<T, NodeReply>) {
+          j["node"] = NodeJson(r.node);
         } else if constexpr (std::is_same_v<T, ErrorReply>) {
           ordered_json e;
           e["code"] = r.code;
@@ -356,7 +387,13 @@ std::string EncodeRequest(const Request& request) {
   }
   if (TakesVolume(request.op) && !request.volume.empty()) j["volume"] = request.volume;
   if (IsDeviceOp(request.op) && !request.device.empty()) j["device"] = request.device;
-  if (request.op == Op::kDeviceAttach && request.read_only) j["read_only"] = true;
+  if ((request.op == Op::kDeviceAttach || request.op == Op::kVolumePublish) && request.read_only) {
+    j["read_only"] = true;
+  }
+  if ((request.op == Op::kVolumePublish || request.op == Op::kVolumeUnpublish) &&
+      !request.node.empty()) {
+    j["node"] = request.node;
+  }
   if (TakesSize(request.op)) j["size_bytes"] = request.size_bytes;
   if (request.op == Op::kVolumeResize && request.allow_shrink) j["allow_shrink"] = true;
   if (request.op == Op::kVolumeCreate && request.block_size != 0) {
@@ -394,6 +431,18 @@ Result<Reply> DecodeReply(std::string_view line) {
       ASSIGN_OR_RETURN(r.device, DecodeDevice(*d));
     }
     return Reply(std::move(r));
+  }
+  if (auto it = j.find("attachment"); it != j.end()) {
+    ASSIGN_OR_RETURN(auto a, DecodeAttachment(*it));
+    return Reply(AttachmentReply{std::move(a)});
+  }
+  if (auto it = j.find("unpublished"); it != j.end()) {
+    if (!it->is_boolean()) return Status::Corruption("reply: unpublished is not a boolean");
+    return Reply(UnpublishReply{it->get<bool>()});
+  }
+  if (auto it = j.find("node"); it != j.end()) {
+    ASSIGN_OR_RETURN(auto n, DecodeNode(*it));
+    return Reply(NodeReply{std::move(n)});
   }
   if (auto it = j.find("device"); it != j.end()) {
     ASSIGN_OR_RETURN(auto d, DecodeDevice(*it));

@@ -51,11 +51,15 @@ enum class Op {
   kDeviceDetach,
   kDeviceList,
   kVolumeInspect,
+  kVolumePublish,
+  kVolumeUnpublish,
+  kNodeGet,
 };
 std::string_view OpName(Op op);  // "snapshot.create", "volume.create", ...
 bool OpTakesName(Op op);
 bool IsVolumeOp(Op op);  // volume.*: `name` is a volume's name
 bool IsDeviceOp(Op op);  // device.*: kernel NBD devices the daemon serves (no `name`)
+bool IsNodeOp(Op op);    // node.*: `name` is a node id (docs/csi.md, the node registry)
 
 struct Request {
   Op op = Op::kStatus;
@@ -78,6 +82,9 @@ struct Request {
   // volume.create, optional: the new volume's block size (0: the daemon's [device]
   // block_size).
   uint32_t block_size = 0;
+  // volume.publish (required), volume.unpublish (optional): the node id the volume is
+  // published to; volume.publish also takes `read_only`.
+  std::string node{};
 };
 
 // --- replies --------------------------------------------------------------------------
@@ -111,6 +118,23 @@ struct OwnerEntry {
   friend bool operator==(const OwnerEntry&, const OwnerEntry&) = default;
 };
 
+// A volume published to a node (its attachment record, daemon/attachments.h).
+struct AttachmentEntry {
+  std::string volume;
+  std::string node;
+  bool read_only = false;
+  std::string since;  // RFC 3339, when it was published
+  friend bool operator==(const AttachmentEntry&, const AttachmentEntry&) = default;
+};
+
+// A registered node (its node record, daemon/attachments.h).
+struct NodeEntry {
+  std::string node;
+  std::string control;  // "host:port" of its daemon's control listener
+  std::string since;    // RFC 3339, when its daemon started
+  friend bool operator==(const NodeEntry&, const NodeEntry&) = default;
+};
+
 // A served volume as replies show it (docs/control.md "Volume object").
 struct VolumeEntry {
   std::string name;  // "portalbd" for the default volume
@@ -130,6 +154,8 @@ struct VolumeEntry {
   std::optional<std::vector<SnapshotEntry>> snapshot_list{};
   // volume.inspect only ("owner"): its owner record, when one names a daemon.
   std::optional<OwnerEntry> owner{};
+  // volume.inspect only ("attachment"): the node it is published to, if any.
+  std::optional<AttachmentEntry> attachment{};
   friend bool operator==(const VolumeEntry&, const VolumeEntry&) = default;
 };
 
@@ -157,6 +183,16 @@ struct DeviceDetachReply {
 };
 struct VolumeReply {
   VolumeEntry volume;
+};
+struct AttachmentReply {  // volume.publish
+  AttachmentEntry attachment;
+};
+// volume.unpublish: `unpublished` false when no record named the node (nothing removed).
+struct UnpublishReply {
+  bool unpublished = false;
+};
+struct NodeReply {  // node.get
+  NodeEntry node;
 };
 struct VolumeListReply {
   std::vector<VolumeEntry> volumes;
@@ -235,7 +271,7 @@ struct ErrorReply {
 
 using Reply = std::variant<OkReply, SnapshotReply, SnapshotListReply, StatusReply, ErrorReply,
                            VolumeReply, VolumeListReply, DeviceReply, DeviceListReply,
-                           DeviceDetachReply>;
+                           DeviceDetachReply, AttachmentReply, UnpublishReply, NodeReply>;
 
 // An error reply for a Status from the volume: the code is the Status code in snake_case
 // ("not_found", "invalid_argument", "busy", "io_error", ...).

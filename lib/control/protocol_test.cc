@@ -85,7 +85,8 @@ TEST_CASE("malformed control requests are bad_request with a message", "[control
        "unknown op 'SnapshotCreate' (known: snapshot.create, snapshot.list, snapshot.get, "
        "snapshot.delete, snapshot.restore, status, volume.create, volume.list, volume.get, "
        "volume.delete, volume.resize, volume.open, volume.release, volume.clone, "
-       "device.attach, device.detach, device.list, volume.inspect)"},
+       "device.attach, device.detach, device.list, volume.inspect, volume.publish, "
+       "volume.unpublish, node.get)"},
       {R"({"op":"volume.create","name":"a"})",
        "op 'volume.create' needs 'size_bytes' (a positive integer)"},
       {R"({"op":"volume.create","name":"a","size_bytes":0})",

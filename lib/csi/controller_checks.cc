@@ -48,6 +48,16 @@ std::string CapabilityProblem(const VolumeCapability& cap) {
   return "";
 }
 
+grpc::Status CheckPublish(const ::csi::v1::ControllerPublishVolumeRequest& req) {
+  if (req.volume_id().empty()) return Invalid("volume_id is required");
+  if (req.node_id().empty()) return Invalid("node_id is required");
+  if (!req.has_volume_capability()) return Invalid("volume_capability is required");
+  if (std::string problem = CapabilityProblem(req.volume_capability()); !problem.empty()) {
+    return Invalid(problem);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status CheckCapabilities(const google::protobuf::RepeatedPtrField<VolumeCapability>& caps) {
   if (caps.empty()) return Invalid("volume_capabilities is required");
   for (const auto& cap : caps) {

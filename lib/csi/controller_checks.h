@@ -25,6 +25,11 @@ inline constexpr uint64_t kMaxVolumeBytes = (1ull << 63) - (1ull << 16);
 // volume as its single writer and fence the other.
 std::string CapabilityProblem(const ::csi::v1::VolumeCapability& cap);
 
+// ControllerPublishVolume's fields, before anything is looked up (the CSI spec's order):
+// INVALID_ARGUMENT for a missing volume_id, node_id or volume_capability, or a capability
+// CapabilityProblem refuses.
+grpc::Status CheckPublish(const ::csi::v1::ControllerPublishVolumeRequest& req);
+
 // Checks a list of capabilities (at least one): INVALID_ARGUMENT naming the problem.
 grpc::Status CheckCapabilities(
     const google::protobuf::RepeatedPtrField<::csi::v1::VolumeCapability>& caps);

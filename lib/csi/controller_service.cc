@@ -33,6 +33,12 @@ void SetContentSource(const control::VolumeEntry& v, v1::VolumeContentSource* ou
   }
 }
 
+// The node a volume is published to (LIST_VOLUMES_PUBLISHED_NODES).
+template <typename VolumeStatus>
+void FillPublished(const control::VolumeEntry& v, VolumeStatus* status) {
+  if (v.attachment) status->add_published_node_ids(v.attachment->node);
+}
+
 void FillVolume(const control::VolumeEntry& v, v1::Volume* out) {
   out->set_volume_id(v.name);
   out->set_capacity_bytes(static_cast<int64_t>(v.size_bytes));
@@ -102,12 +108,32 @@ grpc::Status ControllerService::OnDetached(const std::string& volume, Change cha
   return result.ok() ? released : result;
 }
 
+namespace {
+
+// A published volume whose node's daemon does not hold it (yet): its owner record is
+// missing, names another node, or its daemon answered not_owner.
+grpc::Status NotYetOpened(const control::VolumeEntry& v) {
+  return grpc::Status(
+      StatusCode::UNAVAILABLE,
+      fmt::format("volume '{}' is published to node '{}', whose daemon does not hold it yet{}; "
+                  "the controller never opens a published volume itself",
+                  v.name, v.attachment->node,
+                  v.owner ? fmt::format(" (the owner record names node '{}')", v.owner->node)
+                          : std::string(" (no owner record)")));
+}
+
+}  // namespace
+
 template <typename Change>
 grpc::Status ControllerService::OnWriter(const control::VolumeEntry& entry, Change change) {
   control::VolumeEntry v = entry;
   // A stale record (a crashed, released or fenced owner's) answers not_owner: read it
   // again; a newer record is tried in turn, the same one means nobody holds the volume.
-  for (int tries = 0; v.owner; ++tries) {
+  // A published volume is asked of the node it is published to, and only of it.
+  for (int tries = 0; v.owner || v.attachment; ++tries) {
+    if (v.attachment && (!v.owner || v.owner->node != v.attachment->node)) {
+      return NotYetOpened(v);
+    }
     if (tries == 3) {
       return grpc::Status(StatusCode::ABORTED,
                           fmt::format("volume '{}': its owner record keeps changing", v.name));
@@ -123,7 +149,10 @@ grpc::Status ControllerService::OnWriter(const control::VolumeEntry& entry, Chan
     if (!IsNotOwner(st)) return st;
     control::VolumeEntry again;
     if (grpc::Status read = daemon_.Inspect(v.name, &again); !read.ok()) return read;
-    if (again.owner == v.owner) again.owner.reset();
+    if (again.owner == v.owner) {
+      if (again.attachment) return NotYetOpened(again);
+      again.owner.reset();
+    }
     v = std::move(again);
   }
   return OnDetached(v.name, [&] { return change(daemon_); });
@@ -201,6 +230,8 @@ grpc::Status ControllerService::CreateFromSource(const v1::CreateVolumeRequest& 
     // A clone of a volume: of a snapshot taken now, kept while the clone reads it.
     std::shared_ptr<std::mutex> source_lock = LockFor(src.volume);
     std::lock_guard hold(*source_lock);
+    // Read again under the lock: a publish since the read above must be seen.
+    if (grpc::Status st = daemon_.Inspect(src.volume, &parent); !st.ok()) return st;
     if (grpc::Status st = Snapshot(parent, src.snapshot, &taken); !st.ok()) return st;
     snap = &taken;
   }
@@ -257,6 +288,13 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
   grpc::Status found = daemon_.Inspect(id, &v);
   if (IsNotFound(found)) return grpc::Status::OK;
   if (!found.ok()) return found;
+  if (v.attachment) {
+    // The CO deletes a volume only after ControllerUnpublishVolume; until then its node
+    // may open it at any moment.
+    return grpc::Status(
+        StatusCode::FAILED_PRECONDITION,
+        fmt::format("volume '{}' is published to node '{}'", id, v.attachment->node));
+  }
   if (v.owner) {
     // Deleting opens the volume, which would fence a node still serving it: only when the
     // daemon its owner record names no longer holds it.
@@ -356,6 +394,7 @@ grpc::Status ControllerService::ListVolumes(grpc::ServerContext*, const v1::List
     auto* condition = entry->mutable_status()->mutable_volume_condition();
     condition->set_abnormal(v.fenced);
     condition->set_message(v.fenced ? "fenced: another daemon opened the volume" : "");
+    FillPublished(v, entry->mutable_status());
   }
   return grpc::Status::OK;
 }
@@ -373,6 +412,7 @@ grpc::Status ControllerService::ControllerGetVolume(grpc::ServerContext*,
     FillVolume(v, resp->mutable_volume());
     condition->set_abnormal(v.fenced);
     condition->set_message(v.fenced ? "fenced: another daemon opened the volume" : "");
+    FillPublished(v, resp->mutable_status());
     return grpc::Status::OK;
   }
   if (st.error_code() != StatusCode::INTERNAL) return st;  // NOT_FOUND, UNAVAILABLE, ...
@@ -418,6 +458,7 @@ grpc::Status ControllerService::ControllerGetCapabilities(
       Rpc::CREATE_DELETE_VOLUME, Rpc::LIST_VOLUMES,     Rpc::CREATE_DELETE_SNAPSHOT,
       Rpc::LIST_SNAPSHOTS,       Rpc::CLONE_VOLUME,     Rpc::EXPAND_VOLUME,
       Rpc::GET_VOLUME,           Rpc::VOLUME_CONDITION, Rpc::SINGLE_NODE_MULTI_WRITER,
+      Rpc::PUBLISH_UNPUBLISH_VOLUME, Rpc::PUBLISH_READONLY, Rpc::LIST_VOLUMES_PUBLISHED_NODES,
   };
   if (options_.capacity_bytes != 0) types.push_back(Rpc::GET_CAPACITY);
   for (Rpc::Type t : types) resp->add_capabilities()->mutable_rpc()->set_type(t);
@@ -460,8 +501,12 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
     FillSnapshot(volume, *s, resp->mutable_snapshot());
     return grpc::Status::OK;
   }
+  // The list above may describe a volume it could not read fully (from its record alone,
+  // without its attachment): the writer is chosen from a read of this volume alone.
+  control::VolumeEntry fresh;
+  if (grpc::Status st = daemon_.Inspect(volume, &fresh); !st.ok()) return st;
   control::SnapshotEntry made;
-  if (grpc::Status st = Snapshot(*source, snapshot, &made); !st.ok()) return st;
+  if (grpc::Status st = Snapshot(fresh, snapshot, &made); !st.ok()) return st;
   FillSnapshot(volume, made, resp->mutable_snapshot());
   return grpc::Status::OK;
 }

@@ -6,7 +6,9 @@
 // idempotency checks) use volume.inspect, which opens nothing and so fences nobody. A
 // change to a detached volume opens it on the controller's daemon, makes the change and
 // releases it, under a per-volume lock of this process so that two calls never interleave
-// their open and release.
+// their open and release. ControllerPublishVolume records the node a volume is published
+// to (volume.publish) under the same lock, before the node may open it: a change that read
+// "not published" finishes its open and release before the node can open the volume.
 //
 // Thread-safe (gRPC's sync server calls it from many threads).
 #pragma once
@@ -63,6 +65,12 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   grpc::Status ControllerGetVolume(grpc::ServerContext*,
                                    const ::csi::v1::ControllerGetVolumeRequest*,
                                    ::csi::v1::ControllerGetVolumeResponse*) override;
+  grpc::Status ControllerPublishVolume(grpc::ServerContext*,
+                                       const ::csi::v1::ControllerPublishVolumeRequest*,
+                                       ::csi::v1::ControllerPublishVolumeResponse*) override;
+  grpc::Status ControllerUnpublishVolume(grpc::ServerContext*,
+                                         const ::csi::v1::ControllerUnpublishVolumeRequest*,
+                                         ::csi::v1::ControllerUnpublishVolumeResponse*) override;
 
  private:
   // Serializes this process's changes to one volume (its open, change, release).
@@ -74,6 +82,9 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   // Runs `change(daemon)` on the daemon that is `v`'s writer: the owner its owner record
   // names (UNAVAILABLE when it cannot be reached), or, for a detached volume or a stale
   // record (the daemon named answers not_owner), the controller's daemon (OnDetached).
+  // A published volume (an attachment record) is never opened here: only the owner record
+  // naming the node it is published to is asked; otherwise UNAVAILABLE (that node has not
+  // opened it yet; the CO retries).
   template <typename Change>
   grpc::Status OnWriter(const control::VolumeEntry& v, Change change);
   grpc::Status Snapshot(const control::VolumeEntry& v, const std::string& snapshot,

@@ -181,6 +181,22 @@ grpc::Status DaemonCalls::Holds(const std::string& volume) const {
   return Call(r, &reply);
 }
 
+grpc::Status DaemonCalls::Publish(const std::string& volume, const std::string& node,
+                                  bool read_only) const {
+  control::Request r = MakeRequest(Op::kVolumePublish, volume);
+  r.node = node;
+  r.read_only = read_only;
+  control::Reply reply;
+  return Call(r, &reply);
+}
+
+grpc::Status DaemonCalls::Unpublish(const std::string& volume, const std::string& node) const {
+  control::Request r = MakeRequest(Op::kVolumeUnpublish, volume);
+  r.node = node;
+  control::Reply reply;
+  return Call(r, &reply);
+}
+
 grpc::Status DaemonCalls::DeleteSnapshot(const std::string& volume,
                                          const std::string& snapshot) const {
   control::Request r = MakeRequest(Op::kSnapshotDelete, snapshot);

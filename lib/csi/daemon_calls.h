@@ -60,6 +60,12 @@ class DaemonCalls {
   grpc::Status DeleteSnapshot(const std::string& volume, const std::string& snapshot) const;
   // snapshot.list of a served volume: OK when this daemon holds it as its writer.
   grpc::Status Holds(const std::string& volume) const;
+  // volume.publish: NOT_FOUND for an unknown volume or an unregistered node,
+  // FAILED_PRECONDITION when published to another node, ALREADY_EXISTS when published to
+  // `node` with the other read_only.
+  grpc::Status Publish(const std::string& volume, const std::string& node, bool read_only) const;
+  // volume.unpublish: OK also when nothing named `node` ("" = any).
+  grpc::Status Unpublish(const std::string& volume, const std::string& node) const;
 
  private:
   DaemonEndpoint endpoint_;

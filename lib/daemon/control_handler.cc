@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include "daemon/attachments.h"
 #include "daemon/volume_inspect.h"
 #include "util/assert.h"
 #include "util/log.h"
+#include "util/rfc3339.h"
 
 namespace portal::daemon {
 
@@ -48,6 +50,61 @@ control::Reply AlreadyExists(std::string message) {
 Status Named(const Status& st, const std::string& volume_name) {
   if (st.ok() || volume_name == volume::kDefaultVolumeName) return st;
   return st.WithContext("volume " + volume_name);
+}
+
+// volume.publish: the volume must be registered and the node too (nodes/<node>.json);
+// then its attachment record, unless another one is there (docs/control.md).
+Task<control::Reply> Publish(VolumeSet& volumes, const control::Request& request) {
+  auto root = volumes.ResolveStore(std::string(volume::kDefaultVolumeName));
+  if (!root.ok()) co_return FromStatus(root.status());
+  auto record = co_await volumes.registry().Get(request.name);
+  if (record.ok() && record->deleting) {
+    record = Status::NotFound(fmt::format("volume '{}' is deleted", request.name));
+  }
+  if (!record.ok()) co_return FromStatus(record.status());
+  auto node = co_await FindNode(**root, request.node);
+  if (!node.ok()) co_return FromStatus(node.status());
+  if (!*node) {
+    co_return FromStatus(Status::NotFound(fmt::format(
+        "node '{}' is not registered (no portalbd daemon with [control] node_id = \"{}\" and a "
+        "control listener has started on this storage)",
+        request.node, request.node)));
+  }
+  control::AttachmentEntry want{request.name, request.node, request.read_only,
+                                FormatRfc3339(volumes.env().WallNanos())};
+  auto out = co_await PublishVolume(**root, std::move(want));
+  if (!out.ok()) co_return FromStatus(out.status());
+  const control::AttachmentEntry& at = out->record;
+  switch (out->kind) {
+    case PublishOutcome::kPublished:
+      co_return control::AttachmentReply{at};
+    case PublishOutcome::kOtherNode:
+      co_return FromStatus(Status::PreconditionFailed(fmt::format(
+          "volume '{}' is published to node '{}' (since {})", at.volume, at.node, at.since)));
+    case PublishOutcome::kOtherMode:
+      co_return AlreadyExists(fmt::format("volume '{}' is published to node '{}' {}", at.volume,
+                                          at.node, at.read_only ? "read-only" : "read-write"));
+  }
+  co_return control::AttachmentReply{at};
+}
+
+Task<control::Reply> Unpublish(VolumeSet& volumes, const control::Request& request) {
+  auto root = volumes.ResolveStore(std::string(volume::kDefaultVolumeName));
+  if (!root.ok()) co_return FromStatus(root.status());
+  auto removed = co_await UnpublishVolume(**root, request.name, request.node);
+  if (!removed.ok()) co_return FromStatus(removed.status());
+  co_return control::UnpublishReply{*removed};
+}
+
+Task<control::Reply> GetNode(VolumeSet& volumes, const std::string& name) {
+  auto root = volumes.ResolveStore(std::string(volume::kDefaultVolumeName));
+  if (!root.ok()) co_return FromStatus(root.status());
+  auto node = co_await FindNode(**root, name);
+  if (!node.ok()) co_return FromStatus(node.status());
+  if (!*node) {
+    co_return FromStatus(Status::NotFound(fmt::format("node '{}' is not registered", name)));
+  }
+  co_return control::NodeReply{**node};
 }
 
 }  // namespace
@@ -197,6 +254,10 @@ Task<control::Reply> ControlHandler::DispatchVolume(const control::Request& requ
       if (!st.ok()) co_return FromStatus(st);
       co_return control::OkReply{};
     }
+    case Op::kVolumePublish:
+      co_return co_await Publish(*volumes_, request);
+    case Op::kVolumeUnpublish:
+      co_return co_await Unpublish(*volumes_, request);
     default:
       break;
   }
@@ -237,6 +298,7 @@ Task<control::Reply> ControlHandler::Dispatch(const control::Request& request) {
   if (request.op == control::Op::kStatus) co_return control::StatusReply{status_()};
   if (control::IsDeviceOp(request.op)) co_return co_await DispatchDevice(request);
   if (control::IsVolumeOp(request.op)) co_return co_await DispatchVolume(request);
+  if (control::IsNodeOp(request.op)) co_return co_await GetNode(*volumes_, request.name);
   std::shared_ptr<ServedVolume> v = volumes_->Find(request.volume);
   if (!v) {
     co_return NotServed(request.volume.empty() ? std::string(volume::kDefaultVolumeName)
@@ -250,7 +312,9 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   using control::Op;
   // The protocol passes names on unjudged; the volume's rule decides, for every op.
   Status name = Status::Ok();
-  if (control::IsVolumeOp(request.op)) {
+  if (control::IsNodeOp(request.op)) {
+    name = volume::ValidateVolumeName(request.name);  // node ids follow the volume-name rule
+  } else if (control::IsVolumeOp(request.op)) {
     const bool is_default = request.name == volume::kDefaultVolumeName;
     if (control::OpTakesName(request.op) && !(is_default && request.op != Op::kVolumeCreate)) {
       name = volume::ValidateVolumeName(request.name);
@@ -268,12 +332,13 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   const bool changes = request.op != Op::kSnapshotList && request.op != Op::kSnapshotGet &&
                        request.op != Op::kStatus && request.op != Op::kVolumeList &&
                        request.op != Op::kVolumeGet && request.op != Op::kDeviceList &&
-                       request.op != Op::kVolumeInspect;
+                       request.op != Op::kVolumeInspect && request.op != Op::kNodeGet;
   std::string vol = request.op == Op::kVolumeClone
                         ? " source=" + request.source + "@" + request.snapshot
                     : request.volume.empty() ? ""
                                              : " volume=" + request.volume;
   if (!request.device.empty()) vol += " device=" + request.device;
+  if (!request.node.empty()) vol += " node=" + request.node;
   if (err) {
     Log()->info("control {} name={}{} failed code={} message=\"{}\"", control::OpName(request.op),
                 request.name, vol, err->code, err->message);

@@ -4,9 +4,11 @@
 // daemon's VolumeSet; and status. Errors from the volume become error replies with its
 // Status code; a duplicate name is "already_exists"; every error message names the
 // volume. device.attach, detach and list act on the daemon's kernel NBD devices
-// (daemon/devices.h); a resize of an attached volume resizes its device. A snapshot name the volume refuses (volume::ValidateSnapshotName) is
-// "invalid_argument" whatever the op, before the volume is consulted. Replies carry
-// control's own wire types, converted from the volume's.
+// (daemon/devices.h); a resize of an attached volume resizes its device. volume.publish,
+// volume.unpublish and node.get read and write the store root's attachment and node
+// records (daemon/attachments.h). A snapshot name the volume refuses
+// (volume::ValidateSnapshotName) is "invalid_argument" whatever the op, before the volume
+// is consulted. Replies carry control's own wire types, converted from the volume's.
 //
 // Thread-safe once attached. Attach() before the control server starts accepting; the
 // set must stay alive while requests may run (the daemon stops the control server before

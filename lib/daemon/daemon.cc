@@ -12,6 +12,7 @@
 #include "control/auth.h"
 #include "control/server.h"
 #include "crypto/aead.h"
+#include "daemon/attachments.h"
 #include "daemon/catalog.h"
 #include "daemon/control_handler.h"
 #include "daemon/devices.h"
@@ -220,6 +221,15 @@ Status Daemon::Start() {
         cfg_.control_advertise.empty() ? control_tcp_->address() : cfg_.control_advertise;
     owners_ = std::make_unique<OwnerRecords>(*env_, *store_, node, advertise);
     volumes_->set_owner_records(owners_.get());
+    // The node registry (daemon/attachments.h): the CSI controller publishes volumes only
+    // to registered nodes. A configured node_id must be a valid one; a host name that is
+    // not (upper case, too long) only leaves this daemon unregistered.
+    Status registered =
+        BlockOn(RegisterNode(*store_, {node, advertise, FormatRfc3339(env_->WallNanos())}));
+    if (!registered.ok() && (!cfg_.control_node_id.empty() || registered.code() != Status::Code::kInvalidArgument)) {
+      return registered;
+    }
+    if (!registered.ok()) Log()->warn("{}: not registered as a node", registered.message());
   }
   if (Status st = OpenVolumes(); !st.ok()) return st;
 

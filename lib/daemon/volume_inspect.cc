@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "daemon/attachments.h"
 #include "daemon/control_handler.h"  // VolumeEntryOf
 #include "daemon/owner_record.h"
 #include "util/log.h"
@@ -97,10 +98,24 @@ Task<std::optional<control::OwnerEntry>> OwnerOf(VolumeSet& set, const std::stri
   co_return control::OwnerEntry{(*owner)->node, (*owner)->control, (*owner)->epoch};
 }
 
+// The attachment record of `name` (the node it is published to), if any. Unlike an owner
+// record it is not a hint: the controller never opens a published volume itself, so a
+// damaged one fails the read rather than passing for "published nowhere".
+Task<Result<std::optional<control::AttachmentEntry>>> AttachmentOf(VolumeSet& set,
+                                                                   const std::string& name) {
+  auto root = set.ResolveStore(std::string(volume::kDefaultVolumeName));
+  if (!root.ok()) co_return root.status();
+  co_return co_await FindAttachment(**root, name);
+}
+
 Task<Result<control::VolumeEntry>> Inspect(VolumeSet& set, const std::string& name,
                                            std::optional<volume::VolumeRecord> record) {
   auto e = co_await InspectWithoutOwner(set, name, std::move(record));
-  if (e.ok()) e->owner = co_await OwnerOf(set, name);
+  if (!e.ok()) co_return e;
+  e->owner = co_await OwnerOf(set, name);
+  auto attachment = co_await AttachmentOf(set, name);
+  if (!attachment.ok()) co_return attachment.status().WithContext("volume " + name);
+  e->attachment = std::move(*attachment);
   co_return e;
 }
 

@@ -11,6 +11,7 @@ case's directory, `s3_*` on s3rver (ctest runs those as their own entry, labelle
 
 import json
 import os
+import re
 import socket
 import threading
 from contextlib import contextmanager
@@ -169,7 +170,9 @@ def case_file_capabilities_and_capacity(tmp):
         types = {cap.rpc.type for cap in caps.capabilities}
         check_eq(types, {Rpc.CREATE_DELETE_VOLUME, Rpc.LIST_VOLUMES, Rpc.CREATE_DELETE_SNAPSHOT,
                          Rpc.LIST_SNAPSHOTS, Rpc.CLONE_VOLUME, Rpc.EXPAND_VOLUME, Rpc.GET_VOLUME,
-                         Rpc.VOLUME_CONDITION, Rpc.SINGLE_NODE_MULTI_WRITER},
+                         Rpc.VOLUME_CONDITION, Rpc.SINGLE_NODE_MULTI_WRITER,
+                         Rpc.PUBLISH_UNPUBLISH_VOLUME, Rpc.PUBLISH_READONLY,
+                         Rpc.LIST_VOLUMES_PUBLISHED_NODES},
                  "controller capabilities without a capacity")
         expect_code(lambda: s.c.GetCapacity(csi.GetCapacityRequest()), Code.UNIMPLEMENTED,
                     "GetCapacity, not advertised")
@@ -605,12 +608,12 @@ class FakeOwner:
         self.sock.close()
 
 
-def write_owner_record(tmp, volume, control_address, epoch=7):
+def write_owner_record(tmp, volume, control_address, epoch=7, node="node-b"):
     """What a node's daemon writes when it opens `volume` (daemon/owner_record.h)."""
     d = os.path.join(tmp, "store", "owners~")
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, f"{volume}.json"), "w") as f:
-        json.dump({"volume": volume, "epoch": epoch, "node": "node-b",
+        json.dump({"volume": volume, "epoch": epoch, "node": node,
                    "control": control_address, "since": "2026-12-07T15:00:00.000000Z"}, f)
 
 
@@ -727,6 +730,150 @@ def case_file_attached_volume_real_owner(tmp):
         # Released: the record is gone, the controller does the work itself.
         check_eq(inspect(s.ctl_daemon, "live").get("owner"), None, "no owner once released")
         check_eq(expand(c, "live", 20 * MIB).capacity_bytes, 20 * MIB, "detached expand")
+
+
+def control_address(d):
+    """The address daemon `d`'s TCP control listener bound (its log says)."""
+    m = re.search(r"control listening address=(\S+)", d.log())
+    check(m, f"no control listener in the log\n{d.log()}")
+    return m.group(1)
+
+
+def served_volumes(d):
+    reply = control(d, {"op": "volume.list"})
+    check(reply["ok"], f"volume.list: {reply}")
+    return [v["name"] for v in reply["volumes"]]
+
+
+def node_daemon_config(tmp, node="node-b"):
+    """A node's daemon: its TCP control listener on, registered as `node`."""
+    path, _ = token_file(tmp)
+    return path, (f'[control]\nlisten = "127.0.0.1:0"\ntoken_file = "{path}"\n'
+                  f'node_id = "{node}"\n')
+
+
+def publish(c, volume_id, node_id, readonly=False, cap=None):
+    return c.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
+        volume_id=volume_id, node_id=node_id, volume_capability=cap or mount_cap(),
+        readonly=readonly))
+
+
+def unpublish(c, volume_id, node_id=""):
+    return c.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(
+        volume_id=volume_id, node_id=node_id))
+
+
+def published_nodes(c, volume_id):
+    got = c.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id=volume_id))
+    listed = [list(e.status.published_node_ids)
+              for e in c.ListVolumes(csi.ListVolumesRequest()).entries
+              if e.volume.volume_id == volume_id]
+    check_eq(listed, [list(got.status.published_node_ids)], "ListVolumes agrees with GetVolume")
+    return list(got.status.published_node_ids)
+
+
+def case_file_publish_to_a_registered_node(tmp):
+    path, node_config = node_daemon_config(tmp)
+    with setup(tmp, csi_args=["--owner-token-file", path], node_config=node_config) as s:
+        c = s.c
+        with open(os.path.join(tmp, "store", "nodes~", "node-b.json")) as f:
+            record = json.load(f)
+        check_eq((record["node"], record["control"]), ("node-b", control_address(s.node)),
+                 "the node daemon registered itself at start")
+        create(c, "pv", required=4 * MIB)
+        check_eq(published_nodes(c, "pv"), [], "published nowhere yet")
+        reply = publish(c, "pv", "node-b")
+        check_eq(dict(reply.publish_context), {}, "publish context")
+        check_eq(inspect(s.ctl_daemon, "pv")["attachment"]["node"], "node-b",
+                 "volume.inspect shows the attachment record")
+        publish(c, "pv", "node-b")  # idempotent
+        publish(c, "pv", "node-b", cap=block_cap())  # the same device, read-write
+        check_eq(published_nodes(c, "pv"), ["node-b"], "published_node_ids")
+        expect_code(lambda: publish(c, "pv", "node-b", readonly=True), Code.ALREADY_EXISTS,
+                    "same node, read-only now")
+        expect_code(lambda: publish(c, "pv", "node-x"), Code.NOT_FOUND, "unregistered node")
+        expect_code(lambda: publish(c, "pv", "Not/A/Node"), Code.NOT_FOUND, "invalid node id")
+        expect_code(lambda: publish(c, "nope", "node-b"), Code.NOT_FOUND, "unknown volume")
+        expect_code(lambda: publish(c, "", "node-b"), Code.INVALID_ARGUMENT, "no volume id")
+        expect_code(lambda: publish(c, "pv", ""), Code.INVALID_ARGUMENT, "no node id")
+        expect_code(lambda: c.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
+            volume_id="pv", node_id="node-b")), Code.INVALID_ARGUMENT, "no capability")
+        expect_code(lambda: publish(c, "pv", "node-b", cap=mount_cap(
+            Mode.MULTI_NODE_MULTI_WRITER)), Code.INVALID_ARGUMENT, "a multi-node mode")
+        # Another registered node (its daemon is not running: only its record counts).
+        d = os.path.join(tmp, "store", "nodes~")
+        with open(os.path.join(d, "node-c.json"), "w") as f:
+            json.dump({"node": "node-c", "control": "127.0.0.1:1",
+                       "since": "2026-12-07T15:00:00.000000Z"}, f)
+        expect_code(lambda: publish(c, "pv", "node-c"), Code.FAILED_PRECONDITION,
+                    "published to another node (single-node access)")
+        expect_code(lambda: c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="pv")),
+                    Code.FAILED_PRECONDITION, "deleting a published volume")
+        unpublish(c, "pv", "node-c")  # names another node: nothing removed
+        check_eq(published_nodes(c, "pv"), ["node-b"], "still published to node-b")
+        unpublish(c, "pv", "node-b")
+        check_eq(published_nodes(c, "pv"), [], "unpublished")
+        check(not os.path.exists(os.path.join(tmp, "store", "attachments~", "pv.json")),
+              "the attachment record is gone")
+        unpublish(c, "pv", "node-b")  # idempotent
+        unpublish(c, "nope", "node-b")  # an unknown volume is unpublished
+        unpublish(c, "NOT A VOLUME")
+        expect_code(lambda: unpublish(c, ""), Code.INVALID_ARGUMENT, "unpublish, no volume id")
+        publish(c, "pv", "node-c")
+        unpublish(c, "pv")  # no node: from whichever node
+        check_eq(published_nodes(c, "pv"), [], "unpublished without a node id")
+        c.DeleteVolume(csi.DeleteVolumeRequest(volume_id="pv"))
+        check_eq(served_volumes(s.ctl_daemon), [], "the controller's daemon holds nothing")
+
+
+def case_file_publish_closes_the_owner_window(tmp):
+    """A volume published to node B whose daemon has not opened it yet: snapshots and
+    expansions wait (UNAVAILABLE) instead of the controller opening it, which would fence
+    B the moment it opens; once B holds it and its owner record is written, they reach B."""
+    path, node_config = node_daemon_config(tmp)
+    token = open(path).read().strip()
+    with setup(tmp, csi_args=["--owner-token-file", path], node_config=node_config) as s:
+        c = s.c
+        create(c, "pv", required=4 * MIB)
+        epoch = inspect(s.ctl_daemon, "pv")["epoch"]
+        publish(c, "pv", "node-b")
+        expect_code(lambda: snap(c, "s1", "pv"), Code.UNAVAILABLE,
+                    "snapshot: published, not yet opened by its node")
+        expect_code(lambda: expand(c, "pv", 8 * MIB), Code.UNAVAILABLE,
+                    "expand: published, not yet opened by its node")
+        # A record left by the node that had it before (or any other node) is not asked.
+        other = FakeOwner(token, lambda _: {"ok": True, "snapshots": []})
+        write_owner_record(tmp, "pv", other.address, epoch, node="node-a")
+        expect_code(lambda: snap(c, "s1", "pv"), Code.UNAVAILABLE,
+                    "snapshot: the owner record names another node")
+        check_eq(other.requests, [], "the other node's daemon was not asked")
+        other.close()
+        os.remove(os.path.join(tmp, "store", "owners~", "pv.json"))
+        got = inspect(s.ctl_daemon, "pv")
+        check_eq((got["epoch"], got.get("owner")), (epoch, None),
+                 "the controller's daemon never opened the published volume")
+        check_eq(served_volumes(s.ctl_daemon), [], "and holds nothing")
+        with served(s.node, "pv"):  # node B opens it: its owner record names node-b
+            h = nbd_handle(s.node, "pv")
+            h.pwrite(pattern(4096, 3), 0)
+            h.flush()
+            sn = snap(c, "s1", "pv")
+            check_eq(sn.snapshot_id, "pv@s1", "the retry reaches node B")
+            check_eq(expand(c, "pv", 8 * MIB).capacity_bytes, 8 * MIB, "expanded by node B")
+            h.pwrite(pattern(4096, 4), 4096)
+            h.flush()  # fails if anything had fenced node B
+            h.shutdown()
+            got = json.loads(portalctl(s.node, "--json", "volume", "get", "pv").stdout)
+            check_eq((got["volume"]["size_bytes"], got["volume"]["fenced"]), (8 * MIB, False),
+                     "node B grew the volume and was never fenced")
+            c.DeleteSnapshot(csi.DeleteSnapshotRequest(snapshot_id="pv@s1"))
+        # Released by node B but still published (NodeUnstage before ControllerUnpublish):
+        # the controller still keeps its hands off.
+        expect_code(lambda: snap(c, "s2", "pv"), Code.UNAVAILABLE,
+                    "published, released by its node")
+        unpublish(c, "pv", "node-b")
+        check_eq(snap(c, "s2", "pv").snapshot_id, "pv@s2", "unpublished: the controller does it")
+        check_eq(served_volumes(s.ctl_daemon), [], "and released it")
 
 
 def case_file_unreadable_volume_is_abnormal(tmp):

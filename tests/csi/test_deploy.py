@@ -216,7 +216,8 @@ def case_driver_name_everywhere(_tmp):
     docs = applied()
     check_eq(one(docs, "CSIDriver")["metadata"]["name"], name, "CSIDriver name")
     csidriver = one(docs, "CSIDriver")["spec"]
-    check_eq(csidriver["attachRequired"], False, "attachRequired (we attach at NodeStage)")
+    check_eq(csidriver["attachRequired"], True,
+             "attachRequired (ControllerPublishVolume records the node before NodeStage)")
     check_eq(csidriver["volumeLifecycleModes"], ["Persistent"], "volumeLifecycleModes")
     sc = one(docs, "StorageClass")
     check_eq(sc["provisioner"], name, "StorageClass provisioner")
@@ -256,8 +257,8 @@ def case_sockets_shared(tmp):
         sock = endpoint[len("unix://"):]
         csi_vol, _ = mount_dir(spec, plugin, sock)
         sidecars = [c for c in spec["containers"] if flag(c, "csi-address") is not None]
-        want = {"Deployment": {"csi-provisioner", "csi-snapshotter", "csi-resizer",
-                               "liveness-probe"},
+        want = {"Deployment": {"csi-provisioner", "csi-attacher", "csi-snapshotter",
+                               "csi-resizer", "liveness-probe"},
                 "DaemonSet": {"node-driver-registrar", "liveness-probe"}}[kind]
         check_eq({c["name"] for c in sidecars}, want, f"{kind}: sidecars")
         for c in sidecars:
@@ -477,6 +478,34 @@ def case_namespaces_accounts_secrets(_tmp):
             used |= {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
         check(used <= set(example), f"{kind}: Secrets {used - set(example)} not in "
                                     f"secret.example.yaml")
+
+
+def case_attacher_may_do_its_work(_tmp):
+    """attachRequired: true needs the csi-attacher sidecar in the controller, allowed to
+    read PersistentVolumes and CSINodes and to patch VolumeAttachments and their status
+    (what external-attacher v4 does), bound to the controller's account."""
+    docs = applied()
+    spec = pod_spec(docs, "Deployment")
+    attacher = container(spec, "csi-attacher")
+    check(attacher["image"].startswith("registry.k8s.io/sig-storage/csi-attacher:"),
+          f"csi-attacher image {attacher['image']}")
+    check("--leader-election" in attacher["args"], "csi-attacher --leader-election")
+    account = spec["serviceAccountName"]
+    granted = set()
+    bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"
+             and any(x["name"] == account for x in d["subjects"])}
+    for d in docs:
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] in bound:
+            for rule in d["rules"]:
+                for g in rule["apiGroups"]:
+                    for r in rule["resources"]:
+                        granted |= {(g, r, v) for v in rule["verbs"]}
+    for need in [("", "persistentvolumes", v) for v in ("get", "list", "watch", "patch")] + \
+            [("storage.k8s.io", "csinodes", v) for v in ("get", "list", "watch")] + \
+            [("storage.k8s.io", "volumeattachments", v)
+             for v in ("get", "list", "watch", "patch")] + \
+            [("storage.k8s.io", "volumeattachments/status", "patch")]:
+        check(need in granted, f"the controller's account may not {need[2]} {need[1]}")
 
 
 def case_docs_match_manifests(_tmp):

@@ -10,12 +10,16 @@ SINGLE_NODE_WRITER mount volumes, names with csi-sanity's random upper-case suff
 Resources every case made are deleted at its end in reverse order, as csi-sanity's
 Resources.Cleanup() does, and each deletion must succeed.
 
-What csi-sanity skips here, by design rather than by a missing feature:
-ControllerPublishVolume, ControllerUnpublishVolume and "volume lifecycle" (they run only
-with PUBLISH_UNPUBLISH_VOLUME: attachment happens at NodeStageVolume, the CSIDriver says
-attachRequired: false; case controller_publish_not_advertised checks that), and the
-ListVolumes pagination XIt (disabled upstream). The Node specs are test_sanity_node.py (no
-kernel device needed) and vm-tests/tests/csi-sanity-node.sh (the rest)."""
+ControllerPublishVolume, ControllerUnpublishVolume and "volume lifecycle" run with a
+second portalbd daemon playing the node: its TCP control listener on and `[control]
+node_id` = NODE_ID, so it registers itself (nodes/<id>.json); csi-sanity takes that id
+from the node plugin's NodeGetInfo, which needs NBD devices, so here it is the id the node
+daemon registered. What csi-sanity skips here, by design rather than by a missing feature:
+"should fail when publishing more volumes than the node max attach limit" (only with
+--csi.testnodevolumeattachlimit; the limit is the node's NodeGetInfo, enforced by the
+scheduler) and the ListVolumes pagination XIt (disabled upstream). The Node specs are
+test_sanity_node.py (no kernel device needed) and vm-tests/tests/csi-sanity-node.sh (the
+rest)."""
 
 import os
 import re
@@ -23,6 +27,9 @@ import secrets
 import tempfile
 
 from csi_harness import DRIVER_NAME, Csi, Daemon, check, check_eq, csi, grpc, run_cases
+
+NODE_ID = "sanity-node"  # the node daemon's [control] node_id
+IDEMPOTENT_COUNT = 10  # csi-sanity's --csi.idempotentcount default
 
 GiB = 1 << 30
 TEST_VOLUME_SIZE = 10 * GiB  # csi-sanity's TestVolumeSize default
@@ -48,6 +55,11 @@ def unique_with_length(prefix, length):
 def fake_volume_id():
     """DefaultIDGenerator.GenerateUniqueValidVolumeID."""
     return f"fake-vol-id-{secrets.token_hex(5)}"
+
+
+def fake_node_id():
+    """DefaultIDGenerator.GenerateUniqueValidNodeID."""
+    return f"fake-node-id-{secrets.token_hex(5)}"
 
 
 def mount_capability(mode=csi.VolumeCapability.AccessMode.SINGLE_NODE_WRITER):
@@ -84,13 +96,26 @@ class Resources:
     def __init__(self, c):
         self.c = c
         self.ctl = c.controller
-        self.managed = []  # ("volume" | "snapshot", id)
+        self.managed = []  # ("volume" | "snapshot", id, node published to or "")
 
     def create_volume(self, req):
         reply = self.ctl.CreateVolume(req)
         if reply.volume.volume_id:
-            self.managed.append(("volume", reply.volume.volume_id))
+            self.managed.append(("volume", reply.volume.volume_id, ""))
         return reply
+
+    def controller_publish_volume(self, req):
+        reply = self.ctl.ControllerPublishVolume(req)
+        if req.volume_id and req.node_id:
+            self.managed.append(("volume", req.volume_id, req.node_id))
+        return reply
+
+    def must_controller_publish_volume(self, req):
+        try:
+            return self.controller_publish_volume(req)
+        except grpc.RpcError as e:
+            raise AssertionError(f"controller publish volume failed: {e.code()}: "
+                                 f"{e.details()}") from None
 
     def must_create_volume(self, req):
         reply = self.create_volume(req)
@@ -105,7 +130,7 @@ class Resources:
     def create_snapshot(self, req):
         reply = self.ctl.CreateSnapshot(req)
         if reply.snapshot.snapshot_id:
-            self.managed.append(("snapshot", reply.snapshot.snapshot_id))
+            self.managed.append(("snapshot", reply.snapshot.snapshot_id, ""))
         return reply
 
     def must_create_snapshot(self, name, source):
@@ -124,14 +149,17 @@ class Resources:
         return reply
 
     def _forget(self, ident):
-        for i, (_kind, managed) in enumerate(self.managed):
+        for i, (_kind, managed, _node) in enumerate(self.managed):
             if managed == ident:
                 del self.managed[i]
                 return
 
     def cleanup(self):
-        for kind, ident in reversed(self.managed):
+        for kind, ident, node in reversed(self.managed):
             try:
+                if kind == "volume" and node:
+                    self.ctl.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(
+                        volume_id=ident, node_id=node))
                 if kind == "volume":
                     self.ctl.DeleteVolume(csi.DeleteVolumeRequest(volume_id=ident))
                 else:
@@ -146,12 +174,23 @@ class Sanity:
     """A daemon on file:// storage serving no volume, portalbd-csi --role controller on it
     (and --role node for the Identity specs), csi-sanity's Resources."""
 
-    def __init__(self, tmp, node=False, csi_args=()):
+    def __init__(self, tmp, node=False, csi_args=(), node_daemon=False):
         # A short directory beside the case's own (named after the long It()): unix socket
         # paths must stay under 108 bytes.
         tmp = tempfile.mkdtemp(prefix="s", dir=os.path.dirname(tmp))
         store = os.path.join(tmp, "store")
-        self.daemon = Daemon(tmp, config=f'[storage]\nurl = "file://{store}"\nvolumes = []\n')
+        storage = f'[storage]\nurl = "file://{store}"\nvolumes = []\n'
+        self.daemon = Daemon(tmp, config=storage)
+        # The node's daemon, registered as NODE_ID (ControllerPublishVolume's node).
+        self.node_daemon = None
+        if node_daemon:
+            token = os.path.join(tmp, "token")
+            with open(token, "w") as f:
+                f.write(secrets.token_hex(20) + "\n")
+            os.chmod(token, 0o600)
+            self.node_daemon = Daemon(tmp, config=(
+                f'{storage}[control]\nlisten = "127.0.0.1:0"\ntoken_file = "{token}"\n'
+                f'node_id = "{NODE_ID}"\n'))
         self.c = Csi(tmp, self.daemon, role="controller", args=csi_args)
         self.node = Csi(tmp, self.daemon, role="node") if node else None
         self.r = Resources(self.c)
@@ -164,7 +203,7 @@ class Sanity:
             if exc_type is None:
                 self.r.cleanup()
         finally:
-            for p in (self.node, self.c):
+            for p in (self.node, self.c, self.node_daemon):
                 if p is not None:
                     p.__exit__(exc_type, exc, tb)
             self.daemon.__exit__(exc_type, exc, tb)
@@ -253,15 +292,6 @@ def case_controllergetcapabilities_should_return_appropriate_capabilities(tmp):
         for cap in reply.capabilities:
             check(cap.HasField("rpc"), f"capability without rpc: {cap}")
             check(cap.rpc.type in known, f"Unknown capability: {cap.rpc.type}")
-
-
-def case_controller_publish_not_advertised(tmp):
-    """Not csi-sanity's: why its ControllerPublishVolume, ControllerUnpublishVolume and
-    volume lifecycle specs skip. Attachment is NodeStageVolume's."""
-    with Sanity(tmp) as s:
-        caps = controller_caps(s.c)
-        check(RPC.PUBLISH_UNPUBLISH_VOLUME not in caps, "PUBLISH_UNPUBLISH_VOLUME advertised")
-        check(RPC.PUBLISH_READONLY not in caps, "PUBLISH_READONLY advertised")
 
 
 def case_getcapacity_should_return_capacity_no_optional_values_added(tmp):
@@ -466,6 +496,98 @@ def case_validatevolumecapabilities_should_fail_when_the_requested_volume_does_n
             csi.ValidateVolumeCapabilitiesRequest(volume_id=fake_volume_id(),
                                                   volume_capabilities=[mount_capability()])),
             Code.NOT_FOUND, "a missing volume")
+
+
+def publish_req(volume_id, node_id, readonly=False, volume_context=None):
+    """MakeControllerPublishVolumeReq."""
+    return csi.ControllerPublishVolumeRequest(
+        volume_id=volume_id, node_id=node_id, volume_capability=mount_capability(),
+        readonly=readonly, volume_context=volume_context or {})
+
+
+def case_controllerpublishvolume_should_fail_when_no_volume_id_is_provided(tmp):
+    with Sanity(tmp) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        expect_error(lambda: s.r.controller_publish_volume(csi.ControllerPublishVolumeRequest()),
+                     Code.INVALID_ARGUMENT, "publish without a volume id")
+
+
+def case_controllerpublishvolume_should_fail_when_no_node_id_is_provided(tmp):
+    with Sanity(tmp) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        expect_error(lambda: s.r.controller_publish_volume(csi.ControllerPublishVolumeRequest(
+            volume_id=fake_volume_id())), Code.INVALID_ARGUMENT, "publish without a node id")
+
+
+def case_controllerpublishvolume_should_fail_when_no_volume_capability_is_provided(tmp):
+    with Sanity(tmp) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        expect_error(lambda: s.r.controller_publish_volume(csi.ControllerPublishVolumeRequest(
+            volume_id=fake_volume_id(), node_id=fake_node_id())),
+            Code.INVALID_ARGUMENT, "publish without a capability")
+
+
+def case_controllerpublishvolume_should_fail_when_the_volume_does_not_exist(tmp):
+    with Sanity(tmp, node_daemon=True) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        expect_error(lambda: s.r.controller_publish_volume(
+            publish_req(fake_volume_id(), fake_node_id())), Code.NOT_FOUND,
+            "publish of a volume that does not exist")
+
+
+def case_controllerpublishvolume_should_fail_when_the_node_does_not_exist(tmp):
+    with Sanity(tmp, node_daemon=True) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        vol = s.r.must_create_volume(csi.CreateVolumeRequest(
+            name=unique("sanity-controller-wrong-node"),
+            volume_capabilities=[mount_capability()]))
+        expect_error(lambda: s.r.controller_publish_volume(
+            publish_req(vol.volume.volume_id, fake_node_id())), Code.NOT_FOUND,
+            "publish to a node that does not exist")
+
+
+def case_controllerpublishvolume_should_fail_when_the_volume_is_already_published_but_is_incompatible(tmp):  # noqa: E501
+    with Sanity(tmp, node_daemon=True) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        require_cap(s.c, RPC.PUBLISH_READONLY)
+        vol = s.r.must_create_volume(csi.CreateVolumeRequest(
+            name=unique("sanity-controller-published-incompatible"),
+            volume_capabilities=[mount_capability()]))
+        req = publish_req(vol.volume.volume_id, NODE_ID)
+        s.r.must_controller_publish_volume(req)
+        req.readonly = True
+        expect_error(lambda: s.r.controller_publish_volume(req), Code.ALREADY_EXISTS,
+                     "publish again with other attributes")
+
+
+def volume_lifecycle(s, count):
+    """VolumeLifecycle: create, publish `count` times; Cleanup unpublishes and deletes."""
+    name = unique(f"sanity-controller-publish-{count}")
+    vol = s.r.must_create_volume(csi.CreateVolumeRequest(
+        name=name, volume_capabilities=[mount_capability()]))
+    for _ in range(count):
+        s.r.must_controller_publish_volume(publish_req(
+            vol.volume.volume_id, NODE_ID, volume_context=vol.volume.volume_context))
+
+
+def case_volume_lifecycle_should_work(tmp):
+    with Sanity(tmp, node_daemon=True) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        volume_lifecycle(s, 1)
+
+
+def case_volume_lifecycle_should_be_idempotent(tmp):
+    with Sanity(tmp, node_daemon=True) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        volume_lifecycle(s, IDEMPOTENT_COUNT)
+
+
+def case_controllerunpublishvolume_should_fail_when_no_volume_id_is_provided(tmp):
+    with Sanity(tmp) as s:
+        require_cap(s.c, RPC.PUBLISH_UNPUBLISH_VOLUME)
+        expect_error(lambda: s.c.controller.ControllerUnpublishVolume(
+            csi.ControllerUnpublishVolumeRequest()), Code.INVALID_ARGUMENT,
+            "unpublish without a volume id")
 
 
 # --- ListSnapshots [Controller Server] --------------------------------------------------

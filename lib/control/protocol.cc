@@ -87,6 +87,26 @@ bool IsDeviceOp(Op op) {
 
 bool IsNodeOp(Op op) { return op == Op::kNodeGet; }
 
+Status ValidateNodeId(std::string_view id) {
+  if (id.empty()) return Status::InvalidArgument("node id is empty");
+  if (id.size() > kMaxNodeIdBytes) {
+    return Status::InvalidArgument(fmt::format("node id '{}' is {} bytes long; the limit is {}",
+                                               id, id.size(), kMaxNodeIdBytes));
+  }
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(id.front()) || !alnum(id.back())) {
+    return Status::InvalidArgument(
+        fmt::format("node id '{}' must start and end with a lowercase letter or a digit", id));
+  }
+  for (char c : id) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') {
+      return Status::InvalidArgument(fmt::format(
+          "node id '{}' may hold only lowercase letters, digits, '.', '_' and '-'", id));
+    }
+  }
+  return Status::Ok();
+}
+
 bool IsVolumeOp(Op op) {
   switch (op) {
     case Op::kVolumeCreate:

@@ -135,6 +135,13 @@ struct NodeEntry {
   friend bool operator==(const NodeEntry&, const NodeEntry&) = default;
 };
 
+// A node id names an object (nodes/<id>.json), so it is checked before it does: 1 to 253
+// bytes of lowercase letters, digits, '.', '_' and '-', starting and ending with a letter
+// or digit. That takes every Kubernetes node name (a DNS subdomain, up to 253 bytes; the
+// CSI node id is the node's name) and nothing that could climb out of nodes/.
+inline constexpr size_t kMaxNodeIdBytes = 253;
+Status ValidateNodeId(std::string_view id);
+
 // A served volume as replies show it (docs/control.md "Volume object").
 struct VolumeEntry {
   std::string name;  // "portalbd" for the default volume

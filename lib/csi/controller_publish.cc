@@ -7,7 +7,6 @@
 #include "csi/controller_checks.h"
 #include "csi/controller_service.h"
 #include "csi/ids.h"
-#include "volume/registry.h"  // ValidateVolumeName: the rule node ids follow
 
 namespace portal::csi {
 
@@ -21,7 +20,7 @@ grpc::Status ControllerService::ControllerPublishVolume(
   const std::string& id = req->volume_id();
   const std::string& node = req->node_id();
   if (!IsVolumeId(id)) return grpc::Status(StatusCode::NOT_FOUND, "no volume '" + id + "'");
-  if (!volume::ValidateVolumeName(node).ok()) {
+  if (!control::ValidateNodeId(node).ok()) {
     return grpc::Status(StatusCode::NOT_FOUND, "no node '" + node + "' (not a valid node id)");
   }
   // Under the volume's lock: a change that read "not published" has released the volume
@@ -41,7 +40,7 @@ grpc::Status ControllerService::ControllerUnpublishVolume(
   // An id that names nothing is unpublished already (the spec: NOT_FOUND "can be safely
   // regarded as unpublished"); so is a node id that cannot have a record.
   if (!IsVolumeId(id)) return grpc::Status::OK;
-  if (!req->node_id().empty() && !volume::ValidateVolumeName(req->node_id()).ok()) {
+  if (!req->node_id().empty() && !control::ValidateNodeId(req->node_id()).ok()) {
     return grpc::Status::OK;
   }
   std::shared_ptr<std::mutex> lock = LockFor(id);

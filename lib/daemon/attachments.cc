@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "util/log.h"
-#include "volume/registry.h"  // ValidateVolumeName: the rule node ids follow
 
 namespace portal::daemon {
 
@@ -87,10 +86,9 @@ Result<control::AttachmentEntry> DecodeAttachmentRecord(std::string_view text) {
 }
 
 Task<Status> RegisterNode(objstore::ObjectStore& root, control::NodeEntry node) {
-  if (Status st = volume::ValidateVolumeName(node.node); !st.ok()) {
+  if (Status st = control::ValidateNodeId(node.node); !st.ok()) {
     co_return Status::InvalidArgument(
-        fmt::format("[control] node_id '{}' cannot name a node record (the volume-name rule: "
-                    "{})",
+        fmt::format("[control] node_id '{}' cannot name a node record ({})",
                     node.node, st.message()));
   }
   const std::string key = NodeKey(node.node);
@@ -102,7 +100,7 @@ Task<Status> RegisterNode(objstore::ObjectStore& root, control::NodeEntry node) 
 
 Task<Result<std::optional<control::NodeEntry>>> FindNode(objstore::ObjectStore& root,
                                                          std::string node) {
-  if (!volume::ValidateVolumeName(node).ok()) co_return std::optional<control::NodeEntry>();
+  if (!control::ValidateNodeId(node).ok()) co_return std::optional<control::NodeEntry>();
   auto found = co_await Read<control::NodeEntry>(root, NodeKey(node), DecodeNodeRecord);
   if (found.ok() && *found && (*found)->node != node) {
     co_return Status::Corruption(fmt::format("{} names node '{}'", NodeKey(node), (*found)->node));

@@ -16,8 +16,8 @@
 // before the node's daemon has opened it and written its owner record: the controller then
 // never opens the volume itself (which would fence the node). One record per volume (our
 // access modes are single-node), created with a conditional write where the store has one.
-// Node ids follow the volume-name rule (volume::ValidateVolumeName) before they name an
-// object.
+// Node ids are checked (control::ValidateNodeId: up to 253 bytes, a Kubernetes node name)
+// before they name an object.
 //
 // Thread-safe (no state beyond the store).
 #pragma once

@@ -51,14 +51,22 @@ TEST_CASE("nodes register under a valid id only", "[daemon][attachments]") {
   REQUIRE(RunSim(env, RegisterNode(store, {"node-a", "10.0.0.9:7070", kSince})).ok());
   CHECK((*RunSim(env, FindNode(store, "node-a")))->control == "10.0.0.9:7070");
   CHECK_FALSE(RunSim(env, FindNode(store, "node-b"))->has_value());
-  // An id that breaks the volume-name rule names no object, either way.
-  for (const char* bad : {"../x", "Node-A", "a/b", "", "-x"}) {
+  // A Kubernetes node name of the longest kind (a DNS subdomain of 253 bytes) is an id;
+  // one byte more, or anything that breaks the rule, names no object, either way.
+  const std::string longest = std::string(61, 'n') + "." + std::string(63, 'o') + "." +
+                              std::string(63, 'd') + "." + std::string(63, 'e');
+  REQUIRE(longest.size() == 253);
+  REQUIRE(RunSim(env, RegisterNode(store, {longest, "10.0.0.2:7070", kSince})).ok());
+  CHECK((*RunSim(env, FindNode(store, longest)))->node == longest);
+  for (std::string bad : {std::string("../x"), std::string("Node-A"), std::string("a/b"),
+                          std::string(""), std::string("-x"), std::string("x."),
+                          longest + "x"}) {
     INFO(bad);
     CHECK(RunSim(env, RegisterNode(store, {bad, "c", kSince})).code() ==
           Status::Code::kInvalidArgument);
     CHECK_FALSE(RunSim(env, FindNode(store, bad))->has_value());
   }
-  CHECK(RunSim(env, store.List("nodes/"))->size() == 1);
+  CHECK(RunSim(env, store.List("nodes/"))->size() == 2);
 }
 
 TEST_CASE("a volume is published to one node, and unpublish removes only that node's record",

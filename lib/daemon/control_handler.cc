@@ -313,7 +313,7 @@ Task<control::Reply> ControlHandler::Handle(control::Request request) {
   // The protocol passes names on unjudged; the volume's rule decides, for every op.
   Status name = Status::Ok();
   if (control::IsNodeOp(request.op)) {
-    name = volume::ValidateVolumeName(request.name);  // node ids follow the volume-name rule
+    name = control::ValidateNodeId(request.name);
   } else if (control::IsVolumeOp(request.op)) {
     const bool is_default = request.name == volume::kDefaultVolumeName;
     if (control::OpTakesName(request.op) && !(is_default && request.op != Op::kVolumeCreate)) {

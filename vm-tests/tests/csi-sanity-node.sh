@@ -252,6 +252,10 @@ no_device_attached() {
 # --- the run ---------------------------------------------------------------------------
 
 mkdir -p /var/lib/sanity /run/portalbd
+# The TCP control listener registers this daemon as node 'sanity-node' (nodes/<id>.json),
+# the node ControllerPublishVolume records (csi-sanity calls it with NodeGetInfo's id).
+printf '%s' "sanity-control-token-0123456789abcdef" >/tmp/sanity.token
+chmod 0400 /tmp/sanity.token
 cat >/tmp/sanity.toml <<EOF
 [storage]
 url = "$STORE"
@@ -259,6 +263,10 @@ cache_dir = "/var/lib/sanity"
 volumes = []
 [device]
 state_file = "/var/lib/sanity/devices.json"
+[control]
+listen = "127.0.0.1:7071"
+token_file = "/tmp/sanity.token"
+node_id = "sanity-node"
 EOF
 check "portalbd starts on file:// serving no volume" portalbd_start -c /tmp/sanity.toml
 csi_start() {

@@ -27,9 +27,10 @@
 // its magic is "PBDSEGE1". Unencrypted segments are unchanged, byte for byte.
 #include "volume/segment_format.h"
 
+#include <fmt/format.h>
 #include <lz4.h>
 
-#include <fmt/format.h>
+#include <algorithm>
 
 #include "util/buffer_pool.h"
 #include "util/checksum.h"
@@ -110,7 +111,8 @@ EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
   f->key = std::move(object_key);
   if (options.compress || key) {
     // One new string: chunks compressed (where it pays) and sealed (when encrypting).
-    std::string s = TakeFrom(options.pool, data.size() + data.size() / 512 + 4096);
+    std::string s =
+        TakeFrom(options.pool, std::max(EncodedCapacity(data.size()), options.min_capacity));
     std::string packed;
     ForEachChunk(data, chunk_bytes, [](uint64_t) { return false; },
                  [&](uint64_t index, uint64_t, std::string_view raw) {

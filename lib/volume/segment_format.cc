@@ -98,11 +98,11 @@ static void ForEachChunk(const objstore::Rope& data, uint64_t chunk_bytes, Skip&
 // A string taken from `pool` as a rope piece's owner: given back to the pool when the
 // last rope referencing it goes (after the store's PUT).
 static std::shared_ptr<const std::string> PooledOwner(std::string s, BufferPool* pool) {
-  return std::shared_ptr<const std::string>(new std::string(std::move(s)),
-                                            [pool](const std::string* p) {
+  auto give_back = [pool](const std::string* p) {
     if (pool) pool->Give(std::move(*const_cast<std::string*>(p)));
     delete p;
-  });
+  };
+  return std::shared_ptr<const std::string>(new std::string(std::move(s)), give_back);
 }
 
 EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,

@@ -330,8 +330,9 @@ CONFORMANCE_TEST(conditional_create) {
 }
 
 CONFORMANCE_TEST(conditional_create_of_a_rope) {
-  // Pieces of several owners: memory:// keeps them, the others join them; every store
-  // reads back the same bytes, whole and by range, and refuses a second create.
+  // Pieces of several owners: memory:// keeps them, s3:// sends them as they are, file://
+  // joins them; every store reads back the same bytes, whole and by range, and refuses a
+  // second create.
   ObjectStore& s = f.store();
   auto a = std::make_shared<const std::string>(Bytes(300 * 1024, 1));
   auto b = std::make_shared<const std::string>(Bytes(5000, 2));

@@ -76,9 +76,18 @@ Task<Status> S3Store::PutIfAbsent(std::string key, std::string data) {
 }
 
 Task<Status> S3Store::PutIfAbsentRope(std::string key, Rope data) {
-  // One body, from the pool the client gives it back to after sending.
-  co_return co_await PutIfAbsent(std::move(key),
-                                 std::move(data).Flatten(client_->options().buffer_pool));
+  // One string: sent as it is and given back to the client's pool after.
+  if (data.is_one_string() || data.pieces().size() <= 1) {
+    co_return co_await PutIfAbsent(std::move(key),
+                                   std::move(data).Flatten(client_->options().buffer_pool));
+  }
+  // Pieces (a segment whose incompressible chunks are the write buffer's memory): sent as
+  // they are, never joined; `data` keeps them alive until the PUT is over.
+  CO_RETURN_IF_ERROR(ValidateKey(key));
+  std::vector<std::string_view> parts;
+  parts.reserve(data.pieces().size());
+  for (const Rope::Piece& p : data.pieces()) parts.push_back(p.bytes);
+  co_return co_await client_->PutObjectParts(prefix_ + key, std::move(parts), true);
 }
 
 Task<Status> S3Store::Delete(std::string key) {

@@ -146,7 +146,7 @@ TEST_CASE("s3 store: a 500 on a conditional PUT is an unknown outcome, settled b
     }
     ++puts;
     if (objects.contains(key)) return HttpReply(412, S3ErrorXml("PreconditionFailed"));
-    objects[key] = r.body;
+    objects[key] = r.JoinedBody();
     if (std::exchange(store_then_500, false)) return HttpReply(500, S3ErrorXml("UnknownError"));
     return HttpReply(200);
   });

@@ -266,6 +266,25 @@ Task<Status> Client::PutObject(const std::string& key, std::string body, bool if
   co_return r.ok() ? Status::Ok() : r.status();
 }
 
+Task<Status> Client::PutObjectParts(const std::string& key, std::vector<std::string_view> parts,
+                                    bool if_none_match) {
+  std::string hash;
+  uint64_t size = 0;
+  for (std::string_view p : parts) size += p.size();
+  if (size > kInlineHashBytes) {
+    hash = co_await RunBlocking(env_, [&] { return Sha256Hex(parts); });
+  } else {
+    hash = Sha256Hex(parts);
+  }
+  HttpRequest req = BuildRequest("PUT", key, {});
+  req.headers[0].second = std::move(hash);  // x-amz-content-sha256
+  if (if_none_match) req.headers.emplace_back("if-none-match", "*");
+  req.body_parts = std::move(parts);
+  req.max_response_bytes = kErrorBodySlack;
+  auto r = co_await Execute(req, "PUT " + Describe(key), options_.retry.max_attempts, false);
+  co_return r.ok() ? Status::Ok() : r.status();
+}
+
 Task<Status> Client::DeleteObject(const std::string& key) {
   HttpRequest req = BuildRequest("DELETE", key, {});
   req.max_response_bytes = kErrorBodySlack;

@@ -75,6 +75,10 @@ class Client {
   Task<Result<GetResult>> GetObject(const std::string& key, std::optional<ByteRange> range);
   Task<Result<ObjectMeta>> HeadObject(const std::string& key);
   Task<Status> PutObject(const std::string& key, std::string body, bool if_none_match);
+  // The same with the body in parts, sent in order without joining them (HttpRequest::
+  // body_parts); they must stay valid and unchanged until the task completes.
+  Task<Status> PutObjectParts(const std::string& key, std::vector<std::string_view> parts,
+                              bool if_none_match);
   Task<Status> DeleteObject(const std::string& key);
   Task<Result<ListPage>> ListObjectsV2(const ListRequest& request);
   // One ListObjectsV2 of at most one key under `prefix`, with the CheckAccess attempts and

@@ -111,6 +111,24 @@ TEST_CASE("PUT carries the body's SHA-256 and If-None-Match only when conditiona
   CHECK(reqs[1].Header("if-none-match") == "*");
 }
 
+TEST_CASE("PUT in parts: the parts' SHA-256, the parts sent as they are", "[s3client]") {
+  SimEnv env;
+  auto fake = std::make_shared<FakeHttp>([](const HttpRequest& r) {
+    CHECK(r.body.empty());
+    CHECK(r.body_parts.size() == 3);
+    return HttpReply(200);
+  });
+  auto c = MakeClient(env, fake);
+  const std::string a(100 * 1024, 'a'), b = "hello", d(3, 'd');
+  REQUIRE(RunSim(env, c->PutObjectParts("k", {a, b, d}, true)).ok());
+  auto reqs = fake->requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].body == a + b + d);  // FakeHttp keeps a copy
+  CHECK(reqs[0].Header("x-amz-content-sha256") == Sha256Hex(a + b + d));
+  CHECK(Sha256Hex(std::vector<std::string_view>{a, b, d}) == Sha256Hex(a + b + d));
+  CHECK(reqs[0].Header("if-none-match") == "*");
+}
+
 TEST_CASE("GET sends the range, HEAD reads size and etag", "[s3client]") {
   SimEnv env;
   auto fake = std::make_shared<FakeHttp>([](const HttpRequest& r) {

@@ -41,7 +41,9 @@ struct CurlTransport::Transfer {
   std::string what;  // "GET <url>", for messages
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
-  size_t upload_offset = 0;
+  size_t upload_offset = 0;  // of the body
+  size_t upload_part = 0;    // with body_parts: the part holding upload_offset,
+  size_t part_start = 0;     // which starts here
   bool too_large = false;
   HttpResponse response;
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -100,19 +102,45 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
 
 size_t OnRead(char* buffer, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
-  const std::string& body = t->request->body;
-  size_t len = std::min(size * n, body.size() - t->upload_offset);
-  std::memcpy(buffer, body.data() + t->upload_offset, len);
-  t->upload_offset += len;
-  return len;
+  const std::vector<std::string_view>& parts = t->request->body_parts;
+  if (parts.empty()) {
+    const std::string& body = t->request->body;
+    size_t len = std::min(size * n, body.size() - t->upload_offset);
+    std::memcpy(buffer, body.data() + t->upload_offset, len);
+    t->upload_offset += len;
+    return len;
+  }
+  size_t done = 0;
+  while (done < size * n && t->upload_part < parts.size()) {
+    std::string_view part = parts[t->upload_part];
+    const size_t at = t->upload_offset - t->part_start;
+    const size_t len = std::min(size * n - done, part.size() - at);
+    std::memcpy(buffer + done, part.data() + at, len);
+    done += len;
+    t->upload_offset += len;
+    if (at + len == part.size()) {
+      t->part_start += part.size();
+      ++t->upload_part;
+    }
+  }
+  return done;
 }
 
 int OnSeek(void* user, curl_off_t offset, int origin) {
   auto* t = static_cast<Transfer*>(user);
-  if (origin != SEEK_SET || offset < 0 || static_cast<uint64_t>(offset) > t->request->body.size()) {
+  if (origin != SEEK_SET || offset < 0 || static_cast<uint64_t>(offset) > t->request->BodySize()) {
     return CURL_SEEKFUNC_CANTSEEK;
   }
   t->upload_offset = static_cast<size_t>(offset);
+  // With body_parts: find the part holding the offset again (rewinds are rare: a redirect
+  // or an auth retry re-sends from 0).
+  t->upload_part = 0;
+  t->part_start = 0;
+  const std::vector<std::string_view>& parts = t->request->body_parts;
+  while (t->upload_part < parts.size() &&
+         t->part_start + parts[t->upload_part].size() <= t->upload_offset) {
+    t->part_start += parts[t->upload_part++].size();
+  }
   return CURL_SEEKFUNC_OK;
 }
 
@@ -161,13 +189,13 @@ Status Setup(Transfer* t, const CurlTransport::Options& options) {
     curl_easy_setopt(e, CURLOPT_READDATA, t);
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, OnSeek);
     curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(r.BodySize()));
   } else if (r.method == "DELETE") {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
   } else {
     return Status::InvalidArgument("unsupported HTTP method " + r.method);
   }
-  if (!r.body.empty() && r.method != "PUT") {
+  if ((!r.body.empty() || !r.body_parts.empty()) && r.method != "PUT") {
     return Status::InvalidArgument(r.method + " with a body is not supported");
   }
 

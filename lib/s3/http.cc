@@ -17,6 +17,21 @@ std::string_view HttpRequest::Header(std::string_view lower_name) const {
   return Find(headers, lower_name);
 }
 
+uint64_t HttpRequest::BodySize() const {
+  if (body_parts.empty()) return body.size();
+  uint64_t n = 0;
+  for (std::string_view p : body_parts) n += p.size();
+  return n;
+}
+
+std::string HttpRequest::JoinedBody() const {
+  if (body_parts.empty()) return body;
+  std::string out;
+  out.reserve(BodySize());
+  for (std::string_view p : body_parts) out.append(p);
+  return out;
+}
+
 std::string_view HttpResponse::Header(std::string_view lower_name) const {
   return Find(headers, lower_name);
 }

@@ -30,6 +30,10 @@ struct HttpRequest {
   // Authorization are added by the transport.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;  // PUT only
+  // PUT only, instead of `body`: the body as these parts in order (a segment whose
+  // incompressible chunks stay where the write buffer holds them). Not owned: the caller
+  // keeps them valid and unchanged until the request completes.
+  std::vector<std::string_view> body_parts;
 
   // AWS SigV4 signing by the transport (libcurl's CURLOPT_AWS_SIGV4): provider string
   // such as "aws:amz:us-east-1:s3". Empty: the request is sent unsigned.
@@ -50,6 +54,10 @@ struct HttpRequest {
   BufferPool* response_pool = nullptr;
 
   std::string_view Header(std::string_view lower_name) const;
+  // Bytes of the body: body_parts' if any, else body's.
+  uint64_t BodySize() const;
+  // The body in one string (a copy; for fakes and tests).
+  std::string JoinedBody() const;
 };
 
 struct HttpResponse {

@@ -3,10 +3,13 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace portal::s3 {
 
 std::string Sha256Hex(std::string_view data);
+// Of the concatenation of `parts`.
+std::string Sha256Hex(const std::vector<std::string_view>& parts);
 
 // SHA-256 of the empty string, for bodiless requests.
 inline constexpr std::string_view kEmptySha256 =

@@ -25,6 +25,11 @@ class FakeHttp final : public s3::HttpTransport {
     {
       std::lock_guard lock(mu_);
       requests_.push_back(request);
+      // The parts are the caller's, valid only while the request runs: keep a copy.
+      if (!request.body_parts.empty()) {
+        requests_.back().body = request.JoinedBody();
+        requests_.back().body_parts.clear();
+      }
       h = handler_;
     }
     co_return h(request);

@@ -27,9 +27,10 @@
 // its magic is "PBDSEGE1". Unencrypted segments are unchanged, byte for byte.
 #include "volume/segment_format.h"
 
+#include <fmt/format.h>
 #include <lz4.h>
 
-#include <fmt/format.h>
+#include <algorithm>
 
 #include "util/buffer_pool.h"
 #include "util/checksum.h"
@@ -63,10 +64,11 @@ bool ValidKind(uint8_t k) { return k >= 1 && k <= 3; }
 static uint64_t AppendFooter(const SegmentFooter* f, std::string* s,
                              const crypto::ObjectKey* key = nullptr);
 
-// Calls fn(index, bytes) for each chunk of `data` (chunk_bytes each, the last one maybe
-// shorter), in order. `bytes` points into the piece holding the chunk, or into a scratch
-// copy where the chunk spans pieces; it is empty where skip(index) says the bytes are not
-// needed (fn still learns the chunk's length from `len`).
+// Calls fn(index, len, bytes, owner) for each chunk of `data` (chunk_bytes each, the last
+// one maybe shorter), in order. `bytes` points into the piece holding the chunk (`owner`
+// is that piece's), or into a scratch copy where the chunk spans pieces (`owner` null); it
+// is empty where skip(index) says the bytes are not needed (fn still learns the chunk's
+// length from `len`).
 template <typename Skip, typename Fn>
 static void ForEachChunk(const objstore::Rope& data, uint64_t chunk_bytes, Skip&& skip, Fn&& fn) {
   const auto& pieces = data.pieces();
@@ -76,12 +78,12 @@ static void ForEachChunk(const objstore::Rope& data, uint64_t chunk_bytes, Skip&
   for (uint64_t pos = 0, index = 0; pos < data.size(); pos += chunk_bytes, ++index) {
     const uint64_t len = std::min(chunk_bytes, data.size() - pos);
     if (skip(index)) {
-      fn(index, len, std::string_view());
+      fn(index, len, std::string_view(), nullptr);
       continue;
     }
     while (piece_start + pieces[i].bytes.size() <= pos) piece_start += pieces[i++].bytes.size();
     if (pos + len <= piece_start + pieces[i].bytes.size()) {
-      fn(index, len, pieces[i].bytes.substr(pos - piece_start, len));
+      fn(index, len, pieces[i].bytes.substr(pos - piece_start, len), &pieces[i].owner);
       continue;
     }
     scratch.clear();
@@ -89,8 +91,18 @@ static void ForEachChunk(const objstore::Rope& data, uint64_t chunk_bytes, Skip&
     for (size_t j = i; scratch.size() < len; ++j, at = 0) {
       scratch.append(pieces[j].bytes.substr(at, len - scratch.size()));
     }
-    fn(index, len, std::string_view(scratch));
+    fn(index, len, std::string_view(scratch), nullptr);
   }
+}
+
+// A string taken from `pool` as a rope piece's owner: given back to the pool when the
+// last rope referencing it goes (after the store's PUT).
+static std::shared_ptr<const std::string> PooledOwner(std::string s, BufferPool* pool) {
+  auto give_back = [pool](const std::string* p) {
+    if (pool) pool->Give(std::move(*const_cast<std::string*>(p)));
+    delete p;
+  };
+  return std::shared_ptr<const std::string>(new std::string(std::move(s)), give_back);
 }
 
 EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
@@ -109,13 +121,36 @@ EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
   const crypto::ObjectKey* key = object_key.get();
   f->key = std::move(object_key);
   if (options.compress || key) {
-    // One new string: chunks compressed (where it pays) and sealed (when encrypting).
-    std::string s = TakeFrom(options.pool, data.size() + data.size() / 512 + 4096);
+    // A new string: chunks compressed (where it pays) and sealed (when encrypting), and the
+    // footer. Unencrypted chunks that LZ4 does not shrink are not copied: the object
+    // references them where they lie in the data's pieces (`parts`), as a raw segment
+    // does; incompressible data then costs no copy and no fresh pages here.
+    std::string s =
+        TakeFrom(options.pool, std::max(EncodedCapacity(data.size()), options.min_capacity));
+    struct Part {
+      const std::shared_ptr<const void>* owner;  // a data piece's: `bytes`; null: s[at, +len)
+      std::string_view bytes;
+      uint64_t at = 0;
+      uint64_t len = 0;
+    };
+    std::vector<Part> parts;
+    uint64_t object_size = 0;
+    auto from_s = [&](uint64_t at) {
+      const uint64_t len = s.size() - at;
+      if (len == 0) return;
+      if (!parts.empty() && !parts.back().owner) {
+        parts.back().len += len;
+      } else {
+        parts.push_back(Part{nullptr, {}, at, len});
+      }
+      object_size += len;
+    };
     std::string packed;
     ForEachChunk(data, chunk_bytes, [](uint64_t) { return false; },
-                 [&](uint64_t index, uint64_t, std::string_view raw) {
+                 [&](uint64_t index, uint64_t, std::string_view raw,
+                     const std::shared_ptr<const void>* owner) {
       ChunkInfo c;
-      c.offset = s.size();
+      c.offset = object_size;
       c.raw_blocks = raw.size() / f->block_size;
       c.checksum = known(index) ? *contents.chunk_sums[index] : Checksum64(raw);
       c.codec = ChunkCodec::kRaw;
@@ -129,21 +164,41 @@ EncodedSegment EncodeSegment(SegmentFooter* f, SegmentContents contents,
         c.codec = ChunkCodec::kLz4;
         piece = std::string_view(packed.data(), static_cast<size_t>(n));
       }
+      const uint64_t at = s.size();
       if (key) {
         key->Seal(c.offset, piece, &s);
+      } else if (c.codec == ChunkCodec::kRaw && owner) {
+        parts.push_back(Part{owner, raw, 0, raw.size()});
+        object_size += raw.size();
       } else {
         s.append(piece);
       }
-      c.stored_len = s.size() - c.offset;
+      from_s(at);
+      c.stored_len = object_size - c.offset;
       f->chunks.push_back(c);
     });
+    const uint64_t footer_at = s.size();
     out.footer_checksum = AppendFooter(f, &s, key);
-    out.bytes = objstore::Rope(std::move(s));
+    from_s(footer_at);
+    if (parts.size() == 1) {
+      // All of it in `s` (compressed or sealed chunks, or none): one string, as it was built.
+      out.bytes = objstore::Rope(std::move(s));
+      return out;
+    }
+    std::shared_ptr<const std::string> whole = PooledOwner(std::move(s), options.pool);
+    for (const Part& p : parts) {
+      if (p.owner) {
+        out.bytes.Append(*p.owner, p.bytes);
+      } else {
+        out.bytes.Append(whole, std::string_view(*whole).substr(p.at, p.len));
+      }
+    }
     return out;
   }
 
   // Raw chunks are the data itself: only their checksums are computed (where not known).
-  ForEachChunk(data, chunk_bytes, known, [&](uint64_t index, uint64_t len, std::string_view raw) {
+  ForEachChunk(data, chunk_bytes, known, [&](uint64_t index, uint64_t len, std::string_view raw,
+                                             const std::shared_ptr<const void>*) {
     ChunkInfo c;
     c.offset = index * chunk_bytes;
     c.stored_len = len;

@@ -95,7 +95,20 @@ struct EncodeOptions {
   bool compress = false;  // LZ4 per chunk, kept only where it saves at least 1/8
   // Where a string the encoder builds comes from (null: allocated).
   BufferPool* pool = nullptr;
+  // The least capacity of a string the encoder builds (the uploader's: a full segment's,
+  // EncodedCapacity(l0_sst_size_bytes)). Segments sealed by the flush interval or a FLUSH
+  // vary in size; asking for one size every time lets the string a store gave back after
+  // its PUT serve the next segment whatever its size (the pool serves only near fits),
+  // and the pages a smaller segment does not fill are never touched.
+  size_t min_capacity = 0;
 };
+
+// Room for a compressed or sealed segment of `data_bytes` with its footer: LZ4 is kept
+// only where it is smaller, a sealed chunk adds a 16-byte tag per chunk, and the footer
+// takes at most ~15 bytes per block (one extent per 4 KiB block in a random write).
+inline size_t EncodedCapacity(uint64_t data_bytes) {
+  return static_cast<size_t>(data_bytes + data_bytes / 256 + (64 << 10));
+}
 
 struct EncodedSegment {
   // The object. Raw: the data's own pieces plus one for the footer (no copy), or, when the

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "util/buffer_pool.h"
 #include "util/checksum.h"
 #include "util/coding.h"
 
@@ -105,6 +106,72 @@ TEST_CASE("raw segments keep the data's pieces, compressed ones are one string",
   EncodedSegment flat = EncodeSegment(&f, SegmentContents{objstore::Rope(data), {}}, {});
   CHECK(flat.bytes.is_one_string());
   CHECK(std::move(flat.bytes).Flatten() == raw.bytes.Flatten());
+}
+
+TEST_CASE("compressed segments of any size reuse the one string the last PUT gave back",
+          "[volume][format]") {
+  // The uploader asks for a full segment's capacity every time: segments sealed by the
+  // flush interval or a FLUSH vary in size, and with strings of their own sizes each
+  // missed the pool (fresh pages faulted in by the encoder's copy).
+  BufferPool pool;
+  const size_t full = EncodedCapacity(64 << 20);
+  const char* storage = nullptr;
+  // Compressible data (all of it in the string); 160 KiB to 7.4 MiB of blocks.
+  for (uint64_t blocks : {700, 40, 1900, 300, 1200}) {
+    SegmentFooter f = Sample(blocks);
+    EncodedSegment e = EncodeSegment(&f, SegmentContents{objstore::Rope(Data(blocks, true)), {}},
+                                     {true, &pool, full});
+    std::string s = std::move(e.bytes).Flatten();
+    CHECK(s.capacity() >= full);
+    if (storage) CHECK(s.data() == storage);
+    storage = s.data();
+    pool.Give(std::move(s));  // as a store does after its PUT
+  }
+  CHECK(pool.hits() == 4);
+  CHECK(pool.misses() == 1);
+  // Without a floor, each size asks for its own string: the pool serves none of them.
+  BufferPool sized;
+  for (uint64_t blocks : {700, 40, 1900, 300, 1200}) {
+    SegmentFooter f = Sample(blocks);
+    EncodedSegment e = EncodeSegment(&f, SegmentContents{objstore::Rope(Data(blocks, true)), {}},
+                                     {true, &sized});
+    sized.Give(std::move(e.bytes).Flatten());
+  }
+  CHECK(sized.hits() == 0);
+}
+
+TEST_CASE("compressed segments reference the chunks LZ4 does not shrink, never copy them",
+          "[volume][format]") {
+  // Incompressible data in pieces (a write buffer's slabs): the object is those pieces
+  // plus one pooled string (footer, compressed chunks), the same bytes as from one string.
+  const std::string data = Data(64, false) + Data(32, true) + Data(64, false);  // 640 KiB
+  auto slab1 = std::make_shared<const std::string>(data.substr(0, 256 << 10));
+  auto slab2 = std::make_shared<const std::string>(data.substr(256 << 10));
+  objstore::Rope pieces;
+  pieces.Append(slab1);
+  pieces.Append(slab2);
+  BufferPool pool;
+  SegmentFooter f = Sample(160);
+  EncodedSegment e = EncodeSegment(&f, SegmentContents{pieces, {}}, {true, &pool, 2 << 20});
+  CHECK_FALSE(e.bytes.is_one_string());
+  CHECK(e.bytes.pieces().front().owner == slab1);  // not a copy
+  CHECK(e.bytes.pieces().front().bytes.data() == slab1->data());
+  size_t referenced = 0;
+  for (const auto& p : e.bytes.pieces()) {
+    if (p.owner == slab1 || p.owner == slab2) referenced += p.bytes.size();
+  }
+  CHECK(referenced == (256u << 10) + (256u << 10));  // the 8 raw chunks, in 2 runs
+  size_t lz4 = 0;
+  for (const ChunkInfo& c : f.chunks) lz4 += c.codec == ChunkCodec::kLz4;
+  CHECK(lz4 == 2);
+  SegmentFooter g = Sample(160);
+  Encoded flat = Encode(&g, data, true);
+  CHECK(e.bytes.Flatten() == flat.bytes);
+  CHECK(e.footer_checksum == flat.footer_checksum);
+  // The pooled string goes back to the pool with the last rope holding it (after a PUT).
+  CHECK(pool.pooled_bytes() == 0);
+  e.bytes = objstore::Rope();
+  CHECK(pool.pooled_bytes() >= (2u << 20));
 }
 
 TEST_CASE("segments round-trip, compressed and raw, and chunks verify", "[volume][format]") {

@@ -68,7 +68,8 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
         // buffer's raw segment is the buffer's own memory (a Rope): memory:// keeps it with
         // no copy at all, file:// and s3:// join it into one pooled string.
         EncodedSegment enc = co_await RunBlocking(env_, [&] {
-          const EncodeOptions eo{options_.compress, options_.buffer_pool};
+          const EncodeOptions eo{options_.compress, options_.buffer_pool,
+                                 EncodedCapacity(options_.l0_sst_size_bytes)};
           if (buf) return EncodeSegment(footer, buf->Contents(footer), eo, object_key);
           footer->extents = reloc->extents;
           for (auto& se : footer->extents) se.extent.loc.segment = id;

@@ -116,20 +116,11 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
   if (!idx.ok()) co_return false;
   const std::vector<SstIndexEntry>& blocks = (*idx)->blocks;
   const crypto::ObjectKey* key = (*idx)->key.get();
-  // Runs [first, end) of adjacent blocks this call leads, each at most max_get_bytes.
+  // Runs [first, end) of adjacent blocks this call leads, each at most max_get_bytes, at
+  // most kRunsAtOnce GETs in flight. A block is claimed only when its GET is about to
+  // start, so a read never waits behind GETs queued here.
+  constexpr size_t kRunsAtOnce = 4;
   std::vector<std::pair<size_t, size_t>> runs;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    if (!cache_.Claim(BlockCacheKey(ref.key, blocks[i].offset), /*tentative=*/true).lead) {
-      continue;
-    }
-    if (!runs.empty() && runs.back().second == i &&
-        blocks[i - 1].offset + blocks[i - 1].length == blocks[i].offset &&
-        blocks[i].offset + blocks[i].length - blocks[runs.back().first].offset <= max_get_bytes) {
-      runs.back().second = i + 1;
-    } else {
-      runs.emplace_back(i, i + 1);
-    }
-  }
   auto fetch_run = [&](size_t first, size_t end) -> Task<bool> {
     const uint64_t begin = blocks[first].offset;
     const uint64_t length = blocks[end - 1].offset + blocks[end - 1].length - begin;
@@ -158,10 +149,28 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
     }
     co_return failed.ok();
   };
-  std::vector<Task<bool>> gets;
-  for (auto [first, end] : runs) gets.push_back(fetch_run(first, end));
   bool all = true;
-  for (bool ok : co_await WhenAll(std::move(gets))) all = all && ok;
+  for (size_t i = 0; i < blocks.size();) {
+    runs.clear();
+    for (; i < blocks.size(); ++i) {
+      const bool extends =
+          !runs.empty() && runs.back().second == i &&
+          blocks[i - 1].offset + blocks[i - 1].length == blocks[i].offset &&
+          blocks[i].offset + blocks[i].length - blocks[runs.back().first].offset <= max_get_bytes;
+      if (!extends && runs.size() == kRunsAtOnce) break;
+      if (!cache_.Claim(BlockCacheKey(ref.key, blocks[i].offset), /*tentative=*/true).lead) {
+        continue;
+      }
+      if (extends) {
+        runs.back().second = i + 1;
+      } else {
+        runs.emplace_back(i, i + 1);
+      }
+    }
+    std::vector<Task<bool>> gets;
+    for (auto [first, end] : runs) gets.push_back(fetch_run(first, end));
+    for (bool ok : co_await WhenAll(std::move(gets))) all = all && ok;
+  }
   co_return all;
 }
 

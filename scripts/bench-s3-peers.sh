@@ -11,9 +11,14 @@
 #
 # Environment: BENCH_MIB span written and read (default 1024), PHASE_S seconds per timed
 # phase (30), LATENCY_MS (25) and CONN_MBPS (150, MB/s per connection) of the front,
-# CEIL_MIB bytes per ceiling measurement (256), PEERS (portalbd s3backer), PHASES (abcde:
-# the phases run, by letter; the targets table needs all of a-d),
-# PORTALBD_BUILD_DIR (build/) and S3_FRONT (its s3-front).
+# CEIL_MIB bytes per ceiling measurement (256; 0 skips the ceilings), PEERS (portalbd
+# s3backer), PORTALBD_BUILD_DIR (build/) and S3_FRONT (its s3-front). PHASES (abcde) runs
+# only the phases named, by letter (c and d read what a and b wrote: keep them; the
+# targets table needs all of a-d and the ceilings); LAT_LOG=PREFIX makes c write fio's
+# per-read latency logs (PREFIX-<peer>_clat.1.log: ms since start, latency ns, ...,
+# offset) and, for portalbd, its log and /metrics at the end of c
+# (PREFIX-portalbd.portalbd.log, .metrics).
+#   PEERS=portalbd PHASES=abc CEIL_MIB=0 LAT_LOG=/tmp/c scripts/bench-s3-peers.sh
 #
 # Phases, in this order, on each peer (fio over the span; portalbd through fio's nbd
 # engine, s3backer through its FUSE file with O_DIRECT):

@@ -67,7 +67,7 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
 Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
     const SstRef& ref, const SstIndexEntry& entry, const crypto::ObjectKey* key) {
   auto v = co_await cache::GetTyped<std::vector<Extent>>(
-      cache_, cache_scope_ + "sb/" + ref.key + "/" + std::to_string(entry.offset),
+      cache_, BlockCacheKey(ref.key, entry.offset),
       [&]() -> Task<Result<std::pair<std::vector<Extent>, uint64_t>>> {
         std::vector<Extent> extents;
         CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
@@ -108,6 +108,70 @@ Task<Status> SstReader::ForEach(const SstRef& ref, uint64_t first, uint64_t end,
     }
   }
   co_return Status::Ok();
+}
+
+Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
+                           uint64_t max_get_bytes) {
+  auto idx = co_await Index(ref);
+  if (!idx.ok()) co_return false;
+  const std::vector<SstIndexEntry>& blocks = (*idx)->blocks;
+  const crypto::ObjectKey* key = (*idx)->key.get();
+  // Runs [first, end) of adjacent blocks this call leads, each at most max_get_bytes, at
+  // most kRunsAtOnce GETs in flight. A block is claimed only when its GET is about to
+  // start, so a read never waits behind GETs queued here.
+  constexpr size_t kRunsAtOnce = 4;
+  std::vector<std::pair<size_t, size_t>> runs;
+  auto fetch_run = [&](size_t first, size_t end) -> Task<bool> {
+    const uint64_t begin = blocks[first].offset;
+    const uint64_t length = blocks[end - 1].offset + blocks[end - 1].length - begin;
+    auto got = co_await once.Get(ref.key, objstore::GetRange{begin, length});
+    Status failed = got.ok() ? Status::Ok() : got.status().WithContext("map SST " + ref.key);
+    if (got.ok() && got->size() != length) failed = Status::Corruption("short read of " + ref.key);
+    for (size_t i = first; i < end; ++i) {
+      const std::string ck = BlockCacheKey(ref.key, blocks[i].offset);
+      if (!failed.ok()) {
+        cache_.Finish(ck, failed, 0);  // tentative: its waiters fetch the block themselves
+        continue;
+      }
+      auto extents = DecodeSstBlock(
+          std::string_view(*got).substr(blocks[i].offset - begin, blocks[i].length), blocks[i],
+          ref.key, key);
+      if (!extents.ok()) {
+        cache_.Finish(ck, extents.status(), 0);
+        continue;
+      }
+      const uint64_t charge = extents->size() * sizeof(Extent) + 64;
+      cache_.Finish(ck,
+                    std::shared_ptr<const cache::CacheEntry>(
+                        std::make_shared<const cache::CacheValue<std::vector<Extent>>>(
+                            std::move(*extents))),
+                    charge);
+    }
+    co_return failed.ok();
+  };
+  bool all = true;
+  for (size_t i = 0; i < blocks.size();) {
+    runs.clear();
+    for (; i < blocks.size(); ++i) {
+      const bool extends =
+          !runs.empty() && runs.back().second == i &&
+          blocks[i - 1].offset + blocks[i - 1].length == blocks[i].offset &&
+          blocks[i].offset + blocks[i].length - blocks[runs.back().first].offset <= max_get_bytes;
+      if (!extends && runs.size() == kRunsAtOnce) break;
+      if (!cache_.Claim(BlockCacheKey(ref.key, blocks[i].offset), /*tentative=*/true).lead) {
+        continue;
+      }
+      if (extends) {
+        runs.back().second = i + 1;
+      } else {
+        runs.emplace_back(i, i + 1);
+      }
+    }
+    std::vector<Task<bool>> gets;
+    for (auto [first, end] : runs) gets.push_back(fetch_run(first, end));
+    for (bool ok : co_await WhenAll(std::move(gets))) all = all && ok;
+  }
+  co_return all;
 }
 
 Task<Result<std::vector<Extent>>> SstReader::ReadAll(const SstRef& ref) {

@@ -41,6 +41,9 @@ class SstReader {
   // The block cache key of `key`'s index: "<scope>si/<key>" (blocks: "<scope>sb/<key>/<offset>").
   // The scope keeps volumes apart in a block cache they share; "" in one of its own.
   std::string IndexCacheKey(const std::string& key) const { return cache_scope_ + "si/" + key; }
+  std::string BlockCacheKey(const std::string& key, uint64_t offset) const {
+    return cache_scope_ + "sb/" + key + "/" + std::to_string(offset);
+  }
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   // `key`: the SST's index's key (SstIndex::key; null when unencrypted).
@@ -52,6 +55,15 @@ class SstReader {
                        std::function<bool(const Extent&)> fn);
   // All extents (for compaction).
   Task<Result<std::vector<Extent>>> ReadAll(const SstRef& ref);
+
+  // Loads `ref`'s index (as Index does) and every block not cached or on its way, in
+  // ranged GETs of adjacent blocks of at most `max_get_bytes` each, all at once, through
+  // `once` (a store without retries: a failure is dropped). The blocks are claimed
+  // tentatively first: a read that needs one meanwhile waits for its GET instead of
+  // issuing its own, and fetches it itself if that GET fails. Every block is verified
+  // as Block verifies it; a damaged one is dropped, never cached. Returns whether every
+  // GET succeeded. For warming the map after open (LsmVolume::WarmMap).
+  Task<bool> Warm(const SstRef& ref, objstore::ObjectStore& once, uint64_t max_get_bytes);
 
  private:
   objstore::ObjectStore& store_;

@@ -92,5 +92,56 @@ TEST_CASE("SST reader: damage that persists is Corruption after a bounded number
   CHECK(RunSim(f.env, f.reader.Block(f.ref, (*idx)->blocks[0])).ok());
 }
 
+TEST_CASE("SST reader: Warm loads every verified block in GETs of at most the limit",
+          "[lsm][sst][warm]") {
+  Fixture f;
+  auto idx = RunSim(f.env, f.reader.Index(f.ref));
+  REQUIRE(idx.ok());
+  const auto& blocks = (*idx)->blocks;
+  constexpr uint64_t kMaxGet = 512;
+  size_t runs = 0;  // adjacent blocks grouped up to kMaxGet bytes
+  for (size_t i = 0, start = 0; i < blocks.size(); ++i) {
+    if (i == 0 || blocks[i].offset + blocks[i].length - blocks[start].offset > kMaxGet) {
+      ++runs;
+      start = i;
+    }
+  }
+  REQUIRE(runs > 2);
+  f.damage.armed = true;  // the first GET's body is damaged: its last block is dropped
+  CHECK(RunSim(f.env, f.reader.Warm(f.ref, f.store, kMaxGet)));
+  CHECK(f.damage.total_gets() == runs);
+  // Every block but the damaged one is cached: reading all of it costs one GET, and the
+  // damaged bytes never reach a reader.
+  auto all = RunSim(f.env, f.reader.ReadAll(f.ref));
+  REQUIRE(all.ok());
+  CHECK(*all == f.extents);
+  CHECK(f.damage.total_gets() == runs + 1);
+  // Warm again: everything is cached, nothing to fetch.
+  CHECK(RunSim(f.env, f.reader.Warm(f.ref, f.store, kMaxGet)));
+  CHECK(f.damage.total_gets() == runs + 1);
+}
+
+TEST_CASE("SST reader: a Warm whose GETs fail caches nothing and leaves no claim behind",
+          "[lsm][sst][warm]") {
+  Fixture f;
+  REQUIRE(RunSim(f.env, f.reader.Index(f.ref)).ok());
+  bool fail = true;
+  objstore::FaultOptions o;
+  o.decide = [&](objstore::OpKind kind, std::string_view) {
+    objstore::FaultDecision d;
+    if (fail && kind == objstore::OpKind::kGet) {
+      d.action = objstore::FaultDecision::Action::kFail;
+      d.error = Status::IOError("injected");
+    }
+    return d;
+  };
+  objstore::FaultStore failing{std::make_unique<testing::BorrowedStore>(f.memory), f.env, o};
+  CHECK_FALSE(RunSim(f.env, f.reader.Warm(f.ref, failing, 1024)));
+  fail = false;
+  auto all = RunSim(f.env, f.reader.ReadAll(f.ref));  // fetched by the reader itself
+  REQUIRE(all.ok());
+  CHECK(*all == f.extents);
+}
+
 }  // namespace
 }  // namespace portal::lsm

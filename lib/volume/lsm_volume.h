@@ -231,6 +231,11 @@ class LsmVolume final : public Volume,
   // sequential stream (read_ahead.h). Runs in the background; Close waits for it.
   void MaybeReadAhead(uint64_t first, uint64_t end);
   Task<void> ReadAheadBlocks(uint64_t first, uint64_t end);
+  // After open: loads the committed map's SSTs, level by level, into the block cache
+  // while they fit in a quarter of it, so that cold reads find the map in memory rather
+  // than fetching an SST block per level in series before their chunk (docs/volume.md
+  // "Read path"). A hint: failures are dropped. Runs in the background; Close waits.
+  Task<void> WarmMap();
 
   // --- the uploader's side of the volume (UploadSink, volume_upload.cc) ---
   Task<Status> ApplyUploaded(const SegmentFooter& footer, uint64_t size) override;

@@ -80,6 +80,7 @@ struct VolumeOptions {
   uint32_t blocks_per_chunk = 16;
   bool compress = true;                 // LZ4 per chunk (off for memory://)
   bool read_partial_raw_chunks = false;  // memory://: read just the blocks, skip chunk fetch
+  bool warm_map = true;                  // load the map's SSTs into the cache after open
   uint64_t memtable_flush_segments = 64;
   uint64_t memtable_flush_interval_ms = 60'000;
   uint64_t memtable_max_extents = 1u << 20;

@@ -63,6 +63,10 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
   v->loops_.Add(2);
   Start(v->uploader_.Run(v->opened_.epoch), [v] { v->loops_.Done(); });
   Start(v->MaintenanceLoop(), [v] { v->loops_.Done(); });
+  if (v->options_.warm_map) {
+    v->loops_.Add(1);
+    Start(v->WarmMap(), [v] { v->loops_.Done(); });
+  }
   co_return v;
 }
 

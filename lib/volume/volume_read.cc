@@ -278,6 +278,36 @@ Task<void> LsmVolume::ReadAheadBlocks(uint64_t first, uint64_t end) {
   co_await WhenAll(std::move(prefetches));
 }
 
+Task<void> LsmVolume::WarmMap() {
+  constexpr uint64_t kMaxGetBytes = 1 << 20;  // a read waiting for a block waits ~one GET
+  constexpr size_t kInFlight = 8;             // SSTs warmed at once
+  std::vector<lsm::SstRef> refs;
+  {
+    std::lock_guard lock(mu_);
+    const uint64_t budget = cache_.stats().capacity_bytes / 4;
+    uint64_t charge = 0;
+    for (const auto& level : versions_.current()->levels) {  // L0 first: every read's first stop
+      for (const lsm::SstRef& ref : level) {
+        charge += ref.extent_count * sizeof(lsm::Extent) + (ref.size_bytes >> 4);
+        if (charge > budget) break;
+        refs.push_back(ref);
+      }
+      if (charge > budget) break;
+    }
+  }
+  for (size_t i = 0; i < refs.size(); i += kInFlight) {
+    {
+      std::lock_guard lock(mu_);
+      if (lifecycle_.closing || lifecycle_.stop || lifecycle_.fenced) co_return;
+    }
+    std::vector<Task<bool>> warms;
+    for (size_t j = i; j < std::min(refs.size(), i + kInFlight); ++j) {
+      warms.push_back(ssts_.Warm(refs[j], store_, kMaxGetBytes));
+    }
+    co_await WhenAll(std::move(warms));  // a hint: an SST retired meanwhile, a failing store
+  }
+}
+
 Task<Result<std::vector<StatusExtent>>> LsmVolume::BlockStatus(uint64_t offset, uint64_t length,
                                                                 uint32_t max_extents) {
   co_return co_await StatusOf(offset, length, max_extents, nullptr);

@@ -7,10 +7,12 @@
 #   scripts/bench-s3-peers.sh                              # 1 GiB, 30 s phases (6-9 min)
 #   BENCH_MIB=256 PHASE_S=5 scripts/bench-s3-peers.sh      # a quick run
 #   PEERS=portalbd LATENCY_MS=10 scripts/bench-s3-peers.sh
+#   PEERS=portalbd READS=d BENCH_MIB=512 CEIL_MIB=8 scripts/bench-s3-peers.sh  # d and e's d
 #
 # Environment: BENCH_MIB span written and read (default 1024), PHASE_S seconds per timed
 # phase (30), LATENCY_MS (25) and CONN_MBPS (150, MB/s per connection) of the front,
-# CEIL_MIB bytes per ceiling measurement (256), PEERS (portalbd s3backer),
+# CEIL_MIB bytes per ceiling measurement (256), PEERS (portalbd s3backer), READS (c d: the
+# read phases to run, after a restart and in e; READS=d runs only the sequential reads),
 # PORTALBD_BUILD_DIR (build/) and S3_FRONT (its s3-front).
 #
 # Phases, in this order, on each peer (fio over the span; portalbd through fio's nbd

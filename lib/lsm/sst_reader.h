@@ -1,6 +1,7 @@
 // SstReader: reads map SSTs from the object store through the block cache. Indexes and
 // blocks are fetched on demand with ranged GETs and cached, so memory is bounded by the
-// cache, never by the size of the map. Bytes that fail verification are fetched again
+// cache, never by the size of the map. With a metadata cache (`tails`), an index's tail
+// and each data block read are kept there too, so that a restart costs no GET for them. Bytes that fail verification are fetched again
 // (objstore::RefetchCorrupt) before a read fails with Corruption naming the SST; only
 // verified bytes reach a cache.
 //
@@ -41,6 +42,12 @@ class SstReader {
   // The block cache key of `key`'s index: "<scope>si/<key>" (blocks: "<scope>sb/<key>/<offset>").
   // The scope keeps volumes apart in a block cache they share; "" in one of its own.
   std::string IndexCacheKey(const std::string& key) const { return cache_scope_ + "si/" + key; }
+
+  // The metadata cache's key of a data block: "<key>@<offset>", a part of `key` (erased
+  // with it: cache::PersistentCache::Erase).
+  static std::string BlockPartKey(const std::string& key, uint64_t offset) {
+    return key + "@" + std::to_string(offset);
+  }
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   // `key`: the SST's index's key (SstIndex::key; null when unencrypted).

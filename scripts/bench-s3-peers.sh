@@ -19,6 +19,7 @@
 # offset) and, for portalbd, its log and /metrics at the end of c
 # (PREFIX-portalbd.portalbd.log, .metrics).
 #   PEERS=portalbd PHASES=abc CEIL_MIB=0 LAT_LOG=/tmp/c scripts/bench-s3-peers.sh
+#   PEERS=portalbd PHASES=ade CEIL_MIB=0 scripts/bench-s3-peers.sh  # the sequential reads, cold and warm
 #
 # Phases, in this order, on each peer (fio over the span; portalbd through fio's nbd
 # engine, s3backer through its FUSE file with O_DIRECT):

@@ -73,6 +73,12 @@ class DirectoryFilesImpl final : public CacheFiles {
   }
 
   Result<std::string> Read(const std::string& name) override {
+    std::string out;
+    RETURN_IF_ERROR(ReadInto(name, &out));
+    return out;
+  }
+
+  Status ReadInto(const std::string& name, std::string* out) override {
     const std::string path = dir_ + "/" + name;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return FromErrno(errno, "cannot open " + path);
@@ -82,10 +88,13 @@ class DirectoryFilesImpl final : public CacheFiles {
       ::close(fd);
       return FromErrno(err, "cannot stat " + path);
     }
-    std::string out(static_cast<size_t>(st.st_size), '\0');
+    // Grown only (zeroing the growth): a buffer reused for entries of one size is
+    // neither zeroed nor faulted in again.
+    const size_t size = static_cast<size_t>(st.st_size);
+    if (out->size() < size) out->resize(size);
     size_t got = 0;
-    while (got < out.size()) {
-      ssize_t n = ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(got));
+    while (got < size) {
+      ssize_t n = ::pread(fd, out->data() + got, size - got, static_cast<off_t>(got));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         int err = errno;
@@ -96,8 +105,8 @@ class DirectoryFilesImpl final : public CacheFiles {
       got += static_cast<size_t>(n);
     }
     ::close(fd);
-    out.resize(got);
-    return out;
+    out->resize(got);
+    return Status::Ok();
   }
 
   Status Write(const std::string& name, std::string_view data) override {

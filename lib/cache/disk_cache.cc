@@ -50,20 +50,20 @@ std::string Encode(const std::string& key, uint64_t checksum, std::string_view p
 }
 
 // The payload of `file` if it is a whole, undamaged entry for `key` with `checksum`.
-bool Verify(std::string& file, const std::string& key, uint64_t checksum, uint64_t size) {
-  if (file.size() < kHeaderSize || std::string_view(file).substr(0, 8) != kMagic) return false;
+std::optional<std::string_view> Verify(std::string_view file, const std::string& key,
+                                       uint64_t checksum, uint64_t size) {
+  if (file.size() < kHeaderSize || file.substr(0, 8) != kMagic) return std::nullopt;
   const auto* p = reinterpret_cast<const uint8_t*>(file.data());
   const uint32_t key_len = LoadLE32(p + 8);
   const uint64_t payload_len = LoadLE64(p + 12);
   const uint64_t sum = LoadLE64(p + 20);
-  if (key_len != key.size() || payload_len != size || sum != checksum) return false;
-  if (file.size() != FileSize(key, size)) return false;
-  if (std::string_view(file).substr(kHeaderSize, key_len) != key) return false;
-  std::string_view payload = std::string_view(file).substr(kHeaderSize + key_len);
+  if (key_len != key.size() || payload_len != size || sum != checksum) return std::nullopt;
+  if (file.size() != FileSize(key, size)) return std::nullopt;
+  if (file.substr(kHeaderSize, key_len) != key) return std::nullopt;
+  std::string_view payload = file.substr(kHeaderSize + key_len);
   // The footer's checksum, checked on every hit: what makes the cache safe to trust.
-  if (Checksum64(payload) != checksum) return false;
-  file.erase(0, kHeaderSize + key_len);
-  return true;
+  if (Checksum64(payload) != checksum) return std::nullopt;
+  return payload;
 }
 
 }  // namespace
@@ -185,44 +185,93 @@ Task<void> DiskCache::Load() {
 }
 
 Task<std::optional<std::string>> DiskCache::Get(std::string key, uint64_t checksum, uint64_t size) {
+  std::vector<GetItem> items;
+  items.push_back(GetItem{std::move(key), checksum, size});
+  std::vector<std::optional<std::string>> got = co_await GetMany(std::move(items));
+  co_return std::move(got[0]);
+}
+
+Task<std::vector<std::optional<std::string>>> DiskCache::GetMany(std::vector<GetItem> items) {
   State* st = state_.get();  // see Load
-  if (!st->on()) co_return std::nullopt;
-  std::string name = NameOf(key);
+  std::vector<std::optional<std::string>> out(items.size());
+  if (!st->on() || items.empty()) co_return out;
+  std::vector<std::string> names(items.size());  // "": not in the index, a miss
+  size_t present = 0;
   {
     std::lock_guard lock(st->mu);
-    auto it = st->index.find(name);
-    if (it == st->index.end() || !it->second->written) {
-      st->misses.fetch_add(1, std::memory_order_relaxed);
-      co_return std::nullopt;
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string name = NameOf(items[i].key);
+      auto it = st->index.find(name);
+      if (it == st->index.end() || !it->second->written) {
+        st->misses.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      st->lru.splice(st->lru.begin(), st->lru, it->second);
+      names[i] = std::move(name);
+      ++present;
     }
-    st->lru.splice(st->lru.begin(), st->lru, it->second);
   }
+  if (present == 0) co_return out;
+  // Read and verified on the blocking pool, one file after another. A present entry that
+  // is not returned leaves the index; `drop[i]`: its file is removed too (it failed
+  // verification, or reading it failed other than with NotFound).
+  struct Outcome {
+    std::vector<std::optional<std::string>> got;
+    std::vector<bool> drop;
+    std::vector<std::string> why;
+  };
   st->jobs.fetch_add(1);
-  Result<std::string> file =
-      co_await RunBlocking(env_, [st, &name] { return st->files->Read(name); });
+  Outcome r = co_await RunBlocking(env_, [st, &items, &names] {
+    Outcome o;
+    o.got.resize(items.size());
+    o.drop.resize(items.size(), false);
+    o.why.resize(items.size());
+    std::string file;  // every entry is read into this one buffer, then copied out
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (names[i].empty()) continue;
+      Status read = st->files->ReadInto(names[i], &file);
+      if (read.ok()) {
+        if (auto payload = Verify(file, items[i].key, items[i].checksum, items[i].size)) {
+          o.got[i].emplace(*payload);
+          continue;
+        }
+      }
+      // Gone (the directory was cleaned under us) or damaged: dropped from the index
+      // either way; a NotFound is not damage and has no file to remove.
+      if (read.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
+      o.drop[i] = read.ok() || !read.IsNotFound();
+      o.why[i] = read.ok() ? "failed verification" : read.ToString();
+    }
+    return o;
+  });
   st->jobs.fetch_sub(1);
-  if (file.ok() && Verify(*file, key, checksum, size)) {
-    st->hits.fetch_add(1, std::memory_order_relaxed);
-    co_return std::move(*file);
+  std::vector<std::string> remove;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (names[i].empty()) continue;
+    if (r.got[i]) {
+      st->hits.fetch_add(1, std::memory_order_relaxed);
+      out[i] = std::move(r.got[i]);
+      continue;
+    }
+    st->misses.fetch_add(1, std::memory_order_relaxed);
+    const std::string& name = names[i];
+    {
+      std::lock_guard lock(st->mu);
+      st->ForgetLocked(name);
+    }
+    if (r.drop[i]) {
+      Log()->debug("disk cache entry dropped name={} error=\"{}\"", name, r.why[i]);
+      remove.push_back(name);
+    }
   }
-  // Gone (the directory was cleaned under us) or damaged: drop it either way; a
-  // NotFound is not damage.
-  st->misses.fetch_add(1, std::memory_order_relaxed);
-  if (file.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
-  {
-    std::lock_guard lock(st->mu);
-    st->ForgetLocked(name);
-  }
-  if (file.ok() || !file.status().IsNotFound()) {
-    Log()->debug("disk cache entry dropped name={} error=\"{}\"", name,
-                 file.ok() ? "failed verification" : file.status().ToString());
+  if (!remove.empty()) {
     st->jobs.fetch_add(1);
-    env_.PostBlocking([s = state_, name] {
-      (void)s->files->Remove(name);
+    env_.PostBlocking([s = state_, remove = std::move(remove)] {
+      s->RemoveAll(remove);
       s->jobs.fetch_sub(1);
     });
   }
-  co_return std::nullopt;
+  co_return out;
 }
 
 void DiskCache::Put(std::string key, uint64_t checksum, std::string bytes) {

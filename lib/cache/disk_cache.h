@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,16 @@ class DiskCache {
   // The bytes stored for `key`, if present and they hash (Checksum64) to `checksum` and
   // are `size` bytes long; anything else is a miss (damaged entries are removed).
   Task<std::optional<std::string>> Get(std::string key, uint64_t checksum, uint64_t size);
+  // Get for each item, in order, with the files read and verified one after another in
+  // one job on the blocking pool: a run of chunks costs one trip there and back, not one
+  // per chunk (a thread hand-off each way costs more than reading 64 KiB from the page
+  // cache). Items not in the index are misses without any I/O.
+  struct GetItem {
+    std::string key;
+    uint64_t checksum = 0;
+    uint64_t size = 0;
+  };
+  Task<std::vector<std::optional<std::string>>> GetMany(std::vector<GetItem> items);
 
   // Stores entries in the background. `payload(i)` makes item i's bytes; it runs on the
   // blocking pool (so it may copy megabytes) and must stay valid until then. An item whose

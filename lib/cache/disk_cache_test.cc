@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <filesystem>
 #include <fstream>
 
@@ -159,6 +160,52 @@ TEST_CASE("DiskCache drops a damaged entry, never serves it, and takes it again"
   CHECK_FALSE(std::filesystem::exists(file));
   Put(env, c, "a", a);  // fetched again, kept again
   CHECK(Get(env, c, "a", a) == a);
+}
+
+TEST_CASE("DiskCache::GetMany reads a run of entries in one job, each verified on its own",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  testing::TempDir dir;
+  DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+  RunSim(env, c.Load());
+  // Sizes that grow, shrink and grow again: the files are read through one buffer.
+  const std::vector<std::string> bytes = {Bytes(8192, 1), Bytes(65536, 2), Bytes(4096, 3),
+                                          Bytes(65536, 4), Bytes(12288, 5)};
+  for (size_t i = 0; i < bytes.size(); ++i) Put(env, c, fmt::format("k{}", i), bytes[i]);
+  // A flipped bit in k3's file (the last byte of its payload).
+  const std::string k3 = dir.Join(fmt::format("{:016x}", Checksum64(std::string("k3"))));
+  REQUIRE(std::filesystem::exists(k3));
+  {
+    std::fstream f(k3, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    char ch = 0;
+    f.read(&ch, 1);
+    ch ^= 0x01;
+    f.seekp(-1, std::ios::end);
+    f.write(&ch, 1);
+  }
+  std::vector<DiskCache::GetItem> items;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    items.push_back({fmt::format("k{}", i), Checksum64(bytes[i]), bytes[i].size()});
+  }
+  items.insert(items.begin() + 2, DiskCache::GetItem{"absent", 1, 4096});
+  // k4 asked for with another writer's checksum: a miss, never its bytes.
+  items.push_back({"k4", Checksum64(bytes[3]), bytes[4].size()});
+  auto got = RunSim(env, c.GetMany(items));
+  REQUIRE(got.size() == 7);
+  CHECK(got[0] == bytes[0]);
+  CHECK(got[1] == bytes[1]);
+  CHECK_FALSE(got[2].has_value());
+  CHECK(got[3] == bytes[2]);
+  CHECK_FALSE(got[4].has_value());  // k3, damaged
+  CHECK(got[5] == bytes[4]);
+  CHECK_FALSE(got[6].has_value());
+  CHECK(c.stats().hits == 4);
+  CHECK(c.stats().damaged == 2);  // k3, and k4's entry under the wrong checksum
+  RunSim(env, c.Drain());
+  CHECK_FALSE(std::filesystem::exists(k3));
+  // k4 was dropped as the wrong bytes for that request; k0 stays.
+  CHECK(Get(env, c, "k0", bytes[0]) == bytes[0]);
 }
 
 TEST_CASE("DiskCache checks the payload itself, not only the checksum its header claims",

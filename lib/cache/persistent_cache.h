@@ -1,5 +1,5 @@
 // PersistentCache: a local, never-authoritative cache of the bytes of immutable store
-// objects (an SST's index tail, a segment's footer tail). Every cached value is verified
+// objects (an SST's index tail and data blocks, a segment's footer tail). Every cached value is verified
 // by the same checksums as a fresh GET, so a stale or corrupt entry costs a GET, never
 // correctness, and deleting the cache loses nothing.
 #pragma once
@@ -18,6 +18,7 @@ class PersistentCache {
   virtual Task<std::optional<std::string>> Get(std::string key) = 0;
   // Stores `value` for `key` in the background (best effort).
   virtual void Put(std::string key, std::string value) = 0;
+  // Drops `key` and its parts: the keys "<key>@..." (an SST's data blocks).
   virtual void Erase(std::string key) = 0;
 };
 

@@ -70,15 +70,30 @@ Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
       cache_, BlockCacheKey(ref.key, entry.offset),
       [&]() -> Task<Result<std::pair<std::vector<Extent>, uint64_t>>> {
         std::vector<Extent> extents;
+        // The metadata cache first: the block's checksum comes from the (verified) index,
+        // so a stale or damaged local copy fails DecodeSstBlock and costs only the GET.
+        const std::string part = BlockPartKey(ref.key, entry.offset);
+        if (tails_) {
+          std::optional<std::string> cached = co_await tails_->Get(part);
+          if (cached) {
+            auto decoded = DecodeSstBlock(*cached, entry, ref.key, key);
+            if (decoded.ok()) {
+              uint64_t charge = decoded->size() * sizeof(Extent) + 64;
+              co_return std::make_pair(std::move(*decoded), charge);
+            }
+          }
+        }
+        std::string stored;
         CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
             [&]() -> Task<Status> {
               CO_ASSIGN_OR_RETURN(
-                  std::string bytes,
+                  stored,
                   co_await store_.Get(ref.key, objstore::GetRange{entry.offset, entry.length}));
-              CO_ASSIGN_OR_RETURN(extents, DecodeSstBlock(bytes, entry, ref.key, key));
+              CO_ASSIGN_OR_RETURN(extents, DecodeSstBlock(stored, entry, ref.key, key));
               co_return Status::Ok();
             },
             corrupt_refetches_));
+        if (tails_) tails_->Put(part, std::move(stored));  // verified bytes only
         uint64_t charge = extents.size() * sizeof(Extent) + 64;
         co_return std::make_pair(std::move(extents), charge);
       });

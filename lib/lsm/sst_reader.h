@@ -1,6 +1,7 @@
 // SstReader: reads map SSTs from the object store through the block cache. Indexes and
 // blocks are fetched on demand with ranged GETs and cached, so memory is bounded by the
-// cache, never by the size of the map. Bytes that fail verification are fetched again
+// cache, never by the size of the map. With a metadata cache (`tails`), an index's tail
+// and each data block read are kept there too, so that a restart costs no GET for them. Bytes that fail verification are fetched again
 // (objstore::RefetchCorrupt) before a read fails with Corruption naming the SST; only
 // verified bytes reach a cache.
 //
@@ -43,6 +44,12 @@ class SstReader {
   std::string IndexCacheKey(const std::string& key) const { return cache_scope_ + "si/" + key; }
   std::string BlockCacheKey(const std::string& key, uint64_t offset) const {
     return cache_scope_ + "sb/" + key + "/" + std::to_string(offset);
+  }
+
+  // The metadata cache's key of a data block: "<key>@<offset>", a part of `key` (erased
+  // with it: cache::PersistentCache::Erase).
+  static std::string BlockPartKey(const std::string& key, uint64_t offset) {
+    return key + "@" + std::to_string(offset);
   }
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);

@@ -4,6 +4,9 @@
 
 #include "env/block_on.h"
 #include "env/sim_env.h"
+#include <map>
+
+#include "objstore/counting_store.h"
 #include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
 #include "objstore/retrying_store.h"
@@ -141,6 +144,67 @@ TEST_CASE("SST reader: a Warm whose GETs fail caches nothing and leaves no claim
   auto all = RunSim(f.env, f.reader.ReadAll(f.ref));  // fetched by the reader itself
   REQUIRE(all.ok());
   CHECK(*all == f.extents);
+}
+
+// A metadata cache in memory.
+struct MapCache final : cache::PersistentCache {
+  std::map<std::string, std::string> rows;
+  Task<std::optional<std::string>> Get(std::string key) override {
+    auto it = rows.find(key);
+    if (it == rows.end()) co_return std::nullopt;
+    co_return it->second;
+  }
+  void Put(std::string key, std::string value) override { rows[key] = std::move(value); }
+  void Erase(std::string key) override { rows.erase(key); }
+};
+
+TEST_CASE("SST reader: blocks kept in the metadata cache cost no GET after a restart, and a "
+          "damaged one is fetched again, never used",
+          "[lsm][sst][cache]") {
+  Fixture f;
+  objstore::CountingStore counted(std::make_unique<testing::BorrowedStore>(f.memory));
+  MapCache meta;
+  auto gets = [&] { return counted.stats()[objstore::OpKind::kGet].calls; };
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    auto all = RunSim(f.env, reader.ReadAll(f.ref));
+    REQUIRE(all.ok());
+    CHECK(*all == f.extents);
+  }
+  const uint64_t first = gets();
+  cache::BlockCache fresh{f.env, 1 << 20};
+  SstReader fresh_reader{counted, fresh, &meta};
+  auto idx = RunSim(f.env, fresh_reader.Index(f.ref));
+  REQUIRE(idx.ok());
+  CHECK(meta.rows.size() == 1 + (*idx)->blocks.size());  // the tail and every block
+  CHECK(meta.rows.count(SstReader::BlockPartKey(f.ref.key, (*idx)->blocks[1].offset)) == 1);
+  {  // a restart: an empty block cache, the same metadata cache
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    auto all = RunSim(f.env, reader.ReadAll(f.ref));
+    REQUIRE(all.ok());
+    CHECK(*all == f.extents);
+    CHECK(gets() == first);
+  }
+  // A flipped bit in one kept block: that block costs a GET, the others none.
+  std::string& kept = meta.rows[SstReader::BlockPartKey(f.ref.key, (*idx)->blocks[1].offset)];
+  kept[kept.size() / 2] ^= 0x10;
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    auto all = RunSim(f.env, reader.ReadAll(f.ref));
+    REQUIRE(all.ok());
+    CHECK(*all == f.extents);
+    CHECK(gets() == first + 1);
+  }
+  // The GET's verified bytes replaced the damaged copy.
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    REQUIRE(RunSim(f.env, reader.ReadAll(f.ref)).ok());
+    CHECK(gets() == first + 1);
+  }
 }
 
 }  // namespace

@@ -366,16 +366,23 @@ Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::Obje
   const std::string key = SegmentKey(id);
   // The disk cache first (every hit verified against the footer's checksum): only the
   // span from the first to the last chunk it lacks is fetched, still one GET.
+  // All of the run's entries are read in one job on the blocking pool (GetMany).
   std::vector<std::string> disk_keys(n);  // empty: no disk cache
   std::vector<std::optional<std::string>> kept(n);
-  size_t lo = n, hi = 0;  // the chunks to fetch: [first + lo, first + hi)
+  std::vector<cache::DiskCache::GetItem> lookups;
   for (size_t i = 0; i < n; ++i) {
     const ChunkInfo& chunk = footer.chunks[first + i];
     disk_keys[i] = DiskKey(footer, first + i);
-    if (!disk_keys[i].empty()) {
-      kept[i] = co_await options_.disk_cache->Get(disk_keys[i], chunk.checksum,
-                                                  chunk.raw_blocks * footer.block_size);
-    }
+    if (disk_keys[i].empty()) break;  // no disk cache (or not yet scoped)
+    lookups.push_back({disk_keys[i], chunk.checksum, chunk.raw_blocks * footer.block_size});
+  }
+  if (!lookups.empty()) {
+    std::vector<std::optional<std::string>> got =
+        co_await options_.disk_cache->GetMany(std::move(lookups));
+    for (size_t i = 0; i < got.size(); ++i) kept[i] = std::move(got[i]);
+  }
+  size_t lo = n, hi = 0;  // the chunks to fetch: [first + lo, first + hi)
+  for (size_t i = 0; i < n; ++i) {
     if (!kept[i]) lo = std::min(lo, i), hi = i + 1;
   }
   std::vector<std::string> out;

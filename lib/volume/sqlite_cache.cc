@@ -127,10 +127,15 @@ void SqliteCache::Erase(std::string key) {
   env_.PostBlocking([st = state_, key = std::move(key)] {
     std::lock_guard lock(st->mu);
     if (st->volume.empty() || st->disabled) return;
-    Stmt s(st->db, "DELETE FROM objects WHERE volume = ?1 AND key = ?2");
+    // The key and its parts "<key>@...": every key from "<key>@" up to "<key>A" ('@' +
+    // 1), a range of the primary key's index.
+    Stmt s(st->db,
+           "DELETE FROM objects WHERE volume = ?1 AND (key = ?2 OR (key >= ?3 AND key < ?4))");
     if (s.rc() != SQLITE_OK) return st->Disable("a delete", s.rc());
     s.Text(1, st->volume);
     s.Text(2, key);
+    s.Text(3, key + "@");
+    s.Text(4, key + "A");
     if (int rc = s.Step(); rc != SQLITE_DONE) st->Disable("a delete", rc);
   });
 }

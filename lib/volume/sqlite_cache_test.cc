@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "env/async.h"
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/counting_store.h"
@@ -125,6 +126,32 @@ TEST_CASE("an unusable cache_dir disables the cache instead of failing the volum
   REQUIRE(RunSim(env, (*v)->Flush()).ok());
   REQUIRE(RunSim(env, (*v)->Close()).ok());
   CHECK(ReopenAndRead(env, store, o, want) > 0);
+}
+
+
+TEST_CASE("the metadata cache erases an object with its parts, and nothing else",
+          "[volume][cache]") {
+  testing::TempDir dir;
+  SimEnv env;
+  auto c = SqliteCache::Open(env, dir.Join("cache"), "memory://");
+  REQUIRE(c->enabled());
+  c->SetVolume("uuid");
+  for (std::string k : {"map/1-2.sst", "map/1-2.sst@0", "map/1-2.sst@4096", "map/1-20.sst",
+                        "map/1-20.sst@0", "map/1-2.ssu", "map/1-2.sst?"}) {
+    c->Put(k, "bytes of " + k);
+  }
+  auto drain = [&] {  // the queued writes run before a later lookup (one queue in SimEnv)
+    RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerMilli); }(env));
+  };
+  drain();
+  REQUIRE(c->CountForTest() == 7);
+  c->Erase("map/1-2.sst");
+  drain();
+  CHECK(c->CountForTest() == 4);
+  CHECK_FALSE(RunSim(env, c->Get("map/1-2.sst@4096")).has_value());
+  CHECK(RunSim(env, c->Get("map/1-20.sst@0")) == "bytes of map/1-20.sst@0");
+  CHECK(RunSim(env, c->Get("map/1-2.ssu")) == "bytes of map/1-2.ssu");
+  CHECK(RunSim(env, c->Get("map/1-2.sst?")) == "bytes of map/1-2.sst?");
 }
 
 }  // namespace

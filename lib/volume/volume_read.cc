@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "util/buffer_pool.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -171,7 +172,10 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
         spans.push_back({loc.segment, loc.index, n, i, i + 1, fetch[i].base});
       }
     }
-    std::vector<std::vector<uint8_t>> scratch(spans.size());
+    // Spans of several pieces are read into scratch first. Large scratch comes from the
+    // buffer pool (pages mapped already: a fresh 1 MiB costs 256 page faults and the
+    // kernel's zeroing, which perf put at a fifth of a warm sequential read's CPU time).
+    std::vector<std::string> scratch(spans.size());
     std::vector<Task<Status>> reads;
     for (size_t k = 0; k < spans.size(); ++k) {
       const Span& sp = spans[k];
@@ -180,8 +184,9 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
       if (sp.end_piece == sp.first_piece + 1 && p.first * bs >= offset && p.end * bs <= out_end) {
         dest = out.data() + (p.first * bs - offset);  // one piece, wholly inside `out`
       } else {
+        if (options_.buffer_pool) scratch[k] = options_.buffer_pool->Take(sp.n * bs);
         scratch[k].resize(sp.n * bs);
-        dest = scratch[k].data();
+        dest = reinterpret_cast<uint8_t*>(scratch[k].data());
       }
       if (sp.base) {
         reads.push_back(sp.base->ReadBlocks(sp.segment, sp.index, sp.n, dest));
@@ -198,9 +203,14 @@ Task<Status> LsmVolume::ReadBlocksRaw(uint64_t first, uint64_t end, uint64_t off
         if (scratch[k].empty()) continue;
         for (size_t i = spans[k].first_piece; i < spans[k].end_piece; ++i) {
           const Piece& p = fetch[i];
-          copy(p.first, p.end, scratch[k].data() + (p.loc.index - spans[k].index) * bs);
+          copy(p.first, p.end,
+               reinterpret_cast<const uint8_t*>(scratch[k].data()) +
+                   (p.loc.index - spans[k].index) * bs);
         }
       }
+    }
+    if (options_.buffer_pool) {
+      for (std::string& s : scratch) options_.buffer_pool->Give(std::move(s));
     }
     CO_RETURN_IF_ERROR(st);
     break;

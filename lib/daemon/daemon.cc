@@ -196,6 +196,7 @@ Status Daemon::Start() {
   }
   volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
   volume_options.buffer_pool = &buffer_pool_;
+  volume_options.recycler = &recycler_;
   volume_options.keyring = keyring_.get();
   block_cache_ = std::make_unique<cache::BlockCache>(*env_, cfg_.block_cache_size_bytes);
   volume_options.block_cache = block_cache_.get();
@@ -249,6 +250,7 @@ Status Daemon::Start() {
   so.address = cfg_.address;
   so.max_connections = cfg_.max_connections;
   so.session.tls = tls_mode;
+  so.session.recycler = &recycler_;
   so.tls = tls_.get();
   so.max_inflight_bytes = cfg_.max_inflight_bytes;
   so.handshake_timeout_ms = cfg_.handshake_timeout_ms;

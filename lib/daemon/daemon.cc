@@ -70,7 +70,9 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
     o.compress = false;
     o.read_partial_raw_chunks = true;
     o.immediate_segment_free = true;
-    o.gc_interval_ms = 1000;
+    // Dead segments are memory to reuse: freed every second, a sequential writer needed a
+    // second's worth of fresh pages between frees (page faults were a third of its time).
+    o.gc_interval_ms = 200;
     // Garbage is resident memory here, and compacting a map in memory is cheap.
     o.full_compaction_min_bytes = o.l0_sst_size_bytes;
     o.full_compaction_ratio = 0.125;

@@ -70,7 +70,9 @@ volume::VolumeOptions VolumeOptionsFor(const config::Config& cfg) {
     o.compress = false;
     o.read_partial_raw_chunks = true;
     o.immediate_segment_free = true;
-    o.gc_interval_ms = 1000;
+    // Dead segments are memory to reuse: freed every second, a sequential writer needed a
+    // second's worth of fresh pages between frees (page faults were a third of its time).
+    o.gc_interval_ms = 200;
     // Garbage is resident memory here, and compacting a map in memory is cheap.
     o.full_compaction_min_bytes = o.l0_sst_size_bytes;
     o.full_compaction_ratio = 0.125;
@@ -196,6 +198,7 @@ Status Daemon::Start() {
   }
   volume::VolumeOptions volume_options = VolumeOptionsFor(cfg_);
   volume_options.buffer_pool = &buffer_pool_;
+  volume_options.recycler = &recycler_;
   volume_options.keyring = keyring_.get();
   block_cache_ = std::make_unique<cache::BlockCache>(*env_, cfg_.block_cache_size_bytes);
   volume_options.block_cache = block_cache_.get();
@@ -249,6 +252,7 @@ Status Daemon::Start() {
   so.address = cfg_.address;
   so.max_connections = cfg_.max_connections;
   so.session.tls = tls_mode;
+  so.session.recycler = &recycler_;
   so.tls = tls_.get();
   so.max_inflight_bytes = cfg_.max_inflight_bytes;
   so.handshake_timeout_ms = cfg_.handshake_timeout_ms;

@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "control/protocol.h"
 #include "util/buffer_pool.h"
+#include "util/buffer_recycler.h"
 #include "util/status.h"
 
 namespace portal {
@@ -115,6 +116,10 @@ class Daemon {
   // Segment and object buffers for reuse, handed to the store and the volume: declared
   // before them, so it outlives them.
   BufferPool buffer_pool_;
+  // NBD WRITE payloads and write-buffer slabs, recycled (util/buffer_recycler.h): idle
+  // memory held at most [lsm] max_unflushed_bytes, what the write buffers may hold. Handed
+  // to the server and the volumes; declared before them, so it outlives them.
+  BufferRecycler recycler_{cfg_.max_unflushed_bytes};
   // [lsm] max_unflushed_bytes, one write-buffer budget for every volume (docs/volumes.md
   // "One budget"); declared before the volumes and even the env, so it outlives them: a
   // volume leaves it when destroyed, which may be as the env drops its last coroutines.

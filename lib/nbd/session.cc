@@ -150,7 +150,13 @@ std::span<uint8_t> Session::InputSpace() {
     in_end_ -= in_begin_;
     in_begin_ = 0;
   }
-  return {in_.data() + in_end_, in_.size() - in_end_};
+  size_t room = in_.size() - in_end_;
+  const size_t buffered = in_end_ - in_begin_;
+  if (header_alone_ && phase_ == Phase::kTransmission && drain_left_ == 0 &&
+      buffered < kRequestHeaderSize) {
+    room = std::min(room, kRequestHeaderSize - buffered);
+  }
+  return {in_.data() + in_end_, room};
 }
 
 void Session::CommitInput(size_t n) {
@@ -259,6 +265,7 @@ void Session::ProcessTransmission() {
       StopReading(Phase::kDraining);
       return;
     }
+    header_alone_ = h.type == NBD_CMD_WRITE && h.length >= kDirectPayloadBytes;
     auto req = std::make_unique<Request>();
     req->h = h;
     req->lease = std::move(lease);
@@ -277,7 +284,7 @@ void Session::ProcessTransmission() {
         }
         continue;
       }
-      req->buf = std::make_shared<Buffer>(h.length);
+      req->buf = TakeBuffer(options_.recycler, h.length);
       size_t n = std::min<size_t>(avail, h.length);
       if (n > 0) std::memcpy(req->buf->data(), in_.data() + in_begin_, n);
       in_begin_ += n;

@@ -22,6 +22,11 @@
 // do not fit, the session stops reading until the budget wakes it. Oversized WRITE
 // payloads are discarded as they stream in, never buffered.
 //
+// Large WRITE payloads (at least kDirectPayloadBytes) are read straight into their own
+// buffer: after one, InputSpace() offers only the rest of the next request header, so
+// that the next payload does not arrive in the input buffer and need a copy. Small
+// requests are read in batches of up to input_buffer_bytes.
+//
 // Observation: when the opened export carries a RequestObserver, every request is
 // reported to it as read and as answered (nbd/request_observer.h).
 //
@@ -43,6 +48,7 @@
 #include "nbd/peer_deadline.h"
 #include "nbd/transmission.h"
 #include "util/buffer.h"
+#include "util/buffer_recycler.h"
 
 namespace portal::nbd {
 
@@ -57,6 +63,9 @@ class Session {
     // Shared by every session of a server; null: none. Must outlive the session and
     // every reply buffer it queued.
     InflightBudget* budget = nullptr;
+    // Where WRITE payload buffers come from (util/buffer_recycler.h); null: plain
+    // allocations. Must outlive the session (its buffers may outlive it).
+    BufferRecycler* recycler = nullptr;
   };
 
   class Host {
@@ -69,6 +78,8 @@ class Session {
     // the host outlives every request by construction, as in tests).
     virtual std::shared_ptr<void> KeepAlive() = 0;
   };
+
+  static constexpr uint32_t kDirectPayloadBytes = 64 * 1024;
 
   Session(ExportCatalog& catalog, Host& host, Options options, std::string peer);
   Session(ExportCatalog& catalog, Host& host, std::string peer)
@@ -171,6 +182,9 @@ class Session {
   size_t in_end_ = 0;
   // A WRITE whose payload is being read straight into its own buffer.
   std::unique_ptr<Request> pending_write_;
+  // The last request parsed was a WRITE of at least kDirectPayloadBytes: read the next
+  // header alone.
+  bool header_alone_ = false;
   // An invalid or oversized WRITE payload being discarded; then reply `drain_error_`.
   uint64_t drain_left_ = 0;
   RequestHeader drain_header_;

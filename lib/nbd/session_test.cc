@@ -152,6 +152,53 @@ TEST_CASE("simple replies: write, read, flush, trim, zero, cache", "[nbd]") {
             SimpleReply(0, 4) + SimpleReply(0, 5) + SimpleReply(0, 6) + SimpleReply(0, 7, after)));
 }
 
+TEST_CASE("a large WRITE's payload lands in a recycled buffer and the next header is read alone",
+          "[nbd]") {
+  Fixture f;
+  BufferRecycler recycler(16 << 20);
+  const size_t in_bytes = 16 << 10;  // less than a large payload
+  SessionDriver d(*f.catalog,
+                  Session::Options{.input_buffer_bytes = in_bytes, .recycler = &recycler});
+  Attach(d, false);
+  const uint32_t big = Session::kDirectPayloadBytes;
+  std::string a = Bytes(big, 'a'), b = Bytes(big, 'b'), c = Bytes(4096, 'c');
+  const std::string script =
+      Request(NBD_CMD_WRITE, 1, 0, big, 0, a) + Request(NBD_CMD_WRITE, 2, big, big, 0, b) +
+      Request(NBD_CMD_WRITE, 3, 2 * big, 4096, 0, c) + Request(NBD_CMD_READ, 4, 0, 2 * big) +
+      Request(NBD_CMD_READ, 5, 2 * big, 4096);
+  // Feed as much as the session offers each time, noting what it offered.
+  std::vector<size_t> offered;
+  size_t fed = 0;
+  while (fed < script.size()) {
+    d.RunCompletions();
+    auto space = d.session().InputSpace();
+    REQUIRE(!space.empty());
+    offered.push_back(space.size());
+    const size_t n = std::min(space.size(), script.size() - fed);
+    std::memcpy(space.data(), script.data() + fed, n);
+    d.session().CommitInput(n);
+    fed += n;
+  }
+  // The first read fills the input buffer: the first header and the start of its payload
+  // (copied); the rest of the payload is read into its own buffer; then the next header
+  // alone, and its payload whole; the next header alone again, a small WRITE's, and its
+  // payload; after a small WRITE the input buffer is offered whole again.
+  REQUIRE(offered.size() == 7);
+  CHECK(offered[0] == in_bytes);
+  CHECK(offered[1] == big - (in_bytes - kRequestHeaderSize));
+  CHECK(offered[2] == kRequestHeaderSize);
+  CHECK(offered[3] == big);
+  CHECK(offered[4] == kRequestHeaderSize);
+  CHECK(offered[5] == 4096);
+  CHECK(offered[6] == in_bytes);
+  CHECK(Hex(d.TakeOutput()) == Hex(SimpleReply(0, 1) + SimpleReply(0, 2) + SimpleReply(0, 3) +
+                                   SimpleReply(0, 4, a + b) + SimpleReply(0, 5, c)));
+  // The device copied the payloads: the first buffer came back and served the second.
+  CHECK(recycler.hits() == 1);
+  CHECK(recycler.misses() == 1);
+  CHECK(recycler.pooled_bytes() == big);
+}
+
 TEST_CASE("a kernel session starts in transmission with simple replies and its size can grow",
           "[nbd]") {
   Fixture f(false, 2 * kSize);

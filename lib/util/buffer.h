@@ -14,6 +14,8 @@ class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(size_t size) : data_(size ? new uint8_t[size] : nullptr), size_(size) {}
+  // Adopts `data`, which must hold at least `size` bytes (util/buffer_recycler.h).
+  Buffer(std::unique_ptr<uint8_t[]> data, size_t size) : data_(std::move(data)), size_(size) {}
   static Buffer Copy(std::string_view bytes) {
     Buffer b(bytes.size());
     if (!bytes.empty()) std::memcpy(b.data(), bytes.data(), bytes.size());
@@ -32,6 +34,11 @@ class Buffer {
   // Forgets the tail (no reallocation).
   void Truncate(size_t size) {
     if (size < size_) size_ = size;
+  }
+  // Gives up the memory (the buffer is empty after).
+  std::unique_ptr<uint8_t[]> Release() {
+    size_ = 0;
+    return std::move(data_);
   }
 
  private:

@@ -9,6 +9,7 @@
 
 namespace portal {
 class BufferPool;
+class BufferRecycler;
 }
 namespace portal::objstore {
 class ObjectStore;
@@ -98,6 +99,9 @@ struct VolumeOptions {
   // Where segments built in one string come from (util/buffer_pool.h); null: no pooling.
   // Not owned: the daemon's, and it must outlive the volume.
   BufferPool* buffer_pool = nullptr;
+  // Where the write buffers' slabs come from (util/buffer_recycler.h); null: plain
+  // allocations. Not owned: the daemon's, and it must outlive the volume.
+  BufferRecycler* recycler = nullptr;
   // The block cache shared by the daemon's volumes (one budget, docs/volumes.md); keys
   // carry the store's URL so volumes never see each other's entries. Null: the volume's
   // own cache of block_cache_size_bytes. Not owned: the daemon's, and it must outlive the

@@ -34,7 +34,8 @@ Uploader::Uploader(Env& env, objstore::ObjectStore& store, SegmentReader& segmen
       sink_(sink),
       wake_(env),
       durable_(env),
-      active_(std::make_shared<WriteBuffer>(options.block_size, options.blocks_per_chunk)) {}
+      active_(std::make_shared<WriteBuffer>(options.block_size, options.blocks_per_chunk,
+                                           options.recycler)) {}
 
 Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const Relocation* reloc,
                                      SegmentFooter* footer, uint64_t* size) {
@@ -155,7 +156,7 @@ void Uploader::SealActiveLocked() {
   // or a crash would leave manifests naming a next_segment_id above the first gap, where
   // the next writer fences (ids are never skipped: docs/volume.md "Single writer").
   sealed_.push_back(Sealed{std::move(active_), active_gen_++, 0});
-  active_ = std::make_shared<WriteBuffer>(block_size_, options_.blocks_per_chunk);
+  active_ = std::make_shared<WriteBuffer>(block_size_, options_.blocks_per_chunk, options_.recycler);
   active_dirty_since_ns_ = -1;
 }
 

@@ -53,9 +53,11 @@ std::vector<std::optional<uint64_t>> KnownChunkSums(uint64_t stream_bytes, uint6
 
 }  // namespace
 
-WriteBuffer::WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk)
+WriteBuffer::WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk,
+                         BufferRecycler* recycler)
     : block_size_(block_size),
       chunk_blocks_(blocks_per_chunk),
+      recycler_(recycler),
       slab_blocks_(std::max<uint64_t>(1, kSlabBytes / block_size)) {}
 
 // Slot ids are (slab << 32 | offset), so runs in different slabs never look
@@ -67,16 +69,16 @@ const uint8_t* WriteBuffer::SlotData(uint64_t slot) const {
 uint8_t* WriteBuffer::OwnedSlot(uint64_t slot) {
   const Slab& slab = slabs_[slot >> 32];
   PORTAL_ASSERT(slab.owned, "writing into adopted memory");
-  return slab.owned.get() + (slot & 0xffffffffu) * block_size_;
+  return slab.owned->data() + (slot & 0xffffffffu) * block_size_;
 }
 
 uint64_t WriteBuffer::AllocateSlots(uint64_t n) {
   PORTAL_ASSERT(n <= slab_blocks_, "run larger than a slab");
   if (fill_slab_ < 0 || slab_fill_ + n > slab_blocks_) {
     Slab slab;
-    slab.owned = std::shared_ptr<uint8_t[]>(new uint8_t[slab_blocks_ * block_size_]);
+    slab.owned = TakeBuffer(recycler_, slab_blocks_ * block_size_);
     slab.owner = slab.owned;
-    slab.base = slab.owned.get();
+    slab.base = slab.owned->data();
     slabs_.push_back(std::move(slab));
     fill_slab_ = static_cast<int64_t>(slabs_.size() - 1);
     slab_fill_ = 0;

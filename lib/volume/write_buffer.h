@@ -21,6 +21,7 @@
 
 #include "lsm/extent.h"
 #include "objstore/rope.h"
+#include "util/buffer_recycler.h"
 #include "util/range_map.h"
 #include "volume/segment_format.h"
 
@@ -30,7 +31,10 @@ class WriteBuffer {
  public:
   // With `blocks_per_chunk`, adopted writes get their chunk checksums as they arrive (in
   // cache), and Contents passes them on where the stream's chunks line up with the writes.
-  explicit WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk = 0);
+  // Owned slabs come from `recycler` (util/buffer_recycler.h) when given; it must outlive
+  // the buffer (its slabs may outlive both).
+  explicit WriteBuffer(uint32_t block_size, uint32_t blocks_per_chunk = 0,
+                       BufferRecycler* recycler = nullptr);
   WriteBuffer(const WriteBuffer&) = delete;
   WriteBuffer& operator=(const WriteBuffer&) = delete;
 
@@ -89,7 +93,7 @@ class WriteBuffer {
 
   struct Slab {
     std::shared_ptr<const void> owner;  // keeps `base` alive: `owned`, or an adopted write's
-    std::shared_ptr<uint8_t[]> owned;   // set for a slab this buffer copies into
+    std::shared_ptr<Buffer> owned;      // set for a slab this buffer copies into
     const uint8_t* base = nullptr;
     uint64_t owner_blocks = 0;          // adopted: the size of the write it came in
     std::vector<uint64_t> chunk_sums;   // adopted: Checksum64 of each whole chunk
@@ -111,6 +115,7 @@ class WriteBuffer {
 
   const uint32_t block_size_;
   const uint32_t chunk_blocks_;
+  BufferRecycler* const recycler_;
   const uint64_t slab_blocks_;
   std::vector<Slab> slabs_;
   int64_t fill_slab_ = -1;   // the owned slab new slots come from (-1: none yet)

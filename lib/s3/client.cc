@@ -248,26 +248,18 @@ Task<Result<ObjectMeta>> Client::HeadObject(const std::string& key) {
 }
 
 Task<Status> Client::PutObject(const std::string& key, std::string body, bool if_none_match) {
-  // (An if, not ?:, around co_await: GCC 12 miscompiles co_await inside ?: into a double
-  // destruction.)
-  std::string hash;
-  if (body.size() > kInlineHashBytes) {
-    hash = co_await RunBlocking(env_, [&] { return Sha256Hex(body); });
-  } else {
-    hash = Sha256Hex(body);
-  }
-  HttpRequest req = BuildRequest("PUT", key, {});
-  req.headers[0].second = std::move(hash);  // x-amz-content-sha256
-  if (if_none_match) req.headers.emplace_back("if-none-match", "*");
-  req.body = std::move(body);
-  req.max_response_bytes = kErrorBodySlack;
-  auto r = co_await Execute(req, "PUT " + Describe(key), options_.retry.max_attempts, false);
-  if (options_.buffer_pool) options_.buffer_pool->Give(std::move(req.body));
-  co_return r.ok() ? Status::Ok() : r.status();
+  // One part: the body stays here, alive until the PUT is done, then goes back to the pool.
+  std::vector<std::string_view> parts;
+  parts.emplace_back(body);
+  Status st = co_await PutObjectParts(key, std::move(parts), if_none_match);
+  if (options_.buffer_pool) options_.buffer_pool->Give(std::move(body));
+  co_return st;
 }
 
 Task<Status> Client::PutObjectParts(const std::string& key, std::vector<std::string_view> parts,
                                     bool if_none_match) {
+  // (An if, not ?:, around co_await: GCC 12 miscompiles co_await inside ?: into a double
+  // destruction.)
   std::string hash;
   uint64_t size = 0;
   for (std::string_view p : parts) size += p.size();

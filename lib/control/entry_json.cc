@@ -201,9 +201,9 @@ Result<VolumeEntry> DecodeVolume(const ordered_json& j) {
   return v;
 }
 
-Result<AttachmentEntry> DecodeAttachment(const ordered_json& j) {
+Result<AttachmentEntry> DecodeAttachment(const ordered_json& j, const char* what) {
   if (!j.is_object()) return Status::Corruption("reply: an attachment is not an object");
-  Fields f(j, "reply attachment");
+  Fields f(j, what);
   AttachmentEntry a;
   RETURN_IF_ERROR(f.Str("volume", &a.volume));
   RETURN_IF_ERROR(f.Str("node", &a.node));
@@ -212,9 +212,9 @@ Result<AttachmentEntry> DecodeAttachment(const ordered_json& j) {
   return a;
 }
 
-Result<NodeEntry> DecodeNode(const ordered_json& j) {
+Result<NodeEntry> DecodeNode(const ordered_json& j, const char* what) {
   if (!j.is_object()) return Status::Corruption("reply: a node is not an object");
-  Fields f(j, "reply node");
+  Fields f(j, what);
   NodeEntry n;
   RETURN_IF_ERROR(f.Str("node", &n.node));
   RETURN_IF_ERROR(f.Str("control", &n.control));

@@ -65,8 +65,10 @@ nlohmann::ordered_json NodeJson(const NodeEntry& n);
 Result<SnapshotEntry> DecodeSnapshot(const nlohmann::ordered_json& j);
 Result<VolumeEntry> DecodeVolume(const nlohmann::ordered_json& j);
 Result<DeviceEntry> DecodeDevice(const nlohmann::ordered_json& j);
-Result<AttachmentEntry> DecodeAttachment(const nlohmann::ordered_json& j);
-Result<NodeEntry> DecodeNode(const nlohmann::ordered_json& j);
+// `what` names the object in errors: a reply's, or a stored record's (daemon/attachments.h).
+Result<AttachmentEntry> DecodeAttachment(const nlohmann::ordered_json& j,
+                                         const char* what = "reply attachment");
+Result<NodeEntry> DecodeNode(const nlohmann::ordered_json& j, const char* what = "reply node");
 Result<DaemonStatus> DecodeStatus(const nlohmann::ordered_json& j);
 
 }  // namespace portal::control::entry_json

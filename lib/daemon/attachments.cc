@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/entry_json.h"
 #include "util/log.h"
 
 namespace portal::daemon {
@@ -16,18 +17,12 @@ std::string Dump(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-// The string fields `keys` of a record's object; Corruption naming `what` otherwise.
-Result<nlohmann::json> ParseRecord(std::string_view text, const char* what,
-                                   std::initializer_list<const char*> keys) {
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+// A record's JSON object; Corruption naming `what` otherwise. Its fields are decoded by
+// the control protocol's entry codecs (control/entry_json.h), as in replies.
+Result<nlohmann::ordered_json> ParseRecord(std::string_view text, const char* what) {
+  auto j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return Status::Corruption(fmt::format("{} is not a JSON object", what));
-  }
-  for (const char* key : keys) {
-    auto it = j.find(key);
-    if (it == j.end() || !it->is_string()) {
-      return Status::Corruption(fmt::format("{} has no '{}' string", what, key));
-    }
   }
   return j;
 }
@@ -53,43 +48,27 @@ std::string AttachmentKey(std::string_view volume) {
 }
 
 std::string EncodeNodeRecord(const control::NodeEntry& n) {
-  nlohmann::ordered_json j;
-  j["node"] = n.node;
-  j["control"] = n.control;
-  j["since"] = n.since;
-  return Dump(j);
+  return Dump(control::entry_json::NodeJson(n));
 }
 
 Result<control::NodeEntry> DecodeNodeRecord(std::string_view text) {
-  ASSIGN_OR_RETURN(auto j, ParseRecord(text, "node record", {"node", "control", "since"}));
-  return control::NodeEntry{j["node"].get<std::string>(), j["control"].get<std::string>(),
-                            j["since"].get<std::string>()};
+  ASSIGN_OR_RETURN(auto j, ParseRecord(text, "node record"));
+  return control::entry_json::DecodeNode(j, "node record");
 }
 
 std::string EncodeAttachmentRecord(const control::AttachmentEntry& a) {
-  nlohmann::ordered_json j;
-  j["volume"] = a.volume;
-  j["node"] = a.node;
-  j["read_only"] = a.read_only;
-  j["since"] = a.since;
-  return Dump(j);
+  return Dump(control::entry_json::AttachmentJson(a));
 }
 
 Result<control::AttachmentEntry> DecodeAttachmentRecord(std::string_view text) {
-  ASSIGN_OR_RETURN(auto j, ParseRecord(text, "attachment record", {"volume", "node", "since"}));
-  auto ro = j.find("read_only");
-  if (ro == j.end() || !ro->is_boolean()) {
-    return Status::Corruption("attachment record has no 'read_only' boolean");
-  }
-  return control::AttachmentEntry{j["volume"].get<std::string>(), j["node"].get<std::string>(),
-                                  ro->get<bool>(), j["since"].get<std::string>()};
+  ASSIGN_OR_RETURN(auto j, ParseRecord(text, "attachment record"));
+  return control::entry_json::DecodeAttachment(j, "attachment record");
 }
 
 Task<Status> RegisterNode(objstore::ObjectStore& root, control::NodeEntry node) {
   if (Status st = control::ValidateNodeId(node.node); !st.ok()) {
-    co_return Status::InvalidArgument(
-        fmt::format("[control] node_id '{}' cannot name a node record ({})",
-                    node.node, st.message()));
+    co_return Status::InvalidArgument(fmt::format(
+        "[control] node_id '{}' cannot name a node record ({})", node.node, st.message()));
   }
   const std::string key = NodeKey(node.node);
   Status st = co_await root.Put(key, EncodeNodeRecord(node));

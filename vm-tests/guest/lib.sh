@@ -221,6 +221,30 @@ drop_caches() {
   echo 3 >/proc/sys/vm/drop_caches
 }
 
+# wait_socket PATH [LOG]: returns once PATH is a unix socket; after 30 s fails, naming it
+# (and printing LOG, the log of what should have made it).
+wait_socket() {
+  _ws_i=0
+  while [ ! -S "$1" ]; do
+    _ws_i=$((_ws_i + 1))
+    if [ $_ws_i -ge 300 ]; then
+      echo "no socket $1 after 30 s"
+      [ -z "${2:-}" ] || cat "$2"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# csi_plugin_start ENDPOINT LOG [ARGS...]: portalbd-csi --endpoint ENDPOINT ARGS in the
+# background, its output in LOG; returns once its socket exists (wait_socket).
+csi_plugin_start() {
+  _cps_endpoint=$1 _cps_log=$2
+  shift 2
+  portalbd-csi --endpoint "$_cps_endpoint" "$@" >"$_cps_log" 2>&1 &
+  wait_socket "${_cps_endpoint#unix://}" "$_cps_log"
+}
+
 # CSI calls, all on one gRPC connection (as csi-sanity and the kubelet keep one): one
 # `csi-call --batch` behind two FIFOs on fds 3 and 4. Starting csi-call for each call
 # costs about as much as the call under TCG.

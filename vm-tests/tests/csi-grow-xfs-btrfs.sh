@@ -43,17 +43,9 @@ token_file = "/run/control.token"
 EOF
 PORTALBD_STORAGE=$STORE
 check "portalbd starts with a control listener (owner records name 127.0.0.1:10900)" portalbd_start -c /tmp/grow.toml
-csi_start() {
-  portalbd-csi --endpoint "$CSI" --role all --node-id grow-node --daemon-socket "$PORTALBD_SOCKET" \
-    --owner-token-file /run/control.token >/tmp/csi.log 2>&1 &
-  i=0
-  while [ ! -S /run/csi.sock ]; do
-    i=$((i + 1))
-    [ $i -lt 300 ] || { cat /tmp/csi.log; return 1; }
-    sleep 0.1
-  done
-}
-check "portalbd-csi --role all --owner-token-file starts" csi_start
+check "portalbd-csi --role all --owner-token-file starts" csi_plugin_start "$CSI" /tmp/csi.log \
+  --role all --node-id grow-node --daemon-socket "$PORTALBD_SOCKET" \
+  --owner-token-file /run/control.token
 csi_batch_start "$CSI" # not under check or run: its fds 3 and 4 must stay open here
 run random_file /tmp/data 8
 SUM=$(sha /tmp/data)

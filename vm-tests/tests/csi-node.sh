@@ -35,19 +35,9 @@ node_config() {  # node_config NAME NBD_PORT SOCKET [METRICS_ADDRESS]
   } >"/tmp/$1.toml"
 }
 
-# Waits until something answers on unix socket path $1 (a file that is a socket).
-wait_socket() {
-  i=0
-  while [ ! -S "$1" ]; do
-    i=$((i + 1))
-    [ $i -lt 300 ] || { echo "no socket $1 after 30 s"; return 1; }
-    sleep 0.1
-  done
-}
 
 csi_start() {  # csi_start ENDPOINT NODE_ID DAEMON_SOCKET LOG
-  portalbd-csi --endpoint "$1" --role node --node-id "$2" --daemon-socket "$3" >"$4" 2>&1 &
-  wait_socket "${1#unix://}"
+  csi_plugin_start "$1" "$4" --role node --node-id "$2" --daemon-socket "$3"
 }
 
 # call ENDPOINT Service.Method JSON: the response JSON on stdout; fails on a gRPC error.

@@ -269,16 +269,8 @@ token_file = "/tmp/sanity.token"
 node_id = "sanity-node"
 EOF
 check "portalbd starts on file:// serving no volume" portalbd_start -c /tmp/sanity.toml
-csi_start() {
-  portalbd-csi --endpoint "$CSI" --role all --node-id sanity-node --daemon-socket "$PORTALBD_SOCKET" >/tmp/csi.log 2>&1 &
-  i=0
-  while [ ! -S /run/csi.sock ]; do
-    i=$((i + 1))
-    [ $i -lt 300 ] || { cat /tmp/csi.log; return 1; }
-    sleep 0.1
-  done
-}
-check "portalbd-csi --role all starts (csi-sanity's one endpoint)" csi_start
+check "portalbd-csi --role all starts (csi-sanity's one endpoint)" csi_plugin_start "$CSI" \
+  /tmp/csi.log --role all --node-id sanity-node --daemon-socket "$PORTALBD_SOCKET"
 csi_batch_start "$CSI" # not under check or run: its fds 3 and 4 must stay open here
 CONTROLLER_PUBLISH=0
 case $(call Controller.ControllerGetCapabilities '{}') in

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "env/task.h"
 
@@ -16,6 +17,14 @@ class PersistentCache {
   virtual ~PersistentCache() = default;
   // The cached bytes for `key`, if any.
   virtual Task<std::optional<std::string>> Get(std::string key) = 0;
+  // The cached bytes for each of `keys`, in order (one lookup for many keys where the
+  // cache can do that; here, one Get after another).
+  virtual Task<std::vector<std::optional<std::string>>> GetMany(std::vector<std::string> keys) {
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string& key : keys) out.push_back(co_await Get(std::move(key)));
+    co_return out;
+  }
   // Stores `value` for `key` in the background (best effort).
   virtual void Put(std::string key, std::string value) = 0;
   // Drops `key` and its parts: the keys "<key>@..." (an SST's data blocks).

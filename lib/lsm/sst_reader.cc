@@ -78,7 +78,7 @@ Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
           if (cached) {
             auto decoded = DecodeSstBlock(*cached, entry, ref.key, key);
             if (decoded.ok()) {
-              uint64_t charge = decoded->size() * sizeof(Extent) + 64;
+              uint64_t charge = BlockCharge(*decoded);
               co_return std::make_pair(std::move(*decoded), charge);
             }
           }
@@ -94,7 +94,7 @@ Task<Result<std::shared_ptr<const std::vector<Extent>>>> SstReader::Block(
             },
             corrupt_refetches_));
         if (tails_) tails_->Put(part, std::move(stored));  // verified bytes only
-        uint64_t charge = extents.size() * sizeof(Extent) + 64;
+        uint64_t charge = BlockCharge(extents);
         co_return std::make_pair(std::move(extents), charge);
       });
   if (!v.ok()) co_return v.status();
@@ -131,9 +131,18 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
   if (!idx.ok()) co_return false;
   const std::vector<SstIndexEntry>& blocks = (*idx)->blocks;
   const crypto::ObjectKey* key = (*idx)->key.get();
+  auto finish = [&](size_t i, std::vector<Extent> extents) {
+    const uint64_t charge = BlockCharge(extents);
+    cache_.Finish(
+        BlockCacheKey(ref.key, blocks[i].offset),
+        std::shared_ptr<const cache::CacheEntry>(
+            std::make_shared<const cache::CacheValue<std::vector<Extent>>>(std::move(extents))),
+        charge);
+  };
   // Runs [first, end) of adjacent blocks this call leads, each at most max_get_bytes, at
   // most kRunsAtOnce GETs in flight. A block is claimed only when its GET is about to
-  // start, so a read never waits behind GETs queued here.
+  // start (or its local copy is being checked), so a read never waits behind GETs queued
+  // here.
   constexpr size_t kRunsAtOnce = 4;
   std::vector<std::pair<size_t, size_t>> runs;
   auto fetch_run = [&](size_t first, size_t end) -> Task<bool> {
@@ -143,26 +152,37 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
     Status failed = got.ok() ? Status::Ok() : got.status().WithContext("map SST " + ref.key);
     if (got.ok() && got->size() != length) failed = Status::Corruption("short read of " + ref.key);
     for (size_t i = first; i < end; ++i) {
-      const std::string ck = BlockCacheKey(ref.key, blocks[i].offset);
-      if (!failed.ok()) {
-        cache_.Finish(ck, failed, 0);  // tentative: its waiters fetch the block themselves
+      if (!failed.ok()) {  // tentative: its waiters fetch the block themselves
+        cache_.Finish(BlockCacheKey(ref.key, blocks[i].offset), failed, 0);
         continue;
       }
-      auto extents = DecodeSstBlock(
-          std::string_view(*got).substr(blocks[i].offset - begin, blocks[i].length), blocks[i],
-          ref.key, key);
+      const std::string_view bytes =
+          std::string_view(*got).substr(blocks[i].offset - begin, blocks[i].length);
+      auto extents = DecodeSstBlock(bytes, blocks[i], ref.key, key);
       if (!extents.ok()) {
-        cache_.Finish(ck, extents.status(), 0);
+        cache_.Finish(BlockCacheKey(ref.key, blocks[i].offset), extents.status(), 0);
         continue;
       }
-      const uint64_t charge = extents->size() * sizeof(Extent) + 64;
-      cache_.Finish(ck,
-                    std::shared_ptr<const cache::CacheEntry>(
-                        std::make_shared<const cache::CacheValue<std::vector<Extent>>>(
-                            std::move(*extents))),
-                    charge);
+      if (tails_) tails_->Put(BlockPartKey(ref.key, blocks[i].offset), std::string(bytes));
+      finish(i, std::move(*extents));
     }
     co_return failed.ok();
+  };
+  // The metadata cache's copies of blocks [looked_first, looked_end), looked up together
+  // (at most max_get_bytes of them) just before the blocks are claimed.
+  std::vector<std::optional<std::string>> looked;
+  size_t looked_first = 0, looked_end = 0;
+  auto look_up = [&](size_t first) -> Task<void> {
+    std::vector<std::string> keys;
+    uint64_t bytes = 0;
+    for (size_t i = first;
+         i < blocks.size() && (keys.empty() || bytes + blocks[i].length <= max_get_bytes); ++i) {
+      bytes += blocks[i].length;
+      keys.push_back(BlockPartKey(ref.key, blocks[i].offset));
+    }
+    looked_first = first;
+    looked_end = first + keys.size();
+    looked = co_await tails_->GetMany(std::move(keys));
   };
   bool all = true;
   for (size_t i = 0; i < blocks.size();) {
@@ -173,8 +193,22 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
           blocks[i - 1].offset + blocks[i - 1].length == blocks[i].offset &&
           blocks[i].offset + blocks[i].length - blocks[runs.back().first].offset <= max_get_bytes;
       if (!extends && runs.size() == kRunsAtOnce) break;
+      if (tails_ && i >= looked_end) co_await look_up(i);
       if (!cache_.Claim(BlockCacheKey(ref.key, blocks[i].offset), /*tentative=*/true).lead) {
         continue;
+      }
+      if (tails_) {
+        // Verified as Block() verifies it (the checksum is the index's): a damaged or
+        // stale copy is dropped, and the block fetched (the GET's bytes replace it).
+        std::optional<std::string>& copy = looked[i - looked_first];
+        if (copy) {
+          auto extents = DecodeSstBlock(*copy, blocks[i], ref.key, key);
+          copy.reset();
+          if (extents.ok()) {
+            finish(i, std::move(*extents));
+            continue;
+          }
+        }
       }
       if (extends) {
         runs.back().second = i + 1;

@@ -1,7 +1,8 @@
 // SstReader: reads map SSTs from the object store through the block cache. Indexes and
 // blocks are fetched on demand with ranged GETs and cached, so memory is bounded by the
 // cache, never by the size of the map. With a metadata cache (`tails`), an index's tail
-// and each data block read are kept there too, so that a restart costs no GET for them. Bytes that fail verification are fetched again
+// and each data block read or warmed are kept there too, so that a restart costs no GET
+// for them. Bytes that fail verification are fetched again
 // (objstore::RefetchCorrupt) before a read fails with Corruption naming the SST; only
 // verified bytes reach a cache.
 //
@@ -63,16 +64,26 @@ class SstReader {
   // All extents (for compaction).
   Task<Result<std::vector<Extent>>> ReadAll(const SstRef& ref);
 
-  // Loads `ref`'s index (as Index does) and every block not cached or on its way, in
-  // ranged GETs of adjacent blocks of at most `max_get_bytes` each, all at once, through
-  // `once` (a store without retries: a failure is dropped). The blocks are claimed
-  // tentatively first: a read that needs one meanwhile waits for its GET instead of
-  // issuing its own, and fetches it itself if that GET fails. Every block is verified
-  // as Block verifies it; a damaged one is dropped, never cached. Returns whether every
-  // GET succeeded. For warming the map after open (LsmVolume::WarmMap).
+  // Loads `ref`'s index (as Index does) and every block not cached or on its way into the
+  // block cache: from the metadata cache where it holds a copy (looked up at most
+  // `max_get_bytes` of blocks at a time, each verified against the index as Block verifies
+  // it; a damaged or stale copy is dropped and the block fetched), the rest in ranged GETs
+  // of adjacent blocks of at most `max_get_bytes` each, at most 4 in flight, through
+  // `once` (a store without retries: a failure is dropped). The blocks fetched are kept in
+  // the metadata cache under BlockPartKey, as Block keeps them, so either one's copies
+  // serve the other after a restart. Each block is claimed tentatively just before its
+  // copy is checked or its GET starts: a read that needs one meanwhile waits for that
+  // instead of issuing its own GET, and fetches it itself if the GET fails. Every block is
+  // verified as Block verifies it; a damaged one is dropped, never cached. Returns whether
+  // every GET succeeded. For warming the map after open (LsmVolume::WarmMap).
   Task<bool> Warm(const SstRef& ref, objstore::ObjectStore& once, uint64_t max_get_bytes);
 
  private:
+  // A decoded block's charge in the block cache.
+  static uint64_t BlockCharge(const std::vector<Extent>& extents) {
+    return extents.size() * sizeof(Extent) + 64;
+  }
+
   objstore::ObjectStore& store_;
   cache::BlockCache& cache_;
   cache::PersistentCache* tails_;  // may be null

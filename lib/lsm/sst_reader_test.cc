@@ -207,5 +207,131 @@ TEST_CASE("SST reader: blocks kept in the metadata cache cost no GET after a res
   }
 }
 
+// Warm and Block share the metadata cache's entries both ways: a restart whose metadata
+// cache holds an SST's blocks warms it without a GET, whoever kept them.
+TEST_CASE(
+    "SST reader: Warm keeps the blocks it fetched in the metadata cache, and takes "
+    "them from there after a restart",
+    "[lsm][sst][warm][cache]") {
+  Fixture f;
+  objstore::CountingStore counted(std::make_unique<testing::BorrowedStore>(f.memory));
+  MapCache meta;
+  auto gets = [&] { return counted.stats()[objstore::OpKind::kGet].calls; };
+  size_t blocks = 0;
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    REQUIRE(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+    auto idx = RunSim(f.env, reader.Index(f.ref));
+    REQUIRE(idx.ok());
+    blocks = (*idx)->blocks.size();
+  }
+  CHECK(meta.rows.size() == 1 + blocks);  // the tail and every block Warm fetched
+  const uint64_t first = gets();
+  CHECK(first > 1);
+
+  SECTION("a restart's Warm costs no GET, and then reads cost none either") {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+    CHECK(gets() == first);
+    CHECK(cache.stats().loads == blocks + 1);  // every block and the index came from Warm
+    auto all = RunSim(f.env, reader.ReadAll(f.ref));
+    REQUIRE(all.ok());
+    CHECK(*all == f.extents);
+    CHECK(gets() == first);
+    CHECK(cache.stats().loads == blocks + 1);  // ReadAll found them all in the block cache
+  }
+  SECTION("blocks Warm kept are served by Block after a restart without a GET") {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    auto all = RunSim(f.env, reader.ReadAll(f.ref));
+    REQUIRE(all.ok());
+    CHECK(*all == f.extents);
+    CHECK(gets() == first);
+  }
+}
+
+TEST_CASE("SST reader: Warm after reads kept blocks in the metadata cache costs no GET",
+          "[lsm][sst][warm][cache]") {
+  Fixture f;
+  objstore::CountingStore counted(std::make_unique<testing::BorrowedStore>(f.memory));
+  MapCache meta;
+  auto gets = [&] { return counted.stats()[objstore::OpKind::kGet].calls; };
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    REQUIRE(RunSim(f.env, reader.ReadAll(f.ref)).ok());
+  }
+  const uint64_t first = gets();
+  cache::BlockCache cache{f.env, 1 << 20};
+  SstReader reader{counted, cache, &meta};
+  CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+  CHECK(gets() == first);
+  auto all = RunSim(f.env, reader.ReadAll(f.ref));
+  REQUIRE(all.ok());
+  CHECK(*all == f.extents);
+  CHECK(gets() == first);
+}
+
+TEST_CASE(
+    "SST reader: Warm drops a damaged or stale metadata cache entry and fetches that "
+    "block alone",
+    "[lsm][sst][warm][cache]") {
+  Fixture f;
+  objstore::CountingStore counted(std::make_unique<testing::BorrowedStore>(f.memory));
+  MapCache meta;
+  auto gets = [&] { return counted.stats()[objstore::OpKind::kGet].calls; };
+  std::shared_ptr<const SstIndex> idx;
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    REQUIRE(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+    auto i = RunSim(f.env, reader.Index(f.ref));
+    REQUIRE(i.ok());
+    idx = *i;
+  }
+  const SstIndexEntry& bad = idx->blocks[1];
+  const std::string part = SstReader::BlockPartKey(f.ref.key, bad.offset);
+  const std::string good = meta.rows.at(part);
+  SECTION("a flipped bit") { meta.rows[part][good.size() / 2] ^= 0x10; }
+  SECTION("another block's bytes (a stale entry)") {
+    meta.rows[part] = meta.rows.at(SstReader::BlockPartKey(f.ref.key, idx->blocks[2].offset));
+  }
+  SECTION("truncated") { meta.rows[part].resize(good.size() - 1); }
+  const auto before = counted.stats();
+  const uint64_t first = gets();
+  cache::BlockCache cache{f.env, 1 << 20};
+  SstReader reader{counted, cache, &meta};
+  CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+  // That block alone: its neighbours came from the metadata cache.
+  CHECK(gets() == first + 1);
+  CHECK(counted.stats().Since(before)[objstore::OpKind::kGet].bytes == bad.length);
+  CHECK(meta.rows.at(part) == good);  // the GET's verified bytes replaced the bad copy
+  auto all = RunSim(f.env, reader.ReadAll(f.ref));
+  REQUIRE(all.ok());
+  CHECK(*all == f.extents);  // the bad copy never reached a reader
+  CHECK(gets() == first + 1);
+}
+
+TEST_CASE("SST reader: a block Warm fetched damaged reaches neither cache",
+          "[lsm][sst][warm][cache]") {
+  Fixture f;
+  MapCache meta;
+  cache::BlockCache cache{f.env, 1 << 20};
+  SstReader reader{f.store, cache, &meta};
+  auto idx = RunSim(f.env, reader.Index(f.ref));
+  REQUIRE(idx.ok());
+  const size_t kept = meta.rows.size();  // the tail
+  f.damage.armed = true;                 // the first GET's last block is damaged
+  CHECK(RunSim(f.env, reader.Warm(f.ref, f.store, 512)));
+  CHECK(meta.rows.size() == kept + (*idx)->blocks.size() - 1);
+  f.damage.armed = false;
+  auto all = RunSim(f.env, reader.ReadAll(f.ref));  // fetches the dropped block itself
+  REQUIRE(all.ok());
+  CHECK(*all == f.extents);
+  CHECK(meta.rows.size() == kept + (*idx)->blocks.size());
+}
+
 }  // namespace
 }  // namespace portal::lsm

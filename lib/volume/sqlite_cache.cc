@@ -30,6 +30,7 @@ class Stmt {
   void Blob(int i, const std::string& v) { sqlite3_bind_blob(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT); }
   void Int(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
   int Step() { return sqlite3_step(s_); }
+  void Reset() { sqlite3_reset(s_); }
 
  private:
   sqlite3_stmt* s_ = nullptr;
@@ -104,6 +105,34 @@ Task<std::optional<std::string>> SqliteCache::Get(std::string key) {
     const void* p = sqlite3_column_blob(s.get(), 0);
     int n = sqlite3_column_bytes(s.get(), 0);
     return std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+  });
+  co_return out;
+}
+
+Task<std::vector<std::optional<std::string>>> SqliteCache::GetMany(std::vector<std::string> keys) {
+  using Rows = std::vector<std::optional<std::string>>;
+  if (!enabled() || keys.empty()) co_return Rows(keys.size());
+  State* st = state_.get();  // see Get
+  Rows out = co_await RunBlocking(env_, [st, &keys]() -> Rows {
+    Rows rows(keys.size());
+    std::lock_guard lock(st->mu);
+    if (st->volume.empty()) return rows;
+    Stmt s(st->db, "SELECT bytes FROM objects WHERE volume = ?1 AND key = ?2");
+    if (s.rc() != SQLITE_OK) {
+      st->Disable("a lookup", s.rc());
+      return rows;
+    }
+    s.Text(1, st->volume);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      s.Text(2, keys[i]);
+      if (s.Step() == SQLITE_ROW) {
+        const void* p = sqlite3_column_blob(s.get(), 0);
+        int n = sqlite3_column_bytes(s.get(), 0);
+        rows[i].emplace(static_cast<const char*>(p), static_cast<size_t>(n));
+      }
+      s.Reset();  // keeps the bound volume
+    }
+    return rows;
   });
   co_return out;
 }

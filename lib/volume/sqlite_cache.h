@@ -34,6 +34,8 @@ class SqliteCache final : public cache::PersistentCache {
   bool enabled() const { return state_->db != nullptr && !state_->disabled.load(); }
 
   Task<std::optional<std::string>> Get(std::string key) override;
+  // One trip to the blocking pool and one statement for all of `keys`.
+  Task<std::vector<std::optional<std::string>>> GetMany(std::vector<std::string> keys) override;
   void Put(std::string key, std::string value) override;
   void Erase(std::string key) override;
 

@@ -2,9 +2,9 @@
 // corrupting it loses nothing (it is never authoritative).
 #include "volume/sqlite_cache.h"
 
-#include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 
@@ -12,6 +12,7 @@
 #include "env/block_on.h"
 #include "env/sim_env.h"
 #include "objstore/counting_store.h"
+#include "objstore/fault_store.h"
 #include "objstore/memory_store.h"
 #include "testing/borrowed_store.h"
 #include "testing/testing.h"
@@ -152,6 +153,70 @@ TEST_CASE("the metadata cache erases an object with its parts, and nothing else"
   CHECK(RunSim(env, c->Get("map/1-20.sst@0")) == "bytes of map/1-20.sst@0");
   CHECK(RunSim(env, c->Get("map/1-2.ssu")) == "bytes of map/1-2.ssu");
   CHECK(RunSim(env, c->Get("map/1-2.sst?")) == "bytes of map/1-2.sst?");
+}
+
+TEST_CASE(
+    "the map warm-up after open takes SST blocks from the metadata cache and keeps "
+    "what it fetched there",
+    "[volume][cache][warm]") {
+  testing::TempDir dir;
+  SimEnv env;
+  objstore::MemoryStore mem;
+  uint64_t map_gets = 0;  // GETs of map SSTs
+  objstore::FaultOptions count;
+  count.decide = [&](objstore::OpKind kind, std::string_view key) {
+    if (kind == objstore::OpKind::kGet && key.starts_with("map/")) ++map_gets;
+    return objstore::FaultDecision{};
+  };
+  objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env, count);
+  VolumeOptions o = SmallOptions(dir.Join("cache"));
+  o.block_cache_size_bytes = 8 << 20;  // the whole map fits the warm-up's budget
+  o.l0_sst_size_bytes = 4 << 20;
+  // Scattered 4 KiB writes: a map of thousands of extents, SSTs of many blocks.
+  {
+    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    REQUIRE(v.ok());
+    const auto block = Pattern(4096, 7);
+    for (uint64_t i = 0; i < 3000; ++i) {
+      REQUIRE(RunSim(env, (*v)->Write((i * 7919 % 16000) * 8192, block, {})).ok());
+    }
+    REQUIRE(RunSim(env, (*v)->Flush()).ok());
+    REQUIRE(RunSim(env, (*v)->FlushMemtable()).ok());
+    REQUIRE(RunSim(env, (*v)->Close()).ok());
+  }
+  // Opens the volume, lets its warm-up run, closes it; returns the map GETs it cost.
+  auto open_and_warm = [&] {
+    const uint64_t before = map_gets;
+    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    REQUIRE(v.ok());
+    RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerSecond); }(env));
+    REQUIRE(RunSim(env, (*v)->Close()).ok());
+    RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerMilli); }(env));
+    return map_gets - before;
+  };
+  const uint64_t warming = open_and_warm();
+  const uint64_t warm = open_and_warm();
+  INFO("map GETs: first warm-up " << warming << ", second " << warm);
+  CHECK(warming > 2);
+  CHECK(warm == 0);
+}
+
+TEST_CASE("the metadata cache looks up many keys at once, in order", "[volume][cache]") {
+  testing::TempDir dir;
+  SimEnv env;
+  auto c = SqliteCache::Open(env, dir.Join("cache"), "memory://");
+  REQUIRE(c->enabled());
+  c->SetVolume("uuid");
+  c->Put("a", "1");
+  c->Put("c", std::string("3\0x", 3));
+  RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerMilli); }(env));
+  auto got = RunSim(env, c->GetMany({"c", "b", "a", "a"}));
+  REQUIRE(got.size() == 4);
+  CHECK(got[0] == std::string("3\0x", 3));
+  CHECK_FALSE(got[1].has_value());
+  CHECK(got[2] == "1");
+  CHECK(got[3] == "1");
+  CHECK(RunSim(env, c->GetMany({})).empty());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "env/task.h"
@@ -27,6 +28,10 @@ class PersistentCache {
   }
   // Stores `value` for `key` in the background (best effort).
   virtual void Put(std::string key, std::string value) = 0;
+  // Stores each (key, value) as Put does (where the cache can, in one transaction).
+  virtual void PutMany(std::vector<std::pair<std::string, std::string>> rows) {
+    for (auto& [key, value] : rows) Put(std::move(key), std::move(value));
+  }
   // Drops `key` and its parts: the keys "<key>@..." (an SST's data blocks).
   virtual void Erase(std::string key) = 0;
 };

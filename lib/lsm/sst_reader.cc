@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "objstore/retrying_store.h"
+#include "util/assert.h"
 
 namespace portal::lsm {
 namespace {
@@ -151,6 +152,7 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
     auto got = co_await once.Get(ref.key, objstore::GetRange{begin, length});
     Status failed = got.ok() ? Status::Ok() : got.status().WithContext("map SST " + ref.key);
     if (got.ok() && got->size() != length) failed = Status::Corruption("short read of " + ref.key);
+    std::vector<std::pair<std::string, std::string>> keep;  // for the metadata cache
     for (size_t i = first; i < end; ++i) {
       if (!failed.ok()) {  // tentative: its waiters fetch the block themselves
         cache_.Finish(BlockCacheKey(ref.key, blocks[i].offset), failed, 0);
@@ -163,9 +165,10 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
         cache_.Finish(BlockCacheKey(ref.key, blocks[i].offset), extents.status(), 0);
         continue;
       }
-      if (tails_) tails_->Put(BlockPartKey(ref.key, blocks[i].offset), std::string(bytes));
+      if (tails_) keep.emplace_back(BlockPartKey(ref.key, blocks[i].offset), bytes);
       finish(i, std::move(*extents));
     }
+    if (tails_ && !keep.empty()) tails_->PutMany(std::move(keep));  // verified bytes only
     co_return failed.ok();
   };
   // The metadata cache's copies of blocks [looked_first, looked_end), looked up together
@@ -183,6 +186,7 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
     looked_first = first;
     looked_end = first + keys.size();
     looked = co_await tails_->GetMany(std::move(keys));
+    PORTAL_ASSERT(looked.size() == looked_end - first, "GetMany answered another count");
   };
   bool all = true;
   for (size_t i = 0; i < blocks.size();) {

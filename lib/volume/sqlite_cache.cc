@@ -151,6 +151,34 @@ void SqliteCache::Put(std::string key, std::string value) {
   });
 }
 
+void SqliteCache::PutMany(std::vector<std::pair<std::string, std::string>> rows) {
+  if (!enabled() || rows.empty()) return;
+  env_.PostBlocking([st = state_, rows = std::move(rows)] {
+    std::lock_guard lock(st->mu);
+    if (st->volume.empty() || st->disabled) return;
+    if (int rc = sqlite3_exec(st->db, "BEGIN", nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+      return st->Disable("an insert", rc);
+    }
+    int rc = SQLITE_DONE;
+    {
+      Stmt s(st->db, "INSERT OR REPLACE INTO objects(volume, key, bytes) VALUES(?1, ?2, ?3)");
+      rc = s.rc() == SQLITE_OK ? SQLITE_DONE : s.rc();
+      s.Text(1, st->volume);
+      for (size_t i = 0; i < rows.size() && rc == SQLITE_DONE; ++i) {
+        s.Text(2, rows[i].first);
+        s.Blob(3, rows[i].second);
+        rc = s.Step();
+        s.Reset();
+      }
+    }
+    if (rc == SQLITE_DONE) rc = sqlite3_exec(st->db, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+      sqlite3_exec(st->db, "ROLLBACK", nullptr, nullptr, nullptr);
+      st->Disable("an insert", rc);
+    }
+  });
+}
+
 void SqliteCache::Erase(std::string key) {
   if (!enabled()) return;
   env_.PostBlocking([st = state_, key = std::move(key)] {

@@ -37,6 +37,8 @@ class SqliteCache final : public cache::PersistentCache {
   // One trip to the blocking pool and one statement for all of `keys`.
   Task<std::vector<std::optional<std::string>>> GetMany(std::vector<std::string> keys) override;
   void Put(std::string key, std::string value) override;
+  // One blocking-pool job and one transaction for all of `rows`.
+  void PutMany(std::vector<std::pair<std::string, std::string>> rows) override;
   void Erase(std::string key) override;
 
   Task<uint64_t> LatestManifestHint();

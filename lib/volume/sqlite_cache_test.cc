@@ -201,15 +201,17 @@ TEST_CASE(
   CHECK(warm == 0);
 }
 
-TEST_CASE("the metadata cache looks up many keys at once, in order", "[volume][cache]") {
+TEST_CASE("the metadata cache stores and looks up many keys at once, in order", "[volume][cache]") {
   testing::TempDir dir;
   SimEnv env;
   auto c = SqliteCache::Open(env, dir.Join("cache"), "memory://");
   REQUIRE(c->enabled());
   c->SetVolume("uuid");
-  c->Put("a", "1");
-  c->Put("c", std::string("3\0x", 3));
+  c->Put("a", "0");
+  c->PutMany({{"a", "1"}, {"c", std::string("3\0x", 3)}});  // replaces "a"
+  c->PutMany({});
   RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerMilli); }(env));
+  CHECK(c->CountForTest() == 2);
   auto got = RunSim(env, c->GetMany({"c", "b", "a", "a"}));
   REQUIRE(got.size() == 4);
   CHECK(got[0] == std::string("3\0x", 3));

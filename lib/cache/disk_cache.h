@@ -73,6 +73,21 @@ class DiskCache {
     uint64_t size = 0;
   };
   Task<std::vector<std::optional<std::string>>> GetMany(std::vector<GetItem> items);
+  // GetMany into the caller's memory: each present entry's payload is read straight into
+  // `dest` (`size` bytes, which must stay valid until this completes) and hashed there,
+  // with no buffer in between; the result says which items hit. A miss leaves its
+  // `dest` bytes undefined (possibly an entry's damaged bytes): the caller must not use
+  // them. Same verification, eviction and counters as GetMany.
+  struct ReadItem {
+    std::string key;
+    uint64_t checksum = 0;
+    uint64_t size = 0;
+    uint8_t* dest = nullptr;
+  };
+  Task<std::vector<bool>> ReadMany(std::vector<ReadItem> items);
+  // Whether an entry for `key` is stored (no I/O, no verification, no counters): a read
+  // can find it here rather than fetching it ahead of time.
+  bool Contains(const std::string& key) const;
 
   // Stores entries in the background. `payload(i)` makes item i's bytes; it runs on the
   // blocking pool (so it may copy megabytes) and must stay valid until then. An item whose
@@ -92,6 +107,17 @@ class DiskCache {
 
  private:
   struct State;
+  struct ReadRef {
+    const std::string* key;
+    uint64_t checksum = 0;
+    uint64_t size = 0;
+  };
+  // The one lookup of GetMany and ReadMany: finds each item in the index, then runs
+  // `read(i, file name)` for the present ones in one job on the blocking pool; `read`
+  // says whether the entry verified (an error: it could not be read). Counts hits and
+  // misses; drops from the index, and removes, what did not verify.
+  Task<void> ReadEach(const std::vector<ReadRef>& items,
+                      std::function<Result<bool>(size_t, const std::string&)> read);
   Env& env_;
   std::shared_ptr<State> state_;
 };

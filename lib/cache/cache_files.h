@@ -62,6 +62,14 @@ class CacheFiles {
     std::copy_n(f.data(), std::min(body.size(), f.size()), body.data());
     return std::min<uint64_t>(r->size(), head.size() + body.size() + 1);
   }
+  // ReadSplit only if no disk I/O is needed (the page cache holds the file): Busy when it
+  // would wait for the disk. For a caller that may not block (the executor), which then
+  // reads on the blocking pool. By default always Busy.
+  virtual Result<uint64_t> ReadSplitCached(const std::string& name, std::span<uint8_t> head,
+                                           std::span<uint8_t> body) {
+    (void)name, (void)head, (void)body;
+    return Status::Busy("not known to be cached");
+  }
   // Creates or replaces `name` with `data`, atomically for readers (no reader sees a
   // half-written file). Not synced: a crash may lose or tear it, which a read detects.
   virtual Status Write(const std::string& name, std::string_view data) = 0;

@@ -209,7 +209,7 @@ Task<std::vector<std::optional<std::string>>> DiskCache::GetMany(std::vector<Get
   std::vector<ReadRef> refs;
   for (const GetItem& it : items) refs.push_back({&it.key, it.checksum, it.size});
   std::string file;  // every entry is read into this one buffer, then copied out
-  co_await ReadEach(refs, [&](size_t i, const std::string& name) -> Result<bool> {
+  co_await ReadEach(refs, [&](size_t i, const std::string& name, bool) -> Result<bool> {
     RETURN_IF_ERROR(state_->files->ReadInto(name, &file));
     auto payload = Verify(file, items[i].key, items[i].checksum, items[i].size);
     if (payload) out[i].emplace(*payload);
@@ -223,18 +223,21 @@ Task<std::vector<bool>> DiskCache::ReadMany(std::vector<ReadItem> items) {
   std::vector<ReadRef> refs;
   for (const ReadItem& it : items) refs.push_back({&it.key, it.checksum, it.size});
   std::vector<uint8_t> head;
-  co_await ReadEach(refs, [&](size_t i, const std::string& name) -> Result<bool> {
+  auto read = [&](size_t i, const std::string& name, bool cached_only) -> Result<bool> {
     const ReadItem& it = items[i];
     head.resize(kHeaderSize + it.key.size());
-    ASSIGN_OR_RETURN(uint64_t len,
-                             state_->files->ReadSplit(name, head, std::span(it.dest, it.size)));
+    const std::span<uint8_t> body(it.dest, it.size);
+    CacheFiles& files = *state_->files;
+    ASSIGN_OR_RETURN(uint64_t len, cached_only ? files.ReadSplitCached(name, head, body)
+                                               : files.ReadSplit(name, head, body));
     const std::string_view payload(reinterpret_cast<const char*>(it.dest), it.size);
     out[i] = len == FileSize(it.key, it.size) &&
              HeaderMatches(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()),
                            it.key, it.checksum, it.size) &&
              PayloadMatches(payload, it.checksum);
     return bool(out[i]);
-  });
+  };
+  co_await ReadEach(refs, read, /*cached_first=*/true);
   co_return out;
 }
 
@@ -248,7 +251,8 @@ bool DiskCache::Contains(const std::string& key) const {
 }
 
 Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
-                               std::function<Result<bool>(size_t, const std::string&)> read) {
+                               std::function<Result<bool>(size_t, const std::string&, bool)> read,
+                               bool cached_first) {
   State* st = state_.get();  // see Load
   if (!st->on() || items.empty()) co_return;
   std::vector<std::string> names(items.size());  // "": not in the index, a miss
@@ -268,35 +272,47 @@ Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
     }
   }
   if (present == 0) co_return;
-  // Read and verified on the blocking pool, one file after another. A present entry that
-  // is not a hit leaves the index; `drop[i]`: its file is removed too (it failed
-  // verification, or reading it failed other than with NotFound).
+  // Read and verified one file after another: with `cached_first`, on this thread as long
+  // as the page cache holds them, then (from the first that would wait for the disk) on
+  // the blocking pool. A present entry that is not a hit leaves the index; `drop[i]`: its
+  // file is removed too (it failed verification, or reading it failed other than with
+  // NotFound).
   struct Outcome {
     std::vector<bool> hit, drop;
     std::vector<std::string> why;
   };
-  st->jobs.fetch_add(1);
-  Outcome r = co_await RunBlocking(env_, [st, &items, &names, &read] {
-    Outcome o;
-    o.hit.resize(items.size(), false);
-    o.drop.resize(items.size(), false);
-    o.why.resize(items.size());
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (names[i].empty()) continue;
-      Result<bool> got = read(i, names[i]);
-      if (got.ok() && *got) {
-        o.hit[i] = true;
-        continue;
-      }
-      // Gone (the directory was cleaned under us) or damaged: dropped from the index
-      // either way; a NotFound is not damage and has no file to remove.
-      if (got.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
-      o.drop[i] = got.ok() || !got.status().IsNotFound();
-      o.why[i] = got.ok() ? "failed verification" : got.status().ToString();
+  Outcome r;
+  r.hit.resize(items.size(), false);
+  r.drop.resize(items.size(), false);
+  r.why.resize(items.size());
+  auto settle = [st, &r](size_t i, const Result<bool>& got) {
+    if (got.ok() && *got) {
+      r.hit[i] = true;
+      return;
     }
-    return o;
-  });
-  st->jobs.fetch_sub(1);
+    // Gone (the directory was cleaned under us) or damaged: dropped from the index
+    // either way; a NotFound is not damage and has no file to remove.
+    if (got.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
+    r.drop[i] = got.ok() || !got.status().IsNotFound();
+    r.why[i] = got.ok() ? "failed verification" : got.status().ToString();
+  };
+  size_t next = 0;  // the first item not read yet
+  for (; cached_first && next < items.size(); ++next) {
+    if (names[next].empty()) continue;
+    Result<bool> got = read(next, names[next], true);
+    if (!got.ok() && got.status().code() == Status::Code::kBusy) break;  // needs the disk
+    settle(next, got);
+  }
+  if (next < items.size()) {
+    st->jobs.fetch_add(1);
+    co_await RunBlocking(env_, [&names, &read, &settle, next] {
+      for (size_t i = next; i < names.size(); ++i) {
+        if (!names[i].empty()) settle(i, read(i, names[i], false));
+      }
+      return true;
+    });
+    st->jobs.fetch_sub(1);
+  }
   std::vector<std::string> remove;
   for (size_t i = 0; i < items.size(); ++i) {
     if (names[i].empty()) continue;

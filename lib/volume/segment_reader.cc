@@ -488,6 +488,15 @@ Task<bool> SegmentReader::Prefetch(objstore::ObjectStore& once, ReadAhead& ra, u
     c0 = 0;
     c1 = f.chunks.size();
   }
+  // Chunks on local disk at either end are left out: a read takes them from there
+  // (ReadFromDisk) about as fast as from memory, so reading them ahead would only cost a
+  // copy. Those between chunks to fetch stay in: one GET spans them (FetchChunks), where
+  // skipping them would cut it into several.
+  if (options_.disk_cache) {
+    auto on_disk = [&](size_t c) { return options_.disk_cache->Contains(DiskKey(f, c)); };
+    while (c0 < c1 && on_disk(c0)) ++c0;
+    while (c1 > c0 && on_disk(c1 - 1)) --c1;
+  }
   const uint64_t max_get = std::max<uint64_t>(1, ra.options().max_get_bytes);
   std::vector<Task<bool>> gets;
   bool over_budget = false;
@@ -500,12 +509,6 @@ Task<bool> SegmentReader::Prefetch(objstore::ObjectStore& once, ReadAhead& ra, u
     while (c < c1) {
       const uint64_t raw = f.chunks[c].raw_blocks * f.block_size;
       if (bytes > 0 && bytes + raw > max_get) break;
-      // On local disk: a read takes it from there (ReadFromDisk) about as fast as from
-      // memory, so reading it ahead would only cost a copy.
-      if (options_.disk_cache && options_.disk_cache->Contains(DiskKey(f, c))) {
-        skip = true;
-        break;
-      }
       if (!ra.Reserve(raw)) {
         over_budget = true;
         break;

@@ -7,8 +7,10 @@
 // error costs a GET later, never data.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +43,32 @@ class CacheFiles {
     if (!r.ok()) return r.status();
     *out = std::move(*r);
     return Status::Ok();
+  }
+  // The file's first head.size() bytes into `head` and the next body.size() into `body`,
+  // straight into the caller's memory (the disk cache reads a chunk into the NBD reply
+  // this way: no buffer between the page cache and the reply). Returns the file's length
+  // if it is at most head.size() + body.size(), or that sum + 1 for a longer file, so that
+  // a caller expecting an exact length sees any other as a mismatch. Bytes of `head` and
+  // `body` past a shorter file's end are undefined. NotFound when it is not there. By
+  // default, Read and two copies.
+  virtual Result<uint64_t> ReadSplit(const std::string& name, std::span<uint8_t> head,
+                                     std::span<uint8_t> body) {
+    Result<std::string> r = Read(name);
+    if (!r.ok()) return r.status();
+    std::string_view f = *r;
+    const size_t h = std::min(head.size(), f.size());
+    std::copy_n(f.data(), h, head.data());
+    f.remove_prefix(h);
+    std::copy_n(f.data(), std::min(body.size(), f.size()), body.data());
+    return std::min<uint64_t>(r->size(), head.size() + body.size() + 1);
+  }
+  // ReadSplit only if no disk I/O is needed (the page cache holds the file): Busy when it
+  // would wait for the disk. For a caller that may not block (the executor), which then
+  // reads on the blocking pool. By default always Busy.
+  virtual Result<uint64_t> ReadSplitCached(const std::string& name, std::span<uint8_t> head,
+                                           std::span<uint8_t> body) {
+    (void)name, (void)head, (void)body;
+    return Status::Busy("not known to be cached");
   }
   // Creates or replaces `name` with `data`, atomically for readers (no reader sees a
   // half-written file). Not synced: a crash may lose or tear it, which a read detects.

@@ -49,20 +49,33 @@ std::string Encode(const std::string& key, uint64_t checksum, std::string_view p
   return out;
 }
 
-// The payload of `file` if it is a whole, undamaged entry for `key` with `checksum`.
-std::optional<std::string_view> Verify(std::string_view file, const std::string& key,
-                                       uint64_t checksum, uint64_t size) {
-  if (file.size() < kHeaderSize || file.substr(0, 8) != kMagic) return std::nullopt;
-  const auto* p = reinterpret_cast<const uint8_t*>(file.data());
+// Whether `head` (an entry's first kHeaderSize + key.size() bytes) is the header of an
+// entry for `key` whose payload is `size` bytes hashing to `checksum`.
+bool HeaderMatches(std::string_view head, const std::string& key, uint64_t checksum,
+                   uint64_t size) {
+  if (head.size() != kHeaderSize + key.size() || head.substr(0, 8) != kMagic) return false;
+  const auto* p = reinterpret_cast<const uint8_t*>(head.data());
   const uint32_t key_len = LoadLE32(p + 8);
   const uint64_t payload_len = LoadLE64(p + 12);
   const uint64_t sum = LoadLE64(p + 20);
-  if (key_len != key.size() || payload_len != size || sum != checksum) return std::nullopt;
+  if (key_len != key.size() || payload_len != size || sum != checksum) return false;
+  return head.substr(kHeaderSize) == key;
+}
+
+// The footer's checksum, checked on every hit, whichever way the entry was read: what
+// makes the cache safe to trust.
+bool PayloadMatches(std::string_view payload, uint64_t checksum) {
+  return Checksum64(payload) == checksum;
+}
+
+// The payload of `file` if it is a whole, undamaged entry for `key` with `checksum`.
+std::optional<std::string_view> Verify(std::string_view file, const std::string& key,
+                                       uint64_t checksum, uint64_t size) {
+  const size_t head = kHeaderSize + key.size();
   if (file.size() != FileSize(key, size)) return std::nullopt;
-  if (file.substr(kHeaderSize, key_len) != key) return std::nullopt;
-  std::string_view payload = file.substr(kHeaderSize + key_len);
-  // The footer's checksum, checked on every hit: what makes the cache safe to trust.
-  if (Checksum64(payload) != checksum) return std::nullopt;
+  if (!HeaderMatches(file.substr(0, head), key, checksum, size)) return std::nullopt;
+  std::string_view payload = file.substr(head);
+  if (!PayloadMatches(payload, checksum)) return std::nullopt;
   return payload;
 }
 
@@ -192,15 +205,62 @@ Task<std::optional<std::string>> DiskCache::Get(std::string key, uint64_t checks
 }
 
 Task<std::vector<std::optional<std::string>>> DiskCache::GetMany(std::vector<GetItem> items) {
-  State* st = state_.get();  // see Load
   std::vector<std::optional<std::string>> out(items.size());
-  if (!st->on() || items.empty()) co_return out;
+  std::vector<ReadRef> refs;
+  for (const GetItem& it : items) refs.push_back({&it.key, it.checksum, it.size});
+  std::string file;  // every entry is read into this one buffer, then copied out
+  co_await ReadEach(refs, [&](size_t i, const std::string& name, bool) -> Result<bool> {
+    RETURN_IF_ERROR(state_->files->ReadInto(name, &file));
+    auto payload = Verify(file, items[i].key, items[i].checksum, items[i].size);
+    if (payload) out[i].emplace(*payload);
+    return payload.has_value();
+  });
+  co_return out;
+}
+
+Task<std::vector<bool>> DiskCache::ReadMany(std::vector<ReadItem> items) {
+  std::vector<bool> out(items.size(), false);
+  std::vector<ReadRef> refs;
+  for (const ReadItem& it : items) refs.push_back({&it.key, it.checksum, it.size});
+  std::vector<uint8_t> head;
+  auto read = [&](size_t i, const std::string& name, bool cached_only) -> Result<bool> {
+    const ReadItem& it = items[i];
+    head.resize(kHeaderSize + it.key.size());
+    const std::span<uint8_t> body(it.dest, it.size);
+    CacheFiles& files = *state_->files;
+    ASSIGN_OR_RETURN(uint64_t len, cached_only ? files.ReadSplitCached(name, head, body)
+                                               : files.ReadSplit(name, head, body));
+    const std::string_view payload(reinterpret_cast<const char*>(it.dest), it.size);
+    out[i] = len == FileSize(it.key, it.size) &&
+             HeaderMatches(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()),
+                           it.key, it.checksum, it.size) &&
+             PayloadMatches(payload, it.checksum);
+    return bool(out[i]);
+  };
+  co_await ReadEach(refs, read, /*cached_first=*/true);
+  co_return out;
+}
+
+bool DiskCache::Contains(const std::string& key) const {
+  const State& st = *state_;
+  if (!st.on()) return false;
+  const std::string name = NameOf(key);
+  std::lock_guard lock(st.mu);
+  auto it = st.index.find(name);
+  return it != st.index.end() && it->second->written;
+}
+
+Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
+                               std::function<Result<bool>(size_t, const std::string&, bool)> read,
+                               bool cached_first) {
+  State* st = state_.get();  // see Load
+  if (!st->on() || items.empty()) co_return;
   std::vector<std::string> names(items.size());  // "": not in the index, a miss
   size_t present = 0;
   {
     std::lock_guard lock(st->mu);
     for (size_t i = 0; i < items.size(); ++i) {
-      std::string name = NameOf(items[i].key);
+      std::string name = NameOf(*items[i].key);
       auto it = st->index.find(name);
       if (it == st->index.end() || !it->second->written) {
         st->misses.fetch_add(1, std::memory_order_relaxed);
@@ -211,46 +271,53 @@ Task<std::vector<std::optional<std::string>>> DiskCache::GetMany(std::vector<Get
       ++present;
     }
   }
-  if (present == 0) co_return out;
-  // Read and verified on the blocking pool, one file after another. A present entry that
-  // is not returned leaves the index; `drop[i]`: its file is removed too (it failed
-  // verification, or reading it failed other than with NotFound).
+  if (present == 0) co_return;
+  // Read and verified one file after another: with `cached_first`, on this thread as long
+  // as the page cache holds them, then (from the first that would wait for the disk) on
+  // the blocking pool. A present entry that is not a hit leaves the index; `drop[i]`: its
+  // file is removed too (it failed verification, or reading it failed other than with
+  // NotFound).
   struct Outcome {
-    std::vector<std::optional<std::string>> got;
-    std::vector<bool> drop;
+    std::vector<bool> hit, drop;
     std::vector<std::string> why;
   };
-  st->jobs.fetch_add(1);
-  Outcome r = co_await RunBlocking(env_, [st, &items, &names] {
-    Outcome o;
-    o.got.resize(items.size());
-    o.drop.resize(items.size(), false);
-    o.why.resize(items.size());
-    std::string file;  // every entry is read into this one buffer, then copied out
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (names[i].empty()) continue;
-      Status read = st->files->ReadInto(names[i], &file);
-      if (read.ok()) {
-        if (auto payload = Verify(file, items[i].key, items[i].checksum, items[i].size)) {
-          o.got[i].emplace(*payload);
-          continue;
-        }
-      }
-      // Gone (the directory was cleaned under us) or damaged: dropped from the index
-      // either way; a NotFound is not damage and has no file to remove.
-      if (read.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
-      o.drop[i] = read.ok() || !read.IsNotFound();
-      o.why[i] = read.ok() ? "failed verification" : read.ToString();
+  Outcome r;
+  r.hit.resize(items.size(), false);
+  r.drop.resize(items.size(), false);
+  r.why.resize(items.size());
+  auto settle = [st, &r](size_t i, const Result<bool>& got) {
+    if (got.ok() && *got) {
+      r.hit[i] = true;
+      return;
     }
-    return o;
-  });
-  st->jobs.fetch_sub(1);
+    // Gone (the directory was cleaned under us) or damaged: dropped from the index
+    // either way; a NotFound is not damage and has no file to remove.
+    if (got.ok()) st->damaged.fetch_add(1, std::memory_order_relaxed);
+    r.drop[i] = got.ok() || !got.status().IsNotFound();
+    r.why[i] = got.ok() ? "failed verification" : got.status().ToString();
+  };
+  size_t next = 0;  // the first item not read yet
+  for (; cached_first && next < items.size(); ++next) {
+    if (names[next].empty()) continue;
+    Result<bool> got = read(next, names[next], true);
+    if (!got.ok() && got.status().code() == Status::Code::kBusy) break;  // needs the disk
+    settle(next, got);
+  }
+  if (next < items.size()) {
+    st->jobs.fetch_add(1);
+    co_await RunBlocking(env_, [&names, &read, &settle, next] {
+      for (size_t i = next; i < names.size(); ++i) {
+        if (!names[i].empty()) settle(i, read(i, names[i], false));
+      }
+      return true;
+    });
+    st->jobs.fetch_sub(1);
+  }
   std::vector<std::string> remove;
   for (size_t i = 0; i < items.size(); ++i) {
     if (names[i].empty()) continue;
-    if (r.got[i]) {
+    if (r.hit[i]) {
       st->hits.fetch_add(1, std::memory_order_relaxed);
-      out[i] = std::move(r.got[i]);
       continue;
     }
     st->misses.fetch_add(1, std::memory_order_relaxed);
@@ -271,7 +338,6 @@ Task<std::vector<std::optional<std::string>>> DiskCache::GetMany(std::vector<Get
       s->jobs.fetch_sub(1);
     });
   }
-  co_return out;
 }
 
 void DiskCache::Put(std::string key, uint64_t checksum, std::string bytes) {

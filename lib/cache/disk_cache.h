@@ -12,8 +12,10 @@
 //   loses nothing.
 // - Any write error (disk full, read-only, directory gone) turns the cache off for the
 //   rest of the process with one log line; reads and writes of the volume go on.
-// - All file I/O runs on the Env's blocking pool. Puts are fire-and-forget, bounded by
-//   kMaxPendingBytes of payload waiting to be written (beyond it they are dropped).
+// - All file I/O that may wait for the disk runs on the Env's blocking pool (ReadMany
+//   reads what the page cache holds on the caller's thread). Puts are fire-and-forget,
+//   bounded by kMaxPendingBytes of payload waiting to be written (beyond it they are
+//   dropped).
 //
 // Thread-safe. The Env must outlive the cache; work queued on the blocking pool holds
 // the cache's state alive by itself.
@@ -73,6 +75,23 @@ class DiskCache {
     uint64_t size = 0;
   };
   Task<std::vector<std::optional<std::string>>> GetMany(std::vector<GetItem> items);
+  // GetMany into the caller's memory: each present entry's payload is read straight into
+  // `dest` (`size` bytes, which must stay valid until this completes) and hashed there,
+  // with no buffer in between; the result says which items hit. Entries the page cache
+  // holds are read on the calling thread (CacheFiles::ReadSplitCached; a trip to the
+  // blocking pool and back costs more than reading them), the rest on the pool. A miss leaves its
+  // `dest` bytes undefined (possibly an entry's damaged bytes): the caller must not use
+  // them. Same verification, eviction and counters as GetMany.
+  struct ReadItem {
+    std::string key;
+    uint64_t checksum = 0;
+    uint64_t size = 0;
+    uint8_t* dest = nullptr;
+  };
+  Task<std::vector<bool>> ReadMany(std::vector<ReadItem> items);
+  // Whether an entry for `key` is stored (no I/O, no verification, no counters): a read
+  // can find it here rather than fetching it ahead of time.
+  bool Contains(const std::string& key) const;
 
   // Stores entries in the background. `payload(i)` makes item i's bytes; it runs on the
   // blocking pool (so it may copy megabytes) and must stay valid until then. An item whose
@@ -92,6 +111,20 @@ class DiskCache {
 
  private:
   struct State;
+  struct ReadRef {
+    const std::string* key;
+    uint64_t checksum = 0;
+    uint64_t size = 0;
+  };
+  // The one lookup of GetMany and ReadMany: finds each item in the index, then runs
+  // `read(i, file name, cached_only)` for the present ones in one job on the blocking
+  // pool; `read` says whether the entry verified (an error: it could not be read).
+  // `cached_first`: first on the calling thread with cached_only set, as long as `read`
+  // does not answer Busy (it would wait for the disk). Counts hits and misses; drops
+  // from the index, and removes, what did not verify.
+  Task<void> ReadEach(const std::vector<ReadRef>& items,
+                      std::function<Result<bool>(size_t, const std::string&, bool)> read,
+                      bool cached_first = false);
   Env& env_;
   std::shared_ptr<State> state_;
 };

@@ -208,6 +208,58 @@ TEST_CASE("DiskCache::GetMany reads a run of entries in one job, each verified o
   CHECK(Get(env, c, "k0", bytes[0]) == bytes[0]);
 }
 
+TEST_CASE("DiskCache::ReadMany reads entries straight into the caller's memory, verified there",
+          "[cache][disk_cache]") {
+  SimEnv env;
+  testing::TempDir dir;
+  DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+  RunSim(env, c.Load());
+  const std::vector<std::string> bytes = {Bytes(8192, 1), Bytes(65536, 2), Bytes(4096, 3),
+                                          Bytes(65536, 4), Bytes(12288, 5), Bytes(4096, 6)};
+  for (size_t i = 0; i < bytes.size(); ++i) Put(env, c, fmt::format("k{}", i), bytes[i]);
+  auto file = [&](int i) {
+    return dir.Join(fmt::format("{:016x}", Checksum64(fmt::format("k{}", i))));
+  };
+  {  // k1: a flipped bit in the payload's first byte; k4: one byte too many; k5: torn
+    std::fstream f(file(1), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-65536, std::ios::end);
+    char ch = 0;
+    f.read(&ch, 1);
+    ch ^= 0x40;
+    f.seekp(-65536, std::ios::end);
+    f.write(&ch, 1);
+  }
+  std::ofstream(file(4), std::ios::app | std::ios::binary) << 'x';
+  std::filesystem::resize_file(file(5), std::filesystem::file_size(file(5)) - 1);
+  CHECK(c.Contains("k0"));
+  CHECK_FALSE(c.Contains("absent"));
+  std::string dest(8192 + 65536 + 4096 + 65536 + 12288 + 4096 + 4096 + 65536, '\0');
+  std::vector<DiskCache::ReadItem> items;
+  std::vector<size_t> at;
+  size_t off = 0;
+  auto add = [&](std::string key, uint64_t sum, uint64_t size) {
+    at.push_back(off);
+    items.push_back({std::move(key), sum, size, reinterpret_cast<uint8_t*>(dest.data()) + off});
+    off += size;
+  };
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    add(fmt::format("k{}", i), Checksum64(bytes[i]), bytes[i].size());
+  }
+  add("absent", 1, 4096);
+  // k3 asked for with another writer's checksum: a miss, never its bytes.
+  add("k3", Checksum64(bytes[1]), 65536);
+  const std::vector<bool> hit = RunSim(env, c.ReadMany(items));
+  REQUIRE(hit.size() == 8);
+  CHECK(hit == std::vector<bool>{true, false, true, true, false, false, false, false});
+  for (size_t i : {0, 2, 3}) CHECK(dest.substr(at[i], bytes[i].size()) == bytes[i]);
+  CHECK(c.stats().hits == 3);
+  CHECK(c.stats().damaged == 4);  // k1, k4, k5, and k3's entry under the wrong checksum
+  RunSim(env, c.Drain());
+  for (int i : {1, 3, 4, 5}) CHECK_FALSE(std::filesystem::exists(file(i)));
+  CHECK_FALSE(c.Contains("k1"));
+  CHECK(c.Contains("k0"));
+}
+
 TEST_CASE("DiskCache checks the payload itself, not only the checksum its header claims",
           "[cache][disk_cache]") {
   SimEnv env;
@@ -218,7 +270,13 @@ TEST_CASE("DiskCache checks the payload itself, not only the checksum its header
   Put(env, c, "a", a);
   // One flipped bit in the payload: header, key and length all still match.
   disk->on_read = [](const std::string&, std::string* bytes) { (*bytes)[bytes->size() - 7] ^= 4; };
-  CHECK_FALSE(Get(env, c, "a", a).has_value());
+  SECTION("Get") { CHECK_FALSE(Get(env, c, "a", a).has_value()); }
+  SECTION("ReadMany, into the caller's memory") {
+    std::string dest(a.size(), '\0');
+    std::vector<DiskCache::ReadItem> items;
+    items.push_back({"a", Checksum64(a), a.size(), reinterpret_cast<uint8_t*>(dest.data())});
+    CHECK(RunSim(env, c.ReadMany(items)) == std::vector<bool>{false});
+  }
   CHECK(c.stats().damaged == 1);
   CHECK(c.stats().entries == 0);
 }

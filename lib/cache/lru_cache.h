@@ -65,6 +65,14 @@ class LruCache {
     return it->second->value;
   }
 
+  // Whether `key` is cached now (a load in progress is not); counts nothing and leaves
+  // the entry's recency alone.
+  bool Contains(const std::string& key) const {
+    const Shard& s = shards_[std::hash<std::string>{}(key) % shards_.size()];
+    std::lock_guard lock(s.mu);
+    return s.index.count(key) > 0;
+  }
+
   // Inserts (replacing any previous value) and returns the value.
   Ptr Insert(const std::string& key, Ptr value, uint64_t charge) {
     Shard& s = ShardFor(key);

@@ -262,10 +262,17 @@ Task<Status> SegmentReader::ReadCached(uint64_t id, const SegmentFooter& footer,
   const uint64_t per_chunk = footer.blocks_per_chunk;
   const size_t c0 = footer.chunk_of(index);
   const size_t count = footer.chunk_of(index + n - 1) + 1 - c0;
+  // Chunks the read covers whole, not in memory but on local disk: read from the disk
+  // cache straight into `dest` (verified there), all in one job, and not kept in memory.
+  // A sequential stream read this way costs one copy out of the page cache and one hash,
+  // instead of a fresh chunk in the block cache (its allocation, page faults and copy)
+  // and a second copy out of it. The chunks it does not find take the way below.
+  const std::vector<bool> direct = co_await ReadFromDisk(id, footer, index, n, dest);
   std::vector<std::shared_ptr<const ChunkEntry>> got(count);
   std::vector<std::shared_ptr<Flight>> flights(count);
   std::vector<bool> lead(count, false);
   for (size_t i = 0; i < count; ++i) {
+    if (direct[i]) continue;
     cache::BlockCache::Claimed c = cache_.Claim(ChunkKey(id, c0 + i));
     if (c.hit) {
       got[i] = std::static_pointer_cast<const ChunkEntry>(c.hit);
@@ -348,6 +355,7 @@ Task<Status> SegmentReader::ReadCached(uint64_t id, const SegmentFooter& footer,
     i = j;
   }
   for (size_t i = 0; i < count; ++i) {
+    if (direct[i]) continue;
     const uint64_t chunk_first = (c0 + i) * per_chunk;
     const uint64_t from = std::max(index, chunk_first);
     const uint64_t to = std::min(index + n, chunk_first + footer.chunks[c0 + i].raw_blocks);
@@ -356,6 +364,35 @@ Task<Status> SegmentReader::ReadCached(uint64_t id, const SegmentFooter& footer,
                 (to - from) * bs);
   }
   co_return Status::Ok();
+}
+
+Task<std::vector<bool>> SegmentReader::ReadFromDisk(uint64_t id, const SegmentFooter& footer,
+                                                    uint64_t index, uint64_t n, uint8_t* dest) {
+  const uint64_t bs = footer.block_size;
+  const uint64_t per_chunk = footer.blocks_per_chunk;
+  const size_t c0 = footer.chunk_of(index);
+  const size_t count = footer.chunk_of(index + n - 1) + 1 - c0;
+  std::vector<bool> out(count, false);
+  cache::DiskCache* disk = options_.disk_cache;
+  if (!disk || !disk->enabled()) co_return out;
+  std::vector<cache::DiskCache::ReadItem> items;
+  std::vector<size_t> which;  // items[k] is chunk c0 + which[k]
+  for (size_t i = 0; i < count; ++i) {
+    const ChunkInfo& chunk = footer.chunks[c0 + i];
+    const uint64_t first = (c0 + i) * per_chunk;
+    if (first < index || first + chunk.raw_blocks > index + n) continue;  // covered in part
+    if (cache_.Contains(ChunkKey(id, c0 + i))) continue;  // in memory: cheaper still
+    std::string key = DiskKey(footer, c0 + i);
+    if (key.empty()) break;          // not yet scoped
+    if (!disk->Contains(key)) continue;  // not on disk: fetched below, as one GET
+    items.push_back({std::move(key), chunk.checksum, chunk.raw_blocks * bs,
+                     dest + (first - index) * bs});
+    which.push_back(i);
+  }
+  if (items.empty()) co_return out;
+  std::vector<bool> hit = co_await disk->ReadMany(std::move(items));
+  for (size_t k = 0; k < which.size(); ++k) out[which[k]] = hit[k];
+  co_return out;
 }
 
 Task<Result<std::vector<std::string>>> SegmentReader::FetchChunks(objstore::ObjectStore& store,
@@ -450,6 +487,15 @@ Task<bool> SegmentReader::Prefetch(objstore::ObjectStore& once, ReadAhead& ra, u
     // costs about what a GET of one does (latency, not bytes).
     c0 = 0;
     c1 = f.chunks.size();
+  }
+  // Chunks on local disk at either end are left out: a read takes them from there
+  // (ReadFromDisk) about as fast as from memory, so reading them ahead would only cost a
+  // copy. Those between chunks to fetch stay in: one GET spans them (FetchChunks), where
+  // skipping them would cut it into several.
+  if (options_.disk_cache) {
+    auto on_disk = [&](size_t c) { return options_.disk_cache->Contains(DiskKey(f, c)); };
+    while (c0 < c1 && on_disk(c0)) ++c0;
+    while (c1 > c0 && on_disk(c1 - 1)) --c1;
   }
   const uint64_t max_get = std::max<uint64_t>(1, ra.options().max_get_bytes);
   std::vector<Task<bool>> gets;

@@ -100,6 +100,11 @@ class SegmentReader {
   Task<Result<std::vector<std::string>>> FetchChunks(objstore::ObjectStore& store, uint64_t id,
                                                      const SegmentFooter& footer, size_t first,
                                                      size_t n, bool refetch_corrupt);
+  // For each chunk of blocks [index, index + n) of segment `id`: whether it was read
+  // from the disk cache straight into its place in `dest` (chunks the range covers whole,
+  // not in the block cache, present on disk and verified there).
+  Task<std::vector<bool>> ReadFromDisk(uint64_t id, const SegmentFooter& footer, uint64_t index,
+                                       uint64_t n, uint8_t* dest);
   // One read-ahead GET of chunks [first, first + n), claimed by the caller (it finishes
   // them); `reserved` bytes of ra's budget are released at the end.
   Task<bool> PrefetchRun(objstore::ObjectStore& once, ReadAhead& ra, uint64_t id,

@@ -96,6 +96,21 @@ TEST_CASE("a restart with a warm disk cache reads without GETs, and without it s
     CHECK(dc->stats().hits > 0);
     CHECK(dc->stats().damaged == 0);
   }
+  SECTION("warm, a read that covers some chunks in part: zero GETs, the same data") {
+    // Whole chunks go from the disk straight into the read's buffer, the two partly
+    // covered ones through the block cache.
+    auto dc = rig.StartCache();
+    auto v = RunSim(rig.env, LsmVolume::Open(rig.env, rig.store,
+                                             Options(rig.dir.Join("meta"), dc.get())));
+    REQUIRE(v.ok());
+    auto before = rig.store.stats();
+    std::vector<uint8_t> got(want.size() - 3 * 4096);
+    REQUIRE(RunSim(rig.env, (*v)->Read(4096, got, nullptr)).ok());
+    CHECK(std::equal(got.begin(), got.end(), want.begin() + 4096));
+    CHECK(rig.store.stats().Since(before)[objstore::OpKind::kGet].calls == 0);
+    REQUIRE(RunSim(rig.env, (*v)->Close()).ok());
+    CHECK(dc->stats().damaged == 0);
+  }
   SECTION("the cache directory deleted: GETs, the same data, and the cache refilled") {
     rig.disk->Clear();
     auto dc = rig.StartCache();

@@ -10,6 +10,21 @@ namespace {
 constexpr uint64_t kTailGuess = 64 * 1024;  // most indexes fit; else a second GET
 }  // namespace
 
+void SstReader::KeepWritten(const SstRef& ref, const SstIndex& index, std::string_view bytes) {
+  if (!tails_) return;
+  PORTAL_ASSERT(ref.size_bytes == bytes.size() && index.index_offset <= bytes.size(),
+                "KeepWritten: the index is not of these bytes");
+  std::vector<std::pair<std::string, std::string>> rows;
+  rows.reserve(1 + index.blocks.size());
+  // What Index keeps: the meta and the trailer, which follow the data blocks.
+  rows.emplace_back(ref.key, bytes.substr(index.index_offset));
+  for (const SstIndexEntry& b : index.blocks) {
+    PORTAL_ASSERT(b.offset + b.length <= index.index_offset, "KeepWritten: a block past the data");
+    rows.emplace_back(BlockPartKey(ref.key, b.offset), bytes.substr(b.offset, b.length));
+  }
+  tails_->PutMany(std::move(rows));
+}
+
 Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref) {
   auto v = co_await cache::GetTyped<SstIndex>(
       cache_, IndexCacheKey(ref.key), [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "cache/block_cache.h"
@@ -52,6 +53,17 @@ class SstReader {
   static std::string BlockPartKey(const std::string& key, uint64_t offset) {
     return key + "@" + std::to_string(offset);
   }
+
+  // Keeps a freshly written SST in the metadata cache (none: nothing), as Index, Block
+  // and Warm would keep it after fetching it: the tail (meta + trailer) under `ref.key`,
+  // each data block under BlockPartKey, in one PutMany. `bytes` is the whole object and
+  // `index` what SstBuilder::Finish made of it. Call only once the PUT of exactly these
+  // bytes under `ref.key` succeeded: the cache holds only what the store holds, and a
+  // key is never stored with other bytes (map/<epoch>-<n>.sst: epochs are taken by a
+  // conditional manifest create, n counts within one). An SST that is then never
+  // committed is an orphan; GC erases its rows when it deletes it, and until then they
+  // are bytes the store holds under that key.
+  void KeepWritten(const SstRef& ref, const SstIndex& index, std::string_view bytes);
 
   Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
   // `key`: the SST's index's key (SstIndex::key; null when unencrypted).

@@ -12,6 +12,7 @@
 #include "objstore/retrying_store.h"
 #include "testing/body_damage.h"
 #include "testing/borrowed_store.h"
+#include "testing/map_cache.h"
 
 namespace portal::lsm {
 namespace {
@@ -146,17 +147,7 @@ TEST_CASE("SST reader: a Warm whose GETs fail caches nothing and leaves no claim
   CHECK(*all == f.extents);
 }
 
-// A metadata cache in memory.
-struct MapCache final : cache::PersistentCache {
-  std::map<std::string, std::string> rows;
-  Task<std::optional<std::string>> Get(std::string key) override {
-    auto it = rows.find(key);
-    if (it == rows.end()) co_return std::nullopt;
-    co_return it->second;
-  }
-  void Put(std::string key, std::string value) override { rows[key] = std::move(value); }
-  void Erase(std::string key) override { rows.erase(key); }
-};
+using testing::MapCache;
 
 TEST_CASE("SST reader: blocks kept in the metadata cache cost no GET after a restart, and a "
           "damaged one is fetched again, never used",

@@ -243,6 +243,40 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("SST reader: warm_stats counts what Warm took from the metadata cache and fetched",
+          "[lsm][sst][warm][cache]") {
+  Fixture f;
+  objstore::CountingStore counted(std::make_unique<testing::BorrowedStore>(f.memory));
+  MapCache meta;
+  auto gets = [&] { return counted.stats()[objstore::OpKind::kGet]; };
+  size_t blocks = 0;
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+    blocks = (*RunSim(f.env, reader.Index(f.ref)))->blocks.size();
+    const SstReader::WarmStats s = reader.warm_stats();
+    CHECK(s.ssts == 1);
+    CHECK(s.blocks == blocks);
+    CHECK(s.local_blocks == 0);
+    CHECK(s.local_indexes == 0);
+    CHECK(s.gets == gets().calls);  // the tail and the blocks' runs
+    CHECK(s.get_bytes == gets().bytes);
+    CHECK(s.gets > 2);
+  }
+  cache::BlockCache cache{f.env, 1 << 20};
+  SstReader reader{counted, cache, &meta};
+  CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+  CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));  // all in the block cache now
+  const SstReader::WarmStats s = reader.warm_stats();
+  CHECK(s.ssts == 2);
+  CHECK(s.blocks == 2 * blocks);
+  CHECK(s.local_blocks == blocks);
+  CHECK(s.local_indexes == 1);
+  CHECK(s.gets == 0);
+  CHECK(s.get_bytes == 0);
+}
+
 TEST_CASE("SST reader: Warm after reads kept blocks in the metadata cache costs no GET",
           "[lsm][sst][warm][cache]") {
   Fixture f;

@@ -100,13 +100,15 @@ TEST_CASE("a merge: newer wins, holes at the bottom go, liveness deltas, an edit
 // Thousands of small extents: several SSTs of several blocks at an 8 KiB target.
 std::vector<Extent> ManyExtents() {
   std::vector<Extent> out;
-  for (uint64_t i = 0; i < 3000; ++i) out.push_back({i * 10, i * 10 + 5, Loc::Data(1 + i / 100, i * 5)});
+  for (uint64_t i = 0; i < 3000; ++i)
+    out.push_back({i * 10, i * 10 + 5, Loc::Data(1 + i / 100, i * 5)});
   return out;
 }
 
-TEST_CASE("WriteSsts keeps each SST it stored in the metadata cache under the reader's keys, "
-          "so a restart warms and reads them without a GET",
-          "[lsm][compaction][cache]") {
+TEST_CASE(
+    "WriteSsts keeps each SST it stored in the metadata cache under the reader's keys, "
+    "so a restart warms and reads them without a GET",
+    "[lsm][compaction][cache]") {
   Fixture f;
   std::shared_ptr<const crypto::Keyring> ring;
   SECTION("unencrypted") {}
@@ -118,8 +120,8 @@ TEST_CASE("WriteSsts keeps each SST it stored in the metadata cache under the re
   testing::MapCache meta;
   SstReader keeper{f.store, f.cache, &meta, nullptr, ring.get()};
   const std::vector<Extent> extents = ManyExtents();
-  auto written = RunSim(f.env, WriteSsts(f.env, f.store, extents, 8192, f.next_key, nullptr,
-                                         ring.get(), &keeper));
+  auto written = RunSim(
+      f.env, WriteSsts(f.env, f.store, extents, 8192, f.next_key, nullptr, ring.get(), &keeper));
   REQUIRE(written.ok());
   REQUIRE(written->size() > 2);
   size_t blocks = 0;
@@ -148,7 +150,8 @@ TEST_CASE("WriteSsts keeps each SST it stored in the metadata cache under the re
   CHECK(counted.stats()[objstore::OpKind::kGet].calls == 0);
 }
 
-TEST_CASE("an SST whose PUT fails leaves nothing in the metadata cache", "[lsm][compaction][cache]") {
+TEST_CASE("an SST whose PUT fails leaves nothing in the metadata cache",
+          "[lsm][compaction][cache]") {
   Fixture f;
   int puts = 0;
   objstore::FaultOptions o;
@@ -163,8 +166,8 @@ TEST_CASE("an SST whose PUT fails leaves nothing in the metadata cache", "[lsm][
   objstore::FaultStore failing{std::make_unique<testing::BorrowedStore>(f.store), f.env, o};
   testing::MapCache meta;
   SstReader keeper{failing, f.cache, &meta};
-  auto written = RunSim(f.env, WriteSsts(f.env, failing, ManyExtents(), 8192, f.next_key,
-                                         nullptr, nullptr, &keeper));
+  auto written = RunSim(
+      f.env, WriteSsts(f.env, failing, ManyExtents(), 8192, f.next_key, nullptr, nullptr, &keeper));
   CHECK(written.status().code() == Status::Code::kIOError);
   REQUIRE(f.n >= 2);
   // The first SST is stored (an orphan for GC, which erases its rows with it); the

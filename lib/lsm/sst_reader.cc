@@ -26,7 +26,7 @@ void SstReader::KeepWritten(const SstRef& ref, const SstIndex& index, std::strin
 }
 
 Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref,
-                                                                WarmStats* counts) {
+                                                               WarmStats* counts) {
   auto v = co_await cache::GetTyped<SstIndex>(
       cache_, IndexCacheKey(ref.key), [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {
         auto matches = [&](const SstIndex& idx) {

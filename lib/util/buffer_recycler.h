@@ -7,8 +7,9 @@
 //
 // Buffers of at least kMinBytes come back here when their last shared_ptr drops, from
 // any thread; capacities are rounded up to kGranuleBytes, and Take() reuses only one of
-// exactly the rounded size. The recycler holds at most budget_bytes of idle memory,
-// dropping the oldest to keep a newer one. Buffers may outlive the recycler: they are
+// exactly the rounded size; fresh memory is populated at once (PopulateMemory below), so
+// that its first use takes no page faults either. The recycler holds at most budget_bytes
+// of idle memory, dropping the oldest to keep a newer one. Buffers may outlive the recycler: they are
 // then simply freed. Smaller buffers are plain allocations.
 //
 // Whoever owns the lifetime (the daemon) makes one and hands a pointer to its users; a
@@ -47,6 +48,12 @@ class BufferRecycler {
   struct GiveBack;
   std::shared_ptr<State> state_;  // buffers hold it weakly, to give their memory back
 };
+
+// Maps the pages inside [data, data + size) now, in one system call, instead of one page
+// fault per page on first touch (MADV_POPULATE_WRITE: ~1 us a page on the 2-core VM of
+// our benchmarks, where a page fault costs ~17 us). Contents are unchanged. False
+// when nothing was populated (an old kernel, or no whole page in the range).
+bool PopulateMemory(void* data, size_t size);
 
 // recycler->Take(size), or with no recycler a plain Buffer of `size` bytes.
 std::shared_ptr<Buffer> TakeBuffer(BufferRecycler* recycler, size_t size);

@@ -1,5 +1,8 @@
 #include "util/buffer_recycler.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
 #include <vector>
@@ -99,6 +102,34 @@ TEST_CASE("buffer recycler takes buffers back from other threads", "[util]") {
   CHECK(r.hits() + r.misses() == 800);
   CHECK(r.misses() <= 4);  // at most one fresh buffer per thread in flight
   CHECK(r.pooled_bytes() == r.misses() * (128u << 10));
+}
+
+// How many whole pages [p, p + n) holds, and how many of them are mapped now.
+std::pair<size_t, size_t> ResidentPages(const uint8_t* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  std::vector<unsigned char> vec((end - begin) / page);
+  REQUIRE(::mincore(reinterpret_cast<void*>(begin), end - begin, vec.data()) == 0);
+  return {vec.size(), static_cast<size_t>(std::count_if(
+                          vec.begin(), vec.end(), [](unsigned char c) { return c & 1; }))};
+}
+
+TEST_CASE("buffer recycler hands out fresh memory already mapped", "[util]") {
+  // Larger than glibc's largest mmap threshold, so the allocation is fresh pages.
+  constexpr size_t kSize = 64 << 20;
+  {
+    std::unique_ptr<uint8_t[]> probe(new uint8_t[kSize]);
+    if (!PopulateMemory(probe.get(), kSize)) {
+      WARN("MADV_POPULATE_WRITE is not supported here: nothing to check");
+      return;
+    }
+  }
+  BufferRecycler r(128 << 20);
+  auto b = r.Take(kSize);
+  auto [pages, resident] = ResidentPages(b->data(), b->size());
+  CHECK(pages > 0);
+  CHECK(resident == pages);
 }
 
 TEST_CASE("TakeBuffer without a recycler is a plain buffer", "[util]") {

@@ -75,11 +75,8 @@ Task<Status> Uploader::UploadSegment(uint64_t id, const WriteBuffer* buf, const 
           footer->extents = reloc->extents;
           for (auto& se : footer->extents) se.extent.loc.segment = id;
           footer->data_blocks = reloc->data_blocks;
-          // A pooled copy: memory:// keeps the object as this string and recycles it.
-          std::string data = TakeFrom(options_.buffer_pool, reloc->data.size() + 4096);
-          data.append(reloc->data);
-          return EncodeSegment(footer, SegmentContents{objstore::Rope(std::move(data)), {}}, eo,
-                               object_key);
+          // Views into the relocation's read buffers, as a user buffer's segment is.
+          return EncodeSegment(footer, SegmentContents{reloc->data, {}}, eo, object_key);
         });
         const uint64_t checksum = enc.footer_checksum;
         *size = enc.bytes.size();
@@ -236,7 +233,7 @@ Task<Status> Uploader::SettleNext(uint64_t id, Flight f) {
   segments_.Remember(id, f.size, f.footer);
   // Settled: its chunks may go to the disk cache (read back from the buffer, later).
   segments_.KeepWritten(f.footer, [buf = f.buf, reloc = f.reloc, footer = f.footer]() mutable {
-    if (!buf) return objstore::Rope(reloc->data);
+    if (!buf) return reloc->data;
     return buf->Contents(&footer).data;
   });
   // Applying a relocation reads the map; its reads retry a bounded number of times.

@@ -47,7 +47,7 @@ namespace portal::volume {
 // extents (they apply only where the map still points at the source).
 struct Relocation {
   std::vector<SegmentExtent> extents;  // sorted; loc.index into `data`; conditional
-  std::string data;
+  objstore::Rope data;                 // data_blocks blocks, in the order of `extents`
   uint64_t data_blocks = 0;
   std::vector<uint64_t> sources;
 };

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "util/buffer_recycler.h"
 #include "util/log.h"
 #include "volume/lsm_volume.h"
 
@@ -119,18 +120,23 @@ Task<Status> LsmVolume::PlanRelocation() {
   }
   if (sources.empty()) co_return Status::Ok();
 
+  // Each source's live blocks are read into one buffer of their own (mapped at once: no
+  // page fault per block, no string per block), in the source's order, which is block
+  // order; runs adjacent in the source are read together. The relocation's data is a rope
+  // of views into those buffers, in block order over all sources: nothing is copied
+  // again, here or by the uploader.
   struct LivePiece {
     lsm::Extent from;  // blocks and where they live now (the source segment)
-    std::string data;
+    std::shared_ptr<const Buffer> owner;
+    const uint8_t* data;
   };
   std::vector<LivePiece> pieces;
   for (uint64_t src : sources) {
     CO_ASSIGN_OR_RETURN(SegmentFooter f, co_await segments_.ReadFooter(src, 0));
-    uint64_t live = 0;
+    std::vector<lsm::Extent> here;
     for (const SegmentExtent& se : f.extents) {
       const lsm::Extent& e = se.extent;
       if (!e.loc.is_data()) continue;
-      std::vector<lsm::Extent> here;
       CO_RETURN_IF_ERROR(co_await Resolve(
           e.first, e.end,
           [&](const Piece& p) {
@@ -139,15 +145,8 @@ Task<Status> LsmVolume::PlanRelocation() {
             }
           },
           /*include_buffers=*/false));
-      for (const lsm::Extent& x : here) {
-        LivePiece lp{x, std::string(x.length() * block_size_, '\0')};
-        CO_RETURN_IF_ERROR(co_await segments_.ReadBlocks(
-            src, x.loc.index, x.length(), reinterpret_cast<uint8_t*>(lp.data.data())));
-        live += x.length();
-        pieces.push_back(std::move(lp));
-      }
     }
-    if (live == 0) {
+    if (here.empty()) {
       // Nothing visible to copy: every block the count covers is shadowed by newer map
       // entries, but older SSTs of the committed map still reference the segment. It is
       // not garbage until compaction drops those references (the count then reaches 0);
@@ -155,6 +154,26 @@ Task<Status> LsmVolume::PlanRelocation() {
       // planning it.
       std::lock_guard lock(mu_);
       seg_table_.MarkNothingToCopy(src);
+      continue;
+    }
+    uint64_t live = 0;
+    for (const lsm::Extent& x : here) live += x.length();
+    auto buf = std::make_shared<Buffer>(live * block_size_);
+    PopulateMemory(buf->data(), buf->size());
+    uint64_t at = 0;  // blocks of `buf` filled
+    for (size_t i = 0; i < here.size();) {
+      size_t j = i + 1;
+      uint64_t run = here[i].length();
+      while (j < here.size() && here[j].loc.index == here[i].loc.index + run) {
+        run += here[j].length();
+        ++j;
+      }
+      CO_RETURN_IF_ERROR(co_await segments_.ReadBlocks(src, here[i].loc.index, run,
+                                                       buf->data() + at * block_size_));
+      for (; i < j; ++i) {
+        pieces.push_back(LivePiece{here[i], buf, buf->data() + at * block_size_});
+        at += here[i].length();
+      }
     }
   }
   if (pieces.empty()) co_return Status::Ok();
@@ -169,7 +188,8 @@ Task<Status> LsmVolume::PlanRelocation() {
     se.expected = p.from.loc;
     reloc->extents.push_back(se);
     reloc->data_blocks += p.from.length();
-    reloc->data += p.data;
+    reloc->data.Append(p.owner, std::string_view(reinterpret_cast<const char*>(p.data),
+                                                 p.from.length() * block_size_));
   }
   Log()->debug("relocating live blocks blocks={} sources={}", reloc->data_blocks, sources.size());
   {

@@ -8,9 +8,9 @@
 //   std::string all = r.Flatten(pool);                 // stores that need one buffer
 //
 // A rope made from one string (Rope(std::string)) hands that string back from
-// std::move(rope).Flatten() without copying it: a segment built in one string (LZ4,
-// relocation) goes to file:// and s3:// as it was built, and memory:// keeps it as a string
-// it can recycle.
+// std::move(rope).Flatten() without copying it: a segment built in one string (LZ4) goes
+// to file:// and s3:// as it was built, and memory:// keeps it as a string it can recycle.
+// A relocation's segment is a rope of views into the buffers its live blocks were read into.
 #pragma once
 
 #include <cstdint>

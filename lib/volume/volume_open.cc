@@ -134,6 +134,7 @@ Task<Status> LsmVolume::DoOpen() {
       }
       if (!latest.ok()) co_return latest.status();
       std::tie(number, m) = std::move(*latest);
+      CO_RETURN_IF_ERROR(co_await CheckSstsStored(number, m));
       Log()->warn("SALVAGE: opening the volume at {} read-only at manifest {} epoch {}; "
                   "nothing will be written to the store",
                   store_.url(), number, m.epoch);
@@ -188,6 +189,7 @@ Task<Status> LsmVolume::DoOpen() {
       Status damage = plan.status();
       if (damage.ok()) damage = co_await CheckGap(*plan);
       if (damage.ok()) damage = co_await CheckNewestEpoch(*plan, number, m.epoch);
+      if (damage.ok()) damage = co_await CheckSstsStored(number, m);
       if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
       CO_RETURN_IF_ERROR(damage);
     }

@@ -6,7 +6,9 @@ Writes the span sequentially (1 MiB), then random 4 KiB writes (8 in flight) for
 seconds with [lsm] l0_sst_size_bytes = 1MiB (so the map is in SSTs), then restarts
 portalbd RESTARTS times on the same cache_dir. For each start it counts GETs of map SSTs
 (from s3rver's request log) before and after "ready", until 3 s pass without one, and
-the time from ready to the last. No client I/O after the writes."""
+the time from ready to the last, and the LIST requests of map/ in that time (open's
+check that every SST the manifest names is stored, docs/volume.md "Damage"). No client
+I/O after the writes."""
 import os
 import re
 import tempfile
@@ -19,15 +21,22 @@ import harness
 WRITE_S = int(os.environ.get("WRITE_S", 30))
 RESTARTS = int(os.environ.get("RESTARTS", 3))
 MAP = re.compile(r"/pbd/map/\S+ 20[06] \S+ (\S+)")
+LIST_MAP = re.compile(r"list-type=2\S*prefix=pbd(/|%2F)map")  # a page of a map/ listing
+
+
+LISTS = [0]  # map/ listing requests seen by map_gets so far
 
 
 def map_gets(path, start):
-    """(count, KiB) of map GETs logged after byte `start` of s3rver's log, and its size."""
+    """(count, KiB) of map GETs logged after byte `start` of s3rver's log, and its size.
+    Counts the map/ LIST requests among them in LISTS."""
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read()
     n, kib = 0, 0.0
     for line in re.sub(rb"\x1b\[[0-9;]*m", b"", data).decode(errors="replace").splitlines():
+        if LIST_MAP.search(line):
+            LISTS[0] += 1
         m = MAP.search(line)
         if m:
             n += 1
@@ -59,6 +68,7 @@ def main():
     print(f"map SSTs in the store: {n_ssts}", flush=True)
     for n in range(RESTARTS):
         _, _, at = map_gets(s3.log_path, os.path.getsize(s3.log_path))
+        LISTS[0] = 0
         t0 = time.monotonic()
         peer.start()
         ready = time.monotonic()
@@ -72,7 +82,7 @@ def main():
         last = f"{1000 * (last_t - ready):.0f} ms after ready" if after else "none"
         print(f"start {n + 1}: ready in {1000 * (ready - t0):.0f} ms; map GETs before ready "
               f"{before} ({before_kib:.0f} KiB), after ready {after} ({after_kib:.0f} KiB); "
-              f"last map GET {last}", flush=True)
+              f"last map GET {last}; map/ LIST requests {LISTS[0]}", flush=True)
         peer.stop()
 
 

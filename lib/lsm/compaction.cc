@@ -83,7 +83,7 @@ bool FullCompactionDue(uint64_t shadowed_bytes, uint64_t stored_bytes,
 Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     Env& env, objstore::ObjectStore& store, const std::vector<Extent>& extents,
     uint64_t target_bytes, const SstKeyFn& next_key, Cancellation* cancel,
-    const crypto::Keyring* keyring) {
+    const crypto::Keyring* keyring, SstReader* keep) {
   std::vector<std::pair<SstRef, SstIndex>> out;
   SstBuilder builder(4096, keyring);
   auto finish = [&]() -> Task<Status> {
@@ -93,6 +93,7 @@ Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     SstRef ref{next_key(), idx.min_block, idx.end_block, bytes.size(), idx.extent_count,
                idx.data_blocks};
     CO_RETURN_IF_ERROR(co_await PutSst(env, store, ref.key, bytes, cancel));
+    if (keep) keep->KeepWritten(ref, idx, bytes);  // stored: now the cache may hold it
     out.emplace_back(std::move(ref), std::move(idx));
     builder = SstBuilder(4096, keyring);
     co_return Status::Ok();
@@ -173,7 +174,7 @@ Task<Result<CompactionResult>> RunCompaction(const Compaction& c, SstReader& sst
   }
   CO_ASSIGN_OR_RETURN(auto written,
                       co_await WriteSsts(env, store, out, sst_target_bytes, next_key, cancel,
-                                         ssts.keyring()));
+                                         ssts.keyring(), &ssts));
   for (auto& [ref, idx] : written) {
     result.outputs.push_back(ref);
     account(idx, +1);

@@ -71,8 +71,9 @@ struct CompactionResult {
 };
 
 // Runs `c`: reads the inputs through `ssts`, merges them (newer wins) and writes the
-// outputs to `store` (a trivial move reads and writes nothing). The outputs are stored
-// before it returns; when the edit is then refused they are orphans for the owner's GC.
+// outputs to `store` (a trivial move reads and writes nothing), each kept in `ssts`'s
+// metadata cache once stored (WriteSsts). The outputs are stored before it returns; when
+// the edit is then refused they are orphans for the owner's GC.
 Task<Result<CompactionResult>> RunCompaction(const Compaction& c, SstReader& ssts, Env& env,
                                              objstore::ObjectStore& store,
                                              uint64_t sst_target_bytes, const SstKeyFn& next_key,
@@ -80,11 +81,13 @@ Task<Result<CompactionResult>> RunCompaction(const Compaction& c, SstReader& sst
 
 // Writes `extents` (sorted, disjoint) as SSTs of about `target_bytes` each, under keys
 // from `next_key`. An existing object under a fresh key is Corruption (keys are unique).
-// `keyring`: encrypt them (null: unencrypted).
+// `keyring`: encrypt them (null: unencrypted). `keep`: each SST whose PUT succeeded goes
+// into its metadata cache too (SstReader::KeepWritten), so that neither a read nor the
+// next open's warm-up GETs it.
 Task<Result<std::vector<std::pair<SstRef, SstIndex>>>> WriteSsts(
     Env& env, objstore::ObjectStore& store, const std::vector<Extent>& extents,
     uint64_t target_bytes, const SstKeyFn& next_key, Cancellation* cancel,
-    const crypto::Keyring* keyring = nullptr);
+    const crypto::Keyring* keyring = nullptr, SstReader* keep = nullptr);
 
 // The edit of a memtable flush: `fresh` in front of L0 (at least an empty L0), and the
 // log position the map now includes.

@@ -10,7 +10,23 @@ namespace {
 constexpr uint64_t kTailGuess = 64 * 1024;  // most indexes fit; else a second GET
 }  // namespace
 
-Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref) {
+void SstReader::KeepWritten(const SstRef& ref, const SstIndex& index, std::string_view bytes) {
+  if (!tails_) return;
+  PORTAL_ASSERT(ref.size_bytes == bytes.size() && index.index_offset <= bytes.size(),
+                "KeepWritten: the index is not of these bytes");
+  std::vector<std::pair<std::string, std::string>> rows;
+  rows.reserve(1 + index.blocks.size());
+  // What Index keeps: the meta and the trailer, which follow the data blocks.
+  rows.emplace_back(ref.key, bytes.substr(index.index_offset));
+  for (const SstIndexEntry& b : index.blocks) {
+    PORTAL_ASSERT(b.offset + b.length <= index.index_offset, "KeepWritten: a block past the data");
+    rows.emplace_back(BlockPartKey(ref.key, b.offset), bytes.substr(b.offset, b.length));
+  }
+  tails_->PutMany(std::move(rows));
+}
+
+Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref,
+                                                               WarmStats* counts) {
   auto v = co_await cache::GetTyped<SstIndex>(
       cache_, IndexCacheKey(ref.key), [&]() -> Task<Result<std::pair<SstIndex, uint64_t>>> {
         auto matches = [&](const SstIndex& idx) {
@@ -22,6 +38,7 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
           if (cached) {
             auto idx = DecodeSstIndex(*cached, ref.size_bytes, ref.key, keyring_);
             if (idx.ok() && matches(*idx)) {
+              if (counts) ++counts->local_indexes;
               uint64_t charge = idx->memory_bytes();
               co_return std::make_pair(std::move(*idx), charge);
             }
@@ -33,16 +50,23 @@ Task<Result<std::shared_ptr<const SstIndex>>> SstReader::Index(const SstRef& ref
         CO_RETURN_IF_ERROR(co_await objstore::RefetchCorrupt(
             [&]() -> Task<Status> {
               uint64_t guess = std::min(ref.size_bytes, kTailGuess);
+              auto count = [&](const Result<std::string>& got) {
+                if (!counts) return;
+                ++counts->gets;
+                if (got.ok()) counts->get_bytes += got->size();
+              };
               // A failed GET names the SST (a range past the end of a truncated one is an
               // InvalidArgument from the store that names nothing).
               auto got =
                   co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - guess, guess});
+              count(got);
               if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
               tail = std::move(*got);
               CO_ASSIGN_OR_RETURN(meta_len, ParseSstTrailer(tail, ref.key));
               uint64_t need = meta_len + kSstTrailerSize;
               if (need > tail.size() && need <= ref.size_bytes) {
                 got = co_await store_.Get(ref.key, objstore::GetRange{ref.size_bytes - need, need});
+                count(got);
                 if (!got.ok()) co_return got.status().WithContext("map SST " + ref.key);
                 tail = std::move(*got);
               }
@@ -128,9 +152,24 @@ Task<Status> SstReader::ForEach(const SstRef& ref, uint64_t first, uint64_t end,
 
 Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
                            uint64_t max_get_bytes) {
-  auto idx = co_await Index(ref);
-  if (!idx.ok()) co_return false;
+  WarmStats counts;
+  counts.ssts = 1;
+  auto tally = [&] {
+    std::lock_guard lock(warm_mu_);
+    warm_.ssts += counts.ssts;
+    warm_.blocks += counts.blocks;
+    warm_.local_blocks += counts.local_blocks;
+    warm_.local_indexes += counts.local_indexes;
+    warm_.gets += counts.gets;
+    warm_.get_bytes += counts.get_bytes;
+  };
+  auto idx = co_await Index(ref, &counts);
+  if (!idx.ok()) {
+    tally();
+    co_return false;
+  }
   const std::vector<SstIndexEntry>& blocks = (*idx)->blocks;
+  counts.blocks = blocks.size();
   const crypto::ObjectKey* key = (*idx)->key.get();
   auto finish = [&](size_t i, std::vector<Extent> extents) {
     const uint64_t charge = BlockCharge(extents);
@@ -150,6 +189,8 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
     const uint64_t begin = blocks[first].offset;
     const uint64_t length = blocks[end - 1].offset + blocks[end - 1].length - begin;
     auto got = co_await once.Get(ref.key, objstore::GetRange{begin, length});
+    ++counts.gets;
+    if (got.ok()) counts.get_bytes += got->size();
     Status failed = got.ok() ? Status::Ok() : got.status().WithContext("map SST " + ref.key);
     if (got.ok() && got->size() != length) failed = Status::Corruption("short read of " + ref.key);
     std::vector<std::pair<std::string, std::string>> keep;  // for the metadata cache
@@ -209,6 +250,7 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
           auto extents = DecodeSstBlock(*copy, blocks[i], ref.key, key);
           copy.reset();
           if (extents.ok()) {
+            ++counts.local_blocks;
             finish(i, std::move(*extents));
             continue;
           }
@@ -224,6 +266,7 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
     for (auto [first, end] : runs) gets.push_back(fetch_run(first, end));
     for (bool ok : co_await WhenAll(std::move(gets))) all = all && ok;
   }
+  tally();
   co_return all;
 }
 

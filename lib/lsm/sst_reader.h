@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <string_view>
 #include <vector>
 
 #include "cache/block_cache.h"
@@ -53,7 +55,34 @@ class SstReader {
     return key + "@" + std::to_string(offset);
   }
 
-  Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref);
+  // Keeps a freshly written SST in the metadata cache (none: nothing), as Index, Block
+  // and Warm would keep it after fetching it: the tail (meta + trailer) under `ref.key`,
+  // each data block under BlockPartKey, in one PutMany. `bytes` is the whole object and
+  // `index` what SstBuilder::Finish made of it. Call only once the PUT of exactly these
+  // bytes under `ref.key` succeeded: the cache holds only what the store holds, and a
+  // key is never stored with other bytes (map/<epoch>-<n>.sst: epochs are taken by a
+  // conditional manifest create, n counts within one). An SST that is then never
+  // committed is an orphan; GC erases its rows when it deletes it, and until then they
+  // are bytes the store holds under that key.
+  void KeepWritten(const SstRef& ref, const SstIndex& index, std::string_view bytes);
+
+  // What Warm did, summed over its calls (LsmVolume logs a warm-up's share).
+  struct WarmStats {
+    uint64_t ssts = 0;           // Warm calls
+    uint64_t blocks = 0;         // data blocks of the SSTs warmed
+    uint64_t local_blocks = 0;   // of them, taken from the metadata cache
+    uint64_t local_indexes = 0;  // indexes taken from the metadata cache
+    uint64_t gets = 0;           // GETs of indexes and blocks
+    uint64_t get_bytes = 0;
+  };
+  WarmStats warm_stats() const {
+    std::lock_guard lock(warm_mu_);
+    return warm_;
+  }
+
+  // `counts` (Warm's): where the index came from, if this call loaded it.
+  Task<Result<std::shared_ptr<const SstIndex>>> Index(const SstRef& ref,
+                                                      WarmStats* counts = nullptr);
   // `key`: the SST's index's key (SstIndex::key; null when unencrypted).
   Task<Result<std::shared_ptr<const std::vector<Extent>>>> Block(
       const SstRef& ref, const SstIndexEntry& entry, const crypto::ObjectKey* key = nullptr);
@@ -90,6 +119,8 @@ class SstReader {
   std::atomic<uint64_t>* corrupt_refetches_;  // may be null; see RefetchCorrupt
   const crypto::Keyring* keyring_;            // may be null
   const std::string cache_scope_;
+  mutable std::mutex warm_mu_;
+  WarmStats warm_;  // GUARDED_BY(warm_mu_)
 };
 
 }  // namespace portal::lsm

@@ -12,6 +12,7 @@
 #include "objstore/retrying_store.h"
 #include "testing/body_damage.h"
 #include "testing/borrowed_store.h"
+#include "testing/map_cache.h"
 
 namespace portal::lsm {
 namespace {
@@ -146,17 +147,7 @@ TEST_CASE("SST reader: a Warm whose GETs fail caches nothing and leaves no claim
   CHECK(*all == f.extents);
 }
 
-// A metadata cache in memory.
-struct MapCache final : cache::PersistentCache {
-  std::map<std::string, std::string> rows;
-  Task<std::optional<std::string>> Get(std::string key) override {
-    auto it = rows.find(key);
-    if (it == rows.end()) co_return std::nullopt;
-    co_return it->second;
-  }
-  void Put(std::string key, std::string value) override { rows[key] = std::move(value); }
-  void Erase(std::string key) override { rows.erase(key); }
-};
+using testing::MapCache;
 
 TEST_CASE("SST reader: blocks kept in the metadata cache cost no GET after a restart, and a "
           "damaged one is fetched again, never used",
@@ -250,6 +241,40 @@ TEST_CASE(
     CHECK(*all == f.extents);
     CHECK(gets() == first);
   }
+}
+
+TEST_CASE("SST reader: warm_stats counts what Warm took from the metadata cache and fetched",
+          "[lsm][sst][warm][cache]") {
+  Fixture f;
+  objstore::CountingStore counted(std::make_unique<testing::BorrowedStore>(f.memory));
+  MapCache meta;
+  auto gets = [&] { return counted.stats()[objstore::OpKind::kGet]; };
+  size_t blocks = 0;
+  {
+    cache::BlockCache cache{f.env, 1 << 20};
+    SstReader reader{counted, cache, &meta};
+    CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+    blocks = (*RunSim(f.env, reader.Index(f.ref)))->blocks.size();
+    const SstReader::WarmStats s = reader.warm_stats();
+    CHECK(s.ssts == 1);
+    CHECK(s.blocks == blocks);
+    CHECK(s.local_blocks == 0);
+    CHECK(s.local_indexes == 0);
+    CHECK(s.gets == gets().calls);  // the tail and the blocks' runs
+    CHECK(s.get_bytes == gets().bytes);
+    CHECK(s.gets > 2);
+  }
+  cache::BlockCache cache{f.env, 1 << 20};
+  SstReader reader{counted, cache, &meta};
+  CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));
+  CHECK(RunSim(f.env, reader.Warm(f.ref, counted, 512)));  // all in the block cache now
+  const SstReader::WarmStats s = reader.warm_stats();
+  CHECK(s.ssts == 2);
+  CHECK(s.blocks == 2 * blocks);
+  CHECK(s.local_blocks == blocks);
+  CHECK(s.local_indexes == 1);
+  CHECK(s.gets == 0);
+  CHECK(s.get_bytes == 0);
 }
 
 TEST_CASE("SST reader: Warm after reads kept blocks in the metadata cache costs no GET",

@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace portal::volume {
 
@@ -24,6 +26,9 @@ struct GcState {
   uint64_t prev_latest_manifest = 0;  // previous epoch's last manifest
   uint64_t manifest_gc_floor = 0;     // manifests below this (in our epoch) are gone
   bool discovered_segments = false;   // DiscoverSegments ran (once per open)
+  // The map/ keys open listed to check the manifest's SSTs (CheckSstsStored), taken by
+  // DiscoverSegments instead of listing again; cleared there.
+  std::optional<std::vector<std::string>> open_listed_ssts;
   uint64_t reclaimed_bytes = 0;       // dead segments deleted since open (their sizes)
 };
 

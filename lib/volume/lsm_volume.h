@@ -178,6 +178,12 @@ class LsmVolume final : public Volume,
   // manifest was lost; a new volume there would read as zeroes over the old data);
   // Unavailable "relist" when a manifest appeared meanwhile (another writer created it).
   Task<Status> CheckNoManifestLeft();
+  // Every map SST manifest `number` (`m`) names is stored, at its size: one listing of
+  // map/ (paginated), kept for DiscoverSegments. Corruption naming the first missing or
+  // resized SST; Unavailable "relist" when a manifest above `number` exists (a writer
+  // that committed and collected meanwhile). The metadata cache may hold an SST the store
+  // lost, so only the store can tell (docs/volume.md "Damage").
+  Task<Status> CheckSstsStored(uint64_t number, const Manifest& m);
   Task<Status> ApplyReplayed(const SegmentFooter& f, uint64_t size);
   // Applies a segment's extents to the memtable. Conditional extents are first cut to
   // where the committed map (memtables + SSTs) still holds their expected location;

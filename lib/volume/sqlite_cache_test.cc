@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "env/async.h"
 #include "env/block_on.h"
@@ -172,9 +173,12 @@ TEST_CASE(
   VolumeOptions o = SmallOptions(dir.Join("cache"));
   o.block_cache_size_bytes = 8 << 20;  // the whole map fits the warm-up's budget
   o.l0_sst_size_bytes = 4 << 20;
-  // Scattered 4 KiB writes: a map of thousands of extents, SSTs of many blocks.
+  // Scattered 4 KiB writes: a map of thousands of extents, SSTs of many blocks. Written
+  // with an in-memory metadata cache: the SSTs are not in the one the warm-ups use.
   {
-    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    VolumeOptions writer = o;
+    writer.cache_dir = "";
+    auto v = RunSim(env, LsmVolume::Open(env, store, writer));
     REQUIRE(v.ok());
     const auto block = Pattern(4096, 7);
     for (uint64_t i = 0; i < 3000; ++i) {
@@ -199,6 +203,156 @@ TEST_CASE(
   INFO("map GETs: first warm-up " << warming << ", second " << warm);
   CHECK(warming > 2);
   CHECK(warm == 0);
+}
+
+// Map SST keys (without "@<offset>") that the metadata cache at `cache_dir` holds rows for.
+std::set<std::string> CachedSsts(const std::string& cache_dir) {
+  std::set<std::string> out;
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((cache_dir + "/portalbd-cache.sqlite").c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT key FROM objects WHERE key LIKE 'map/%'", -1, &s,
+                             nullptr) == SQLITE_OK);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    std::string key(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    out.insert(key.substr(0, key.find('@')));
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return out;
+}
+
+std::set<std::string> StoredSsts(SimEnv& env, objstore::MemoryStore& mem) {
+  auto listed = RunSim(env, mem.List("map/"));
+  REQUIRE(listed.ok());
+  std::set<std::string> out;
+  for (const auto& o : *listed) out.insert(o.key);
+  return out;
+}
+
+void Drain(SimEnv& env) {  // the metadata cache's queued writes run
+  RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerMilli); }(env));
+}
+
+TEST_CASE(
+    "map SSTs that memtable flushes and compactions wrote are in the metadata cache, so "
+    "neither their writer nor the next open's warm-up GETs them",
+    "[volume][cache][warm]") {
+  testing::TempDir dir;
+  const std::string cache_dir = dir.Join("cache");
+  SimEnv env;
+  objstore::MemoryStore mem;
+  uint64_t map_gets = 0;  // GETs of map SSTs
+  objstore::FaultOptions count;
+  count.decide = [&](objstore::OpKind kind, std::string_view key) {
+    if (kind == objstore::OpKind::kGet && key.starts_with("map/")) ++map_gets;
+    return objstore::FaultDecision{};
+  };
+  objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env, count);
+  VolumeOptions o = SmallOptions(cache_dir);
+  o.block_cache_size_bytes = 8 << 20;  // the whole map fits the warm-up's budget
+  o.l0_sst_size_bytes = 4 << 20;
+  o.gc_grace_ms = 0;  // retired SSTs go at the next GC
+  std::vector<uint8_t> want(o.size_bytes);
+  {
+    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    REQUIRE(v.ok());
+    // Scattered 4 KiB writes, a memtable flush after each 1000: several SSTs per flush,
+    // L0 files that a compaction merges, then more L0 files above them.
+    for (uint64_t i = 0; i < 4000; ++i) {
+      const auto block = Pattern(4096, static_cast<uint8_t>(i));
+      const uint64_t at = (i * 7919 % 8000) * 8192;
+      std::copy(block.begin(), block.end(), want.begin() + at);
+      REQUIRE(RunSim(env, (*v)->Write(at, block, {})).ok());
+      if (i % 1000 == 999) {
+        REQUIRE(RunSim(env, (*v)->Flush()).ok());
+        REQUIRE(RunSim(env, (*v)->FlushMemtable()).ok());
+      }
+      if (i == 2999) REQUIRE(RunSim(env, (*v)->CompactAll()).ok());
+    }
+    REQUIRE(RunSim(env, (*v)->RunGc()).ok());
+    REQUIRE(RunSim(env, (*v)->Close()).ok());
+    Drain(env);
+  }
+  CHECK(map_gets == 0);  // the compaction found its inputs in the metadata cache
+  REQUIRE(StoredSsts(env, mem).size() > 4);
+  // No row of an SST the store no longer holds (GC erased the retired inputs' rows).
+  const std::set<std::string> stored = StoredSsts(env, mem);
+  for (const std::string& key : CachedSsts(cache_dir)) {
+    INFO(key);
+    CHECK(stored.count(key) == 1);
+  }
+  // The next open: its warm-up, then a read of everything.
+  {
+    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    REQUIRE(v.ok());
+    RunSim(env, [](Env& e) -> Task<void> { co_await SleepFor(e, kNanosPerSecond); }(env));
+    std::vector<uint8_t> got(want.size());
+    REQUIRE(RunSim(env, (*v)->Read(0, got, nullptr)).ok());
+    CHECK(got == want);
+    REQUIRE(RunSim(env, (*v)->Close()).ok());
+    Drain(env);
+  }
+  CHECK(map_gets == 0);
+}
+
+TEST_CASE(
+    "the metadata cache rows of an SST stored by a writer that crashed before committing it "
+    "go when the next writer's GC deletes it",
+    "[volume][cache]") {
+  testing::TempDir dir;
+  const std::string cache_dir = dir.Join("cache");
+  objstore::MemoryStore mem;
+  VolumeOptions o = SmallOptions(cache_dir);
+  o.memtable_flush_segments = 1000;  // only explicit memtable flushes
+  o.memtable_flush_interval_ms = 1'000'000'000;
+  o.gc_grace_ms = 0;
+  std::set<std::string> orphans;
+  const auto data = Pattern(256 * 1024, 5);
+  {
+    SimEnv env;
+    bool fail_manifests = false;
+    objstore::FaultOptions fo;
+    fo.decide = [&](objstore::OpKind, std::string_view key) {
+      objstore::FaultDecision d;
+      if (fail_manifests && key.starts_with("manifest/")) {
+        d.action = objstore::FaultDecision::Action::kFail;
+        d.error = Status::IOError("injected");
+      }
+      return d;
+    };
+    objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env, fo);
+    auto v = RunSim(env, LsmVolume::Open(env, store, o));
+    REQUIRE(v.ok());
+    REQUIRE(RunSim(env, (*v)->Write(0, data, {})).ok());
+    REQUIRE(RunSim(env, (*v)->Flush()).ok());
+    const std::set<std::string> before = StoredSsts(env, mem);
+    fail_manifests = true;  // the SST is stored, the manifest listing it never is
+    CHECK_FALSE(RunSim(env, (*v)->FlushMemtable()).ok());
+    for (const std::string& key : StoredSsts(env, mem)) {
+      if (!before.count(key)) orphans.insert(key);
+    }
+    Drain(env);
+    env.DropAll();  // the process is gone
+  }
+  REQUIRE(!orphans.empty());
+  for (const std::string& key : orphans) CHECK(CachedSsts(cache_dir).count(key) == 1);
+  SimEnv env;
+  auto v = RunSim(env, LsmVolume::Open(env, mem, o));
+  REQUIRE(v.ok());
+  REQUIRE(RunSim(env, (*v)->RunGc()).ok());
+  std::vector<uint8_t> got(data.size());
+  REQUIRE(RunSim(env, (*v)->Read(0, got, nullptr)).ok());
+  CHECK(got == std::vector<uint8_t>(data.begin(), data.end()));  // replayed from segments
+  REQUIRE(RunSim(env, (*v)->Close()).ok());
+  Drain(env);
+  const std::set<std::string> stored = StoredSsts(env, mem);
+  const std::set<std::string> cached = CachedSsts(cache_dir);
+  for (const std::string& key : orphans) {
+    INFO(key);
+    CHECK(stored.count(key) == 0);  // GC deleted the orphan...
+    CHECK(cached.count(key) == 0);  // ...and erased its rows
+  }
 }
 
 TEST_CASE("the metadata cache stores and looks up many keys at once, in order", "[volume][cache]") {

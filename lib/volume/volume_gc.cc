@@ -50,7 +50,16 @@ Task<Status> LsmVolume::DiscoverSegments() {
     applied = versions_.current()->applied_segment;
   }
   CO_ASSIGN_OR_RETURN(auto segs, co_await reads_.List("seg/"));
-  CO_ASSIGN_OR_RETURN(auto ssts, co_await reads_.List("map/"));
+  // Open listed map/ already (CheckSstsStored): SSTs stored since are ours, or orphans of
+  // a writer fenced meanwhile, which the next open's listing finds.
+  std::vector<std::string> ssts;
+  if (gc_.open_listed_ssts) {
+    ssts = std::move(*gc_.open_listed_ssts);
+  } else {
+    CO_ASSIGN_OR_RETURN(auto listed, co_await reads_.List("map/"));
+    for (auto& o : listed) ssts.push_back(std::move(o.key));
+  }
+  gc_.open_listed_ssts.reset();
   const int64_t now = static_cast<int64_t>(env_.NowNanos());
   std::vector<std::pair<uint64_t, uint64_t>> unknown_small;
   {
@@ -66,9 +75,9 @@ Task<Status> LsmVolume::DiscoverSegments() {
     for (const auto& level : versions_.current()->levels) {
       for (const auto& r : level) live.insert(r.key);
     }
-    for (const auto& o : ssts) {
-      if (!live.count(o.key) && !gc_.pinned_ssts.count(o.key) && !gc_.retired_ssts.count(o.key)) {
-        gc_.retired_ssts[o.key] = now;  // an orphan of a crashed or fenced writer
+    for (const auto& key : ssts) {
+      if (!live.count(key) && !gc_.pinned_ssts.count(key) && !gc_.retired_ssts.count(key)) {
+        gc_.retired_ssts[key] = now;  // an orphan of a crashed or fenced writer
       }
     }
   }

@@ -108,7 +108,7 @@ Task<Status> LsmVolume::FlushMemtableLocked() {
                       co_await lsm::WriteSsts(env_, store_, imm->Extents(),
                                               options_.sst_target_bytes,
                                               [this] { return NextSstKey(); }, &give_up_,
-                                              options_.keyring));
+                                              options_.keyring, &ssts_));
   std::vector<SstRef> fresh;
   for (auto& [ref, idx] : written) fresh.push_back(ref);
   CO_RETURN_IF_ERROR(

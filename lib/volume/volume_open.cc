@@ -65,7 +65,19 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
   Start(v->MaintenanceLoop(), [v] { v->loops_.Done(); });
   if (v->options_.warm_map) {
     v->loops_.Add(1);
-    Start(v->WarmMap(), [v] { v->loops_.Done(); });
+    const uint64_t start_ns = env.NowNanos();
+    const lsm::SstReader::WarmStats before = v->ssts_.warm_stats();
+    Start(v->WarmMap(), [v, start_ns, before] {
+      const lsm::SstReader::WarmStats now = v->ssts_.warm_stats();
+      Log()->info(
+          "map warm-up done ssts={} blocks={} blocks_from_metadata_cache={} "
+          "indexes_from_metadata_cache={} gets={} get_bytes={} ms={}",
+          now.ssts - before.ssts, now.blocks - before.blocks,
+          now.local_blocks - before.local_blocks, now.local_indexes - before.local_indexes,
+          now.gets - before.gets, now.get_bytes - before.get_bytes,
+          (v->env_.NowNanos() - start_ns) / kNanosPerMilli);
+      v->loops_.Done();
+    });
   }
   co_return v;
 }
@@ -134,6 +146,7 @@ Task<Status> LsmVolume::DoOpen() {
       }
       if (!latest.ok()) co_return latest.status();
       std::tie(number, m) = std::move(*latest);
+      CO_RETURN_IF_ERROR(co_await CheckSstsStored(number, m));
       Log()->warn("SALVAGE: opening the volume at {} read-only at manifest {} epoch {}; "
                   "nothing will be written to the store",
                   store_.url(), number, m.epoch);
@@ -188,6 +201,7 @@ Task<Status> LsmVolume::DoOpen() {
       Status damage = plan.status();
       if (damage.ok()) damage = co_await CheckGap(*plan);
       if (damage.ok()) damage = co_await CheckNewestEpoch(*plan, number, m.epoch);
+      if (damage.ok()) damage = co_await CheckSstsStored(number, m);
       if (damage.IsUnavailable() && attempt < 10) continue;  // a racing upload: re-read
       CO_RETURN_IF_ERROR(damage);
     }

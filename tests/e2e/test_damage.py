@@ -12,6 +12,8 @@ if it were whole (no old data where newer data was acknowledged, no invented dat
 - corrupt_manifest: a digit of the latest manifest's applied_segment changed (it would
   skip acknowledged segments). Start refuses naming the manifest, or serves exact data.
 - missing_sst: a map SST the manifest references deleted. Start exits 1 naming it.
+- missing_sst_warm: the same after a second run read every block, so this host's metadata
+  cache holds the SST (index and blocks): open still notices it is gone from the store.
 
 Objects are deleted and altered through the store's own interface: files under the
 file:// directory (lib/objstore/file_key.h), S3 requests (botocore) to s3rver or RGW.
@@ -410,16 +412,18 @@ def corrupt_manifest(tmp, kind):
     h.shutdown()
 
 
-def missing_sst(tmp, kind):
+def missing_sst(tmp, kind, warm=False):
     """A snapshot flushes the map memtable to an SST (regions 0-2); region 0 is rewritten
     after it; then the SST is deleted. As lib/volume/volume_damage_test.cc: refused, or
     EIO naming the object, never old data. Either start exits 1 naming the SST (store
     unchanged), or the volume opens, region 0 reads back and every block only the SST
-    maps fails with EIO, the log naming the SST."""
+    maps fails with EIO, the log naming the SST. `warm`: before the delete a second run
+    reads every block, so the metadata cache (same cache_dir) holds the SST's index and
+    blocks; the outcome must be the same (docs/volume.md "Damage")."""
     nbd = import_nbd()
     st = Storage(tmp, kind)
     objs = Objects(st)
-    rng = rng_for(f"{kind} missing sst")
+    rng = rng_for(f"{kind} missing sst{' warm' if warm else ''}")
     image = Image(3)
     d = st.daemon(lsm=LSM)
     h = connect(d)
@@ -429,6 +433,12 @@ def missing_sst(tmp, kind):
     write_flush(h, objs, image, 0, rng.randbytes(REGION))
     h.shutdown()
     d.stop()
+    if warm:
+        d = st.daemon(lsm=LSM)
+        h = connect(d)
+        check_eq(read_regions(h, 3), bytes(image.b), "the warming run's read")
+        h.shutdown()
+        d.stop()
 
     m = json.loads(objs.get(objs.latest_manifest()))
     ssts = [t["key"] for level in m["levels"] for t in level]
@@ -463,8 +473,13 @@ def missing_sst(tmp, kind):
     h.shutdown()
 
 
+def missing_sst_warm(tmp, kind):
+    missing_sst(tmp, kind, warm=True)
+
+
 for _kind in ("file", "s3rver", "rgw"):
-    for _fn in (missing_segment, flipped_segment, corrupt_manifest, missing_sst):
+    for _fn in (missing_segment, flipped_segment, corrupt_manifest, missing_sst,
+                missing_sst_warm):
         globals()[f"case_{_kind}_{_fn.__name__}"] = (
             lambda tmp, fn=_fn, kind=_kind: fn(tmp, kind))
 

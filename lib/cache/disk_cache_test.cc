@@ -131,6 +131,36 @@ TEST_CASE("DiskCache keeps its entries across a restart, in a real directory",
   CHECK(files == 1);
 }
 
+TEST_CASE("DirectoryFiles works in the directory it opened and locked, not in its path",
+          "[cache][disk_cache]") {
+  // Entries are named relative to the directory Open() opened (one name to look up per
+  // read, not the whole path): the directory moved away is still the one read, written
+  // and cleaned, and what later appears at the old path is not read or touched.
+  testing::TempDir dir;
+  const std::string path = dir.Join("chunks"), moved = dir.Join("moved");
+  auto files = DirectoryFiles(path);
+  REQUIRE(files->Open().ok());
+  REQUIRE(files->Write("a", "first").ok());
+  std::filesystem::rename(path, moved);
+  std::filesystem::create_directories(path);
+  std::ofstream(path + "/a") << "impostor";
+  auto a = files->Read("a");
+  REQUIRE(a.ok());
+  CHECK(*a == "first");
+  std::string head(2, '\0'), body(3, '\0');
+  auto len = files->ReadSplit("a", std::span<uint8_t>(reinterpret_cast<uint8_t*>(head.data()), 2),
+                              std::span<uint8_t>(reinterpret_cast<uint8_t*>(body.data()), 3));
+  REQUIRE(len.ok());
+  CHECK(*len == 5);
+  CHECK(head + body == "first");
+  REQUIRE(files->Write("b", "second").ok());
+  CHECK(std::filesystem::exists(moved + "/b"));
+  CHECK_FALSE(std::filesystem::exists(path + "/b"));
+  REQUIRE(files->Remove("a").ok());
+  CHECK_FALSE(std::filesystem::exists(moved + "/a"));
+  CHECK(std::filesystem::exists(path + "/a"));
+}
+
 TEST_CASE("DiskCache drops a damaged entry, never serves it, and takes it again",
           "[cache][disk_cache]") {
   SimEnv env;

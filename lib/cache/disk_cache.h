@@ -79,7 +79,9 @@ class DiskCache {
   // `dest` (`size` bytes, which must stay valid until this completes) and hashed there,
   // with no buffer in between; the result says which items hit. Entries the page cache
   // holds are read on the calling thread (CacheFiles::ReadSplitCached; a trip to the
-  // blocking pool and back costs more than reading them), the rest on the pool. A miss leaves its
+  // blocking pool and back costs more than reading them), the rest on the pool; of a run
+  // of at least kSplitMinEntries present entries, the second half is read on the pool
+  // meanwhile (ReadEach). A miss leaves its
   // `dest` bytes undefined (possibly an entry's damaged bytes): the caller must not use
   // them. Same verification, eviction and counters as GetMany.
   struct ReadItem {

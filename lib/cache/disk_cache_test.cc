@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <atomic>
+#include <cctype>
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -131,6 +132,36 @@ TEST_CASE("DiskCache keeps its entries across a restart, in a real directory",
     files += e.path().filename() != "LOCK";
   }
   CHECK(files == 1);
+}
+
+TEST_CASE("DiskCache removes at start the files no entry is named as", "[cache][disk_cache]") {
+  // Entries are indexed by the hash their 16-hex-digit name spells: a file named otherwise
+  // (left by someone else, or an upper-case name) could never be found, only take room.
+  SimEnv env;
+  testing::TempDir dir;
+  const std::string a = Bytes(4096, 1);
+  {
+    DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+    RunSim(env, c.Load());
+    Put(env, c, "a", a);
+  }
+  const std::string name = fmt::format("{:016x}", Checksum64(std::string("a")));
+  std::string upper = name;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const bool has_letter = upper != name;
+  for (const char* stray : {"notes.txt", "0123456789abcdef0"}) {
+    std::ofstream(dir.Join(stray)) << "x";
+  }
+  if (has_letter) std::ofstream(dir.Join(upper)) << "x";
+  DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+  RunSim(env, c.Load());
+  RunSim(env, c.Drain());
+  CHECK(c.stats().entries == 1);
+  CHECK(c.stats().usage_bytes < 4096 + 100);
+  CHECK_FALSE(std::filesystem::exists(dir.Join("notes.txt")));
+  CHECK_FALSE(std::filesystem::exists(dir.Join("0123456789abcdef0")));
+  if (has_letter) CHECK_FALSE(std::filesystem::exists(dir.Join(upper)));
+  CHECK(Get(env, c, "a", a) == a);
 }
 
 TEST_CASE("DirectoryFiles works in the directory it opened and locked, not in its path",

@@ -242,23 +242,25 @@ Task<std::vector<std::optional<std::string>>> DiskCache::GetMany(std::vector<Get
 }
 
 Task<std::vector<bool>> DiskCache::ReadMany(std::vector<ReadItem> items) {
+  std::vector<bool> out(items.size(), false);
   std::vector<ReadRef> refs;
   for (const ReadItem& it : items) refs.push_back({&it.key, it.checksum, it.size});
-  // Called from two threads at once (ReadEach splits a long run): nothing shared but
-  // `items`, read only.
+  std::vector<uint8_t> head;
   auto read = [&](size_t i, const std::string& name, bool cached_only) -> Result<bool> {
     const ReadItem& it = items[i];
-    std::string head(kHeaderSize + it.key.size(), '\0');
-    const std::span<uint8_t> head_span(reinterpret_cast<uint8_t*>(head.data()), head.size());
+    head.resize(kHeaderSize + it.key.size());
     const std::span<uint8_t> body(it.dest, it.size);
     CacheFiles& files = *state_->files;
-    ASSIGN_OR_RETURN(uint64_t len, cached_only ? files.ReadSplitCached(name, head_span, body)
-                                               : files.ReadSplit(name, head_span, body));
+    ASSIGN_OR_RETURN(uint64_t len, cached_only ? files.ReadSplitCached(name, head, body)
+                                               : files.ReadSplit(name, head, body));
     const std::string_view payload(reinterpret_cast<const char*>(it.dest), it.size);
-    return len == FileSize(it.key, it.size) && HeaderMatches(head, it.key, it.checksum, it.size) &&
-           PayloadMatches(payload, it.checksum);
+    out[i] = len == FileSize(it.key, it.size) &&
+             HeaderMatches(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()),
+                           it.key, it.checksum, it.size) &&
+             PayloadMatches(payload, it.checksum);
+    return bool(out[i]);
   };
-  std::vector<bool> out = co_await ReadEach(refs, read, /*cached_first=*/true);
+  co_await ReadEach(refs, read, /*cached_first=*/true);
   co_return out;
 }
 
@@ -271,12 +273,11 @@ bool DiskCache::Contains(const std::string& key) const {
   return it != st.index.end() && it->second->written;
 }
 
-Task<std::vector<bool>> DiskCache::ReadEach(
-    const std::vector<ReadRef>& items,
-    std::function<Result<bool>(size_t, const std::string&, bool)> read, bool cached_first) {
+Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
+                               std::function<Result<bool>(size_t, const std::string&, bool)> read,
+                               bool cached_first) {
   State* st = state_.get();  // see Load
-  std::vector<bool> hits(items.size(), false);
-  if (!st->on() || items.empty()) co_return hits;
+  if (!st->on() || items.empty()) co_return;
   std::vector<std::string> names(items.size());  // "": not in the index, a miss
   size_t present = 0;
   {
@@ -292,20 +293,19 @@ Task<std::vector<bool>> DiskCache::ReadEach(
       ++present;
     }
   }
-  if (present == 0) co_return hits;
+  if (present == 0) co_return;
   // Read and verified one file after another: with `cached_first`, on this thread as long
   // as the page cache holds them, then (from the first that would wait for the disk) on
   // the blocking pool. A present entry that is not a hit leaves the index; `drop[i]`: its
   // file is removed too (it failed verification, or reading it failed other than with
   // NotFound).
-  // Bytes, not std::vector<bool>: two threads settle different items at once.
   struct Outcome {
-    std::vector<uint8_t> hit, drop;
+    std::vector<bool> hit, drop;
     std::vector<std::string> why;
   };
   Outcome r;
-  r.hit.resize(items.size(), 0);
-  r.drop.resize(items.size(), 0);
+  r.hit.resize(items.size(), false);
+  r.drop.resize(items.size(), false);
   r.why.resize(items.size());
   auto settle = [st, &r](size_t i, const Result<bool>& got) {
     if (got.ok() && *got) {
@@ -318,39 +318,17 @@ Task<std::vector<bool>> DiskCache::ReadEach(
     r.drop[i] = got.ok() || !got.status().IsNotFound();
     r.why[i] = got.ok() ? "failed verification" : got.status().ToString();
   };
-  // A long run (a 1 MiB client read is 16 entries) is split: a pool thread reads its second
-  // part while this thread reads the first, so that reading and hashing it takes the time
-  // of about half of it where a core is free (the reply's send and its reader keep this
-  // one busy). The pool's part is read as on the pool anyway (it may wait for the disk).
-  size_t end = items.size();  // this thread's items: [0, end)
-  std::shared_ptr<Oneshot<bool>> split_done;
-  if (cached_first && present >= kSplitMinEntries) {
-    size_t seen = 0;
-    for (end = 0; end < items.size() && seen < present / 2; ++end) seen += !names[end].empty();
-    split_done = std::make_shared<Oneshot<bool>>(env_);
-    st->jobs.fetch_add(1);
-    env_.PostBlocking([&names, &read, &settle, end, split_done] {
-      for (size_t i = end; i < names.size(); ++i) {
-        if (!names[i].empty()) settle(i, read(i, names[i], false));
-      }
-      split_done->Set(true);
-    });
-  }
-  size_t next = 0;  // the first of this thread's items not read yet
-  for (; cached_first && next < end; ++next) {
+  size_t next = 0;  // the first item not read yet
+  for (; cached_first && next < items.size(); ++next) {
     if (names[next].empty()) continue;
     Result<bool> got = read(next, names[next], true);
     if (!got.ok() && got.status().code() == Status::Code::kBusy) break;  // needs the disk
     settle(next, got);
   }
-  if (split_done) {  // before anything else: its work refers to this frame
-    co_await split_done->Wait();
-    st->jobs.fetch_sub(1);
-  }
-  if (next < end) {
+  if (next < items.size()) {
     st->jobs.fetch_add(1);
-    co_await RunBlocking(env_, [&names, &read, &settle, next, end] {
-      for (size_t i = next; i < end; ++i) {
+    co_await RunBlocking(env_, [&names, &read, &settle, next] {
+      for (size_t i = next; i < names.size(); ++i) {
         if (!names[i].empty()) settle(i, read(i, names[i], false));
       }
       return true;
@@ -361,7 +339,6 @@ Task<std::vector<bool>> DiskCache::ReadEach(
   for (size_t i = 0; i < items.size(); ++i) {
     if (names[i].empty()) continue;
     if (r.hit[i]) {
-      hits[i] = true;
       st->hits.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
@@ -383,7 +360,6 @@ Task<std::vector<bool>> DiskCache::ReadEach(
       s->jobs.fetch_sub(1);
     });
   }
-  co_return hits;
 }
 
 void DiskCache::Put(std::string key, uint64_t checksum, std::string bytes) {

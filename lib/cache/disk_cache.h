@@ -80,9 +80,7 @@ class DiskCache {
   // `dest` (`size` bytes, which must stay valid until this completes) and hashed there,
   // with no buffer in between; the result says which items hit. Entries the page cache
   // holds are read on the calling thread (CacheFiles::ReadSplitCached; a trip to the
-  // blocking pool and back costs more than reading them), the rest on the pool; of a run
-  // of at least kSplitMinEntries present entries, the second half is read on the pool
-  // meanwhile (ReadEach). A miss leaves its
+  // blocking pool and back costs more than reading them), the rest on the pool. A miss leaves its
   // `dest` bytes undefined (possibly an entry's damaged bytes): the caller must not use
   // them. Same verification, eviction and counters as GetMany.
   struct ReadItem {
@@ -123,15 +121,11 @@ class DiskCache {
   // `read(i, file name, cached_only)` for the present ones in one job on the blocking
   // pool; `read` says whether the entry verified (an error: it could not be read).
   // `cached_first`: first on the calling thread with cached_only set, as long as `read`
-  // does not answer Busy (it would wait for the disk); a run of at least kSplitMinEntries
-  // present entries is then split, its second half read on the blocking pool meanwhile
-  // (`read` must be safe to call from two threads at once). Counts hits and misses; drops
-  // from the index, and removes, what did not verify. Returns which items hit.
-  static constexpr size_t kSplitMinEntries = 4;
-  Task<std::vector<bool>> ReadEach(
-      const std::vector<ReadRef>& items,
-      std::function<Result<bool>(size_t, const std::string&, bool)> read,
-      bool cached_first = false);
+  // does not answer Busy (it would wait for the disk). Counts hits and misses; drops
+  // from the index, and removes, what did not verify.
+  Task<void> ReadEach(const std::vector<ReadRef>& items,
+                      std::function<Result<bool>(size_t, const std::string&, bool)> read,
+                      bool cached_first = false);
   Env& env_;
   std::shared_ptr<State> state_;
 };

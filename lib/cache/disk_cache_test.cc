@@ -4,7 +4,6 @@
 
 #include <spdlog/sinks/ringbuffer_sink.h>
 
-#include <atomic>
 #include <cctype>
 
 #include <catch2/catch.hpp>
@@ -321,78 +320,6 @@ TEST_CASE("DiskCache::ReadMany reads entries straight into the caller's memory, 
   for (int i : {1, 3, 4, 5}) CHECK_FALSE(std::filesystem::exists(file(i)));
   CHECK_FALSE(c.Contains("k1"));
   CHECK(c.Contains("k0"));
-}
-
-// DirectoryFiles, counting the reads that may wait for the disk (the blocking pool's) and
-// those that may not (the caller's).
-class CountingFiles final : public CacheFiles {
- public:
-  explicit CountingFiles(std::string dir) : files_(DirectoryFiles(std::move(dir))) {}
-  Status Open() override { return files_->Open(); }
-  Result<std::vector<FileInfo>> List() override { return files_->List(); }
-  Result<std::string> Read(const std::string& name) override { return files_->Read(name); }
-  Result<uint64_t> ReadSplit(const std::string& name, std::span<uint8_t> head,
-                             std::span<uint8_t> body) override {
-    ++pool_reads;
-    return files_->ReadSplit(name, head, body);
-  }
-  Result<uint64_t> ReadSplitCached(const std::string& name, std::span<uint8_t> head,
-                                   std::span<uint8_t> body) override {
-    ++caller_reads;
-    return files_->ReadSplitCached(name, head, body);
-  }
-  Status Write(const std::string& name, std::string_view data) override {
-    return files_->Write(name, data);
-  }
-  Status Remove(const std::string& name) override { return files_->Remove(name); }
-  std::string Describe() const override { return files_->Describe(); }
-
-  std::atomic<int> pool_reads{0}, caller_reads{0};
-
- private:
-  std::unique_ptr<CacheFiles> files_;
-};
-
-TEST_CASE("DiskCache::ReadMany splits a long run between the caller and the blocking pool",
-          "[cache][disk_cache]") {
-  // A 1 MiB read of 16 entries the page cache holds: the caller reads its first part while
-  // a pool thread reads the rest (the other core, idle while the caller works alone), and
-  // each entry is verified wherever it was read.
-  SimEnv env;
-  testing::TempDir dir;
-  auto counting = std::make_unique<CountingFiles>(dir.path());
-  CountingFiles& files = *counting;
-  DiskCache c(env, std::move(counting), 4 << 20);
-  RunSim(env, c.Load());
-  constexpr size_t kEntries = 16, kSize = 65536;
-  std::vector<std::string> bytes;
-  for (size_t i = 0; i < kEntries; ++i) {
-    bytes.push_back(Bytes(kSize, static_cast<char>(i)));
-    Put(env, c, fmt::format("k{}", i), bytes[i]);
-  }
-  for (int i : {2, 13}) {  // damaged: one in each part
-    const std::string f = dir.Join(fmt::format("{:016x}", Checksum64(fmt::format("k{}", i))));
-    std::fstream s(f, std::ios::in | std::ios::out | std::ios::binary);
-    s.seekp(-100, std::ios::end);
-    s.put('!');
-  }
-  std::string dest(kEntries * kSize, '\0');
-  std::vector<DiskCache::ReadItem> items;
-  for (size_t i = 0; i < kEntries; ++i) {
-    items.push_back({fmt::format("k{}", i), Checksum64(bytes[i]), kSize,
-                     reinterpret_cast<uint8_t*>(dest.data()) + i * kSize});
-  }
-  const std::vector<bool> hit = RunSim(env, c.ReadMany(items));
-  for (size_t i = 0; i < kEntries; ++i) {
-    CAPTURE(i);
-    CHECK(hit[i] == (i != 2 && i != 13));
-    if (hit[i]) CHECK(dest.substr(i * kSize, kSize) == bytes[i]);
-  }
-  CHECK(files.caller_reads > 0);
-  CHECK(files.pool_reads > 0);
-  CHECK(files.caller_reads + files.pool_reads == kEntries);
-  CHECK(c.stats().hits == kEntries - 2);
-  CHECK(c.stats().damaged == 2);
 }
 
 TEST_CASE("DiskCache checks the payload itself, not only the checksum its header claims",

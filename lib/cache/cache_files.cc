@@ -31,6 +31,7 @@ class DirectoryFilesImpl final : public CacheFiles {
  public:
   explicit DirectoryFilesImpl(std::string dir) : dir_(std::move(dir)) {}
   ~DirectoryFilesImpl() override {
+    if (dir_fd_ >= 0) ::close(dir_fd_);
     if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
   }
 
@@ -38,6 +39,10 @@ class DirectoryFilesImpl final : public CacheFiles {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) return Status::IOError("cannot create " + dir_ + ": " + ec.message());
+    // Entries are opened, written, renamed and removed relative to this descriptor: a read
+    // looks up one name, not every component of the directory's path again.
+    dir_fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd_ < 0) return FromErrno(errno, "cannot open " + dir_);
     const std::string lock = dir_ + "/" + kLockName;
     lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd_ < 0) return FromErrno(errno, "cannot open " + lock);
@@ -81,7 +86,7 @@ class DirectoryFilesImpl final : public CacheFiles {
 
   Status ReadInto(const std::string& name, std::string* out) override {
     const std::string path = dir_ + "/" + name;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return FromErrno(errno, "cannot open " + path);
     struct stat st;
     if (::fstat(fd, &st) != 0) {
@@ -125,8 +130,9 @@ class DirectoryFilesImpl final : public CacheFiles {
 
   Status Write(const std::string& name, std::string_view data) override {
     const std::string path = dir_ + "/" + name;
+    const std::string tmp_name = name + std::string(kTmpSuffix);
     const std::string tmp = path + std::string(kTmpSuffix);
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::openat(dir_fd_, tmp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return FromErrno(errno, "cannot create " + tmp);
     size_t done = 0;
     while (done < data.size()) {
@@ -135,19 +141,19 @@ class DirectoryFilesImpl final : public CacheFiles {
       if (n <= 0) {
         int err = n < 0 ? errno : ENOSPC;
         ::close(fd);
-        (void)::unlink(tmp.c_str());
+        (void)::unlinkat(dir_fd_, tmp_name.c_str(), 0);
         return FromErrno(err, "cannot write " + tmp);
       }
       done += static_cast<size_t>(n);
     }
     if (::close(fd) != 0) {
       int err = errno;
-      (void)::unlink(tmp.c_str());
+      (void)::unlinkat(dir_fd_, tmp_name.c_str(), 0);
       return FromErrno(err, "cannot write " + tmp);
     }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (::renameat(dir_fd_, tmp_name.c_str(), dir_fd_, name.c_str()) != 0) {
       int err = errno;
-      (void)::unlink(tmp.c_str());
+      (void)::unlinkat(dir_fd_, tmp_name.c_str(), 0);
       return FromErrno(err, "cannot rename " + tmp);
     }
     return Status::Ok();
@@ -155,7 +161,7 @@ class DirectoryFilesImpl final : public CacheFiles {
 
   Status Remove(const std::string& name) override {
     const std::string path = dir_ + "/" + name;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    if (::unlinkat(dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT)
       return FromErrno(errno, "cannot remove " + path);
     return Status::Ok();
   }
@@ -167,8 +173,8 @@ class DirectoryFilesImpl final : public CacheFiles {
                          int flags) {
     const std::string path = dir_ + "/" + name;
     // O_NOATIME (where allowed: our own files): a read does not dirty the inode.
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return FromErrno(errno, "cannot open " + path);
     // One spare byte past the two parts tells a longer file from an exact one without
     // an fstat.
@@ -219,6 +225,7 @@ class DirectoryFilesImpl final : public CacheFiles {
 
 
   const std::string dir_;
+  int dir_fd_ = -1;  // dir_, opened by Open()
   int lock_fd_ = -1;
 };
 

@@ -31,7 +31,20 @@ auto Log() { return log::Get("portalbd::cache"); }
 constexpr std::string_view kMagic = "PBDCHNK1";
 constexpr size_t kHeaderSize = 8 + 4 + 8 + 8;
 
-std::string NameOf(const std::string& key) { return fmt::format("{:016x}", Checksum64(key)); }
+// An entry's id (what the index is keyed by) and its file's name, the id in hex.
+uint64_t IdOf(const std::string& key) { return Checksum64(key); }
+std::string FileName(uint64_t id) { return fmt::format("{:016x}", id); }
+// The id a file name spells, if it is one FileName makes (16 lowercase hex digits).
+std::optional<uint64_t> ParseName(std::string_view name) {
+  if (name.size() != 16) return std::nullopt;
+  uint64_t id = 0;
+  for (char c : name) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    id = id << 4 | static_cast<uint64_t>(d);
+  }
+  return id;
+}
 
 uint64_t FileSize(const std::string& key, uint64_t payload) {
   return kHeaderSize + key.size() + payload;
@@ -84,7 +97,8 @@ std::optional<std::string_view> Verify(std::string_view file, const std::string&
 struct DiskCache::State {
   enum Phase { kLoading, kOn, kOff };
   struct Entry {
-    std::string name;
+    uint64_t id = 0;  // IdOf the key
+    std::string name;  // FileName(id)
     uint64_t size = 0;     // of the file
     bool written = false;  // false while its write is queued
   };
@@ -96,7 +110,7 @@ struct DiskCache::State {
 
   mutable std::mutex mu;
   std::list<Entry> lru;  // GUARDED_BY(mu); front: most recent
-  std::unordered_map<std::string, std::list<Entry>::iterator> index;  // GUARDED_BY(mu)
+  std::unordered_map<uint64_t, std::list<Entry>::iterator> index;  // GUARDED_BY(mu)
   uint64_t usage = 0;    // GUARDED_BY(mu): file bytes, queued writes included
   uint64_t pending = 0;  // GUARDED_BY(mu): payload bytes queued for writing
 
@@ -113,8 +127,8 @@ struct DiskCache::State {
   }
 
   // Drops `name` from the index (its file is removed by the caller).
-  void ForgetLocked(const std::string& name) {
-    auto it = index.find(name);
+  void ForgetLocked(uint64_t id) {
+    auto it = index.find(id);
     if (it == index.end()) return;
     usage -= it->second->size;
     lru.erase(it->second);
@@ -130,7 +144,7 @@ struct DiskCache::State {
       if (!it->written) continue;  // its write is queued; it is the newest anyway
       victims.push_back(it->name);
       usage -= it->size;
-      index.erase(it->name);
+      index.erase(it->id);
       it = lru.erase(it);
     }
     evictions.fetch_add(victims.size(), std::memory_order_relaxed);
@@ -173,21 +187,30 @@ Task<void> DiskCache::Load() {
   std::sort(files.begin(), files.end(),
             [](const auto& a, const auto& b) { return a.mtime_ns < b.mtime_ns; });
   std::vector<std::string> victims;
+  std::vector<std::string> strays;  // files no entry is named as: no Get would find them
   uint64_t usage = 0;
+  size_t entries = 0;
   {
     std::lock_guard lock(st->mu);
     for (auto& f : files) {  // oldest first: the newest ends at the front
-      st->lru.push_front(State::Entry{f.name, f.size, true});
-      st->index[f.name] = st->lru.begin();
+      std::optional<uint64_t> id = ParseName(f.name);
+      if (!id) {
+        strays.push_back(std::move(f.name));
+        continue;
+      }
+      st->lru.push_front(State::Entry{*id, f.name, f.size, true});
+      st->index[*id] = st->lru.begin();
       st->usage += f.size;
     }
     victims = st->EvictLocked();
     usage = st->usage;
+    entries = st->index.size();
     int expected = State::kLoading;
     st->phase.compare_exchange_strong(expected, State::kOn);
   }
   Log()->info("disk cache ready path={} entries={} bytes={} capacity_bytes={}",
-              st->files->Describe(), files.size() - victims.size(), usage, st->capacity);
+              st->files->Describe(), entries, usage, st->capacity);
+  victims.insert(victims.end(), strays.begin(), strays.end());
   if (!victims.empty()) {
     st->jobs.fetch_add(1);
     env_.PostBlocking([s = state_, victims = std::move(victims)] {
@@ -244,9 +267,9 @@ Task<std::vector<bool>> DiskCache::ReadMany(std::vector<ReadItem> items) {
 bool DiskCache::Contains(const std::string& key) const {
   const State& st = *state_;
   if (!st.on()) return false;
-  const std::string name = NameOf(key);
+  const uint64_t id = IdOf(key);
   std::lock_guard lock(st.mu);
-  auto it = st.index.find(name);
+  auto it = st.index.find(id);
   return it != st.index.end() && it->second->written;
 }
 
@@ -260,14 +283,13 @@ Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
   {
     std::lock_guard lock(st->mu);
     for (size_t i = 0; i < items.size(); ++i) {
-      std::string name = NameOf(*items[i].key);
-      auto it = st->index.find(name);
+      auto it = st->index.find(IdOf(*items[i].key));
       if (it == st->index.end() || !it->second->written) {
         st->misses.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       st->lru.splice(st->lru.begin(), st->lru, it->second);
-      names[i] = std::move(name);
+      names[i] = it->second->name;
       ++present;
     }
   }
@@ -324,7 +346,7 @@ Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
     const std::string& name = names[i];
     {
       std::lock_guard lock(st->mu);
-      st->ForgetLocked(name);
+      st->ForgetLocked(IdOf(*items[i].key));
     }
     if (r.drop[i]) {
       Log()->debug("disk cache entry dropped name={} error=\"{}\"", name, r.why[i]);
@@ -357,15 +379,16 @@ void DiskCache::Put(std::vector<PutItem> items, std::function<std::string(size_t
   {
     std::lock_guard lock(st->mu);
     for (size_t i = 0; i < items.size(); ++i) {
-      std::string name = NameOf(items[i].key);
+      const uint64_t id = IdOf(items[i].key);
+      std::string name = FileName(id);
       const uint64_t fsize = FileSize(items[i].key, items[i].size);
-      if (st->index.count(name) || fsize > st->capacity ||
+      if (st->index.count(id) || fsize > st->capacity ||
           st->pending + items[i].size > kMaxPendingBytes) {
         st->dropped.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      st->lru.push_front(State::Entry{name, fsize, false});
-      st->index[name] = st->lru.begin();
+      st->lru.push_front(State::Entry{id, name, fsize, false});
+      st->index[id] = st->lru.begin();
       st->usage += fsize;
       st->pending += items[i].size;
       chosen.push_back(i);
@@ -392,12 +415,13 @@ void DiskCache::Put(std::vector<PutItem> items, std::function<std::string(size_t
       {
         std::lock_guard lock(s->mu);
         s->pending -= item.size;
-        auto it = s->index.find(names[j]);
+        const uint64_t id = IdOf(item.key);
+        auto it = s->index.find(id);
         if (it != s->index.end() && !it->second->written) {
           if (written.ok()) {
             it->second->written = true;
           } else {
-            s->ForgetLocked(names[j]);
+            s->ForgetLocked(id);
           }
         }
         if (written.ok()) victims = s->EvictLocked();

@@ -1,9 +1,10 @@
 // DiskCache: chunk bytes on local disk ([cache] dir, bounded by disk_size_bytes), shared
 // by every volume of the daemon, kept across restarts, never authoritative.
 //
-// - One file per entry (cache_files.h), named by a hash of its key. The index (name ->
-//   size, in LRU order) lives in memory and is rebuilt at Load() from the directory
-//   listing, oldest file first: a restart keeps what was cached, eviction is one unlink.
+// - One file per entry (cache_files.h), named by a hash of its key (16 hex digits). The
+//   index (that hash -> size, in LRU order) lives in memory and is rebuilt at Load() from
+//   the directory listing, oldest file first (files not named so are removed): a restart
+//   keeps what was cached, eviction is one unlink.
 // - Callers key entries by what identifies the bytes for good (the volume layer uses the
 //   store, volume uuid, segment id, chunk, the writer's epoch and the footer's checksum of
 //   the chunk), and give the expected checksum again on every Get: an entry whose bytes

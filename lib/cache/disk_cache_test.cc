@@ -4,6 +4,8 @@
 
 #include <spdlog/sinks/ringbuffer_sink.h>
 
+#include <cctype>
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <filesystem>
@@ -129,6 +131,66 @@ TEST_CASE("DiskCache keeps its entries across a restart, in a real directory",
     files += e.path().filename() != "LOCK";
   }
   CHECK(files == 1);
+}
+
+TEST_CASE("DiskCache removes at start the files no entry is named as", "[cache][disk_cache]") {
+  // Entries are indexed by the hash their 16-hex-digit name spells: a file named otherwise
+  // (left by someone else, or an upper-case name) could never be found, only take room.
+  SimEnv env;
+  testing::TempDir dir;
+  const std::string a = Bytes(4096, 1);
+  {
+    DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+    RunSim(env, c.Load());
+    Put(env, c, "a", a);
+  }
+  const std::string name = fmt::format("{:016x}", Checksum64(std::string("a")));
+  std::string upper = name;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const bool has_letter = upper != name;
+  for (const char* stray : {"notes.txt", "0123456789abcdef0"}) {
+    std::ofstream(dir.Join(stray)) << "x";
+  }
+  if (has_letter) std::ofstream(dir.Join(upper)) << "x";
+  DiskCache c(env, DirectoryFiles(dir.path()), 1 << 20);
+  RunSim(env, c.Load());
+  RunSim(env, c.Drain());
+  CHECK(c.stats().entries == 1);
+  CHECK(c.stats().usage_bytes < 4096 + 100);
+  CHECK_FALSE(std::filesystem::exists(dir.Join("notes.txt")));
+  CHECK_FALSE(std::filesystem::exists(dir.Join("0123456789abcdef0")));
+  if (has_letter) CHECK_FALSE(std::filesystem::exists(dir.Join(upper)));
+  CHECK(Get(env, c, "a", a) == a);
+}
+
+TEST_CASE("DirectoryFiles works in the directory it opened and locked, not in its path",
+          "[cache][disk_cache]") {
+  // Entries are named relative to the directory Open() opened (one name to look up per
+  // read, not the whole path): the directory moved away is still the one read, written
+  // and cleaned, and what later appears at the old path is not read or touched.
+  testing::TempDir dir;
+  const std::string path = dir.Join("chunks"), moved = dir.Join("moved");
+  auto files = DirectoryFiles(path);
+  REQUIRE(files->Open().ok());
+  REQUIRE(files->Write("a", "first").ok());
+  std::filesystem::rename(path, moved);
+  std::filesystem::create_directories(path);
+  std::ofstream(path + "/a") << "impostor";
+  auto a = files->Read("a");
+  REQUIRE(a.ok());
+  CHECK(*a == "first");
+  std::string head(2, '\0'), body(3, '\0');
+  auto len = files->ReadSplit("a", std::span<uint8_t>(reinterpret_cast<uint8_t*>(head.data()), 2),
+                              std::span<uint8_t>(reinterpret_cast<uint8_t*>(body.data()), 3));
+  REQUIRE(len.ok());
+  CHECK(*len == 5);
+  CHECK(head + body == "first");
+  REQUIRE(files->Write("b", "second").ok());
+  CHECK(std::filesystem::exists(moved + "/b"));
+  CHECK_FALSE(std::filesystem::exists(path + "/b"));
+  REQUIRE(files->Remove("a").ok());
+  CHECK_FALSE(std::filesystem::exists(moved + "/a"));
+  CHECK(std::filesystem::exists(path + "/a"));
 }
 
 TEST_CASE("DiskCache drops a damaged entry, never serves it, and takes it again",

@@ -187,7 +187,10 @@ Task<void> DiskCache::Load() {
   std::sort(files.begin(), files.end(),
             [](const auto& a, const auto& b) { return a.mtime_ns < b.mtime_ns; });
   std::vector<std::string> victims;
-  std::vector<std::string> strays;  // files no entry is named as: no Get would find them
+  // Files no entry is named as: no Get would find them. They are not the cache's to
+  // delete (a [cache] dir pointed at a directory holding something else): left alone,
+  // not counted, and named in one warning.
+  std::vector<std::string> strays;
   uint64_t usage = 0;
   size_t entries = 0;
   {
@@ -210,7 +213,10 @@ Task<void> DiskCache::Load() {
   }
   Log()->info("disk cache ready path={} entries={} bytes={} capacity_bytes={}",
               st->files->Describe(), entries, usage, st->capacity);
-  victims.insert(victims.end(), strays.begin(), strays.end());
+  if (!strays.empty())
+    Log()->warn("disk cache path={} ignores {} files not named as a cache entry (first: {}); "
+                "they are neither read nor removed",
+                st->files->Describe(), strays.size(), strays.front());
   if (!victims.empty()) {
     st->jobs.fetch_add(1);
     env_.PostBlocking([s = state_, victims = std::move(victims)] {

@@ -3,7 +3,7 @@
 //
 // - One file per entry (cache_files.h), named by a hash of its key (16 hex digits). The
 //   index (that hash -> size, in LRU order) lives in memory and is rebuilt at Load() from
-//   the directory listing, oldest file first (files not named so are removed): a restart
+//   the directory listing, oldest file first (files not named so are left alone): a restart
 //   keeps what was cached, eviction is one unlink.
 // - Callers key entries by what identifies the bytes for good (the volume layer uses the
 //   store, volume uuid, segment id, chunk, the writer's epoch and the footer's checksum of

@@ -85,14 +85,13 @@ class DirectoryFilesImpl final : public CacheFiles {
   }
 
   Status ReadInto(const std::string& name, std::string* out) override {
-    const std::string path = dir_ + "/" + name;
     int fd = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return FromErrno(errno, "cannot open " + path);
+    if (fd < 0) return FromErrno(errno, "cannot open " + PathOf(name));
     struct stat st;
     if (::fstat(fd, &st) != 0) {
       int err = errno;
       ::close(fd);
-      return FromErrno(err, "cannot stat " + path);
+      return FromErrno(err, "cannot stat " + PathOf(name));
     }
     // Grown only (zeroing the growth): a buffer reused for entries of one size is
     // neither zeroed nor faulted in again.
@@ -105,7 +104,7 @@ class DirectoryFilesImpl final : public CacheFiles {
       if (n < 0) {
         int err = errno;
         ::close(fd);
-        return FromErrno(err, "cannot read " + path);
+        return FromErrno(err, "cannot read " + PathOf(name));
       }
       if (n == 0) break;  // shrank meanwhile: the caller's checks see a short entry
       got += static_cast<size_t>(n);
@@ -129,11 +128,9 @@ class DirectoryFilesImpl final : public CacheFiles {
   }
 
   Status Write(const std::string& name, std::string_view data) override {
-    const std::string path = dir_ + "/" + name;
     const std::string tmp_name = name + std::string(kTmpSuffix);
-    const std::string tmp = path + std::string(kTmpSuffix);
     int fd = ::openat(dir_fd_, tmp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return FromErrno(errno, "cannot create " + tmp);
+    if (fd < 0) return FromErrno(errno, "cannot create " + PathOf(tmp_name));
     size_t done = 0;
     while (done < data.size()) {
       ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -142,40 +139,42 @@ class DirectoryFilesImpl final : public CacheFiles {
         int err = n < 0 ? errno : ENOSPC;
         ::close(fd);
         (void)::unlinkat(dir_fd_, tmp_name.c_str(), 0);
-        return FromErrno(err, "cannot write " + tmp);
+        return FromErrno(err, "cannot write " + PathOf(tmp_name));
       }
       done += static_cast<size_t>(n);
     }
     if (::close(fd) != 0) {
       int err = errno;
       (void)::unlinkat(dir_fd_, tmp_name.c_str(), 0);
-      return FromErrno(err, "cannot write " + tmp);
+      return FromErrno(err, "cannot write " + PathOf(tmp_name));
     }
     if (::renameat(dir_fd_, tmp_name.c_str(), dir_fd_, name.c_str()) != 0) {
       int err = errno;
       (void)::unlinkat(dir_fd_, tmp_name.c_str(), 0);
-      return FromErrno(err, "cannot rename " + tmp);
+      return FromErrno(err, "cannot rename " + PathOf(tmp_name));
     }
     return Status::Ok();
   }
 
   Status Remove(const std::string& name) override {
-    const std::string path = dir_ + "/" + name;
     if (::unlinkat(dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT)
-      return FromErrno(errno, "cannot remove " + path);
+      return FromErrno(errno, "cannot remove " + PathOf(name));
     return Status::Ok();
   }
 
   std::string Describe() const override { return dir_; }
 
  private:
+  // For error messages only: entries are reached through dir_fd_, so a read or write
+  // builds no path.
+  std::string PathOf(const std::string& name) const { return dir_ + "/" + name; }
+
   Result<uint64_t> Split(const std::string& name, std::span<uint8_t> head, std::span<uint8_t> body,
                          int flags) {
-    const std::string path = dir_ + "/" + name;
     // O_NOATIME (where allowed: our own files): a read does not dirty the inode.
     int fd = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM) fd = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return FromErrno(errno, "cannot open " + path);
+    if (fd < 0) return FromErrno(errno, "cannot open " + PathOf(name));
     // One spare byte past the two parts tells a longer file from an exact one without
     // an fstat.
     uint8_t spare = 0;
@@ -190,7 +189,7 @@ class DirectoryFilesImpl final : public CacheFiles {
         int err = errno;
         ::close(fd);
         if (err == EAGAIN && (flags & RWF_NOWAIT)) return Status::Busy("not in the page cache");
-        return FromErrno(err, "cannot read " + path);
+        return FromErrno(err, "cannot read " + PathOf(name));
       }
       if (n == 0) break;  // the end of the file
       size_t asked = 0;
@@ -222,7 +221,6 @@ class DirectoryFilesImpl final : public CacheFiles {
     ::close(fd);
     return got;
   }
-
 
   const std::string dir_;
   int dir_fd_ = -1;  // dir_, opened by Open()

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -36,13 +37,10 @@ uint64_t IdOf(const std::string& key) { return Checksum64(key); }
 std::string FileName(uint64_t id) { return fmt::format("{:016x}", id); }
 // The id a file name spells, if it is one FileName makes (16 lowercase hex digits).
 std::optional<uint64_t> ParseName(std::string_view name) {
-  if (name.size() != 16) return std::nullopt;
   uint64_t id = 0;
-  for (char c : name) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) return std::nullopt;
-    id = id << 4 | static_cast<uint64_t>(d);
-  }
+  const char* end = name.data() + name.size();
+  auto [at, ec] = std::from_chars(name.data(), end, id, 16);
+  if (ec != std::errc{} || at != end || FileName(id) != name) return std::nullopt;
   return id;
 }
 
@@ -97,8 +95,7 @@ std::optional<std::string_view> Verify(std::string_view file, const std::string&
 struct DiskCache::State {
   enum Phase { kLoading, kOn, kOff };
   struct Entry {
-    uint64_t id = 0;  // IdOf the key
-    std::string name;  // FileName(id)
+    uint64_t id = 0;       // IdOf the key; its file is FileName(id)
     uint64_t size = 0;     // of the file
     bool written = false;  // false while its write is queued
   };
@@ -142,7 +139,7 @@ struct DiskCache::State {
     while (usage > capacity && it != lru.begin()) {
       --it;
       if (!it->written) continue;  // its write is queued; it is the newest anyway
-      victims.push_back(it->name);
+      victims.push_back(FileName(it->id));
       usage -= it->size;
       index.erase(it->id);
       it = lru.erase(it);
@@ -201,7 +198,7 @@ Task<void> DiskCache::Load() {
         strays.push_back(std::move(f.name));
         continue;
       }
-      st->lru.push_front(State::Entry{*id, f.name, f.size, true});
+      st->lru.push_front(State::Entry{*id, f.size, true});
       st->index[*id] = st->lru.begin();
       st->usage += f.size;
     }
@@ -295,7 +292,7 @@ Task<void> DiskCache::ReadEach(const std::vector<ReadRef>& items,
         continue;
       }
       st->lru.splice(st->lru.begin(), st->lru, it->second);
-      names[i] = it->second->name;
+      names[i] = FileName(it->first);
       ++present;
     }
   }
@@ -381,37 +378,36 @@ void DiskCache::Put(std::vector<PutItem> items, std::function<std::string(size_t
   if (!st->on()) return;
   // Reserve now (a second Put of the same key is dropped; usage counts queued writes).
   std::vector<size_t> chosen;
-  std::vector<std::string> names;
+  std::vector<uint64_t> ids;  // IdOf each chosen item's key
   {
     std::lock_guard lock(st->mu);
     for (size_t i = 0; i < items.size(); ++i) {
       const uint64_t id = IdOf(items[i].key);
-      std::string name = FileName(id);
       const uint64_t fsize = FileSize(items[i].key, items[i].size);
       if (st->index.count(id) || fsize > st->capacity ||
           st->pending + items[i].size > kMaxPendingBytes) {
         st->dropped.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      st->lru.push_front(State::Entry{id, name, fsize, false});
+      st->lru.push_front(State::Entry{id, fsize, false});
       st->index[id] = st->lru.begin();
       st->usage += fsize;
       st->pending += items[i].size;
       chosen.push_back(i);
-      names.push_back(std::move(name));
+      ids.push_back(id);
     }
   }
   if (chosen.empty()) return;
   st->jobs.fetch_add(1);
   env_.PostBlocking([s = state_, items = std::move(items), chosen = std::move(chosen),
-                     names = std::move(names), payload = std::move(payload)] {
+                     ids = std::move(ids), payload = std::move(payload)] {
     for (size_t j = 0; j < chosen.size(); ++j) {
       const PutItem& item = items[chosen[j]];
       Status written = Status::Shutdown("the disk cache is off");
       if (s->on()) {
         std::string bytes = payload(chosen[j]);
         if (bytes.size() == item.size && Checksum64(bytes) == item.checksum) {
-          written = s->files->Write(names[j], Encode(item.key, item.checksum, bytes));
+          written = s->files->Write(FileName(ids[j]), Encode(item.key, item.checksum, bytes));
           if (!written.ok()) s->TurnOff(written.ToString());
         } else {
           written = Status::Corruption("payload does not match its checksum");
@@ -421,13 +417,12 @@ void DiskCache::Put(std::vector<PutItem> items, std::function<std::string(size_t
       {
         std::lock_guard lock(s->mu);
         s->pending -= item.size;
-        const uint64_t id = IdOf(item.key);
-        auto it = s->index.find(id);
+        auto it = s->index.find(ids[j]);
         if (it != s->index.end() && !it->second->written) {
           if (written.ok()) {
             it->second->written = true;
           } else {
-            s->ForgetLocked(id);
+            s->ForgetLocked(ids[j]);
           }
         }
         if (written.ok()) victims = s->EvictLocked();

@@ -156,12 +156,7 @@ Task<bool> SstReader::Warm(const SstRef& ref, objstore::ObjectStore& once,
   counts.ssts = 1;
   auto tally = [&] {
     std::lock_guard lock(warm_mu_);
-    warm_.ssts += counts.ssts;
-    warm_.blocks += counts.blocks;
-    warm_.local_blocks += counts.local_blocks;
-    warm_.local_indexes += counts.local_indexes;
-    warm_.gets += counts.gets;
-    warm_.get_bytes += counts.get_bytes;
+    warm_ += counts;
   };
   auto idx = co_await Index(ref, &counts);
   if (!idx.ok()) {

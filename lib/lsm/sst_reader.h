@@ -74,6 +74,25 @@ class SstReader {
     uint64_t local_indexes = 0;  // indexes taken from the metadata cache
     uint64_t gets = 0;           // GETs of indexes and blocks
     uint64_t get_bytes = 0;
+
+    WarmStats& operator+=(const WarmStats& o) {
+      ssts += o.ssts;
+      blocks += o.blocks;
+      local_blocks += o.local_blocks;
+      local_indexes += o.local_indexes;
+      gets += o.gets;
+      get_bytes += o.get_bytes;
+      return *this;
+    }
+    // What happened since `before` (an earlier warm_stats()).
+    WarmStats operator-(const WarmStats& before) const {
+      return {ssts - before.ssts,
+              blocks - before.blocks,
+              local_blocks - before.local_blocks,
+              local_indexes - before.local_indexes,
+              gets - before.gets,
+              get_bytes - before.get_bytes};
+    }
   };
   WarmStats warm_stats() const {
     std::lock_guard lock(warm_mu_);

@@ -68,13 +68,11 @@ Task<Result<std::shared_ptr<LsmVolume>>> LsmVolume::Open(Env& env, objstore::Obj
     const uint64_t start_ns = env.NowNanos();
     const lsm::SstReader::WarmStats before = v->ssts_.warm_stats();
     Start(v->WarmMap(), [v, start_ns, before] {
-      const lsm::SstReader::WarmStats now = v->ssts_.warm_stats();
+      const lsm::SstReader::WarmStats d = v->ssts_.warm_stats() - before;
       Log()->info(
           "map warm-up done ssts={} blocks={} blocks_from_metadata_cache={} "
           "indexes_from_metadata_cache={} gets={} get_bytes={} ms={}",
-          now.ssts - before.ssts, now.blocks - before.blocks,
-          now.local_blocks - before.local_blocks, now.local_indexes - before.local_indexes,
-          now.gets - before.gets, now.get_bytes - before.get_bytes,
+          d.ssts, d.blocks, d.local_blocks, d.local_indexes, d.gets, d.get_bytes,
           (v->env_.NowNanos() - start_ns) / kNanosPerMilli);
       v->loops_.Done();
     });

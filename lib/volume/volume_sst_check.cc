@@ -18,20 +18,21 @@ Task<Status> LsmVolume::CheckSstsStored(uint64_t number, const Manifest& m) {
   std::unordered_map<std::string, uint64_t> stored;  // key -> size
   stored.reserve(listed->size());
   for (const auto& o : *listed) stored.emplace(o.key, o.size);
-  std::string damage;
-  for (const auto& level : m.levels) {
-    for (const auto& ref : level) {
-      auto it = stored.find(ref.key);
-      if (it == stored.end()) {
-        damage = fmt::format("map SST {} is missing from {}", ref.key, store_.url());
-      } else if (it->second != ref.size_bytes) {
-        damage = fmt::format("map SST {} is {} bytes in {}, but {} records {}", ref.key, it->second,
+  // The first SST the listing lacks or holds at another size, described ("": none).
+  auto first_damage = [&]() -> std::string {
+    for (const auto& level : m.levels) {
+      for (const auto& ref : level) {
+        auto it = stored.find(ref.key);
+        if (it == stored.end())
+          return fmt::format("map SST {} is missing from {}", ref.key, store_.url());
+        if (it->second != ref.size_bytes)
+          return fmt::format("map SST {} is {} bytes in {}, but {} records {}", ref.key, it->second,
                              store_.url(), ManifestKey(number), ref.size_bytes);
       }
-      if (!damage.empty()) break;
     }
-    if (!damage.empty()) break;
-  }
+    return "";
+  };
+  const std::string damage = first_damage();
   if (damage.empty()) {
     std::vector<std::string> keys;
     keys.reserve(listed->size());

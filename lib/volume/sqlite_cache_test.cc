@@ -35,6 +35,16 @@ VolumeOptions SmallOptions(const std::string& cache_dir) {
   return o;
 }
 
+// Faults that inject nothing and count the GETs of map SSTs in `*map_gets`.
+objstore::FaultOptions CountMapGets(uint64_t* map_gets) {
+  objstore::FaultOptions count;
+  count.decide = [map_gets](objstore::OpKind kind, std::string_view key) {
+    if (kind == objstore::OpKind::kGet && key.starts_with("map/")) ++*map_gets;
+    return objstore::FaultDecision{};
+  };
+  return count;
+}
+
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> d(n);
   for (size_t i = 0; i < n; ++i) d[i] = static_cast<uint8_t>(seed * 13 + i * 5 + (i >> 12));
@@ -164,12 +174,8 @@ TEST_CASE(
   SimEnv env;
   objstore::MemoryStore mem;
   uint64_t map_gets = 0;  // GETs of map SSTs
-  objstore::FaultOptions count;
-  count.decide = [&](objstore::OpKind kind, std::string_view key) {
-    if (kind == objstore::OpKind::kGet && key.starts_with("map/")) ++map_gets;
-    return objstore::FaultDecision{};
-  };
-  objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env, count);
+  objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env,
+                             CountMapGets(&map_gets));
   VolumeOptions o = SmallOptions(dir.Join("cache"));
   o.block_cache_size_bytes = 8 << 20;  // the whole map fits the warm-up's budget
   o.l0_sst_size_bytes = 4 << 20;
@@ -243,12 +249,8 @@ TEST_CASE(
   SimEnv env;
   objstore::MemoryStore mem;
   uint64_t map_gets = 0;  // GETs of map SSTs
-  objstore::FaultOptions count;
-  count.decide = [&](objstore::OpKind kind, std::string_view key) {
-    if (kind == objstore::OpKind::kGet && key.starts_with("map/")) ++map_gets;
-    return objstore::FaultDecision{};
-  };
-  objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env, count);
+  objstore::FaultStore store(std::make_unique<testing::BorrowedStore>(mem), env,
+                             CountMapGets(&map_gets));
   VolumeOptions o = SmallOptions(cache_dir);
   o.block_cache_size_bytes = 8 << 20;  // the whole map fits the warm-up's budget
   o.l0_sst_size_bytes = 4 << 20;
